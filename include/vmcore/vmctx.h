@@ -1,0 +1,199 @@
+/* The VmCtx: the one page of memory shared by the host and the sandbox.
+ *
+ * This header is the single definition of the context, the futex states and
+ * the fixed sandbox addresses.  Python reads the layout from the compiled
+ * code (vmcore.abi), the zygote and the recompiler include this file; nothing
+ * re-types these numbers.
+ *
+ * Fields written by different sides in the hot path sit on different cache
+ * lines: the handshake words (futex, program counters, jump target, args) on
+ * the first, gas on the second (generated code decrements it on every basic
+ * block), registers and heap state after that.
+ */
+#ifndef VMCORE_VMCTX_H
+#define VMCORE_VMCTX_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VMCTX_CACHE_LINE 64
+#define VMCTX_REG_COUNT 13
+#define VMCTX_MESSAGE_BUFFER_SIZE 512
+
+/* Futex states.  The futex word is the single source of truth for who owns
+ * the context: BUSY means the sandbox is running, anything with the IDLE bit
+ * means the host owns it, the upper bits saying why the guest stopped. */
+#define VMCTX_FUTEX_BUSY 0u
+#define VMCTX_FUTEX_IDLE 1u
+#define VMCTX_FUTEX_GUEST_ECALLI (VMCTX_FUTEX_IDLE | (1u << 1))
+#define VMCTX_FUTEX_GUEST_TRAP (VMCTX_FUTEX_IDLE | (2u << 1))
+#define VMCTX_FUTEX_GUEST_SIGNAL (VMCTX_FUTEX_IDLE | (3u << 1))
+#define VMCTX_FUTEX_GUEST_STEP (VMCTX_FUTEX_IDLE | (4u << 1))
+#define VMCTX_FUTEX_GUEST_NOT_ENOUGH_GAS (VMCTX_FUTEX_IDLE | (5u << 1))
+#define VMCTX_FUTEX_GUEST_PAGEFAULT (VMCTX_FUTEX_IDLE | (6u << 1))
+#define VMCTX_FUTEX_LONGJUMP 0xffffffffu
+
+/* Guest address space (the program ABI, shared by every backend). */
+#define VM_MIN_PAGE_SIZE 0x1000u
+#define VM_MAX_PAGE_SIZE 0x10000u
+#define VM_ADDR_RETURN_TO_HOST 0xffff0000u
+#define VM_CODE_ADDRESS_ALIGNMENT 2u
+#define VM_MAXIMUM_CODE_SIZE (32u * 1024u * 1024u)
+#define VM_MAXIMUM_JUMP_TABLE_ENTRIES (16u * 1024u * 1024u)
+#define VM_MAXIMUM_IMPORT_COUNT 1024u
+
+/* Fixed addresses inside the sandbox process (native side). */
+#define VM_ADDR_NATIVE_CODE 0x100000000ull
+#define VM_ADDR_VMCTX 0x400000000ull
+#define VM_ADDR_SIGSTACK 0x500000000ull
+#define VM_ADDR_NATIVE_STACK_LOW 0x600000000ull
+#define VM_ADDR_NATIVE_STACK_SIZE 0x4000ull
+#define VM_ADDR_NATIVE_STACK_HIGH (VM_ADDR_NATIVE_STACK_LOW + VM_ADDR_NATIVE_STACK_SIZE)
+#define VM_ADDR_SHARED_MEMORY 0x700000000ull
+#define VM_ADDR_JUMP_TABLE 0x800000000ull
+#define VM_ADDR_GUEST_MEMORY 0x1000000000ull
+#define VM_GUEST_MEMORY_SIZE 0x100000000ull
+
+/* Descriptor numbers the zygote finds its resources at. */
+#define VM_FD_VMCTX 3
+#define VM_FD_GUEST_MEMORY 4
+#define VM_FD_LIFETIME 5
+#define VM_FD_LAST VM_FD_LIFETIME
+
+typedef struct vmctx_heap_info {
+    _Atomic uint64_t heap_top;
+    _Atomic uint64_t heap_threshold;
+} vmctx_heap_info;
+
+typedef struct vmctx_counters {
+    _Atomic uint64_t syscall_wait_loop_start;
+    _Atomic uint64_t syscall_futex_wait;
+} vmctx_counters;
+
+/* One-time start-up arguments handed to the zygote. */
+typedef struct vmctx_init {
+    _Atomic uint64_t stack_address;
+    _Atomic uint64_t stack_length;
+    _Atomic uint64_t vdso_address;
+    _Atomic uint64_t vdso_length;
+    _Atomic uint32_t flags;
+    _Atomic uint32_t spin_iterations;
+} vmctx_init;
+
+typedef struct vmctx {
+    /* Cache line 0: the handshake. */
+    _Alignas(VMCTX_CACHE_LINE) _Atomic uint32_t futex;
+    _Atomic uint32_t program_counter;
+    _Atomic uint64_t jump_into;
+    _Atomic uint64_t next_native_program_counter;
+    _Atomic uint32_t next_program_counter;
+    _Atomic uint32_t arg;
+    _Atomic uint32_t arg2;
+
+    /* Cache line 1: gas, decremented by generated code at every block. */
+    _Alignas(VMCTX_CACHE_LINE) _Atomic int64_t gas;
+
+    /* Cache line 2 on: guest-visible state synchronised at exits. */
+    _Alignas(VMCTX_CACHE_LINE) _Atomic uint64_t regs[VMCTX_REG_COUNT];
+    vmctx_heap_info heap_info;
+
+    _Atomic uint64_t shm_memory_map_offset;
+    _Atomic uint64_t shm_memory_map_count;
+    _Atomic uint64_t shm_code_offset;
+    _Atomic uint64_t shm_code_length;
+    _Atomic uint64_t shm_jump_table_offset;
+    _Atomic uint64_t shm_jump_table_length;
+    _Atomic uint64_t sysreturn_address;
+
+    _Atomic uint32_t uffd_enabled;
+    uint32_t heap_base;
+    uint32_t heap_initial_threshold;
+    uint32_t heap_max_size;
+    uint32_t page_size;
+
+    _Alignas(VMCTX_CACHE_LINE) vmctx_counters counters;
+
+    vmctx_init init;
+
+    uint32_t message_length;
+    char message_buffer[VMCTX_MESSAGE_BUFFER_SIZE];
+} vmctx;
+
+/* Offsets generated code bakes in; changing them is an ABI break. */
+#define VMCTX_OFFSET_FUTEX 0
+#define VMCTX_OFFSET_GAS 0x40
+#define VMCTX_OFFSET_REGS 0x80
+
+_Static_assert(sizeof(vmctx) <= 4096, "the VmCtx must fit in one page");
+_Static_assert(offsetof(vmctx, futex) == VMCTX_OFFSET_FUTEX, "futex offset");
+_Static_assert(offsetof(vmctx, gas) == VMCTX_OFFSET_GAS, "gas offset");
+_Static_assert(offsetof(vmctx, regs) == VMCTX_OFFSET_REGS, "regs offset");
+_Static_assert(offsetof(vmctx, counters) % VMCTX_CACHE_LINE == 0, "counters are cache aligned");
+_Static_assert(sizeof(_Atomic uint32_t) == 4 && sizeof(_Atomic uint64_t) == 8,
+               "atomics must have the plain type's size to be shared between processes");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
+               "shared atomics must be lock-free");
+
+/* Every public field, for introspection: VMCTX_FIELD(name, member-expression). */
+#define VMCTX_FIELDS(X)                                        \
+    X("futex", futex)                                          \
+    X("program_counter", program_counter)                      \
+    X("jump_into", jump_into)                                  \
+    X("next_native_program_counter", next_native_program_counter) \
+    X("next_program_counter", next_program_counter)            \
+    X("arg", arg)                                              \
+    X("arg2", arg2)                                            \
+    X("gas", gas)                                              \
+    X("regs", regs)                                            \
+    X("heap_info", heap_info)                                  \
+    X("heap_info.heap_top", heap_info.heap_top)                \
+    X("heap_info.heap_threshold", heap_info.heap_threshold)    \
+    X("shm_memory_map_offset", shm_memory_map_offset)          \
+    X("shm_memory_map_count", shm_memory_map_count)            \
+    X("shm_code_offset", shm_code_offset)                      \
+    X("shm_code_length", shm_code_length)                      \
+    X("shm_jump_table_offset", shm_jump_table_offset)          \
+    X("shm_jump_table_length", shm_jump_table_length)          \
+    X("sysreturn_address", sysreturn_address)                  \
+    X("uffd_enabled", uffd_enabled)                            \
+    X("heap_base", heap_base)                                  \
+    X("heap_initial_threshold", heap_initial_threshold)        \
+    X("heap_max_size", heap_max_size)                          \
+    X("page_size", page_size)                                  \
+    X("counters", counters)                                    \
+    X("counters.syscall_wait_loop_start", counters.syscall_wait_loop_start) \
+    X("counters.syscall_futex_wait", counters.syscall_futex_wait) \
+    X("init", init)                                            \
+    X("message_length", message_length)                        \
+    X("message_buffer", message_buffer)
+
+#define VMCTX_FUTEX_STATES(X)                         \
+    X("BUSY", VMCTX_FUTEX_BUSY)                       \
+    X("IDLE", VMCTX_FUTEX_IDLE)                       \
+    X("ECALLI", VMCTX_FUTEX_GUEST_ECALLI)             \
+    X("TRAP", VMCTX_FUTEX_GUEST_TRAP)                 \
+    X("SIGNAL", VMCTX_FUTEX_GUEST_SIGNAL)             \
+    X("STEP", VMCTX_FUTEX_GUEST_STEP)                 \
+    X("NOT_ENOUGH_GAS", VMCTX_FUTEX_GUEST_NOT_ENOUGH_GAS) \
+    X("PAGEFAULT", VMCTX_FUTEX_GUEST_PAGEFAULT)       \
+    X("LONGJUMP", VMCTX_FUTEX_LONGJUMP)
+
+#define VMCTX_ADDRESSES(X)                                   \
+    X("VM_ADDR_RETURN_TO_HOST", VM_ADDR_RETURN_TO_HOST)      \
+    X("VM_MIN_PAGE_SIZE", VM_MIN_PAGE_SIZE)                  \
+    X("VM_MAX_PAGE_SIZE", VM_MAX_PAGE_SIZE)                  \
+    X("VM_CODE_ADDRESS_ALIGNMENT", VM_CODE_ADDRESS_ALIGNMENT) \
+    X("VM_MAXIMUM_CODE_SIZE", VM_MAXIMUM_CODE_SIZE)          \
+    X("VM_MAXIMUM_JUMP_TABLE_ENTRIES", VM_MAXIMUM_JUMP_TABLE_ENTRIES) \
+    X("VM_MAXIMUM_IMPORT_COUNT", VM_MAXIMUM_IMPORT_COUNT)    \
+    X("VM_ADDR_NATIVE_CODE", VM_ADDR_NATIVE_CODE)            \
+    X("VM_ADDR_VMCTX", VM_ADDR_VMCTX)                        \
+    X("VM_ADDR_SIGSTACK", VM_ADDR_SIGSTACK)                  \
+    X("VM_ADDR_NATIVE_STACK_LOW", VM_ADDR_NATIVE_STACK_LOW)  \
+    X("VM_ADDR_NATIVE_STACK_HIGH", VM_ADDR_NATIVE_STACK_HIGH) \
+    X("VM_ADDR_SHARED_MEMORY", VM_ADDR_SHARED_MEMORY)        \
+    X("VM_ADDR_JUMP_TABLE", VM_ADDR_JUMP_TABLE)              \
+    X("VM_ADDR_GUEST_MEMORY", VM_ADDR_GUEST_MEMORY)
+
+#endif

@@ -1,0 +1,99 @@
+"""Instruction-set tables and the C decoder, for Python tools (isa.py,
+disasm.py, asm.py).  The tables come from include/vmcore/opcodes.h."""
+from libc.stdint cimport uint8_t, uint32_t
+from vmcore.includes.decoder cimport *
+
+vm_decoder_init()
+
+OP_INVALID = VM_OP_INVALID
+FLAG_ENDS_BLOCK = VM_F_ENDS_BLOCK
+FLAG_TERMINATOR = VM_F_TERMINATOR
+
+cdef extern from "vmcore/opcodes.h":
+    pass
+
+# Format names in the order of vm_format.
+cdef extern from *:
+    """
+    #define VM_FORMAT_NAME(id) #id,
+    static const char *const vm_format_names[] = {VM_FORMATS(VM_FORMAT_NAME)};
+    #undef VM_FORMAT_NAME
+    """
+    const char *const vm_format_names[]
+
+
+def isa_names():
+    """The instruction sets in blob-version order."""
+    return [vm_isa_name(i).decode() for i in range(VM_ISA_COUNT)]
+
+
+def isa_is_64_bit(int isa):
+    return bool(vm_isa_is_64_bit(isa))
+
+
+def format_names():
+    return [vm_format_names[i].decode().lower() for i in range(VM_FMT_COUNT)]
+
+
+def opcode_rows():
+    """One row per instruction: (op id, name, format name, flags,
+    (opcode byte or None for each ISA))."""
+    rows = []
+    cdef int op, isa, byte
+    for op in range(VM_OP_COUNT):
+        bytes_ = []
+        for isa in range(VM_ISA_COUNT):
+            byte = vm_isa_encode_opcode(isa, op)
+            bytes_.append(None if byte < 0 else byte)
+        rows.append((op, vm_op_name(op).decode(), vm_format_names[vm_op_format(op)].decode().lower(),
+                     vm_op_flags(op), tuple(bytes_)))
+    return rows
+
+
+def decode(int isa, const uint8_t[:] code, const uint8_t[:] bitmask, uint32_t offset):
+    """Decode one instruction: (op, next, (r0, r1, r2), imm1, imm2, imm64, next_is_invalid)."""
+    cdef vm_instruction ins
+    if <size_t>bitmask.shape[0] < (<size_t>code.shape[0] + 7) // 8:
+        raise ValueError("bitmask too short for the code")
+    if code.shape[0] == 0:
+        vm_decode(isa, NULL, 0, NULL, offset, &ins)
+    else:
+        vm_decode(isa, &code[0], <uint32_t>code.shape[0], &bitmask[0], offset, &ins)
+    return (ins.op, ins.next, (ins.reg[0], ins.reg[1], ins.reg[2]), ins.imm1, ins.imm2, ins.imm64,
+            bool(ins.next_is_invalid))
+
+
+def instructions(int isa, const uint8_t[:] code, const uint8_t[:] bitmask):
+    """Every instruction in order, the way a disassembler walks the code:
+    a list of (offset, next, op, r0, r1, r2, imm1, imm2, imm64).  Implicit
+    traps (end of code, too-long gaps, a missing bit at offset 0) appear as
+    op == OP_INVALID entries."""
+    cdef uint32_t n = <uint32_t>code.shape[0]
+    cdef uint32_t offset = 0
+    cdef vm_instruction ins
+    out = []
+    if n == 0:
+        return out
+    if <size_t>bitmask.shape[0] < (<size_t>n + 7) // 8:
+        raise ValueError("bitmask too short for the code")
+    cdef const uint8_t *c = &code[0]
+    cdef const uint8_t *b = &bitmask[0]
+    if not vm_bitmask_bit(b, n, 0):
+        out.append((0, 0, VM_OP_INVALID, 0, 0, 0, 0, 0, 0))
+        while offset < n and not vm_bitmask_bit(b, n, offset):
+            offset += 1
+    while offset < n:
+        vm_decode(isa, c, n, b, offset, &ins)
+        out.append((ins.offset, ins.next, ins.op, ins.reg[0], ins.reg[1], ins.reg[2], ins.imm1, ins.imm2, ins.imm64))
+        offset = ins.next
+        if ins.next_is_invalid:
+            out.append((offset, offset, VM_OP_INVALID, 0, 0, 0, 0, 0, 0))
+            while offset < n and not vm_bitmask_bit(b, n, offset):
+                offset += 1
+    return out
+
+
+def is_basic_block_start(int isa, const uint8_t[:] code, const uint8_t[:] bitmask, uint32_t offset):
+    if code.shape[0] == 0:
+        return False
+    return bool(vm_is_basic_block_start(isa, &code[0], <uint32_t>code.shape[0], &bitmask[0], offset))

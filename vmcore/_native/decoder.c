@@ -1,0 +1,245 @@
+/* Instruction decoding: bitmask, skip, operands.  Freestanding C11. */
+#include "vmcore/decoder.h"
+
+#include <stddef.h>
+
+static const char *const isa_names[VM_ISA_COUNT] = {
+#define VM_ISA_NAME(id, name, is64) name,
+    VM_ISAS(VM_ISA_NAME)
+#undef VM_ISA_NAME
+};
+
+static const uint8_t isa_is64[VM_ISA_COUNT] = {
+#define VM_ISA_IS64(id, name, is64) is64,
+    VM_ISAS(VM_ISA_IS64)
+#undef VM_ISA_IS64
+};
+
+static const char *const op_names[VM_OP_COUNT + 1] = {
+#define VM_OP_NAME(name, fmt, a, b, c, d, flags) #name,
+    VM_OPCODES(VM_OP_NAME)
+#undef VM_OP_NAME
+    "invalid",
+};
+
+static const uint8_t op_formats[VM_OP_COUNT + 1] = {
+#define VM_OP_FMT(name, fmt, a, b, c, d, flags) VM_FMT_##fmt,
+    VM_OPCODES(VM_OP_FMT)
+#undef VM_OP_FMT
+    VM_FMT_ARGLESS,
+};
+
+static const uint8_t op_flags[VM_OP_COUNT + 1] = {
+#define VM_OP_FLAGS(name, fmt, a, b, c, d, flags) flags,
+    VM_OPCODES(VM_OP_FLAGS)
+#undef VM_OP_FLAGS
+    VM_F_TERMINATOR,
+};
+
+static const int16_t op_bytes[VM_OP_COUNT][VM_ISA_COUNT] = {
+#define VM_OP_BYTES(name, fmt, a, b, c, d, flags) {a, b, c, d},
+    VM_OPCODES(VM_OP_BYTES)
+#undef VM_OP_BYTES
+};
+
+/* Inverse of op_bytes, built once by vm_decoder_init() before any thread
+ * decodes (module import in Python, start-up in the zygote). */
+static uint8_t decode_table[VM_ISA_COUNT][256];
+
+void vm_decoder_init(void)
+{
+    for (int isa = 0; isa < VM_ISA_COUNT; isa++) {
+        for (int b = 0; b < 256; b++)
+            decode_table[isa][b] = (uint8_t)VM_OP_INVALID;
+        for (int op = 0; op < VM_OP_COUNT; op++) {
+            int byte = op_bytes[op][isa];
+            if (byte >= 0)
+                decode_table[isa][byte] = (uint8_t)op;
+        }
+    }
+}
+
+_Static_assert(VM_OP_COUNT < 255, "vm_op must fit in a byte for the decode table");
+
+vm_op vm_isa_decode_opcode(vm_isa isa, uint8_t byte)
+{
+    if ((unsigned)isa >= VM_ISA_COUNT)
+        return VM_OP_INVALID;
+    return (vm_op)decode_table[isa][byte];
+}
+
+int vm_isa_encode_opcode(vm_isa isa, vm_op op)
+{
+    if ((unsigned)isa >= VM_ISA_COUNT || (unsigned)op >= VM_OP_COUNT)
+        return -1;
+    return op_bytes[op][isa];
+}
+
+int vm_isa_is_64_bit(vm_isa isa) { return (unsigned)isa < VM_ISA_COUNT ? isa_is64[isa] : 0; }
+const char *vm_isa_name(vm_isa isa) { return (unsigned)isa < VM_ISA_COUNT ? isa_names[isa] : "?"; }
+const char *vm_op_name(vm_op op) { return (unsigned)op <= VM_OP_COUNT ? op_names[op] : "?"; }
+vm_format vm_op_format(vm_op op) { return (unsigned)op <= VM_OP_COUNT ? (vm_format)op_formats[op] : VM_FMT_ARGLESS; }
+int vm_op_flags(vm_op op) { return (unsigned)op <= VM_OP_COUNT ? op_flags[op] : VM_F_TERMINATOR; }
+
+int vm_bitmask_bit(const uint8_t *bitmask, uint32_t code_len, uint32_t offset)
+{
+    if (offset >= code_len)
+        return 0;
+    return (bitmask[offset >> 3] >> (offset & 7)) & 1;
+}
+
+/* Distance to the next instruction start after `offset`, capped at
+ * VM_BITMASK_MAX and at the end of the code; *invalid is set when the next
+ * instruction is the implicit trap (end of code or a gap past the cap). */
+static uint32_t parse_skip(const uint8_t *bitmask, uint32_t code_len, uint32_t offset, int *invalid)
+{
+    uint32_t origin = offset + 1;
+    for (uint32_t next = origin; next < code_len && next - origin <= VM_BITMASK_MAX; next++) {
+        if ((bitmask[next >> 3] >> (next & 7)) & 1) {
+            *invalid = 0;
+            return next - origin;
+        }
+    }
+    *invalid = 1;
+    uint32_t remaining = code_len > origin ? code_len - origin : 0;
+    return remaining < VM_BITMASK_MAX ? remaining : VM_BITMASK_MAX;
+}
+
+/* Little-endian read of `length` (0..4) bytes, sign-extended to 32 bits. */
+static uint32_t read_imm(const uint8_t *p, uint32_t length)
+{
+    uint32_t value = 0;
+    for (uint32_t i = 0; i < length; i++)
+        value |= (uint32_t)p[i] << (8 * i);
+    if (length == 0 || length == 4)
+        return value;
+    uint32_t sign = 1u << (8 * length - 1);
+    return (value ^ sign) - sign;
+}
+
+static uint32_t clamp4(int32_t v) { return v < 0 ? 0u : (v > 4 ? 4u : (uint32_t)v); }
+static uint8_t reg_of(uint8_t nibble) { nibble &= 15; return nibble > 12 ? 12 : nibble; }
+
+void vm_decode(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
+               uint32_t offset, vm_instruction *out)
+{
+    out->offset = offset;
+    out->reg[0] = out->reg[1] = out->reg[2] = 0;
+    out->imm1 = out->imm2 = 0;
+    out->imm64 = 0;
+    out->next_is_invalid = 0;
+
+    if (offset >= code_len) {
+        out->op = VM_OP_INVALID;
+        out->format = VM_FMT_ARGLESS;
+        out->next = offset + 1;
+        return;
+    }
+
+    int invalid = 0;
+    uint32_t skip = parse_skip(bitmask, code_len, offset, &invalid);
+    vm_op op = vm_isa_decode_opcode(isa, code[offset]);
+
+    /* The operand bytes: the 16 bytes after the opcode, zero past the end
+     * of the code.  Operands may read past `skip`; the reference does too. */
+    uint8_t c[16] = {0};
+    uint32_t avail = code_len - offset - 1;
+    if (avail > 16)
+        avail = 16;
+    for (uint32_t i = 0; i < avail; i++)
+        c[i] = code[offset + 1 + i];
+
+    /* Past the last instruction a fallthrough hits the implicit trap;
+     * instructions that cannot fall through do not need it. */
+    if (invalid && offset + skip + 1 >= code_len && (vm_op_flags(op) & VM_F_TERMINATOR) == VM_F_TERMINATOR)
+        invalid = 0;
+
+    out->op = (uint16_t)op;
+    out->format = (uint8_t)vm_op_format(op);
+    out->next = offset + skip + 1;
+    out->next_is_invalid = (uint8_t)invalid;
+
+    int32_t s = (int32_t)skip;
+    uint32_t l1, l2;
+    switch ((vm_format)out->format) {
+    case VM_FMT_ARGLESS:
+        break;
+    case VM_FMT_IMM:
+        out->imm1 = read_imm(c, skip < 4 ? skip : 4);
+        break;
+    case VM_FMT_OFFSET:
+        out->imm1 = offset + read_imm(c, skip < 4 ? skip : 4);
+        break;
+    case VM_FMT_IMM_IMM:
+        l1 = c[0] & 7; if (l1 > 4) l1 = 4;
+        l2 = clamp4(s - (int32_t)l1 - 1);
+        out->imm1 = read_imm(c + 1, l1);
+        out->imm2 = read_imm(c + 1 + l1, l2);
+        break;
+    case VM_FMT_REG_IMM:
+        out->reg[0] = reg_of(c[0]);
+        out->imm1 = read_imm(c + 1, clamp4(s - 1));
+        break;
+    case VM_FMT_REG_IMM_IMM:
+    case VM_FMT_REG_IMM_OFFSET:
+        out->reg[0] = reg_of(c[0]);
+        l1 = (c[0] >> 4) & 7; if (l1 > 4) l1 = 4;
+        l2 = clamp4(s - (int32_t)l1 - 1);
+        out->imm1 = read_imm(c + 1, l1);
+        out->imm2 = read_imm(c + 1 + l1, l2);
+        if (out->format == VM_FMT_REG_IMM_OFFSET)
+            out->imm2 += offset;
+        break;
+    case VM_FMT_REG_REG_IMM_IMM:
+        out->reg[0] = reg_of(c[0]);
+        out->reg[1] = reg_of((uint8_t)(c[0] >> 4));
+        l1 = c[1] & 7; if (l1 > 4) l1 = 4;
+        l2 = clamp4(s - (int32_t)l1 - 2);
+        out->imm1 = read_imm(c + 2, l1);
+        out->imm2 = read_imm(c + 2 + l1, l2);
+        break;
+    case VM_FMT_REG_REG_IMM:
+    case VM_FMT_REG_REG_OFFSET:
+        out->reg[0] = reg_of(c[0]);
+        out->reg[1] = reg_of((uint8_t)(c[0] >> 4));
+        out->imm1 = read_imm(c + 1, clamp4(s - 1));
+        if (out->format == VM_FMT_REG_REG_OFFSET)
+            out->imm1 += offset;
+        break;
+    case VM_FMT_REG_REG_REG:
+        /* dst is in the second byte, the sources in the first */
+        out->reg[0] = reg_of(c[1]);
+        out->reg[1] = reg_of(c[0]);
+        out->reg[2] = reg_of((uint8_t)(c[0] >> 4));
+        break;
+    case VM_FMT_REG_REG:
+        out->reg[0] = reg_of(c[0]);
+        out->reg[1] = reg_of((uint8_t)(c[0] >> 4));
+        break;
+    case VM_FMT_REG_IMM64:
+        out->reg[0] = reg_of(c[0]);
+        for (int i = 0; i < 8; i++)
+            out->imm64 |= (uint64_t)c[1 + i] << (8 * i);
+        break;
+    case VM_FMT_COUNT:
+        break;
+    }
+}
+
+int vm_is_basic_block_start(vm_isa isa, const uint8_t *code, uint32_t code_len,
+                            const uint8_t *bitmask, uint32_t offset)
+{
+    if (!vm_bitmask_bit(bitmask, code_len, offset))
+        return 0;
+    if (offset == 0)
+        return 1;
+    /* The nearest earlier instruction start within the bitmask's reach. */
+    uint32_t lowest = offset > VM_BITMASK_MAX + 1 ? offset - VM_BITMASK_MAX - 1 : 0;
+    for (uint32_t prev = offset; prev-- > lowest;) {
+        if ((bitmask[prev >> 3] >> (prev & 7)) & 1) {
+            vm_op op = vm_isa_decode_opcode(isa, code[prev]);
+            return op != VM_OP_INVALID && (vm_op_flags(op) & VM_F_ENDS_BLOCK);
+        }
+    }
+    return 0;
+}

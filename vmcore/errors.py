@@ -1,0 +1,81 @@
+"""The vmcore exception hierarchy: everything a guest, a program or a
+sandbox can do wrong surfaces as a VmError subclass."""
+from __future__ import annotations
+
+from typing import Optional
+
+
+class VmError(Exception):
+    """Base of every vmcore error.  ``pc`` is the guest program counter
+    where it happened, when that applies."""
+
+    def __init__(self, message: str, *, pc: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.pc = pc
+
+
+class ProgramError(VmError):
+    """A program blob is malformed or violates a limit.  ``offset`` is the
+    byte offset in the input the problem was found at."""
+
+    def __init__(self, message: str, *, offset: Optional[int] = None) -> None:
+        where = f" (at byte offset {offset})" if offset is not None else ""
+        super().__init__(message + where)
+        self.offset = offset
+        self.reason = message
+
+
+class Trap(VmError):
+    """The guest panicked: a trap instruction, an invalid instruction or
+    jump, or running off the end of the code."""
+
+
+class OutOfGas(VmError):
+    """The guest ran out of gas at the start of a basic block."""
+
+
+class PageFault(VmError):
+    """The guest touched an inaccessible page; ``address`` is the page."""
+
+    def __init__(self, message: str, *, pc: Optional[int] = None, address: Optional[int] = None) -> None:
+        super().__init__(message, pc=pc)
+        self.address = address
+
+
+class HostcallError(VmError):
+    """A hostcall raised (``__cause__`` is its exception) or the guest
+    called an import with no hostcall registered."""
+
+    def __init__(self, message: str, *, pc: Optional[int] = None, name: Optional[str] = None,
+                 number: Optional[int] = None) -> None:
+        super().__init__(message, pc=pc)
+        self.name = name
+        self.number = number
+
+
+class MemoryAccessError(VmError):
+    """A host-side read or write of guest memory touched inaccessible pages."""
+
+    def __init__(self, message: str, *, address: Optional[int] = None, length: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.address = address
+        self.length = length
+
+
+class SandboxError(VmError):
+    """The sandbox process failed: it died, stopped answering or reported
+    an internal error (``sandbox_message``)."""
+
+    def __init__(self, message: str, *, pc: Optional[int] = None, sandbox_message: str = "") -> None:
+        super().__init__(message + (f": {sandbox_message}" if sandbox_message else ""), pc=pc)
+        self.sandbox_message = sandbox_message
+
+
+class Timeout(VmError):
+    """A call passed its deadline; the guest was stopped at ``pc``."""
+
+
+__all__ = [
+    "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError",
+    "MemoryAccessError", "SandboxError", "Timeout",
+]

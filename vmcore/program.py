@@ -1,0 +1,176 @@
+"""vmcore.Program: a parsed, validated guest program of any container
+format.  Parsing and validation run in C (vmcore._program); this module
+turns the parts into a Python object and C parse errors into ProgramError."""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Union
+
+from vmcore import _decoder, _program, isa as _isa
+from vmcore.errors import ProgramError
+from vmcore.memory_map import MemoryMap
+
+BytesLike = Union[bytes, bytearray, memoryview]
+
+DEFAULT_PAGE_SIZE = 0x1000
+# Vectors and raw code blobs default to latest64's numbering (what the JAM
+# test vectors use).
+DEFAULT_RAW_ISA = "latest64"
+
+
+def _as_bytes(data: object, what: str) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"{what} must be bytes-like, got {type(data).__name__}")
+
+
+def _parse(fn, *args) -> dict:
+    try:
+        return fn(*args)
+    except _program.ParseError as e:
+        offset, message = e.args
+        raise ProgramError(message, offset=offset) from None
+
+
+class Program:
+    """A guest program: code, bitmask, jump table, data sections, imports
+    and exports.  Build one with :meth:`load`, :meth:`from_bytes`,
+    :meth:`from_raw_code` or :meth:`from_jam_standard`."""
+
+    isa: str
+    exports: Dict[str, int]
+    imports: List[str]
+    code: bytes
+    bitmask: bytes
+    jump_table: List[int]
+    ro_data: bytes
+    rw_data: bytes
+    ro_data_size: int
+    rw_data_size: int
+    stack_size: int
+    heap_pages: int
+    format: str
+
+    def __init__(self, parts: dict, *, format: str, strict: bool = False) -> None:
+        self.format = format
+        self.isa = _isa.ISA_NAMES[parts["isa"]]
+        self.code = parts["code"]
+        self.bitmask = parts["bitmask"]
+        self.jump_table = parts["jump_table"]
+        self.jump_table_entry_size = parts["jump_table_entry_size"]
+        self.ro_data = parts["ro_data"]
+        self.rw_data = parts["rw_data"]
+        self.ro_data_size = parts["ro_data_size"]
+        self.rw_data_size = parts["rw_data_size"]
+        self.stack_size = parts["stack_size"]
+        self.heap_pages = parts["heap_pages"]
+        self._cache: dict = {}
+
+        self.imports = []
+        for raw, offset in parts["imports"]:
+            self.imports.append(self._symbol(raw, offset, "import"))
+        self.exports = {}
+        for raw, pc, offset in parts["exports"]:
+            name = self._symbol(raw, offset, "export")
+            if name in self.exports:
+                raise ProgramError(f"duplicate export {name!r}", offset=offset)
+            self.exports[name] = pc
+
+        self.warnings: List[str] = self._check(strict)
+
+    @staticmethod
+    def _symbol(raw: bytes, offset: int, what: str) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProgramError(f"{what} name is not valid UTF-8: {raw[:32]!r}", offset=offset) from None
+
+    def _check(self, strict: bool) -> List[str]:
+        """What the reference checks at load (and, with strict=True, what
+        its strict mode also refuses); returns the non-fatal findings."""
+        code_len = len(self.code)
+        if self.isa == "jam_v1":
+            bad = _program.validate_code(_isa.isa_index(self.isa), self.code, self.bitmask)
+            if bad >= 0:
+                raise ProgramError(f"invalid instruction at code offset {bad}: jam_v1 code must decode cleanly "
+                                   "and end with a terminator", offset=None)
+        warnings = []
+        for i, target in enumerate(self.jump_table):
+            if target >= code_len:
+                warnings.append(f"jump table entry #{i} points to {target}, past the {code_len}-byte code")
+        for name, pc in self.exports.items():
+            if pc >= code_len:
+                warnings.append(f"export {name!r} points to {pc}, past the {code_len}-byte code")
+        if strict and warnings:
+            raise ProgramError("; ".join(warnings))
+        # The memory layout must fit at the smallest page size.
+        self.memory_map(DEFAULT_PAGE_SIZE)
+        return warnings
+
+    # -- construction -------------------------------------------------
+    @classmethod
+    def from_bytes(cls, data: BytesLike, *, strict: bool = False) -> "Program":
+        """Parse a ``.polkavm`` blob (any instruction set)."""
+        data = _as_bytes(data, "program data")
+        return cls(_parse(_program.parse_polkavm, data), format="polkavm", strict=strict)
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike], *, strict: bool = False) -> "Program":
+        """Read and parse a ``.polkavm`` file."""
+        with open(path, "rb") as f:
+            return cls.from_bytes(f.read(), strict=strict)
+
+    @classmethod
+    def from_raw_code(cls, blob: BytesLike, *, isa: str = DEFAULT_RAW_ISA, strict: bool = False) -> "Program":
+        """Parse a JAM code blob ("deblob": jump table, code, bitmask)."""
+        blob = _as_bytes(blob, "code blob")
+        return cls(_parse(_program.parse_code_blob, blob, _isa.isa_index(isa)), format="raw", strict=strict)
+
+    @classmethod
+    def from_jam_standard(cls, blob: BytesLike, *, strict: bool = False) -> "Program":
+        """Parse a JAM standard program (ro/rw data, heap pages, stack, code blob)."""
+        blob = _as_bytes(blob, "JAM standard program")
+        return cls(_parse(_program.parse_jam_standard, blob), format="jam-standard", strict=strict)
+
+    # -- derived ------------------------------------------------------
+    @property
+    def is_64_bit(self) -> bool:
+        return _isa.is_64_bit(self.isa)
+
+    @property
+    def isa_index(self) -> int:
+        return _isa.isa_index(self.isa)
+
+    def memory_map(self, page_size: int = DEFAULT_PAGE_SIZE) -> MemoryMap:
+        """The guest memory layout for a page size (4 KiB..64 KiB)."""
+        key = ("map", page_size)
+        if key not in self._cache:
+            rw = self.rw_data_size + self.heap_pages * page_size
+            self._cache[key] = MemoryMap.build(page_size=page_size, ro_data_size=self.ro_data_size,
+                                               rw_data_size=rw, stack_size=self.stack_size,
+                                               aux_data_size=self._aux_size())
+        return self._cache[key]
+
+    def _aux_size(self) -> int:
+        # The JAM standard layout reserves the argument zone (Z_I) at the top.
+        return 1 << 24 if self.format == "jam-standard" else 0
+
+    def export_pc(self, name: str) -> int:
+        try:
+            return self.exports[name]
+        except KeyError:
+            known = ", ".join(sorted(self.exports)) or "none"
+            raise KeyError(f"no export named {name!r} (exports: {known})") from None
+
+    def instruction_count(self) -> int:
+        return _program.code_stats(self.isa_index, self.code, self.bitmask)[0]
+
+    def basic_block_count(self) -> int:
+        return _program.code_stats(self.isa_index, self.code, self.bitmask)[1]
+
+    def is_jump_target(self, offset: int) -> bool:
+        return _decoder.is_basic_block_start(self.isa_index, self.code, self.bitmask, offset)
+
+    def __repr__(self) -> str:
+        return (f"<Program {self.isa} code={len(self.code)}B exports={list(self.exports)} "
+                f"imports={self.imports}>")
