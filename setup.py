@@ -24,6 +24,8 @@ STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fPIC", "-fno-strict-alias
 CORE_SOURCES = [
     "vmcore/_native/decoder.c",
     "vmcore/_native/program.c",
+    "vmcore/_native/interp.c",
+    "vmcore/_native/guest_memory.c",
 ]
 
 core_lib = (
@@ -52,6 +54,7 @@ extensions = [
     ext("vmcore.abi"),
     ext("vmcore._decoder"),
     ext("vmcore._program"),
+    ext("vmcore._interp"),
 ]
 
 setup(

@@ -1,0 +1,122 @@
+/* The interpreter: a pre-decoded, threaded-code engine over guest memory.
+ *
+ * Freestanding (no libc): the zygote embeds the same source.  Building a
+ * module needs memory for its tables, which the caller provides through
+ * vm_module_sizes()/vm_module_build(); running needs only the module, an
+ * instance state and a guest memory view.
+ */
+#ifndef VMCORE_INTERP_H
+#define VMCORE_INTERP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmcore/decoder.h"
+
+/* Why run() returned. */
+typedef enum vm_exit {
+    VM_EXIT_FINISHED = 0,  /* jumped to VM_ADDR_RETURN_TO_HOST */
+    VM_EXIT_TRAP = 1,      /* panic: trap, invalid instruction or jump, end of code */
+    VM_EXIT_ECALLI = 2,    /* hostcall; arg = number, next_pc = where to resume */
+    VM_EXIT_OUT_OF_GAS = 3,/* at a block start; gas unchanged, pc = the block */
+    VM_EXIT_PAGEFAULT = 4, /* arg = page address; resumable (retries the access) */
+    VM_EXIT_STEP = 5,      /* single-step: about to execute pc */
+    VM_EXIT_INTERRUPTED = 6, /* the host asked the guest to stop (deadline) */
+} vm_exit;
+
+/* Guest memory: a 4 GiB window plus one permission byte per page. */
+#define VM_PERM_NONE 0
+#define VM_PERM_READ 1
+#define VM_PERM_WRITE 2 /* implies read */
+
+/* Pages whose address is below this stop the guest with a panic instead
+ * of a page fault (the Gray Paper's inaccessible low zone). */
+#define VM_LOW_MEMORY_PANIC_LIMIT 0x10000u
+
+typedef struct vm_memory {
+    uint8_t *base;       /* guest address 0; 4 GiB + 8 bytes addressable */
+    uint8_t *perms;      /* 2^32 >> page_shift entries */
+    uint32_t page_shift; /* log2(page size) */
+    uint32_t page_size;
+} vm_memory;
+
+/* One pre-decoded instruction (24 bytes). */
+typedef struct vm_insn {
+    uint16_t op;     /* interpreter handler (internal) */
+    uint8_t a, b, c; /* registers; 13 is a constant zero */
+    uint8_t pad;
+    uint16_t pad2;
+    uint32_t pc;     /* guest program counter */
+    uint32_t x, y, z;/* immediates / targets (compiled indices) */
+} vm_insn;
+
+#define VM_INDEX_NONE 0xffffffffu
+
+typedef struct vm_module_config {
+    int isa;                 /* vm_isa */
+    int gas_metering;        /* charge gas per basic block */
+    int step_tracing;        /* stop before every instruction */
+    const uint32_t *cost;    /* gas per vm_op (VM_OP_COUNT + 1 entries), NULL = 1 each */
+} vm_module_config;
+
+typedef struct vm_module {
+    vm_module_config config;
+    int is_64_bit;
+    uint32_t code_len;
+    vm_insn *insns;            /* insn_count entries, then a final guard entry */
+    uint32_t insn_count;
+    uint32_t *pc_to_index;     /* code_len + 1 entries; VM_INDEX_NONE when not an instruction */
+    uint32_t *jump_table;      /* compiled index per jump table entry, VM_INDEX_NONE if invalid */
+    uint32_t jump_table_count;
+} vm_module;
+
+/* Upper bounds for the tables vm_module_build fills (in entries). */
+void vm_module_sizes(uint32_t code_len, uint32_t jump_table_count, const vm_module_config *config,
+                     size_t *insn_capacity);
+
+/* Builds the threaded code.  `insns` has insn_capacity entries,
+ * `pc_to_index` code_len + 1, `jump_table` jump_table_count. */
+void vm_module_build(vm_module *module, const vm_module_config *config, const uint8_t *code, uint32_t code_len,
+                     const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
+                     vm_insn *insns, uint32_t *pc_to_index, uint32_t *jump_table);
+
+/* Heap state, shared with the sbrk instruction. */
+typedef struct vm_heap {
+    uint32_t base;      /* first heap byte */
+    uint32_t top;       /* current end (base + size) */
+    uint32_t mapped_end;/* accessible up to here (page aligned) */
+    uint32_t max_top;   /* sbrk fails past this */
+    uint32_t grow_pages;/* minimum pages to map at a time (policy) */
+} vm_heap;
+
+typedef struct vm_state {
+    uint64_t regs[14];      /* 13 guest registers + a constant zero */
+    int64_t gas;
+    uint32_t resume;        /* compiled index run() continues at */
+    uint32_t pc;            /* where the guest stopped */
+    uint32_t next_pc;       /* for ECALLI: the instruction after it */
+    uint32_t arg;           /* hostcall number / page-fault address */
+    vm_heap heap;
+    volatile int interrupt; /* set asynchronously to stop at the next block */
+} vm_state;
+
+/* Point the state at a program counter as the host does to start a call:
+ * returns 0, or -1 (with state->pc set) when pc is not an instruction. */
+int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc);
+
+/* Run until the guest stops; returns the reason. */
+vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory);
+
+/* sbrk as the instruction does it (also used by the host API): returns the
+ * new heap top, or 0 when the request does not fit. */
+uint32_t vm_heap_sbrk(vm_state *state, const vm_memory *memory, uint32_t size);
+
+/* Host-side accessibility check for a range. */
+int vm_memory_is_accessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable);
+/* First inaccessible page in a range (for error messages); returns 1 if one exists. */
+int vm_memory_first_inaccessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable,
+                                 uint32_t *page);
+/* Set permissions for [address, address + length) rounded out to pages. */
+void vm_memory_set_perms(const vm_memory *memory, uint32_t address, uint64_t length, uint8_t perm);
+
+#endif

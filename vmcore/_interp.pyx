@@ -1,0 +1,257 @@
+"""Thin Cython layer over the C interpreter (interp.c) and inline guest
+memory (guest_memory.c).  No policy: vmcore.sandbox decides what to map,
+when to stop and how to report it."""
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memcpy, memset
+from libc.errno cimport errno
+from vmcore.includes.decoder cimport vm_decoder_init, VM_OP_COUNT
+from vmcore.includes.interp cimport *
+
+vm_decoder_init()
+
+EXIT_FINISHED = VM_EXIT_FINISHED
+EXIT_TRAP = VM_EXIT_TRAP
+EXIT_ECALLI = VM_EXIT_ECALLI
+EXIT_OUT_OF_GAS = VM_EXIT_OUT_OF_GAS
+EXIT_PAGEFAULT = VM_EXIT_PAGEFAULT
+EXIT_STEP = VM_EXIT_STEP
+EXIT_INTERRUPTED = VM_EXIT_INTERRUPTED
+PERM_NONE = VM_PERM_NONE
+PERM_READ = VM_PERM_READ
+PERM_WRITE = VM_PERM_WRITE
+
+
+cdef class CompiledModule:
+    """Threaded code for one program and configuration (immutable)."""
+    cdef vm_module module
+    cdef vm_insn *insns
+    cdef uint32_t *pc_to_index
+    cdef uint32_t *jump_table
+    cdef uint32_t *cost
+    cdef readonly bint gas_metering
+    cdef readonly bint step_tracing
+
+    def __cinit__(self, int isa, const uint8_t[:] code, const uint8_t[:] bitmask, jump_table, bint gas_metering,
+                  bint step_tracing=False, cost=None):
+        cdef vm_module_config config
+        cdef size_t capacity
+        cdef uint32_t n = <uint32_t>code.shape[0]
+        cdef uint32_t jt_count = len(jump_table)
+        cdef uint32_t *targets = NULL
+        cdef uint32_t i
+        cdef const uint8_t *code_ptr = NULL
+        cdef const uint8_t *bitmask_ptr = NULL
+        self.gas_metering = gas_metering
+        self.step_tracing = step_tracing
+        config.isa = isa
+        config.gas_metering = gas_metering
+        config.step_tracing = step_tracing
+        config.cost = NULL
+        if cost is not None:
+            if len(cost) != VM_OP_COUNT + 1:
+                raise ValueError(f"cost model needs {VM_OP_COUNT + 1} entries")
+            self.cost = <uint32_t *>malloc((VM_OP_COUNT + 1) * sizeof(uint32_t))
+            if self.cost == NULL:
+                raise MemoryError()
+            for i in range(VM_OP_COUNT + 1):
+                self.cost[i] = cost[i]
+            config.cost = self.cost
+        vm_module_sizes(n, jt_count, &config, &capacity)
+        self.insns = <vm_insn *>malloc(capacity * sizeof(vm_insn))
+        self.pc_to_index = <uint32_t *>malloc((<size_t>n + 1) * sizeof(uint32_t))
+        self.jump_table = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
+        targets = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
+        if self.insns == NULL or self.pc_to_index == NULL or self.jump_table == NULL or targets == NULL:
+            free(targets)
+            raise MemoryError()
+        for i in range(jt_count):
+            targets[i] = jump_table[i]
+        if n:
+            code_ptr = &code[0]
+            bitmask_ptr = &bitmask[0]
+        with nogil:
+            vm_module_build(&self.module, &config, code_ptr, n, bitmask_ptr, targets, jt_count,
+                            self.insns, self.pc_to_index, self.jump_table)
+        free(targets)
+
+    def __dealloc__(self):
+        free(self.insns)
+        free(self.pc_to_index)
+        free(self.jump_table)
+        free(self.cost)
+
+    @property
+    def instruction_records(self):
+        return self.module.insn_count
+
+
+cdef class Instance:
+    """Interpreter state + inline guest memory for one sandbox."""
+    cdef vm_state state
+    cdef vm_memory memory
+    cdef readonly CompiledModule module
+    cdef bint running
+
+    def __cinit__(self, CompiledModule module, uint32_t page_size):
+        memset(&self.state, 0, sizeof(vm_state))
+        memset(&self.memory, 0, sizeof(vm_memory))
+        self.module = module
+        if vm_guest_memory_init(&self.memory, page_size) != 0:
+            raise MemoryError(f"cannot reserve guest memory (errno {errno})")
+        self.state.resume = VM_INDEX_NONE
+
+    def __dealloc__(self):
+        vm_guest_memory_free(&self.memory)
+
+    # -- execution ------------------------------------------------------
+    def set_module(self, CompiledModule module):
+        """Switch to other threaded code for the same program (e.g. tracing);
+        the guest's pc is preserved by the caller through set_pc."""
+        self.module = module
+        self.state.resume = VM_INDEX_NONE
+
+    def set_pc(self, uint32_t pc):
+        """0 ok; -1 not an instruction; -2 not enough gas to enter mid-block."""
+        return vm_state_set_pc(&self.state, &self.module.module, pc)
+
+    def can_resume(self):
+        return self.state.resume != VM_INDEX_NONE
+
+    def run(self):
+        """Run until the guest stops; returns the vm_exit code."""
+        cdef vm_exit reason
+        if self.running:
+            raise RuntimeError("this sandbox is already running in another thread")
+        if self.state.resume == VM_INDEX_NONE:
+            raise RuntimeError("no program counter set")
+        self.running = True
+        try:
+            with nogil:
+                reason = vm_run(&self.module.module, &self.state, &self.memory)
+        finally:
+            self.running = False
+        if reason == VM_EXIT_FINISHED or reason == VM_EXIT_TRAP:
+            self.state.resume = VM_INDEX_NONE
+        return reason
+
+    def interrupt(self):
+        """Ask a running guest to stop at its next block (any thread)."""
+        self.state.interrupt = 1
+
+    def clear_interrupt(self):
+        self.state.interrupt = 0
+
+    @property
+    def running(self):
+        return self.running
+
+    @property
+    def pc(self):
+        return self.state.pc
+
+    @property
+    def next_pc(self):
+        return self.state.next_pc
+
+    @property
+    def arg(self):
+        return self.state.arg
+
+    @property
+    def gas(self):
+        return self.state.gas
+
+    @gas.setter
+    def gas(self, int64_t value):
+        self.state.gas = value
+
+    def get_reg(self, unsigned int index):
+        if index >= 13:
+            raise IndexError("register index out of range (0..12)")
+        return self.state.regs[index]
+
+    def set_reg(self, unsigned int index, uint64_t value):
+        if index >= 13:
+            raise IndexError("register index out of range (0..12)")
+        self.state.regs[index] = value
+
+    def get_regs(self):
+        return [self.state.regs[i] for i in range(13)]
+
+    def set_regs(self, values):
+        cdef int i
+        if len(values) != 13:
+            raise ValueError("expected 13 register values")
+        for i in range(13):
+            self.state.regs[i] = values[i]
+
+    # -- heap -----------------------------------------------------------
+    def configure_heap(self, uint32_t base, uint32_t top, uint32_t mapped_end, uint32_t max_top,
+                       uint32_t grow_pages):
+        self.state.heap.base = base
+        self.state.heap.top = top
+        self.state.heap.mapped_end = mapped_end
+        self.state.heap.max_top = max_top
+        self.state.heap.grow_pages = grow_pages
+
+    def heap_state(self):
+        h = self.state.heap
+        return (h.base, h.top, h.mapped_end, h.max_top)
+
+    def sbrk(self, uint32_t size):
+        return vm_heap_sbrk(&self.state, &self.memory, size)
+
+    # -- memory ---------------------------------------------------------
+    @property
+    def page_size(self):
+        return self.memory.page_size
+
+    def set_perms(self, uint32_t address, uint64_t length, uint8_t perm):
+        vm_memory_set_perms(&self.memory, address, length, perm)
+
+    def discard(self, uint32_t address, uint64_t length):
+        vm_guest_memory_discard(&self.memory, address, length)
+
+    def reset_memory(self):
+        vm_guest_memory_reset(&self.memory)
+
+    def first_inaccessible(self, uint32_t address, uint32_t length, bint writable):
+        """The first page in the range the guest could not access, or None."""
+        cdef uint32_t page
+        if vm_memory_first_inaccessible(&self.memory, address, length, writable, &page):
+            return page
+        return None
+
+    def perm(self, uint32_t address):
+        return self.memory.perms[address >> self.memory.page_shift]
+
+    cdef int _check(self, uint64_t address, uint64_t length) except -1:
+        if address + length > (<uint64_t>1 << 32):
+            raise ValueError(f"range {address:#x}+{length:#x} is outside the 32-bit address space")
+        if self.running:
+            raise RuntimeError("guest memory cannot be accessed while the guest is running")
+        return 0
+
+    def read(self, uint64_t address, uint64_t length):
+        """Raw read (no permission check; the caller checks)."""
+        self._check(address, length)
+        return PyBytes_FromStringAndSize(<char *>self.memory.base + address, length)
+
+    def read_into(self, uint64_t address, unsigned char[:] buffer):
+        cdef uint64_t n = buffer.shape[0]
+        self._check(address, n)
+        if n:
+            memcpy(&buffer[0], self.memory.base + address, n)
+
+    def write(self, uint64_t address, const uint8_t[:] data):
+        """Raw write (no permission check; the caller checks)."""
+        cdef uint64_t n = data.shape[0]
+        self._check(address, n)
+        if n:
+            memcpy(self.memory.base + address, &data[0], n)
+
+    def zero(self, uint64_t address, uint64_t length):
+        self._check(address, length)
+        memset(self.memory.base + address, 0, length)

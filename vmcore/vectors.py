@@ -1,0 +1,177 @@
+"""Conformance runner for JSON test vectors in the JAM PVM schema
+(``pvm-vectors/schema.asn``), with vmcore's extensions:
+
+* ``"isa"``: the instruction set of ``program`` (default latest64, the
+  numbering the official vectors use);
+* ``"expected-status"`` may also be ``"out-of-gas"``, or ``"host"`` with
+  ``"expected-hostcall"`` (the guest stopped at an ``ecalli``; the expected
+  pc is the ecalli's).
+
+Each vector runs on a fresh instance with the memory pages it lists; the
+result is compared field by field (status, registers, pc, gas, page-fault
+address, every accessible byte)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Iterable, List, Optional
+
+from vmcore.program import Program
+from vmcore import _interp
+
+STATUS = {
+    _interp.EXIT_FINISHED: "halt",
+    _interp.EXIT_TRAP: "panic",
+    _interp.EXIT_ECALLI: "host",
+    _interp.EXIT_OUT_OF_GAS: "out-of-gas",
+    _interp.EXIT_PAGEFAULT: "page-fault",
+}
+PAGE_SIZE = 4096
+
+
+@dataclass
+class Outcome:
+    status: str
+    pc: int
+    gas: int
+    regs: List[int]
+    memory: dict  # page address -> bytes for every accessible page
+    page_fault_address: Optional[int] = None
+    hostcall: Optional[int] = None
+
+
+@dataclass
+class Result:
+    name: str
+    path: str
+    ok: bool
+    diffs: List[str] = field(default_factory=list)
+
+
+def load_vector(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_vector(vector: dict, *, backend: str = "interpreter", isolation: str = "inline") -> Outcome:
+    """Execute one vector and return what happened."""
+    if backend != "interpreter" or isolation != "inline":
+        raise ValueError(f"backend {backend!r} with isolation {isolation!r} is not available yet")
+    program = Program.from_raw_code(bytes(vector["program"]), isa=vector.get("isa", "latest64"))
+    module = _interp.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table, True)
+    inst = _interp.Instance(module, PAGE_SIZE)
+    pages = []
+    for entry in vector["initial-page-map"]:
+        perm = _interp.PERM_WRITE if entry["is-writable"] else _interp.PERM_READ
+        inst.set_perms(entry["address"], entry["length"], perm)
+        start = entry["address"] - entry["address"] % PAGE_SIZE
+        pages.extend(range(start, entry["address"] + entry["length"], PAGE_SIZE))
+    for chunk in vector["initial-memory"]:
+        inst.write(chunk["address"], bytes(chunk["contents"]))
+    inst.set_regs([int(v) for v in vector["initial-regs"]])
+    inst.gas = int(vector["initial-gas"])
+    rc = inst.set_pc(int(vector["initial-pc"]))
+    if rc == -1:
+        status, fault, hostcall = "panic", None, None
+    elif rc == -2:
+        status, fault, hostcall = "out-of-gas", None, None
+    else:
+        reason = inst.run()
+        status = STATUS.get(reason, f"unexpected exit {reason}")
+        fault = inst.arg if reason == _interp.EXIT_PAGEFAULT else None
+        hostcall = inst.arg if reason == _interp.EXIT_ECALLI else None
+    memory = {p: inst.read(p, PAGE_SIZE) for p in sorted(set(pages)) if inst.perm(p) != _interp.PERM_NONE}
+    return Outcome(status, inst.pc, inst.gas, inst.get_regs(), memory, fault, hostcall)
+
+
+def compare(vector: dict, outcome: Outcome) -> List[str]:
+    """Differences between a vector's expectations and an outcome."""
+    diffs = []
+    expected_status = vector["expected-status"]
+    if outcome.status != expected_status:
+        diffs.append(f"status: expected {expected_status}, got {outcome.status}")
+    if outcome.pc != vector["expected-pc"]:
+        diffs.append(f"pc: expected {vector['expected-pc']}, got {outcome.pc}")
+    if outcome.gas != vector["expected-gas"]:
+        diffs.append(f"gas: expected {vector['expected-gas']}, got {outcome.gas}")
+    for i, (want, got) in enumerate(zip(vector["expected-regs"], outcome.regs)):
+        if int(want) != got:
+            diffs.append(f"r{i}: expected {int(want):#x}, got {got:#x}")
+    if expected_status == "page-fault" and "expected-page-fault-address" in vector:
+        want = vector["expected-page-fault-address"]
+        if outcome.page_fault_address != want:
+            got = "none" if outcome.page_fault_address is None else hex(outcome.page_fault_address)
+            diffs.append(f"page-fault address: expected {want:#x}, got {got}")
+    if expected_status == "host" and "expected-hostcall" in vector:
+        if outcome.hostcall != vector["expected-hostcall"]:
+            diffs.append(f"hostcall: expected {vector['expected-hostcall']}, got {outcome.hostcall}")
+    expected = {}
+    for chunk in vector.get("expected-memory", []):
+        for i, byte in enumerate(chunk["contents"]):
+            expected[chunk["address"] + i] = byte
+    for page, data in outcome.memory.items():
+        for i, byte in enumerate(data):
+            want = expected.pop(page + i, 0)
+            if byte != want:
+                diffs.append(f"memory[{page + i:#x}]: expected {want:#04x}, got {byte:#04x}")
+                if len(diffs) > 40:
+                    return diffs + ["..."]
+    for address, byte in sorted(expected.items()):
+        if byte:
+            diffs.append(f"memory[{address:#x}]: expected {byte:#04x}, but the page is not accessible")
+            break
+    return diffs
+
+
+def collect(paths: Iterable[str]) -> List[str]:
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, _, names in os.walk(path):
+                files.extend(os.path.join(root, n) for n in names if n.endswith(".json"))
+        else:
+            files.append(path)
+    return sorted(files)
+
+
+def run_paths(paths: Iterable[str], *, backend: str = "interpreter", isolation: str = "inline") -> List[Result]:
+    results = []
+    for path in collect(paths):
+        try:
+            vector = load_vector(path)
+            name = vector.get("name", os.path.basename(path))
+            diffs = compare(vector, run_vector(vector, backend=backend, isolation=isolation))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            name, diffs = os.path.basename(path), [f"cannot run: {type(e).__name__}: {e}"]
+        except Exception as e:  # a vmcore error is a failure of this vector, not of the runner
+            name, diffs = os.path.basename(path), [f"error: {type(e).__name__}: {e}"]
+        results.append(Result(name, path, not diffs, diffs))
+    return results
+
+
+def main_vectors(paths: List[str], *, backend: str, isolation: str, verbose: bool) -> int:
+    files = collect(paths)
+    if not files:
+        print("error: no vector files found", file=sys.stderr)
+        return 2
+    tty = sys.stderr.isatty()
+    passed = failed = 0
+    for n, path in enumerate(files, 1):
+        (result,) = run_paths([path], backend=backend, isolation=isolation)
+        if result.ok:
+            passed += 1
+            if verbose:
+                print(f"PASS {result.name}")
+        else:
+            failed += 1
+            print(f"FAIL {result.name} ({result.path})")
+            for d in result.diffs:
+                print(f"    {d}")
+        if tty:
+            print(f"\r[{n}/{len(files)}] {passed} passed, {failed} failed", end="", file=sys.stderr, flush=True)
+    if tty:
+        print(file=sys.stderr)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
