@@ -3,11 +3,18 @@ host application — fast, metered, isolated."""
 from vmcore._version import __version__
 from vmcore.errors import (HostcallError, MemoryAccessError, OutOfGas, PageFault, ProgramError, SandboxError,
                            Timeout, Trap, VmError)
+from vmcore.caller import Caller, Registers
+from vmcore.heap import HeapPolicy
+from vmcore.interrupts import Ecalli, Finished, Interrupt, Step
+from vmcore.memory import GuestMemory
 from vmcore.memory_map import MemoryMap
 from vmcore.program import Program
+from vmcore.sandbox import Sandbox, SandboxBusy
+from vmcore import interrupts
 
 __all__ = [
-    "__version__", "Program", "MemoryMap",
+    "__version__", "Program", "MemoryMap", "Sandbox", "SandboxBusy", "HeapPolicy", "Caller", "Registers",
+    "GuestMemory", "interrupts", "Interrupt", "Finished", "Ecalli", "Step",
     "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError", "MemoryAccessError",
     "SandboxError", "Timeout",
 ]

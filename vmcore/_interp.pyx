@@ -6,6 +6,10 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 from libc.errno cimport errno
+
+cdef extern from "vmcore/vmctx.h":
+    enum:
+        VM_ADDR_RETURN_TO_HOST
 from vmcore.includes.decoder cimport vm_decoder_init, VM_OP_COUNT
 from vmcore.includes.interp cimport *
 
@@ -93,6 +97,9 @@ cdef class Instance:
     cdef vm_memory memory
     cdef readonly CompiledModule module
     cdef bint running
+    cdef bint in_call
+    cdef public int last_exit
+    cdef object hostcall_error
 
     def __cinit__(self, CompiledModule module, uint32_t page_size):
         memset(&self.state, 0, sizeof(vm_state))
@@ -122,19 +129,23 @@ cdef class Instance:
     def run(self):
         """Run until the guest stops; returns the vm_exit code."""
         cdef vm_exit reason
-        if self.running:
-            raise RuntimeError("this sandbox is already running in another thread")
+        if self.in_call:
+            return EXIT_BUSY
         if self.state.resume == VM_INDEX_NONE:
-            raise RuntimeError("no program counter set")
-        self.running = True
+            raise RuntimeError("no program counter set: prepare a call first")
+        self.running = self.in_call = True
         try:
             with nogil:
                 reason = vm_run(&self.module.module, &self.state, &self.memory)
         finally:
-            self.running = False
+            self.running = self.in_call = False
         if reason == VM_EXIT_FINISHED or reason == VM_EXIT_TRAP:
             self.state.resume = VM_INDEX_NONE
         return reason
+
+    def take_hostcall_error(self):
+        e, self.hostcall_error = self.hostcall_error, None
+        return e
 
     def interrupt(self):
         """Ask a running guest to stop at its next block (any thread)."""
@@ -255,3 +266,158 @@ cdef class Instance:
     def zero(self, uint64_t address, uint64_t length):
         self._check(address, length)
         memset(self.memory.base + address, 0, length)
+
+
+
+cdef object _NONE = None
+cdef int[9] _ARG_REGS = [7, 8, 9, 10, 11, 12, 2, 3, 4]  # a0-a5, t0-t2: the reference's order
+EXIT_HOSTCALL_ERROR = 100   # a hostcall raised; see Instance.take_hostcall_error()
+EXIT_BUSY = 101             # the instance is already in a call
+
+
+cdef int _serve(Instance inst, list handlers, object caller, uint64_t mask) except -1:
+    """Run, answering each ecalli from ``handlers[number] = (fn, nargs)``
+    without leaving Cython between guest and hostcall.  Returns the exit
+    code when the guest stops for another reason, EXIT_ECALLI when it calls
+    an import with no handler, EXIT_HOSTCALL_ERROR when a hostcall raised
+    (the exception is kept on the instance)."""
+    cdef vm_exit reason
+    cdef uint32_t n
+    cdef Py_ssize_t count = len(handlers)
+    cdef uint64_t *regs = inst.state.regs
+    cdef int nargs
+    while True:
+        inst.running = True
+        with nogil:
+            reason = vm_run(&inst.module.module, &inst.state, &inst.memory)
+        inst.running = False
+        if reason != VM_EXIT_ECALLI:
+            if reason == VM_EXIT_FINISHED or reason == VM_EXIT_TRAP:
+                inst.state.resume = VM_INDEX_NONE
+            return reason
+        n = inst.state.arg
+        if n >= count:
+            return reason
+        entry = handlers[n]
+        if entry is _NONE:
+            return reason
+        fn, nargs = <tuple>entry
+        try:
+            if nargs == 0:
+                result = fn(caller)
+            elif nargs == 1:
+                result = fn(caller, regs[7])
+            elif nargs == 2:
+                result = fn(caller, regs[7], regs[8])
+            elif nargs == 3:
+                result = fn(caller, regs[7], regs[8], regs[9])
+            elif nargs == 4:
+                result = fn(caller, regs[7], regs[8], regs[9], regs[10])
+            elif nargs == 5:
+                result = fn(caller, regs[7], regs[8], regs[9], regs[10], regs[11])
+            else:
+                result = fn(caller, regs[7], regs[8], regs[9], regs[10], regs[11], regs[12])
+            if result is _NONE:
+                continue
+            if isinstance(result, int):
+                regs[7] = <uint64_t>(result & mask)
+            elif isinstance(result, tuple) and len(<tuple>result) == 2 and isinstance((<tuple>result)[0], int) \
+                    and isinstance((<tuple>result)[1], int):
+                regs[7] = <uint64_t>((<tuple>result)[0] & mask)
+                regs[8] = <uint64_t>((<tuple>result)[1] & mask)
+            else:
+                raise TypeError(f"a hostcall must return None, an int or a 2-tuple of ints, got {result!r:.80}")
+        except BaseException as e:
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            inst.hostcall_error = e
+            return EXIT_HOSTCALL_ERROR
+
+
+def serve_hostcalls(Instance inst, list handlers, object caller, uint64_t mask):
+    """Resume the guest, serving hostcalls; returns the exit code."""
+    if inst.in_call:
+        return EXIT_BUSY
+    if inst.state.resume == VM_INDEX_NONE:
+        raise RuntimeError("no program counter set: prepare a call first")
+    inst.in_call = True
+    try:
+        return _serve(inst, handlers, caller, mask)
+    finally:
+        inst.in_call = False
+
+
+def call(Instance inst, uint32_t pc, tuple args, uint64_t sp, list handlers, object caller, uint64_t mask):
+    """See _call."""
+    return _call(inst, pc, args, sp, handlers, caller, mask)
+
+
+cdef object _call(Instance inst, uint32_t pc, tuple args, uint64_t sp, list handlers, object caller,
+                  uint64_t mask):
+    """The whole host-to-guest call in one step: registers per the calling
+    convention, entry, hostcalls.  Returns a0 & mask when the guest returned,
+    else None with the exit code in inst.last_exit (negative: bad entry)."""
+    cdef Py_ssize_t nargs = len(args)
+    cdef Py_ssize_t i
+    cdef uint64_t *regs = inst.state.regs
+    cdef int rc
+    cdef int reason
+    if inst.in_call:
+        inst.last_exit = EXIT_BUSY
+        return None
+    if nargs > 9:
+        raise TypeError(f"at most 9 arguments fit in registers, got {nargs}")
+    for i in range(nargs):
+        regs[_ARG_REGS[i]] = <uint64_t>(args[i] & 0xffffffffffffffff)
+    regs[0] = VM_ADDR_RETURN_TO_HOST
+    regs[1] = sp
+    rc = vm_state_set_pc(&inst.state, &inst.module.module, pc)
+    if rc != 0:
+        inst.last_exit = rc
+        return None
+    inst.in_call = True
+    try:
+        reason = _serve(inst, handlers, caller, mask)
+    finally:
+        inst.in_call = False
+    inst.last_exit = reason
+    if reason == VM_EXIT_FINISHED:
+        return regs[7] & mask
+    return None
+
+
+
+cdef class CallGate:
+    """``sandbox.call`` for the inline backend with the fast path in Cython:
+    export lookup, argument registers, run and hostcalls in one C call.
+    Anything unusual (timeouts, numeric entry points, errors) goes to
+    ``slow(export, args, timeout, pc)``."""
+    cdef Instance inst
+    cdef dict exports
+    cdef uint64_t sp
+    cdef list handlers
+    cdef object caller
+    cdef uint64_t mask
+    cdef object slow
+    cdef public object __doc__
+
+    def __init__(self, Instance inst, dict exports, uint64_t sp, list handlers, object caller, uint64_t mask,
+                 slow, doc=None):
+        self.inst = inst
+        self.exports = exports
+        self.sp = sp
+        self.handlers = handlers
+        self.caller = caller
+        self.mask = mask
+        self.slow = slow
+        self.__doc__ = doc
+
+    def __call__(self, export, *args, timeout=None):
+        if timeout is None and type(export) is str:
+            pc = self.exports.get(export)
+            if pc is not None:
+                result = _call(self.inst, pc, args, self.sp, self.handlers, self.caller, self.mask)
+                if result is not None:
+                    return result
+                return self.slow(export, args, timeout, pc)
+        return self.slow(export, args, timeout, None)

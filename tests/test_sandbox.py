@@ -1,0 +1,427 @@
+"""The public Sandbox API end to end: calls, hostcalls, memory, heap, gas,
+errors, threads, lifecycle."""
+import threading
+import time
+
+import pytest
+
+import vmcore
+from vmcore import asm
+from vmcore.interrupts import Ecalli, Finished, OutOfGas, PageFault, Step, Trap
+
+DATA = __import__("pathlib").Path(vmcore.__file__).parent / "data"
+
+
+def program(source: str) -> vmcore.Program:
+    return vmcore.Program.from_bytes(asm.assemble(source))
+
+
+ADD = program("""
+%isa = jam_v1
+%import get_third_number
+pub @add_numbers:
+    s0 = a0 + a1
+    ecalli 0
+    a0 = a0 + s0
+    ret
+""")
+
+MEMORY = program("""
+%isa = latest64
+%rw_data_size = 8192
+%stack_size = 4096
+// store a1 at [a0], return the u32 at [a0]
+pub @store:
+    u32 [a0] = a1
+    a0 = u32 [a0]
+    ret
+pub @load:
+    a0 = u64 [a0]
+    ret
+pub @trap:
+    trap
+pub @spin:
+@again:
+    jump @again
+pub @grow:
+    a0 = sbrk a0
+    ret
+pub @push:
+    sp = sp - 8
+    u64 [sp] = a0
+    a0 = u64 [sp]
+    sp = sp + 8
+    ret
+""")
+
+
+@pytest.fixture
+def add_sandbox():
+    sb = vmcore.Sandbox(ADD, gas=1_000_000)
+
+    @sb.hostcall("get_third_number")
+    def get_third_number(caller) -> int:
+        return 100
+
+    yield sb
+    sb.close()
+
+
+def test_readme_example(add_sandbox):
+    assert add_sandbox.call("add_numbers", 1, 10) == 111
+
+
+def test_hostcall_arguments_and_returns():
+    seen = []
+
+    def third(caller, a0, a1):
+        seen.append((a0, a1))
+        return (a0 * 2, 7)  # writes a0 and a1
+
+    sb = vmcore.Sandbox(ADD, hostcalls={"get_third_number": third})
+    assert sb.call("add_numbers", 3, 4) == 6 + 7
+    assert seen == [(3, 4)]
+
+
+def test_hostcall_return_masked_to_register_width():
+    sb = vmcore.Sandbox(ADD, hostcalls={"get_third_number": lambda c: -1})
+    assert sb.call("add_numbers", 0, 1) == 0  # -1 + 1 wraps to 0
+
+
+def test_hostcall_none_leaves_registers(add_sandbox):
+    add_sandbox.register_hostcall("get_third_number", lambda caller: None)
+    assert add_sandbox.call("add_numbers", 5, 6) == 5 + 11
+
+
+def test_hostcall_sees_registers_memory_and_gas():
+    sb = vmcore.Sandbox(MEMORY, gas=10_000)
+    calls = []
+    sb2 = vmcore.Sandbox(ADD, gas=10_000)
+
+    @sb2.hostcall("get_third_number")
+    def inspect(caller):
+        calls.append((caller.regs["a0"], caller.regs[8], caller.gas, caller.sandbox is sb2))
+        caller.regs["a0"] = 1000
+        return None
+
+    assert sb2.call("add_numbers", 1, 2) == 1003
+    a0, a1, gas, same = calls[0]
+    assert (a0, a1, same) == (1, 2, True)
+    assert 0 < gas < 10_000
+    sb.close()
+
+
+def test_hostcall_error_wraps_cause_and_sandbox_stays_usable(add_sandbox):
+    def boom(caller):
+        raise ValueError("boom")
+
+    add_sandbox.register_hostcall("get_third_number", boom)
+    with pytest.raises(vmcore.HostcallError) as info:
+        add_sandbox.call("add_numbers", 1, 2)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert info.value.name == "get_third_number" and info.value.number == 0
+    assert info.value.pc is not None
+    add_sandbox.register_hostcall("get_third_number", lambda c: 1)
+    assert add_sandbox.call("add_numbers", 1, 2) == 4
+
+
+def test_hostcall_bad_return_type(add_sandbox):
+    add_sandbox.register_hostcall("get_third_number", lambda c: "nope")
+    with pytest.raises(vmcore.HostcallError) as info:
+        add_sandbox.call("add_numbers", 1, 2)
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+def test_missing_hostcall_names_the_import():
+    sb = vmcore.Sandbox(ADD)
+    with pytest.raises(vmcore.HostcallError, match="get_third_number"):
+        sb.call("add_numbers", 1, 2)
+
+
+def test_register_unknown_import_and_bad_signature():
+    sb = vmcore.Sandbox(ADD)
+    with pytest.raises(KeyError, match="no import named"):
+        sb.register_hostcall("nope", lambda c: 0)
+    with pytest.raises(TypeError):
+        sb.register_hostcall("get_third_number", lambda: 0)
+    with pytest.raises(TypeError):
+        sb.register_hostcall("get_third_number", lambda c, a, b, d, e, f, g, h: 0)
+
+
+def test_unknown_export():
+    sb = vmcore.Sandbox(ADD)
+    with pytest.raises(KeyError, match="add_numbers"):
+        sb.call("missing")
+
+
+def test_bad_combinations_raise_value_error():
+    with pytest.raises(ValueError):
+        vmcore.Sandbox(ADD, backend="jit")
+    with pytest.raises(ValueError):
+        vmcore.Sandbox(ADD, isolation="vm")
+    with pytest.raises(ValueError):
+        vmcore.Sandbox(ADD, page_size=3000)
+    with pytest.raises(TypeError):
+        vmcore.Sandbox(b"not a program")
+
+
+def test_memory_roundtrip_and_typed_access():
+    sb = vmcore.Sandbox(MEMORY)
+    rw = sb.memory_map.rw_data_address
+    assert sb.call("store", rw + 16, 0xDEADBEEF) == 0xDEADBEEF
+    assert sb.memory.read_u32(rw + 16) == 0xDEADBEEF
+    sb.memory.write_u64(rw + 32, 0x1122334455667788)
+    assert sb.call("load", rw + 32) == 0x1122334455667788
+    sb.memory.write(rw, b"hello")
+    assert sb.memory.read(rw, 5) == b"hello"
+    buf = bytearray(5)
+    sb.memory.read_into(rw, buf)
+    assert bytes(buf) == b"hello"
+    sb.memory.zero(rw, 5)
+    assert sb.memory.read(rw, 5) == b"\0" * 5
+    for width in (8, 16, 32, 64):
+        getattr(sb.memory, f"write_u{width}")(rw + 100, (1 << width) - 2)
+        assert getattr(sb.memory, f"read_u{width}")(rw + 100) == (1 << width) - 2
+
+
+def test_memory_access_errors_never_corrupt():
+    sb = vmcore.Sandbox(MEMORY)
+    rw = sb.memory_map.rw_data_address
+    with pytest.raises(vmcore.MemoryAccessError):
+        sb.memory.read(0, 4)
+    with pytest.raises(vmcore.MemoryAccessError):
+        sb.memory.write(rw + 8192 - 2, b"1234")  # straddles into an unmapped page
+    assert sb.memory.read(rw + 8192 - 2, 2) == b"\0\0"
+    with pytest.raises(vmcore.MemoryAccessError):
+        sb.memory.read(0xFFFFFFFF, 2)
+    with pytest.raises(vmcore.MemoryAccessError):
+        sb.memory.read(-1, 1)
+    assert sb.memory.is_accessible(rw, 8192)
+    assert not sb.memory.is_accessible(rw, 8193)
+    assert sb.memory.is_accessible(rw, 4, writable=True)
+
+
+def test_guest_faults_raise_typed_errors_and_sandbox_recovers():
+    sb = vmcore.Sandbox(MEMORY, gas=100_000)
+    with pytest.raises(vmcore.Trap) as t:
+        sb.call("trap")
+    assert t.value.pc == MEMORY.exports["trap"]
+    with pytest.raises(vmcore.PageFault) as pf:
+        sb.call("store", 0x7000_0000, 1)
+    assert pf.value.address == 0x7000_0000 and pf.value.pc == MEMORY.exports["store"]
+    with pytest.raises(vmcore.Trap):
+        sb.call("store", 0x100, 1)  # low zone panics
+    with pytest.raises(vmcore.OutOfGas):
+        sb.call("spin")
+    assert sb.gas == 0
+    sb.gas = 1000
+    rw = sb.memory_map.rw_data_address
+    assert sb.call("store", rw, 5) == 5
+
+
+def test_read_only_data_is_read_only():
+    prog = program("""
+%isa = jam_v1
+%ro_data_size = 4
+%ro_data = 01020304
+pub @write:
+    u8 [a0] = 9
+    ret
+pub @read:
+    a0 = u32 [a0]
+    ret
+""")
+    sb = vmcore.Sandbox(prog)
+    ro = sb.memory_map.ro_data_address
+    assert sb.call("read", ro) == 0x04030201
+    with pytest.raises(vmcore.PageFault) as e:
+        sb.call("write", ro)
+    assert e.value.address == ro
+    assert not sb.memory.is_accessible(ro, 1, writable=True)
+
+
+def test_stack_pointer_set_by_call():
+    sb = vmcore.Sandbox(MEMORY)
+    assert sb.call("push", 0xABCDEF) == 0xABCDEF
+    assert sb.regs["sp"] == sb.memory_map.stack_address_high
+
+
+def test_gas_accounting_and_metering_off():
+    sb = vmcore.Sandbox(vmcore.Program.load(DATA / "sum.polkavm"), gas=10_000)
+    sb.call("main", 10)
+    used = 10_000 - sb.gas
+    assert used == 5 * 10 + 6
+    off = vmcore.Sandbox(vmcore.Program.load(DATA / "sum.polkavm"))
+    assert off.gas is None
+    assert off.call("main", 10) == sum(i * i for i in range(10))
+    with pytest.raises(ValueError):
+        off.gas = 5
+
+
+def test_heap_policy_and_sbrk():
+    sb = vmcore.Sandbox(MEMORY, heap=vmcore.HeapPolicy(max_size=3 * 4096, grow_by_pages=2))
+    base = sb.memory_map.heap_base
+    assert sb.heap_size == 0
+    top = sb.call("grow", 100)
+    assert top == base + 100 and sb.heap_size == 100
+    assert sb.memory.is_accessible(base, 100, writable=True)
+    assert sb.call("grow", 3 * 4096) == 0  # past the maximum: 0 to the guest
+    assert sb.sbrk(10) == base + 110
+    assert sb.sbrk(3 * 4096) == 0
+    with pytest.raises(ValueError):
+        vmcore.HeapPolicy(initial_size=10, max_size=5)
+
+
+def test_heap_initial_size_maps_pages():
+    sb = vmcore.Sandbox(MEMORY, heap=vmcore.HeapPolicy(initial_size=5 * 4096))
+    base = sb.memory_map.heap_base
+    assert sb.memory.is_accessible(base, 4 * 4096, writable=True)
+
+
+def test_reset_restores_fresh_state():
+    prog = program("""
+%isa = jam_v1
+%rw_data = 2a
+%rw_data_size = 4096
+pub @bump:
+    a1 = u8 [a0]
+    a1 = a1 + 1
+    u8 [a0] = a1
+    a0 = a1
+    ret
+""")
+    sb = vmcore.Sandbox(prog, gas=1000)
+    rw = sb.memory_map.rw_data_address
+    assert sb.call("bump", rw) == 43
+    assert sb.call("bump", rw) == 44
+    sb.sbrk(5000)
+    sb.reset()
+    assert sb.gas == 1000
+    assert sb.heap_size == 0
+    assert sb.memory.read(rw, 1) == b"\x2a"
+    assert sb.call("bump", rw) == 43
+
+
+def test_low_level_run_loop():
+    sb = vmcore.Sandbox(ADD, gas=1000)
+    sb.prepare_call("add_numbers", 2, 3)
+    first = sb.run()
+    assert isinstance(first, Ecalli) and first.number == 0 and first.name == "get_third_number"
+    assert sb.next_pc > first.pc
+    sb.regs["a0"] = 40
+    done = sb.run()
+    assert isinstance(done, Finished)
+    assert sb.regs["a0"] == 45
+
+
+def test_run_reports_faults_without_raising():
+    sb = vmcore.Sandbox(MEMORY, gas=50)
+    sb.prepare_call("trap")
+    assert isinstance(sb.run(), Trap)
+    sb.prepare_call("store", 0x7000_0000, 1)
+    fault = sb.run()
+    assert isinstance(fault, PageFault) and fault.address == 0x7000_0000
+    sb.prepare_call("spin")
+    assert isinstance(sb.run(), OutOfGas)
+
+
+def test_single_step():
+    sb = vmcore.Sandbox(vmcore.Program.load(DATA / "sum.polkavm"), gas=1000)
+    sb.prepare_call("main", 2)
+    sb.set_step_tracing(True)
+    pcs = []
+    while True:
+        r = sb.run()
+        if not isinstance(r, Step):
+            break
+        pcs.append(r.pc)
+    assert isinstance(r, Finished)
+    assert pcs[0] == 0 and len(pcs) == 4 + 5 * 2 + 2
+    assert sb.regs["a0"] == 1
+
+
+def test_registers_view():
+    sb = vmcore.Sandbox(ADD)
+    sb.regs["t0"] = 5
+    assert sb.regs[2] == 5 and sb.regs["r2"] == 5
+    sb.regs[12] = -1
+    assert sb.regs["a5"] == 0xFFFFFFFFFFFFFFFF
+    assert len(list(sb.regs)) == 13
+    with pytest.raises(KeyError):
+        sb.regs["x9"]
+    with pytest.raises(IndexError):
+        sb.regs[13]
+
+
+def test_context_manager_and_closed_errors():
+    with vmcore.Sandbox(ADD) as sb:
+        assert sb.pid is None
+    assert sb.closed
+    with pytest.raises(vmcore.SandboxError):
+        sb.call("add_numbers", 1, 2)
+    with pytest.raises(vmcore.SandboxError):
+        sb.memory.read(0x20000, 1)
+
+
+def test_parallel_sandboxes_in_threads():
+    prog = vmcore.Program.load(DATA / "sum.polkavm")
+    results = {}
+
+    def work(i):
+        sb = vmcore.Sandbox(prog)
+        results[i] = sb.call("main", 200_000 + i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        n = 200_000 + i
+        assert results[i] == sum((k * k) % 1000000007 for k in range(n)) % (1 << 64)
+
+
+def test_same_sandbox_from_two_threads_is_refused():
+    prog = vmcore.Program.load(DATA / "sum.polkavm")
+    sb = vmcore.Sandbox(prog)
+    errors = []
+    started = threading.Event()
+
+    def long_call():
+        started.set()
+        sb.call("main", 30_000_000)
+
+    t = threading.Thread(target=long_call)
+    t.start()
+    started.wait()
+    time.sleep(0.02)
+    try:
+        sb.call("main", 10)
+    except vmcore.SandboxBusy as e:
+        errors.append(e)
+    t.join()
+    assert errors, "a concurrent call on one sandbox must raise SandboxBusy"
+    assert sb.call("main", 10) == 285
+
+
+def test_reentrant_call_from_hostcall_is_refused():
+    sb = vmcore.Sandbox(ADD)
+
+    def reenter(caller):
+        caller.sandbox.call("add_numbers", 1, 2)
+
+    sb.register_hostcall("get_third_number", reenter)
+    with pytest.raises(vmcore.HostcallError) as e:
+        sb.call("add_numbers", 1, 2)
+    assert isinstance(e.value.__cause__, vmcore.SandboxBusy)
+
+
+def test_bundled_programs_run():
+    sieve = vmcore.Program.load(DATA / "sieve.polkavm")
+    sb = vmcore.Sandbox(sieve)
+    assert sb.call("main", 100_000, sb.memory_map.rw_data_address) == 9592
+    hc = vmcore.Program.load(DATA / "hostcall.polkavm")
+    n = []
+    sb = vmcore.Sandbox(hc, hostcalls={"inc": lambda c: n.append(1)})
+    sb.call("main", 1000)
+    assert len(n) == 1000

@@ -1,0 +1,125 @@
+"""Execution backends.  A backend owns one guest instance (registers, gas,
+memory) and knows how to run it; the Sandbox on top owns the policy.  New
+backends/isolation modes register in BACKENDS."""
+from __future__ import annotations
+
+from typing import Callable, Dict, Tuple
+
+from vmcore import _interp
+from vmcore.errors import SandboxError
+from vmcore.layout import initial_layout
+
+
+def _compiled(program, gas_metering: bool, step_tracing: bool) -> "_interp.CompiledModule":
+    """Threaded code is cached per Program and configuration."""
+    key = ("interpreter", gas_metering, step_tracing)
+    module = program._cache.get(key)
+    if module is None:
+        module = _interp.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
+                                        gas_metering, step_tracing)
+        program._cache[key] = module
+    return module
+
+
+class InlineInterpreter:
+    """The C interpreter running in this process, on inline guest memory."""
+
+    backend = "interpreter"
+    isolation = "inline"
+    pid = None
+
+    def __init__(self, program, memory_map, heap, gas_metering: bool) -> None:
+        self.program = program
+        self.memory_map = memory_map
+        self.heap_policy = heap
+        self.gas_metering = gas_metering
+        self.inst = _interp.Instance(_compiled(program, gas_metering, False), memory_map.page_size)
+        self.closed = False
+        self._install()
+
+    def _install(self) -> None:
+        regions, heap = initial_layout(self.program, self.memory_map, self.heap_policy)
+        inst = self.inst
+        for region in regions:
+            inst.set_perms(region.address, region.size, region.perm)
+            if region.data:
+                inst.write(region.address, region.data)
+        inst.configure_heap(heap.base, heap.base, heap.mapped_end, heap.max_top, heap.grow_pages)
+        self.regions = regions
+
+    def reset(self) -> None:
+        """Back to the freshly-instantiated state: registers, gas, memory."""
+        for region in self.regions:
+            self.inst.discard(region.address, region.size)
+        _, _, mapped_end, _ = self.inst.heap_state()
+        self.inst.discard(self.memory_map.rw_data_address, mapped_end - self.memory_map.rw_data_address)
+        self.inst.set_regs([0] * 13)
+        self._install()
+
+    def set_step_tracing(self, enabled: bool) -> None:
+        self.inst.set_module(_compiled(self.program, self.gas_metering, enabled))
+
+    def close(self) -> None:
+        self.closed = True
+        self.inst = None
+
+    # State access: thin forwards kept explicit for readability.
+    def get_reg(self, i): return self.inst.get_reg(i)
+    def set_reg(self, i, v): self.inst.set_reg(i, v)
+    def get_regs(self): return self.inst.get_regs()
+    def set_regs(self, values): self.inst.set_regs(values)
+    def first_inaccessible(self, a, n, w): return self.inst.first_inaccessible(a, n, w)
+    def read(self, a, n): return self.inst.read(a, n)
+    def read_into(self, a, buf): self.inst.read_into(a, buf)
+    def write(self, a, data): self.inst.write(a, data)
+    def zero(self, a, n): self.inst.zero(a, n)
+    def sbrk(self, n): return self.inst.sbrk(n)
+    def set_pc(self, pc): return self.inst.set_pc(pc)
+    def run(self): return self.inst.run()
+    def serve(self, handlers, caller, mask): return _interp.serve_hostcalls(self.inst, handlers, caller, mask)
+    def call(self, pc, args, sp, handlers, caller, mask):
+        return _interp.call(self.inst, pc, args, sp, handlers, caller, mask)
+    def call_gate(self, exports, sp, handlers, caller, mask, slow, doc):
+        return _interp.CallGate(self.inst, exports, sp, handlers, caller, mask, slow, doc)
+    @property
+    def last_exit(self): return self.inst.last_exit
+    def take_hostcall_error(self): return self.inst.take_hostcall_error()
+    def interrupt(self): self.inst.interrupt()
+
+    @property
+    def gas(self): return self.inst.gas
+    @gas.setter
+    def gas(self, v): self.inst.gas = v
+    @property
+    def pc(self): return self.inst.pc
+    @property
+    def next_pc(self): return self.inst.next_pc
+    @property
+    def arg(self): return self.inst.arg
+    @property
+    def heap_top(self): return self.inst.heap_state()[1]
+    @property
+    def heap_base(self): return self.inst.heap_state()[0]
+
+
+BACKENDS: Dict[Tuple[str, str], Callable] = {
+    ("interpreter", "inline"): InlineInterpreter,
+}
+
+
+def select(backend: str, isolation: str) -> Callable:
+    """Resolve 'auto' and check the combination exists."""
+    if backend not in ("auto", "interpreter", "compiler"):
+        raise ValueError(f"unknown backend {backend!r}; expected 'auto', 'interpreter' or 'compiler'")
+    if isolation not in ("auto", "inline", "process"):
+        raise ValueError(f"unknown isolation {isolation!r}; expected 'auto', 'inline' or 'process'")
+    candidates = [(b, i) for (b, i) in BACKENDS
+                  if backend in ("auto", b) and isolation in ("auto", i)]
+    if not candidates:
+        available = ", ".join(f"{b}/{i}" for b, i in BACKENDS)
+        raise ValueError(f"backend={backend!r} with isolation={isolation!r} is not available in this build "
+                         f"(available: {available})")
+    return BACKENDS[candidates[0]]
+
+
+__all__ = ["BACKENDS", "select", "InlineInterpreter", "SandboxError"]

@@ -1,0 +1,76 @@
+"""What a hostcall sees: the guest's registers, memory and gas."""
+from __future__ import annotations
+
+from typing import Iterator, Union
+
+from vmcore.isa import REGISTER_NAMES
+
+_INDEX = {name: i for i, name in enumerate(REGISTER_NAMES)}
+_INDEX.update({f"r{i}": i for i in range(13)})
+
+
+def register_index(key: Union[int, str]) -> int:
+    if isinstance(key, str):
+        try:
+            return _INDEX[key.lower()]
+        except KeyError:
+            raise KeyError(f"unknown register {key!r}; expected one of {', '.join(REGISTER_NAMES)}") from None
+    if isinstance(key, int) and 0 <= key < 13:
+        return key
+    raise IndexError(f"register index must be 0..12 or a name, got {key!r}")
+
+
+class Registers:
+    """The 13 guest registers, indexable by number or name (ra, sp, t0-t2,
+    s0, s1, a0-a5).  Writes are masked to 64 bits."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner) -> None:
+        self._owner = owner  # anything with _live() -> backend
+
+    def __getitem__(self, key: Union[int, str]) -> int:
+        return self._owner._live().get_reg(register_index(key))
+
+    def __setitem__(self, key: Union[int, str], value: int) -> None:
+        self._owner._live().set_reg(register_index(key), int(value) & 0xFFFFFFFFFFFFFFFF)
+
+    def __len__(self) -> int:
+        return 13
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._owner._live().get_regs())
+
+    def __repr__(self) -> str:
+        return "Registers(" + ", ".join(f"{n}={v:#x}" for n, v in zip(REGISTER_NAMES, self)) + ")"
+
+    def to_dict(self) -> dict:
+        return dict(zip(REGISTER_NAMES, self))
+
+
+class Caller:
+    """Passed as the first argument to every hostcall."""
+
+    __slots__ = ("sandbox",)
+
+    def __init__(self, sandbox) -> None:
+        self.sandbox = sandbox
+
+    @property
+    def regs(self) -> Registers:
+        return self.sandbox.regs
+
+    @property
+    def memory(self):
+        return self.sandbox.memory
+
+    @property
+    def gas(self):
+        return self.sandbox.gas
+
+    @gas.setter
+    def gas(self, value) -> None:
+        self.sandbox.gas = value
+
+    def sbrk(self, size: int) -> int:
+        return self.sandbox.sbrk(size)

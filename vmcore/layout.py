@@ -1,0 +1,51 @@
+"""What a fresh instance's memory looks like: which regions are accessible,
+with what rights and contents, and where the heap starts.  Shared by every
+backend so they all start from the same state."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+from vmcore.heap import HeapPolicy
+from vmcore.memory_map import MemoryMap
+
+READ, WRITE = 1, 2  # vm_memory permission values (interp.h)
+
+
+@dataclass(frozen=True)
+class Region:
+    address: int
+    size: int
+    perm: int
+    data: bytes = b""
+
+
+@dataclass(frozen=True)
+class HeapLayout:
+    base: int        # first heap byte
+    mapped_end: int  # accessible up to here initially
+    max_top: int     # sbrk fails past this
+    grow_pages: int
+
+
+def _align(value: int, page: int) -> int:
+    return (value + page - 1) // page * page
+
+
+def initial_layout(program, memory_map: MemoryMap, heap: HeapPolicy):
+    page = memory_map.page_size
+    regions: List[Region] = []
+    if memory_map.ro_data_size:
+        regions.append(Region(memory_map.ro_data_address, memory_map.ro_data_size, READ, program.ro_data))
+    rw_end = memory_map.rw_data_address + memory_map.rw_data_size
+    heap_max = memory_map.max_heap_size if heap.max_size is None else min(heap.max_size, memory_map.max_heap_size)
+    max_top = memory_map.heap_base + heap_max
+    mapped_end = max(rw_end, min(_align(memory_map.heap_base + heap.initial_size, page), _align(max_top, page)))
+    if mapped_end > memory_map.rw_data_address:
+        regions.append(Region(memory_map.rw_data_address, mapped_end - memory_map.rw_data_address, WRITE,
+                              program.rw_data))
+    if memory_map.stack_size:
+        regions.append(Region(memory_map.stack_address_low, memory_map.stack_size, WRITE))
+    if memory_map.aux_data_size:
+        regions.append(Region(memory_map.aux_data_address, memory_map.aux_data_size, READ))
+    return regions, HeapLayout(memory_map.heap_base, mapped_end, max_top, heap.grow_by_pages)
