@@ -19,7 +19,7 @@ DEBUG = os.environ.get("VMCORE_DEBUG") == "1" or SANITIZE
 
 OPT = ["-O0", "-g"] if DEBUG else ["-O2"]
 SAN = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"] if SANITIZE else []
-STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fPIC", "-fno-strict-aliasing", *OPT, *SAN]
+STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fPIC", "-fno-strict-aliasing", "-fno-wrapv", *OPT, *SAN]
 
 CORE_SOURCES = [
     "vmcore/_native/decoder.c",
