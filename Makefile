@@ -17,10 +17,10 @@ test: build
 # itself is not instrumented, so the runtime is preloaded and leak checking
 # (which would report CPython's own allocations) is off.
 test-asan:
-	VMCORE_SANITIZE=1 $(PYTHON) setup.py -q build_clib --force build_ext --inplace --force
+	rm -rf build && VMCORE_SANITIZE=1 $(PYTHON) setup.py -q build_clib --force build_ext --inplace --force
 	LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
-	$(PYTHON) setup.py -q build_clib --force build_ext --inplace --force
+	rm -rf build && $(PYTHON) setup.py -q build_clib --force build_ext --inplace --force
 
 vectors:
 	$(PYTHON) -m vmcore vectors tests/vectors

@@ -1,0 +1,27 @@
+"""Shared set-up for the benchmarks: the bundled guest programs (the same
+bytes as ../shared/programs) and ready-to-call sandboxes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import vmcore
+
+DATA = Path(vmcore.__file__).parent / "data"
+
+SUM_N = 100_000_000
+SUM_RESULT = 49991862417943034
+SIEVE_N = 16_000_000
+SIEVE_RESULT = 1031130
+
+
+def load(name: str) -> vmcore.Program:
+    return vmcore.Program.load(DATA / f"{name}.polkavm")
+
+
+def kernel(name: str, **sandbox_options):
+    """(sandbox, args, expected result) for sum or sieve."""
+    program = load(name)
+    sb = vmcore.Sandbox(program, **sandbox_options)
+    if name == "sum":
+        return sb, (SUM_N,), SUM_RESULT
+    return sb, (SIEVE_N, sb.memory_map.rw_data_address), SIEVE_RESULT
