@@ -96,4 +96,6 @@ def instructions(int isa, const uint8_t[:] code, const uint8_t[:] bitmask):
 def is_basic_block_start(int isa, const uint8_t[:] code, const uint8_t[:] bitmask, uint32_t offset):
     if code.shape[0] == 0:
         return False
+    if <size_t>bitmask.shape[0] < (<size_t>code.shape[0] + 7) // 8:
+        raise ValueError("bitmask too short for the code")
     return bool(vm_is_basic_block_start(isa, &code[0], <uint32_t>code.shape[0], &bitmask[0], offset))

@@ -15,6 +15,10 @@ from vmcore.includes.interp cimport *
 
 vm_decoder_init()
 
+# Spans up to this size are zeroed in place when recycling (no syscalls, no
+# page faults on reuse); larger ones are handed back to the kernel.
+DEF SCRUB_MEMSET_LIMIT = 256 * 1024
+
 EXIT_FINISHED = VM_EXIT_FINISHED
 EXIT_TRAP = VM_EXIT_TRAP
 EXIT_ECALLI = VM_EXIT_ECALLI
@@ -227,6 +231,30 @@ cdef class Instance:
 
     def reset_memory(self):
         vm_guest_memory_reset(&self.memory)
+
+    def scrub(self, spans):
+        """Zero and make inaccessible every (address, length) span, keeping
+        small spans' pages resident (memset) so reuse costs no page faults;
+        large spans go back to the kernel.  Used to recycle instances."""
+        cdef uint64_t address, length, first, count
+        for address, length in spans:
+            if length == 0:
+                continue
+            if address + length > (<uint64_t>1 << 32):
+                raise ValueError("span outside the address space")
+            if length <= SCRUB_MEMSET_LIMIT:
+                memset(self.memory.base + address, 0, length)
+                first = address >> self.memory.page_shift
+                count = (address + length - 1 - ((address >> self.memory.page_shift) << self.memory.page_shift)
+                         + self.memory.page_size) >> self.memory.page_shift
+                memset(self.memory.perms + first, 0, count)
+            else:
+                vm_guest_memory_discard(&self.memory, <uint32_t>address, length)
+        memset(self.state.regs, 0, sizeof(self.state.regs))
+        self.state.gas = 0
+        self.state.resume = VM_INDEX_NONE
+        self.state.interrupt = 0
+        self.hostcall_error = None
 
     def first_inaccessible(self, uint32_t address, uint32_t length, bint writable):
         """The first page in the range the guest could not access, or None."""

@@ -109,7 +109,7 @@ def validate_code(int isa, const uint8_t[:] code, const uint8_t[:] bitmask):
     """-1 when the code is well formed, else the first invalid offset."""
     cdef int64_t r
     if code.shape[0] == 0:
-        return -1
+        return 0  # empty code: offset 0 is already past the end (the reference rejects it)
     with nogil:
         r = vm_validate_code(isa, &code[0], <uint32_t>code.shape[0], &bitmask[0])
     return r

@@ -54,6 +54,8 @@ class Program:
     def __init__(self, parts: dict, *, format: str, strict: bool = False) -> None:
         self.format = format
         self.isa = _isa.ISA_NAMES[parts["isa"]]
+        self._isa_index = parts["isa"]
+        self._is_64_bit = _isa.is_64_bit(self.isa)
         self.code = parts["code"]
         self.bitmask = parts["bitmask"]
         self.jump_table = parts["jump_table"]
@@ -64,6 +66,7 @@ class Program:
         self.rw_data_size = parts["rw_data_size"]
         self.stack_size = parts["stack_size"]
         self.heap_pages = parts["heap_pages"]
+        self._code_offset: int = parts["code_offset"]
         self._cache: dict = {}
 
         self.imports = []
@@ -92,8 +95,10 @@ class Program:
         if self.isa == "jam_v1":
             bad = _program.validate_code(_isa.isa_index(self.isa), self.code, self.bitmask)
             if bad >= 0:
-                raise ProgramError(f"invalid instruction at code offset {bad}: jam_v1 code must decode cleanly "
-                                   "and end with a terminator", offset=None)
+                error = ProgramError(f"invalid instruction at code offset {bad}: jam_v1 code must decode cleanly "
+                                     "and end with a terminator", offset=self._code_offset + bad)
+                error.pc = bad
+                raise error
         warnings = []
         for i, target in enumerate(self.jump_table):
             if target >= code_len:
@@ -135,11 +140,11 @@ class Program:
     # -- derived ------------------------------------------------------
     @property
     def is_64_bit(self) -> bool:
-        return _isa.is_64_bit(self.isa)
+        return self._is_64_bit
 
     @property
     def isa_index(self) -> int:
-        return _isa.isa_index(self.isa)
+        return self._isa_index
 
     def memory_map(self, page_size: int = DEFAULT_PAGE_SIZE) -> MemoryMap:
         """The guest memory layout for a page size (4 KiB..64 KiB)."""

@@ -26,6 +26,9 @@ ARG_REGS = (7, 8, 9, 10, 11, 12, 2, 3, 4)  # a0-a5, t0-t2
 RA, SP, A0, A1 = 0, 1, 7, 8
 
 
+_DEFAULT_HEAP = HeapPolicy()
+
+
 class SandboxBusy(VmError):
     """The sandbox is already running a call in another thread."""
 
@@ -73,14 +76,14 @@ class Sandbox:
         factory = select(backend, isolation)
         self.program = program
         self.memory_map = program.memory_map(page_size)
-        self.heap_policy = heap or HeapPolicy()
+        self.heap_policy = heap or _DEFAULT_HEAP
         self._gas_metering = gas is not None
         self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering)
         self._mask = 0xFFFFFFFFFFFFFFFF if program.is_64_bit else 0xFFFFFFFF
         self._initial_gas = gas if gas is not None else 0
         self._backend.gas = self._initial_gas
         self._handlers: List[Optional[Tuple[Hostcall, int]]] = [None] * len(program.imports)
-        self._exports = dict(program.exports)
+        self._exports = program.exports
         self._stack_top = self.memory_map.stack_address_high
         self._caller = Caller(self)
         self.regs = Registers(self)

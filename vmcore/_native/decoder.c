@@ -233,8 +233,13 @@ int vm_is_basic_block_start(vm_isa isa, const uint8_t *code, uint32_t code_len,
         return 0;
     if (offset == 0)
         return 1;
-    /* The nearest earlier instruction start within the bitmask's reach. */
-    uint32_t lowest = offset > VM_BITMASK_MAX + 1 ? offset - VM_BITMASK_MAX - 1 : 0;
+    /* The nearest earlier instruction start within the bitmask's reach.  The
+     * reference looks for it in the 32 bitmask bits that end with `offset`'s
+     * byte, so it sees 24 + (offset % 8) bytes back, and a skip over
+     * VM_BITMASK_MAX is out of range: the reach is 25 bytes, but only 24 when
+     * `offset` is a multiple of 8. */
+    uint32_t reach = VM_BITMASK_MAX + ((offset & 7) ? 1u : 0u);
+    uint32_t lowest = offset > reach ? offset - reach : 0;
     for (uint32_t prev = offset; prev-- > lowest;) {
         if ((bitmask[prev >> 3] >> (prev & 7)) & 1) {
             vm_op op = vm_isa_decode_opcode(isa, code[prev]);

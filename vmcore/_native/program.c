@@ -117,18 +117,21 @@ int vm_parse_code_blob(const uint8_t *data, size_t length, vm_span within, vm_bl
     reader r = {data, (size_t)within.offset + within.length, within.offset, err};
     uint32_t jt_count = 0, code_len = 0;
     uint8_t entry_size = 0;
+    size_t count_at = r.position;
     if (read_varint(&r, &jt_count, "the jump table entry count"))
         return -1;
     if (jt_count > VM_MAXIMUM_JUMP_TABLE_ENTRIES)
-        return fail(err, r.position, "the jump table has %u entries, more than the maximum of %u", jt_count,
+        return fail(err, count_at, "the jump table has %u entries, more than the maximum of %u", jt_count,
                     VM_MAXIMUM_JUMP_TABLE_ENTRIES);
     size_t entry_size_at = r.position;
     if (read_byte(&r, &entry_size, "the jump table entry size"))
         return -1;
+    size_t code_len_at = r.position;
     if (read_varint(&r, &code_len, "the code length"))
         return -1;
     if (code_len > VM_MAXIMUM_CODE_SIZE)
-        return fail(err, r.position, "the code is %u bytes, more than the maximum of %u", code_len, VM_MAXIMUM_CODE_SIZE);
+        return fail(err, code_len_at, "the code is %u bytes, more than the maximum of %u", code_len,
+                    VM_MAXIMUM_CODE_SIZE);
     if (entry_size > 4)
         return fail(err, entry_size_at, "invalid jump table entry size %u: expected 0 to 4", entry_size);
     if (read_span(&r, (size_t)jt_count * entry_size, &out->jump_table, "the jump table"))
@@ -227,7 +230,7 @@ int vm_parse_polkavm_blob(const uint8_t *data, size_t length, vm_blob_parts *out
     if (read_section(&r, &section, VM_SECTION_EXPORTS, &out->exports, "the exports section"))
         return -1;
     vm_span code_and_jt = {0, 0};
-    size_t code_section_at = r.position;
+    size_t code_section_at = r.position - 1; /* the id byte of the section found where the code belongs */
     if (read_section(&r, &section, VM_SECTION_CODE_AND_JUMP_TABLE, &code_and_jt, "the code section") ||
         read_section(&r, &section, VM_SECTION_OPT_DEBUG_STRINGS, &out->debug_strings, "the debug strings") ||
         read_section(&r, &section, VM_SECTION_OPT_DEBUG_LINE_PROGRAMS, &out->debug_line_programs, "the debug line programs") ||
@@ -339,9 +342,9 @@ uint32_t vm_jump_table_entry(const uint8_t *data, const vm_blob_parts *parts, ui
 
 int64_t vm_validate_code(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask)
 {
-    if (code_len == 0)
-        return -1;
-    if (!vm_bitmask_bit(bitmask, code_len, 0))
+    /* Empty code, or no instruction at offset 0: the first instruction is
+     * the implicit trap (the reference rejects both). */
+    if (code_len == 0 || !vm_bitmask_bit(bitmask, code_len, 0))
         return 0;
     vm_instruction ins;
     uint32_t offset = 0;

@@ -1,0 +1,124 @@
+"""Shared test fixtures: where the sample programs live, and a tiny,
+independent writer for the program containers (written from the format
+description, not from vmcore's C parser)."""
+import json
+import struct
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT / "vmcore" / "data"
+VECTORS_DIR = ROOT.parent / "shared" / "pvm-vectors" / "programs"
+REFERENCE_PROGRAM_RS = Path("/tmp/pvm/crates/polkavm-common/src/program.rs")
+
+
+def varint(value: int) -> bytes:
+    """PolkaVM varint: the number of leading one bits of the first byte says
+    how many little-endian bytes follow; the first byte's remaining bits are
+    the value's most significant bits (no bits from it with four extra)."""
+    assert 0 <= value < 1 << 32
+    for extra in range(4):
+        if value < 1 << (7 * (extra + 1)):
+            prefix = (0xFF << (8 - extra)) & 0xFF
+            return bytes([prefix | (value >> (8 * extra))]) + value.to_bytes(8, "little")[:extra]
+    return b"\xf0" + value.to_bytes(4, "little")
+
+
+def bitmask_bytes(code_len: int, starts) -> bytes:
+    mask = bytearray((code_len + 7) // 8)
+    for s in starts:
+        mask[s >> 3] |= 1 << (s & 7)
+    return bytes(mask)
+
+
+def code_blob(code: bytes, starts, jump_table=(), entry_size: int = 4, *, bitmask=None) -> bytes:
+    """A JAM code blob: jump table count, entry size, code length, table, code, bitmask."""
+    if bitmask is None:
+        bitmask = bitmask_bytes(len(code), starts)
+    table = b"".join(t.to_bytes(entry_size, "little") for t in jump_table)
+    return varint(len(jump_table)) + bytes([entry_size]) + varint(len(code)) + table + code + bitmask
+
+
+def memory_config(ro: int, rw: int, stack: int) -> bytes:
+    return varint(ro) + varint(rw) + varint(stack)
+
+
+def imports_payload(names, offsets=None) -> bytes:
+    symbols = b"".join(names)
+    if offsets is None:
+        offsets, pos = [], 0
+        for n in names:
+            offsets.append(pos)
+            pos += len(n)
+    return varint(len(offsets)) + b"".join(struct.pack("<I", o) for o in offsets) + symbols
+
+
+def exports_payload(exports) -> bytes:
+    out = varint(len(exports))
+    for pc, name in exports:
+        out += varint(pc) + varint(len(name)) + name
+    return out
+
+
+def polkavm(sections, *, version: int = 3, length_delta: int = 0, eof: bool = True, magic: bytes = b"PVM\0"):
+    """Build a .polkavm blob from [(section id, payload)]; returns (blob,
+    [(id byte offset, payload offset)] per section)."""
+    body, where = b"", []
+    header = 4 + 1 + 8
+    for sid, payload in sections:
+        id_at = header + len(body)
+        body += bytes([sid]) + varint(len(payload))
+        where.append((id_at, header + len(body)))
+        body += payload
+    if eof:
+        body += b"\0"
+    total = header + len(body)
+    return magic + bytes([version]) + struct.pack("<Q", total + length_delta) + body, where
+
+
+def raw_blob(body: bytes, *, version: int = 3) -> bytes:
+    """A .polkavm header with the right length around arbitrary section bytes."""
+    return b"PVM\0" + bytes([version]) + struct.pack("<Q", 13 + len(body)) + body
+
+
+def jam_standard(ro: bytes, rw: bytes, heap_pages: int, stack: int, code: bytes) -> bytes:
+    """The JAM standard program: E3(|ro|) E3(|rw|) E2(heap pages) E3(stack) ro rw E4(|code|) code."""
+    return (len(ro).to_bytes(3, "little") + len(rw).to_bytes(3, "little") + heap_pages.to_bytes(2, "little")
+            + stack.to_bytes(3, "little") + ro + rw + len(code).to_bytes(4, "little") + code)
+
+
+WRITER = SimpleNamespace(varint=varint, bitmask=bitmask_bytes, code_blob=code_blob, memory_config=memory_config,
+                         imports=imports_payload, exports=exports_payload, polkavm=polkavm, raw=raw_blob,
+                         jam_standard=jam_standard)
+
+
+def load_shared_programs():
+    return {p.stem: p.read_bytes() for p in sorted(DATA_DIR.glob("*.polkavm"))}
+
+
+def load_vector_programs():
+    out = []
+    for p in sorted(VECTORS_DIR.glob("*.json")):
+        with open(p) as f:
+            out.append((p.stem, bytes(json.load(f)["program"])))
+    return out
+
+
+@pytest.fixture(scope="session")
+def writer():
+    return WRITER
+
+
+@pytest.fixture(scope="session")
+def shared_programs():
+    return load_shared_programs()
+
+
+@pytest.fixture(scope="session")
+def vector_programs():
+    programs = load_vector_programs()
+    if not programs:
+        pytest.skip(f"no test vectors at {VECTORS_DIR}")
+    return programs
