@@ -425,3 +425,26 @@ def test_bundled_programs_run():
     sb = vmcore.Sandbox(hc, hostcalls={"inc": lambda c: n.append(1)})
     sb.call("main", 1000)
     assert len(n) == 1000
+
+
+def test_latest32_registers_are_32_bit():
+    prog = program("""
+%isa = latest32
+%import echo
+pub @main:
+    ecalli 0
+    a0 = a0 + a1
+    ret
+""")
+    got = []
+
+    def echo(caller, a0, a1):
+        got.append((a0, a1))
+        return (a0, 0x80000000)
+
+    sb = vmcore.Sandbox(prog, hostcalls={"echo": echo})
+    assert sb.call("main", 0xFFFFFFFF, 5) == (0xFFFFFFFF + 0x80000000) & 0xFFFFFFFF
+    assert got == [(0xFFFFFFFF, 5)]
+    sb.regs["a0"] = 0x80000000
+    assert sb.regs["a0"] == 0x80000000
+    assert sb.call("main", -1, 0) == 0x7FFFFFFF

@@ -2,7 +2,7 @@
 memory (guest_memory.c).  No policy: vmcore.sandbox decides what to map,
 when to stop and how to report it."""
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
-from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t, int32_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 from libc.errno cimport errno
@@ -298,6 +298,15 @@ cdef class Instance:
 
 
 cdef object _NONE = None
+
+
+cdef inline uint64_t _to_reg(object value, uint64_t mask) except? 0:
+    """A Python int as a register value: masked to the register width and,
+    for 32-bit programs, sign-extended the way the guest keeps registers."""
+    cdef uint64_t v = <uint64_t>(value & mask)
+    if mask == 0xffffffff:
+        return <uint64_t><int64_t><int32_t><uint32_t>v
+    return v
 cdef int[9] _ARG_REGS = [7, 8, 9, 10, 11, 12, 2, 3, 4]  # a0-a5, t0-t2: the reference's order
 EXIT_HOSTCALL_ERROR = 100   # a hostcall raised; see Instance.take_hostcall_error()
 EXIT_BUSY = 101             # the instance is already in a call
@@ -334,25 +343,27 @@ cdef int _serve(Instance inst, list handlers, object caller, uint64_t mask) exce
             if nargs == 0:
                 result = fn(caller)
             elif nargs == 1:
-                result = fn(caller, regs[7])
+                result = fn(caller, regs[7] & mask)
             elif nargs == 2:
-                result = fn(caller, regs[7], regs[8])
+                result = fn(caller, regs[7] & mask, regs[8] & mask)
             elif nargs == 3:
-                result = fn(caller, regs[7], regs[8], regs[9])
+                result = fn(caller, regs[7] & mask, regs[8] & mask, regs[9] & mask)
             elif nargs == 4:
-                result = fn(caller, regs[7], regs[8], regs[9], regs[10])
+                result = fn(caller, regs[7] & mask, regs[8] & mask, regs[9] & mask, regs[10] & mask)
             elif nargs == 5:
-                result = fn(caller, regs[7], regs[8], regs[9], regs[10], regs[11])
+                result = fn(caller, regs[7] & mask, regs[8] & mask, regs[9] & mask, regs[10] & mask,
+                            regs[11] & mask)
             else:
-                result = fn(caller, regs[7], regs[8], regs[9], regs[10], regs[11], regs[12])
+                result = fn(caller, regs[7] & mask, regs[8] & mask, regs[9] & mask, regs[10] & mask,
+                            regs[11] & mask, regs[12] & mask)
             if result is _NONE:
                 continue
             if isinstance(result, int):
-                regs[7] = <uint64_t>(result & mask)
+                regs[7] = _to_reg(result, mask)
             elif isinstance(result, tuple) and len(<tuple>result) == 2 and isinstance((<tuple>result)[0], int) \
                     and isinstance((<tuple>result)[1], int):
-                regs[7] = <uint64_t>((<tuple>result)[0] & mask)
-                regs[8] = <uint64_t>((<tuple>result)[1] & mask)
+                regs[7] = _to_reg((<tuple>result)[0], mask)
+                regs[8] = _to_reg((<tuple>result)[1], mask)
             else:
                 raise TypeError(f"a hostcall must return None, an int or a 2-tuple of ints, got {result!r:.80}")
         except BaseException as e:
@@ -396,7 +407,7 @@ cdef object _call(Instance inst, uint32_t pc, tuple args, uint64_t sp, list hand
     if nargs > 9:
         raise TypeError(f"at most 9 arguments fit in registers, got {nargs}")
     for i in range(nargs):
-        regs[_ARG_REGS[i]] = <uint64_t>(args[i] & 0xffffffffffffffff)
+        regs[_ARG_REGS[i]] = _to_reg(args[i], mask)
     regs[0] = VM_ADDR_RETURN_TO_HOST
     regs[1] = sp
     rc = vm_state_set_pc(&inst.state, &inst.module.module, pc)

@@ -21,6 +21,13 @@ def _compiled(program, gas_metering: bool, step_tracing: bool) -> "_interp.Compi
     return module
 
 
+def _widen(value: int, mask: int) -> int:
+    value &= mask
+    if mask == 0xFFFFFFFF and value & 0x80000000:
+        value |= 0xFFFFFFFF00000000
+    return value
+
+
 # Closed sandboxes' guest memory, scrubbed and ready for reuse: creating a
 # sandbox from here costs no mmap and no page faults.  Keyed by page size.
 _POOL: Dict[int, list] = {}
@@ -39,6 +46,7 @@ class InlineInterpreter:
         self.memory_map = memory_map
         self.heap_policy = heap
         self.gas_metering = gas_metering
+        self.mask = 0xFFFFFFFFFFFFFFFF if program.is_64_bit else 0xFFFFFFFF
         module = _compiled(program, gas_metering, False)
         pool = _POOL.get(memory_map.page_size)
         if pool:
@@ -105,10 +113,12 @@ class InlineInterpreter:
             pass
 
     # State access: thin forwards kept explicit for readability.
-    def get_reg(self, i): return self.inst.get_reg(i)
-    def set_reg(self, i, v): self.inst.set_reg(i, v)
-    def get_regs(self): return self.inst.get_regs()
-    def set_regs(self, values): self.inst.set_regs(values)
+    # Registers as the program sees them: 32-bit programs keep them
+    # sign-extended internally but read and write 32-bit values.
+    def get_reg(self, i): return self.inst.get_reg(i) & self.mask
+    def set_reg(self, i, v): self.inst.set_reg(i, _widen(v, self.mask))
+    def get_regs(self): return [v & self.mask for v in self.inst.get_regs()]
+    def set_regs(self, values): self.inst.set_regs([_widen(v, self.mask) for v in values])
     def first_inaccessible(self, a, n, w): return self.inst.first_inaccessible(a, n, w)
     def read(self, a, n): return self.inst.read(a, n)
     def read_into(self, a, buf): self.inst.read_into(a, buf)

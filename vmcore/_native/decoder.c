@@ -91,7 +91,7 @@ int vm_bitmask_bit(const uint8_t *bitmask, uint32_t code_len, uint32_t offset)
 /* Distance to the next instruction start after `offset`, capped at
  * VM_BITMASK_MAX and at the end of the code; *invalid is set when the next
  * instruction is the implicit trap (end of code or a gap past the cap). */
-static uint32_t parse_skip(const uint8_t *bitmask, uint32_t code_len, uint32_t offset, int *invalid)
+static uint32_t parse_skip_slow(const uint8_t *bitmask, uint32_t code_len, uint32_t offset, int *invalid)
 {
     uint32_t origin = offset + 1;
     for (uint32_t next = origin; next < code_len && next - origin <= VM_BITMASK_MAX; next++) {
@@ -103,6 +103,74 @@ static uint32_t parse_skip(const uint8_t *bitmask, uint32_t code_len, uint32_t o
     *invalid = 1;
     uint32_t remaining = code_len > origin ? code_len - origin : 0;
     return remaining < VM_BITMASK_MAX ? remaining : VM_BITMASK_MAX;
+}
+
+static inline uint32_t parse_skip(const uint8_t *bitmask, uint32_t code_len, uint32_t offset, int *invalid)
+{
+    /* Fast path: one 64-bit window of the bitmask covers the 25 candidate
+     * positions; only the last few bytes of the code take the slow loop. */
+    uint32_t origin = offset + 1;
+    uint32_t byte = origin >> 3;
+    if ((uint64_t)byte + 8 <= ((uint64_t)code_len + 7) / 8) {
+        const uint8_t *p = bitmask + byte;
+        uint64_t w = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+                     (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+        w = (w >> (origin & 7)) & ((1ull << (VM_BITMASK_MAX + 1)) - 1);
+        if (w) {
+            uint32_t d = (uint32_t)__builtin_ctzll(w);
+            if ((uint64_t)origin + d < code_len) {
+                *invalid = 0;
+                return d;
+            }
+        } else if ((uint64_t)origin + VM_BITMASK_MAX < code_len) {
+            *invalid = 1;
+            return VM_BITMASK_MAX;
+        }
+    }
+    return parse_skip_slow(bitmask, code_len, offset, invalid);
+}
+
+int64_t vm_validate_code(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask)
+{
+    /* Empty code, or no instruction at offset 0: the first instruction is
+     * the implicit trap (the reference rejects both). */
+    if ((unsigned)isa >= VM_ISA_COUNT || code_len == 0 || !vm_bitmask_bit(bitmask, code_len, 0))
+        return 0;
+    /* Instruction starts are the set bits; walk them a 64-bit word at a
+     * time.  Each must hold a defined opcode, and the next start must lie
+     * within VM_BITMASK_MAX + 1 bytes, else the reference's bounded walk
+     * ends there: fine after a terminator, an error after anything that
+     * falls through into the implicit trap. */
+    const uint8_t *table = decode_table[isa];
+    uint32_t words = (code_len + 63) / 64;
+    uint32_t bitmask_len = (code_len + 7) / 8;
+    uint32_t prev = 0;
+    int have_prev = 0;
+    for (uint32_t w = 0; w < words; w++) {
+        uint64_t bits = 0;
+        uint32_t base = w * 8;
+        uint32_t n = bitmask_len - base < 8 ? bitmask_len - base : 8;
+        for (uint32_t i = 0; i < n; i++)
+            bits |= (uint64_t)bitmask[base + i] << (8 * i);
+        while (bits) {
+            uint32_t offset = w * 64 + (uint32_t)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (offset >= code_len)
+                break;
+            if (have_prev && offset - prev - 1 > VM_BITMASK_MAX)
+                return (op_flags[table[code[prev]]] & VM_F_TERMINATOR) == VM_F_TERMINATOR ? -1
+                                                                                       : (int64_t)prev + 1 + VM_BITMASK_MAX;
+            if (table[code[offset]] == VM_OP_INVALID)
+                return offset;
+            prev = offset;
+            have_prev = 1;
+        }
+    }
+    /* After the last instruction comes the end of the code (or a gap). */
+    if ((op_flags[table[code[prev]]] & VM_F_TERMINATOR) == VM_F_TERMINATOR)
+        return -1;
+    uint64_t next = (uint64_t)prev + 1 + VM_BITMASK_MAX;
+    return next < code_len ? (int64_t)next : (int64_t)code_len;
 }
 
 /* Little-endian read of `length` (0..4) bytes, sign-extended to 32 bits. */

@@ -39,7 +39,7 @@
     X(CMOVZI) X(CMOVNZI) X(RORI32) X(RORI_ALT32) X(RORI64) X(RORI_ALT64) \
     X(MOV) X(CLZ32) X(CLZ64) X(CTZ32) X(CTZ64) X(POPCNT32) X(POPCNT64) \
     X(SEXT8_32) X(SEXT8_64) X(SEXT16_32) X(SEXT16_64) X(ZEXT16_32) X(ZEXT16_64) X(REV32) X(REV64) \
-    X(LI) X(LI64) X(END)
+    X(LI) X(LI64) X(NOP) X(END)
 
 enum {
 #define H_ENUM(name) H_##name,
@@ -126,8 +126,9 @@ static int access_slow(const vm_memory *m, uint32_t address, uint32_t length, ui
 {
     uint32_t last = address + length - 1;
     int result;
-    if (last < address) {
-        /* wraps past 4 GiB */
+    if ((uint64_t)address + length > 0xffffffffull) {
+        /* address + length overflows 32 bits (even when the last byte is
+         * 0xffffffff): the reference's checked_add treats it as a wrap */
         uint32_t top = page_of(m, 0xffffffffu);
         if (perm_at(m, top) != VM_PERM_NONE)
             return ACCESS_PANIC;
@@ -155,7 +156,7 @@ static int access_slow(const vm_memory *m, uint32_t address, uint32_t length, ui
 static inline int access_check(const vm_memory *m, uint32_t address, uint32_t length, uint8_t need, uint32_t *fault)
 {
     uint32_t last = address + length - 1;
-    if (__builtin_expect(last >= address && perm_at(m, address) >= need && perm_at(m, last) >= need, 1))
+    if (__builtin_expect(address < 0u - length && perm_at(m, address) >= need && perm_at(m, last) >= need, 1))
         return ACCESS_OK;
     return access_slow(m, address, length, need, fault);
 }
@@ -248,14 +249,19 @@ typedef struct builder {
     uint32_t count;
     uint32_t *pc_to_index;
     uint32_t charge_index; /* open block's CHARGE record, or NONE */
+    uint8_t entry_flag;    /* ENTRY_OK while emitting a block the host may enter */
 } builder;
+
+/* vm_insn.pad: the host may start execution at this record's pc (the
+ * reference's find_start_of_basic_block succeeds there). */
+#define ENTRY_OK 1
 
 static vm_insn *emit(builder *b, uint16_t h, uint32_t pc)
 {
     vm_insn *i = &b->insns[b->count++];
     i->op = h;
     i->a = i->b = i->c = ZERO_REG;
-    i->pad = 0;
+    i->pad = b->entry_flag;
     i->pad2 = 0;
     i->pc = pc;
     i->x = i->y = i->z = 0;
@@ -402,7 +408,8 @@ static void emit_instruction(builder *b, const vm_instruction *ins)
     vm_insn *i;
     switch (op) {
     case VM_OP_unlikely:
-        return; /* a hint: costs gas, executes nothing */
+        emit(b, H_NOP, pc); /* a hint: costs gas, executes nothing */
+        return;
     case VM_OP_trap:
     case VM_OP_INVALID:
         emit(b, H_TRAP, pc);
@@ -518,12 +525,13 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
                      vm_insn *insns, uint32_t *pc_to_index, uint32_t *jump_table)
 {
     builder b = {config, vm_isa_is_64_bit((vm_isa)config->isa), code, bitmask, code_len, insns, 0, pc_to_index,
-                 VM_INDEX_NONE};
+                 VM_INDEX_NONE, 0};
     for (uint32_t pc = 0; pc <= code_len; pc++)
         pc_to_index[pc] = VM_INDEX_NONE;
 
     /* Pass 1: lay out instructions and blocks. */
     int block_open = 0;
+    int next_enterable = code_len > 0 && vm_bitmask_bit(bitmask, code_len, 0);
     uint32_t offset = 0;
     vm_instruction ins;
     int pending_invalid = 0;
@@ -550,6 +558,10 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
         if (!have)
             break;
 
+        /* Entry is allowed in blocks reached from offset 0 or right after
+         * a block-ending instruction, never at an implicit trap or in a
+         * block that follows a gap in the bitmask. */
+        b.entry_flag = (!pending_invalid && (block_open ? b.entry_flag : next_enterable)) ? ENTRY_OK : 0;
         if (!block_open) {
             block_open = 1;
             if (config->step_tracing)
@@ -575,6 +587,7 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
         if (vm_op_flags((vm_op)ins.op) & VM_F_ENDS_BLOCK)
             block_open = 0;
 
+        next_enterable = !pending_invalid && !ins.next_is_invalid;
         if (pending_invalid) {
             pending_invalid = 0;
             /* continue at the next marked instruction */
@@ -643,6 +656,8 @@ int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc)
     if (pc > module->code_len || module->pc_to_index[pc] == VM_INDEX_NONE)
         return -1;
     uint32_t index = module->pc_to_index[pc];
+    if (!(module->insns[index].pad & ENTRY_OK))
+        return -1;
     /* Entering mid-block charges the whole block up front (the reference's
      * charge-on-entry); a block start charges through its CHARGE record. */
     const vm_insn *first = &module->insns[index];
@@ -966,6 +981,7 @@ L_REV32: SET32(__builtin_bswap32(LO(RB))); NEXT();
 L_REV64: RA = __builtin_bswap64(RB); NEXT();
 L_LI: RA = X_IMM; NEXT();
 L_LI64: RA = (uint64_t)ip->x | ((uint64_t)ip->y << 32); NEXT();
+L_NOP: NEXT();
 
 memory_stop:
     state->pc = ip->pc;

@@ -340,25 +340,6 @@ uint32_t vm_jump_table_entry(const uint8_t *data, const vm_blob_parts *parts, ui
     return v;
 }
 
-int64_t vm_validate_code(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask)
-{
-    /* Empty code, or no instruction at offset 0: the first instruction is
-     * the implicit trap (the reference rejects both). */
-    if (code_len == 0 || !vm_bitmask_bit(bitmask, code_len, 0))
-        return 0;
-    vm_instruction ins;
-    uint32_t offset = 0;
-    while (offset < code_len) {
-        vm_decode(isa, code, code_len, bitmask, offset, &ins);
-        if (ins.op == VM_OP_INVALID)
-            return offset;
-        if (ins.next_is_invalid)
-            return (vm_op_flags(ins.op) & VM_F_TERMINATOR) == VM_F_TERMINATOR ? -1 : (int64_t)ins.next;
-        offset = ins.next;
-    }
-    return -1;
-}
-
 void vm_code_stats(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
                    uint32_t *instructions, uint32_t *basic_blocks)
 {
