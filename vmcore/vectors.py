@@ -152,6 +152,10 @@ def run_paths(paths: Iterable[str], *, backend: str = "interpreter", isolation: 
 
 
 def main_vectors(paths: List[str], *, backend: str, isolation: str, verbose: bool) -> int:
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        print(f"error: no such file or directory: {missing[0]}", file=sys.stderr)
+        return 2
     files = collect(paths)
     if not files:
         print("error: no vector files found", file=sys.stderr)
