@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "vmcore" / "data"
-VECTORS_DIR = ROOT.parent / "shared" / "pvm-vectors" / "programs"
+VECTORS_DIR = ROOT / "tests" / "vectors" / "official"
 REFERENCE_PROGRAM_RS = Path("/tmp/pvm/crates/polkavm-common/src/program.rs")
 
 
