@@ -448,3 +448,51 @@ pub @main:
     sb.regs["a0"] = 0x80000000
     assert sb.regs["a0"] == 0x80000000
     assert sb.call("main", -1, 0) == 0x7FFFFFFF
+
+
+SPIN = program("""
+%isa = jam_v1
+%import tick
+pub @spin:
+@l:
+    jump @l
+pub @spin_with_hostcalls:
+@m:
+    ecalli 0
+    jump @m
+pub @quick:
+    a0 = 7
+    ret
+""")
+
+
+@pytest.mark.parametrize("gas", [None, 10**15])
+def test_timeout_stops_a_runaway_guest(gas):
+    sb = vmcore.Sandbox(SPIN, gas=gas, hostcalls={"tick": lambda c: None})
+    for export in ("spin", "spin_with_hostcalls"):
+        start = time.perf_counter()
+        with pytest.raises(vmcore.Timeout) as e:
+            sb.call(export, timeout=0.05)
+        elapsed = time.perf_counter() - start
+        assert 0.05 <= elapsed < 2.0  # loose: the precision is measured in perf/, not asserted
+        assert e.value.pc is not None
+    assert sb.call("quick", timeout=1.0) == 7
+    assert sb.call("quick") == 7  # no stale deadline
+
+
+def test_run_timeout_is_resumable():
+    sb = vmcore.Sandbox(SPIN, gas=10**15)
+    sb.prepare_call("spin")
+    with pytest.raises(vmcore.Timeout):
+        sb.run(timeout=0.02)
+    gas = sb.gas
+    with pytest.raises(vmcore.Timeout):
+        sb.run(timeout=0.02)
+    assert sb.gas < gas  # it resumed and kept spinning
+
+
+def test_bad_timeout_values():
+    sb = vmcore.Sandbox(SPIN)
+    for bad in (0, -1, "1"):
+        with pytest.raises(ValueError):
+            sb.call("quick", timeout=bad)

@@ -136,6 +136,7 @@ class InlineInterpreter:
     def last_exit(self): return self.inst.last_exit
     def take_hostcall_error(self): return self.inst.take_hostcall_error()
     def interrupt(self): self.inst.interrupt()
+    def clear_interrupt(self): self.inst.clear_interrupt()
 
     @property
     def gas(self): return self.inst.gas

@@ -6,17 +6,19 @@ exit becomes an exception); a backend (vmcore.backend) holds the guest and
 runs it."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from vmcore import _interp, abi, interrupts
 from vmcore.backend import select
 from vmcore.caller import Caller, Registers
-from vmcore.errors import HostcallError, OutOfGas, PageFault, SandboxError, Trap, VmError
+from vmcore.errors import HostcallError, OutOfGas, PageFault, SandboxError, Timeout, Trap, VmError
 from vmcore.heap import HeapPolicy
 from vmcore.memory import GuestMemory
 from vmcore.memory_map import check_page_size
 from vmcore.program import DEFAULT_PAGE_SIZE, Program
+from vmcore.watchdog import WATCHDOG
 
 Hostcall = Callable[..., Any]
 
@@ -207,13 +209,15 @@ class Sandbox:
         anything but a clean return (then ``pc`` is set and the call ran)."""
         b = self._live()
         if pc is None:
-            if timeout is not None:
-                raise NotImplementedError("call timeouts are not implemented yet")
             pc = self._entry_pc(export)
-            result = b.call(pc, args, self._stack_top, self._handlers, self._caller, self._mask)
+            with self._deadline(timeout):
+                result = b.call(pc, args, self._stack_top, self._handlers, self._caller, self._mask)
             if result is not None:
                 return result
         reason = b.last_exit
+        if reason == _interp.EXIT_INTERRUPTED and timeout is not None:
+            raise Timeout(f"the call passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}",
+                          pc=b.pc)
         while reason == _interp.EXIT_STEP:  # stepping: keep going
             reason = b.serve(self._handlers, self._caller, self._mask)
             if reason == _interp.EXIT_FINISHED:
@@ -256,14 +260,36 @@ class Sandbox:
                                  f"{len(self.program.imports)} imports", pc=pc, number=n)
         return SandboxError(f"the guest stopped unexpectedly (exit {reason}) at pc {pc}", pc=pc)
 
-    def run(self) -> interrupts.Interrupt:
+    @contextlib.contextmanager
+    def _deadline(self, timeout: Optional[float]):
+        """Stop the guest (EXIT_INTERRUPTED) if it runs past ``timeout`` seconds."""
+        if timeout is None:
+            yield
+            return
+        if not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        b = self._backend
+        b.clear_interrupt()
+        handle = WATCHDOG.arm(timeout, b.interrupt)
+        try:
+            yield
+        finally:
+            WATCHDOG.disarm(handle)
+            b.clear_interrupt()  # a deadline that fired after the guest stopped must not linger
+
+    def run(self, timeout: Optional[float] = None) -> interrupts.Interrupt:
         """Run until the guest stops and say why, without serving hostcalls
-        or raising for guest faults (the low-level interface)."""
+        or raising for guest faults (the low-level interface).  Past
+        ``timeout`` seconds the guest is stopped and Timeout raised; run()
+        again resumes it."""
         b = self._live()
         try:
-            reason = b.run()
+            with self._deadline(timeout):
+                reason = b.run()
         except RuntimeError as e:
             raise SandboxError(str(e)) from None
+        if reason == _interp.EXIT_INTERRUPTED:
+            raise Timeout(f"run() passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}", pc=b.pc)
         if reason == _interp.EXIT_BUSY:
             raise self._error_for(reason)
         pc = b.pc

@@ -8,6 +8,7 @@
 #ifndef VMCORE_INTERP_H
 #define VMCORE_INTERP_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,7 +98,7 @@ typedef struct vm_state {
     uint32_t next_pc;       /* for ECALLI: the instruction after it */
     uint32_t arg;           /* hostcall number / page-fault address */
     vm_heap heap;
-    volatile int interrupt; /* set asynchronously to stop at the next block */
+    _Atomic int interrupt;  /* set from another thread: stop at the next block start */
 } vm_state;
 
 /* Point the state at a program counter as the host does to start a call:

@@ -14,6 +14,8 @@
  */
 #include "vmcore/interp.h"
 
+#include <stdatomic.h>
+
 #include "vmcore/vmctx.h"
 
 #define ZERO_REG 13
@@ -21,7 +23,7 @@
 /* Interpreter handlers.  Arguments: a/b/c registers, x/y/z immediates or
  * compiled indices (see the builder for each). */
 #define HANDLERS(X) \
-    X(CHARGE) X(STEP) X(TRAP) X(JUMP) X(JUMP_IND) X(LI_JUMP) X(LI_JUMP_IND) X(ECALLI) X(SBRK) X(MEMSET) \
+    X(CHARGE) X(CHECK) X(STEP) X(TRAP) X(JUMP) X(JUMP_IND) X(LI_JUMP) X(LI_JUMP_IND) X(ECALLI) X(SBRK) X(MEMSET) \
     X(BEQ) X(BNE) X(BLTU) X(BLTS) X(BGEU) X(BGES) \
     X(BEQI) X(BNEI) X(BLTUI) X(BLTSI) X(BGEUI) X(BGESI) X(BLEUI) X(BLESI) X(BGTUI) X(BGTSI) \
     X(LD_U8) X(LD_I8) X(LD_U16) X(LD_I16) X(LD_U32) X(LD_I32) X(LD_U64) \
@@ -233,7 +235,7 @@ void vm_module_sizes(uint32_t code_len, uint32_t jump_table_count, const vm_modu
     (void)jump_table_count;
     /* Per code byte at most: one instruction, one implicit trap, one charge
      * and (tracing) one step each; plus the end guard. */
-    size_t per = 2u + (config->gas_metering ? 1u : 0u);
+    size_t per = 3u;
     if (config->step_tracing)
         per *= 2u;
     *insn_capacity = ((size_t)code_len + 1u) * per + 2u;
@@ -566,12 +568,12 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
             block_open = 1;
             if (config->step_tracing)
                 emit(&b, H_STEP, ins.offset);
-            if (config->gas_metering) {
-                b.charge_index = b.count;
-                emit(&b, H_CHARGE, ins.offset);
-            }
+            /* Every block starts with a CHARGE record (gas and the
+             * interrupt flag) or, without metering, a CHECK (the flag). */
+            b.charge_index = b.count;
+            emit(&b, config->gas_metering ? H_CHARGE : H_CHECK, ins.offset);
             if (pc_to_index[ins.offset] == VM_INDEX_NONE)
-                pc_to_index[ins.offset] = b.count - (config->gas_metering ? 1u : 0u) - (config->step_tracing ? 1u : 0u);
+                pc_to_index[ins.offset] = b.count - 1u - (config->step_tracing ? 1u : 0u);
         } else {
             if (config->step_tracing)
                 emit(&b, H_STEP, ins.offset);
@@ -580,8 +582,6 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
         }
         if (config->gas_metering)
             b.insns[b.charge_index].x += op_cost(config, (vm_op)ins.op);
-        /* A STEP record stops before the instruction; `unlikely` emits
-         * nothing, so its pc maps to what follows. */
         emit_instruction(&b, &ins);
 
         if (vm_op_flags((vm_op)ins.op) & VM_F_ENDS_BLOCK)
@@ -663,7 +663,7 @@ int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc)
     const vm_insn *first = &module->insns[index];
     if (first->op == H_STEP)
         first++;
-    if (module->config.gas_metering && first->op != H_CHARGE) {
+    if (module->config.gas_metering && first->op != H_CHARGE && first->op != H_CHECK) {
         uint32_t k = index;
         while (k > 0 && module->insns[k].op != H_CHARGE)
             k--;
@@ -709,13 +709,13 @@ vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory
     r[ZERO_REG] = 0;
     DISPATCH();
 
+L_CHECK:
+    if (__builtin_expect(atomic_load_explicit(&state->interrupt, memory_order_relaxed), 0))
+        goto interrupted;
+    NEXT();
 L_CHARGE:
-    if (__builtin_expect(state->interrupt, 0)) {
-        state->pc = ip->pc;
-        state->resume = (uint32_t)(ip - insns);
-        exit_reason = VM_EXIT_INTERRUPTED;
-        goto out;
-    }
+    if (__builtin_expect(atomic_load_explicit(&state->interrupt, memory_order_relaxed), 0))
+        goto interrupted;
     if (__builtin_expect(gas - (int64_t)ip->x < 0, 0)) {
         state->pc = ip->pc;
         state->resume = (uint32_t)(ip - insns);
@@ -983,6 +983,11 @@ L_LI: RA = X_IMM; NEXT();
 L_LI64: RA = (uint64_t)ip->x | ((uint64_t)ip->y << 32); NEXT();
 L_NOP: NEXT();
 
+interrupted:
+    state->pc = ip->pc;
+    state->resume = (uint32_t)(ip - insns);
+    exit_reason = VM_EXIT_INTERRUPTED;
+    goto out;
 memory_stop:
     state->pc = ip->pc;
     state->resume = (uint32_t)(ip - insns);
