@@ -137,10 +137,9 @@ cdef class Instance:
             return EXIT_BUSY
         if self.state.resume == VM_INDEX_NONE:
             raise RuntimeError("no program counter set: prepare a call first")
-        self.running = self.in_call = True
+        self.in_call = True
         try:
-            with nogil:
-                reason = vm_run(&self.module.module, &self.state, &self.memory)
+            reason = _run_guest(self)
         finally:
             self.running = self.in_call = False
         if reason == VM_EXIT_FINISHED or reason == VM_EXIT_TRAP:
@@ -312,6 +311,25 @@ EXIT_HOSTCALL_ERROR = 100   # a hostcall raised; see Instance.take_hostcall_erro
 EXIT_BUSY = 101             # the instance is already in a call
 
 
+# Blocks a guest may run while we still hold the GIL (a microsecond or so):
+# short calls and hostcall round trips then skip the GIL hand-off; anything
+# longer yields and continues with the GIL released.
+DEF GIL_HOLD_BLOCKS = 256
+
+
+cdef inline vm_exit _run_guest(Instance inst):
+    cdef vm_exit reason
+    inst.running = True
+    inst.state.fuel = GIL_HOLD_BLOCKS
+    reason = vm_run(&inst.module.module, &inst.state, &inst.memory)
+    if reason == VM_EXIT_YIELD:
+        inst.state.fuel = 0
+        with nogil:
+            reason = vm_run(&inst.module.module, &inst.state, &inst.memory)
+    inst.running = False
+    return reason
+
+
 cdef int _serve(Instance inst, list handlers, object caller, uint64_t mask) except -1:
     """Run, answering each ecalli from ``handlers[number] = (fn, nargs)``
     without leaving Cython between guest and hostcall.  Returns the exit
@@ -324,10 +342,7 @@ cdef int _serve(Instance inst, list handlers, object caller, uint64_t mask) exce
     cdef uint64_t *regs = inst.state.regs
     cdef int nargs
     while True:
-        inst.running = True
-        with nogil:
-            reason = vm_run(&inst.module.module, &inst.state, &inst.memory)
-        inst.running = False
+        reason = _run_guest(inst)
         if reason != VM_EXIT_ECALLI:
             if reason == VM_EXIT_FINISHED or reason == VM_EXIT_TRAP:
                 inst.state.resume = VM_INDEX_NONE

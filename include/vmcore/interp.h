@@ -23,6 +23,7 @@ typedef enum vm_exit {
     VM_EXIT_PAGEFAULT = 4, /* arg = page address; resumable (retries the access) */
     VM_EXIT_STEP = 5,      /* single-step: about to execute pc */
     VM_EXIT_INTERRUPTED = 6, /* the host asked the guest to stop (deadline) */
+    VM_EXIT_YIELD = 7,     /* ran `fuel` blocks; resumable (lets the host drop the GIL) */
 } vm_exit;
 
 /* Guest memory: a 4 GiB window plus one permission byte per page. */
@@ -99,6 +100,7 @@ typedef struct vm_state {
     uint32_t arg;           /* hostcall number / page-fault address */
     vm_heap heap;
     _Atomic int interrupt;  /* set from another thread: stop at the next block start */
+    uint64_t fuel;          /* stop with VM_EXIT_YIELD after this many blocks; 0 = no limit */
 } vm_state;
 
 /* Point the state at a program counter as the host does to start a call:

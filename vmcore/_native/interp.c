@@ -691,6 +691,9 @@ vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory
     uint64_t *const r = state->regs;
     uint8_t *const mem = memory->base;
     int64_t gas = state->gas;
+    /* Counted down at every block start; 0 means no limit (it would take
+     * centuries to count down from 2^64). */
+    uint64_t fuel = state->fuel ? state->fuel : ~(uint64_t)0;
     uint32_t fault;
     vm_exit exit_reason;
     int access;
@@ -712,10 +715,14 @@ vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory
 L_CHECK:
     if (__builtin_expect(atomic_load_explicit(&state->interrupt, memory_order_relaxed), 0))
         goto interrupted;
+    if (__builtin_expect(--fuel == 0, 0))
+        goto yield;
     NEXT();
 L_CHARGE:
     if (__builtin_expect(atomic_load_explicit(&state->interrupt, memory_order_relaxed), 0))
         goto interrupted;
+    if (__builtin_expect(--fuel == 0, 0))
+        goto yield;
     if (__builtin_expect(gas - (int64_t)ip->x < 0, 0)) {
         state->pc = ip->pc;
         state->resume = (uint32_t)(ip - insns);
@@ -987,6 +994,12 @@ interrupted:
     state->pc = ip->pc;
     state->resume = (uint32_t)(ip - insns);
     exit_reason = VM_EXIT_INTERRUPTED;
+    goto out;
+yield:
+    /* before the block is charged: resuming re-runs this record */
+    state->pc = ip->pc;
+    state->resume = (uint32_t)(ip - insns);
+    exit_reason = VM_EXIT_YIELD;
     goto out;
 memory_stop:
     state->pc = ip->pc;

@@ -11,6 +11,7 @@ cdef extern from "vmcore/interp.h":
         VM_EXIT_PAGEFAULT
         VM_EXIT_STEP
         VM_EXIT_INTERRUPTED
+        VM_EXIT_YIELD
         VM_PERM_NONE
         VM_PERM_READ
         VM_PERM_WRITE
@@ -54,6 +55,7 @@ cdef extern from "vmcore/interp.h":
         uint32_t arg
         vm_heap heap
         int interrupt
+        uint64_t fuel
 
     void vm_module_sizes(uint32_t code_len, uint32_t jump_table_count, const vm_module_config *config,
                          size_t *insn_capacity)
