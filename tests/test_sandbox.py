@@ -496,3 +496,21 @@ def test_bad_timeout_values():
     for bad in (0, -1, "1"):
         with pytest.raises(ValueError):
             sb.call("quick", timeout=bad)
+
+
+def test_gil_is_released_while_the_guest_runs():
+    sb = vmcore.Sandbox(vmcore.Program.load(DATA / "sum.polkavm"))
+    done = threading.Event()
+    ticks = 0
+
+    def guest():
+        sb.call("main", 50_000_000)
+        done.set()
+
+    t = threading.Thread(target=guest)
+    t.start()
+    while not done.is_set():
+        ticks += 1
+    t.join()
+    # Python code kept running in this thread while the guest computed.
+    assert ticks > 10_000
