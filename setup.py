@@ -8,25 +8,92 @@ Environment:
   VMCORE_SANITIZE=1   build everything with -fsanitize=address,undefined
                       (see `make test-asan`)
   VMCORE_DEBUG=1      -O0 -g
+  VMCORE_FUZZ=1       with CC=clang: our C instrumented for coverage-guided
+                      fuzzing (-fsanitize=fuzzer-no-link; see fuzz/README.md)
+
+The zygote (the sandbox process of isolation="process") is a freestanding
+static executable built from vmcore/_native/zygote.c plus the interpreter
+core, shipped in the package as vmcore/_zygote (see BuildExt).
 """
 import os
+import shlex
+import shutil
+import subprocess
+import sysconfig
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 SANITIZE = os.environ.get("VMCORE_SANITIZE") == "1"
 DEBUG = os.environ.get("VMCORE_DEBUG") == "1" or SANITIZE
 
 OPT = ["-O0", "-g"] if DEBUG else ["-O2"]
 SAN = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"] if SANITIZE else []
-STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fPIC", "-fno-strict-aliasing", "-fno-wrapv", *OPT, *SAN]
+# clang (needed for the instrumentation) also warns about unused static inline functions
+FUZZ = ["-fsanitize=fuzzer-no-link", "-g", "-Wno-unused-function"] if os.environ.get("VMCORE_FUZZ") == "1" else []
+STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fPIC", "-fno-strict-aliasing", "-fno-wrapv", *OPT, *SAN, *FUZZ]
 
 CORE_SOURCES = [
     "vmcore/_native/decoder.c",
     "vmcore/_native/program.c",
     "vmcore/_native/interp.c",
     "vmcore/_native/guest_memory.c",
+    "vmcore/_native/x64_asm.c",
+    "vmcore/_native/compiler_x64.c",
+    "vmcore/_native/x64_runtime.c",
+    "vmcore/_native/host.c",
 ]
+
+# The zygote: no libc (raw system calls), static, not position independent,
+# no stack protector (there is no TLS canary without libc); libgcc only for
+# compiler helpers.  Never sanitized (no runtime to link).
+ZYGOTE_SOURCES = [
+    "vmcore/_native/zygote.c",
+    "vmcore/_native/interp.c",
+    "vmcore/_native/decoder.c",
+]
+ZYGOTE_FLAGS = [
+    "-std=c11", "-Wall", "-Wextra", "-Werror", "-fno-strict-aliasing", *(["-O0", "-g"] if DEBUG else ["-O2"]),
+    "-ffreestanding", "-nostdlib", "-static", "-fno-pie", "-no-pie", "-fno-stack-protector",
+    "-fno-asynchronous-unwind-tables", "-fno-unwind-tables", "-fcf-protection=none",
+    "-ffunction-sections", "-fdata-sections", "-Wl,--gc-sections", "-Wl,-z,noexecstack", "-Wl,--build-id=none",
+]
+ZYGOTE_OUTPUT = os.path.join("vmcore", "_zygote")
+
+
+class BuildExt(build_ext):
+    """build_ext that also links the zygote executable into the package
+    (build_lib, and the source tree for --inplace / editable installs)."""
+
+    def run(self):
+        super().run()
+        self.build_zygote()
+
+    def _zygote_paths(self):
+        return os.path.join(self.build_lib, ZYGOTE_OUTPUT), ZYGOTE_OUTPUT
+
+    def build_zygote(self):
+        built, inplace = self._zygote_paths()
+        os.makedirs(os.path.dirname(built), exist_ok=True)
+        cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+        cmd = [*cc, *ZYGOTE_FLAGS, "-Iinclude", *ZYGOTE_SOURCES, "-lgcc", "-o", built]
+        print(" ".join(cmd))
+        subprocess.check_call(cmd)
+        if self.inplace:
+            shutil.copyfile(built, inplace)
+            os.chmod(inplace, 0o755)
+
+    def get_outputs(self):
+        built, inplace = self._zygote_paths()
+        return [*super().get_outputs(), inplace if self.inplace else built]
+
+    def get_output_mapping(self):
+        mapping = super().get_output_mapping()
+        if self.inplace:
+            built, inplace = self._zygote_paths()
+            mapping[built] = inplace
+        return mapping
 
 core_lib = (
     "vmcore_core",
@@ -55,9 +122,12 @@ extensions = [
     ext("vmcore._decoder"),
     ext("vmcore._program"),
     ext("vmcore._interp"),
+    ext("vmcore._compiler"),
+    ext("vmcore._process"),
 ]
 
 setup(
+    cmdclass={"build_ext": BuildExt},
     libraries=[core_lib],
     ext_modules=cythonize(
         extensions,

@@ -1,5 +1,6 @@
 """The public Sandbox API end to end: calls, hostcalls, memory, heap, gas,
-errors, threads, lifecycle."""
+errors, threads, lifecycle.  Every test runs once per isolation mode
+(inline, and in a sandbox process)."""
 import threading
 import time
 
@@ -10,6 +11,22 @@ from vmcore import asm
 from vmcore.interrupts import Ecalli, Finished, OutOfGas, PageFault, Step, Trap
 
 DATA = __import__("pathlib").Path(vmcore.__file__).parent / "data"
+
+
+ISOLATIONS = ["inline", "process"]
+
+
+@pytest.fixture(autouse=True, params=ISOLATIONS)
+def isolation(request, monkeypatch):
+    """Sandbox(...) without an explicit isolation gets this test's mode."""
+    mode = request.param
+    init = vmcore.Sandbox.__init__
+
+    def init_with_isolation(self, program, *, isolation="auto", **kwargs):
+        init(self, program, isolation=mode if isolation == "auto" else isolation, **kwargs)
+
+    monkeypatch.setattr(vmcore.Sandbox, "__init__", init_with_isolation)
+    return mode
 
 
 def program(source: str) -> vmcore.Program:
@@ -353,9 +370,10 @@ def test_registers_view():
         sb.regs[13]
 
 
-def test_context_manager_and_closed_errors():
+def test_context_manager_and_closed_errors(isolation):
     with vmcore.Sandbox(ADD) as sb:
-        assert sb.pid is None
+        assert sb.isolation == isolation
+        assert (sb.pid is None) == (isolation == "inline")
     assert sb.closed
     with pytest.raises(vmcore.SandboxError):
         sb.call("add_numbers", 1, 2)

@@ -10,11 +10,12 @@ from vmcore.memory import GuestMemory
 from vmcore.memory_map import MemoryMap
 from vmcore.program import Program
 from vmcore.sandbox import Sandbox, SandboxBusy
+from vmcore.process_backend import SandboxPool
 from vmcore import interrupts
 
 __all__ = [
     "__version__", "Program", "MemoryMap", "Sandbox", "SandboxBusy", "HeapPolicy", "Caller", "Registers",
-    "GuestMemory", "interrupts", "Interrupt", "Finished", "Ecalli", "Step",
+    "SandboxPool", "GuestMemory", "interrupts", "Interrupt", "Finished", "Ecalli", "Step",
     "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError", "MemoryAccessError",
     "SandboxError", "Timeout",
 ]

@@ -1,4 +1,4 @@
-"""``python -m vmcore``: info, asm, disasm, run, vectors, demo.
+"""``python -m vmcore``: info, asm, disasm, run, vectors, demo, fuzz.
 
 Bad input gives a one-line error on stderr and exit status 2, never a
 traceback."""
@@ -94,6 +94,11 @@ def cmd_vectors(args) -> int:
     return main_vectors(args.paths, backend=args.backend, isolation=args.isolation, verbose=args.verbose)
 
 
+def cmd_fuzz(args) -> int:
+    from vmcore.fuzz import main
+    return main(args)
+
+
 def cmd_demo(args) -> int:
     from vmcore.demo import main
     return main(args)
@@ -130,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--isolation", default="inline", choices=["inline", "process"])
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_vectors)
+
+    p = sub.add_parser("fuzz", help="fuzz the loaders and compare backends on random programs; exit 0 only "
+                       "if nothing failed")
+    p.add_argument("--seconds", type=float, default=60.0, help="time budget (default 60; targets run in parallel)")
+    p.add_argument("--cases", type=int, default=None, help="stop each target after this many cases")
+    p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
+    p.add_argument("--target", choices=["loader", "diff", "all"], default="all")
+    p.add_argument("--out", default="fuzz-out", help="directory for reproducers (default ./fuzz-out)")
+    p.add_argument("--replay", type=int, default=None, metavar="I", help="run case I only, in this process")
+    p.add_argument("--oracle", nargs="?", const="", default=None, metavar="PATH",
+                   help="also compare with the Python model of the semantics (tests/oracle.py, or PATH)")
+    p.set_defaults(func=cmd_fuzz)
 
     p = sub.add_parser("demo", help="run the bundled demo guest with a Python hostcall")
     p.add_argument("--iterations", type=_parse_int, default=1_000_000)

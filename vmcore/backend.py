@@ -41,7 +41,10 @@ class InlineInterpreter:
     isolation = "inline"
     pid = None
 
-    def __init__(self, program, memory_map, heap, gas_metering: bool) -> None:
+    def __init__(self, program, memory_map, heap, gas_metering: bool, **options) -> None:
+        if options.get("strict"):
+            raise SandboxError("strict isolation needs isolation='process' (the inline backend runs the guest "
+                               "in this process)")
         self.program = program
         self.memory_map = memory_map
         self.heap_policy = heap
@@ -158,6 +161,10 @@ BACKENDS: Dict[Tuple[str, str], Callable] = {
     ("interpreter", "inline"): InlineInterpreter,
 }
 
+from vmcore.process_backend import ProcessInterpreter  # noqa: E402  (registers isolation="process")
+
+BACKENDS[("interpreter", "process")] = ProcessInterpreter
+
 
 _SELECTED: Dict[Tuple[str, str], Callable] = {}
 
@@ -184,4 +191,4 @@ def _resolve(backend: str, isolation: str) -> Callable:
     return BACKENDS[candidates[0]]
 
 
-__all__ = ["BACKENDS", "select", "InlineInterpreter", "SandboxError"]
+__all__ = ["BACKENDS", "select", "InlineInterpreter", "ProcessInterpreter", "SandboxError"]

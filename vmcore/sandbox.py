@@ -67,7 +67,8 @@ class Sandbox:
 
     def __init__(self, program: Program, *, backend: str = "auto", isolation: str = "auto",
                  gas: Optional[int] = None, page_size: Optional[int] = None, heap: Optional[HeapPolicy] = None,
-                 hostcalls: Optional[Dict[str, Hostcall]] = None) -> None:
+                 hostcalls: Optional[Dict[str, Hostcall]] = None, strict: bool = False,
+                 auto_restart: bool = False, pool: Any = None) -> None:
         if not isinstance(program, Program):
             raise TypeError(f"Sandbox needs a vmcore.Program, got {type(program).__name__}")
         if gas is not None and (not isinstance(gas, int) or isinstance(gas, bool)):
@@ -75,12 +76,18 @@ class Sandbox:
         if heap is not None and not isinstance(heap, HeapPolicy):
             raise TypeError(f"heap must be a vmcore.HeapPolicy, got {type(heap).__name__}")
         page_size = DEFAULT_PAGE_SIZE if page_size is None else check_page_size(page_size)
+        if strict and isolation == "auto":
+            isolation = "process"  # strict isolation only exists in a sandbox process
         factory = select(backend, isolation)
         self.program = program
         self.memory_map = program.memory_map(page_size)
         self.heap_policy = heap or _DEFAULT_HEAP
         self._gas_metering = gas is not None
-        self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering)
+        # Options only a sandbox process has; the inline backend refuses strict.
+        options = {k: v for k, v in (("strict", strict), ("auto_restart", auto_restart)) if v}
+        if pool is not None:
+            options["pool"] = pool
+        self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering, **options)
         self._mask = 0xFFFFFFFFFFFFFFFF if program.is_64_bit else 0xFFFFFFFF
         self._initial_gas = gas if gas is not None else 0
         self._backend.gas = self._initial_gas
@@ -112,6 +119,20 @@ class Sandbox:
     def pid(self) -> Optional[int]:
         """The sandbox process's pid (None for inline isolation)."""
         return self._backend.pid
+
+    def isolation_report(self) -> Dict[str, bool]:
+        """Which protections the sandbox process has in place (name ->
+        active); empty for inline isolation.  Sandbox(..., strict=True)
+        refuses to start unless every one is active."""
+        report = getattr(self._live(), "isolation_report", None)
+        return report() if report is not None else {}
+
+    @property
+    def counters(self) -> Dict[str, int]:
+        """Handshake counters of a sandbox process: how often each side
+        started waiting (``*_wait_loop_start``) and how often it had to
+        sleep in futex_wait (``*_futex_wait``); empty for inline."""
+        return dict(getattr(self._live(), "counters", {}))
 
     def register_hostcall(self, name: str, fn: Hostcall) -> None:
         """Serve the import ``name`` with ``fn(caller, *args)``."""

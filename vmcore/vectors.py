@@ -57,12 +57,37 @@ def load_vector(path: str) -> dict:
 
 def run_vector(vector: dict, *, backend: str = "interpreter", isolation: str = "inline") -> Outcome:
     """Execute one vector and return what happened."""
-    if backend != "interpreter" or isolation != "inline":
+    if backend != "interpreter" or isolation not in ("inline", "process"):
         raise ValueError(f"backend {backend!r} with isolation {isolation!r} is not available yet")
     program = Program.from_raw_code(bytes(vector["program"]), isa=vector.get("isa", "latest64"))
+    if isolation == "process":
+        return _run_vector_in_process(vector, program)
     module = _interp.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table, True)
     inst = _interp.Instance(module, PAGE_SIZE)
-    pages = []
+    return _run_on(inst, vector, [])
+
+
+def _run_vector_in_process(vector: dict, program: Program) -> Outcome:
+    """The same run in a (pooled) sandbox process."""
+    from vmcore import _process
+    from vmcore.process_backend import SandboxPool, _shared_module
+    pool = SandboxPool.default()
+    inst = _process.Process(pool.acquire(), _shared_module(program, True, False), PAGE_SIZE)
+    pages: List[int] = []
+    try:
+        return _run_on(inst, vector, pages)
+    finally:
+        reusable = inst.zygote is not None
+        if reusable:
+            inst.scrub([(p, PAGE_SIZE) for p in sorted(set(pages))])
+        zygote = inst.detach()
+        if zygote is not None:
+            pool.release(zygote, reusable)
+
+
+def _run_on(inst, vector: dict, pages: List[int]) -> Outcome:
+    """Run a vector on an interpreter instance (inline or in a process);
+    ``pages`` collects the pages it maps."""
     for entry in vector["initial-page-map"]:
         perm = _interp.PERM_WRITE if entry["is-writable"] else _interp.PERM_READ
         inst.set_perms(entry["address"], entry["length"], perm)

@@ -34,6 +34,23 @@
 #define VMCTX_FUTEX_GUEST_PAGEFAULT (VMCTX_FUTEX_IDLE | (6u << 1))
 #define VMCTX_FUTEX_LONGJUMP 0xffffffffu
 
+/* vmctx.exit_stubs: native addresses the sandbox provides to generated
+ * (recompiled) code.  The first six are exits, entered with `jmp` after the
+ * guest registers were stored to `regs` and program_counter (and, where it
+ * applies, next_program_counter, arg and next_native_program_counter) were
+ * set; the last two are helpers, entered with `call` (SysV ABI, stack
+ * aligned, guest registers stored to `regs` and reloaded afterwards).  See
+ * include/vmcore/compiler.h for the full contract. */
+#define VMCTX_STUB_FINISHED 0       /* dynamic jump to VM_ADDR_RETURN_TO_HOST */
+#define VMCTX_STUB_TRAP 1           /* panic */
+#define VMCTX_STUB_ECALLI 2         /* hostcall: arg = number, next_program_counter */
+#define VMCTX_STUB_NOT_ENOUGH_GAS 3 /* at a block start, gas unchanged */
+#define VMCTX_STUB_PAGEFAULT 4      /* arg = page (memset only; other faults arrive as SIGSEGV) */
+#define VMCTX_STUB_STEP 5           /* single step: about to execute program_counter */
+#define VMCTX_STUB_SBRK 6           /* uint32_t sbrk(uint32_t size): new heap top or 0 */
+#define VMCTX_STUB_MEMSET 7         /* uint32_t memset(uint32_t gas_metering): 0 or an exit stub index */
+#define VMCTX_STUB_COUNT 8
+
 /* Guest address space (the program ABI, shared by every backend). */
 #define VM_MIN_PAGE_SIZE 0x1000u
 #define VM_MAX_PAGE_SIZE 0x10000u
@@ -53,13 +70,56 @@
 #define VM_ADDR_SHARED_MEMORY 0x700000000ull
 #define VM_ADDR_JUMP_TABLE 0x800000000ull
 #define VM_ADDR_GUEST_MEMORY 0x1000000000ull
+/* The recompiler's view of the VmCtx: the same page mapped a second time
+ * right below guest memory, so generated code reaches every field from its
+ * guest-memory base register with a 32-bit displacement (VM_ADDR_VMCTX is
+ * out of reach of one).  Guest addresses are zero-extended 32-bit offsets
+ * from VM_ADDR_GUEST_MEMORY, so the guest can never touch it. */
+#define VM_ADDR_VMCTX_ALIAS (VM_ADDR_GUEST_MEMORY - 0x1000ull)
 #define VM_GUEST_MEMORY_SIZE 0x100000000ull
+/* The interpreter sandbox: past the 4 GiB window a little slack (the widest
+ * access starting at 0xffffffff), then one permission byte per page (sized
+ * for the smallest page), then the host-built threaded code (read only). */
+#define VM_GUEST_MEMORY_SLACK 0x10000ull
+#define VM_GUEST_PERMS_SIZE (VM_GUEST_MEMORY_SIZE / VM_MIN_PAGE_SIZE)
+#define VM_ADDR_GUEST_PERMS 0x1800000000ull
+#define VM_ADDR_INTERP_MODULE 0x2000000000ull
 
 /* Descriptor numbers the zygote finds its resources at. */
 #define VM_FD_VMCTX 3
 #define VM_FD_GUEST_MEMORY 4
 #define VM_FD_LIFETIME 5
-#define VM_FD_LAST VM_FD_LIFETIME
+#define VM_FD_SOCKET 6 /* unix socket: the host passes module memfds (SCM_RIGHTS) */
+#define VM_FD_LAST VM_FD_SOCKET
+/* A module memfd received over VM_FD_SOCKET lands here (0..2 are closed, so
+ * the kernel hands out the lowest free number); the zygote maps it and
+ * closes it at once. */
+#define VM_FD_RECEIVED 0
+
+/* vmctx.init.flags: start-up options from the host (never guest-reachable). */
+#define VM_INIT_FLAG_TEST_FORBIDDEN_SYSCALL (1u << 0) /* test hook: die by seccomp on the first run */
+#define VM_INIT_FLAG_NO_SECCOMP (1u << 1)             /* skip seccomp (debugging; isolation_report shows it) */
+
+/* vmctx.isolation: what the zygote put in place (bits). */
+#define VM_ISO_NS_USER (1u << 0)
+#define VM_ISO_NS_PID (1u << 1)
+#define VM_ISO_NS_MOUNT (1u << 2)
+#define VM_ISO_NS_NET (1u << 3)
+#define VM_ISO_NS_IPC (1u << 4)
+#define VM_ISO_NS_UTS (1u << 5)
+#define VM_ISO_NS_CGROUP (1u << 6)
+#define VM_ISO_UID_MAP (1u << 7)
+#define VM_ISO_PIVOT_ROOT (1u << 8)
+#define VM_ISO_CAPS_DROPPED (1u << 9)
+#define VM_ISO_NO_NEW_PRIVS (1u << 10)
+#define VM_ISO_RLIMITS (1u << 11)
+#define VM_ISO_PDEATHSIG (1u << 12)
+#define VM_ISO_LIFETIME_PIPE (1u << 13)
+#define VM_ISO_SECCOMP (1u << 14)
+#define VM_ISO_CLOSE_RANGE (1u << 15)
+#define VM_ISO_SEALED_EXEC (1u << 16)
+#define VM_ISO_ROBUST_FUTEX (1u << 17)
+#define VM_ISO_RLIMIT_AS (1u << 18)
 
 typedef struct vmctx_heap_info {
     _Atomic uint64_t heap_top;
@@ -90,6 +150,13 @@ typedef struct vmctx {
     _Atomic uint32_t next_program_counter;
     _Atomic uint32_t arg;
     _Atomic uint32_t arg2;
+    /* Process sandbox: a side about to futex_wait says so first (seq_cst),
+     * so the other side only pays for futex_wake when someone sleeps. */
+    _Atomic uint32_t sandbox_sleeping;
+    _Atomic uint32_t host_sleeping;
+    /* Host asks a running guest to stop at its next block (kept until
+     * cleared; the zygote is poked with SIGUSR1 to look at it). */
+    _Atomic uint32_t interrupt;
 
     /* Cache line 1: gas, decremented by generated code at every block. */
     _Alignas(VMCTX_CACHE_LINE) _Atomic int64_t gas;
@@ -118,6 +185,19 @@ typedef struct vmctx {
 
     uint32_t message_length;
     char message_buffer[VMCTX_MESSAGE_BUFFER_SIZE];
+
+    /* Process sandbox (interpreter) additions. */
+    _Atomic uint64_t module_generation; /* bumped by the host for each module fd it sends */
+    _Atomic uint32_t death_futex;       /* robust-futex word: the kernel wakes it when the zygote dies */
+    _Atomic uint32_t isolation;         /* VM_ISO_* the zygote put in place */
+    uint32_t heap_grow_pages;
+    int32_t sandbox_cpu;                /* the core the zygote pins itself to (-1: none) */
+    uint32_t host_uid;                  /* for the sandbox's uid/gid maps */
+    uint32_t host_gid;
+
+    /* Recompiler (x86-64) additions: VMCTX_STUB_* entry points generated
+     * code jumps to (exits) or calls (helpers). */
+    _Alignas(8) _Atomic uint64_t exit_stubs[VMCTX_STUB_COUNT];
 } vmctx;
 
 /* Offsets generated code bakes in; changing them is an ABI break. */
@@ -166,7 +246,18 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
     X("counters.syscall_futex_wait", counters.syscall_futex_wait) \
     X("init", init)                                            \
     X("message_length", message_length)                        \
-    X("message_buffer", message_buffer)
+    X("message_buffer", message_buffer)                        \
+    X("sandbox_sleeping", sandbox_sleeping)                    \
+    X("host_sleeping", host_sleeping)                          \
+    X("interrupt", interrupt)                                  \
+    X("module_generation", module_generation)                  \
+    X("death_futex", death_futex)                              \
+    X("isolation", isolation)                                  \
+    X("heap_grow_pages", heap_grow_pages)                      \
+    X("sandbox_cpu", sandbox_cpu)                              \
+    X("host_uid", host_uid)                                    \
+    X("host_gid", host_gid)                              \
+    X("exit_stubs", exit_stubs)
 
 #define VMCTX_FUTEX_STATES(X)                         \
     X("BUSY", VMCTX_FUTEX_BUSY)                       \
@@ -194,6 +285,12 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
     X("VM_ADDR_NATIVE_STACK_HIGH", VM_ADDR_NATIVE_STACK_HIGH) \
     X("VM_ADDR_SHARED_MEMORY", VM_ADDR_SHARED_MEMORY)        \
     X("VM_ADDR_JUMP_TABLE", VM_ADDR_JUMP_TABLE)              \
-    X("VM_ADDR_GUEST_MEMORY", VM_ADDR_GUEST_MEMORY)
+    X("VM_ADDR_GUEST_MEMORY", VM_ADDR_GUEST_MEMORY)          \
+    X("VM_ADDR_VMCTX_ALIAS", VM_ADDR_VMCTX_ALIAS)            \
+    X("VM_GUEST_MEMORY_SIZE", VM_GUEST_MEMORY_SIZE)          \
+    X("VM_GUEST_MEMORY_SLACK", VM_GUEST_MEMORY_SLACK)        \
+    X("VM_GUEST_PERMS_SIZE", VM_GUEST_PERMS_SIZE)            \
+    X("VM_ADDR_GUEST_PERMS", VM_ADDR_GUEST_PERMS)            \
+    X("VM_ADDR_INTERP_MODULE", VM_ADDR_INTERP_MODULE)
 
 #endif

@@ -1,0 +1,201 @@
+/* The recompiler: guest code -> x86-64 machine code, in one O(n) pass.
+ *
+ * Runs in the host (generated code is only data there); the sandbox maps
+ * the result executable and jumps into it.  Results are bit-identical to
+ * the interpreter (interp.c): registers, memory, gas, pc, exit reason and
+ * page-fault address, for every program.
+ *
+ * ---------------------------------------------------------------- contract
+ * What generated code expects of the sandbox process that runs it:
+ *
+ *   VM_ADDR_NATIVE_CODE   the code buffer (read + execute), at exactly
+ *                         vm_x64_config.code_address;
+ *   VM_ADDR_JUMP_TABLE    the native jump table (read only): one 8-byte
+ *                         absolute address per guest jump-table slot, 0 for
+ *                         a slot that is not a valid jump target;
+ *   VM_ADDR_GUEST_MEMORY  the 4 GiB guest window, PROT_NONE except the
+ *                         guest's accessible pages (PROT_READ, or
+ *                         PROT_READ|PROT_WRITE for writable pages), page
+ *                         protections mirroring the permission map;
+ *   VM_ADDR_VMCTX_ALIAS   the VmCtx page (the same shared page as at
+ *                         VM_ADDR_VMCTX), read + write;
+ *   vmctx.exit_stubs[]    VMCTX_STUB_* addresses (see vmctx.h);
+ *   a native stack        rsp valid (any alignment) with a few hundred
+ *                         bytes free; helpers run on it.
+ *
+ * Register use: guest register i lives in vm_x64_guest_regs[i] for the
+ * whole run; rax is scratch (it holds the guest address of every memory
+ * access when that access faults); r15 holds VM_ADDR_GUEST_MEMORY; rsp is
+ * the native stack.  The VmCtx is reached as [r15 + VM_X64_VMCTX_DISP +
+ * offsetof(vmctx, field)].
+ *
+ * Entering: set vmctx.regs, vmctx.gas and vmctx.next_native_program_counter
+ * (an absolute address: vm_x64_enter() for a call, or what the last exit
+ * left there to resume), then jump to code_address + entry_trampoline
+ * (what vmctx.jump_into / sysreturn_address should hold).  The trampoline
+ * loads r15 and the guest registers and jumps on.
+ *
+ * Exits: generated code stores the guest registers to vmctx.regs, sets
+ * vmctx.program_counter and, per exit, next_program_counter / arg /
+ * next_native_program_counter (where to resume), then jumps to
+ * vmctx.exit_stubs[VMCTX_STUB_*] with rsp as it was at entry:
+ *   FINISHED        pc = the dynamic jump to VM_ADDR_RETURN_TO_HOST
+ *   TRAP            pc = the instruction (not resumable)
+ *   ECALLI          pc, next_program_counter, arg = hostcall number;
+ *                   resuming continues after the ecalli
+ *   NOT_ENOUGH_GAS  pc = the block start, gas unchanged; resuming re-charges
+ *   PAGEFAULT       (memset only) arg = page; resuming retries
+ *   STEP            (step tracing) pc = the next instruction; resuming runs it
+ * Helpers, called with the guest registers stored in vmctx.regs (which
+ * they may change; generated code reloads them):
+ *   SBRK    uint32_t sbrk(uint32_t size): vm_heap_sbrk() semantics (and the
+ *           sandbox mprotects pages it makes accessible); returns the new
+ *           heap top or 0
+ *   MEMSET  uint32_t memset(uint32_t gas_metering): vm_x64_memset() below;
+ *           returns 0 to continue, else the exit stub index to leave by
+ *           (vmctx.program_counter / next_native_program_counter are
+ *           already set to the memset)
+ *
+ * Faults: an access to a PROT_NONE / read-only page raises SIGSEGV inside
+ * the generated code.  The handler (on its own signal stack) calls
+ * vm_x64_resolve_fault() with the faulting rip and rax: it names the guest
+ * pc and whether this is a PAGEFAULT (arg = lowest faulting page, resumable)
+ * or a TRAP (the interpreter's panic rules: the < 0x10000 zone, the
+ * address-overflow rule), and where to resume.  The handler then stores the
+ * guest registers from the signal context (vm_x64_guest_regs) to
+ * vmctx.regs, fills vmctx as an exit would, and leaves to its exit path.
+ *
+ * Deadlines: with gas metering on (or vm_x64_config.interruptible), every
+ * block starts with `sub qword [gas], cost; jl not_enough_gas`.  To stop a
+ * running guest, the sandbox's signal handler (SIGUSR1), when it interrupts
+ * generated code, subtracts VM_X64_INTERRUPT_GAS_BIAS from vmctx.gas (a
+ * single-instruction read-modify-write in generated code cannot lose it):
+ * the next block start exits through NOT_ENOUGH_GAS at that block with the
+ * charge undone; the sandbox adds the bias back and reports INTERRUPTED.
+ * Without metering and without `interruptible`, nothing is emitted at block
+ * starts and a runaway guest can only be killed.
+ */
+#ifndef VMCORE_COMPILER_H
+#define VMCORE_COMPILER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmcore/decoder.h"
+#include "vmcore/interp.h"
+#include "vmcore/vmctx.h"
+#include "vmcore/x64_asm.h"
+
+/* Where each guest register lives (hardware register numbers). */
+extern const uint8_t vm_x64_guest_regs[VMCTX_REG_COUNT];
+#define VM_X64_SCRATCH X64_RAX
+#define VM_X64_MEMBASE X64_R15
+/* The VmCtx alias relative to the guest-memory base register. */
+#define VM_X64_VMCTX_DISP ((int32_t)((int64_t)VM_ADDR_VMCTX_ALIAS - (int64_t)VM_ADDR_GUEST_MEMORY))
+#define VM_X64_INTERRUPT_GAS_BIAS (1ll << 62)
+
+typedef struct vm_x64_config {
+    int isa;              /* vm_isa */
+    int gas_metering;     /* charge gas per basic block */
+    int step_tracing;     /* exit before every instruction (VMCTX_STUB_STEP) */
+    int interruptible;    /* without metering: still check the gas word at block starts (see above) */
+    const uint32_t *cost; /* gas per vm_op (VM_OP_COUNT + 1 entries), NULL = 1 each */
+    uint64_t code_address;/* where the code will run (VM_ADDR_NATIVE_CODE) */
+} vm_x64_config;
+
+/* One record per guest instruction (the implicit traps included), in
+ * program order: sorted by pc and by native offset alike. */
+typedef struct vm_x64_map_entry {
+    uint32_t pc;
+    uint32_t entry; /* native offset where running this pc begins (step exit, gas charge, body) */
+    uint32_t body;  /* native offset of the instruction's own code (a fault retries from here) */
+    uint32_t info;  /* VM_X64_INFO_*: the vm_op, and flags */
+} vm_x64_map_entry;
+
+#define VM_X64_INFO_OP_MASK 0xffu          /* vm_op (VM_OP_INVALID for an implicit trap) */
+#define VM_X64_INFO_BLOCK_START (1u << 8)  /* first instruction of a basic block */
+#define VM_X64_INFO_ENTRY_OK (1u << 9)     /* the host may start a call here */
+#define VM_X64_INFO_LOAD (1u << 10)        /* the body reads guest memory at [r15 + rax] */
+#define VM_X64_INFO_STORE (1u << 11)       /* the body writes guest memory at [r15 + rax] */
+#define VM_X64_INFO_SIZE_SHIFT 12          /* log2 of the access size (2 bits) */
+
+typedef struct vm_x64_module {
+    uint64_t code_address;
+    uint32_t code_size;        /* bytes of code written */
+    uint32_t first_insn;       /* offset of the first instruction's code (shared routines before it) */
+    uint32_t entry_trampoline; /* offset: load registers, jump to next_native_program_counter */
+    uint32_t overflow_probe;   /* offset of the instruction that probes the top page (see resolve_fault) */
+    uint32_t map_count;
+    uint32_t jump_table_count;
+    uint32_t code_len;         /* guest code bytes */
+    int isa;
+    int is_64_bit;
+    int gas_metering;
+    int step_tracing;
+    int charges;               /* blocks start with a gas check (metering or interruptible) */
+} vm_x64_module;
+
+enum {
+    VM_X64_OK = 0,
+    VM_X64_ERR_CONFIG = -1,   /* bad isa / arguments */
+    VM_X64_ERR_SPACE = -2,    /* an output buffer is smaller than vm_x64_bounds() said */
+    VM_X64_ERR_NOMEM = -3,    /* scratch allocation failed */
+    VM_X64_ERR_TOO_BIG = -4,  /* code past VM_MAXIMUM_CODE_SIZE / native code past 2 GiB */
+};
+
+/* Capacities vm_x64_compile needs: code bytes and map entries. */
+void vm_x64_bounds(const uint8_t *code, uint32_t code_len, const uint8_t *bitmask, const vm_x64_config *config,
+                   size_t *code_capacity, size_t *map_capacity);
+
+/* Compile.  `code_out` has code_capacity bytes, `map_out` map_capacity
+ * entries, `jump_table_out` jump_table_count entries.  Returns VM_X64_OK or
+ * a VM_X64_ERR_*.  Thread-safe; needs vm_decoder_init() done once. */
+int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
+                   const uint32_t *jump_table_targets, uint32_t jump_table_count, uint8_t *code_out,
+                   size_t code_capacity, uint64_t *jump_table_out, vm_x64_map_entry *map_out, size_t map_capacity,
+                   vm_x64_module *module);
+
+/* Map lookups (binary search): the record for guest `pc`, or the record
+ * whose code contains native `offset`; -1 when there is none. */
+int64_t vm_x64_find_pc(const vm_x64_map_entry *map, uint32_t count, uint32_t pc);
+int64_t vm_x64_find_native(const vm_x64_map_entry *map, uint32_t count, uint64_t offset);
+
+/* Host side of starting a call at `pc`, as vm_state_set_pc does for the
+ * interpreter: 0 with *native_address set (and *gas charged for the whole
+ * block when entering mid-block), -1 when pc cannot be entered, -2 when
+ * there is not enough gas.  `cost` as in the config (NULL = 1 each). */
+int vm_x64_enter(const vm_x64_module *module, const vm_x64_map_entry *map, const uint32_t *cost, uint32_t pc,
+                 int64_t *gas, uint64_t *native_address);
+
+/* Test hook: the recompiler's inlined decoder against vm_decode at every
+ * offset it is used at; -1 when they agree, else the first offset that
+ * differs (-2: bad isa). */
+int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask);
+
+/* CPU support: 0 when BMI1, BMI2, LZCNT and POPCNT are all present; else
+ * nonzero with *missing naming the first absent feature. */
+int vm_x64_cpu_check(const char **missing);
+
+/* ---- sandbox side (freestanding; what the zygote's handlers call) ---- */
+
+typedef struct vm_x64_fault {
+    int stub;          /* VMCTX_STUB_PAGEFAULT or VMCTX_STUB_TRAP; -1: not a guest fault (a real crash) */
+    uint32_t pc;       /* the guest instruction */
+    uint32_t arg;      /* PAGEFAULT: the page address */
+    uint64_t resume;   /* PAGEFAULT: native offset to resume at (retries the instruction) */
+} vm_x64_fault;
+
+/* A SIGSEGV at native code offset `rip_offset` with scratch register `rax`
+ * (program_counter: vmctx.program_counter, read for the overflow probe).
+ * Decides what the interpreter would have done with that access. */
+void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map_entry *map, const vm_memory *memory,
+                          uint64_t rip_offset, uint64_t rax, uint32_t program_counter, vm_x64_fault *out);
+
+/* The memset instruction (a0 = destination, a1 = byte, a2 = count), exactly
+ * as the interpreter does it, on `regs` (vmctx.regs) and `gas`: returns 0
+ * when done, else VMCTX_STUB_NOT_ENOUGH_GAS / PAGEFAULT (with *fault set) /
+ * TRAP having made the partial progress.  memory->base must be writable for
+ * every page the permission map allows (the sandbox's guest window). */
+uint32_t vm_x64_memset(uint64_t *regs, int64_t *gas, int gas_metering, const vm_memory *memory, uint32_t *fault);
+
+#endif

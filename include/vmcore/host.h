@@ -1,0 +1,183 @@
+/* The host side of the process sandbox: the zygote image, shared modules,
+ * spawning and confining zygotes, shared memory, and the spin-then-wait
+ * half of the VmCtx handshake.  Uses libc (host only). */
+#ifndef VMCORE_HOST_H
+#define VMCORE_HOST_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmcore/interp.h"
+#include "vmcore/vmctx.h"
+#include "vmcore/zygote.h"
+
+#define VM_HOST_ERROR_SIZE 256
+
+/* The zygote executable in a sealed memfd (once per process). */
+int vm_host_image_create(const void *elf, size_t length, char *error);
+
+/* A compiled module in a sealed memfd, mapped read only here. */
+typedef struct vm_host_module {
+    vm_module module; /* pointers into base */
+    int fd;
+    uint8_t *base;
+    uint64_t size;
+} vm_host_module;
+
+int vm_host_module_build(vm_host_module *m, const vm_module_config *config, const uint8_t *code, uint32_t code_len,
+                         const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
+                         char *error);
+void vm_host_module_free(vm_host_module *m);
+
+typedef struct vm_host_spawn_options {
+    int image_fd;
+    uint32_t flags;           /* VM_INIT_FLAG_* */
+    uint32_t spin_iterations; /* the zygote's spin budget */
+    int cpu;                  /* pin the zygote here (-1: no pinning) */
+    int namespaces;           /* 0: none (debugging), 1: as many as the kernel allows */
+    double start_timeout;     /* seconds */
+} vm_host_spawn_options;
+
+/* One sandbox process and its shared memory. */
+typedef struct vm_host_zygote {
+    int pid;
+    int pidfd;
+    int ctx_fd, memory_fd, socket_fd, lifetime_fd;
+    vmctx *ctx;
+    uint8_t *window; /* guest address 0 .. 4 GiB + slack */
+    uint8_t *perms;  /* VM_GUEST_PERMS_SIZE bytes */
+    int cpu;
+    int owner_pid;   /* the host process that started it (fork safety) */
+    int reaped;
+    int status_code; /* after reaping: CLD_* */
+    int status;      /* exit status or signal */
+    uint64_t module_generation;
+    uint64_t wait_loop_start, futex_wait; /* host-side counters */
+} vm_host_zygote;
+
+/* Start a zygote and wait until it is confined and idle.  0, or -1 with a
+ * message in error (VM_HOST_ERROR_SIZE bytes). */
+int vm_host_spawn(vm_host_zygote *z, const vm_host_spawn_options *options, char *error);
+/* Kill (if alive), reap, unmap and close everything; safe to call twice. */
+void vm_host_release(vm_host_zygote *z);
+/* Release only this process's view (after fork: the zygote is not ours). */
+void vm_host_forget(vm_host_zygote *z);
+/* 1 alive, 0 exited (not reaped yet or reaped). */
+int vm_host_alive(vm_host_zygote *z);
+int vm_host_signal(vm_host_zygote *z, int sig);
+/* Reap (blocking) and record the status; 0 or -1. */
+int vm_host_reap(vm_host_zygote *z);
+/* Describe how the zygote ended ("killed by signal 9 (SIGKILL)"). */
+void vm_host_describe_exit(vm_host_zygote *z, char *out, size_t size);
+/* Hand a module memfd to the zygote (taken at its next run). */
+int vm_host_send_module(vm_host_zygote *z, const vm_host_module *m);
+/* Re-pin the zygote to `cpu`. */
+int vm_host_pin(vm_host_zygote *z, int cpu);
+
+/* CPU choice: how many CPUs this process may use, and one that is not
+ * `avoid` (round robin), or -1 when there is only one. */
+int vm_host_cpu_count(void);
+int vm_host_pick_cpu(int avoid);
+int vm_host_current_cpu(void);
+
+/* Zero [offset, offset + length) of the guest memory memfd, giving the
+ * pages back (used for large spans when recycling). */
+int vm_host_punch(vm_host_zygote *z, uint64_t offset, uint64_t length);
+
+/* ---- the handshake, host side ---- */
+
+/* Give the context to the sandbox: BUSY (seq_cst, pairs with the zygote's
+ * sleeping flag), then futex_wake only if it said it sleeps. */
+void vm_host_wake(vmctx *ctx);
+static inline void vm_host_resume(vmctx *ctx)
+{
+    atomic_store_explicit(&ctx->futex, VMCTX_FUTEX_BUSY, memory_order_seq_cst);
+    if (atomic_load_explicit(&ctx->sandbox_sleeping, memory_order_seq_cst))
+        vm_host_wake(ctx);
+}
+
+/* Spin (holding whatever lock the caller holds, e.g. the GIL) for up to
+ * `iterations` pauses; returns the futex value (BUSY if still running). */
+static inline uint32_t vm_host_spin(vmctx *ctx, uint32_t iterations)
+{
+    uint32_t v = atomic_load_explicit(&ctx->futex, memory_order_acquire);
+    for (uint32_t i = 0; v == VMCTX_FUTEX_BUSY && i < iterations; i++) {
+        __builtin_ia32_pause();
+        v = atomic_load_explicit(&ctx->futex, memory_order_acquire);
+    }
+    return v;
+}
+
+/* Spin, then futex_wait with liveness checks, until the sandbox hands the
+ * context back: 0 with *state set, or -1 when the sandbox died.  Call
+ * without the GIL.  The caller counts the wait (z->wait_loop_start); this
+ * counts the sleeps (z->futex_wait). */
+int vm_host_wait(vm_host_zygote *z, uint32_t spin, uint32_t *state);
+
+/* Relaxed accessors for Cython (the futex's acquire/release orders them). */
+static inline uint64_t vm_host_get_reg(const vmctx *c, int i)
+{
+    return atomic_load_explicit(&((vmctx *)c)->regs[i], memory_order_relaxed);
+}
+/* Stores skip unchanged values: a store takes the line from the sandbox. */
+static inline void vm_host_set_reg(vmctx *c, int i, uint64_t v)
+{
+    if (atomic_load_explicit(&c->regs[i], memory_order_relaxed) != v)
+        atomic_store_explicit(&c->regs[i], v, memory_order_relaxed);
+}
+static inline int64_t vm_host_get_gas(const vmctx *c)
+{
+    return atomic_load_explicit(&((vmctx *)c)->gas, memory_order_relaxed);
+}
+static inline void vm_host_set_gas(vmctx *c, int64_t v)
+{
+    if (atomic_load_explicit(&c->gas, memory_order_relaxed) != v)
+        atomic_store_explicit(&c->gas, v, memory_order_relaxed);
+}
+#define VM_HOST_LOAD(field) atomic_load_explicit(&((vmctx *)c)->field, memory_order_relaxed)
+#define VM_HOST_STORE(field, v) atomic_store_explicit(&c->field, v, memory_order_relaxed)
+static inline uint32_t vm_host_futex(const vmctx *c)
+{
+    return atomic_load_explicit(&((vmctx *)c)->futex, memory_order_acquire);
+}
+static inline uint32_t vm_host_exit_reason(const vmctx *c) { return VM_HOST_LOAD(arg2); }
+static inline uint32_t vm_host_arg(const vmctx *c) { return VM_HOST_LOAD(arg); }
+static inline uint32_t vm_host_pc(const vmctx *c) { return VM_HOST_LOAD(program_counter); }
+static inline uint32_t vm_host_next_pc(const vmctx *c) { return VM_HOST_LOAD(next_program_counter); }
+static inline uint32_t vm_host_resume_index(const vmctx *c) { return (uint32_t)VM_HOST_LOAD(jump_into); }
+static inline void vm_host_set_resume_index(vmctx *c, uint32_t index)
+{
+    if (VM_HOST_LOAD(jump_into) != index)
+        VM_HOST_STORE(jump_into, index);
+}
+static inline void vm_host_set_pc(vmctx *c, uint32_t pc)
+{
+    if (VM_HOST_LOAD(program_counter) != pc)
+        VM_HOST_STORE(program_counter, pc);
+}
+static inline uint32_t vm_host_interrupt(const vmctx *c) { return VM_HOST_LOAD(interrupt); }
+static inline void vm_host_set_interrupt(vmctx *c, uint32_t v)
+{
+    if (VM_HOST_LOAD(interrupt) != v)
+        VM_HOST_STORE(interrupt, v);
+}
+static inline uint32_t vm_host_isolation(const vmctx *c) { return VM_HOST_LOAD(isolation); }
+/* The kernel marks the robust-futex word when the zygote dies (one load). */
+static inline int vm_host_dead(const vmctx *c) { return (VM_HOST_LOAD(death_futex) & 0x40000000u) != 0; }
+static inline uint32_t vm_host_spin_iterations(const vmctx *c) { return VM_HOST_LOAD(init.spin_iterations); }
+static inline void vm_host_set_spin_iterations(vmctx *c, uint32_t n) { VM_HOST_STORE(init.spin_iterations, n); }
+static inline uint64_t vm_host_counter_wait_loop_start(const vmctx *c)
+{
+    return VM_HOST_LOAD(counters.syscall_wait_loop_start);
+}
+static inline uint64_t vm_host_counter_futex_wait(const vmctx *c) { return VM_HOST_LOAD(counters.syscall_futex_wait); }
+#undef VM_HOST_LOAD
+#undef VM_HOST_STORE
+
+/* The sandbox state the interpreter API works on, to and from the VmCtx
+ * (host side of the register/gas/heap synchronisation). */
+void vm_host_state_load(const vmctx *c, vm_state *s);
+void vm_host_state_store(vmctx *c, const vm_state *s);
+
+#endif

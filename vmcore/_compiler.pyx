@@ -1,0 +1,225 @@
+"""Thin Cython layer over the recompiler (compiler_x64.c) and its x86-64
+encoder (x64_asm.h).  Compiling is pure data transformation in this
+process; the generated code is never executed here (only inside a sandbox
+process).  No policy: callers decide where the code goes."""
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+
+cdef extern from "vmcore/vmctx.h":
+    enum:
+        VM_ADDR_NATIVE_CODE
+from vmcore.includes.decoder cimport vm_decoder_init, VM_OP_COUNT
+from vmcore.includes.compiler cimport *
+
+vm_decoder_init()
+
+INFO_OP_MASK = VM_X64_INFO_OP_MASK
+INFO_BLOCK_START = VM_X64_INFO_BLOCK_START
+INFO_ENTRY_OK = VM_X64_INFO_ENTRY_OK
+INFO_LOAD = VM_X64_INFO_LOAD
+INFO_STORE = VM_X64_INFO_STORE
+INFO_SIZE_SHIFT = VM_X64_INFO_SIZE_SHIFT
+VMCTX_DISP = VM_X64_VMCTX_DISP
+GUEST_REGS = tuple(vm_x64_guest_regs[i] for i in range(13))
+
+_ERRORS = {
+    VM_X64_ERR_CONFIG: "bad configuration",
+    VM_X64_ERR_SPACE: "output buffer too small (internal budget exceeded)",
+    VM_X64_ERR_NOMEM: "out of memory",
+    VM_X64_ERR_TOO_BIG: "program too big",
+}
+
+
+class CompileError(Exception):
+    pass
+
+
+def cpu_check():
+    """None when this CPU can run generated code (BMI1, BMI2, LZCNT,
+    POPCNT), else the name of the first missing feature."""
+    cdef const char *missing = NULL
+    if vm_x64_cpu_check(&missing):
+        return missing.decode()
+    return None
+
+
+def decoder_selftest(int isa, const uint8_t[:] code, const uint8_t[:] bitmask):
+    """The recompiler's inlined decoder against vm_decode at every offset
+    it is used at: None when they agree, else the first offset that
+    differs (tests)."""
+    cdef uint32_t n = <uint32_t>code.shape[0]
+    if n == 0:
+        return None
+    if bitmask.shape[0] < (n + 7) // 8:
+        raise ValueError("bitmask shorter than the code")
+    cdef int64_t r = vm_x64_decoder_selftest(isa, &code[0], n, &bitmask[0])
+    if r == -2:
+        raise ValueError("bad isa")
+    return None if r == -1 else r
+
+
+cdef class CompiledCode:
+    """Native code, native jump table and pc map for one program and
+    configuration (immutable)."""
+    cdef vm_x64_module module
+    cdef uint8_t *code_buf
+    cdef vm_x64_map_entry *map
+    cdef uint64_t *table
+    cdef uint32_t *cost
+    cdef readonly bint gas_metering
+    cdef readonly bint step_tracing
+    cdef readonly double seconds
+
+    def __cinit__(self, int isa, const uint8_t[:] code, const uint8_t[:] bitmask, jump_table,
+                  bint gas_metering=True, bint step_tracing=False, bint interruptible=False, cost=None,
+                  uint64_t code_address=VM_ADDR_NATIVE_CODE):
+        cdef vm_x64_config config
+        cdef size_t code_cap, map_cap
+        cdef uint32_t n = <uint32_t>code.shape[0]
+        cdef uint32_t jt_count = len(jump_table)
+        cdef uint32_t *targets = NULL
+        cdef const uint8_t *code_ptr = NULL
+        cdef const uint8_t *bitmask_ptr = NULL
+        cdef uint32_t i
+        cdef int rc
+        import time
+        if n and bitmask.shape[0] < (n + 7) // 8:
+            raise ValueError("bitmask shorter than the code")
+        self.gas_metering = gas_metering
+        self.step_tracing = step_tracing
+        config.isa = isa
+        config.gas_metering = gas_metering
+        config.step_tracing = step_tracing
+        config.interruptible = interruptible
+        config.code_address = code_address
+        config.cost = NULL
+        if cost is not None:
+            if len(cost) != VM_OP_COUNT + 1:
+                raise ValueError(f"cost model needs {VM_OP_COUNT + 1} entries")
+            self.cost = <uint32_t *>malloc((VM_OP_COUNT + 1) * sizeof(uint32_t))
+            if self.cost == NULL:
+                raise MemoryError()
+            for i in range(VM_OP_COUNT + 1):
+                self.cost[i] = cost[i]
+            config.cost = self.cost
+        if n:
+            code_ptr = &code[0]
+            bitmask_ptr = &bitmask[0]
+        vm_x64_bounds(code_ptr, n, bitmask_ptr, &config, &code_cap, &map_cap)
+        self.code_buf = <uint8_t *>malloc(code_cap)
+        self.map = <vm_x64_map_entry *>malloc(map_cap * sizeof(vm_x64_map_entry))
+        self.table = <uint64_t *>malloc((<size_t>jt_count + 1) * sizeof(uint64_t))
+        targets = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
+        if self.code_buf == NULL or self.map == NULL or self.table == NULL or targets == NULL:
+            free(targets)
+            raise MemoryError()
+        for i in range(jt_count):
+            targets[i] = jump_table[i]
+        t0 = time.perf_counter()
+        with nogil:
+            rc = vm_x64_compile(&config, code_ptr, n, bitmask_ptr, targets, jt_count, self.code_buf, code_cap,
+                                self.table, self.map, map_cap, &self.module)
+        self.seconds = time.perf_counter() - t0
+        free(targets)
+        if rc != VM_X64_OK:
+            raise CompileError(_ERRORS.get(rc, f"error {rc}"))
+
+    def __dealloc__(self):
+        free(self.code_buf)
+        free(self.map)
+        free(self.table)
+        free(self.cost)
+
+    @property
+    def code(self):
+        return PyBytes_FromStringAndSize(<char *>self.code_buf, self.module.code_size)
+
+    @property
+    def jump_table(self):
+        """The native jump table: little-endian u64 absolute addresses."""
+        return PyBytes_FromStringAndSize(<char *>self.table, <Py_ssize_t>self.module.jump_table_count * 8)
+
+    @property
+    def map_bytes(self):
+        """The pc map: (pc, entry, body, info) u32 records."""
+        return PyBytes_FromStringAndSize(<char *>self.map, <Py_ssize_t>self.module.map_count * sizeof(vm_x64_map_entry))
+
+    def map_entries(self):
+        cdef uint32_t i
+        return [(self.map[i].pc, self.map[i].entry, self.map[i].body, self.map[i].info)
+                for i in range(self.module.map_count)]
+
+    @property
+    def info(self):
+        m = self.module
+        return {
+            "code_address": m.code_address, "code_size": m.code_size, "first_insn": m.first_insn,
+            "entry_trampoline": m.entry_trampoline, "overflow_probe": m.overflow_probe, "map_count": m.map_count,
+            "jump_table_count": m.jump_table_count, "code_len": m.code_len, "isa": m.isa,
+            "is_64_bit": bool(m.is_64_bit), "gas_metering": bool(m.gas_metering),
+            "step_tracing": bool(m.step_tracing), "charges": bool(m.charges),
+        }
+
+    def enter(self, uint32_t pc, int64_t gas):
+        """Start a call at pc: (0, gas after any mid-block charge, absolute
+        native address), or (-1, gas, 0) / (-2, gas, 0) as
+        vm_state_set_pc's -1 (cannot enter) / -2 (not enough gas)."""
+        cdef uint64_t native = 0
+        cdef int64_t g = gas
+        cdef int rc = vm_x64_enter(&self.module, self.map, self.cost, pc, &g, &native)
+        if rc != 0:
+            return rc, gas, 0
+        return 0, g, native
+
+    def find_pc(self, uint32_t pc):
+        return vm_x64_find_pc(self.map, self.module.map_count, pc)
+
+    def find_native(self, uint64_t offset):
+        return vm_x64_find_native(self.map, self.module.map_count, offset)
+
+
+_TWO63 = 2 ** 63
+_TWO64 = 2 ** 64
+
+
+def forms():
+    """{form name: operand count} of the encoder's test entry point."""
+    cdef int i = 0, n = 0
+    cdef const char *name
+    out = {}
+    while True:
+        name = x64_form_name(i, &n)
+        if name == NULL:
+            return out
+        out[name.decode()] = n
+        i += 1
+
+
+def assemble(instructions):
+    """Encode [(form, *operands), ...] and return the bytes (tests: the
+    encoder against a disassembler)."""
+    cdef uint8_t buf[32]
+    cdef int64_t ops[16]
+    cdef size_t length
+    cdef int form, k
+    index = {name: i for i, name in enumerate(forms())}
+    out = bytearray()
+    for item in instructions:
+        name, operands = item[0], item[1:]
+        if name not in index:
+            raise ValueError(f"unknown form {name!r}")
+        if len(operands) > 16:
+            raise ValueError("too many operands")
+        for k in range(len(operands)):
+            v = operands[k]
+            if v >= _TWO63:
+                v = v - _TWO64  # u64 immediates as their bit pattern
+            ops[k] = v
+        form = index[name]
+        length = x64_assemble_form(form, ops, len(operands), buf)
+        if length == 0:
+            raise ValueError(f"form {name} does not take operands {operands!r}")
+        out += PyBytes_FromStringAndSize(<char *>buf, length)
+    return bytes(out)

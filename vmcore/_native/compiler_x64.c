@@ -1,0 +1,1530 @@
+/* The recompiler: guest code -> x86-64, one pass, O(n).  See compiler.h
+ * for the contract with the sandbox.
+ *
+ * The pass walks the code exactly as the interpreter's builder does
+ * (vm_module_build): the same instruction sequence (implicit traps
+ * included), the same basic blocks, the same gas per block, the same
+ * jump-target rules.  Each guest instruction becomes a short fixed sequence
+ * of native code, in program order.  What only runs on the way out (the
+ * out-of-gas path, traps of dynamic jumps, the address-overflow path, the
+ * rare halves of division) goes to small out-of-line stubs, collected while
+ * a stretch of code is emitted and written after the next instruction that
+ * never falls through (so no extra jump is needed and the straight-line
+ * code stays dense).  Everything is in one buffer, so every reference is
+ * final when written except forward branches to guest pcs, patched from
+ * the pc -> native table at the end.
+ *
+ * Buffer layout: shared routines first (exits, entry, helpers), then the
+ * instructions.  One guest instruction:
+ *
+ *   [step exit]      (step tracing) call step_routine; .long pc
+ *   [gas charge]     (block start) sub qword [gas], cost; jl out_of_gas_stub
+ *   body             the instruction
+ *
+ * Exits that need data pass it after a `call` (the routine pops the
+ * address of the data: the pc, the block's cost, ...); ecalli and step
+ * resume right after their data.
+ */
+#include "vmcore/compiler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Guest register -> host register: vm_x64_guest_regs (x64_runtime.c). */
+
+#define S X64_RAX
+#define MB X64_R15
+
+_Static_assert(VM_ADDR_JUMP_TABLE == (1ull << 35), "dynamic jumps form the table address with bts rax, 32 (<<3)");
+_Static_assert(VM_MAXIMUM_JUMP_TABLE_ENTRIES <= 0x7fffffffu, "odd addresses must land past the table after ror");
+_Static_assert(VM_ADDR_GUEST_MEMORY > VM_ADDR_VMCTX_ALIAS && VM_ADDR_GUEST_MEMORY - VM_ADDR_VMCTX_ALIAS <= 0x10000,
+               "the VmCtx alias must be reachable from r15 with a small displacement");
+
+/* Space budgets (bytes): one instruction's own code (step exit + charge +
+ * body), one out-of-line stub, the shared routines.  Checked as we go. */
+#define INSN_BUDGET 160u
+#define STUB_BUDGET 48u
+#define STUBS_PER_INSN 4u
+#define ROUTINES_BUDGET 4096u
+#define PENDING_MAX 64u
+
+static inline x64_mem ctx_at(size_t offset) { return x64_base_disp(MB, VM_X64_VMCTX_DISP + (int32_t)offset); }
+#define CTX(field) ctx_at(offsetof(vmctx, field))
+#define CTX_REG(i) ctx_at(offsetof(vmctx, regs) + 8u * (size_t)(i))
+#define CTX_STUB(i) ctx_at(offsetof(vmctx, exit_stubs) + 8u * (size_t)(i))
+
+typedef struct fixup {
+    uint32_t at;        /* offset of a rel32 field */
+    uint32_t target_pc; /* guest pc whose entry it jumps to */
+} fixup;
+
+enum { STUB_OOG, STUB_BIG_CHARGE, STUB_TRAP, STUB_FINISHED, STUB_OVERFLOW, STUB_DIV };
+
+/* An out-of-line stub waiting to be written; `at`/`at2` are rel32 fields
+ * (0: none) to point at it. */
+typedef struct pending {
+    uint8_t kind;
+    uint32_t at, at2;
+    uint32_t pc;
+    uint32_t x, y; /* OOG: cost, charge offset; BIG: cost, jl offset; DIV: packed regs/flags, resume offset */
+} pending;
+
+typedef struct compiler {
+    const vm_x64_config *config;
+    vm_isa isa;
+    int is64;
+    const uint8_t *code;
+    const uint8_t *bitmask;
+    uint32_t code_len;
+    int charges;
+    int error;
+
+    x64_buf out;
+    uint8_t *limit;
+
+    uint32_t *pc_entry; /* code_len + 1 entries; valid for emitted block starts */
+    uint32_t current_pc;
+    int falls_through;  /* the last instruction's code can run into the next */
+
+    fixup *fixups;
+    size_t fixup_count, fixup_cap;
+
+    pending pend[PENDING_MAX];
+    uint32_t pend_count;
+
+    vm_x64_map_entry *map;
+    size_t map_count, map_cap;
+
+    /* Shared routines. */
+    uint32_t exit_routine[VMCTX_STUB_COUNT];
+    uint32_t entry_routine;
+    uint32_t sbrk_routine;
+    uint32_t memset_routine;
+    uint32_t trap_routine;     /* call; .long pc */
+    uint32_t finished_routine; /* call; .long pc */
+    uint32_t overflow_routine; /* call; .long pc */
+    uint32_t overflow_probe;
+    uint32_t oog_routine;      /* call; .long pc, cost, charge offset */
+    uint32_t ecalli_routine;   /* call; .long pc, next pc, number; resumes after */
+    uint32_t step_routine;     /* call; .long pc; resumes after */
+
+    /* The open basic block. */
+    int block_open;
+    uint32_t block_pc;
+    uint32_t block_cost;
+    size_t charge_at;    /* offset of the gas charge */
+    size_t charge_jl_at; /* its jl rel32 field */
+} compiler;
+
+static inline int R(int guest) { return vm_x64_guest_regs[guest]; }
+
+static inline uint64_t sext32(uint32_t v) { return (uint64_t)(int64_t)(int32_t)v; }
+
+static inline uint32_t here(const compiler *c) { return (uint32_t)x64_offset(&c->out); }
+
+static void add_fixup(compiler *c, size_t at, uint32_t target_pc)
+{
+    if (c->fixup_count == c->fixup_cap) {
+        size_t cap = c->fixup_cap ? c->fixup_cap * 2 : 4096;
+        fixup *f = realloc(c->fixups, cap * sizeof *f);
+        if (!f) {
+            c->error = VM_X64_ERR_NOMEM;
+            return;
+        }
+        c->fixups = f;
+        c->fixup_cap = cap;
+    }
+    c->fixups[c->fixup_count++] = (fixup){(uint32_t)at, target_pc};
+}
+
+/* A jump (cc < 0: unconditional) to a guest pc's entry: backward targets
+ * are known (short form when in reach), forward ones are patched later. */
+static void jump_pc(compiler *c, int cc, uint32_t target_pc)
+{
+    x64_buf *b = &c->out;
+    if (target_pc <= c->current_pc) {
+        size_t target = c->pc_entry[target_pc];
+        int64_t rel8 = (int64_t)target - (int64_t)(x64_offset(b) + 2);
+        if (rel8 >= -128) {
+            if (cc < 0)
+                x64_jmp_rel8(b, target);
+            else
+                x64_jcc_rel8(b, (x64_cc)cc, target);
+        } else if (cc < 0) {
+            x64_jmp_rel32(b, target);
+        } else {
+            x64_jcc_rel32(b, (x64_cc)cc, target);
+        }
+        return;
+    }
+    size_t at = cc < 0 ? x64_jmp_rel32(b, X64_NO_TARGET) : x64_jcc_rel32(b, (x64_cc)cc, X64_NO_TARGET);
+    add_fixup(c, at, target_pc);
+}
+
+static pending *add_pending(compiler *c, int kind, size_t at, uint32_t pc)
+{
+    pending *p = &c->pend[c->pend_count++];
+    p->kind = (uint8_t)kind;
+    p->at = (uint32_t)at;
+    p->at2 = 0;
+    p->pc = pc;
+    p->x = p->y = 0;
+    return p;
+}
+
+/* jcc (or jmp when cc < 0) to an out-of-line stub calling `kind`'s routine
+ * with pc; returns the pending entry (a second branch may join it). */
+static pending *branch_to_stub(compiler *c, int cc, int kind, uint32_t pc)
+{
+    size_t at = cc < 0 ? x64_jmp_rel32(&c->out, X64_NO_TARGET) : x64_jcc_rel32(&c->out, (x64_cc)cc, X64_NO_TARGET);
+    return add_pending(c, kind, at, pc);
+}
+
+/* call routine; .long data... */
+static void call_with_data(x64_buf *b, uint32_t routine, const uint32_t *data, int n)
+{
+    x64_call_rel32(b, routine);
+    for (int i = 0; i < n; i++)
+        x64_u32(b, data[i]);
+}
+
+/* ---- shared routines (start of the buffer) ---- */
+
+static void save_regs(x64_buf *b)
+{
+    for (int i = 0; i < VMCTX_REG_COUNT; i++)
+        x64_store(b, 8, CTX_REG(i), R(i));
+}
+
+static void load_regs(x64_buf *b)
+{
+    for (int i = 0; i < VMCTX_REG_COUNT; i++)
+        x64_load(b, 8, R(i), CTX_REG(i));
+}
+
+/* rbx <- rsp; align; call [stub]; rsp <- rbx (rbx is callee saved and the
+ * guest's rbx is in vmctx.regs by now). */
+static void call_helper(x64_buf *b, int stub)
+{
+    x64_mov_rr(b, 8, X64_RBX, X64_RSP);
+    x64_alu_ri(b, X64_AND, 8, X64_RSP, -16);
+    x64_call_m(b, CTX_STUB(stub));
+    x64_mov_rr(b, 8, X64_RSP, X64_RBX);
+}
+
+/* rcx = the 32-bit word at [rax + k] stored to a 32-bit VmCtx field */
+static void copy_data_word(x64_buf *b, int k, size_t field_offset)
+{
+    x64_load(b, 4, X64_RCX, x64_base_disp(X64_RAX, k));
+    x64_store(b, 4, ctx_at(field_offset), X64_RCX);
+}
+
+static void emit_routines(compiler *c)
+{
+    x64_buf *b = &c->out;
+    static const int exits[] = {VMCTX_STUB_FINISHED, VMCTX_STUB_TRAP, VMCTX_STUB_ECALLI,
+                                VMCTX_STUB_NOT_ENOUGH_GAS, VMCTX_STUB_PAGEFAULT, VMCTX_STUB_STEP};
+    for (size_t k = 0; k < sizeof exits / sizeof exits[0]; k++) {
+        c->exit_routine[exits[k]] = here(c);
+        save_regs(b);
+        x64_jmp_m(b, CTX_STUB(exits[k]));
+    }
+
+    /* Entry: r15, guest registers, then wherever the host points. */
+    c->entry_routine = here(c);
+    x64_movabs(b, MB, VM_ADDR_GUEST_MEMORY);
+    load_regs(b);
+    x64_jmp_m(b, CTX(next_native_program_counter));
+
+    /* sbrk: request in eax, result in eax. */
+    c->sbrk_routine = here(c);
+    save_regs(b);
+    x64_mov_rr(b, 4, X64_RDI, X64_RAX);
+    call_helper(b, VMCTX_STUB_SBRK);
+    load_regs(b);
+    x64_ret(b);
+
+    /* memset: the caller stored program_counter / next_native_program_counter. */
+    c->memset_routine = here(c);
+    save_regs(b);
+    x64_mov_r32_imm(b, X64_RDI, c->config->gas_metering ? 1u : 0u);
+    call_helper(b, VMCTX_STUB_MEMSET);
+    x64_test_rr(b, 4, X64_RAX, X64_RAX);
+    size_t stop = x64_jcc_rel8(b, X64_CC_NE, X64_NO_TARGET);
+    load_regs(b);
+    x64_ret(b);
+    x64_patch_rel8(b->start, stop, x64_offset(b));
+    x64_alu_ri(b, X64_ADD, 8, X64_RSP, 8); /* drop the return address */
+    x64_mov_rr(b, 4, X64_RAX, X64_RAX);    /* zero-extend the stub index */
+    x64_jmp_m(b, x64_base_index(MB, X64_RAX, 3, VM_X64_VMCTX_DISP + (int32_t)offsetof(vmctx, exit_stubs)));
+
+    /* call trap_routine / finished_routine; .long pc (only rax is touched
+     * before the registers are saved) */
+    c->trap_routine = here(c);
+    x64_pop(b, X64_RAX);
+    x64_load(b, 4, X64_RAX, x64_base_disp(X64_RAX, 0));
+    x64_store(b, 4, CTX(program_counter), X64_RAX);
+    x64_jmp_rel32(b, c->exit_routine[VMCTX_STUB_TRAP]);
+    c->finished_routine = here(c);
+    x64_pop(b, X64_RAX);
+    x64_load(b, 4, X64_RAX, x64_base_disp(X64_RAX, 0));
+    x64_store(b, 4, CTX(program_counter), X64_RAX);
+    x64_jmp_rel32(b, c->exit_routine[VMCTX_STUB_FINISHED]);
+
+    /* An access whose last byte would be at or past 0xffffffff (the
+     * interpreter's overflow rule): a panic when the top page is mapped,
+     * else a page fault there.  Probe it with every guest register intact:
+     * if the read faults, the SIGSEGV handler recognises this instruction
+     * (module.overflow_probe) and takes the pc from the VmCtx. */
+    c->overflow_routine = here(c);
+    x64_pop(b, X64_RAX);
+    x64_load(b, 4, X64_RAX, x64_base_disp(X64_RAX, 0));
+    x64_store(b, 4, CTX(program_counter), X64_RAX);
+    x64_mov_r32_imm(b, S, 0xffffffffu);
+    c->overflow_probe = here(c);
+    x64_movzx_rm(b, 4, 1, S, x64_base_index(MB, S, 0, 0));
+    x64_jmp_rel32(b, c->exit_routine[VMCTX_STUB_TRAP]);
+
+    /* Out of gas: call; .long pc, cost, charge offset.  Undo the charge,
+     * leave at the block start; resuming charges again. */
+    c->oog_routine = here(c);
+    save_regs(b);
+    x64_pop(b, X64_RAX);
+    copy_data_word(b, 0, offsetof(vmctx, program_counter));
+    x64_load(b, 4, X64_RCX, x64_base_disp(X64_RAX, 4));
+    x64_alu_mr(b, X64_ADD, 8, CTX(gas), X64_RCX);
+    x64_load(b, 4, X64_RCX, x64_base_disp(X64_RAX, 8));
+    x64_lea(b, 8, X64_RDX, x64_base_disp(X64_RIP, -(int32_t)(x64_offset(b) + 7))); /* the code's start */
+    x64_alu_rr(b, X64_ADD, 8, X64_RCX, X64_RDX);
+    x64_store(b, 8, CTX(next_native_program_counter), X64_RCX);
+    x64_jmp_m(b, CTX_STUB(VMCTX_STUB_NOT_ENOUGH_GAS));
+
+    /* ecalli: call; .long pc, next pc, number; resume after the data */
+    c->ecalli_routine = here(c);
+    save_regs(b);
+    x64_pop(b, X64_RAX);
+    copy_data_word(b, 0, offsetof(vmctx, program_counter));
+    copy_data_word(b, 4, offsetof(vmctx, next_program_counter));
+    copy_data_word(b, 8, offsetof(vmctx, arg));
+    x64_lea(b, 8, X64_RAX, x64_base_disp(X64_RAX, 12));
+    x64_store(b, 8, CTX(next_native_program_counter), X64_RAX);
+    x64_jmp_m(b, CTX_STUB(VMCTX_STUB_ECALLI));
+
+    /* step: call; .long pc; resume after the data */
+    c->step_routine = here(c);
+    save_regs(b);
+    x64_pop(b, X64_RAX);
+    copy_data_word(b, 0, offsetof(vmctx, program_counter));
+    x64_lea(b, 8, X64_RAX, x64_base_disp(X64_RAX, 4));
+    x64_store(b, 8, CTX(next_native_program_counter), X64_RAX);
+    x64_jmp_m(b, CTX_STUB(VMCTX_STUB_STEP));
+}
+
+/* ---- out-of-line stubs ---- */
+
+static void write_stub(compiler *c, const pending *p)
+{
+    x64_buf *b = &c->out;
+    uint32_t at = here(c);
+    if (p->at)
+        x64_patch_rel32(b->start, p->at, at);
+    if (p->at2)
+        x64_patch_rel32(b->start, p->at2, at);
+    switch (p->kind) {
+    case STUB_OOG: {
+        uint32_t data[3] = {p->pc, p->x, p->y};
+        call_with_data(b, c->oog_routine, data, 3);
+        break;
+    }
+    case STUB_BIG_CHARGE:
+        /* a cost too big for a sign-extended imm32: charge here and go
+         * back to the jl */
+        x64_mov_r32_imm(b, S, p->x);
+        x64_alu_mr(b, X64_SUB, 8, CTX(gas), S);
+        x64_jmp_rel32(b, p->y);
+        break;
+    case STUB_TRAP:
+        call_with_data(b, c->trap_routine, &p->pc, 1);
+        break;
+    case STUB_FINISHED:
+        call_with_data(b, c->finished_routine, &p->pc, 1);
+        break;
+    case STUB_OVERFLOW:
+        call_with_data(b, c->overflow_routine, &p->pc, 1);
+        break;
+    case STUB_DIV: {
+        /* x: a | b << 4 | wide << 8 | rem << 9 | signed << 10; at: divisor
+         * zero; at2: (signed) divisor -1; y: where to go back */
+        int a = (int)(p->x & 15), bb = (int)((p->x >> 4) & 15), w = (p->x >> 8) & 1 ? 8 : 4;
+        int is_rem = (p->x >> 9) & 1;
+        /* divisor 0: div -> all ones, rem -> the dividend */
+        if (is_rem) {
+            if (w == 4)
+                x64_sext32(b, a, bb);
+            else if (a != bb)
+                x64_mov_rr(b, 8, a, bb);
+        } else {
+            x64_mov_r64_simm32(b, a, -1);
+        }
+        x64_jmp_rel32(b, p->y);
+        if (p->at2) {
+            /* divisor -1: div -> negation (INT_MIN stays), rem -> 0 */
+            x64_patch_rel32(b->start, p->at2, here(c));
+            if (is_rem) {
+                x64_alu_rr(b, X64_XOR, 4, a, a);
+            } else {
+                x64_mov_rr(b, w, S, bb);
+                x64_unary_r(b, X64_NEG, w, S);
+                if (w == 4)
+                    x64_sext32(b, a, S);
+                else
+                    x64_mov_rr(b, 8, a, S);
+            }
+            x64_jmp_rel32(b, p->y);
+        }
+        break;
+    }
+    }
+    if (here(c) - at > STUB_BUDGET)
+        c->error = VM_X64_ERR_SPACE;
+}
+
+static void flush_stubs(compiler *c)
+{
+    for (uint32_t i = 0; i < c->pend_count; i++)
+        write_stub(c, &c->pend[i]);
+    c->pend_count = 0;
+}
+
+/* Too many stubs waiting (a long stretch without an unconditional jump):
+ * write them here, jumping over them. */
+static void flush_stubs_inline(compiler *c)
+{
+    size_t over = x64_jmp_rel32(&c->out, X64_NO_TARGET);
+    flush_stubs(c);
+    x64_patch_rel32(c->out.start, over, here(c));
+}
+
+/* ---- blocks and gas ---- */
+
+static void open_block(compiler *c, uint32_t pc)
+{
+    c->block_open = 1;
+    c->block_pc = pc;
+    c->block_cost = 0;
+    if (!c->charges)
+        return;
+    c->charge_at = x64_offset(&c->out);
+    x64_alu_mi32(&c->out, X64_SUB, 8, CTX(gas), 0);
+    c->charge_jl_at = x64_jcc_rel32(&c->out, X64_CC_L, X64_NO_TARGET);
+}
+
+static void close_block(compiler *c)
+{
+    c->block_open = 0;
+    if (!c->charges)
+        return;
+    uint32_t cost = c->config->gas_metering ? c->block_cost : 0u;
+    uint32_t sub_end = (uint32_t)c->charge_jl_at - 2; /* the jl starts where the sub ends */
+    if (cost <= 0x7fffffffu) {
+        int32_t imm = (int32_t)cost;
+        memcpy(c->out.start + sub_end - 4, &imm, 4);
+    } else {
+        /* jmp to a stub that charges and comes back to the jl */
+        x64_buf patch = {c->out.start + c->charge_at, c->out.start};
+        size_t at = x64_jmp_rel32(&patch, X64_NO_TARGET);
+        x64_nops(&patch, sub_end - c->charge_at - 5);
+        pending *p = add_pending(c, STUB_BIG_CHARGE, at, c->block_pc);
+        p->x = cost;
+        p->y = sub_end;
+    }
+    pending *p = add_pending(c, STUB_OOG, c->charge_jl_at, c->block_pc);
+    p->x = cost;
+    p->y = (uint32_t)c->charge_at;
+}
+
+/* ---- instruction helpers ---- */
+
+static int valid_target(const compiler *c, uint32_t target)
+{
+    return vm_is_basic_block_start(c->isa, c->code, c->code_len, c->bitmask, target);
+}
+
+static void emit_trap(compiler *c, uint32_t pc)
+{
+    call_with_data(&c->out, c->trap_routine, &pc, 1);
+    c->falls_through = 0;
+}
+static inline void mov64(x64_buf *h, int dst, int src)
+{
+    if (dst != src)
+        x64_mov_rr(h, 8, dst, src);
+}
+
+/* dst = a OP b for a commutative op (64-bit) */
+static void binop_comm(x64_buf *h, x64_alu op, int size, int a, int b, int c_)
+{
+    if (a == b) {
+        x64_alu_rr(h, op, size, a, c_);
+    } else if (a == c_) {
+        x64_alu_rr(h, op, size, a, b);
+    } else {
+        x64_mov_rr(h, size == 8 ? 8 : 4, a, b);
+        x64_alu_rr(h, op, size, a, c_);
+    }
+}
+
+/* a = b - c */
+static void sub_rrr(x64_buf *h, int size, int a, int b, int c_)
+{
+    if (a == b) {
+        x64_alu_rr(h, X64_SUB, size, a, c_);
+    } else if (a == c_) {
+        x64_unary_r(h, X64_NEG, size, a);
+        x64_alu_rr(h, X64_ADD, size, a, b);
+    } else {
+        x64_mov_rr(h, size, a, b);
+        x64_alu_rr(h, X64_SUB, size, a, c_);
+    }
+}
+
+static inline void sext_result(x64_buf *h, int a) { x64_sext32(h, a, a); }
+
+
+/* div/rem; the rare cases (divisor 0, signed divisor -1) out of line. */
+static void emit_division(compiler *c, vm_op op, int w, int ga, int gb, int gc)
+{
+    x64_buf *h = &c->out;
+    int a = R(ga), b = R(gb), d = R(gc);
+    int is_signed = op == VM_OP_div_signed_32 || op == VM_OP_div_signed_64 || op == VM_OP_rem_signed_32 ||
+                    op == VM_OP_rem_signed_64;
+    int is_rem = op == VM_OP_rem_unsigned_32 || op == VM_OP_rem_unsigned_64 || op == VM_OP_rem_signed_32 ||
+                 op == VM_OP_rem_signed_64;
+
+    x64_test_rr(h, w, d, d);
+    size_t jz = x64_jcc_rel32(h, X64_CC_E, X64_NO_TARGET);
+    size_t jm1 = 0;
+    if (is_signed) {
+        x64_alu_ri(h, X64_CMP, w, d, -1);
+        jm1 = x64_jcc_rel32(h, X64_CC_E, X64_NO_TARGET);
+    }
+    x64_push(h, X64_RDX);
+    x64_mov_rr(h, w, S, b);
+    if (is_signed)
+        x64_cdq_cqo(h, w);
+    else
+        x64_alu_rr(h, X64_XOR, 4, X64_RDX, X64_RDX);
+    if (d == X64_RDX)
+        x64_unary_m(h, is_signed ? X64_IDIV : X64_DIV, w, x64_base_disp(X64_RSP, 0));
+    else
+        x64_unary_r(h, is_signed ? X64_IDIV : X64_DIV, w, d);
+    if (is_rem)
+        x64_mov_rr(h, 8, S, X64_RDX);
+    x64_pop(h, X64_RDX);
+    if (w == 4)
+        x64_sext32(h, a, S);
+    else
+        x64_mov_rr(h, 8, a, S);
+    pending *p = add_pending(c, STUB_DIV, jz, c->current_pc);
+    p->at2 = (uint32_t)jm1;
+    p->x = (uint32_t)a | (uint32_t)b << 4 | (w == 8 ? 1u << 8 : 0u) | (is_rem ? 1u << 9 : 0u) |
+           (is_signed ? 1u << 10 : 0u);
+    p->y = here(c);
+}
+/* The high half of a product. */
+static void emit_mul_upper(compiler *c, vm_op op, int ga, int gb, int gc)
+{
+    x64_buf *h = &c->out;
+    int a = R(ga), b = R(gb), d = R(gc);
+    if (!c->is64) {
+        /* 32-bit: the exact 64-bit product of the extended operands. */
+        x64_push(h, X64_RDX);
+        if (op == VM_OP_mul_upper_unsigned_unsigned)
+            x64_mov_rr(h, 4, S, b);
+        else
+            x64_sext32(h, S, b);
+        if (op == VM_OP_mul_upper_signed_signed)
+            x64_sext32(h, X64_RDX, d);
+        else
+            x64_mov_rr(h, 4, X64_RDX, d);
+        x64_imul_rr(h, 8, S, X64_RDX);
+        x64_shift_ri(h, X64_SHR, 8, S, 32);
+        x64_pop(h, X64_RDX);
+        x64_sext32(h, a, S);
+        return;
+    }
+    x64_push(h, X64_RDX);
+    x64_mov_rr(h, 8, S, b);
+    x64_unary op1 = op == VM_OP_mul_upper_signed_signed ? X64_IMUL1 : X64_MUL;
+    if (d == X64_RDX)
+        x64_unary_m(h, op1, 8, x64_base_disp(X64_RSP, 0));
+    else
+        x64_unary_r(h, op1, 8, d);
+    x64_mov_rr(h, 8, S, X64_RDX);
+    x64_pop(h, X64_RDX);
+    if (op == VM_OP_mul_upper_signed_unsigned) {
+        /* signed x unsigned: the unsigned high word, minus c when b < 0 */
+        x64_test_rr(h, 8, b, b);
+        size_t skip = x64_jcc_rel8(h, X64_CC_NS, X64_NO_TARGET);
+        x64_alu_rr(h, X64_SUB, 8, S, d);
+        x64_patch_rel8(h->start, skip, x64_offset(h));
+    }
+    x64_mov_rr(h, 8, a, S);
+}
+
+/* rotate b by c (left or right), result in a */
+static void emit_rotate(compiler *c, int left, int w, int a, int b, int d)
+{
+    x64_buf *h = &c->out;
+    /* (b >> n) | (b << -n), shifts masking their count as rotations do */
+    x64_mov_rr(h, w, S, d);
+    x64_unary_r(h, X64_NEG, w, S);
+    x64_shiftx(h, left ? X64_SHRX : X64_SHLX, w, S, b, S);
+    x64_shiftx(h, left ? X64_SHLX : X64_SHRX, w, a, b, d);
+    x64_alu_rr(h, X64_OR, w, a, S);
+    if (w == 4)
+        sext_result(h, a);
+}
+
+/* max/min: a = (b cc c) ? c : b, through rax */
+static void emit_minmax(compiler *c, x64_cc take_c, int w, int a, int b, int d)
+{
+    x64_buf *h = &c->out;
+    x64_mov_rr(h, w, S, b);
+    x64_alu_rr(h, X64_CMP, w, S, d);
+    x64_cmov(h, take_c, w, S, d);
+    if (w == 4)
+        x64_sext32(h, a, S);
+    else
+        x64_mov_rr(h, 8, a, S);
+}
+
+static void emit_set_cc(compiler *c, x64_cc cc, int a)
+{
+    x64_setcc(&c->out, cc, S);
+    x64_movzx_rr(&c->out, 4, 1, a, S);
+}
+
+/* Memory access at guest address (base register + offset) or absolute. */
+
+/* Memory access at guest address (base register + offset) or absolute. */
+enum { ACC_LOAD_U, ACC_LOAD_S, ACC_STORE, ACC_STORE_IMM };
+
+static void emit_access(compiler *c, vm_x64_map_entry *e, uint32_t pc, int kind, int size, int reg, int base_guest,
+                        uint32_t offset, uint32_t imm)
+{
+    x64_buf *h = &c->out;
+    if (base_guest < 0) {
+        if ((uint64_t)offset + (uint64_t)size > 0xffffffffull) {
+            branch_to_stub(c, -1, STUB_OVERFLOW, pc);
+            c->falls_through = 0;
+            return;
+        }
+        x64_mov_r32_imm(h, S, offset);
+    } else {
+        int b = R(base_guest);
+        if (offset == 0)
+            x64_mov_rr(h, 4, S, b);
+        else
+            x64_lea(h, 4, S, x64_base_disp(b, (int32_t)offset));
+        x64_alu_ri(h, X64_CMP, 4, S, -size);
+        branch_to_stub(c, X64_CC_AE, STUB_OVERFLOW, pc);
+    }
+    x64_mem m = x64_base_index(MB, S, 0, 0);
+    int log2 = size == 1 ? 0 : size == 2 ? 1 : size == 4 ? 2 : 3;
+    switch (kind) {
+    case ACC_LOAD_U:
+        if (size <= 2)
+            x64_movzx_rm(h, 4, size, reg, m);
+        else
+            x64_load(h, size, reg, m); /* 4: zero-extends */
+        break;
+    case ACC_LOAD_S:
+        x64_movsx_rm(h, 8, size, reg, m);
+        break;
+    case ACC_STORE:
+        x64_store(h, size, m, reg);
+        break;
+    default:
+        x64_store_imm(h, size, m, (int32_t)imm);
+        break;
+    }
+    e->info |= (kind >= ACC_STORE ? VM_X64_INFO_STORE : VM_X64_INFO_LOAD) | (uint32_t)log2 << VM_X64_INFO_SIZE_SHIFT;
+}
+
+/* Dynamic jump to the guest address in eax. */
+static void emit_dynamic_jump(compiler *c, uint32_t pc, uint32_t table_count)
+{
+    x64_buf *h = &c->out;
+    c->falls_through = 0;
+    x64_alu_ri(h, X64_CMP, 4, S, (int32_t)VM_ADDR_RETURN_TO_HOST);
+    branch_to_stub(c, X64_CC_E, STUB_FINISHED, pc);
+    if (table_count == 0) {
+        branch_to_stub(c, -1, STUB_TRAP, pc);
+        return;
+    }
+    /* index = address / 2 - 1; odd addresses (rotated into bit 31) and 0
+     * (wrapping to 0xffffffff) land past any table */
+    x64_shift_ri(h, X64_ROR, 4, S, 1);
+    x64_alu_ri(h, X64_SUB, 4, S, 1);
+    x64_alu_ri(h, X64_CMP, 4, S, (int32_t)table_count);
+    pending *trap = branch_to_stub(c, X64_CC_AE, STUB_TRAP, pc);
+    x64_bts_ri(h, 8, S, 32); /* (index | 1 << 32) * 8 = VM_ADDR_JUMP_TABLE + index * 8 */
+    x64_load(h, 8, S, x64_base_index(X64_NONE, S, 3, 0));
+    x64_test_rr(h, 8, S, S);
+    trap->at2 = (uint32_t)x64_jcc_rel32(h, X64_CC_E, X64_NO_TARGET);
+    x64_jmp_r(h, S);
+}
+static uint32_t op_cost(const vm_x64_config *config, vm_op op) { return config->cost ? config->cost[op] : 1u; }
+
+static x64_cc branch_cc(vm_op op)
+{
+    switch (op) {
+    case VM_OP_branch_eq: case VM_OP_branch_eq_imm: return X64_CC_E;
+    case VM_OP_branch_not_eq: case VM_OP_branch_not_eq_imm: return X64_CC_NE;
+    case VM_OP_branch_less_unsigned: case VM_OP_branch_less_unsigned_imm: return X64_CC_B;
+    case VM_OP_branch_less_signed: case VM_OP_branch_less_signed_imm: return X64_CC_L;
+    case VM_OP_branch_greater_or_equal_unsigned: case VM_OP_branch_greater_or_equal_unsigned_imm: return X64_CC_AE;
+    case VM_OP_branch_greater_or_equal_signed: case VM_OP_branch_greater_or_equal_signed_imm: return X64_CC_GE;
+    case VM_OP_branch_less_or_equal_unsigned_imm: return X64_CC_BE;
+    case VM_OP_branch_less_or_equal_signed_imm: return X64_CC_LE;
+    case VM_OP_branch_greater_unsigned_imm: return X64_CC_A;
+    case VM_OP_branch_greater_signed_imm: return X64_CC_G;
+    default: return X64_CC_E;
+    }
+}
+
+/* ---- one instruction ---- */
+
+static void emit_instruction(compiler *c, const vm_instruction *ins, vm_x64_map_entry *e, uint32_t table_count)
+{
+    x64_buf *h = &c->out;
+    vm_op op = (vm_op)ins->op;
+    uint32_t pc = ins->offset;
+    int a = R(ins->reg[0]), b = R(ins->reg[1]), d = R(ins->reg[2]);
+    uint32_t imm = ins->imm1;
+    uint64_t simm = sext32(imm);
+    int w = c->is64 ? 8 : 4;
+
+    switch (op) {
+    case VM_OP_trap:
+    case VM_OP_INVALID:
+        emit_trap(c, pc);
+        return;
+    case VM_OP_unlikely:
+        return; /* a hint: costs gas, executes nothing */
+    case VM_OP_fallthrough:
+        return; /* the next instruction's code follows */
+    case VM_OP_jump:
+        if (!valid_target(c, ins->imm1)) {
+            emit_trap(c, pc);
+        } else if (ins->imm1 != ins->next) {
+            jump_pc(c, -1, ins->imm1);
+            c->falls_through = 0;
+        }
+        return;
+    case VM_OP_load_imm_and_jump:
+        x64_mov_imm64(h, a, sext32(ins->imm1));
+        if (!valid_target(c, ins->imm2)) {
+            emit_trap(c, pc);
+        } else if (ins->imm2 != ins->next) {
+            jump_pc(c, -1, ins->imm2);
+            c->falls_through = 0;
+        }
+        return;
+    case VM_OP_jump_indirect:
+        if (ins->imm1 == 0)
+            x64_mov_rr(h, 4, S, a);
+        else
+            x64_lea(h, 4, S, x64_base_disp(a, (int32_t)ins->imm1));
+        emit_dynamic_jump(c, pc, table_count);
+        return;
+    case VM_OP_load_imm_and_jump_indirect:
+        if (ins->imm2 == 0)
+            x64_mov_rr(h, 4, S, b);
+        else
+            x64_lea(h, 4, S, x64_base_disp(b, (int32_t)ins->imm2));
+        x64_mov_imm64_keep_flags(h, a, sext32(ins->imm1));
+        emit_dynamic_jump(c, pc, table_count);
+        return;
+    case VM_OP_ecalli: {
+        uint32_t data[3] = {pc, ins->next, ins->imm1};
+        call_with_data(h, c->ecalli_routine, data, 3);
+        return;
+    }
+    case VM_OP_sbrk:
+        /* 64-bit: sizes that do not fit 32 bits ask for 0 */
+        x64_mov_rr(h, 4, S, b);
+        if (c->is64) {
+            x64_alu_rr(h, X64_CMP, 8, S, b);
+            size_t ok = x64_jcc_rel8(h, X64_CC_E, X64_NO_TARGET);
+            x64_alu_rr(h, X64_XOR, 4, S, S);
+            x64_patch_rel8(h->start, ok, x64_offset(h));
+        }
+        x64_call_rel32(h, c->sbrk_routine);
+        x64_sext32(h, a, S);
+        return;
+    case VM_OP_memset:
+        x64_lea(h, 8, S, x64_base_disp(X64_RIP, (int32_t)e->body - (int32_t)(here(c) + 7)));
+        x64_store(h, 8, CTX(next_native_program_counter), S);
+        x64_store_imm(h, 4, CTX(program_counter), (int32_t)pc);
+        x64_call_rel32(h, c->memset_routine);
+        return;
+    case VM_OP_load_imm:
+        x64_mov_imm64(h, a, simm);
+        return;
+    case VM_OP_load_imm64:
+        x64_mov_imm64(h, a, ins->imm64);
+        return;
+
+    /* ---- memory ---- */
+    case VM_OP_load_u8: emit_access(c, e, pc, ACC_LOAD_U, 1, a, -1, imm, 0); return;
+    case VM_OP_load_i8: emit_access(c, e, pc, ACC_LOAD_S, 1, a, -1, imm, 0); return;
+    case VM_OP_load_u16: emit_access(c, e, pc, ACC_LOAD_U, 2, a, -1, imm, 0); return;
+    case VM_OP_load_i16: emit_access(c, e, pc, ACC_LOAD_S, 2, a, -1, imm, 0); return;
+    case VM_OP_load_u32: emit_access(c, e, pc, ACC_LOAD_U, 4, a, -1, imm, 0); return;
+    case VM_OP_load_i32: emit_access(c, e, pc, ACC_LOAD_S, 4, a, -1, imm, 0); return;
+    case VM_OP_load_u64: emit_access(c, e, pc, ACC_LOAD_U, 8, a, -1, imm, 0); return;
+    case VM_OP_store_u8: emit_access(c, e, pc, ACC_STORE, 1, a, -1, imm, 0); return;
+    case VM_OP_store_u16: emit_access(c, e, pc, ACC_STORE, 2, a, -1, imm, 0); return;
+    case VM_OP_store_u32: emit_access(c, e, pc, ACC_STORE, 4, a, -1, imm, 0); return;
+    case VM_OP_store_u64: emit_access(c, e, pc, ACC_STORE, 8, a, -1, imm, 0); return;
+    case VM_OP_store_imm_u8: emit_access(c, e, pc, ACC_STORE_IMM, 1, 0, -1, imm, ins->imm2); return;
+    case VM_OP_store_imm_u16: emit_access(c, e, pc, ACC_STORE_IMM, 2, 0, -1, imm, ins->imm2); return;
+    case VM_OP_store_imm_u32: emit_access(c, e, pc, ACC_STORE_IMM, 4, 0, -1, imm, ins->imm2); return;
+    case VM_OP_store_imm_u64: emit_access(c, e, pc, ACC_STORE_IMM, 8, 0, -1, imm, ins->imm2); return;
+    case VM_OP_store_imm_indirect_u8: emit_access(c, e, pc, ACC_STORE_IMM, 1, 0, ins->reg[0], imm, ins->imm2); return;
+    case VM_OP_store_imm_indirect_u16: emit_access(c, e, pc, ACC_STORE_IMM, 2, 0, ins->reg[0], imm, ins->imm2); return;
+    case VM_OP_store_imm_indirect_u32: emit_access(c, e, pc, ACC_STORE_IMM, 4, 0, ins->reg[0], imm, ins->imm2); return;
+    case VM_OP_store_imm_indirect_u64: emit_access(c, e, pc, ACC_STORE_IMM, 8, 0, ins->reg[0], imm, ins->imm2); return;
+    case VM_OP_store_indirect_u8: emit_access(c, e, pc, ACC_STORE, 1, a, ins->reg[1], imm, 0); return;
+    case VM_OP_store_indirect_u16: emit_access(c, e, pc, ACC_STORE, 2, a, ins->reg[1], imm, 0); return;
+    case VM_OP_store_indirect_u32: emit_access(c, e, pc, ACC_STORE, 4, a, ins->reg[1], imm, 0); return;
+    case VM_OP_store_indirect_u64: emit_access(c, e, pc, ACC_STORE, 8, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_u8: emit_access(c, e, pc, ACC_LOAD_U, 1, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_i8: emit_access(c, e, pc, ACC_LOAD_S, 1, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_u16: emit_access(c, e, pc, ACC_LOAD_U, 2, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_i16: emit_access(c, e, pc, ACC_LOAD_S, 2, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_u32: emit_access(c, e, pc, ACC_LOAD_U, 4, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_i32: emit_access(c, e, pc, ACC_LOAD_S, 4, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_u64: emit_access(c, e, pc, ACC_LOAD_U, 8, a, ins->reg[1], imm, 0); return;
+
+    /* ---- branches ---- */
+    case VM_OP_branch_eq: case VM_OP_branch_not_eq: case VM_OP_branch_less_unsigned:
+    case VM_OP_branch_less_signed: case VM_OP_branch_greater_or_equal_unsigned:
+    case VM_OP_branch_greater_or_equal_signed:
+        /* both destinations must be jump targets, else the branch traps */
+        if (!valid_target(c, ins->imm1) || !valid_target(c, ins->next)) {
+            emit_trap(c, pc);
+            return;
+        }
+        x64_alu_rr(h, X64_CMP, 8, a, b);
+        jump_pc(c, (int)branch_cc(op), ins->imm1);
+        return;
+    case VM_OP_branch_eq_imm: case VM_OP_branch_not_eq_imm: case VM_OP_branch_less_unsigned_imm:
+    case VM_OP_branch_less_signed_imm: case VM_OP_branch_greater_or_equal_unsigned_imm:
+    case VM_OP_branch_greater_or_equal_signed_imm: case VM_OP_branch_less_or_equal_signed_imm:
+    case VM_OP_branch_less_or_equal_unsigned_imm: case VM_OP_branch_greater_signed_imm:
+    case VM_OP_branch_greater_unsigned_imm:
+        if (!valid_target(c, ins->imm2) || !valid_target(c, ins->next)) {
+            emit_trap(c, pc);
+            return;
+        }
+        if (imm == 0 && (op == VM_OP_branch_eq_imm || op == VM_OP_branch_not_eq_imm))
+            x64_test_rr(h, 8, a, a);
+        else
+            x64_alu_ri(h, X64_CMP, 8, a, (int32_t)imm);
+        jump_pc(c, (int)branch_cc(op), ins->imm2);
+        return;
+
+    /* ---- three registers: a = b op d ---- */
+    case VM_OP_add_32:
+        x64_lea(h, 4, a, x64_base_index(b, d, 0, 0));
+        sext_result(h, a);
+        return;
+    case VM_OP_add_64:
+        x64_lea(h, 8, a, x64_base_index(b, d, 0, 0));
+        return;
+    case VM_OP_sub_32:
+        sub_rrr(h, 4, a, b, d);
+        sext_result(h, a);
+        return;
+    case VM_OP_sub_64:
+        sub_rrr(h, 8, a, b, d);
+        return;
+    case VM_OP_and: binop_comm(h, X64_AND, 8, a, b, d); return;
+    case VM_OP_xor: binop_comm(h, X64_XOR, 8, a, b, d); return;
+    case VM_OP_or: binop_comm(h, X64_OR, 8, a, b, d); return;
+    case VM_OP_mul_32:
+        if (a == b) {
+            x64_imul_rr(h, 4, a, d);
+        } else if (a == d) {
+            x64_imul_rr(h, 4, a, b);
+        } else {
+            x64_mov_rr(h, 4, a, b);
+            x64_imul_rr(h, 4, a, d);
+        }
+        sext_result(h, a);
+        return;
+    case VM_OP_mul_64:
+        if (a == b) {
+            x64_imul_rr(h, 8, a, d);
+        } else if (a == d) {
+            x64_imul_rr(h, 8, a, b);
+        } else {
+            x64_mov_rr(h, 8, a, b);
+            x64_imul_rr(h, 8, a, d);
+        }
+        return;
+    case VM_OP_mul_upper_signed_signed:
+    case VM_OP_mul_upper_unsigned_unsigned:
+    case VM_OP_mul_upper_signed_unsigned:
+        emit_mul_upper(c, op, ins->reg[0], ins->reg[1], ins->reg[2]);
+        return;
+    case VM_OP_set_less_than_unsigned:
+        x64_alu_rr(h, X64_CMP, 8, b, d);
+        emit_set_cc(c, X64_CC_B, a);
+        return;
+    case VM_OP_set_less_than_signed:
+        x64_alu_rr(h, X64_CMP, 8, b, d);
+        emit_set_cc(c, X64_CC_L, a);
+        return;
+    case VM_OP_shift_logical_left_32: x64_shiftx(h, X64_SHLX, 4, a, b, d); sext_result(h, a); return;
+    case VM_OP_shift_logical_left_64: x64_shiftx(h, X64_SHLX, 8, a, b, d); return;
+    case VM_OP_shift_logical_right_32: x64_shiftx(h, X64_SHRX, 4, a, b, d); sext_result(h, a); return;
+    case VM_OP_shift_logical_right_64: x64_shiftx(h, X64_SHRX, 8, a, b, d); return;
+    case VM_OP_shift_arithmetic_right_32: x64_shiftx(h, X64_SARX, 4, a, b, d); sext_result(h, a); return;
+    case VM_OP_shift_arithmetic_right_64: x64_shiftx(h, X64_SARX, 8, a, b, d); return;
+    case VM_OP_div_unsigned_32: case VM_OP_div_signed_32: case VM_OP_rem_unsigned_32: case VM_OP_rem_signed_32:
+        emit_division(c, op, 4, ins->reg[0], ins->reg[1], ins->reg[2]);
+        return;
+    case VM_OP_div_unsigned_64: case VM_OP_div_signed_64: case VM_OP_rem_unsigned_64: case VM_OP_rem_signed_64:
+        emit_division(c, op, 8, ins->reg[0], ins->reg[1], ins->reg[2]);
+        return;
+    case VM_OP_cmov_if_zero:
+        x64_test_rr(h, 8, d, d);
+        x64_cmov(h, X64_CC_E, 8, a, b);
+        return;
+    case VM_OP_cmov_if_not_zero:
+        x64_test_rr(h, 8, d, d);
+        x64_cmov(h, X64_CC_NE, 8, a, b);
+        return;
+    case VM_OP_and_inverted:
+        x64_andn(h, w, a, d, b);
+        if (w == 4)
+            sext_result(h, a);
+        return;
+    case VM_OP_or_inverted:
+        x64_mov_rr(h, w, S, d);
+        x64_unary_r(h, X64_NOT, w, S);
+        x64_alu_rr(h, X64_OR, w, S, b);
+        if (w == 4)
+            x64_sext32(h, a, S);
+        else
+            x64_mov_rr(h, 8, a, S);
+        return;
+    case VM_OP_xnor:
+        x64_mov_rr(h, w, S, b);
+        x64_alu_rr(h, X64_XOR, w, S, d);
+        x64_unary_r(h, X64_NOT, w, S);
+        if (w == 4)
+            x64_sext32(h, a, S);
+        else
+            x64_mov_rr(h, 8, a, S);
+        return;
+    case VM_OP_maximum: emit_minmax(c, X64_CC_L, w, a, b, d); return;
+    case VM_OP_maximum_unsigned: emit_minmax(c, X64_CC_B, w, a, b, d); return;
+    case VM_OP_minimum: emit_minmax(c, X64_CC_G, w, a, b, d); return;
+    case VM_OP_minimum_unsigned: emit_minmax(c, X64_CC_A, w, a, b, d); return;
+    case VM_OP_rotate_left_32: emit_rotate(c, 1, 4, a, b, d); return;
+    case VM_OP_rotate_left_64: emit_rotate(c, 1, 8, a, b, d); return;
+    case VM_OP_rotate_right_32: emit_rotate(c, 0, 4, a, b, d); return;
+    case VM_OP_rotate_right_64: emit_rotate(c, 0, 8, a, b, d); return;
+
+    /* ---- two registers and an immediate: a = b op imm ---- */
+    case VM_OP_add_imm_32:
+        x64_lea(h, 4, a, x64_base_disp(b, (int32_t)imm));
+        sext_result(h, a);
+        return;
+    case VM_OP_add_imm_64:
+        x64_lea(h, 8, a, x64_base_disp(b, (int32_t)imm));
+        return;
+    case VM_OP_and_imm:
+    case VM_OP_xor_imm:
+    case VM_OP_or_imm:
+        mov64(h, a, b);
+        x64_alu_ri(h, op == VM_OP_and_imm ? X64_AND : op == VM_OP_xor_imm ? X64_XOR : X64_OR, 8, a, (int32_t)imm);
+        return;
+    case VM_OP_mul_imm_32:
+        x64_imul_rri(h, 4, a, b, (int32_t)imm);
+        sext_result(h, a);
+        return;
+    case VM_OP_mul_imm_64:
+        x64_imul_rri(h, 8, a, b, (int32_t)imm);
+        return;
+    case VM_OP_set_less_than_unsigned_imm:
+        x64_alu_ri(h, X64_CMP, 8, b, (int32_t)imm);
+        emit_set_cc(c, X64_CC_B, a);
+        return;
+    case VM_OP_set_less_than_signed_imm:
+        x64_alu_ri(h, X64_CMP, 8, b, (int32_t)imm);
+        emit_set_cc(c, X64_CC_L, a);
+        return;
+    case VM_OP_set_greater_than_unsigned_imm:
+        x64_alu_ri(h, X64_CMP, 8, b, (int32_t)imm);
+        emit_set_cc(c, X64_CC_A, a);
+        return;
+    case VM_OP_set_greater_than_signed_imm:
+        x64_alu_ri(h, X64_CMP, 8, b, (int32_t)imm);
+        emit_set_cc(c, X64_CC_G, a);
+        return;
+    case VM_OP_shift_logical_left_imm_32:
+    case VM_OP_shift_logical_right_imm_32: {
+        uint8_t n = (uint8_t)(imm & 31);
+        if (n == 0) {
+            x64_sext32(h, a, b);
+            return;
+        }
+        x64_mov_rr(h, 4, a, b);
+        x64_shift_ri(h, op == VM_OP_shift_logical_left_imm_32 ? X64_SHL : X64_SHR, 4, a, n);
+        sext_result(h, a);
+        return;
+    }
+    case VM_OP_shift_arithmetic_right_imm_32: {
+        uint8_t n = (uint8_t)(imm & 31);
+        x64_sext32(h, a, b);
+        if (n)
+            x64_shift_ri(h, X64_SAR, 8, a, n);
+        return;
+    }
+    case VM_OP_shift_logical_left_imm_64:
+    case VM_OP_shift_logical_right_imm_64:
+    case VM_OP_shift_arithmetic_right_imm_64: {
+        uint8_t n = (uint8_t)(imm & 63);
+        mov64(h, a, b);
+        if (n)
+            x64_shift_ri(h, op == VM_OP_shift_logical_left_imm_64 ? X64_SHL
+                            : op == VM_OP_shift_logical_right_imm_64 ? X64_SHR : X64_SAR, 8, a, n);
+        return;
+    }
+    case VM_OP_negate_and_add_imm_32:
+        x64_mov_r32_imm(h, S, imm);
+        x64_alu_rr(h, X64_SUB, 4, S, b);
+        x64_sext32(h, a, S);
+        return;
+    case VM_OP_negate_and_add_imm_64:
+        x64_mov_imm64(h, S, simm);
+        x64_alu_rr(h, X64_SUB, 8, S, b);
+        x64_mov_rr(h, 8, a, S);
+        return;
+    case VM_OP_shift_logical_right_imm_alt_32:
+    case VM_OP_shift_arithmetic_right_imm_alt_32:
+    case VM_OP_shift_logical_left_imm_alt_32:
+        x64_mov_r32_imm(h, S, imm);
+        x64_shiftx(h, op == VM_OP_shift_logical_right_imm_alt_32 ? X64_SHRX
+                      : op == VM_OP_shift_arithmetic_right_imm_alt_32 ? X64_SARX : X64_SHLX, 4, a, S, b);
+        sext_result(h, a);
+        return;
+    case VM_OP_shift_logical_right_imm_alt_64:
+    case VM_OP_shift_arithmetic_right_imm_alt_64:
+    case VM_OP_shift_logical_left_imm_alt_64:
+        x64_mov_imm64(h, S, simm);
+        x64_shiftx(h, op == VM_OP_shift_logical_right_imm_alt_64 ? X64_SHRX
+                      : op == VM_OP_shift_arithmetic_right_imm_alt_64 ? X64_SARX : X64_SHLX, 8, a, S, b);
+        return;
+    case VM_OP_cmov_if_zero_imm:
+    case VM_OP_cmov_if_not_zero_imm:
+        x64_mov_imm64(h, S, simm);
+        x64_test_rr(h, 8, b, b);
+        x64_cmov(h, op == VM_OP_cmov_if_zero_imm ? X64_CC_E : X64_CC_NE, 8, a, S);
+        return;
+    case VM_OP_rotate_right_imm_32:
+        x64_rorx(h, 4, a, b, (uint8_t)(imm & 31));
+        sext_result(h, a);
+        return;
+    case VM_OP_rotate_right_imm_64:
+        x64_rorx(h, 8, a, b, (uint8_t)(imm & 63));
+        return;
+    case VM_OP_rotate_right_imm_alt_32:
+    case VM_OP_rotate_right_imm_alt_64:
+        /* rotate the immediate by a register: needs cl */
+        x64_push(h, X64_RCX);
+        x64_mov_rr(h, 8, X64_RCX, b);
+        if (op == VM_OP_rotate_right_imm_alt_32) {
+            x64_mov_r32_imm(h, S, imm);
+            x64_shift_rcl(h, X64_ROR, 4, S);
+        } else {
+            x64_mov_imm64(h, S, simm);
+            x64_shift_rcl(h, X64_ROR, 8, S);
+        }
+        x64_pop(h, X64_RCX);
+        if (op == VM_OP_rotate_right_imm_alt_32)
+            x64_sext32(h, a, S);
+        else
+            x64_mov_rr(h, 8, a, S);
+        return;
+
+    /* ---- two registers ---- */
+    case VM_OP_move_reg: mov64(h, a, b); return;
+    case VM_OP_count_leading_zero_bits_32: x64_bitcount(h, X64_LZCNT, 4, a, b); return;
+    case VM_OP_count_leading_zero_bits_64: x64_bitcount(h, X64_LZCNT, 8, a, b); return;
+    case VM_OP_count_trailing_zero_bits_32: x64_bitcount(h, X64_TZCNT, 4, a, b); return;
+    case VM_OP_count_trailing_zero_bits_64: x64_bitcount(h, X64_TZCNT, 8, a, b); return;
+    case VM_OP_count_set_bits_32: x64_bitcount(h, X64_POPCNT, 4, a, b); return;
+    case VM_OP_count_set_bits_64: x64_bitcount(h, X64_POPCNT, 8, a, b); return;
+    case VM_OP_sign_extend_8: x64_movsx_rr(h, 8, 1, a, b); return;
+    case VM_OP_sign_extend_16: x64_movsx_rr(h, 8, 2, a, b); return;
+    case VM_OP_zero_extend_16: x64_movzx_rr(h, 4, 2, a, b); return;
+    case VM_OP_reverse_byte:
+        if (c->is64) {
+            mov64(h, a, b);
+            x64_bswap(h, 8, a);
+        } else {
+            x64_mov_rr(h, 4, a, b);
+            x64_bswap(h, 4, a);
+            sext_result(h, a);
+        }
+        return;
+    default:
+        /* every op of every ISA is handled above; keep the interpreter's
+         * fallback (a trap) for anything else */
+        emit_trap(c, pc);
+        return;
+    }
+}
+
+/* ---- decoding ----
+ * vm_decode (decoder.c) is the definition.  The pass uses this inlined copy
+ * of it where every byte it reads is inside the code (all but the last 72
+ * bytes), and vm_decode itself elsewhere; vm_x64_decoder_selftest() checks
+ * the two agree at every offset of any code. */
+
+typedef struct fast_decoder {
+    uint8_t op_of[256];                 /* opcode byte -> vm_op for the ISA */
+    uint8_t format_of[VM_OP_COUNT + 1];
+    uint8_t flags_of[VM_OP_COUNT + 1];
+} fast_decoder;
+
+static void fast_decoder_init(fast_decoder *d, vm_isa isa)
+{
+    for (int k = 0; k < 256; k++)
+        d->op_of[k] = (uint8_t)vm_isa_decode_opcode(isa, (uint8_t)k);
+    for (int op = 0; op <= VM_OP_COUNT; op++) {
+        d->format_of[op] = (uint8_t)vm_op_format((vm_op)op);
+        d->flags_of[op] = (uint8_t)vm_op_flags((vm_op)op);
+    }
+}
+
+static inline uint32_t load_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline uint64_t load_u64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* length (0..4) little-endian bytes, sign-extended to 32 bits; p has 4
+ * readable bytes */
+static inline uint32_t fast_imm(const uint8_t *p, uint32_t length)
+{
+    if (length == 0)
+        return 0;
+    uint32_t shift = 32 - 8 * length;
+    return (uint32_t)((int32_t)(load_u32(p) << shift) >> shift);
+}
+
+static inline uint32_t fast_clamp4(int32_t v) { return v < 0 ? 0u : (v > 4 ? 4u : (uint32_t)v); }
+static inline uint8_t fast_reg(uint32_t nibble) { nibble &= 15; return (uint8_t)(nibble > 12 ? 12 : nibble); }
+
+/* Needs offset + FAST_DECODE_MARGIN <= code_len: then the 8-byte bitmask
+ * window and the operand bytes are all in range, and the next instruction
+ * start or the implicit-trap cap lies inside the code. */
+static inline void fast_decode(const fast_decoder *d, const uint8_t *code, const uint8_t *bitmask, uint32_t offset,
+                               vm_instruction *out)
+{
+    uint32_t origin = offset + 1;
+    uint64_t w = (load_u64(bitmask + (origin >> 3)) >> (origin & 7)) & ((1ull << (VM_BITMASK_MAX + 1)) - 1);
+    uint32_t skip;
+    uint8_t invalid;
+    if (w) {
+        skip = (uint32_t)__builtin_ctzll(w);
+        invalid = 0;
+    } else {
+        skip = VM_BITMASK_MAX;
+        invalid = 1;
+    }
+    uint32_t op = d->op_of[code[offset]];
+    uint32_t format = d->format_of[op];
+    const uint8_t *c = code + origin;
+    int32_t s = (int32_t)skip;
+    out->offset = offset;
+    out->next = offset + skip + 1;
+    out->op = (uint16_t)op;
+    out->format = (uint8_t)format;
+    out->next_is_invalid = invalid;
+    out->reg[0] = out->reg[1] = out->reg[2] = 0;
+    out->imm1 = out->imm2 = 0;
+    out->imm64 = 0;
+    uint32_t l1, l2;
+    switch ((vm_format)format) {
+    case VM_FMT_ARGLESS:
+        break;
+    case VM_FMT_IMM:
+        out->imm1 = fast_imm(c, skip < 4 ? skip : 4);
+        break;
+    case VM_FMT_OFFSET:
+        out->imm1 = offset + fast_imm(c, skip < 4 ? skip : 4);
+        break;
+    case VM_FMT_IMM_IMM:
+        l1 = c[0] & 7u;
+        if (l1 > 4)
+            l1 = 4;
+        l2 = fast_clamp4(s - (int32_t)l1 - 1);
+        out->imm1 = fast_imm(c + 1, l1);
+        out->imm2 = fast_imm(c + 1 + l1, l2);
+        break;
+    case VM_FMT_REG_IMM:
+        out->reg[0] = fast_reg(c[0]);
+        out->imm1 = fast_imm(c + 1, fast_clamp4(s - 1));
+        break;
+    case VM_FMT_REG_IMM_IMM:
+    case VM_FMT_REG_IMM_OFFSET:
+        out->reg[0] = fast_reg(c[0]);
+        l1 = (c[0] >> 4) & 7u;
+        if (l1 > 4)
+            l1 = 4;
+        l2 = fast_clamp4(s - (int32_t)l1 - 1);
+        out->imm1 = fast_imm(c + 1, l1);
+        out->imm2 = fast_imm(c + 1 + l1, l2);
+        if (format == VM_FMT_REG_IMM_OFFSET)
+            out->imm2 += offset;
+        break;
+    case VM_FMT_REG_REG_IMM_IMM:
+        out->reg[0] = fast_reg(c[0]);
+        out->reg[1] = fast_reg((uint32_t)c[0] >> 4);
+        l1 = c[1] & 7u;
+        if (l1 > 4)
+            l1 = 4;
+        l2 = fast_clamp4(s - (int32_t)l1 - 2);
+        out->imm1 = fast_imm(c + 2, l1);
+        out->imm2 = fast_imm(c + 2 + l1, l2);
+        break;
+    case VM_FMT_REG_REG_IMM:
+    case VM_FMT_REG_REG_OFFSET:
+        out->reg[0] = fast_reg(c[0]);
+        out->reg[1] = fast_reg((uint32_t)c[0] >> 4);
+        out->imm1 = fast_imm(c + 1, fast_clamp4(s - 1));
+        if (format == VM_FMT_REG_REG_OFFSET)
+            out->imm1 += offset;
+        break;
+    case VM_FMT_REG_REG_REG:
+        out->reg[0] = fast_reg(c[1]);
+        out->reg[1] = fast_reg(c[0]);
+        out->reg[2] = fast_reg((uint32_t)c[0] >> 4);
+        break;
+    case VM_FMT_REG_REG:
+        out->reg[0] = fast_reg(c[0]);
+        out->reg[1] = fast_reg((uint32_t)c[0] >> 4);
+        break;
+    case VM_FMT_REG_IMM64:
+        out->reg[0] = fast_reg(c[0]);
+        out->imm64 = load_u64(c + 1);
+        break;
+    default:
+        break;
+    }
+}
+
+/* origin + 64 bits of bitmask and 16 operand bytes stay inside the code */
+#define FAST_DECODE_MARGIN 72u
+
+static inline int same_instruction(const vm_instruction *a, const vm_instruction *b)
+{
+    return a->offset == b->offset && a->next == b->next && a->op == b->op && a->format == b->format &&
+           a->reg[0] == b->reg[0] && a->reg[1] == b->reg[1] && a->reg[2] == b->reg[2] && a->imm1 == b->imm1 &&
+           a->imm2 == b->imm2 && a->imm64 == b->imm64 && a->next_is_invalid == b->next_is_invalid;
+}
+
+int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask)
+{
+    if ((unsigned)isa >= VM_ISA_COUNT)
+        return -2;
+    fast_decoder d;
+    fast_decoder_init(&d, (vm_isa)isa);
+    vm_instruction a, b;
+    for (uint32_t offset = 0; offset + FAST_DECODE_MARGIN <= code_len; offset++) {
+        memset(&a, 0, sizeof a);
+        memset(&b, 0, sizeof b);
+        fast_decode(&d, code, bitmask, offset, &a);
+        vm_decode((vm_isa)isa, code, code_len, bitmask, offset, &b);
+        if (!same_instruction(&a, &b))
+            return offset;
+    }
+    return -1;
+}
+
+/* ---- the pass ---- */
+
+/* ---- the pass ---- */
+
+static uint32_t count_starts(const uint8_t *bitmask, uint32_t code_len)
+{
+    uint64_t n = 0;
+    uint32_t full = code_len / 8;
+    for (uint32_t i = 0; i < full; i++)
+        n += (uint64_t)__builtin_popcount(bitmask[i]);
+    if (code_len % 8)
+        n += (uint64_t)__builtin_popcount(bitmask[full] & ((1u << (code_len % 8)) - 1u));
+    return (uint32_t)n;
+}
+
+static size_t instruction_bound(const uint8_t *bitmask, uint32_t code_len)
+{
+    /* every marked offset, plus implicit traps: one per gap of more than
+     * VM_BITMASK_MAX bytes (each spans 25 code bytes), one at the start,
+     * one at the end; plus the guard */
+    return (size_t)(code_len ? count_starts(bitmask, code_len) : 0) + code_len / (VM_BITMASK_MAX + 1) + 4;
+}
+
+void vm_x64_bounds(const uint8_t *code, uint32_t code_len, const uint8_t *bitmask, const vm_x64_config *config,
+                   size_t *code_capacity, size_t *map_capacity)
+{
+    (void)code;
+    (void)config;
+    size_t n = instruction_bound(bitmask, code_len);
+    *map_capacity = n;
+    *code_capacity = ROUTINES_BUDGET + (n + 1) * (INSN_BUDGET + STUBS_PER_INSN * STUB_BUDGET) +
+                     (PENDING_MAX + 2) * STUB_BUDGET;
+}
+
+int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
+                   const uint32_t *jump_table_targets, uint32_t jump_table_count, uint8_t *code_out,
+                   size_t code_capacity, uint64_t *jump_table_out, vm_x64_map_entry *map_out, size_t map_capacity,
+                   vm_x64_module *module)
+{
+    if (!config || (unsigned)config->isa >= VM_ISA_COUNT || !module || (!code && code_len) ||
+        (!bitmask && code_len) || (!jump_table_targets && jump_table_count) || (!jump_table_out && jump_table_count))
+        return VM_X64_ERR_CONFIG;
+    if (code_len > VM_MAXIMUM_CODE_SIZE || jump_table_count > VM_MAXIMUM_JUMP_TABLE_ENTRIES)
+        return VM_X64_ERR_TOO_BIG;
+    size_t need_code, need_map;
+    vm_x64_bounds(code, code_len, bitmask, config, &need_code, &need_map);
+    if (code_capacity < need_code || map_capacity < need_map)
+        return VM_X64_ERR_SPACE;
+    if (need_code > 0x7fff0000u)
+        return VM_X64_ERR_TOO_BIG;
+
+    compiler cc;
+    compiler *c = &cc;
+    memset(c, 0, sizeof *c);
+    c->config = config;
+    c->isa = (vm_isa)config->isa;
+    c->is64 = vm_isa_is_64_bit(c->isa);
+    c->code = code;
+    c->bitmask = bitmask;
+    c->code_len = code_len;
+    c->charges = config->gas_metering || config->interruptible;
+    c->out.start = c->out.p = code_out;
+    c->limit = code_out + code_capacity;
+    c->map = map_out;
+    c->map_cap = map_capacity;
+    c->pc_entry = malloc(((size_t)code_len + 1) * sizeof(uint32_t));
+    if (!c->pc_entry)
+        return VM_X64_ERR_NOMEM;
+
+    emit_routines(c);
+    uint32_t first_insn = here(c);
+    fast_decoder fd;
+    fast_decoder_init(&fd, c->isa);
+
+    /* The builder's walk (interp.c, vm_module_build pass 1). */
+    uint32_t entry_flag = 0;
+    int next_enterable = code_len > 0 && vm_bitmask_bit(bitmask, code_len, 0);
+    uint32_t offset = 0;
+    vm_instruction ins;
+    int pending_invalid = 0;
+    uint32_t invalid_at = 0;
+    const size_t reserve = INSN_BUDGET + (PENDING_MAX + STUBS_PER_INSN) * STUB_BUDGET + 16;
+    if (code_len > 0 && !vm_bitmask_bit(bitmask, code_len, 0)) {
+        pending_invalid = 1;
+        invalid_at = 0;
+    }
+    for (;;) {
+        if (pending_invalid) {
+            ins.offset = invalid_at;
+            ins.next = invalid_at + 1;
+            ins.op = VM_OP_INVALID;
+            ins.format = VM_FMT_ARGLESS;
+            ins.next_is_invalid = 0;
+            ins.reg[0] = ins.reg[1] = ins.reg[2] = 0;
+            ins.imm1 = ins.imm2 = 0;
+            ins.imm64 = 0;
+        } else if (offset + FAST_DECODE_MARGIN <= code_len) {
+            fast_decode(&fd, code, bitmask, offset, &ins);
+        } else if (offset < code_len) {
+            vm_decode(c->isa, code, code_len, bitmask, offset, &ins);
+        } else {
+            break;
+        }
+        if ((size_t)(c->limit - c->out.p) < reserve || c->map_count >= c->map_cap) {
+            c->error = VM_X64_ERR_SPACE;
+            break;
+        }
+        uint8_t *before = c->out.p;
+
+        entry_flag = (!pending_invalid && (c->block_open ? entry_flag : (uint32_t)next_enterable)) ? 1u : 0u;
+        uint32_t pc = ins.offset;
+        c->current_pc = pc;
+        c->falls_through = 1;
+        vm_x64_map_entry *e = &c->map[c->map_count++];
+        e->pc = pc;
+        e->entry = here(c);
+        e->info = (uint32_t)ins.op | (entry_flag ? VM_X64_INFO_ENTRY_OK : 0u) |
+                  (c->block_open ? 0u : VM_X64_INFO_BLOCK_START);
+        if (config->step_tracing)
+            call_with_data(&c->out, c->step_routine, &pc, 1);
+        if (!c->block_open) {
+            open_block(c, pc);
+            c->pc_entry[pc] = e->entry;
+        }
+        e->body = here(c);
+        c->block_cost += op_cost(config, (vm_op)ins.op);
+        emit_instruction(c, &ins, e, jump_table_count);
+        if (fd.flags_of[ins.op] & VM_F_ENDS_BLOCK)
+            close_block(c);
+        if ((size_t)(c->out.p - before) > INSN_BUDGET) {
+            c->error = VM_X64_ERR_SPACE; /* a budget above is wrong: fail loudly, never overrun */
+            break;
+        }
+        if (c->pend_count) {
+            if (!c->falls_through)
+                flush_stubs(c);
+            else if (c->pend_count > PENDING_MAX - STUBS_PER_INSN)
+                flush_stubs_inline(c);
+        }
+
+        next_enterable = !pending_invalid && !ins.next_is_invalid;
+        if (pending_invalid) {
+            pending_invalid = 0;
+            offset = invalid_at + 1;
+            while (offset < code_len && !vm_bitmask_bit(bitmask, code_len, offset))
+                offset++;
+            if (invalid_at >= code_len)
+                offset = code_len;
+            continue;
+        }
+        offset = ins.next;
+        if (ins.next_is_invalid) {
+            pending_invalid = 1;
+            invalid_at = ins.next;
+        }
+    }
+    if (!c->error) {
+        if (c->block_open)
+            close_block(c);
+        /* The guard: running past the last instruction traps. */
+        c->current_pc = code_len;
+        emit_trap(c, code_len);
+        flush_stubs(c);
+    }
+
+    int rc = c->error;
+    if (!rc) {
+        for (size_t k = 0; k < c->fixup_count; k++)
+            x64_patch_rel32(code_out, c->fixups[k].at, c->pc_entry[c->fixups[k].target_pc]);
+        for (uint32_t k = 0; k < jump_table_count; k++) {
+            uint32_t target = jump_table_targets[k];
+            jump_table_out[k] = (target < code_len && valid_target(c, target))
+                                    ? config->code_address + c->pc_entry[target]
+                                    : 0;
+        }
+        module->code_address = config->code_address;
+        module->code_size = here(c);
+        module->first_insn = first_insn;
+        module->entry_trampoline = c->entry_routine;
+        module->overflow_probe = c->overflow_probe;
+        module->map_count = (uint32_t)c->map_count;
+        module->jump_table_count = jump_table_count;
+        module->code_len = code_len;
+        module->isa = config->isa;
+        module->is_64_bit = c->is64;
+        module->gas_metering = config->gas_metering;
+        module->step_tracing = config->step_tracing;
+        module->charges = c->charges;
+    }
+    free(c->pc_entry);
+    free(c->fixups);
+    return rc;
+}
+
+/* ---- host side: entering a call ---- */
+
+int vm_x64_enter(const vm_x64_module *module, const vm_x64_map_entry *map, const uint32_t *cost, uint32_t pc,
+                 int64_t *gas, uint64_t *native_address)
+{
+    if (pc > module->code_len)
+        return -1;
+    int64_t k = vm_x64_find_pc(map, module->map_count, pc);
+    if (k < 0 || !(map[k].info & VM_X64_INFO_ENTRY_OK))
+        return -1;
+    if (module->gas_metering && !(map[k].info & VM_X64_INFO_BLOCK_START)) {
+        /* entering mid-block charges the whole block up front (the
+         * interpreter's charge-on-entry) */
+        int64_t start = k;
+        while (start > 0 && !(map[start].info & VM_X64_INFO_BLOCK_START))
+            start--;
+        uint32_t block = 0;
+        for (int64_t i = start; i < (int64_t)module->map_count; i++) {
+            if (i > start && (map[i].info & VM_X64_INFO_BLOCK_START))
+                break;
+            vm_op op = (vm_op)(map[i].info & VM_X64_INFO_OP_MASK);
+            block += cost ? cost[op] : 1u;
+        }
+        if ((int64_t)block > *gas)
+            return -2;
+        *gas -= (int64_t)block;
+    }
+    *native_address = module->code_address + map[k].entry;
+    return 0;
+}
+
+/* ---- CPU support ---- */
+
+int vm_x64_cpu_check(const char **missing)
+{
+    uint32_t a, b, c, d;
+    const char *what = 0;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0u), "c"(0u));
+    uint32_t max_leaf = a;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1u), "c"(0u));
+    int popcnt = (c >> 23) & 1;
+    int bmi1 = 0, bmi2 = 0;
+    if (max_leaf >= 7) {
+        __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7u), "c"(0u));
+        bmi1 = (b >> 3) & 1;
+        bmi2 = (b >> 8) & 1;
+    }
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000000u), "c"(0u));
+    int lzcnt = 0;
+    if (a >= 0x80000001u) {
+        __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000001u), "c"(0u));
+        lzcnt = (c >> 5) & 1;
+    }
+    if (!bmi2)
+        what = "BMI2";
+    else if (!bmi1)
+        what = "BMI1";
+    else if (!lzcnt)
+        what = "LZCNT";
+    else if (!popcnt)
+        what = "POPCNT";
+    if (missing)
+        *missing = what;
+    return what != 0;
+}

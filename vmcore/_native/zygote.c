@@ -1,0 +1,677 @@
+/* The zygote: the sandbox process of isolation="process".
+ *
+ * A freestanding static executable (no libc; raw system calls from sys.h)
+ * that embeds the same interpreter core as the inline backend (interp.c,
+ * decoder.c).  The host starts it from a sealed memfd with four descriptors
+ * at fixed numbers (vmctx.h: VM_FD_*) and everything else closed, inside
+ * new namespaces (clone flags).  Here it:
+ *
+ *   1. maps the VmCtx page and the guest memory (4 GiB window + permission
+ *      map) from the host's memfds at fixed addresses;
+ *   2. registers a robust futex in the VmCtx so the kernel wakes the host
+ *      the instant this process dies, however it dies;
+ *   3. confines itself (its uid/gid maps were written before the exec, so
+ *      it starts as root of its own user namespace): an empty read-only tmpfs root
+ *      (pivot_root), no capabilities, no_new_privs, rlimits, parent-death
+ *      signal plus a lifetime pipe check, CPU pinning, then a seccomp
+ *      allow-list that kills the process on anything else;
+ *   4. serves runs: wait for BUSY (spin, then futex_wait), take the module
+ *      the host compiled (a sealed memfd passed over VM_FD_SOCKET, mapped
+ *      read only), copy registers/gas/heap in from the VmCtx, vm_run(), copy
+ *      them out, publish the stop reason in the futex word.
+ *
+ * Nothing guest code does can reach any of this: the guest only ever runs
+ * inside vm_run(), whose memory accesses are confined to the guest window.
+ */
+#include <stdatomic.h>
+
+#include "sys.h"
+#include "vmcore/interp.h"
+#include "vmcore/vmctx.h"
+#include "vmcore/zygote.h"
+
+/* ---- freestanding support: the compiler may emit calls to these ---- */
+
+void *memcpy(void *dst, const void *src, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+
+void *memcpy(void *dst, const void *src, size_t n)
+{
+    void *d = dst;
+    __asm__ volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(n) : : "memory");
+    return dst;
+}
+
+void *memmove(void *dst, const void *src, size_t n)
+{
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    if (d <= s || d >= s + n)
+        return memcpy(dst, src, n);
+    while (n--)
+        d[n] = s[n];
+    return dst;
+}
+
+void *memset(void *dst, int c, size_t n)
+{
+    void *d = dst;
+    __asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
+    return dst;
+}
+
+int memcmp(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return x[i] < y[i] ? -1 : 1;
+    return 0;
+}
+
+/* The entry point: the kernel's initial stack holds argc/argv/envp, which
+ * the zygote does not need. */
+__asm__(".text\n"
+        ".global _start\n"
+        "_start:\n"
+        "    xor %ebp, %ebp\n"
+        "    and $-16, %rsp\n"
+        "    call zygote_main\n"
+        "    hlt\n");
+
+/* Signal return trampoline (SA_RESTORER). */
+void vm_zygote_restorer(void);
+__asm__(".text\n"
+        ".global vm_zygote_restorer\n"
+        "vm_zygote_restorer:\n"
+        "    mov $15, %eax\n"
+        "    syscall\n"
+        "    hlt\n");
+
+#define CTX ((vmctx *)VM_ADDR_VMCTX)
+#define RELAXED memory_order_relaxed
+
+static vm_module module;
+static vm_state state;
+static vm_memory memory;
+static uint64_t module_generation;
+static uint64_t module_size;
+static uint32_t init_flags;
+static struct k_robust_list death_entry;
+static struct k_robust_list_head death_head;
+
+/* ---- messages (into the VmCtx; the host puts them in SandboxError) ---- */
+
+static size_t str_len(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+static void message_append(const char *s)
+{
+    uint32_t at = CTX->message_length;
+    if (at >= VMCTX_MESSAGE_BUFFER_SIZE)
+        return;
+    size_t n = str_len(s);
+    if (n > VMCTX_MESSAGE_BUFFER_SIZE - at)
+        n = VMCTX_MESSAGE_BUFFER_SIZE - at;
+    memcpy(CTX->message_buffer + at, s, n);
+    CTX->message_length = at + (uint32_t)n;
+}
+
+static void message_number(const char *prefix, long value)
+{
+    char buf[24];
+    int i = (int)sizeof buf - 1;
+    unsigned long v = value < 0 ? (unsigned long)-value : (unsigned long)value;
+    buf[i] = 0;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && i > 1);
+    if (value < 0)
+        buf[--i] = '-';
+    message_append(prefix);
+    message_append(buf + i);
+}
+
+static void message_hex(const char *prefix, uint64_t value)
+{
+    char buf[20];
+    int i = (int)sizeof buf - 1;
+    buf[i] = 0;
+    do {
+        buf[--i] = "0123456789abcdef"[value & 15];
+        value >>= 4;
+    } while (value && i > 2);
+    buf[--i] = 'x';
+    buf[--i] = '0';
+    message_append(prefix);
+    message_append(buf + i);
+}
+
+/* A fatal internal error: say why and die (the host sees the death through
+ * the robust futex and reports the message). */
+__attribute__((noreturn)) static void fatal(const char *what, long err)
+{
+    CTX->message_length = 0;
+    message_append(what);
+    if (err)
+        message_number(" (errno ", -err), message_append(")");
+    sys1(SYS_exit_group, 111);
+    __builtin_unreachable();
+}
+
+/* Before the VmCtx is mapped there is nowhere to write: exit codes only. */
+__attribute__((noreturn)) static void early_exit(int code)
+{
+    sys1(SYS_exit_group, code);
+    __builtin_unreachable();
+}
+
+/* ---- the handshake ---- */
+
+static inline void cpu_relax(void) { __builtin_ia32_pause(); }
+
+static void futex_wake(_Atomic uint32_t *word) { sys3(SYS_futex, (long)word, FUTEX_WAKE, 1); }
+
+static void publish(uint32_t value)
+{
+    atomic_store_explicit(&CTX->futex, value, memory_order_seq_cst);
+    if (atomic_load_explicit(&CTX->host_sleeping, memory_order_seq_cst))
+        futex_wake(&CTX->futex);
+}
+
+static void lifetime_check(void)
+{
+    struct k_pollfd p = {VM_FD_LIFETIME, POLLIN, 0};
+    struct k_timespec zero = {0, 0};
+    long r = sys4(SYS_ppoll, (long)&p, 1, (long)&zero, 0);
+    if (r > 0 && (p.revents & (POLLHUP | POLLERR)))
+        early_exit(112); /* the host is gone */
+}
+
+/* Wait until the host hands over the context (BUSY) or asks to abandon
+ * (LONGJUMP).  Spin first: the host usually answers faster than a sleep. */
+static uint32_t wait_for_host(void)
+{
+    vmctx_counters *c = &CTX->counters;
+    atomic_store_explicit(&c->syscall_wait_loop_start,
+                          atomic_load_explicit(&c->syscall_wait_loop_start, RELAXED) + 1, RELAXED);
+    uint32_t spin = atomic_load_explicit(&CTX->init.spin_iterations, RELAXED);
+    uint32_t v;
+    for (uint32_t i = 0; i < spin; i++) {
+        v = atomic_load_explicit(&CTX->futex, memory_order_acquire);
+        if (!(v & VMCTX_FUTEX_IDLE) || v == VMCTX_FUTEX_LONGJUMP)
+            return v;
+        cpu_relax();
+    }
+    for (;;) {
+        atomic_store_explicit(&CTX->sandbox_sleeping, 1, memory_order_seq_cst);
+        v = atomic_load_explicit(&CTX->futex, memory_order_seq_cst);
+        if (!(v & VMCTX_FUTEX_IDLE) || v == VMCTX_FUTEX_LONGJUMP)
+            break;
+        atomic_store_explicit(&c->syscall_futex_wait, atomic_load_explicit(&c->syscall_futex_wait, RELAXED) + 1,
+                              RELAXED);
+        struct k_timespec timeout = {1, 0};
+        long r = sys4(SYS_futex, (long)&CTX->futex, FUTEX_WAIT, v, (long)&timeout);
+        if (r == -ETIMEDOUT)
+            lifetime_check();
+    }
+    atomic_store_explicit(&CTX->sandbox_sleeping, 0, RELAXED);
+    return v;
+}
+
+/* ---- signals ---- */
+
+static void on_interrupt(int sig, void *info, void *uctx)
+{
+    (void)sig, (void)info, (void)uctx;
+    state.interrupt = (int)atomic_load_explicit(&CTX->interrupt, RELAXED);
+}
+
+static void on_fault(int sig, void *info, void *uctx)
+{
+    (void)uctx;
+    /* siginfo_t: si_signo, si_errno, si_code, (pad), si_addr at offset 16 */
+    uint64_t addr = *(uint64_t *)((char *)info + 16);
+    CTX->message_length = 0;
+    message_number("the sandbox process got signal ", sig);
+    message_hex(" at address ", addr);
+    if (sig == SIGBUS)
+        message_append(" (shared guest memory could not be backed: out of memory?)");
+    atomic_store_explicit(&CTX->arg2, 0xffffffffu, RELAXED);
+    publish(VMCTX_FUTEX_GUEST_SIGNAL);
+    sys1(SYS_exit_group, 128 + sig);
+}
+
+static int set_handler(int sig, void (*fn)(int, void *, void *))
+{
+    struct k_sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.handler = fn;
+    sa.flags = SA_SIGINFO | SA_RESTORER;
+    sa.restorer = vm_zygote_restorer;
+    sa.mask = ~(uint64_t)0; /* nothing nests */
+    return (int)sys4(SYS_rt_sigaction, sig, (long)&sa, 0, 8);
+}
+
+/* ---- confinement ---- */
+
+/* An empty, read-only tmpfs as the root; the old root is detached. */
+static int empty_root(void)
+{
+    if (sys5(SYS_mount, 0, (long)"/", 0, MS_REC | MS_PRIVATE, 0) < 0)
+        return -1; /* never mount anything that could propagate to the host */
+    static const char *const where[] = {"/tmp", "/mnt", "/dev", "/proc", 0};
+    int mounted = 0;
+    for (int i = 0; where[i] && !mounted; i++) {
+        if (sys5(SYS_mount, (long)"vmcore", (long)where[i], (long)"tmpfs",
+                 MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, (long)"size=4k,mode=0555") == 0 &&
+            sys1(SYS_chdir, (long)where[i]) == 0)
+            mounted = 1;
+    }
+    if (!mounted)
+        return -1;
+    /* pivot_root(".", ".") stacks the old root on top of the new one;
+     * detaching "." then leaves only the tmpfs. */
+    if (sys2(SYS_pivot_root, (long)".", (long)".") < 0)
+        return -1;
+    if (sys2(SYS_umount2, (long)".", MNT_DETACH) < 0)
+        return -1;
+    return sys1(SYS_chdir, (long)"/") < 0 ? -1 : 0;
+}
+
+static int drop_capabilities(void)
+{
+    int ok = 1;
+    if (sys5(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+        ok = 0;
+    for (long cap = 0; cap < 64; cap++)
+        if (sys5(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+            break; /* EINVAL past the last capability the kernel knows */
+    struct k_cap_header h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct k_cap_data d[2];
+    memset(d, 0, sizeof d);
+    if (sys2(SYS_capset, (long)&h, (long)d) < 0)
+        ok = 0;
+    h.pid = 0;
+    d[0].effective = d[0].permitted = d[0].inheritable = 0xffffffffu;
+    if (sys2(SYS_capget, (long)&h, (long)d) < 0)
+        return 0;
+    for (int i = 0; i < 2; i++)
+        if (d[i].effective || d[i].permitted || d[i].inheritable)
+            return 0;
+    return ok;
+}
+
+static int set_limit(int resource, unsigned long value)
+{
+    struct k_rlimit r = {value, value};
+    return sys2(SYS_setrlimit, resource, (long)&r) == 0;
+}
+
+/* The largest module memfd the host can build (vm_module_sizes' bound at
+ * VM_MAXIMUM_CODE_SIZE with gas metering and step tracing). */
+#define MODULE_SIZE_MAX                                                                        \
+    ((uint64_t)VM_SHM_MODULE_HEADER_SIZE + ((uint64_t)VM_MAXIMUM_CODE_SIZE + 1) * 4 +           \
+     (uint64_t)VM_MAXIMUM_JUMP_TABLE_ENTRIES * 4 + (((uint64_t)VM_MAXIMUM_CODE_SIZE + 1) * 6 + 3) * 24 + \
+     (1ull << 20))
+
+static uint32_t apply_rlimits(void)
+{
+    uint32_t bits = 0;
+    int ok = set_limit(RLIMIT_NPROC, 0) /* no new processes (clone is not allowed either) */
+             & set_limit(RLIMIT_NOFILE, VM_FD_LAST + 1) /* its own descriptors, and one received */
+             & set_limit(RLIMIT_CORE, 0) & set_limit(RLIMIT_FSIZE, 0) & set_limit(RLIMIT_MEMLOCK, 0) &
+             set_limit(RLIMIT_LOCKS, 0) & set_limit(RLIMIT_MSGQUEUE, 0);
+    if (ok)
+        bits |= VM_ISO_RLIMITS;
+    /* The fixed mappings: guest window + slack, permissions, the largest
+     * module, the VmCtx; 256 MiB for the executable, stack and vDSO. */
+    uint64_t as = VM_GUEST_MEMORY_SIZE + VM_GUEST_MEMORY_SLACK + VM_GUEST_PERMS_SIZE + MODULE_SIZE_MAX + 4096 +
+                  (256ull << 20);
+    if (set_limit(RLIMIT_AS, as))
+        bits |= VM_ISO_RLIMIT_AS;
+    return bits;
+}
+
+/* seccomp-BPF (classic BPF over struct seccomp_data: nr at 0, arch at 4,
+ * instruction pointer at 8, args[i] at 16 + 8 i, little endian). */
+#define BPF_LD_W_ABS 0x20
+#define BPF_JEQ_K 0x15
+#define BPF_JGE_K 0x35
+#define BPF_JSET_K 0x45
+#define BPF_RET_K 0x06
+#define BPF_ALU_AND_K 0x54
+#define SECCOMP_RET_KILL_PROCESS 0x80000000u
+#define SECCOMP_RET_ALLOW 0x7fff0000u
+#define AUDIT_ARCH_X86_64 0xc000003eu
+#define X32_SYSCALL_BIT 0x40000000u
+#define ARG_LO(i) (16 + 8 * (i))
+#define ARG_HI(i) (20 + 8 * (i))
+
+#define STMT(code, k) ((struct k_sock_filter){(uint16_t)(code), 0, 0, (uint32_t)(k)})
+#define JUMP(code, k, jt, jf) ((struct k_sock_filter){(uint16_t)(code), (uint8_t)(jt), (uint8_t)(jf), (uint32_t)(k)})
+
+typedef struct filter {
+    struct k_sock_filter insns[96];
+    int n;
+} filter;
+
+static void emit(filter *f, struct k_sock_filter insn) { f->insns[f->n++] = insn; }
+
+/* Allow syscall `nr` when every (offset, value) check holds; a mismatch
+ * kills.  Layout: ld nr; jeq nr ? next : past the block; per check
+ * "ld half; jeq value ? skip the kill : kill"; allow. */
+static void allow_if(filter *f, long nr, int checks, const uint32_t (*check)[2])
+{
+    emit(f, STMT(BPF_LD_W_ABS, 0));
+    emit(f, JUMP(BPF_JEQ_K, nr, 0, checks * 3 + 1));
+    for (int i = 0; i < checks; i++) {
+        emit(f, STMT(BPF_LD_W_ABS, check[i][0]));
+        emit(f, JUMP(BPF_JEQ_K, check[i][1], 1, 0));
+        emit(f, STMT(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
+    }
+    emit(f, STMT(BPF_RET_K, SECCOMP_RET_ALLOW));
+}
+
+static int install_seccomp(void)
+{
+    filter f;
+    f.n = 0;
+    /* The architecture must be x86-64 (no i386 int 0x80 numbering) and the
+     * number must not carry the x32 bit. */
+    emit(&f, STMT(BPF_LD_W_ABS, 4));
+    emit(&f, JUMP(BPF_JEQ_K, AUDIT_ARCH_X86_64, 1, 0));
+    emit(&f, STMT(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
+    emit(&f, STMT(BPF_LD_W_ABS, 0));
+    emit(&f, JUMP(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1));
+    emit(&f, STMT(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
+
+    /* futex: the handshake (wait for the host, wake the host).  Only on
+     * the VmCtx's futex word, only FUTEX_WAIT or FUTEX_WAKE (shared: the
+     * word lives in a memfd both processes map). */
+    const uint64_t futex_addr = VM_ADDR_VMCTX + VMCTX_OFFSET_FUTEX;
+    emit(&f, STMT(BPF_LD_W_ABS, 0));
+    emit(&f, JUMP(BPF_JEQ_K, SYS_futex, 0, 11));
+    emit(&f, STMT(BPF_LD_W_ABS, ARG_LO(0)));
+    emit(&f, JUMP(BPF_JEQ_K, (uint32_t)futex_addr, 1, 0));
+    emit(&f, STMT(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
+    emit(&f, STMT(BPF_LD_W_ABS, ARG_HI(0)));
+    emit(&f, JUMP(BPF_JEQ_K, (uint32_t)(futex_addr >> 32), 1, 0));
+    emit(&f, STMT(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
+    emit(&f, STMT(BPF_LD_W_ABS, ARG_LO(1)));
+    emit(&f, JUMP(BPF_JEQ_K, FUTEX_WAIT, 2, 0));
+    emit(&f, JUMP(BPF_JEQ_K, FUTEX_WAKE, 1, 0));
+    emit(&f, STMT(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
+    emit(&f, STMT(BPF_RET_K, SECCOMP_RET_ALLOW));
+
+    /* recvmsg: receive a module memfd from the host, only on the socket. */
+    const uint32_t recv[][2] = {{ARG_LO(0), VM_FD_SOCKET}, {ARG_HI(0), 0}};
+    allow_if(&f, SYS_recvmsg, 2, recv);
+    /* mmap: map a received module, read only, shared, at its fixed address,
+     * only from the received descriptor's number. */
+    const uint32_t map[][2] = {{ARG_LO(0), (uint32_t)VM_ADDR_INTERP_MODULE},
+                               {ARG_HI(0), (uint32_t)(VM_ADDR_INTERP_MODULE >> 32)},
+                               {ARG_LO(2), PROT_READ}, {ARG_HI(2), 0},
+                               {ARG_LO(3), MAP_SHARED | MAP_FIXED}, {ARG_HI(3), 0},
+                               {ARG_LO(4), VM_FD_RECEIVED}, {ARG_HI(4), 0}};
+    allow_if(&f, SYS_mmap, 8, map);
+    /* munmap: drop the previous module mapping, nothing else. */
+    const uint32_t unmap[][2] = {{ARG_LO(0), (uint32_t)VM_ADDR_INTERP_MODULE},
+                                 {ARG_HI(0), (uint32_t)(VM_ADDR_INTERP_MODULE >> 32)}};
+    allow_if(&f, SYS_munmap, 2, unmap);
+    /* close: the received module descriptor once it is mapped. */
+    const uint32_t close_[][2] = {{ARG_LO(0), VM_FD_RECEIVED}, {ARG_HI(0), 0}};
+    allow_if(&f, SYS_close, 2, close_);
+    /* ppoll: the lifetime pipe check while idle (ppoll can only report on
+     * descriptors the process holds, all of which are ours). */
+    allow_if(&f, SYS_ppoll, 0, 0);
+    /* rt_sigreturn: returning from the SIGUSR1 interrupt handler. */
+    allow_if(&f, SYS_rt_sigreturn, 0, 0);
+    /* restart_syscall: the kernel's own continuation of an allowed futex
+     * wait interrupted by a stop/continue (it only resumes that call). */
+    allow_if(&f, SYS_restart_syscall, 0, 0);
+    /* exit_group / exit: fatal errors, and the fault handler. */
+    allow_if(&f, SYS_exit_group, 0, 0);
+    allow_if(&f, SYS_exit, 0, 0);
+    emit(&f, STMT(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
+
+    struct k_sock_fprog prog = {(uint16_t)f.n, f.insns};
+    return sys3(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, (long)&prog) == 0;
+}
+
+/* ---- running ---- */
+
+/* Take the module(s) the host sent until the one of `generation`. */
+static void load_module(uint64_t generation)
+{
+    for (;;) {
+        uint64_t payload[2] = {0, 0}; /* size, generation */
+        struct k_iovec iov = {payload, sizeof payload};
+        union {
+            struct k_cmsghdr h;
+            char space[64];
+        } control;
+        struct k_msghdr msg;
+        memset(&msg, 0, sizeof msg);
+        memset(&control, 0, sizeof control);
+        msg.iov = &iov;
+        msg.iovlen = 1;
+        msg.control = &control;
+        msg.controllen = sizeof(struct k_cmsghdr) + sizeof(int) + 4; /* CMSG_SPACE(sizeof(int)) */
+        long n = sys3(SYS_recvmsg, VM_FD_SOCKET, (long)&msg, MSG_CMSG_CLOEXEC);
+        if (n < 0)
+            fatal("cannot receive the module from the host", n);
+        if (n != (long)sizeof payload || control.h.level != SOL_SOCKET || control.h.type != SCM_RIGHTS)
+            fatal("malformed module message from the host", 0);
+        int fd = *(int *)(control.space + sizeof(struct k_cmsghdr));
+        if (fd != VM_FD_RECEIVED)
+            fatal("the module descriptor did not land on the expected number", 0);
+        if (payload[1] != generation) {
+            sys1(SYS_close, fd); /* a stale module: skip it */
+            continue;
+        }
+        if (module_size)
+            sys2(SYS_munmap, (long)VM_ADDR_INTERP_MODULE, (long)module_size);
+        module_size = 0;
+        long base = sys6(SYS_mmap, (long)VM_ADDR_INTERP_MODULE, (long)payload[0], PROT_READ, MAP_SHARED | MAP_FIXED,
+                         fd, 0);
+        sys1(SYS_close, fd);
+        if ((unsigned long)base >= MAP_FAILED_MAX)
+            fatal("cannot map the module", base);
+        module_size = payload[0];
+        if (vm_shm_module_attach(&module, (const uint8_t *)base, module_size) != 0)
+            fatal("the module from the host is malformed", 0);
+        module_generation = generation;
+        return;
+    }
+}
+
+static uint32_t futex_state_for(vm_exit reason)
+{
+    switch (reason) {
+    case VM_EXIT_ECALLI: return VMCTX_FUTEX_GUEST_ECALLI;
+    case VM_EXIT_TRAP: return VMCTX_FUTEX_GUEST_TRAP;
+    case VM_EXIT_OUT_OF_GAS: return VMCTX_FUTEX_GUEST_NOT_ENOUGH_GAS;
+    case VM_EXIT_PAGEFAULT: return VMCTX_FUTEX_GUEST_PAGEFAULT;
+    case VM_EXIT_STEP: return VMCTX_FUTEX_GUEST_STEP;
+    default: return VMCTX_FUTEX_IDLE; /* finished, interrupted */
+    }
+}
+
+#define STORE_IF_CHANGED(field, value)                                          \
+    do {                                                                        \
+        if (atomic_load_explicit(&c->field, RELAXED) != (value))                \
+            atomic_store_explicit(&c->field, (value), RELAXED);                 \
+    } while (0)
+
+static uint32_t run_once(void)
+{
+    vmctx *c = CTX;
+    uint64_t generation = atomic_load_explicit(&c->module_generation, RELAXED);
+    if (generation != module_generation)
+        load_module(generation);
+    if (!module_size)
+        fatal("no module loaded", 0);
+
+    uint32_t page_size = c->page_size, shift = 12;
+    while (shift < 16 && (1u << shift) != page_size)
+        shift++;
+    if ((1u << shift) != page_size)
+        fatal("bad page size", 0);
+    memory.base = (uint8_t *)VM_ADDR_GUEST_MEMORY;
+    memory.perms = (uint8_t *)VM_ADDR_GUEST_PERMS;
+    memory.page_shift = shift;
+    memory.page_size = page_size;
+
+    for (int i = 0; i < VMCTX_REG_COUNT; i++)
+        state.regs[i] = atomic_load_explicit(&c->regs[i], RELAXED);
+    state.gas = atomic_load_explicit(&c->gas, RELAXED);
+    uint64_t resume = atomic_load_explicit(&c->jump_into, RELAXED);
+    if (resume > module.insn_count)
+        fatal("bad resume index from the host", 0);
+    state.resume = (uint32_t)resume;
+    state.pc = atomic_load_explicit(&c->program_counter, RELAXED);
+    state.heap.base = c->heap_base;
+    state.heap.top = (uint32_t)atomic_load_explicit(&c->heap_info.heap_top, RELAXED);
+    state.heap.mapped_end = (uint32_t)atomic_load_explicit(&c->heap_info.heap_threshold, RELAXED);
+    state.heap.max_top = c->heap_base + c->heap_max_size;
+    state.heap.grow_pages = c->heap_grow_pages;
+    state.interrupt = (int)atomic_load_explicit(&c->interrupt, RELAXED);
+    /* A SIGUSR1 between that load and the store would be overwritten:
+     * look again (the host sets the flag before it signals). */
+    if (atomic_load_explicit(&c->interrupt, RELAXED))
+        state.interrupt = 1;
+
+    if (init_flags & VM_INIT_FLAG_TEST_FORBIDDEN_SYSCALL) {
+        /* Test hook (host start-up flag only): try to open a file, which
+         * the seccomp filter answers by killing the process. */
+        sys4(SYS_openat, AT_FDCWD, (long)"/etc/passwd", O_RDONLY, 0);
+        fatal("the forbidden system call was allowed", 0);
+    }
+
+    uint64_t regs_in[VMCTX_REG_COUNT];
+    memcpy(regs_in, state.regs, sizeof regs_in);
+    int64_t gas_in = state.gas;
+    uint32_t top_in = state.heap.top, mapped_in = state.heap.mapped_end;
+
+    vm_exit reason = vm_run(&module, &state, &memory);
+
+    /* Write back only what changed: every store takes the cache line away
+     * from the host, which then pays for the transfer. */
+    for (int i = 0; i < VMCTX_REG_COUNT; i++)
+        if (state.regs[i] != regs_in[i])
+            atomic_store_explicit(&c->regs[i], state.regs[i], RELAXED);
+    if (state.gas != gas_in)
+        atomic_store_explicit(&c->gas, state.gas, RELAXED);
+    if (state.heap.top != top_in)
+        atomic_store_explicit(&c->heap_info.heap_top, state.heap.top, RELAXED);
+    if (state.heap.mapped_end != mapped_in)
+        atomic_store_explicit(&c->heap_info.heap_threshold, state.heap.mapped_end, RELAXED);
+    /* The handshake line too: the host polls it, so each store there may
+     * have to take the line back first. */
+    STORE_IF_CHANGED(jump_into, (uint64_t)state.resume);
+    STORE_IF_CHANGED(program_counter, state.pc);
+    STORE_IF_CHANGED(next_program_counter, state.next_pc);
+    STORE_IF_CHANGED(arg, state.arg);
+    STORE_IF_CHANGED(arg2, (uint32_t)reason); /* the vm_exit code */
+    return futex_state_for(reason);
+}
+
+/* ---- start-up ---- */
+
+static void map_fixed(uint64_t address, uint64_t length, int fd, uint64_t offset, const char *what)
+{
+    long r = sys6(SYS_mmap, (long)address, (long)length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE,
+                  fd, (long)offset);
+    if (r != (long)address) {
+        if ((unsigned long)r < MAP_FAILED_MAX)
+            sys2(SYS_munmap, r, (long)length);
+        fatal(what, (unsigned long)r >= MAP_FAILED_MAX ? r : 0);
+    }
+}
+
+__attribute__((used, noreturn)) void zygote_main(void);
+__attribute__((used, noreturn)) void zygote_main(void)
+{
+    vmctx *c = CTX;
+    long r = sys6(SYS_mmap, (long)VM_ADDR_VMCTX, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE,
+                  VM_FD_VMCTX, 0);
+    if (r != (long)VM_ADDR_VMCTX)
+        early_exit(110);
+
+    uint32_t bits = 0;
+    /* The kernel wakes the host through this word whenever we die. */
+    uint32_t tid = (uint32_t)sys0(SYS_gettid);
+    atomic_store_explicit(&c->death_futex, FUTEX_WAITERS | tid, memory_order_seq_cst);
+    death_entry.next = &death_head.list;
+    death_head.list.next = &death_entry;
+    death_head.futex_offset = (long)((char *)&c->death_futex - (char *)&death_entry);
+    death_head.list_op_pending = 0;
+    if (sys2(SYS_set_robust_list, (long)&death_head, sizeof death_head) == 0)
+        bits |= VM_ISO_ROBUST_FUTEX;
+
+    map_fixed(VM_ADDR_GUEST_MEMORY, VM_GUEST_MEMORY_SIZE + VM_GUEST_MEMORY_SLACK, VM_FD_GUEST_MEMORY, 0,
+              "cannot map guest memory");
+    map_fixed(VM_ADDR_GUEST_PERMS, VM_GUEST_PERMS_SIZE, VM_FD_GUEST_MEMORY,
+              VM_GUEST_MEMORY_SIZE + VM_GUEST_MEMORY_SLACK, "cannot map the guest permission map");
+
+    init_flags = atomic_load_explicit(&c->init.flags, RELAXED);
+    uint32_t host_bits = atomic_load_explicit(&c->isolation, RELAXED);
+
+    /* Signals: SIGUSR1 asks a running guest to stop; faults are reported. */
+    if (set_handler(SIGUSR1, on_interrupt) < 0 || set_handler(SIGSEGV, on_fault) < 0 ||
+        set_handler(SIGBUS, on_fault) < 0 || set_handler(SIGILL, on_fault) < 0 || set_handler(SIGFPE, on_fault) < 0 ||
+        set_handler(SIGTRAP, on_fault) < 0)
+        fatal("cannot install signal handlers", 0);
+    uint64_t none = 0;
+    sys4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&none, 0, 8);
+
+    /* Die with the host: the parent-death signal, then the lifetime pipe
+     * (closes the race with a host that died before the prctl). */
+    if (sys5(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0)
+        bits |= VM_ISO_PDEATHSIG;
+    lifetime_check();
+    bits |= VM_ISO_LIFETIME_PIPE;
+
+    if ((host_bits & VM_ISO_NS_MOUNT) && empty_root() == 0)
+        bits |= VM_ISO_PIVOT_ROOT;
+    if (host_bits & VM_ISO_NS_UTS)
+        sys2(SYS_sethostname, (long)"vmcore", 6);
+    if (c->sandbox_cpu >= 0 && c->sandbox_cpu < 1024) {
+        uint64_t mask[16];
+        memset(mask, 0, sizeof mask);
+        mask[c->sandbox_cpu / 64] = 1ull << (c->sandbox_cpu % 64);
+        sys3(SYS_sched_setaffinity, 0, sizeof mask, (long)mask);
+    }
+    bits |= apply_rlimits();
+    if (drop_capabilities())
+        bits |= VM_ISO_CAPS_DROPPED;
+    if (sys5(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)
+        bits |= VM_ISO_NO_NEW_PRIVS;
+    if (!(init_flags & VM_INIT_FLAG_NO_SECCOMP) && install_seccomp())
+        bits |= VM_ISO_SECCOMP;
+
+    atomic_fetch_or_explicit(&c->isolation, bits, memory_order_relaxed);
+    atomic_store_explicit(&c->arg2, VM_EXIT_FINISHED, RELAXED);
+    publish(VMCTX_FUTEX_IDLE); /* ready */
+
+    for (;;) {
+        uint32_t v = wait_for_host();
+        if (v == VMCTX_FUTEX_LONGJUMP) {
+            /* the host abandons whatever was in progress: nothing to undo
+             * (all state is in the VmCtx); acknowledge */
+            atomic_store_explicit(&c->arg2, VM_EXIT_INTERRUPTED, RELAXED);
+            publish(VMCTX_FUTEX_IDLE);
+            continue;
+        }
+        publish(run_once());
+    }
+}

@@ -1,0 +1,839 @@
+"""Thin Cython layer over the process sandbox (host.c): modules compiled
+into sealed shared memory, zygote processes, guest memory shared with them,
+and the hostcall loop across the VmCtx futex handshake.  No policy:
+vmcore.process_backend decides what to map, pool and report."""
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t, int32_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+
+cdef extern from "vmcore/vmctx.h":
+    enum:
+        VM_ADDR_RETURN_TO_HOST
+from vmcore.includes.decoder cimport vm_decoder_init
+from vmcore.includes.interp cimport *
+from vmcore.includes.host cimport *
+
+import os
+
+from vmcore import _interp
+from vmcore.errors import SandboxError
+
+# The same exit codes as the inline engine, so the Sandbox policy is shared.
+EXIT_HOSTCALL_ERROR = _interp.EXIT_HOSTCALL_ERROR
+EXIT_BUSY = _interp.EXIT_BUSY
+cdef int C_EXIT_HOSTCALL_ERROR = _interp.EXIT_HOSTCALL_ERROR
+cdef int C_EXIT_BUSY = _interp.EXIT_BUSY
+DEF SCRUB_MEMSET_LIMIT = 256 * 1024
+
+vm_decoder_init()  # this extension links its own copy of the decoder tables
+
+FLAG_TEST_FORBIDDEN_SYSCALL = VM_INIT_FLAG_TEST_FORBIDDEN_SYSCALL
+FLAG_NO_SECCOMP = VM_INIT_FLAG_NO_SECCOMP
+
+ISOLATION_FEATURES = (
+    ("user_namespace", VM_ISO_NS_USER),
+    ("pid_namespace", VM_ISO_NS_PID),
+    ("mount_namespace", VM_ISO_NS_MOUNT),
+    ("network_namespace", VM_ISO_NS_NET),
+    ("ipc_namespace", VM_ISO_NS_IPC),
+    ("uts_namespace", VM_ISO_NS_UTS),
+    ("cgroup_namespace", VM_ISO_NS_CGROUP),
+    ("uid_gid_map", VM_ISO_UID_MAP),
+    ("empty_root", VM_ISO_PIVOT_ROOT),
+    ("capabilities_dropped", VM_ISO_CAPS_DROPPED),
+    ("no_new_privs", VM_ISO_NO_NEW_PRIVS),
+    ("rlimits", VM_ISO_RLIMITS),
+    ("rlimit_address_space", VM_ISO_RLIMIT_AS),
+    ("parent_death_signal", VM_ISO_PDEATHSIG),
+    ("lifetime_pipe", VM_ISO_LIFETIME_PIPE),
+    ("seccomp", VM_ISO_SECCOMP),
+    ("close_range", VM_ISO_CLOSE_RANGE),
+    ("sealed_memfd_exec", VM_ISO_SEALED_EXEC),
+    ("death_notification", VM_ISO_ROBUST_FUTEX),
+)
+
+# Spin budgets in pause instructions (about 30 ns each on current x86):
+# the host spins holding the GIL (a hostcall round trip or a short call
+# finishes well inside it), then releases the GIL and sleeps; the zygote
+# spins after every answer so the next request finds it awake.  With one
+# usable CPU spinning only delays the other side: both wait at once.
+cdef uint32_t _host_spin = 0
+cdef uint32_t _sandbox_spin = 0
+cdef int _cpus = vm_host_cpu_count()
+if _cpus >= 2:
+    _host_spin = 1000
+    _sandbox_spin = 4000
+
+
+def cpu_count():
+    return _cpus
+
+
+def spin_settings():
+    """``(host, sandbox)`` spin budgets in pause iterations."""
+    return _host_spin, _sandbox_spin
+
+
+def configure_spin(host=None, sandbox=None):
+    """Tune the spin budgets (pause iterations); 0 waits at once.  The
+    sandbox budget applies to zygotes started (or recycled) afterwards."""
+    global _host_spin, _sandbox_spin
+    if host is not None:
+        _host_spin = host
+    if sandbox is not None:
+        _sandbox_spin = sandbox
+
+
+cdef int _image_fd = -1
+cdef int _my_pid = os.getpid()
+
+
+def _after_fork_in_child():
+    """Zygotes started before a fork belong to the parent: refuse to use them."""
+    global _my_pid
+    _my_pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def set_image(bytes elf):
+    """Load the zygote executable into a sealed memfd (once per process)."""
+    global _image_fd
+    cdef char error[VM_HOST_ERROR_SIZE]
+    if _image_fd >= 0:
+        return
+    fd = vm_host_image_create(<const char *>elf, len(elf), error)
+    if fd < 0:
+        raise SandboxError(error.decode(errors="replace"))
+    _image_fd = fd
+
+
+def have_image():
+    return _image_fd >= 0
+
+
+cdef class SharedModule:
+    """Threaded code for one program and configuration, compiled by the
+    host into a sealed memfd that sandboxes map read only (immutable)."""
+    cdef vm_host_module m
+    cdef readonly bint gas_metering
+    cdef readonly bint step_tracing
+
+    def __cinit__(self, int isa, const uint8_t[:] code, const uint8_t[:] bitmask, jump_table, bint gas_metering,
+                  bint step_tracing=False):
+        cdef vm_module_config config
+        cdef uint32_t n = <uint32_t>code.shape[0]
+        cdef uint32_t jt_count = len(jump_table)
+        cdef uint32_t *targets
+        cdef uint32_t i
+        cdef const uint8_t *code_ptr = NULL
+        cdef const uint8_t *bitmask_ptr = NULL
+        cdef char error[VM_HOST_ERROR_SIZE]
+        cdef int rc
+        self.m.fd = -1
+        self.m.base = NULL
+        self.gas_metering = gas_metering
+        self.step_tracing = step_tracing
+        config.isa = isa
+        config.gas_metering = gas_metering
+        config.step_tracing = step_tracing
+        config.cost = NULL
+        targets = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
+        if targets == NULL:
+            raise MemoryError()
+        for i in range(jt_count):
+            targets[i] = jump_table[i]
+        if n:
+            code_ptr = &code[0]
+            bitmask_ptr = &bitmask[0]
+        with nogil:
+            rc = vm_host_module_build(&self.m, &config, code_ptr, n, bitmask_ptr, targets, jt_count, error)
+        free(targets)
+        if rc != 0:
+            raise SandboxError(error.decode(errors="replace"))
+
+    def __dealloc__(self):
+        vm_host_module_free(&self.m)
+
+    @property
+    def size(self):
+        return self.m.size
+
+    @property
+    def instruction_records(self):
+        return self.m.module.insn_count
+
+
+cdef class Zygote:
+    """One started, confined sandbox process with its VmCtx and guest
+    memory mapped here.  Program-agnostic: pools keep these."""
+    cdef vm_host_zygote z
+    cdef readonly bint started
+    cdef readonly uint32_t flags
+    cdef SharedModule module  # what the zygote has mapped (None: nothing)
+
+    def __cinit__(self):
+        self.z.pid = -1
+        self.z.pidfd = -1
+        self.z.ctx = NULL
+        self.z.reaped = 1
+        self.started = False
+
+    def start(self, uint32_t flags=0, bint namespaces=True, double timeout=10.0, int avoid_cpu=-2):
+        """Spawn and wait until it is confined and idle (SandboxError if it
+        cannot start).  It is pinned to a CPU other than ``avoid_cpu``
+        (default: the calling thread's) when there are two or more."""
+        cdef vm_host_spawn_options o
+        cdef char error[VM_HOST_ERROR_SIZE]
+        cdef int rc
+        if self.started:
+            raise RuntimeError("already started")
+        if _image_fd < 0:
+            raise SandboxError("the zygote image is not loaded")
+        if avoid_cpu == -2:
+            avoid_cpu = vm_host_current_cpu()
+        o.image_fd = _image_fd
+        o.flags = flags
+        o.spin_iterations = _sandbox_spin
+        o.cpu = vm_host_pick_cpu(avoid_cpu)
+        o.namespaces = namespaces
+        o.start_timeout = timeout
+        self.flags = flags
+        with nogil:
+            rc = vm_host_spawn(&self.z, &o, error)
+        if rc != 0:
+            raise SandboxError(error.decode(errors="replace"))
+        self.started = True
+
+    def release(self):
+        """Kill, reap and unmap (idempotent)."""
+        if self.z.ctx != NULL or self.z.pidfd >= 0:
+            with nogil:
+                vm_host_release(&self.z)
+        self.module = None
+
+    def forget(self):
+        """Drop this process's view without touching the zygote (after fork)."""
+        vm_host_forget(&self.z)
+        self.module = None
+
+    def __dealloc__(self):
+        if self.z.ctx != NULL or self.z.pidfd >= 0:
+            vm_host_release(&self.z)
+
+    @property
+    def pid(self):
+        return self.z.pid if self.z.ctx != NULL else None
+
+    @property
+    def owned(self):
+        """Started by this process (False in a forked child)."""
+        return self.z.owner_pid == _my_pid
+
+    @property
+    def cpu(self):
+        return self.z.cpu
+
+    @property
+    def isolation(self):
+        return vm_host_isolation(self.z.ctx) if self.z.ctx != NULL else 0
+
+    def alive(self):
+        return self.z.ctx != NULL and vm_host_alive(&self.z) != 0
+
+    def idle(self):
+        """Alive and waiting for work (safe to hand to a new sandbox)."""
+        if self.z.ctx == NULL:
+            return False
+        return (vm_host_futex(self.z.ctx) & VMCTX_FUTEX_IDLE) != 0 and vm_host_alive(&self.z) != 0
+
+    def kill(self, int sig=9):
+        """Send a signal (tests: SIGKILL during a call)."""
+        return vm_host_signal(&self.z, sig)
+
+    def refresh(self):
+        """Pick up the current spin budget."""
+        if self.z.ctx != NULL:
+            vm_host_set_spin_iterations(self.z.ctx, _sandbox_spin)
+
+
+cdef object _NONE = None
+cdef int[9] _ARG_REGS = [7, 8, 9, 10, 11, 12, 2, 3, 4]  # a0-a5, t0-t2
+
+
+cdef inline uint64_t _to_reg(object value, uint64_t mask) except? 0:
+    cdef uint64_t v = <uint64_t>(value & mask)
+    if mask == 0xffffffff:
+        return <uint64_t><int64_t><int32_t><uint32_t>v
+    return v
+
+
+cdef class Process:
+    """One sandbox's guest in a zygote: the _interp.Instance interface over
+    the shared VmCtx and guest memory.  When the zygote dies the instance
+    raises SandboxError (or, with a restart hook, gets a fresh zygote)."""
+    cdef Zygote zy
+    cdef vmctx *ctx
+    cdef vm_memory mem
+    cdef readonly SharedModule module
+    cdef bint running
+    cdef bint in_call
+    cdef public int last_exit
+    cdef object hostcall_error
+    cdef public object restart   # callable() -> None, or None
+    cdef readonly object death   # why the zygote died (str) or None
+    cdef readonly bint closed
+    cdef uint32_t page_shift
+    cdef uint32_t page_size_
+    # Whether the guest can be resumed (a pc was set and it has not finished
+    # or trapped since).  Kept here, not as VM_INDEX_NONE in the VmCtx: every
+    # host store to the handshake line costs a cache-line transfer while the
+    # zygote spins on it.
+    cdef bint resumable
+
+    def __cinit__(self, Zygote zygote, SharedModule module, uint32_t page_size):
+        self.page_size_ = page_size
+        self.page_shift = 0
+        while (1u << self.page_shift) < page_size:
+            self.page_shift += 1
+        self.module = module
+        self.attach(zygote)
+
+    def attach(self, Zygote zygote):
+        """Take over a started zygote (fresh or recycled)."""
+        self.zy = zygote
+        self.ctx = zygote.z.ctx
+        self.mem.base = zygote.z.window
+        self.mem.perms = zygote.z.perms
+        self.mem.page_shift = self.page_shift
+        self.mem.page_size = self.page_size_
+        self.ctx.page_size = self.page_size_
+        self.resumable = False
+        vm_host_set_interrupt(self.ctx, 0)
+        vm_host_set_spin_iterations(self.ctx, _sandbox_spin)
+        self.death = None
+        self.hostcall_error = None
+
+    def detach(self):
+        """Give the zygote back (None if it is gone); the instance is closed."""
+        z, self.zy = self.zy, None
+        self.ctx = NULL
+        self.mem.base = NULL
+        self.mem.perms = NULL
+        self.closed = True
+        return z
+
+    @property
+    def zygote(self):
+        return self.zy
+
+    # -- liveness ---------------------------------------------------------
+    cdef int _ensure(self) except -1:
+        if self.zy is not None:
+            if not vm_host_dead(self.ctx):
+                if self.zy.z.owner_pid != _my_pid:
+                    raise SandboxError("this sandbox's process belongs to the parent process (the sandbox was "
+                                       "created before a fork); create a new Sandbox in this process")
+                return 0
+            self._bury(VMCTX_FUTEX_BUSY)  # died while idle
+        if self.closed:
+            raise SandboxError("the sandbox is closed")
+        if self.restart is not None and not self.in_call:  # never under a running call
+            self.restart()
+            if self.zy is not None:
+                return 0
+        raise SandboxError(f"{self.death}; the sandbox is closed (create a new one, or pass auto_restart=True "
+                           "to replace a dead sandbox process automatically)")
+
+    cdef object _bury(self, uint32_t state):
+        """The zygote died (or reported a fatal signal): reap it, release
+        its resources, keep why; returns (description, sandbox message)."""
+        cdef Zygote z = self.zy
+        cdef char how[128]
+        cdef uint32_t n = self.ctx.message_length
+        if n > VMCTX_MESSAGE_BUFFER_SIZE:
+            n = VMCTX_MESSAGE_BUFFER_SIZE
+        message = self.ctx.message_buffer[:n].decode("utf-8", "replace")
+        pid = z.z.pid
+        if state == VMCTX_FUTEX_GUEST_SIGNAL:
+            vm_host_signal(&z.z, 9)
+        with nogil:
+            vm_host_reap(&z.z)
+        vm_host_describe_exit(&z.z, how, sizeof(how))
+        description = f"the sandbox process (pid {pid}) {how.decode()}"
+        self.death = description + (f": {message}" if message else "")
+        self.running = False
+        z.release()
+        self.zy = None
+        self.ctx = NULL
+        self.mem.base = NULL
+        self.mem.perms = NULL
+        return description, message
+
+    cdef int _died(self, uint32_t state) except -1:
+        description, message = self._bury(state)
+        if self.closed:
+            raise SandboxError("the sandbox was closed during the call")
+        raise SandboxError(description, pc=None, sandbox_message=message)
+
+    def abort(self):
+        """Close while a call is in progress (another thread, or a hostcall):
+        kill the process; the calling thread notices, releases the zygote's
+        resources and raises SandboxError."""
+        self.closed = True
+        self.restart = None
+        if self.zy is not None:
+            vm_host_signal(&self.zy.z, 9)
+
+    @property
+    def alive(self):
+        return self.zy is not None and self.zy.alive()
+
+    @property
+    def pid(self):
+        return self.zy.pid if self.zy is not None else None
+
+    @property
+    def isolation(self):
+        return self.zy.isolation if self.zy is not None else 0
+
+    def counters(self):
+        if self.zy is None:
+            return {}
+        return {
+            "syscall_wait_loop_start": vm_host_counter_wait_loop_start(self.ctx),
+            "syscall_futex_wait": vm_host_counter_futex_wait(self.ctx),
+            "host_wait_loop_start": self.zy.z.wait_loop_start,
+            "host_futex_wait": self.zy.z.futex_wait,
+        }
+
+    # -- execution ------------------------------------------------------
+    def set_module(self, SharedModule module):
+        self.module = module
+        self.resumable = False
+
+    cdef int _set_pc(self, uint32_t pc) except? -3:
+        cdef vm_state s
+        cdef int rc
+        s.gas = vm_host_get_gas(self.ctx)
+        rc = vm_state_set_pc(&s, &self.module.m.module, pc)
+        vm_host_set_pc(self.ctx, pc)
+        if rc == 0:
+            vm_host_set_gas(self.ctx, s.gas)
+            vm_host_set_resume_index(self.ctx, s.resume)
+            self.resumable = True
+        return rc
+
+    def set_pc(self, uint32_t pc):
+        """0 ok; -1 not an instruction; -2 not enough gas to enter mid-block."""
+        self._ensure()
+        return self._set_pc(pc)
+
+    def can_resume(self):
+        return self.ctx != NULL and self.resumable
+
+    cdef int _start(self) except -1:
+        """Make sure the zygote has our module and is on a good CPU, then
+        hand it the context."""
+        cdef Zygote z = self.zy
+        cdef int cpu
+        if z.module is not self.module:
+            if vm_host_send_module(&z.z, &self.module.m) != 0:
+                raise SandboxError("cannot pass the module to the sandbox process")
+            z.module = self.module
+        if z.z.cpu >= 0:
+            cpu = vm_host_current_cpu()
+            if cpu == z.z.cpu:
+                # Both on one core: spinning would only burn each other's
+                # time slices.  Move the zygote.
+                cpu = vm_host_pick_cpu(cpu)
+                if cpu >= 0:
+                    vm_host_pin(&z.z, cpu)
+        self.running = True
+        vm_host_resume(self.ctx)
+        return 0
+
+    cdef uint32_t _wait(self) except 0xffffffff:
+        """Wait for the zygote to hand the context back; its futex state."""
+        cdef uint32_t v
+        cdef int rc = 0
+        cdef vm_host_zygote *zp = &self.zy.z
+        zp.wait_loop_start += 1
+        v = vm_host_spin(self.ctx, _host_spin)
+        if v == VMCTX_FUTEX_BUSY:
+            with nogil:
+                rc = vm_host_wait(zp, 0, &v)
+        if rc != 0 or v == VMCTX_FUTEX_GUEST_SIGNAL:
+            self._died(v)
+        self.running = False
+        return v
+
+    cdef int _exit_code(self, uint32_t v):
+        if v == VMCTX_FUTEX_GUEST_ECALLI:
+            return VM_EXIT_ECALLI
+        if v == VMCTX_FUTEX_GUEST_TRAP:
+            self.resumable = False
+            return VM_EXIT_TRAP
+        if v == VMCTX_FUTEX_GUEST_NOT_ENOUGH_GAS:
+            return VM_EXIT_OUT_OF_GAS
+        if v == VMCTX_FUTEX_GUEST_PAGEFAULT:
+            return VM_EXIT_PAGEFAULT
+        if v == VMCTX_FUTEX_GUEST_STEP:
+            return VM_EXIT_STEP
+        v = vm_host_exit_reason(self.ctx)
+        if v == VM_EXIT_FINISHED:
+            self.resumable = False
+        return <int>v
+
+    def run(self):
+        """Run until the guest stops; returns the vm_exit code."""
+        if self.in_call:
+            return C_EXIT_BUSY
+        self._ensure()
+        if not self.resumable:
+            raise RuntimeError("no program counter set: prepare a call first")
+        self.in_call = True
+        try:
+            self._start()
+            return self._exit_code(self._wait())
+        finally:
+            self.in_call = False
+            self.running = False
+
+    def take_hostcall_error(self):
+        e, self.hostcall_error = self.hostcall_error, None
+        return e
+
+    def interrupt(self):
+        """Ask a running guest to stop at its next block (any thread)."""
+        if self.zy is not None:
+            vm_host_set_interrupt(self.ctx, 1)
+            vm_host_signal(&self.zy.z, 10)  # SIGUSR1: the zygote re-reads the flag
+
+    def clear_interrupt(self):
+        if self.ctx != NULL:
+            vm_host_set_interrupt(self.ctx, 0)
+
+    @property
+    def running(self):
+        return self.running
+
+    @property
+    def in_call(self):
+        return self.in_call
+
+    @property
+    def pc(self):
+        self._ensure()
+        return vm_host_pc(self.ctx)
+
+    @property
+    def next_pc(self):
+        self._ensure()
+        return vm_host_next_pc(self.ctx)
+
+    @property
+    def arg(self):
+        self._ensure()
+        return vm_host_arg(self.ctx)
+
+    @property
+    def gas(self):
+        self._ensure()
+        return vm_host_get_gas(self.ctx)
+
+    @gas.setter
+    def gas(self, int64_t value):
+        self._ensure()
+        vm_host_set_gas(self.ctx, value)
+
+    def get_reg(self, unsigned int index):
+        if index >= 13:
+            raise IndexError("register index out of range (0..12)")
+        self._ensure()
+        return vm_host_get_reg(self.ctx, index)
+
+    def set_reg(self, unsigned int index, uint64_t value):
+        if index >= 13:
+            raise IndexError("register index out of range (0..12)")
+        self._ensure()
+        vm_host_set_reg(self.ctx, index, value)
+
+    def get_regs(self):
+        self._ensure()
+        return [vm_host_get_reg(self.ctx, i) for i in range(13)]
+
+    def set_regs(self, values):
+        cdef int i
+        if len(values) != 13:
+            raise ValueError("expected 13 register values")
+        self._ensure()
+        for i in range(13):
+            vm_host_set_reg(self.ctx, i, values[i])
+
+    # -- heap -----------------------------------------------------------
+    def configure_heap(self, uint32_t base, uint32_t top, uint32_t mapped_end, uint32_t max_top,
+                       uint32_t grow_pages):
+        cdef vm_state s
+        self._ensure()
+        vm_host_state_load(self.ctx, &s)
+        s.heap.base = base
+        s.heap.top = top
+        s.heap.mapped_end = mapped_end
+        s.heap.max_top = max_top
+        s.heap.grow_pages = grow_pages
+        vm_host_state_store(self.ctx, &s)
+
+    def heap_state(self):
+        cdef vm_state s
+        self._ensure()
+        vm_host_state_load(self.ctx, &s)
+        return (s.heap.base, s.heap.top, s.heap.mapped_end, s.heap.max_top)
+
+    def sbrk(self, uint32_t size):
+        cdef vm_state s
+        cdef uint32_t r
+        self._ensure()
+        if self.running:
+            raise RuntimeError("the heap cannot be changed while the guest is running")
+        vm_host_state_load(self.ctx, &s)
+        r = vm_heap_sbrk(&s, &self.mem, size)
+        vm_host_state_store(self.ctx, &s)
+        return r
+
+    # -- memory ---------------------------------------------------------
+    @property
+    def page_size(self):
+        return self.page_size_
+
+    def set_perms(self, uint32_t address, uint64_t length, uint8_t perm):
+        self._ensure()
+        vm_memory_set_perms(&self.mem, address, length, perm)
+
+    def scrub(self, spans):
+        """Zero and make inaccessible every (address, length) span; small
+        spans in place (pages stay resident in both processes), large ones
+        are punched out of the memfd.  Registers, gas, heap and the resume
+        point are cleared too: what recycling needs."""
+        cdef uint64_t address, length, first, count
+        cdef vm_state s
+        self._ensure()
+        if self.running:
+            raise RuntimeError("cannot scrub while the guest is running")
+        for address, length in spans:
+            if length == 0:
+                continue
+            if address + length > (<uint64_t>1 << 32):
+                raise ValueError("span outside the address space")
+            first = address >> self.page_shift
+            count = ((address + length + self.page_size_ - 1) >> self.page_shift) - first
+            if length <= SCRUB_MEMSET_LIMIT:
+                memset(self.mem.base + address, 0, length)
+            else:
+                vm_host_punch(&self.zy.z, first << self.page_shift, count << self.page_shift)
+            memset(self.mem.perms + first, 0, count)
+        memset(&s, 0, sizeof(s))
+        s.resume = VM_INDEX_NONE
+        vm_host_state_store(self.ctx, &s)
+        self.resumable = False
+        vm_host_set_interrupt(self.ctx, 0)
+        self.ctx.message_length = 0
+        self.hostcall_error = None
+
+    def first_inaccessible(self, uint32_t address, uint32_t length, bint writable):
+        cdef uint32_t page
+        self._ensure()
+        if vm_memory_first_inaccessible(&self.mem, address, length, writable, &page):
+            return page
+        return None
+
+    def perm(self, uint32_t address):
+        self._ensure()
+        return self.mem.perms[address >> self.page_shift]
+
+    cdef int _check(self, uint64_t address, uint64_t length) except -1:
+        self._ensure()
+        if address + length > (<uint64_t>1 << 32):
+            raise ValueError(f"range {address:#x}+{length:#x} is outside the 32-bit address space")
+        if self.running:
+            raise RuntimeError("guest memory cannot be accessed while the guest is running")
+        return 0
+
+    def read(self, uint64_t address, uint64_t length):
+        self._check(address, length)
+        return PyBytes_FromStringAndSize(<char *>self.mem.base + address, length)
+
+    def read_into(self, uint64_t address, unsigned char[:] buffer):
+        cdef uint64_t n = buffer.shape[0]
+        self._check(address, n)
+        if n:
+            memcpy(&buffer[0], self.mem.base + address, n)
+
+    def write(self, uint64_t address, const uint8_t[:] data):
+        cdef uint64_t n = data.shape[0]
+        self._check(address, n)
+        if n:
+            memcpy(self.mem.base + address, &data[0], n)
+
+    def zero(self, uint64_t address, uint64_t length):
+        self._check(address, length)
+        memset(self.mem.base + address, 0, length)
+
+
+cdef int _serve(Process p, list handlers, object caller, uint64_t mask) except -1:
+    """Resume the guest, answering each ecalli from ``handlers[number] =
+    (fn, nargs)`` without leaving Cython: the registers live in the shared
+    VmCtx, the zygote waits (spinning) for the answer.  Returns the exit
+    code when the guest stops for another reason, EXIT_ECALLI for an import
+    with no handler, EXIT_HOSTCALL_ERROR when a hostcall raised."""
+    cdef uint32_t v
+    cdef uint32_t n
+    cdef Py_ssize_t count = len(handlers)
+    cdef vmctx *ctx
+    cdef int nargs
+    p._start()
+    while True:
+        v = p._wait()
+        if v != VMCTX_FUTEX_GUEST_ECALLI:
+            return p._exit_code(v)
+        ctx = p.ctx
+        n = vm_host_arg(ctx)
+        if n >= count:
+            return VM_EXIT_ECALLI
+        entry = handlers[n]
+        if entry is _NONE:
+            return VM_EXIT_ECALLI
+        fn, nargs = <tuple>entry
+        try:
+            if nargs == 0:
+                result = fn(caller)
+            elif nargs == 1:
+                result = fn(caller, vm_host_get_reg(ctx, 7) & mask)
+            elif nargs == 2:
+                result = fn(caller, vm_host_get_reg(ctx, 7) & mask, vm_host_get_reg(ctx, 8) & mask)
+            elif nargs == 3:
+                result = fn(caller, vm_host_get_reg(ctx, 7) & mask, vm_host_get_reg(ctx, 8) & mask,
+                            vm_host_get_reg(ctx, 9) & mask)
+            elif nargs == 4:
+                result = fn(caller, vm_host_get_reg(ctx, 7) & mask, vm_host_get_reg(ctx, 8) & mask,
+                            vm_host_get_reg(ctx, 9) & mask, vm_host_get_reg(ctx, 10) & mask)
+            elif nargs == 5:
+                result = fn(caller, vm_host_get_reg(ctx, 7) & mask, vm_host_get_reg(ctx, 8) & mask,
+                            vm_host_get_reg(ctx, 9) & mask, vm_host_get_reg(ctx, 10) & mask,
+                            vm_host_get_reg(ctx, 11) & mask)
+            else:
+                result = fn(caller, vm_host_get_reg(ctx, 7) & mask, vm_host_get_reg(ctx, 8) & mask,
+                            vm_host_get_reg(ctx, 9) & mask, vm_host_get_reg(ctx, 10) & mask,
+                            vm_host_get_reg(ctx, 11) & mask, vm_host_get_reg(ctx, 12) & mask)
+            if p.ctx == NULL:
+                # the sandbox died (or was closed and cleaned up) under the hostcall
+                p._ensure()
+                raise SandboxError("the sandbox is gone")
+            if result is not _NONE:
+                if isinstance(result, int):
+                    vm_host_set_reg(ctx, 7, _to_reg(result, mask))
+                elif isinstance(result, tuple) and len(<tuple>result) == 2 \
+                        and isinstance((<tuple>result)[0], int) and isinstance((<tuple>result)[1], int):
+                    vm_host_set_reg(ctx, 7, _to_reg((<tuple>result)[0], mask))
+                    vm_host_set_reg(ctx, 8, _to_reg((<tuple>result)[1], mask))
+                else:
+                    raise TypeError(f"a hostcall must return None, an int or a 2-tuple of ints, got {result!r:.80}")
+        except BaseException as e:
+            if isinstance(e, (KeyboardInterrupt, SystemExit)) or p.ctx == NULL:
+                raise
+            p.hostcall_error = e
+            return C_EXIT_HOSTCALL_ERROR
+        p._start()
+
+
+def serve_hostcalls(Process p, list handlers, object caller, uint64_t mask):
+    """Resume the guest, serving hostcalls; returns the exit code."""
+    if p.in_call:
+        return C_EXIT_BUSY
+    p._ensure()
+    if not p.resumable:
+        raise RuntimeError("no program counter set: prepare a call first")
+    p.in_call = True
+    try:
+        return _serve(p, handlers, caller, mask)
+    finally:
+        p.in_call = False
+        p.running = False
+
+
+def call(Process p, uint32_t pc, tuple args, uint64_t sp, list handlers, object caller, uint64_t mask):
+    """See _call."""
+    return _call(p, pc, args, sp, handlers, caller, mask)
+
+
+cdef object _call(Process p, uint32_t pc, tuple args, uint64_t sp, list handlers, object caller, uint64_t mask):
+    """The whole host-to-guest call: registers per the calling convention
+    (written straight into the shared VmCtx), entry, hostcalls.  Returns
+    a0 & mask when the guest returned, else None with the exit code in
+    p.last_exit (negative: bad entry)."""
+    cdef Py_ssize_t nargs = len(args)
+    cdef Py_ssize_t i
+    cdef int rc
+    cdef int reason
+    cdef vmctx *ctx
+    if p.in_call:
+        p.last_exit = C_EXIT_BUSY
+        return None
+    if nargs > 9:
+        raise TypeError(f"at most 9 arguments fit in registers, got {nargs}")
+    p._ensure()
+    ctx = p.ctx
+    for i in range(nargs):
+        vm_host_set_reg(ctx, _ARG_REGS[i], _to_reg(args[i], mask))
+    vm_host_set_reg(ctx, 0, VM_ADDR_RETURN_TO_HOST)
+    vm_host_set_reg(ctx, 1, sp)
+    rc = p._set_pc(pc)
+    if rc != 0:
+        p.last_exit = rc
+        return None
+    p.in_call = True
+    try:
+        reason = _serve(p, handlers, caller, mask)
+    finally:
+        p.in_call = False
+        p.running = False
+    p.last_exit = reason
+    if reason == VM_EXIT_FINISHED:
+        return vm_host_get_reg(p.ctx, 7) & mask
+    return None
+
+
+cdef class CallGate:
+    """``sandbox.call`` for the process backend with the fast path in
+    Cython (see _interp.CallGate)."""
+    cdef Process p
+    cdef dict exports
+    cdef uint64_t sp
+    cdef list handlers
+    cdef object caller
+    cdef uint64_t mask
+    cdef object slow
+    cdef public object __doc__
+
+    def __init__(self, Process p, dict exports, uint64_t sp, list handlers, object caller, uint64_t mask,
+                 slow, doc=None):
+        self.p = p
+        self.exports = exports
+        self.sp = sp
+        self.handlers = handlers
+        self.caller = caller
+        self.mask = mask
+        self.slow = slow
+        self.__doc__ = doc
+
+    def __call__(self, export, *args, timeout=None):
+        if timeout is None and type(export) is str:
+            pc = self.exports.get(export)
+            if pc is not None:
+                result = _call(self.p, pc, args, self.sp, self.handlers, self.caller, self.mask)
+                if result is not None:
+                    return result
+                return self.slow(export, args, timeout, pc)
+        return self.slow(export, args, timeout, None)

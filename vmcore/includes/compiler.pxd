@@ -1,0 +1,65 @@
+# C declarations for include/vmcore/compiler.h and x64_asm.h (the recompiler).
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+
+cdef extern from "vmcore/compiler.h":
+    ctypedef struct vm_x64_config:
+        int isa
+        int gas_metering
+        int step_tracing
+        int interruptible
+        const uint32_t *cost
+        uint64_t code_address
+
+    ctypedef struct vm_x64_map_entry:
+        uint32_t pc
+        uint32_t entry
+        uint32_t body
+        uint32_t info
+
+    ctypedef struct vm_x64_module:
+        uint64_t code_address
+        uint32_t code_size
+        uint32_t first_insn
+        uint32_t entry_trampoline
+        uint32_t overflow_probe
+        uint32_t map_count
+        uint32_t jump_table_count
+        uint32_t code_len
+        int isa
+        int is_64_bit
+        int gas_metering
+        int step_tracing
+        int charges
+
+    enum:
+        VM_X64_OK
+        VM_X64_ERR_CONFIG
+        VM_X64_ERR_SPACE
+        VM_X64_ERR_NOMEM
+        VM_X64_ERR_TOO_BIG
+        VM_X64_INFO_OP_MASK
+        VM_X64_INFO_BLOCK_START
+        VM_X64_INFO_ENTRY_OK
+        VM_X64_INFO_LOAD
+        VM_X64_INFO_STORE
+        VM_X64_INFO_SIZE_SHIFT
+        VM_X64_VMCTX_DISP
+
+    const uint8_t vm_x64_guest_regs[13]
+
+    void vm_x64_bounds(const uint8_t *code, uint32_t code_len, const uint8_t *bitmask, const vm_x64_config *config,
+                       size_t *code_capacity, size_t *map_capacity) nogil
+    int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
+                       const uint32_t *jump_table_targets, uint32_t jump_table_count, uint8_t *code_out,
+                       size_t code_capacity, uint64_t *jump_table_out, vm_x64_map_entry *map_out,
+                       size_t map_capacity, vm_x64_module *module) nogil
+    int64_t vm_x64_find_pc(const vm_x64_map_entry *map, uint32_t count, uint32_t pc)
+    int64_t vm_x64_find_native(const vm_x64_map_entry *map, uint32_t count, uint64_t offset)
+    int vm_x64_enter(const vm_x64_module *module, const vm_x64_map_entry *map, const uint32_t *cost, uint32_t pc,
+                     int64_t *gas, uint64_t *native_address)
+    int vm_x64_cpu_check(const char **missing)
+    int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask)
+
+cdef extern from "vmcore/x64_asm.h":
+    size_t x64_assemble_form(int form, const int64_t *ops, int nops, uint8_t *out)
+    const char *x64_form_name(int form, int *nops)

@@ -1,0 +1,378 @@
+"""isolation="process": the interpreter runs inside a separate, confined
+sandbox process (the zygote, vmcore/_native/zygote.c) that shares one VmCtx
+page and the guest memory with this process through memfds.
+
+* :class:`SandboxPool` keeps started zygotes so creating a Sandbox does not
+  pay process start-up, and takes closed sandboxes' zygotes back (wiped:
+  memory, permissions, registers, heap) for reuse.
+* :class:`ProcessInterpreter` is the backend (same interface as
+  vmcore.backend.InlineInterpreter): the host compiles the program into a
+  sealed memfd the zygote maps read only, writes the initial memory layout
+  straight into shared memory, and drives runs through the futex handshake
+  in Cython (vmcore._process).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Dict, List, Optional
+
+from vmcore import _process
+from vmcore.errors import SandboxError
+from vmcore.layout import initial_layout
+
+ZYGOTE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote")
+ISOLATION_FEATURES = tuple(name for name, _ in _process.ISOLATION_FEATURES)
+
+_image_lock = threading.Lock()
+
+
+def _load_image() -> None:
+    if _process.have_image():
+        return
+    with _image_lock:
+        if _process.have_image():
+            return
+        try:
+            with open(ZYGOTE_PATH, "rb") as f:
+                elf = f.read()
+        except OSError as e:
+            raise SandboxError(f"the zygote executable is missing ({ZYGOTE_PATH}: {e.strerror}); "
+                               "rebuild vmcore (pip install .)") from None
+        _process.set_image(elf)
+
+
+def isolation_report_of(bits: int) -> Dict[str, bool]:
+    return {name: bool(bits & bit) for name, bit in _process.ISOLATION_FEATURES}
+
+
+class SandboxPool:
+    """Started, idle zygotes ready for new sandboxes.
+
+    ``size`` bounds how many idle zygotes are kept (closed sandboxes return
+    theirs here when there is room); ``min_idle`` zygotes are kept ready by
+    a background thread (0: start on demand only); ``recycle=False`` never
+    reuses a zygote that ran someone else's guest (each sandbox gets a
+    fresh process).  :meth:`prestart` fills the pool now.
+
+    ``vmcore.SandboxPool.default()`` is the pool sandboxes use unless given
+    ``pool=``."""
+
+    _default: Optional["SandboxPool"] = None
+    _default_lock = threading.Lock()
+
+    def __init__(self, size: int = 8, *, min_idle: int = 0, recycle: bool = True, _flags: int = 0,
+                 _namespaces: bool = True) -> None:
+        if size < 0 or min_idle < 0:
+            raise ValueError("size and min_idle must be >= 0")
+        self.size = size
+        self.min_idle = min(min_idle, size)
+        self.recycle = recycle
+        self._flags = _flags
+        self._namespaces = _namespaces
+        self._idle: List[_process.Zygote] = []
+        self._lock = threading.Lock()
+        self._refill = threading.Event()
+        self._refiller: Optional[threading.Thread] = None
+        self._closed = False
+        self.started = 0   # zygotes spawned by this pool
+        self.reused = 0    # acquisitions served from the pool
+        _POOLS.add(self)
+
+    @classmethod
+    def default(cls) -> "SandboxPool":
+        pool = cls._default
+        if pool is None:
+            with cls._default_lock:
+                if cls._default is None:
+                    cls._default = cls(8, min_idle=1)
+                pool = cls._default
+        return pool
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+    def _start(self, avoid_cpu: int = -2) -> "_process.Zygote":
+        _load_image()
+        zy = _process.Zygote()
+        zy.start(self._flags, self._namespaces, 10.0, avoid_cpu)
+        self.started += 1
+        return zy
+
+    def acquire(self) -> "_process.Zygote":
+        """An idle zygote: from the pool, or started now."""
+        while True:
+            with self._lock:
+                zy = self._idle.pop() if self._idle else None
+                low = len(self._idle) < self.min_idle
+            if low:
+                self._kick()
+            if zy is None:
+                return self._start()
+            if zy.idle():
+                self.reused += 1
+                zy.refresh()
+                return zy
+            zy.release()  # died while pooled
+
+    def release(self, zy: "_process.Zygote", reusable: bool = True) -> None:
+        """Take a zygote back (already wiped by its sandbox), or end it."""
+        if not zy.owned:
+            zy.forget()
+            return
+        if reusable and self.recycle and not self._closed and zy.idle():
+            with self._lock:
+                if len(self._idle) < self.size:
+                    self._idle.append(zy)
+                    return
+        zy.release()
+
+    def prestart(self, count: Optional[int] = None) -> None:
+        """Start zygotes until ``count`` (default: ``size``) are idle."""
+        target = self.size if count is None else min(count, self.size)
+        while len(self._idle) < target:
+            zy = self._start(-1)
+            with self._lock:
+                if len(self._idle) < self.size:
+                    self._idle.append(zy)
+                    continue
+            zy.release()
+            break
+
+    def _kick(self) -> None:
+        if self._closed or not self.min_idle:
+            return
+        if self._refiller is None or not self._refiller.is_alive():
+            self._refiller = threading.Thread(target=self._refill_loop, name="vmcore-zygote-pool", daemon=True)
+            self._refiller.start()
+        self._refill.set()
+
+    def _refill_loop(self) -> None:
+        while not self._closed:
+            self._refill.wait()
+            self._refill.clear()
+            try:
+                self.prestart(self.min_idle)
+            except Exception:
+                return  # acquire() starts on demand and reports the error
+
+    def drain(self) -> None:
+        """End every idle zygote (the pool stays usable)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for zy in idle:
+            zy.release()
+
+    def close(self) -> None:
+        self._closed = True
+        self._refill.set()
+        self.drain()
+
+    def _forget(self) -> None:
+        """In a forked child: the zygotes belong to the parent."""
+        for zy in self._idle:
+            zy.forget()
+        self._idle = []
+        self._lock = threading.Lock()
+        self._refill = threading.Event()
+        self._refiller = None
+
+
+_POOLS: "weakref.WeakSet[SandboxPool]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_POOLS):
+        pool._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _shared_module(program, gas_metering: bool, step_tracing: bool) -> "_process.SharedModule":
+    """Compiled once per Program and configuration into a sealed memfd."""
+    key = ("interpreter-shm", gas_metering, step_tracing)
+    module = program._cache.get(key)
+    if module is None:
+        module = _process.SharedModule(program.isa_index, program.code, program.bitmask, program.jump_table,
+                                       gas_metering, step_tracing)
+        program._cache[key] = module
+    return module
+
+
+def _widen(value: int, mask: int) -> int:
+    value &= mask
+    if mask == 0xFFFFFFFF and value & 0x80000000:
+        value |= 0xFFFFFFFF00000000
+    return value
+
+
+class ProcessInterpreter:
+    """The C interpreter in a confined sandbox process."""
+
+    backend = "interpreter"
+    isolation = "process"
+
+    def __init__(self, program, memory_map, heap, gas_metering: bool, *, strict: bool = False,
+                 auto_restart: bool = False, pool: Optional[SandboxPool] = None) -> None:
+        if pool is not None and not isinstance(pool, SandboxPool):
+            raise TypeError(f"pool must be a vmcore.SandboxPool, got {type(pool).__name__}")
+        self.program = program
+        self.memory_map = memory_map
+        self.heap_policy = heap
+        self.gas_metering = gas_metering
+        self.strict = strict
+        self.mask = 0xFFFFFFFFFFFFFFFF if program.is_64_bit else 0xFFFFFFFF
+        self.pool = pool if pool is not None else SandboxPool.default()
+        self.closed = False
+        self._initial_gas: Optional[int] = None
+        module = _shared_module(program, gas_metering, False)
+        self.inst = None
+        self.inst = _process.Process(self._acquire(), module, memory_map.page_size)
+        if auto_restart:
+            ref = weakref.ref(self)
+
+            def restart() -> None:
+                backend = ref()
+                if backend is not None:
+                    backend._restart()
+            self.inst.restart = restart
+        self._install()
+
+    def _acquire(self) -> "_process.Zygote":
+        zy = self.pool.acquire()
+        if self.strict:
+            missing = [name for name, on in isolation_report_of(zy.isolation).items() if not on]
+            if missing:
+                self.pool.release(zy)
+                raise SandboxError("strict isolation: the sandbox process lacks " + ", ".join(missing))
+        return zy
+
+    def _restart(self) -> None:
+        """A fresh zygote for a sandbox whose process died (auto_restart)."""
+        self.inst.attach(self._acquire())
+        self._install()
+        if self._initial_gas is not None:
+            self.inst.gas = self._initial_gas
+
+    def _layout(self):
+        key = ("layout", self.memory_map.page_size, self.heap_policy)
+        layout = self.program._cache.get(key)
+        if layout is None:
+            layout = self.program._cache[key] = initial_layout(self.program, self.memory_map, self.heap_policy)
+        return layout
+
+    def _install(self) -> None:
+        regions, heap = self._layout()
+        inst = self.inst
+        for region in regions:
+            inst.set_perms(region.address, region.size, region.perm)
+            if region.data:
+                inst.write(region.address, region.data)
+        inst.configure_heap(heap.base, heap.base, heap.mapped_end, heap.max_top, heap.grow_pages)
+        self.regions = regions
+
+    def _touched(self):
+        _, _, mapped_end, _ = self.inst.heap_state()
+        rw = self.memory_map.rw_data_address
+        return [(r.address, r.size) for r in self.regions] + [(rw, max(0, mapped_end - rw))]
+
+    def reset(self) -> None:
+        self.inst.scrub(self._touched())
+        self._install()
+
+    def set_step_tracing(self, enabled: bool) -> None:
+        self.inst.set_module(_shared_module(self.program, self.gas_metering, enabled))
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        inst = self.inst
+        if inst is None:
+            return
+        if inst.in_call:
+            # A call is running (another thread) or this is a hostcall closing
+            # its own sandbox: the calling thread cleans up.
+            inst.abort()
+            return
+        zygote = inst.zygote
+        if zygote is not None and not zygote.owned:
+            inst.detach()  # created before a fork: the parent's process, not ours to wipe or end
+            zygote.forget()
+            return
+        reusable = False
+        if zygote is not None:
+            try:
+                inst.scrub(self._touched())
+                reusable = True
+            except Exception:
+                reusable = False
+        zy = inst.detach()
+        if zy is not None:
+            self.pool.release(zy, reusable)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- isolation and introspection ---------------------------------------
+    @property
+    def pid(self) -> Optional[int]:
+        return self.inst.pid
+
+    def isolation_report(self) -> Dict[str, bool]:
+        return isolation_report_of(self.inst.isolation)
+
+    @property
+    def counters(self) -> Dict[str, int]:
+        return self.inst.counters()
+
+    # -- state access (as InlineInterpreter) --------------------------------
+    def get_reg(self, i): return self.inst.get_reg(i) & self.mask
+    def set_reg(self, i, v): self.inst.set_reg(i, _widen(v, self.mask))
+    def get_regs(self): return [v & self.mask for v in self.inst.get_regs()]
+    def set_regs(self, values): self.inst.set_regs([_widen(v, self.mask) for v in values])
+    def first_inaccessible(self, a, n, w): return self.inst.first_inaccessible(a, n, w)
+    def read(self, a, n): return self.inst.read(a, n)
+    def read_into(self, a, buf): self.inst.read_into(a, buf)
+    def write(self, a, data): self.inst.write(a, data)
+    def zero(self, a, n): self.inst.zero(a, n)
+    def sbrk(self, n): return self.inst.sbrk(n)
+    def set_pc(self, pc): return self.inst.set_pc(pc)
+    def run(self): return self.inst.run()
+    def serve(self, handlers, caller, mask): return _process.serve_hostcalls(self.inst, handlers, caller, mask)
+    def call(self, pc, args, sp, handlers, caller, mask):
+        return _process.call(self.inst, pc, args, sp, handlers, caller, mask)
+    def call_gate(self, exports, sp, handlers, caller, mask, slow, doc):
+        return _process.CallGate(self.inst, exports, sp, handlers, caller, mask, slow, doc)
+    @property
+    def last_exit(self): return self.inst.last_exit
+    def take_hostcall_error(self): return self.inst.take_hostcall_error()
+    def interrupt(self): self.inst.interrupt()
+    def clear_interrupt(self): self.inst.clear_interrupt()
+
+    @property
+    def gas(self): return self.inst.gas
+    @gas.setter
+    def gas(self, v):
+        if self._initial_gas is None:
+            self._initial_gas = v
+        self.inst.gas = v
+    @property
+    def pc(self): return self.inst.pc
+    @property
+    def next_pc(self): return self.inst.next_pc
+    @property
+    def arg(self): return self.inst.arg
+    @property
+    def heap_top(self): return self.inst.heap_state()[1]
+    @property
+    def heap_base(self): return self.inst.heap_state()[0]
+
+
+__all__ = ["ProcessInterpreter", "SandboxPool", "ISOLATION_FEATURES"]
