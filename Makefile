@@ -45,8 +45,8 @@ FUZZ_CC = $(CURDIR)/fuzz/clang-cc
 FUZZ_ARCH := $(shell uname -m)
 FUZZ_RT = $(shell $(CLANG) -print-file-name=libclang_rt.fuzzer_no_main-$(FUZZ_ARCH).a)
 FUZZ_ASAN_RT = $(shell $(CLANG) -print-file-name=libclang_rt.asan-$(FUZZ_ARCH).a)
-FUZZ_RUN = mkdir -p fuzz/work fuzz/crashes && $(PYTHON) fuzz/atheris_loader.py -max_total_time=$(FUZZ_SECONDS) \
-	-artifact_prefix=fuzz/crashes/ -print_final_stats=1 fuzz/work fuzz/corpus
+FUZZ_RUN = $(PYTHON) fuzz/atheris_loader.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=fuzz/crashes/ \
+	-print_final_stats=1 fuzz/work fuzz/corpus
 
 fuzz:
 	$(PYTHON) -m vmcore fuzz --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED) --target all
@@ -76,9 +76,11 @@ fuzz-build-asan: build/fuzz/asan_with_fuzzer.so
 	  $(PYTHON) setup.py -q build --build-base build/fuzz-asan --build-lib build/fuzz-asan/lib
 
 fuzz-atheris: fuzz-build fuzz-corpus
+	mkdir -p fuzz/work fuzz/crashes
 	LD_PRELOAD=$(CURDIR)/build/fuzz/libfuzzer.so PYTHONPATH=build/fuzz/lib $(FUZZ_RUN)
 
 fuzz-atheris-asan: fuzz-build-asan fuzz-corpus
+	mkdir -p fuzz/work fuzz/crashes
 	LD_PRELOAD=$(CURDIR)/build/fuzz/asan_with_fuzzer.so ASAN_OPTIONS=detect_leaks=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONPATH=build/fuzz-asan/lib $(FUZZ_RUN)
 

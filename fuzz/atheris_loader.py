@@ -97,7 +97,11 @@ def TestOneInput(data: bytes) -> None:
 def main() -> None:
     atheris.Setup(sys.argv, TestOneInput)
     _import_vmcore()
-    print(f"atheris_loader: vmcore from {os.path.dirname(sys.modules['vmcore'].__file__)}", file=sys.stderr)
+    with open(_program.__file__, "rb") as f:
+        instrumented = b"__sanitizer_cov_8bit_counters_init" in f.read()
+    print(f"atheris_loader: vmcore from {os.path.dirname(sys.modules['vmcore'].__file__)}; "
+          + ("C code instrumented for coverage" if instrumented else
+             "WARNING: C code NOT instrumented (Python coverage only; see fuzz/README.md)"), file=sys.stderr)
     atheris.Fuzz()
 
 

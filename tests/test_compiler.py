@@ -38,6 +38,9 @@ from vmcore.program import Program
 
 HERE = Path(__file__).resolve().parent
 ISAS = gen.ISAS
+import sys  # noqa: E402
+
+sys.path.insert(0, str(HERE.parent / "perf"))
 HALT = oracle.RETURN_TO_HOST
 PAGE = 4096
 RW, RO = 0x20000, 0x21000  # RW page, then a RO page, then nothing
@@ -692,6 +695,28 @@ def test_compile_one_megabyte():
           f"{cc.info['code_size']:,} bytes of x86-64 in {best * 1e3:.2f} ms ({best * 1e3 / mb:.2f} ms/MB; "
           f"quarter size {quarter * 1e3:.2f} ms)")
     assert best < 16 * quarter + 0.01
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_inlined_decoder_matches_vm_decode(isa):
+    """The recompiler decodes with an inlined copy of vm_decode (and of
+    vm_is_basic_block_start): they must agree at every offset."""
+    rng = random.Random(f"x64-decode-{isa}")
+    idx = ISA.isa_index(isa)
+    for n in range(150):
+        length = rng.randrange(0, 600)
+        code = bytes(rng.getrandbits(8) for _ in range(length))
+        density = rng.choice((0.05, 0.2, 0.4, 0.8, 1.0))
+        bitmask = bytearray((length + 7) // 8)
+        for i in range(length):
+            if rng.random() < density:
+                bitmask[i >> 3] |= 1 << (i & 7)
+        if rng.random() < 0.2 and bitmask:
+            bitmask[-1] |= 0xFF  # bits past the end of the code
+        assert _compiler.decoder_selftest(idx, code, bytes(bitmask)) is None, (n, code.hex(), bytes(bitmask).hex())
+    code, bitmask, _ = __import__("_synthetic").synthetic_program(1 << 14, seed=3, isa=isa if isa != "latest32" else
+                                                                   "latest64")
+    assert _compiler.decoder_selftest(idx, code, bitmask) is None
 
 
 def test_compile_errors_and_cpu_check():

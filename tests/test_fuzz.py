@@ -156,6 +156,15 @@ def test_planted_disagreeing_configuration_is_reported_with_a_vector(tmp_path):
     assert main_vectors([failure.path], backend="interpreter", isolation="inline", verbose=False) == 0
 
 
+def test_a_target_that_cannot_start_is_a_failure(tmp_path):
+    broken = tmp_path / "oracle.py"
+    broken.write_text("raise RuntimeError('broken oracle')\n")
+    summary = fuzz.campaign(seconds=60, cases=5, seed=1, targets=["diff"], out_dir=str(tmp_path),
+                            options={"diff": {"oracle": str(broken)}})
+    assert (summary.passed, summary.failed) == (0, 1)
+    assert summary.failures[0].kind == "setup" and "broken oracle" in summary.failures[0].summary
+
+
 def test_reproducer_vector_runs_from_the_cli(tmp_path):
     vector = fuzz.with_expected(fuzz.generate_vector(1, 0), fuzz.run_inline(fuzz.generate_vector(1, 0)))
     path = tmp_path / "v.json"

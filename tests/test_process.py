@@ -264,7 +264,7 @@ def test_counters():
             sb.call("quick")
         after = sb.counters
         assert set(after) == {"syscall_wait_loop_start", "syscall_futex_wait", "host_wait_loop_start",
-                              "host_futex_wait"}
+                              "host_futex_wait", "host_repin"}
         assert after["syscall_wait_loop_start"] - before["syscall_wait_loop_start"] == 10
         assert after["host_wait_loop_start"] - before["host_wait_loop_start"] == 10
     assert vmcore.Sandbox(PROG, isolation="inline").counters == {}

@@ -407,6 +407,7 @@ cdef class Process:
             "syscall_futex_wait": vm_host_counter_futex_wait(self.ctx),
             "host_wait_loop_start": self.zy.z.wait_loop_start,
             "host_futex_wait": self.zy.z.futex_wait,
+            "host_repin": self.zy.z.repin,
         }
 
     # -- execution ------------------------------------------------------
@@ -434,16 +435,17 @@ cdef class Process:
     def can_resume(self):
         return self.ctx != NULL and self.resumable
 
-    cdef int _start(self) except -1:
-        """Make sure the zygote has our module and is on a good CPU, then
-        hand it the context."""
+    cdef int _start(self, bint entry=True) except -1:
+        """Hand the context to the zygote, after making sure it has our
+        module and (on entry, not when resuming after a hostcall) runs on
+        another CPU than this thread."""
         cdef Zygote z = self.zy
         cdef int cpu
         if z.module is not self.module:
             if vm_host_send_module(&z.z, &self.module.m) != 0:
                 raise SandboxError("cannot pass the module to the sandbox process")
             z.module = self.module
-        if z.z.cpu >= 0:
+        if entry and z.z.cpu >= 0:
             cpu = vm_host_current_cpu()
             if cpu == z.z.cpu:
                 # Both on one core: spinning would only burn each other's
@@ -745,7 +747,7 @@ cdef int _serve(Process p, list handlers, object caller, uint64_t mask) except -
                 raise
             p.hostcall_error = e
             return C_EXIT_HOSTCALL_ERROR
-        p._start()
+        p._start(False)
 
 
 def serve_hostcalls(Process p, list handlers, object caller, uint64_t mask):

@@ -1209,7 +1209,7 @@ def campaign(*, seconds: Optional[float] = 60.0, cases: Optional[int] = None, se
             write_reproducer(f, out_dir)
         summary.failures.extend(run.failures)
         summary.failed += len(failed_cases)
-        summary.passed += n - len(failed_cases)
+        summary.passed += n - len({c for c in failed_cases if c >= 0})  # case -1: the set-up failed
         summary.per_target[run.name] = {"cases": n, "failed": len(failed_cases), "seconds": elapsed,
                                         "per_second": n / elapsed if elapsed > 0 else 0.0, "stats": run.stats,
                                         "infos": run.infos}

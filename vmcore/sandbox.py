@@ -131,7 +131,9 @@ class Sandbox:
     def counters(self) -> Dict[str, int]:
         """Handshake counters of a sandbox process: how often each side
         started waiting (``*_wait_loop_start``) and how often it had to
-        sleep in futex_wait (``*_futex_wait``); empty for inline."""
+        sleep in futex_wait (``*_futex_wait``), how often the sandbox was
+        moved off the calling thread's CPU (``host_repin``); empty for
+        inline."""
         return dict(getattr(self._live(), "counters", {}))
 
     def register_hostcall(self, name: str, fn: Hostcall) -> None:

@@ -8,36 +8,39 @@
  * ---------------------------------------------------------------- contract
  * What generated code expects of the sandbox process that runs it:
  *
- *   VM_ADDR_NATIVE_CODE   the code buffer (read + execute), at exactly
- *                         vm_x64_config.code_address;
+ *   VM_ADDR_NATIVE_CODE   the code (read + execute), at exactly
+ *                         vm_x64_config.code_address (the jump table holds
+ *                         absolute addresses; everything else is relative);
  *   VM_ADDR_JUMP_TABLE    the native jump table (read only): one 8-byte
  *                         absolute address per guest jump-table slot, 0 for
  *                         a slot that is not a valid jump target;
- *   VM_ADDR_GUEST_MEMORY  the 4 GiB guest window, PROT_NONE except the
- *                         guest's accessible pages (PROT_READ, or
- *                         PROT_READ|PROT_WRITE for writable pages), page
- *                         protections mirroring the permission map;
- *   VM_ADDR_VMCTX_ALIAS   the VmCtx page (the same shared page as at
- *                         VM_ADDR_VMCTX), read + write;
- *   vmctx.exit_stubs[]    VMCTX_STUB_* addresses (see vmctx.h);
- *   a native stack        rsp valid (any alignment) with a few hundred
- *                         bytes free; helpers run on it.
+ *   VM_ADDR_GUEST_MEMORY  the 4 GiB guest window: PROT_NONE except the
+ *                         guest's accessible pages, whose protections mirror
+ *                         the permission map (VM_PERM_READ -> PROT_READ,
+ *                         VM_PERM_WRITE -> PROT_READ | PROT_WRITE) at all
+ *                         times (host-side permission changes and sbrk
+ *                         included).  Nothing past the window is touched;
+ *   VM_ADDR_VMCTX_ALIAS   the VmCtx page mapped a second time (the same
+ *                         shared page as at VM_ADDR_VMCTX), read + write;
+ *   vmctx.exit_stubs[]    VMCTX_STUB_* addresses (vmctx.h);
+ *   a native stack        rsp valid (any alignment) with 256 bytes free;
+ *                         the helpers run on it.
  *
  * Register use: guest register i lives in vm_x64_guest_regs[i] for the
- * whole run; rax is scratch (it holds the guest address of every memory
- * access when that access faults); r15 holds VM_ADDR_GUEST_MEMORY; rsp is
- * the native stack.  The VmCtx is reached as [r15 + VM_X64_VMCTX_DISP +
+ * whole run; rax is scratch (it holds the guest address of a memory access
+ * when that access faults); r15 holds VM_ADDR_GUEST_MEMORY; rsp is the
+ * native stack.  The VmCtx is reached as [r15 + VM_X64_VMCTX_DISP +
  * offsetof(vmctx, field)].
  *
  * Entering: set vmctx.regs, vmctx.gas and vmctx.next_native_program_counter
- * (an absolute address: vm_x64_enter() for a call, or what the last exit
- * left there to resume), then jump to code_address + entry_trampoline
- * (what vmctx.jump_into / sysreturn_address should hold).  The trampoline
- * loads r15 and the guest registers and jumps on.
+ * (an absolute address: from vm_x64_enter() to start a call, or as the last
+ * exit left it to resume), then jump to code_address + entry_trampoline
+ * (what vmctx.jump_into / sysreturn_address should hold) with any rsp.  The
+ * trampoline loads r15 and the guest registers and jumps on.
  *
  * Exits: generated code stores the guest registers to vmctx.regs, sets
  * vmctx.program_counter and, per exit, next_program_counter / arg /
- * next_native_program_counter (where to resume), then jumps to
+ * next_native_program_counter (absolute: where to resume), then jumps to
  * vmctx.exit_stubs[VMCTX_STUB_*] with rsp as it was at entry:
  *   FINISHED        pc = the dynamic jump to VM_ADDR_RETURN_TO_HOST
  *   TRAP            pc = the instruction (not resumable)
@@ -46,34 +49,44 @@
  *   NOT_ENOUGH_GAS  pc = the block start, gas unchanged; resuming re-charges
  *   PAGEFAULT       (memset only) arg = page; resuming retries
  *   STEP            (step tracing) pc = the next instruction; resuming runs it
- * Helpers, called with the guest registers stored in vmctx.regs (which
- * they may change; generated code reloads them):
- *   SBRK    uint32_t sbrk(uint32_t size): vm_heap_sbrk() semantics (and the
- *           sandbox mprotects pages it makes accessible); returns the new
- *           heap top or 0
- *   MEMSET  uint32_t memset(uint32_t gas_metering): vm_x64_memset() below;
- *           returns 0 to continue, else the exit stub index to leave by
- *           (vmctx.program_counter / next_native_program_counter are
- *           already set to the memset)
+ * Helpers, entered with `call` (SysV ABI, stack aligned) with the guest
+ * registers stored in vmctx.regs (they may change them: generated code
+ * reloads them after):
+ *   SBRK    uint32_t sbrk(uint32_t size): vm_heap_sbrk() on the sandbox's
+ *           heap state, then mprotect what it made accessible; returns the
+ *           new heap top or 0
+ *   MEMSET  uint32_t memset(uint32_t gas_metering): vm_x64_memset() on
+ *           vmctx.regs / vmctx.gas (and vmctx.arg = the fault address on
+ *           a page fault); returns 0 to continue, else the VMCTX_STUB_*
+ *           exit to leave by (program_counter / next_native_program_counter
+ *           already point at the memset)
  *
  * Faults: an access to a PROT_NONE / read-only page raises SIGSEGV inside
- * the generated code.  The handler (on its own signal stack) calls
- * vm_x64_resolve_fault() with the faulting rip and rax: it names the guest
- * pc and whether this is a PAGEFAULT (arg = lowest faulting page, resumable)
- * or a TRAP (the interpreter's panic rules: the < 0x10000 zone, the
- * address-overflow rule), and where to resume.  The handler then stores the
- * guest registers from the signal context (vm_x64_guest_regs) to
- * vmctx.regs, fills vmctx as an exit would, and leaves to its exit path.
+ * the generated code.  The handler (on its own signal stack), when rip is
+ * in [code_address, code_address + code_size), calls vm_x64_resolve_fault()
+ * with rip - code_address, the context's rax and vmctx.program_counter.  It
+ * names the guest pc and whether the interpreter would report a PAGEFAULT
+ * (arg = the lowest faulting page; resumable at code_address + resume) or
+ * a TRAP (the < 0x10000 panic zone, the address-overflow rule), or -1 for a
+ * real crash.  For a guest fault the handler stores the guest registers
+ * from the signal context (vm_x64_guest_regs says where each is) to
+ * vmctx.regs, sets program_counter / arg / next_native_program_counter and
+ * returns into exit_stubs[stub] (like an exit; rsp may be left as is).
+ * Accesses whose last byte would reach 0xffffffff never touch memory: they
+ * go to a probe of the top page (module.overflow_probe), which either
+ * exits with a TRAP or faults there with the registers intact.
  *
  * Deadlines: with gas metering on (or vm_x64_config.interruptible), every
  * block starts with `sub qword [gas], cost; jl not_enough_gas`.  To stop a
- * running guest, the sandbox's signal handler (SIGUSR1), when it interrupts
- * generated code, subtracts VM_X64_INTERRUPT_GAS_BIAS from vmctx.gas (a
- * single-instruction read-modify-write in generated code cannot lose it):
- * the next block start exits through NOT_ENOUGH_GAS at that block with the
- * charge undone; the sandbox adds the bias back and reports INTERRUPTED.
- * Without metering and without `interruptible`, nothing is emitted at block
- * starts and a runaway guest can only be killed.
+ * running guest, the sandbox's signal handler (SIGUSR1), when rip is inside
+ * the generated code, subtracts VM_X64_INTERRUPT_GAS_BIAS from vmctx.gas
+ * (generated code updates gas with single read-modify-write instructions,
+ * so it cannot be lost; outside generated code -- in a helper -- it should
+ * try again shortly): the next block start exits through NOT_ENOUGH_GAS at
+ * that block with the charge undone; the sandbox adds the bias back and
+ * reports INTERRUPTED (tests/native/runner.c does exactly this).  Without
+ * metering and without `interruptible`, nothing is emitted at block starts
+ * and a runaway guest can only be killed.
  */
 #ifndef VMCORE_COMPILER_H
 #define VMCORE_COMPILER_H

@@ -54,6 +54,7 @@ typedef struct vm_host_zygote {
     int status;      /* exit status or signal */
     uint64_t module_generation;
     uint64_t wait_loop_start, futex_wait; /* host-side counters */
+    uint64_t repin;                       /* times the zygote was moved off the caller's CPU */
 } vm_host_zygote;
 
 /* Start a zygote and wait until it is confined and idle.  0, or -1 with a

@@ -1,6 +1,6 @@
 /* A small x86-64 encoder: the instruction forms the recompiler emits.
  *
- * Every encoder is a static inline function writing at buf->p (the
+ * Every encoder is a X64_INLINE function writing at buf->p (the
  * recompiler emits a few million of them per megabyte of guest code, so no
  * call per instruction); the caller guarantees room (the recompiler reserves
  * a bound per guest instruction, X64_MAX_INSN bytes per native one).
@@ -30,6 +30,10 @@ enum {
 /* Longest instruction any encoder here writes (prefixes + REX/VEX + opcode
  * + ModRM + SIB + disp32 + imm32, or movabs). */
 #define X64_MAX_INSN 15
+
+/* Every encoder is inlined: with constant operands most of the REX/ModRM
+ * logic folds away. */
+#define X64_INLINE static inline __attribute__((always_inline))
 
 typedef enum x64_cc {
     X64_CC_O = 0, X64_CC_NO = 1, X64_CC_B = 2, X64_CC_AE = 3, X64_CC_E = 4, X64_CC_NE = 5, X64_CC_BE = 6,
@@ -76,43 +80,46 @@ typedef struct x64_buf {
     uint8_t *start; /* offset 0 */
 } x64_buf;
 
-static inline x64_mem x64_base_disp(int base, int32_t disp)
+X64_INLINE x64_mem x64_base_disp(int base, int32_t disp)
 {
     x64_mem m = {(int8_t)base, X64_NONE, 0, disp};
     return m;
 }
 
-static inline x64_mem x64_base_index(int base, int index, int scale, int32_t disp)
+X64_INLINE x64_mem x64_base_index(int base, int index, int scale, int32_t disp)
 {
     x64_mem m = {(int8_t)base, (int8_t)index, (uint8_t)scale, disp};
     return m;
 }
 
-static inline size_t x64_offset(const x64_buf *b) { return (size_t)(b->p - b->start); }
+X64_INLINE size_t x64_offset(const x64_buf *b) { return (size_t)(b->p - b->start); }
 
-static inline void x64_u8(x64_buf *b, unsigned v) { *b->p++ = (uint8_t)v; }
+X64_INLINE void x64_u8(x64_buf *b, unsigned v) { *b->p++ = (uint8_t)v; }
 
-static inline void x64_u16(x64_buf *b, unsigned v)
+X64_INLINE void x64_u16(x64_buf *b, unsigned v)
 {
-    b->p[0] = (uint8_t)v;
-    b->p[1] = (uint8_t)(v >> 8);
-    b->p += 2;
+    uint8_t *p = b->p;
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    b->p = p + 2;
 }
 
-static inline void x64_u32(x64_buf *b, uint32_t v)
+X64_INLINE void x64_u32(x64_buf *b, uint32_t v)
 {
-    __builtin_memcpy(b->p, &v, 4); /* x86-64 is little endian */
-    b->p += 4;
+    uint8_t *p = b->p;
+    __builtin_memcpy(p, &v, 4); /* x86-64 is little endian */
+    b->p = p + 4;
 }
 
-static inline void x64_u64(x64_buf *b, uint64_t v)
+X64_INLINE void x64_u64(x64_buf *b, uint64_t v)
 {
-    __builtin_memcpy(b->p, &v, 8);
-    b->p += 8;
+    uint8_t *p = b->p;
+    __builtin_memcpy(p, &v, 8);
+    b->p = p + 8;
 }
 
-static inline int x64_fits_i8(int64_t v) { return v >= -128 && v <= 127; }
-static inline int x64_fits_i32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
+X64_INLINE int x64_fits_i8(int64_t v) { return v >= -128 && v <= 127; }
+X64_INLINE int x64_fits_i32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
 
 /* ---- the generic encoder ----
  *
@@ -123,47 +130,63 @@ static inline int x64_fits_i32(int64_t v) { return v >= INT32_MIN && v <= INT32_
  * r/m operand is either a register (rm >= 0, mem NULL) or memory.
  * byte_regs: 1 when reg and/or rm name 8-bit registers (spl..dil need REX). */
 
-static inline void x64__rex_prefix(x64_buf *b, int size, int prefix, int w, int r, int x, int bb, int force)
+/* The pieces write through a local cursor and hand it back (stores
+ * through a uint8_t pointer could alias the buffer's own cursor, which
+ * would force a reload after every byte). */
+X64_INLINE uint8_t *x64__prefixes(uint8_t *p, int size, int prefix, int w, int r, int x, int bb, int force)
 {
     if (size == 2)
-        x64_u8(b, 0x66);
+        *p++ = 0x66;
     if (prefix)
-        x64_u8(b, (unsigned)prefix);
+        *p++ = (uint8_t)prefix;
     unsigned rex = 0x40u | (w ? 8u : 0u) | ((unsigned)(r >> 3) & 1u) << 2 | ((unsigned)(x >> 3) & 1u) << 1 |
                    ((unsigned)(bb >> 3) & 1u);
     if (rex != 0x40u || force)
-        x64_u8(b, rex);
+        *p++ = (uint8_t)rex;
+    return p;
 }
 
-static inline void x64__opcode(x64_buf *b, uint32_t op, int oplen)
+X64_INLINE void x64__rex_prefix(x64_buf *b, int size, int prefix, int w, int r, int x, int bb, int force)
+{
+    b->p = x64__prefixes(b->p, size, prefix, w, r, x, bb, force);
+}
+
+X64_INLINE uint8_t *x64__opcode_bytes(uint8_t *p, uint32_t op, int oplen)
 {
     if (oplen >= 3)
-        x64_u8(b, op >> 16);
+        *p++ = (uint8_t)(op >> 16);
     if (oplen >= 2)
-        x64_u8(b, op >> 8);
-    x64_u8(b, op);
+        *p++ = (uint8_t)(op >> 8);
+    *p++ = (uint8_t)op;
+    return p;
 }
 
-/* ModRM (+ SIB + displacement) for a memory operand.  imm_len: bytes of
- * immediate that follow (rip-relative displacements count from the end of
- * the whole instruction; the caller passes disp relative to that end). */
-static inline void x64__modrm_mem(x64_buf *b, int reg, x64_mem m)
+X64_INLINE void x64__opcode(x64_buf *b, uint32_t op, int oplen) { b->p = x64__opcode_bytes(b->p, op, oplen); }
+
+X64_INLINE uint8_t *x64__put32(uint8_t *p, uint32_t v)
+{
+    __builtin_memcpy(p, &v, 4);
+    return p + 4;
+}
+
+/* ModRM (+ SIB + displacement) for a memory operand.  Rip-relative
+ * displacements count from the end of the whole instruction (the caller
+ * accounts for any immediate that follows). */
+X64_INLINE uint8_t *x64__modrm_mem_bytes(uint8_t *p, int reg, x64_mem m)
 {
     unsigned r = (unsigned)reg & 7u;
     if (m.base == X64_RIP) {
-        x64_u8(b, 0x05u | r << 3);
-        x64_u32(b, (uint32_t)m.disp);
-        return;
+        *p++ = (uint8_t)(0x05u | r << 3);
+        return x64__put32(p, (uint32_t)m.disp);
     }
     /* no index: SIB index 100 with scale 0 (the canonical form) */
     unsigned scale = m.index == X64_NONE ? 0u : (unsigned)m.scale;
     if (m.base == X64_NONE) {
         /* [index*scale + disp32] or [disp32] (SIB with no base) */
         unsigned index = m.index == X64_NONE ? 4u : ((unsigned)m.index & 7u);
-        x64_u8(b, 0x04u | r << 3);
-        x64_u8(b, scale << 6 | index << 3 | 5u);
-        x64_u32(b, (uint32_t)m.disp);
-        return;
+        *p++ = (uint8_t)(0x04u | r << 3);
+        *p++ = (uint8_t)(scale << 6 | index << 3 | 5u);
+        return x64__put32(p, (uint32_t)m.disp);
     }
     unsigned base = (unsigned)m.base & 7u;
     unsigned mod;
@@ -175,72 +198,79 @@ static inline void x64__modrm_mem(x64_buf *b, int reg, x64_mem m)
         mod = 2;
     if (m.index != X64_NONE || base == 4u) {
         unsigned index = m.index == X64_NONE ? 4u : ((unsigned)m.index & 7u);
-        x64_u8(b, mod << 6 | r << 3 | 4u);
-        x64_u8(b, scale << 6 | index << 3 | base);
+        *p++ = (uint8_t)(mod << 6 | r << 3 | 4u);
+        *p++ = (uint8_t)(scale << 6 | index << 3 | base);
     } else {
-        x64_u8(b, mod << 6 | r << 3 | base);
+        *p++ = (uint8_t)(mod << 6 | r << 3 | base);
     }
     if (mod == 1)
-        x64_u8(b, (uint8_t)(int8_t)m.disp);
+        *p++ = (uint8_t)(int8_t)m.disp;
     else if (mod == 2)
-        x64_u32(b, (uint32_t)m.disp);
+        p = x64__put32(p, (uint32_t)m.disp);
+    return p;
 }
 
-static inline int x64__byte_needs_rex(int reg) { return reg >= 4 && reg <= 7; }
+X64_INLINE void x64__modrm_mem(x64_buf *b, int reg, x64_mem m) { b->p = x64__modrm_mem_bytes(b->p, reg, m); }
+
+X64_INLINE int x64__byte_needs_rex(int reg) { return reg >= 4 && reg <= 7; }
 
 /* op reg, r/m(register) */
-static inline void x64__rr(x64_buf *b, int size, int prefix, uint32_t op, int oplen, int reg, int rm, int byte_regs)
+X64_INLINE void x64__rr(x64_buf *b, int size, int prefix, uint32_t op, int oplen, int reg, int rm, int byte_regs)
 {
     int force = byte_regs && ((byte_regs & 1 && x64__byte_needs_rex(reg)) || (byte_regs & 2 && x64__byte_needs_rex(rm)));
-    x64__rex_prefix(b, size, prefix, size == 8, reg, 0, rm, force);
-    x64__opcode(b, op, oplen);
-    x64_u8(b, 0xc0u | ((unsigned)reg & 7u) << 3 | ((unsigned)rm & 7u));
+    uint8_t *p = x64__prefixes(b->p, size, prefix, size == 8, reg, 0, rm, force);
+    p = x64__opcode_bytes(p, op, oplen);
+    *p++ = (uint8_t)(0xc0u | ((unsigned)reg & 7u) << 3 | ((unsigned)rm & 7u));
+    b->p = p;
 }
 
 /* op reg, r/m(memory) */
-static inline void x64__rm(x64_buf *b, int size, int prefix, uint32_t op, int oplen, int reg, x64_mem m, int byte_reg)
+X64_INLINE void x64__rm(x64_buf *b, int size, int prefix, uint32_t op, int oplen, int reg, x64_mem m, int byte_reg)
 {
     int force = byte_reg && x64__byte_needs_rex(reg);
     int x = m.index == X64_NONE ? 0 : m.index;
     int bb = m.base < 0 ? 0 : m.base;
-    x64__rex_prefix(b, size, prefix, size == 8, reg, x, bb, force);
-    x64__opcode(b, op, oplen);
-    x64__modrm_mem(b, reg, m);
+    uint8_t *p = x64__prefixes(b->p, size, prefix, size == 8, reg, x, bb, force);
+    p = x64__opcode_bytes(p, op, oplen);
+    b->p = x64__modrm_mem_bytes(p, reg, m);
 }
 
 /* VEX (3-byte) encoded op: reg, vvvv, r/m(register).  map: 2 = 0F38, 3 = 0F3A.
  * pp: 0 none, 1 66, 2 F3, 3 F2. */
-static inline void x64__vex_rr(x64_buf *b, int w, int map, int pp, uint8_t op, int reg, int vvvv, int rm)
+X64_INLINE void x64__vex_rr(x64_buf *b, int w, int map, int pp, uint8_t op, int reg, int vvvv, int rm)
 {
-    x64_u8(b, 0xc4);
-    x64_u8(b, (unsigned)(((reg >> 3) & 1) ^ 1) << 7 | 1u << 6 | (unsigned)(((rm >> 3) & 1) ^ 1) << 5 | (unsigned)map);
-    x64_u8(b, (unsigned)(w ? 1 : 0) << 7 | ((~(unsigned)vvvv) & 15u) << 3 | (unsigned)pp);
-    x64_u8(b, op);
-    x64_u8(b, 0xc0u | ((unsigned)reg & 7u) << 3 | ((unsigned)rm & 7u));
+    uint8_t *p = b->p;
+    p[0] = 0xc4;
+    p[1] = (uint8_t)((unsigned)(((reg >> 3) & 1) ^ 1) << 7 | 1u << 6 | (unsigned)(((rm >> 3) & 1) ^ 1) << 5 |
+                     (unsigned)map);
+    p[2] = (uint8_t)((unsigned)(w ? 1 : 0) << 7 | ((~(unsigned)vvvv) & 15u) << 3 | (unsigned)pp);
+    p[3] = op;
+    p[4] = (uint8_t)(0xc0u | ((unsigned)reg & 7u) << 3 | ((unsigned)rm & 7u));
+    b->p = p + 5;
 }
 
 /* ---- moves ---- */
 
 /* mov dst, src (size 1, 2, 4 or 8; 4 zero-extends into the full register) */
-static inline void x64_mov_rr(x64_buf *b, int size, int dst, int src)
+X64_INLINE void x64_mov_rr(x64_buf *b, int size, int dst, int src)
 {
     x64__rr(b, size, 0, size == 1 ? 0x88 : 0x89, 1, src, dst, size == 1 ? 3 : 0);
 }
 
 /* mov dst, [m] */
-static inline void x64_load(x64_buf *b, int size, int dst, x64_mem m)
+X64_INLINE void x64_load(x64_buf *b, int size, int dst, x64_mem m)
 {
     x64__rm(b, size, 0, size == 1 ? 0x8a : 0x8b, 1, dst, m, size == 1);
 }
 
 /* mov [m], src */
-static inline void x64_store(x64_buf *b, int size, x64_mem m, int src)
+X64_INLINE void x64_store(x64_buf *b, int size, x64_mem m, int src)
 {
     x64__rm(b, size, 0, size == 1 ? 0x88 : 0x89, 1, src, m, size == 1);
 }
 
 /* mov [m], imm (size 8: imm32 sign-extended) */
-static inline void x64_store_imm(x64_buf *b, int size, x64_mem m, int32_t imm)
+X64_INLINE void x64_store_imm(x64_buf *b, int size, x64_mem m, int32_t imm)
 {
     x64__rm(b, size, 0, size == 1 ? 0xc6 : 0xc7, 1, 0, m, 0);
     if (size == 1)
@@ -252,7 +282,7 @@ static inline void x64_store_imm(x64_buf *b, int size, x64_mem m, int32_t imm)
 }
 
 /* mov r32, imm32 (zero-extends) */
-static inline void x64_mov_r32_imm(x64_buf *b, int dst, uint32_t imm)
+X64_INLINE void x64_mov_r32_imm(x64_buf *b, int dst, uint32_t imm)
 {
     x64__rex_prefix(b, 4, 0, 0, 0, 0, dst, 0);
     x64_u8(b, 0xb8u + ((unsigned)dst & 7u));
@@ -260,14 +290,14 @@ static inline void x64_mov_r32_imm(x64_buf *b, int dst, uint32_t imm)
 }
 
 /* mov r64, simm32 (sign-extended; REX.W C7 /0) */
-static inline void x64_mov_r64_simm32(x64_buf *b, int dst, int32_t imm)
+X64_INLINE void x64_mov_r64_simm32(x64_buf *b, int dst, int32_t imm)
 {
     x64__rr(b, 8, 0, 0xc7, 1, 0, dst, 0);
     x64_u32(b, (uint32_t)imm);
 }
 
 /* movabs r64, imm64 */
-static inline void x64_movabs(x64_buf *b, int dst, uint64_t imm)
+X64_INLINE void x64_movabs(x64_buf *b, int dst, uint64_t imm)
 {
     x64__rex_prefix(b, 8, 0, 1, 0, 0, dst, 0);
     x64_u8(b, 0xb8u + ((unsigned)dst & 7u));
@@ -275,7 +305,7 @@ static inline void x64_movabs(x64_buf *b, int dst, uint64_t imm)
 }
 
 /* dst = imm (64-bit value), shortest form; may clobber flags (xor). */
-static inline void x64_mov_imm64(x64_buf *b, int dst, uint64_t imm)
+X64_INLINE void x64_mov_imm64(x64_buf *b, int dst, uint64_t imm)
 {
     if (imm == 0) {
         x64__rr(b, 4, 0, 0x31, 1, dst, dst, 0); /* xor r32, r32 */
@@ -289,7 +319,7 @@ static inline void x64_mov_imm64(x64_buf *b, int dst, uint64_t imm)
 }
 
 /* dst = imm without touching flags */
-static inline void x64_mov_imm64_keep_flags(x64_buf *b, int dst, uint64_t imm)
+X64_INLINE void x64_mov_imm64_keep_flags(x64_buf *b, int dst, uint64_t imm)
 {
     if (imm <= 0xffffffffull)
         x64_mov_r32_imm(b, dst, (uint32_t)imm);
@@ -300,18 +330,18 @@ static inline void x64_mov_imm64_keep_flags(x64_buf *b, int dst, uint64_t imm)
 }
 
 /* movzx dst, src (src_size 1 or 2; dst_size 4 or 8) */
-static inline void x64_movzx_rr(x64_buf *b, int dst_size, int src_size, int dst, int src)
+X64_INLINE void x64_movzx_rr(x64_buf *b, int dst_size, int src_size, int dst, int src)
 {
     x64__rr(b, dst_size, 0, src_size == 1 ? 0x0fb6 : 0x0fb7, 2, dst, src, src_size == 1 ? 2 : 0);
 }
 
-static inline void x64_movzx_rm(x64_buf *b, int dst_size, int src_size, int dst, x64_mem m)
+X64_INLINE void x64_movzx_rm(x64_buf *b, int dst_size, int src_size, int dst, x64_mem m)
 {
     x64__rm(b, dst_size, 0, src_size == 1 ? 0x0fb6 : 0x0fb7, 2, dst, m, 0);
 }
 
 /* movsx dst, src (src_size 1, 2, or 4 = movsxd; dst_size 4 or 8) */
-static inline void x64_movsx_rr(x64_buf *b, int dst_size, int src_size, int dst, int src)
+X64_INLINE void x64_movsx_rr(x64_buf *b, int dst_size, int src_size, int dst, int src)
 {
     if (src_size == 4)
         x64__rr(b, dst_size, 0, 0x63, 1, dst, src, 0);
@@ -319,7 +349,7 @@ static inline void x64_movsx_rr(x64_buf *b, int dst_size, int src_size, int dst,
         x64__rr(b, dst_size, 0, src_size == 1 ? 0x0fbe : 0x0fbf, 2, dst, src, src_size == 1 ? 2 : 0);
 }
 
-static inline void x64_movsx_rm(x64_buf *b, int dst_size, int src_size, int dst, x64_mem m)
+X64_INLINE void x64_movsx_rm(x64_buf *b, int dst_size, int src_size, int dst, x64_mem m)
 {
     if (src_size == 4)
         x64__rm(b, dst_size, 0, 0x63, 1, dst, m, 0);
@@ -328,27 +358,27 @@ static inline void x64_movsx_rm(x64_buf *b, int dst_size, int src_size, int dst,
 }
 
 /* movsxd r64, r32: the 32-bit result sign-extended in place */
-static inline void x64_sext32(x64_buf *b, int dst, int src) { x64_movsx_rr(b, 8, 4, dst, src); }
+X64_INLINE void x64_sext32(x64_buf *b, int dst, int src) { x64_movsx_rr(b, 8, 4, dst, src); }
 
 /* lea dst, [m] */
-static inline void x64_lea(x64_buf *b, int size, int dst, x64_mem m) { x64__rm(b, size, 0, 0x8d, 1, dst, m, 0); }
+X64_INLINE void x64_lea(x64_buf *b, int size, int dst, x64_mem m) { x64__rm(b, size, 0, 0x8d, 1, dst, m, 0); }
 
 /* ---- ALU ---- */
 
 /* op dst, src */
-static inline void x64_alu_rr(x64_buf *b, x64_alu op, int size, int dst, int src)
+X64_INLINE void x64_alu_rr(x64_buf *b, x64_alu op, int size, int dst, int src)
 {
     x64__rr(b, size, 0, (uint32_t)op * 8u + (size == 1 ? 0u : 1u), 1, src, dst, size == 1 ? 3 : 0);
 }
 
 /* op dst, [m] */
-static inline void x64_alu_rm(x64_buf *b, x64_alu op, int size, int dst, x64_mem m)
+X64_INLINE void x64_alu_rm(x64_buf *b, x64_alu op, int size, int dst, x64_mem m)
 {
     x64__rm(b, size, 0, (uint32_t)op * 8u + (size == 1 ? 2u : 3u), 1, dst, m, size == 1);
 }
 
 /* op dst, imm (sign-extended to the operand size) */
-static inline void x64_alu_ri(x64_buf *b, x64_alu op, int size, int dst, int32_t imm)
+X64_INLINE void x64_alu_ri(x64_buf *b, x64_alu op, int size, int dst, int32_t imm)
 {
     if (size == 1) {
         x64__rr(b, 1, 0, 0x80, 1, (int)op, dst, 2);
@@ -366,7 +396,7 @@ static inline void x64_alu_ri(x64_buf *b, x64_alu op, int size, int dst, int32_t
 }
 
 /* op [m], imm */
-static inline void x64_alu_mi(x64_buf *b, x64_alu op, int size, x64_mem m, int32_t imm)
+X64_INLINE void x64_alu_mi(x64_buf *b, x64_alu op, int size, x64_mem m, int32_t imm)
 {
     if (size == 1) {
         x64__rm(b, 1, 0, 0x80, 1, (int)op, m, 0);
@@ -384,26 +414,26 @@ static inline void x64_alu_mi(x64_buf *b, x64_alu op, int size, x64_mem m, int32
 }
 
 /* op [m], imm32 always in the 4-byte form (patchable; size 4 or 8) */
-static inline void x64_alu_mi32(x64_buf *b, x64_alu op, int size, x64_mem m, int32_t imm)
+X64_INLINE void x64_alu_mi32(x64_buf *b, x64_alu op, int size, x64_mem m, int32_t imm)
 {
     x64__rm(b, size, 0, 0x81, 1, (int)op, m, 0);
     x64_u32(b, (uint32_t)imm);
 }
 
 /* op [m], src */
-static inline void x64_alu_mr(x64_buf *b, x64_alu op, int size, x64_mem m, int src)
+X64_INLINE void x64_alu_mr(x64_buf *b, x64_alu op, int size, x64_mem m, int src)
 {
     x64__rm(b, size, 0, (uint32_t)op * 8u + (size == 1 ? 0u : 1u), 1, src, m, size == 1);
 }
 
 /* test a, b */
-static inline void x64_test_rr(x64_buf *b, int size, int a, int c)
+X64_INLINE void x64_test_rr(x64_buf *b, int size, int a, int c)
 {
     x64__rr(b, size, 0, size == 1 ? 0x84 : 0x85, 1, c, a, size == 1 ? 3 : 0);
 }
 
 /* test r, imm */
-static inline void x64_test_ri(x64_buf *b, int size, int r, int32_t imm)
+X64_INLINE void x64_test_ri(x64_buf *b, int size, int r, int32_t imm)
 {
     x64__rr(b, size, 0, size == 1 ? 0xf6 : 0xf7, 1, 0, r, size == 1 ? 2 : 0);
     if (size == 1)
@@ -415,10 +445,10 @@ static inline void x64_test_ri(x64_buf *b, int size, int r, int32_t imm)
 }
 
 /* imul dst, src */
-static inline void x64_imul_rr(x64_buf *b, int size, int dst, int src) { x64__rr(b, size, 0, 0x0faf, 2, dst, src, 0); }
+X64_INLINE void x64_imul_rr(x64_buf *b, int size, int dst, int src) { x64__rr(b, size, 0, 0x0faf, 2, dst, src, 0); }
 
 /* imul dst, src, imm */
-static inline void x64_imul_rri(x64_buf *b, int size, int dst, int src, int32_t imm)
+X64_INLINE void x64_imul_rri(x64_buf *b, int size, int dst, int src, int32_t imm)
 {
     if (x64_fits_i8(imm)) {
         x64__rr(b, size, 0, 0x6b, 1, dst, src, 0);
@@ -433,19 +463,19 @@ static inline void x64_imul_rri(x64_buf *b, int size, int dst, int src, int32_t 
 }
 
 /* not/neg/mul/imul/div/idiv r */
-static inline void x64_unary_r(x64_buf *b, x64_unary op, int size, int r)
+X64_INLINE void x64_unary_r(x64_buf *b, x64_unary op, int size, int r)
 {
     x64__rr(b, size, 0, size == 1 ? 0xf6 : 0xf7, 1, (int)op, r, size == 1 ? 2 : 0);
 }
 
 /* not/neg/mul/imul/div/idiv [m] */
-static inline void x64_unary_m(x64_buf *b, x64_unary op, int size, x64_mem m)
+X64_INLINE void x64_unary_m(x64_buf *b, x64_unary op, int size, x64_mem m)
 {
     x64__rm(b, size, 0, size == 1 ? 0xf6 : 0xf7, 1, (int)op, m, 0);
 }
 
 /* cdq (size 4) / cqo (size 8): sign-extend eax/rax into edx/rdx */
-static inline void x64_cdq_cqo(x64_buf *b, int size)
+X64_INLINE void x64_cdq_cqo(x64_buf *b, int size)
 {
     if (size == 8)
         x64_u8(b, 0x48);
@@ -453,7 +483,7 @@ static inline void x64_cdq_cqo(x64_buf *b, int size)
 }
 
 /* shift/rotate r by imm */
-static inline void x64_shift_ri(x64_buf *b, x64_shift op, int size, int r, uint8_t imm)
+X64_INLINE void x64_shift_ri(x64_buf *b, x64_shift op, int size, int r, uint8_t imm)
 {
     if (imm == 1) {
         x64__rr(b, size, 0, size == 1 ? 0xd0 : 0xd1, 1, (int)op, r, size == 1 ? 2 : 0);
@@ -464,44 +494,44 @@ static inline void x64_shift_ri(x64_buf *b, x64_shift op, int size, int r, uint8
 }
 
 /* shift/rotate r by cl */
-static inline void x64_shift_rcl(x64_buf *b, x64_shift op, int size, int r)
+X64_INLINE void x64_shift_rcl(x64_buf *b, x64_shift op, int size, int r)
 {
     x64__rr(b, size, 0, size == 1 ? 0xd2 : 0xd3, 1, (int)op, r, size == 1 ? 2 : 0);
 }
 
 /* shlx/shrx/sarx dst, src, count (BMI2; size 4 or 8) */
-static inline void x64_shiftx(x64_buf *b, x64_shiftx_op op, int size, int dst, int src, int count)
+X64_INLINE void x64_shiftx(x64_buf *b, x64_shiftx_op op, int size, int dst, int src, int count)
 {
     x64__vex_rr(b, size == 8, 2, (int)op, 0xf7, dst, count, src);
 }
 
 /* rorx dst, src, imm (BMI2) */
-static inline void x64_rorx(x64_buf *b, int size, int dst, int src, uint8_t imm)
+X64_INLINE void x64_rorx(x64_buf *b, int size, int dst, int src, uint8_t imm)
 {
     x64__vex_rr(b, size == 8, 3, 3, 0xf0, dst, 0, src);
     x64_u8(b, imm);
 }
 
 /* andn dst, a, c: dst = ~a & c (BMI1) */
-static inline void x64_andn(x64_buf *b, int size, int dst, int a, int c)
+X64_INLINE void x64_andn(x64_buf *b, int size, int dst, int a, int c)
 {
     x64__vex_rr(b, size == 8, 2, 0, 0xf2, dst, a, c);
 }
 
 /* mulx hi, lo, src: hi:lo = rdx * src (BMI2) */
-static inline void x64_mulx(x64_buf *b, int size, int hi, int lo, int src)
+X64_INLINE void x64_mulx(x64_buf *b, int size, int hi, int lo, int src)
 {
     x64__vex_rr(b, size == 8, 2, 3, 0xf6, hi, lo, src);
 }
 
 /* lzcnt/tzcnt/popcnt dst, src */
-static inline void x64_bitcount(x64_buf *b, x64_bitcount_op op, int size, int dst, int src)
+X64_INLINE void x64_bitcount(x64_buf *b, x64_bitcount_op op, int size, int dst, int src)
 {
     x64__rr(b, size, 0xf3, 0x0f00u | (uint32_t)op, 2, dst, src, 0);
 }
 
 /* bswap r (size 4 or 8) */
-static inline void x64_bswap(x64_buf *b, int size, int r)
+X64_INLINE void x64_bswap(x64_buf *b, int size, int r)
 {
     x64__rex_prefix(b, 4, 0, size == 8, 0, 0, r, 0);
     x64_u8(b, 0x0f);
@@ -509,31 +539,31 @@ static inline void x64_bswap(x64_buf *b, int size, int r)
 }
 
 /* bts r, imm8 */
-static inline void x64_bts_ri(x64_buf *b, int size, int r, uint8_t imm)
+X64_INLINE void x64_bts_ri(x64_buf *b, int size, int r, uint8_t imm)
 {
     x64__rr(b, size, 0, 0x0fba, 2, 5, r, 0);
     x64_u8(b, imm);
 }
 
 /* cmovcc dst, src (size 4 or 8) */
-static inline void x64_cmov(x64_buf *b, x64_cc cc, int size, int dst, int src)
+X64_INLINE void x64_cmov(x64_buf *b, x64_cc cc, int size, int dst, int src)
 {
     x64__rr(b, size, 0, 0x0f40u | (uint32_t)cc, 2, dst, src, 0);
 }
 
 /* setcc r8 */
-static inline void x64_setcc(x64_buf *b, x64_cc cc, int r) { x64__rr(b, 1, 0, 0x0f90u | (uint32_t)cc, 2, 0, r, 2); }
+X64_INLINE void x64_setcc(x64_buf *b, x64_cc cc, int r) { x64__rr(b, 1, 0, 0x0f90u | (uint32_t)cc, 2, 0, r, 2); }
 
 /* ---- stack ---- */
 
-static inline void x64_push(x64_buf *b, int r)
+X64_INLINE void x64_push(x64_buf *b, int r)
 {
     if (r >= 8)
         x64_u8(b, 0x41);
     x64_u8(b, 0x50u + ((unsigned)r & 7u));
 }
 
-static inline void x64_pop(x64_buf *b, int r)
+X64_INLINE void x64_pop(x64_buf *b, int r)
 {
     if (r >= 8)
         x64_u8(b, 0x41);
@@ -547,12 +577,12 @@ static inline void x64_pop(x64_buf *b, int r)
 
 #define X64_NO_TARGET ((size_t)-1)
 
-static inline int32_t x64__rel(const x64_buf *b, size_t target)
+X64_INLINE int32_t x64__rel(const x64_buf *b, size_t target)
 {
     return target == X64_NO_TARGET ? 0 : (int32_t)((int64_t)target - (int64_t)x64_offset(b));
 }
 
-static inline size_t x64_jmp_rel32(x64_buf *b, size_t target)
+X64_INLINE size_t x64_jmp_rel32(x64_buf *b, size_t target)
 {
     x64_u8(b, 0xe9);
     size_t at = x64_offset(b);
@@ -562,7 +592,7 @@ static inline size_t x64_jmp_rel32(x64_buf *b, size_t target)
     return at;
 }
 
-static inline size_t x64_jcc_rel32(x64_buf *b, x64_cc cc, size_t target)
+X64_INLINE size_t x64_jcc_rel32(x64_buf *b, x64_cc cc, size_t target)
 {
     x64_u8(b, 0x0f);
     x64_u8(b, 0x80u | (unsigned)cc);
@@ -573,7 +603,7 @@ static inline size_t x64_jcc_rel32(x64_buf *b, x64_cc cc, size_t target)
     return at;
 }
 
-static inline size_t x64_call_rel32(x64_buf *b, size_t target)
+X64_INLINE size_t x64_call_rel32(x64_buf *b, size_t target)
 {
     x64_u8(b, 0xe8);
     size_t at = x64_offset(b);
@@ -585,7 +615,7 @@ static inline size_t x64_call_rel32(x64_buf *b, size_t target)
 
 /* Short forms: the target must be within reach (or X64_NO_TARGET: patch
  * with x64_patch_rel8).  Return the offset of the 1-byte displacement. */
-static inline size_t x64_jmp_rel8(x64_buf *b, size_t target)
+X64_INLINE size_t x64_jmp_rel8(x64_buf *b, size_t target)
 {
     x64_u8(b, 0xeb);
     size_t at = x64_offset(b);
@@ -593,7 +623,7 @@ static inline size_t x64_jmp_rel8(x64_buf *b, size_t target)
     return at;
 }
 
-static inline size_t x64_jcc_rel8(x64_buf *b, x64_cc cc, size_t target)
+X64_INLINE size_t x64_jcc_rel8(x64_buf *b, x64_cc cc, size_t target)
 {
     x64_u8(b, 0x70u | (unsigned)cc);
     size_t at = x64_offset(b);
@@ -602,33 +632,33 @@ static inline size_t x64_jcc_rel8(x64_buf *b, x64_cc cc, size_t target)
 }
 
 /* Point a rel32 field at `target` (both offsets in the buffer). */
-static inline void x64_patch_rel32(uint8_t *start, size_t at, size_t target)
+X64_INLINE void x64_patch_rel32(uint8_t *start, size_t at, size_t target)
 {
     int32_t rel = (int32_t)((int64_t)target - (int64_t)(at + 4));
     __builtin_memcpy(start + at, &rel, 4);
 }
 
 /* Point a rel8 field at `target`, which must be within reach. */
-static inline void x64_patch_rel8(uint8_t *start, size_t at, size_t target)
+X64_INLINE void x64_patch_rel8(uint8_t *start, size_t at, size_t target)
 {
     start[at] = (uint8_t)(int8_t)((int64_t)target - (int64_t)(at + 1));
 }
 
 /* jmp r / call r */
-static inline void x64_jmp_r(x64_buf *b, int r) { x64__rr(b, 4, 0, 0xff, 1, 4, r, 0); }
-static inline void x64_call_r(x64_buf *b, int r) { x64__rr(b, 4, 0, 0xff, 1, 2, r, 0); }
+X64_INLINE void x64_jmp_r(x64_buf *b, int r) { x64__rr(b, 4, 0, 0xff, 1, 4, r, 0); }
+X64_INLINE void x64_call_r(x64_buf *b, int r) { x64__rr(b, 4, 0, 0xff, 1, 2, r, 0); }
 
 /* jmp [m] / call [m] */
-static inline void x64_jmp_m(x64_buf *b, x64_mem m) { x64__rm(b, 4, 0, 0xff, 1, 4, m, 0); }
-static inline void x64_call_m(x64_buf *b, x64_mem m) { x64__rm(b, 4, 0, 0xff, 1, 2, m, 0); }
+X64_INLINE void x64_jmp_m(x64_buf *b, x64_mem m) { x64__rm(b, 4, 0, 0xff, 1, 4, m, 0); }
+X64_INLINE void x64_call_m(x64_buf *b, x64_mem m) { x64__rm(b, 4, 0, 0xff, 1, 2, m, 0); }
 
-static inline void x64_ret(x64_buf *b) { x64_u8(b, 0xc3); }
-static inline void x64_ud2(x64_buf *b)
+X64_INLINE void x64_ret(x64_buf *b) { x64_u8(b, 0xc3); }
+X64_INLINE void x64_ud2(x64_buf *b)
 {
     x64_u8(b, 0x0f);
     x64_u8(b, 0x0b);
 }
-static inline void x64_int3(x64_buf *b) { x64_u8(b, 0xcc); }
+X64_INLINE void x64_int3(x64_buf *b) { x64_u8(b, 0xcc); }
 
 /* `n` bytes of no-ops (recommended multi-byte nops, up to 9 bytes each). */
 void x64_nops(x64_buf *b, size_t n);

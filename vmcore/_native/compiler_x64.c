@@ -69,8 +69,11 @@ typedef struct pending {
     uint32_t x, y; /* OOG: cost, charge offset; BIG: cost, jl offset; DIV: packed regs/flags, resume offset */
 } pending;
 
+typedef struct fast_decoder fast_decoder;
+
 typedef struct compiler {
     const vm_x64_config *config;
+    const fast_decoder *decoder;
     vm_isa isa;
     int is64;
     const uint8_t *code;
@@ -445,10 +448,7 @@ static void close_block(compiler *c)
 
 /* ---- instruction helpers ---- */
 
-static int valid_target(const compiler *c, uint32_t target)
-{
-    return vm_is_basic_block_start(c->isa, c->code, c->code_len, c->bitmask, target);
-}
+static int valid_target(const compiler *c, uint32_t target);
 
 static void emit_trap(compiler *c, uint32_t pc)
 {
@@ -1099,11 +1099,11 @@ static void emit_instruction(compiler *c, const vm_instruction *ins, vm_x64_map_
  * bytes), and vm_decode itself elsewhere; vm_x64_decoder_selftest() checks
  * the two agree at every offset of any code. */
 
-typedef struct fast_decoder {
+struct fast_decoder {
     uint8_t op_of[256];                 /* opcode byte -> vm_op for the ISA */
     uint8_t format_of[VM_OP_COUNT + 1];
     uint8_t flags_of[VM_OP_COUNT + 1];
-} fast_decoder;
+};
 
 static void fast_decoder_init(fast_decoder *d, vm_isa isa)
 {
@@ -1142,113 +1142,105 @@ static inline uint32_t fast_imm(const uint8_t *p, uint32_t length)
 static inline uint32_t fast_clamp4(int32_t v) { return v < 0 ? 0u : (v > 4 ? 4u : (uint32_t)v); }
 static inline uint8_t fast_reg(uint32_t nibble) { nibble &= 15; return (uint8_t)(nibble > 12 ? 12 : nibble); }
 
+/* Operand layout per format, for a decoder without a branch per format
+ * (formats change from one instruction to the next; a switch on them is an
+ * unpredictable indirect jump).  Register sources: 0 none, 1 low nibble of
+ * the first operand byte, 2 its high nibble, 3 low nibble of the second.
+ * First immediate length: 0 none, 1 min(skip, 4), 2 clamp(skip - 1), 3..5
+ * min(first byte & 7 / first byte >> 4 & 7 / second byte & 7, 4).  The
+ * second immediate follows the first, clamp(skip - l1 - k2) bytes (k2 0:
+ * none).  add: the pc is added to imm1 (1) or imm2 (2). */
+typedef struct format_layout {
+    uint8_t r0, r1, r2, l1, p1, k2, add, imm64;
+} format_layout;
+
+static const format_layout format_layouts[VM_FMT_COUNT] = {
+    [VM_FMT_ARGLESS] = {0, 0, 0, 0, 0, 0, 0, 0},
+    [VM_FMT_REG_IMM] = {1, 0, 0, 2, 1, 0, 0, 0},
+    [VM_FMT_REG_IMM_OFFSET] = {1, 0, 0, 4, 1, 1, 2, 0},
+    [VM_FMT_REG_IMM_IMM] = {1, 0, 0, 4, 1, 1, 0, 0},
+    [VM_FMT_REG_REG_IMM] = {1, 2, 0, 2, 1, 0, 0, 0},
+    [VM_FMT_REG_REG_OFFSET] = {1, 2, 0, 2, 1, 0, 1, 0},
+    [VM_FMT_REG_REG_REG] = {3, 1, 2, 0, 0, 0, 0, 0},
+    [VM_FMT_OFFSET] = {0, 0, 0, 1, 0, 0, 1, 0},
+    [VM_FMT_IMM] = {0, 0, 0, 1, 0, 0, 0, 0},
+    [VM_FMT_IMM_IMM] = {0, 0, 0, 3, 1, 1, 0, 0},
+    [VM_FMT_REG_REG] = {1, 2, 0, 0, 0, 0, 0, 0},
+    [VM_FMT_REG_REG_IMM_IMM] = {1, 2, 0, 5, 2, 2, 0, 0},
+    [VM_FMT_REG_IMM64] = {1, 0, 0, 0, 0, 0, 0, 1},
+};
+
+static inline uint32_t min4(uint32_t v) { return v > 4 ? 4u : v; }
+
 /* Needs offset + FAST_DECODE_MARGIN <= code_len: then the 8-byte bitmask
  * window and the operand bytes are all in range, and the next instruction
  * start or the implicit-trap cap lies inside the code. */
-static inline void fast_decode(const fast_decoder *d, const uint8_t *code, const uint8_t *bitmask, uint32_t offset,
-                               vm_instruction *out)
+static inline __attribute__((always_inline)) void fast_decode(const fast_decoder *d, const uint8_t *code,
+                                                              const uint8_t *bitmask, uint32_t offset,
+                                                              vm_instruction *out)
 {
     uint32_t origin = offset + 1;
     uint64_t w = (load_u64(bitmask + (origin >> 3)) >> (origin & 7)) & ((1ull << (VM_BITMASK_MAX + 1)) - 1);
-    uint32_t skip;
-    uint8_t invalid;
-    if (w) {
-        skip = (uint32_t)__builtin_ctzll(w);
-        invalid = 0;
-    } else {
-        skip = VM_BITMASK_MAX;
-        invalid = 1;
-    }
+    /* w == 0: the next start is past the cap, an implicit trap follows */
+    uint32_t skip = w ? (uint32_t)__builtin_ctzll(w) : VM_BITMASK_MAX;
     uint32_t op = d->op_of[code[offset]];
-    uint32_t format = d->format_of[op];
+    const format_layout *f = &format_layouts[d->format_of[op]];
     const uint8_t *c = code + origin;
     int32_t s = (int32_t)skip;
+    uint32_t c0 = c[0], c1 = c[1];
+    uint32_t nibble[4] = {0, c0 & 15u, c0 >> 4, c1 & 15u};
+    uint32_t lengths[6] = {0, min4(skip), fast_clamp4(s - 1), min4(c0 & 7u), min4((c0 >> 4) & 7u), min4(c1 & 7u)};
+    uint32_t l1 = lengths[f->l1];
+    uint32_t l2 = f->k2 ? fast_clamp4(s - (int32_t)l1 - (int32_t)f->k2) : 0u;
+    uint32_t imm1 = fast_imm(c + f->p1, l1);
+    uint32_t imm2 = fast_imm(c + f->p1 + l1, l2);
     out->offset = offset;
     out->next = offset + skip + 1;
     out->op = (uint16_t)op;
-    out->format = (uint8_t)format;
-    out->next_is_invalid = invalid;
-    out->reg[0] = out->reg[1] = out->reg[2] = 0;
-    out->imm1 = out->imm2 = 0;
-    out->imm64 = 0;
-    uint32_t l1, l2;
-    switch ((vm_format)format) {
-    case VM_FMT_ARGLESS:
-        break;
-    case VM_FMT_IMM:
-        out->imm1 = fast_imm(c, skip < 4 ? skip : 4);
-        break;
-    case VM_FMT_OFFSET:
-        out->imm1 = offset + fast_imm(c, skip < 4 ? skip : 4);
-        break;
-    case VM_FMT_IMM_IMM:
-        l1 = c[0] & 7u;
-        if (l1 > 4)
-            l1 = 4;
-        l2 = fast_clamp4(s - (int32_t)l1 - 1);
-        out->imm1 = fast_imm(c + 1, l1);
-        out->imm2 = fast_imm(c + 1 + l1, l2);
-        break;
-    case VM_FMT_REG_IMM:
-        out->reg[0] = fast_reg(c[0]);
-        out->imm1 = fast_imm(c + 1, fast_clamp4(s - 1));
-        break;
-    case VM_FMT_REG_IMM_IMM:
-    case VM_FMT_REG_IMM_OFFSET:
-        out->reg[0] = fast_reg(c[0]);
-        l1 = (c[0] >> 4) & 7u;
-        if (l1 > 4)
-            l1 = 4;
-        l2 = fast_clamp4(s - (int32_t)l1 - 1);
-        out->imm1 = fast_imm(c + 1, l1);
-        out->imm2 = fast_imm(c + 1 + l1, l2);
-        if (format == VM_FMT_REG_IMM_OFFSET)
-            out->imm2 += offset;
-        break;
-    case VM_FMT_REG_REG_IMM_IMM:
-        out->reg[0] = fast_reg(c[0]);
-        out->reg[1] = fast_reg((uint32_t)c[0] >> 4);
-        l1 = c[1] & 7u;
-        if (l1 > 4)
-            l1 = 4;
-        l2 = fast_clamp4(s - (int32_t)l1 - 2);
-        out->imm1 = fast_imm(c + 2, l1);
-        out->imm2 = fast_imm(c + 2 + l1, l2);
-        break;
-    case VM_FMT_REG_REG_IMM:
-    case VM_FMT_REG_REG_OFFSET:
-        out->reg[0] = fast_reg(c[0]);
-        out->reg[1] = fast_reg((uint32_t)c[0] >> 4);
-        out->imm1 = fast_imm(c + 1, fast_clamp4(s - 1));
-        if (format == VM_FMT_REG_REG_OFFSET)
-            out->imm1 += offset;
-        break;
-    case VM_FMT_REG_REG_REG:
-        out->reg[0] = fast_reg(c[1]);
-        out->reg[1] = fast_reg(c[0]);
-        out->reg[2] = fast_reg((uint32_t)c[0] >> 4);
-        break;
-    case VM_FMT_REG_REG:
-        out->reg[0] = fast_reg(c[0]);
-        out->reg[1] = fast_reg((uint32_t)c[0] >> 4);
-        break;
-    case VM_FMT_REG_IMM64:
-        out->reg[0] = fast_reg(c[0]);
-        out->imm64 = load_u64(c + 1);
-        break;
-    default:
-        break;
-    }
+    out->format = (uint8_t)d->format_of[op];
+    out->next_is_invalid = (uint8_t)(w == 0);
+    out->reg[0] = fast_reg(nibble[f->r0]);
+    out->reg[1] = fast_reg(nibble[f->r1]);
+    out->reg[2] = fast_reg(nibble[f->r2]);
+    out->imm1 = imm1 + (f->add == 1 ? offset : 0u);
+    out->imm2 = imm2 + (f->add == 2 ? offset : 0u);
+    out->imm64 = f->imm64 ? load_u64(c + 1) : 0u;
 }
 
 /* origin + 64 bits of bitmask and 16 operand bytes stay inside the code */
 #define FAST_DECODE_MARGIN 72u
+
+/* vm_is_basic_block_start (decoder.c) with one bitmask load: an
+ * instruction start whose nearest earlier start within the bitmask's reach
+ * ends a basic block. */
+static inline int fast_block_start(const fast_decoder *d, const uint8_t *code, uint32_t code_len,
+                                   const uint8_t *bitmask, uint32_t t)
+{
+    if (t < 64 || (uint64_t)t + 64 > code_len)
+        return -1; /* not here: ask vm_is_basic_block_start */
+    if (!((bitmask[t >> 3] >> (t & 7)) & 1))
+        return 0;
+    uint32_t reach = VM_BITMASK_MAX + ((t & 7) ? 1u : 0u);
+    uint32_t lo = t - reach;
+    uint64_t w = (load_u64(bitmask + (lo >> 3)) >> (lo & 7)) & ((1ull << reach) - 1);
+    if (!w)
+        return 0;
+    uint32_t prev = lo + 63u - (uint32_t)__builtin_clzll(w);
+    uint32_t op = d->op_of[code[prev]];
+    return op != VM_OP_INVALID && (d->flags_of[op] & VM_F_ENDS_BLOCK);
+}
 
 static inline int same_instruction(const vm_instruction *a, const vm_instruction *b)
 {
     return a->offset == b->offset && a->next == b->next && a->op == b->op && a->format == b->format &&
            a->reg[0] == b->reg[0] && a->reg[1] == b->reg[1] && a->reg[2] == b->reg[2] && a->imm1 == b->imm1 &&
            a->imm2 == b->imm2 && a->imm64 == b->imm64 && a->next_is_invalid == b->next_is_invalid;
+}
+
+static int valid_target(const compiler *c, uint32_t target)
+{
+    int fast = fast_block_start(c->decoder, c->code, c->code_len, c->bitmask, target);
+    return fast >= 0 ? fast : vm_is_basic_block_start(c->isa, c->code, c->code_len, c->bitmask, target);
 }
 
 int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask)
@@ -1266,6 +1258,11 @@ int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len,
         if (!same_instruction(&a, &b))
             return offset;
     }
+    for (uint32_t t = 0; t <= code_len + 2; t++) {
+        int fast = fast_block_start(&d, code, code_len, bitmask, t);
+        if (fast >= 0 && fast != vm_is_basic_block_start((vm_isa)isa, code, code_len, bitmask, t))
+            return t;
+    }
     return -1;
 }
 
@@ -1273,14 +1270,25 @@ int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len,
 
 /* ---- the pass ---- */
 
+static inline uint64_t popcount64(uint64_t v)
+{
+    /* SWAR: no dependence on the POPCNT instruction in the host build */
+    v = v - ((v >> 1) & 0x5555555555555555ull);
+    v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+    v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    return (v * 0x0101010101010101ull) >> 56;
+}
+
 static uint32_t count_starts(const uint8_t *bitmask, uint32_t code_len)
 {
     uint64_t n = 0;
-    uint32_t full = code_len / 8;
-    for (uint32_t i = 0; i < full; i++)
-        n += (uint64_t)__builtin_popcount(bitmask[i]);
+    uint32_t full = code_len / 8, i = 0;
+    for (; i + 8 <= full; i += 8)
+        n += popcount64(load_u64(bitmask + i));
+    for (; i < full; i++)
+        n += popcount64(bitmask[i]);
     if (code_len % 8)
-        n += (uint64_t)__builtin_popcount(bitmask[full] & ((1u << (code_len % 8)) - 1u));
+        n += popcount64(bitmask[full] & ((1u << (code_len % 8)) - 1u));
     return (uint32_t)n;
 }
 
@@ -1342,6 +1350,7 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     uint32_t first_insn = here(c);
     fast_decoder fd;
     fast_decoder_init(&fd, c->isa);
+    c->decoder = &fd;
 
     /* The builder's walk (interp.c, vm_module_build pass 1). */
     uint32_t entry_flag = 0;

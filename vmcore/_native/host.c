@@ -246,6 +246,7 @@ int vm_host_pin(vm_host_zygote *z, int cpu)
         return -1;
     z->cpu = cpu;
     z->ctx->sandbox_cpu = cpu;
+    z->repin++;
     return 0;
 }
 

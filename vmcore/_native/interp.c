@@ -53,7 +53,6 @@ enum {
 /* ---- arithmetic helpers (no UB: unsigned arithmetic, explicit casts) ---- */
 
 static inline uint64_t sext32(uint32_t v) { return (uint64_t)(int64_t)(int32_t)v; }
-static inline uint64_t imm64(uint32_t v) { return sext32(v); }
 static inline int64_t s64(uint64_t v) { return (int64_t)v; }
 static inline int32_t s32(uint32_t v) { return (int32_t)v; }
 

@@ -80,6 +80,7 @@ cdef extern from "vmcore/host.h":
         uint64_t module_generation
         uint64_t wait_loop_start
         uint64_t futex_wait
+        uint64_t repin
 
     int vm_host_image_create(const void *elf, size_t length, char *error)
     int vm_host_module_build(vm_host_module *m, const vm_module_config *config, const uint8_t *code,
