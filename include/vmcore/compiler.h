@@ -131,6 +131,7 @@ typedef struct vm_x64_map_entry {
 #define VM_X64_INFO_LOAD (1u << 10)        /* the body reads guest memory at [r15 + rax] */
 #define VM_X64_INFO_STORE (1u << 11)       /* the body writes guest memory at [r15 + rax] */
 #define VM_X64_INFO_SIZE_SHIFT 12          /* log2 of the access size (2 bits) */
+#define VM_X64_INFO_JUMP_TARGET (1u << 14) /* a valid jump target (vm_is_basic_block_start) */
 
 typedef struct vm_x64_module {
     uint64_t code_address;

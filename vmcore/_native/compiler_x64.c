@@ -40,18 +40,26 @@ _Static_assert(VM_MAXIMUM_JUMP_TABLE_ENTRIES <= 0x7fffffffu, "odd addresses must
 _Static_assert(VM_ADDR_GUEST_MEMORY > VM_ADDR_VMCTX_ALIAS && VM_ADDR_GUEST_MEMORY - VM_ADDR_VMCTX_ALIAS <= 0x10000,
                "the VmCtx alias must be reachable from r15 with a small displacement");
 
-/* Space budgets (bytes): one instruction's own code (step exit + charge +
- * body), one out-of-line stub, the shared routines.  Checked as we go. */
-#define INSN_BUDGET 160u
-#define STUB_BUDGET 48u
-#define STUBS_PER_INSN 4u
+/* Space budgets (bytes), checked as we go: one instruction's own code (step
+ * exit 9 + gas charge 17 + at most 71 for load_imm_and_jump_indirect), the
+ * stubs one instruction can add (a block's out-of-gas and big-charge stubs
+ * plus a division's), the shared routines.  Native code stays below 1 GiB
+ * (rel32 reach with room to spare; offsets carry flags above that). */
+#define INSN_BUDGET 112u
+#define STUBS_PER_INSN_BUDGET 72u
+#define INSN_SLACK 8u /* a forced flush's jump */
 #define ROUTINES_BUDGET 4096u
 #define PENDING_MAX 64u
+#define CODE_LIMIT 0x3fff0000u
 
 static inline x64_mem ctx_at(size_t offset) { return x64_base_disp(MB, VM_X64_VMCTX_DISP + (int32_t)offset); }
 #define CTX(field) ctx_at(offsetof(vmctx, field))
 #define CTX_REG(i) ctx_at(offsetof(vmctx, regs) + 8u * (size_t)(i))
 #define CTX_STUB(i) ctx_at(offsetof(vmctx, exit_stubs) + 8u * (size_t)(i))
+
+#define PC_EMITTED 0x80000000u
+#define PC_JUMP_TARGET 0x40000000u
+#define PC_OFFSET_MASK 0x3fffffffu
 
 typedef struct fixup {
     uint32_t at;        /* offset of a rel32 field */
@@ -59,6 +67,10 @@ typedef struct fixup {
 } fixup;
 
 enum { STUB_OOG, STUB_BIG_CHARGE, STUB_TRAP, STUB_FINISHED, STUB_OVERFLOW, STUB_DIV };
+static const uint8_t stub_max[] = {
+    [STUB_OOG] = 17, [STUB_BIG_CHARGE] = 17, [STUB_TRAP] = 9, [STUB_FINISHED] = 9, [STUB_OVERFLOW] = 9,
+    [STUB_DIV] = 32,
+};
 
 /* An out-of-line stub waiting to be written; `at`/`at2` are rel32 fields
  * (0: none) to point at it. */
@@ -85,7 +97,7 @@ typedef struct compiler {
     x64_buf out;
     uint8_t *limit;
 
-    uint32_t *pc_entry; /* code_len + 1 entries; valid for emitted block starts */
+    uint32_t *pc_entry; /* code_len + 1 entries: 0, or PC_EMITTED | (PC_JUMP_TARGET) | native entry offset */
     uint32_t current_pc;
     int falls_through;  /* the last instruction's code can run into the next */
 
@@ -94,6 +106,7 @@ typedef struct compiler {
 
     pending pend[PENDING_MAX];
     uint32_t pend_count;
+    uint32_t pend_bytes; /* what the waiting stubs may take */
 
     vm_x64_map_entry *map;
     size_t map_count, map_cap;
@@ -146,7 +159,7 @@ static void jump_pc(compiler *c, int cc, uint32_t target_pc)
 {
     x64_buf *b = &c->out;
     if (target_pc <= c->current_pc) {
-        size_t target = c->pc_entry[target_pc];
+        size_t target = c->pc_entry[target_pc] & PC_OFFSET_MASK;
         int64_t rel8 = (int64_t)target - (int64_t)(x64_offset(b) + 2);
         if (rel8 >= -128) {
             if (cc < 0)
@@ -167,6 +180,7 @@ static void jump_pc(compiler *c, int cc, uint32_t target_pc)
 static pending *add_pending(compiler *c, int kind, size_t at, uint32_t pc)
 {
     pending *p = &c->pend[c->pend_count++];
+    c->pend_bytes += stub_max[kind];
     p->kind = (uint8_t)kind;
     p->at = (uint32_t)at;
     p->at2 = 0;
@@ -388,8 +402,8 @@ static void write_stub(compiler *c, const pending *p)
         break;
     }
     }
-    if (here(c) - at > STUB_BUDGET)
-        c->error = VM_X64_ERR_SPACE;
+    if (here(c) - at > stub_max[p->kind])
+        c->error = VM_X64_ERR_SPACE; /* a budget above is wrong: fail loudly */
 }
 
 static void flush_stubs(compiler *c)
@@ -397,6 +411,7 @@ static void flush_stubs(compiler *c)
     for (uint32_t i = 0; i < c->pend_count; i++)
         write_stub(c, &c->pend[i]);
     c->pend_count = 0;
+    c->pend_bytes = 0;
 }
 
 /* Too many stubs waiting (a long stretch without an unconditional jump):
@@ -1142,36 +1157,6 @@ static inline uint32_t fast_imm(const uint8_t *p, uint32_t length)
 static inline uint32_t fast_clamp4(int32_t v) { return v < 0 ? 0u : (v > 4 ? 4u : (uint32_t)v); }
 static inline uint8_t fast_reg(uint32_t nibble) { nibble &= 15; return (uint8_t)(nibble > 12 ? 12 : nibble); }
 
-/* Operand layout per format, for a decoder without a branch per format
- * (formats change from one instruction to the next; a switch on them is an
- * unpredictable indirect jump).  Register sources: 0 none, 1 low nibble of
- * the first operand byte, 2 its high nibble, 3 low nibble of the second.
- * First immediate length: 0 none, 1 min(skip, 4), 2 clamp(skip - 1), 3..5
- * min(first byte & 7 / first byte >> 4 & 7 / second byte & 7, 4).  The
- * second immediate follows the first, clamp(skip - l1 - k2) bytes (k2 0:
- * none).  add: the pc is added to imm1 (1) or imm2 (2). */
-typedef struct format_layout {
-    uint8_t r0, r1, r2, l1, p1, k2, add, imm64;
-} format_layout;
-
-static const format_layout format_layouts[VM_FMT_COUNT] = {
-    [VM_FMT_ARGLESS] = {0, 0, 0, 0, 0, 0, 0, 0},
-    [VM_FMT_REG_IMM] = {1, 0, 0, 2, 1, 0, 0, 0},
-    [VM_FMT_REG_IMM_OFFSET] = {1, 0, 0, 4, 1, 1, 2, 0},
-    [VM_FMT_REG_IMM_IMM] = {1, 0, 0, 4, 1, 1, 0, 0},
-    [VM_FMT_REG_REG_IMM] = {1, 2, 0, 2, 1, 0, 0, 0},
-    [VM_FMT_REG_REG_OFFSET] = {1, 2, 0, 2, 1, 0, 1, 0},
-    [VM_FMT_REG_REG_REG] = {3, 1, 2, 0, 0, 0, 0, 0},
-    [VM_FMT_OFFSET] = {0, 0, 0, 1, 0, 0, 1, 0},
-    [VM_FMT_IMM] = {0, 0, 0, 1, 0, 0, 0, 0},
-    [VM_FMT_IMM_IMM] = {0, 0, 0, 3, 1, 1, 0, 0},
-    [VM_FMT_REG_REG] = {1, 2, 0, 0, 0, 0, 0, 0},
-    [VM_FMT_REG_REG_IMM_IMM] = {1, 2, 0, 5, 2, 2, 0, 0},
-    [VM_FMT_REG_IMM64] = {1, 0, 0, 0, 0, 0, 0, 1},
-};
-
-static inline uint32_t min4(uint32_t v) { return v > 4 ? 4u : v; }
-
 /* Needs offset + FAST_DECODE_MARGIN <= code_len: then the 8-byte bitmask
  * window and the operand bytes are all in range, and the next instruction
  * start or the implicit-trap cap lies inside the code. */
@@ -1184,27 +1169,85 @@ static inline __attribute__((always_inline)) void fast_decode(const fast_decoder
     /* w == 0: the next start is past the cap, an implicit trap follows */
     uint32_t skip = w ? (uint32_t)__builtin_ctzll(w) : VM_BITMASK_MAX;
     uint32_t op = d->op_of[code[offset]];
-    const format_layout *f = &format_layouts[d->format_of[op]];
+    uint32_t format = d->format_of[op];
     const uint8_t *c = code + origin;
     int32_t s = (int32_t)skip;
-    uint32_t c0 = c[0], c1 = c[1];
-    uint32_t nibble[4] = {0, c0 & 15u, c0 >> 4, c1 & 15u};
-    uint32_t lengths[6] = {0, min4(skip), fast_clamp4(s - 1), min4(c0 & 7u), min4((c0 >> 4) & 7u), min4(c1 & 7u)};
-    uint32_t l1 = lengths[f->l1];
-    uint32_t l2 = f->k2 ? fast_clamp4(s - (int32_t)l1 - (int32_t)f->k2) : 0u;
-    uint32_t imm1 = fast_imm(c + f->p1, l1);
-    uint32_t imm2 = fast_imm(c + f->p1 + l1, l2);
     out->offset = offset;
     out->next = offset + skip + 1;
     out->op = (uint16_t)op;
-    out->format = (uint8_t)d->format_of[op];
+    out->format = (uint8_t)format;
     out->next_is_invalid = (uint8_t)(w == 0);
-    out->reg[0] = fast_reg(nibble[f->r0]);
-    out->reg[1] = fast_reg(nibble[f->r1]);
-    out->reg[2] = fast_reg(nibble[f->r2]);
-    out->imm1 = imm1 + (f->add == 1 ? offset : 0u);
-    out->imm2 = imm2 + (f->add == 2 ? offset : 0u);
-    out->imm64 = f->imm64 ? load_u64(c + 1) : 0u;
+    out->reg[0] = out->reg[1] = out->reg[2] = 0;
+    out->imm1 = out->imm2 = 0;
+    out->imm64 = 0;
+    uint32_t l1, l2;
+    switch ((vm_format)format) {
+    case VM_FMT_ARGLESS:
+        break;
+    case VM_FMT_IMM:
+        out->imm1 = fast_imm(c, skip < 4 ? skip : 4);
+        break;
+    case VM_FMT_OFFSET:
+        out->imm1 = offset + fast_imm(c, skip < 4 ? skip : 4);
+        break;
+    case VM_FMT_IMM_IMM:
+        l1 = c[0] & 7u;
+        if (l1 > 4)
+            l1 = 4;
+        l2 = fast_clamp4(s - (int32_t)l1 - 1);
+        out->imm1 = fast_imm(c + 1, l1);
+        out->imm2 = fast_imm(c + 1 + l1, l2);
+        break;
+    case VM_FMT_REG_IMM:
+        out->reg[0] = fast_reg(c[0]);
+        out->imm1 = fast_imm(c + 1, fast_clamp4(s - 1));
+        break;
+    case VM_FMT_REG_IMM_IMM:
+    case VM_FMT_REG_IMM_OFFSET:
+        out->reg[0] = fast_reg(c[0]);
+        l1 = (c[0] >> 4) & 7u;
+        if (l1 > 4)
+            l1 = 4;
+        l2 = fast_clamp4(s - (int32_t)l1 - 1);
+        out->imm1 = fast_imm(c + 1, l1);
+        out->imm2 = fast_imm(c + 1 + l1, l2);
+        if (format == VM_FMT_REG_IMM_OFFSET)
+            out->imm2 += offset;
+        break;
+    case VM_FMT_REG_REG_IMM_IMM:
+        out->reg[0] = fast_reg(c[0]);
+        out->reg[1] = fast_reg((uint32_t)c[0] >> 4);
+        l1 = c[1] & 7u;
+        if (l1 > 4)
+            l1 = 4;
+        l2 = fast_clamp4(s - (int32_t)l1 - 2);
+        out->imm1 = fast_imm(c + 2, l1);
+        out->imm2 = fast_imm(c + 2 + l1, l2);
+        break;
+    case VM_FMT_REG_REG_IMM:
+    case VM_FMT_REG_REG_OFFSET:
+        out->reg[0] = fast_reg(c[0]);
+        out->reg[1] = fast_reg((uint32_t)c[0] >> 4);
+        out->imm1 = fast_imm(c + 1, fast_clamp4(s - 1));
+        if (format == VM_FMT_REG_REG_OFFSET)
+            out->imm1 += offset;
+        break;
+    case VM_FMT_REG_REG_REG:
+        out->reg[0] = fast_reg(c[1]);
+        out->reg[1] = fast_reg(c[0]);
+        out->reg[2] = fast_reg((uint32_t)c[0] >> 4);
+        break;
+    case VM_FMT_REG_REG:
+        out->reg[0] = fast_reg(c[0]);
+        out->reg[1] = fast_reg((uint32_t)c[0] >> 4);
+        break;
+    case VM_FMT_REG_IMM64:
+        out->reg[0] = fast_reg(c[0]);
+        out->imm64 = load_u64(c + 1);
+        break;
+    default:
+        break;
+    }
 }
 
 /* origin + 64 bits of bitmask and 16 operand bytes stay inside the code */
@@ -1239,6 +1282,9 @@ static inline int same_instruction(const vm_instruction *a, const vm_instruction
 
 static int valid_target(const compiler *c, uint32_t target)
 {
+    /* known for everything emitted so far (the walk is in pc order) */
+    if (target <= c->current_pc)
+        return (c->pc_entry[target] & PC_JUMP_TARGET) != 0;
     int fast = fast_block_start(c->decoder, c->code, c->code_len, c->bitmask, target);
     return fast >= 0 ? fast : vm_is_basic_block_start(c->isa, c->code, c->code_len, c->bitmask, target);
 }
@@ -1307,8 +1353,10 @@ void vm_x64_bounds(const uint8_t *code, uint32_t code_len, const uint8_t *bitmas
     (void)config;
     size_t n = instruction_bound(bitmask, code_len);
     *map_capacity = n;
-    *code_capacity = ROUTINES_BUDGET + (n + 1) * (INSN_BUDGET + STUBS_PER_INSN * STUB_BUDGET) +
-                     (PENDING_MAX + 2) * STUB_BUDGET;
+    size_t per = INSN_BUDGET + STUBS_PER_INSN_BUDGET + INSN_SLACK;
+    size_t need = ROUTINES_BUDGET + (n + 2) * per;
+    /* past CODE_LIMIT the compile fails with VM_X64_ERR_TOO_BIG anyway */
+    *code_capacity = need < (size_t)CODE_LIMIT + 2 * per ? need : (size_t)CODE_LIMIT + 2 * per;
 }
 
 int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
@@ -1325,8 +1373,6 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     vm_x64_bounds(code, code_len, bitmask, config, &need_code, &need_map);
     if (code_capacity < need_code || map_capacity < need_map)
         return VM_X64_ERR_SPACE;
-    if (need_code > 0x7fff0000u)
-        return VM_X64_ERR_TOO_BIG;
 
     compiler cc;
     compiler *c = &cc;
@@ -1342,7 +1388,7 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     c->limit = code_out + code_capacity;
     c->map = map_out;
     c->map_cap = map_capacity;
-    c->pc_entry = malloc(((size_t)code_len + 1) * sizeof(uint32_t));
+    c->pc_entry = calloc((size_t)code_len + 1, sizeof(uint32_t)); /* fresh zero pages: no memset */
     if (!c->pc_entry)
         return VM_X64_ERR_NOMEM;
 
@@ -1359,7 +1405,8 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     vm_instruction ins;
     int pending_invalid = 0;
     uint32_t invalid_at = 0;
-    const size_t reserve = INSN_BUDGET + (PENDING_MAX + STUBS_PER_INSN) * STUB_BUDGET + 16;
+    int prev_real = 0;
+    uint32_t prev_offset = 0, prev_op = VM_OP_INVALID;
     if (code_len > 0 && !vm_bitmask_bit(bitmask, code_len, 0)) {
         pending_invalid = 1;
         invalid_at = 0;
@@ -1381,44 +1428,59 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         } else {
             break;
         }
-        if ((size_t)(c->limit - c->out.p) < reserve || c->map_count >= c->map_cap) {
+        if ((size_t)(c->limit - c->out.p) < INSN_BUDGET + STUBS_PER_INSN_BUDGET + INSN_SLACK + c->pend_bytes ||
+            c->map_count >= c->map_cap) {
             c->error = VM_X64_ERR_SPACE;
             break;
         }
+        if (here(c) > CODE_LIMIT) {
+            c->error = VM_X64_ERR_TOO_BIG;
+            break;
+        }
         uint8_t *before = c->out.p;
+        uint32_t stub_bytes_before = c->pend_bytes;
 
         entry_flag = (!pending_invalid && (c->block_open ? entry_flag : (uint32_t)next_enterable)) ? 1u : 0u;
         uint32_t pc = ins.offset;
         c->current_pc = pc;
         c->falls_through = 1;
+        /* vm_is_basic_block_start(pc), from the walk: an instruction start
+         * whose previous instruction (the nearest earlier start, when within
+         * the bitmask's reach) ends a block */
+        uint32_t reach = VM_BITMASK_MAX + ((pc & 7) ? 1u : 0u);
+        int jump_target = !pending_invalid &&
+                          (pc == 0 || (prev_real && pc - prev_offset <= reach && prev_op != VM_OP_INVALID &&
+                                       (fd.flags_of[prev_op] & VM_F_ENDS_BLOCK)));
         vm_x64_map_entry *e = &c->map[c->map_count++];
         e->pc = pc;
         e->entry = here(c);
         e->info = (uint32_t)ins.op | (entry_flag ? VM_X64_INFO_ENTRY_OK : 0u) |
-                  (c->block_open ? 0u : VM_X64_INFO_BLOCK_START);
+                  (c->block_open ? 0u : VM_X64_INFO_BLOCK_START) | (jump_target ? VM_X64_INFO_JUMP_TARGET : 0u);
+        c->pc_entry[pc] = PC_EMITTED | (jump_target ? PC_JUMP_TARGET : 0u) | e->entry;
         if (config->step_tracing)
             call_with_data(&c->out, c->step_routine, &pc, 1);
-        if (!c->block_open) {
+        if (!c->block_open)
             open_block(c, pc);
-            c->pc_entry[pc] = e->entry;
-        }
         e->body = here(c);
         c->block_cost += op_cost(config, (vm_op)ins.op);
         emit_instruction(c, &ins, e, jump_table_count);
         if (fd.flags_of[ins.op] & VM_F_ENDS_BLOCK)
             close_block(c);
-        if ((size_t)(c->out.p - before) > INSN_BUDGET) {
+        if ((size_t)(c->out.p - before) > INSN_BUDGET || c->pend_bytes - stub_bytes_before > STUBS_PER_INSN_BUDGET) {
             c->error = VM_X64_ERR_SPACE; /* a budget above is wrong: fail loudly, never overrun */
             break;
         }
         if (c->pend_count) {
             if (!c->falls_through)
                 flush_stubs(c);
-            else if (c->pend_count > PENDING_MAX - STUBS_PER_INSN)
+            else if (c->pend_count > PENDING_MAX - 8)
                 flush_stubs_inline(c);
         }
 
         next_enterable = !pending_invalid && !ins.next_is_invalid;
+        prev_real = !pending_invalid;
+        prev_offset = pc;
+        prev_op = ins.op;
         if (pending_invalid) {
             pending_invalid = 0;
             offset = invalid_at + 1;
@@ -1446,12 +1508,11 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     int rc = c->error;
     if (!rc) {
         for (size_t k = 0; k < c->fixup_count; k++)
-            x64_patch_rel32(code_out, c->fixups[k].at, c->pc_entry[c->fixups[k].target_pc]);
+            x64_patch_rel32(code_out, c->fixups[k].at, c->pc_entry[c->fixups[k].target_pc] & PC_OFFSET_MASK);
         for (uint32_t k = 0; k < jump_table_count; k++) {
             uint32_t target = jump_table_targets[k];
-            jump_table_out[k] = (target < code_len && valid_target(c, target))
-                                    ? config->code_address + c->pc_entry[target]
-                                    : 0;
+            uint32_t entry = target < code_len ? c->pc_entry[target] : 0u;
+            jump_table_out[k] = (entry & PC_JUMP_TARGET) ? config->code_address + (entry & PC_OFFSET_MASK) : 0;
         }
         module->code_address = config->code_address;
         module->code_size = here(c);

@@ -43,6 +43,7 @@ cdef extern from "vmcore/compiler.h":
         VM_X64_INFO_LOAD
         VM_X64_INFO_STORE
         VM_X64_INFO_SIZE_SHIFT
+        VM_X64_INFO_JUMP_TARGET
         VM_X64_VMCTX_DISP
 
     const uint8_t vm_x64_guest_regs[13]
