@@ -87,12 +87,13 @@ class Setup:
 
     def __init__(self, isa, code, bitmask, table=(), *, regs, gas=10_000, pc=0, page_size=PAGE, perms=(), chunks=(),
                  heap=(0, 0, 0, 0, 0), metering=True, tracing=False, continue_ecalli=False, max_exits=1,
-                 cost=None):
+                 cost=None, refill=0, map_on_fault=False):
         self.isa, self.code, self.bitmask, self.table = isa, bytes(code), bytes(bitmask), list(table)
         self.regs, self.gas, self.pc, self.page_size = list(regs), gas, pc, page_size
         self.perms, self.chunks, self.heap = list(perms), list(chunks), tuple(heap)
         self.metering, self.tracing, self.continue_ecalli, self.max_exits = metering, tracing, continue_ecalli, max_exits
         self.cost = cost
+        self.refill, self.map_on_fault = refill, map_on_fault  # resume after out-of-gas / page faults
 
     def describe(self):
         return f"isa={self.isa} code={self.code.hex()} bitmask={self.bitmask.hex()} table={self.table} pc={self.pc} " \
@@ -110,6 +111,7 @@ def run_interpreter(s: Setup):
     inst.gas = s.gas
     inst.configure_heap(*s.heap)
     exits = []
+    mapped = 0
     rc = inst.set_pc(s.pc)
     if rc != 0:
         return ("not-entered", rc), exits, inst
@@ -123,6 +125,13 @@ def run_interpreter(s: Setup):
         if status == "host" and s.continue_ecalli:
             continue
         if status == "step" and s.tracing:
+            continue
+        if status == "out-of-gas" and s.refill:
+            inst.gas = inst.gas + s.refill
+            continue
+        if status == "page-fault" and s.map_on_fault and mapped < XR.MAX_MAPPED_ON_FAULT:
+            inst.set_perms(inst.arg, s.page_size, _interp.PERM_WRITE)
+            mapped += 1
             continue
         break
     return None, exits, inst
@@ -139,7 +148,12 @@ def run_compiled(runner, s: Setup):
         flags |= XR.CONTINUE_ECALLI
     if s.tracing:
         flags |= XR.CONTINUE_STEP
-    result = runner.run(XR.Case(cc, s.regs, gas, native, s.page_size, s.perms, s.chunks, s.heap, flags, s.max_exits))
+    if s.refill:
+        flags |= XR.CONTINUE_OOG
+    if s.map_on_fault:
+        flags |= XR.CONTINUE_PAGEFAULT
+    result = runner.run(XR.Case(cc, s.regs, gas, native, s.page_size, s.perms, s.chunks, s.heap, flags, s.max_exits,
+                                refill=s.refill))
     exits = []
     for e in result.exits:
         status = e.status
@@ -468,9 +482,12 @@ def test_overflow_rule_and_low_zone(runner, page_size):
                 if low_perm:
                     perms.append((0, page_size, low_perm))
                 for suffix, size in sizes:
-                    addresses = [0xFFFFFFFF - k for k in range(0, 10)] + [top - k for k in range(0, 9)] + \
-                                [0, 1, 0xFFFF - 3, 0x10000 - 8, page_size - 2, RW + page_size - 3,
-                                 RW + 2 * page_size - 5, RW - 2]
+                    high = [0xFFFFFFFF - k for k in range(0, 9)] + [top - k for k in (0, 1, 3, 7)]
+                    low = [0, 1, 0xFFFF - 3, 0x10000 - 8, page_size - 2]
+                    middle = [RW + page_size - 3, RW + 2 * page_size - 5, RW - 2]
+                    # each permission variant with the addresses it affects
+                    addresses = (high if low_perm is None else []) + (low if top_perm is None else []) + \
+                        (middle if top_perm is None and low_perm is None else [])
                     for address in addresses:
                         for kind in ("load", "store", "store_imm", "load_indirect", "store_indirect",
                                      "store_imm_indirect"):
@@ -502,7 +519,7 @@ def test_overflow_rule_and_low_zone(runner, page_size):
                             differ(runner, Setup(isa, code, bitmask, regs=regs, page_size=page_size, perms=perms,
                                                  chunks=[(RW, b"\x11" * 16)]), f"edge {name} {address:#x}")
                             cases += 1
-    assert cases > 1000
+    assert cases > 500
 
 
 def test_page_sizes_random_memory(runner):
@@ -550,6 +567,30 @@ def test_memset_and_sbrk(runner, isa):
         metering = rng.random() < 0.85
         differ(runner, Setup(isa, code, bitmask, regs=regs, gas=gas, page_size=page_size, perms=perms, heap=heap,
                              metering=metering), f"heap #{n}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_resuming_after_out_of_gas_and_page_faults(runner, isa):
+    """What the host does after these exits: add gas and resume (the block
+    is charged again), map the faulting page and resume (the access is
+    retried; memset continues where it stopped), many times per run."""
+    rng = random.Random(f"x64-resume-{isa}")
+    for n in range(120):
+        if n % 2:
+            code, bitmask, table = control_program(isa, rng)
+        else:
+            code, bitmask = memory_program(isa, rng)
+            table = []
+        perms, chunks = standard_memory(rng)
+        perms = [p for p in perms if rng.random() < 0.7]  # sometimes nothing mapped at all
+        heap, heap_perms = heap_setup(rng)
+        regs = rand_regs(rng, isa, {0: HALT, 12: RW})
+        regs[7] = canonical(rng.choice((RW + rng.randrange(0, 64), RW + 2 * PAGE - 3, 0x50000)), True)
+        regs[9] = canonical(rng.choice((5, 300, PAGE + 5)), ISA.is_64_bit(isa))
+        differ(runner, Setup(isa, code, bitmask, table, regs=regs, gas=rng.randrange(0, 30), perms=perms + heap_perms,
+                             chunks=chunks, heap=heap, continue_ecalli=True, max_exits=120,
+                             refill=rng.choice((1, 3, 17, 1000)), map_on_fault=True,
+                             tracing=rng.random() < 0.2), f"resume #{n}")
 
 
 # ------------------------------------------------------------------ modes

@@ -65,10 +65,7 @@ def operand_view(insn, op, want):
         base = NONE if m.base == 0 else (RIP if insn.reg_name(m.base) == "rip" else REG64.index(insn.reg_name(m.base)))
         index = NONE if m.index == 0 else REG64.index(insn.reg_name(m.index))
         scale = {1: 0, 2: 1, 4: 2, 8: 3}[m.scale]
-        disp = m.disp
-        if base == RIP:
-            disp -= insn.size  # capstone reports rip-relative displacements from the instruction's end
-            disp += insn.size
+        disp = m.disp  # rip-relative: from the end of the instruction, as the encoder takes it
         if index == NONE and want[0] == "mem" and want[3] == NONE:
             scale = want[4]  # the scale of an absent index is meaningless
         return ("mem", op.size, base, index, scale, disp)

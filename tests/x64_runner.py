@@ -33,7 +33,8 @@ RUNNER_SOURCES = [
 ]
 
 # runner flags
-GAS_METERING, CONTINUE_ECALLI, CONTINUE_STEP, DUMP_MEMORY = 1, 2, 4, 8
+GAS_METERING, CONTINUE_ECALLI, CONTINUE_STEP, DUMP_MEMORY, CONTINUE_OOG, CONTINUE_PAGEFAULT = 1, 2, 4, 8, 16, 32
+MAX_MAPPED_ON_FAULT = 64
 # exit kinds (VMCTX_STUB_* and the runner's own)
 FINISHED, TRAP, ECALLI, NOT_ENOUGH_GAS, PAGEFAULT, STEP, INTERRUPTED, CRASH = 0, 1, 2, 3, 4, 5, 6, 100
 STATUS = {FINISHED: "halt", TRAP: "panic", ECALLI: "host", NOT_ENOUGH_GAS: "out-of-gas", PAGEFAULT: "page-fault",
@@ -68,6 +69,7 @@ class Case:
     flags: int = GAS_METERING | DUMP_MEMORY
     max_exits: int = 1
     interrupt_us: int = 0
+    refill: int = 0                 # gas added after out-of-gas (CONTINUE_OOG)
 
 
 @dataclass
@@ -150,7 +152,7 @@ class Runner:
         for address, data in case.chunks:
             out.append(struct.pack("<II", address, len(data)))
             out.append(bytes(data))
-        out.append(struct.pack("<Q", case.interrupt_us))
+        out.append(struct.pack("<Qq", case.interrupt_us, case.refill))
         return b"".join(out)
 
     def _read(self, n: int) -> bytes:

@@ -37,13 +37,22 @@ class CompileError(Exception):
     pass
 
 
-def cpu_check():
-    """None when this CPU can run generated code (BMI1, BMI2, LZCNT,
-    POPCNT), else the name of the first missing feature."""
+cdef _cpu_missing():
     cdef const char *missing = NULL
     if vm_x64_cpu_check(&missing):
         return missing.decode()
     return None
+
+
+# CPUID is asked once, at import.
+CPU_MISSING = _cpu_missing()
+
+
+def cpu_check():
+    """None when this CPU can run generated code (x86-64 with BMI1, BMI2,
+    LZCNT, POPCNT), else the name of the first missing feature (callers
+    fall back to the interpreter with that as the reason)."""
+    return CPU_MISSING
 
 
 def decoder_selftest(int isa, const uint8_t[:] code, const uint8_t[:] bitmask):
@@ -59,6 +68,14 @@ def decoder_selftest(int isa, const uint8_t[:] code, const uint8_t[:] bitmask):
     if r == -2:
         raise ValueError("bad isa")
     return None if r == -1 else r
+
+
+def require_cpu():
+    """Raise RuntimeError with a clear reason when this CPU cannot run
+    generated code."""
+    if CPU_MISSING is not None:
+        raise RuntimeError(f"the recompiler needs x86-64 with BMI1, BMI2, LZCNT and POPCNT; this CPU lacks "
+                           f"{CPU_MISSING} (use backend='interpreter')")
 
 
 cdef class CompiledCode:

@@ -435,17 +435,18 @@ cdef class Process:
     def can_resume(self):
         return self.ctx != NULL and self.resumable
 
-    cdef int _start(self, bint entry=True) except -1:
+    cdef int _start(self) except -1:
         """Hand the context to the zygote, after making sure it has our
-        module and (on entry, not when resuming after a hostcall) runs on
-        another CPU than this thread."""
+        module and runs on another CPU than this thread (checked at every
+        hand-over: the scheduler may move this thread at any time, and
+        sched_getcpu() is a read of the rseq area)."""
         cdef Zygote z = self.zy
         cdef int cpu
         if z.module is not self.module:
             if vm_host_send_module(&z.z, &self.module.m) != 0:
                 raise SandboxError("cannot pass the module to the sandbox process")
             z.module = self.module
-        if entry and z.z.cpu >= 0:
+        if z.z.cpu >= 0:
             cpu = vm_host_current_cpu()
             if cpu == z.z.cpu:
                 # Both on one core: spinning would only burn each other's
@@ -747,7 +748,7 @@ cdef int _serve(Process p, list handlers, object caller, uint64_t mask) except -
                 raise
             p.hostcall_error = e
             return C_EXIT_HOSTCALL_ERROR
-        p._start(False)
+        p._start()
 
 
 def serve_hostcalls(Process p, list handlers, object caller, uint64_t mask):

@@ -84,9 +84,11 @@
  * so it cannot be lost; outside generated code -- in a helper -- it should
  * try again shortly): the next block start exits through NOT_ENOUGH_GAS at
  * that block with the charge undone; the sandbox adds the bias back and
- * reports INTERRUPTED (tests/native/runner.c does exactly this).  Without
- * metering and without `interruptible`, nothing is emitted at block starts
- * and a runaway guest can only be killed.
+ * reports INTERRUPTED (tests/native/runner.c does exactly this).  With
+ * `interruptible` and no metering the charge is 0: keep vmctx.gas >= 0
+ * (say 0) or the first block exits.  Without metering and without
+ * `interruptible`, nothing is emitted at block starts and a runaway guest
+ * can only be killed.
  */
 #ifndef VMCORE_COMPILER_H
 #define VMCORE_COMPILER_H

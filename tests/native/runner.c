@@ -20,7 +20,7 @@
  *           u32 heap base, top, mapped_end, max_top, grow_pages,
  *           u32 n, n x (u32 address, u64 length, u32 perm),
  *           u32 n, n x (u32 address, u32 length, bytes),
- *           u64 interrupt_after_us (0: none)
+ *           u64 interrupt_after_us (0: none), i64 refill (RUN_CONTINUE_OOG)
  *   result: u32 magic "VMRO", u32 exit count, per exit (u32 kind, u32 pc,
  *           u32 arg, u32 next_pc, i64 gas), then u64 regs[13],
  *           u32 heap top, u32 heap mapped_end, u64 run nanoseconds,
@@ -50,6 +50,9 @@
 #define RUN_CONTINUE_ECALLI 2u
 #define RUN_CONTINUE_STEP 4u
 #define RUN_DUMP_MEMORY 8u
+#define RUN_CONTINUE_OOG 16u       /* add `refill` gas and resume */
+#define RUN_CONTINUE_PAGEFAULT 32u /* make the page writable and resume (retry) */
+#define MAX_MAPPED_ON_FAULT 64u
 #define RUN_INTERRUPTED 6u
 #define RUN_CRASH 100u
 #define MAX_RECORDED_EXITS 100000u
@@ -334,7 +337,7 @@ static int run_case(void)
     uint32_t n;
     READ(n);
     free(ranges);
-    ranges = malloc((n + 1) * sizeof *ranges);
+    ranges = malloc((n + 2 + MAX_MAPPED_ON_FAULT) * sizeof *ranges);
     if (!ranges)
         die("malloc");
     range_count = 0;
@@ -382,7 +385,10 @@ static int run_case(void)
     }
     uint32_t heap_initial_end = heap_state.heap.mapped_end;
     uint64_t interrupt_us;
+    int64_t refill;
     READ(interrupt_us);
+    READ(refill);
+    uint32_t mapped_on_fault = 0;
 
     /* the VmCtx */
     for (int i = 0; i < VMCTX_REG_COUNT; i++)
@@ -423,6 +429,20 @@ static int run_case(void)
             continue;
         if (kind == VMCTX_STUB_STEP && (flags & RUN_CONTINUE_STEP))
             continue;
+        if (kind == VMCTX_STUB_NOT_ENOUGH_GAS && (flags & RUN_CONTINUE_OOG)) {
+            atomic_store(&ctx->gas, g + refill);
+            continue;
+        }
+        if (kind == VMCTX_STUB_PAGEFAULT && (flags & RUN_CONTINUE_PAGEFAULT) &&
+            mapped_on_fault < MAX_MAPPED_ON_FAULT) {
+            uint32_t page = atomic_load(&ctx->arg);
+            vm_memory_set_perms(&memory, page, page_size, VM_PERM_WRITE);
+            if (mprotect(guest + page, page_size, PROT_READ | PROT_WRITE) != 0)
+                die("mprotect (fault)");
+            ranges[range_count++] = (page_range){page >> memory.page_shift, (page >> memory.page_shift) + 1};
+            mapped_on_fault++;
+            continue;
+        }
         break;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -57,9 +57,6 @@ static inline x64_mem ctx_at(size_t offset) { return x64_base_disp(MB, VM_X64_VM
 #define CTX_REG(i) ctx_at(offsetof(vmctx, regs) + 8u * (size_t)(i))
 #define CTX_STUB(i) ctx_at(offsetof(vmctx, exit_stubs) + 8u * (size_t)(i))
 
-#define PC_EMITTED 0x80000000u
-#define PC_JUMP_TARGET 0x40000000u
-#define PC_OFFSET_MASK 0x3fffffffu
 
 typedef struct fixup {
     uint32_t at;        /* offset of a rel32 field */
@@ -97,7 +94,14 @@ typedef struct compiler {
     x64_buf out;
     uint8_t *limit;
 
-    uint32_t *pc_entry; /* code_len + 1 entries: 0, or PC_EMITTED | (PC_JUMP_TARGET) | native entry offset */
+    /* Jump targets emitted so far, in pc order: a bit per code byte, the
+     * count of targets before each 64-byte word, and their native entry
+     * offsets (a rank structure: ~0.4 bytes per code byte). */
+    uint64_t *target_bits;
+    uint32_t *target_prefix;
+    uint32_t *target_entry;
+    uint32_t target_count;
+    uint32_t prefix_filled; /* target_prefix is final below this word */
     uint32_t current_pc;
     int falls_through;  /* the last instruction's code can run into the next */
 
@@ -153,13 +157,48 @@ static void add_fixup(compiler *c, size_t at, uint32_t target_pc)
     c->fixups[c->fixup_count++] = (fixup){(uint32_t)at, target_pc};
 }
 
+static inline uint64_t popcount64(uint64_t v)
+{
+    /* SWAR: no dependence on the POPCNT instruction in the host build */
+    v = v - ((v >> 1) & 0x5555555555555555ull);
+    v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+    v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    return (v * 0x0101010101010101ull) >> 56;
+}
+
+/* Every emitted instruction, in pc order (targets recorded with their
+ * native entry). */
+static inline void note_instruction(compiler *c, uint32_t pc, int jump_target, uint32_t entry)
+{
+    uint32_t w = pc >> 6;
+    while (c->prefix_filled <= w)
+        c->target_prefix[c->prefix_filled++] = c->target_count;
+    if (jump_target) {
+        c->target_bits[w] |= 1ull << (pc & 63);
+        c->target_entry[c->target_count++] = entry;
+    }
+}
+
+/* For pcs already emitted. */
+static inline int is_emitted_target(const compiler *c, uint32_t pc)
+{
+    return (int)((c->target_bits[pc >> 6] >> (pc & 63)) & 1u);
+}
+
+static inline uint32_t target_entry_of(const compiler *c, uint32_t pc)
+{
+    uint32_t w = pc >> 6;
+    uint64_t below = c->target_bits[w] & ((1ull << (pc & 63)) - 1u);
+    return c->target_entry[c->target_prefix[w] + (uint32_t)popcount64(below)];
+}
+
 /* A jump (cc < 0: unconditional) to a guest pc's entry: backward targets
  * are known (short form when in reach), forward ones are patched later. */
 static void jump_pc(compiler *c, int cc, uint32_t target_pc)
 {
     x64_buf *b = &c->out;
     if (target_pc <= c->current_pc) {
-        size_t target = c->pc_entry[target_pc] & PC_OFFSET_MASK;
+        size_t target = target_entry_of(c, target_pc);
         int64_t rel8 = (int64_t)target - (int64_t)(x64_offset(b) + 2);
         if (rel8 >= -128) {
             if (cc < 0)
@@ -470,6 +509,7 @@ static void emit_trap(compiler *c, uint32_t pc)
     call_with_data(&c->out, c->trap_routine, &pc, 1);
     c->falls_through = 0;
 }
+
 static inline void mov64(x64_buf *h, int dst, int src)
 {
     if (dst != src)
@@ -711,7 +751,8 @@ static x64_cc branch_cc(vm_op op)
 
 /* ---- one instruction ---- */
 
-static void emit_instruction(compiler *c, const vm_instruction *ins, vm_x64_map_entry *e, uint32_t table_count)
+static inline __attribute__((always_inline)) void emit_instruction(compiler *c, const vm_instruction *ins,
+                                                                   vm_x64_map_entry *e, uint32_t table_count)
 {
     x64_buf *h = &c->out;
     vm_op op = (vm_op)ins->op;
@@ -1284,7 +1325,7 @@ static int valid_target(const compiler *c, uint32_t target)
 {
     /* known for everything emitted so far (the walk is in pc order) */
     if (target <= c->current_pc)
-        return (c->pc_entry[target] & PC_JUMP_TARGET) != 0;
+        return is_emitted_target(c, target);
     int fast = fast_block_start(c->decoder, c->code, c->code_len, c->bitmask, target);
     return fast >= 0 ? fast : vm_is_basic_block_start(c->isa, c->code, c->code_len, c->bitmask, target);
 }
@@ -1315,15 +1356,6 @@ int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len,
 /* ---- the pass ---- */
 
 /* ---- the pass ---- */
-
-static inline uint64_t popcount64(uint64_t v)
-{
-    /* SWAR: no dependence on the POPCNT instruction in the host build */
-    v = v - ((v >> 1) & 0x5555555555555555ull);
-    v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
-    v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
-    return (v * 0x0101010101010101ull) >> 56;
-}
 
 static uint32_t count_starts(const uint8_t *bitmask, uint32_t code_len)
 {
@@ -1388,9 +1420,16 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     c->limit = code_out + code_capacity;
     c->map = map_out;
     c->map_cap = map_capacity;
-    c->pc_entry = calloc((size_t)code_len + 1, sizeof(uint32_t)); /* fresh zero pages: no memset */
-    if (!c->pc_entry)
+    size_t words = ((size_t)code_len + 64) / 64 + 1;
+    c->target_bits = calloc(words, sizeof(uint64_t));
+    c->target_prefix = malloc(words * sizeof(uint32_t));
+    c->target_entry = malloc(map_capacity * sizeof(uint32_t));
+    if (!c->target_bits || !c->target_prefix || !c->target_entry) {
+        free(c->target_bits);
+        free(c->target_prefix);
+        free(c->target_entry);
         return VM_X64_ERR_NOMEM;
+    }
 
     emit_routines(c);
     uint32_t first_insn = here(c);
@@ -1456,7 +1495,7 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         e->entry = here(c);
         e->info = (uint32_t)ins.op | (entry_flag ? VM_X64_INFO_ENTRY_OK : 0u) |
                   (c->block_open ? 0u : VM_X64_INFO_BLOCK_START) | (jump_target ? VM_X64_INFO_JUMP_TARGET : 0u);
-        c->pc_entry[pc] = PC_EMITTED | (jump_target ? PC_JUMP_TARGET : 0u) | e->entry;
+        note_instruction(c, pc, jump_target, e->entry);
         if (config->step_tracing)
             call_with_data(&c->out, c->step_routine, &pc, 1);
         if (!c->block_open)
@@ -1508,11 +1547,12 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     int rc = c->error;
     if (!rc) {
         for (size_t k = 0; k < c->fixup_count; k++)
-            x64_patch_rel32(code_out, c->fixups[k].at, c->pc_entry[c->fixups[k].target_pc] & PC_OFFSET_MASK);
+            x64_patch_rel32(code_out, c->fixups[k].at, target_entry_of(c, c->fixups[k].target_pc));
         for (uint32_t k = 0; k < jump_table_count; k++) {
             uint32_t target = jump_table_targets[k];
-            uint32_t entry = target < code_len ? c->pc_entry[target] : 0u;
-            jump_table_out[k] = (entry & PC_JUMP_TARGET) ? config->code_address + (entry & PC_OFFSET_MASK) : 0;
+            jump_table_out[k] = target < code_len && is_emitted_target(c, target)
+                                    ? config->code_address + target_entry_of(c, target)
+                                    : 0;
         }
         module->code_address = config->code_address;
         module->code_size = here(c);
@@ -1528,7 +1568,9 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         module->step_tracing = config->step_tracing;
         module->charges = c->charges;
     }
-    free(c->pc_entry);
+    free(c->target_bits);
+    free(c->target_prefix);
+    free(c->target_entry);
     free(c->fixups);
     return rc;
 }

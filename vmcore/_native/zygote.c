@@ -11,10 +11,10 @@
  *   2. registers a robust futex in the VmCtx so the kernel wakes the host
  *      the instant this process dies, however it dies;
  *   3. confines itself (its uid/gid maps were written before the exec, so
- *      it starts as root of its own user namespace): an empty read-only tmpfs root
- *      (pivot_root), no capabilities, no_new_privs, rlimits, parent-death
- *      signal plus a lifetime pipe check, CPU pinning, then a seccomp
- *      allow-list that kills the process on anything else;
+ *      it starts as root of its own user namespace): an empty read-only
+ *      tmpfs root (pivot_root), no capabilities, no_new_privs, rlimits,
+ *      parent-death signal plus a lifetime pipe check, CPU pinning, then a
+ *      seccomp allow-list that kills the process on anything else;
  *   4. serves runs: wait for BUSY (spin, then futex_wait), take the module
  *      the host compiled (a sealed memfd passed over VM_FD_SOCKET, mapped
  *      read only), copy registers/gas/heap in from the VmCtx, vm_run(), copy
@@ -187,13 +187,26 @@ static void publish(uint32_t value)
         futex_wake(&CTX->futex);
 }
 
-static void lifetime_check(void)
+/* The host holds the only write end of the lifetime pipe: when it is gone
+ * the read end reports a hang-up.  Returns 0 if the check works. */
+static int lifetime_check(void)
 {
     struct k_pollfd p = {VM_FD_LIFETIME, POLLIN, 0};
     struct k_timespec zero = {0, 0};
     long r = sys4(SYS_ppoll, (long)&p, 1, (long)&zero, 0);
     if (r > 0 && (p.revents & (POLLHUP | POLLERR)))
         early_exit(112); /* the host is gone */
+    return r < 0 || (p.revents & 0x20 /* POLLNVAL */) ? -1 : 0;
+}
+
+/* Hand the context back and count the wait that follows.  Counted before
+ * the release so a host that sees the answer also sees the count. */
+static void answer(uint32_t value)
+{
+    vmctx_counters *c = &CTX->counters;
+    atomic_store_explicit(&c->syscall_wait_loop_start,
+                          atomic_load_explicit(&c->syscall_wait_loop_start, RELAXED) + 1, RELAXED);
+    publish(value);
 }
 
 /* Wait until the host hands over the context (BUSY) or asks to abandon
@@ -201,8 +214,6 @@ static void lifetime_check(void)
 static uint32_t wait_for_host(void)
 {
     vmctx_counters *c = &CTX->counters;
-    atomic_store_explicit(&c->syscall_wait_loop_start,
-                          atomic_load_explicit(&c->syscall_wait_loop_start, RELAXED) + 1, RELAXED);
     uint32_t spin = atomic_load_explicit(&CTX->init.spin_iterations, RELAXED);
     uint32_t v;
     for (uint32_t i = 0; i < spin; i++) {
@@ -638,8 +649,8 @@ __attribute__((used, noreturn)) void zygote_main(void)
      * (closes the race with a host that died before the prctl). */
     if (sys5(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0)
         bits |= VM_ISO_PDEATHSIG;
-    lifetime_check();
-    bits |= VM_ISO_LIFETIME_PIPE;
+    if (lifetime_check() == 0)
+        bits |= VM_ISO_LIFETIME_PIPE;
 
     if ((host_bits & VM_ISO_NS_MOUNT) && empty_root() == 0)
         bits |= VM_ISO_PIVOT_ROOT;
@@ -661,7 +672,7 @@ __attribute__((used, noreturn)) void zygote_main(void)
 
     atomic_fetch_or_explicit(&c->isolation, bits, memory_order_relaxed);
     atomic_store_explicit(&c->arg2, VM_EXIT_FINISHED, RELAXED);
-    publish(VMCTX_FUTEX_IDLE); /* ready */
+    answer(VMCTX_FUTEX_IDLE); /* ready */
 
     for (;;) {
         uint32_t v = wait_for_host();
@@ -669,9 +680,9 @@ __attribute__((used, noreturn)) void zygote_main(void)
             /* the host abandons whatever was in progress: nothing to undo
              * (all state is in the VmCtx); acknowledge */
             atomic_store_explicit(&c->arg2, VM_EXIT_INTERRUPTED, RELAXED);
-            publish(VMCTX_FUTEX_IDLE);
+            answer(VMCTX_FUTEX_IDLE);
             continue;
         }
-        publish(run_once());
+        answer(run_once());
     }
 }
