@@ -52,6 +52,7 @@ ZYGOTE_SOURCES = [
     "vmcore/_native/zygote.c",
     "vmcore/_native/interp.c",
     "vmcore/_native/decoder.c",
+    "vmcore/_native/x64_runtime.c",
 ]
 ZYGOTE_FLAGS = [
     "-std=c11", "-Wall", "-Wextra", "-Werror", "-fno-strict-aliasing", *(["-O0", "-g"] if DEBUG else ["-O2"]),

@@ -1,6 +1,7 @@
 """The public Sandbox API end to end: calls, hostcalls, memory, heap, gas,
-errors, threads, lifecycle.  Every test runs once per isolation mode
-(inline, and in a sandbox process)."""
+errors, threads, lifecycle.  Every test runs once per execution mode: the
+interpreter inline, the interpreter in a sandbox process, and native code
+from the recompiler in a sandbox process."""
 import threading
 import time
 
@@ -13,19 +14,25 @@ from vmcore.interrupts import Ecalli, Finished, OutOfGas, PageFault, Step, Trap
 DATA = __import__("pathlib").Path(vmcore.__file__).parent / "data"
 
 
-ISOLATIONS = ["inline", "process"]
+# (test id, backend, isolation)
+MODES = [("inline", "interpreter", "inline"), ("process", "interpreter", "process"),
+         ("compiler", "compiler", "process")]
 
 
-@pytest.fixture(autouse=True, params=ISOLATIONS)
+@pytest.fixture(autouse=True, params=MODES, ids=[m[0] for m in MODES])
 def isolation(request, monkeypatch):
-    """Sandbox(...) without an explicit isolation gets this test's mode."""
-    mode = request.param
+    """Sandbox(...) without an explicit backend/isolation gets this test's
+    mode; the fixture's value is the isolation."""
+    _, backend, mode = request.param
     init = vmcore.Sandbox.__init__
 
-    def init_with_isolation(self, program, *, isolation="auto", **kwargs):
-        init(self, program, isolation=mode if isolation == "auto" else isolation, **kwargs)
+    def init_with_mode(self, program, *, isolation="auto", **kwargs):
+        explicit_backend = kwargs.pop("backend", "auto")
+        if isolation == "auto" and explicit_backend == "auto":
+            isolation, explicit_backend = mode, backend
+        init(self, program, isolation=isolation, backend=explicit_backend, **kwargs)
 
-    monkeypatch.setattr(vmcore.Sandbox, "__init__", init_with_isolation)
+    monkeypatch.setattr(vmcore.Sandbox, "__init__", init_with_mode)
     return mode
 
 

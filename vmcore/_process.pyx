@@ -13,8 +13,10 @@ cdef extern from "vmcore/vmctx.h":
 from vmcore.includes.decoder cimport vm_decoder_init
 from vmcore.includes.interp cimport *
 from vmcore.includes.host cimport *
+from vmcore.includes.compiler cimport vm_x64_config, vm_x64_enter
 
 import os
+import time
 
 from vmcore import _interp
 from vmcore.errors import SandboxError
@@ -114,16 +116,28 @@ def have_image():
     return _image_fd >= 0
 
 
+_X64_ERRORS = {
+    -1: "bad configuration", -2: "output buffer too small (internal error)", -3: "out of memory",
+    -4: "the program is too large for the recompiler",
+}
+
+
 cdef class SharedModule:
-    """Threaded code for one program and configuration, compiled by the
-    host into a sealed memfd that sandboxes map read only (immutable)."""
+    """One program and configuration compiled by the host into a sealed
+    memfd that sandboxes map read only (immutable): threaded code for the
+    interpreter, or native x86-64 code (``native=True``) from the
+    recompiler."""
     cdef vm_host_module m
     cdef readonly bint gas_metering
     cdef readonly bint step_tracing
+    cdef readonly bint native
+    cdef readonly double compile_seconds
 
     def __cinit__(self, int isa, const uint8_t[:] code, const uint8_t[:] bitmask, jump_table, bint gas_metering,
-                  bint step_tracing=False):
+                  bint step_tracing=False, bint native=False):
         cdef vm_module_config config
+        cdef vm_x64_config x64_config
+        cdef int x64_error = 0
         cdef uint32_t n = <uint32_t>code.shape[0]
         cdef uint32_t jt_count = len(jump_table)
         cdef uint32_t *targets
@@ -136,6 +150,7 @@ cdef class SharedModule:
         self.m.base = NULL
         self.gas_metering = gas_metering
         self.step_tracing = step_tracing
+        self.native = native
         config.isa = isa
         config.gas_metering = gas_metering
         config.step_tracing = step_tracing
@@ -148,10 +163,24 @@ cdef class SharedModule:
         if n:
             code_ptr = &code[0]
             bitmask_ptr = &bitmask[0]
-        with nogil:
-            rc = vm_host_module_build(&self.m, &config, code_ptr, n, bitmask_ptr, targets, jt_count, error)
+        t0 = time.perf_counter()
+        if native:
+            x64_config.isa = isa
+            x64_config.gas_metering = gas_metering
+            x64_config.step_tracing = step_tracing
+            x64_config.interruptible = True  # deadlines work without metering too
+            x64_config.cost = NULL
+            with nogil:
+                rc = vm_host_x64_build(&self.m, &x64_config, code_ptr, n, bitmask_ptr, targets, jt_count,
+                                       &x64_error, error)
+        else:
+            with nogil:
+                rc = vm_host_module_build(&self.m, &config, code_ptr, n, bitmask_ptr, targets, jt_count, error)
+        self.compile_seconds = time.perf_counter() - t0
         free(targets)
         if rc != 0:
+            if x64_error:
+                raise SandboxError(f"the recompiler failed: {_X64_ERRORS.get(x64_error, x64_error)}")
             raise SandboxError(error.decode(errors="replace"))
 
     def __dealloc__(self):
@@ -163,7 +192,11 @@ cdef class SharedModule:
 
     @property
     def instruction_records(self):
-        return self.m.module.insn_count
+        return self.m.x64.map_count if self.native else self.m.module.insn_count
+
+    @property
+    def native_code_size(self):
+        return self.m.x64.code_size if self.native else 0
 
 
 cdef class Zygote:
@@ -418,6 +451,17 @@ cdef class Process:
     cdef int _set_pc(self, uint32_t pc) except? -3:
         cdef vm_state s
         cdef int rc
+        cdef uint64_t native = 0
+        cdef int64_t gas
+        if self.module.native:
+            gas = vm_host_get_gas(self.ctx)
+            rc = vm_x64_enter(self.module.m.x64, self.module.m.map, NULL, pc, &gas, &native)
+            vm_host_set_pc(self.ctx, pc)
+            if rc == 0:
+                vm_host_set_gas(self.ctx, gas)
+                vm_host_set_native_pc(self.ctx, native)
+                self.resumable = True
+            return rc
         s.gas = vm_host_get_gas(self.ctx)
         rc = vm_state_set_pc(&s, &self.module.m.module, pc)
         vm_host_set_pc(self.ctx, pc)
@@ -597,12 +641,14 @@ cdef class Process:
 
     def sbrk(self, uint32_t size):
         cdef vm_state s
-        cdef uint32_t r
+        cdef uint32_t r, first
         self._ensure()
         if self.running:
             raise RuntimeError("the heap cannot be changed while the guest is running")
         vm_host_state_load(self.ctx, &s)
+        first = s.heap.mapped_end >> self.page_shift
         r = vm_heap_sbrk(&s, &self.mem, size)
+        vm_host_perms_changed(self.ctx, first, s.heap.mapped_end >> self.page_shift)
         vm_host_state_store(self.ctx, &s)
         return r
 
@@ -612,8 +658,13 @@ cdef class Process:
         return self.page_size_
 
     def set_perms(self, uint32_t address, uint64_t length, uint8_t perm):
+        cdef uint64_t end
         self._ensure()
+        if length == 0:
+            return
         vm_memory_set_perms(&self.mem, address, length, perm)
+        end = (<uint64_t>address + length + self.page_size_ - 1) >> self.page_shift
+        vm_host_perms_changed(self.ctx, address >> self.page_shift, <uint32_t>min(end, (<uint64_t>1 << 32) >> self.page_shift))
 
     def scrub(self, spans):
         """Zero and make inaccessible every (address, length) span; small
@@ -637,6 +688,7 @@ cdef class Process:
             else:
                 vm_host_punch(&self.zy.z, first << self.page_shift, count << self.page_shift)
             memset(self.mem.perms + first, 0, count)
+            vm_host_perms_changed(self.ctx, <uint32_t>first, <uint32_t>(first + count))
         memset(&s, 0, sizeof(s))
         s.resume = VM_INDEX_NONE
         vm_host_state_store(self.ctx, &s)

@@ -161,9 +161,15 @@ BACKENDS: Dict[Tuple[str, str], Callable] = {
     ("interpreter", "inline"): InlineInterpreter,
 }
 
-from vmcore.process_backend import ProcessInterpreter  # noqa: E402  (registers isolation="process")
+from vmcore.process_backend import ProcessCompiler, ProcessInterpreter, cpu_supports_native  # noqa: E402
 
 BACKENDS[("interpreter", "process")] = ProcessInterpreter
+BACKENDS[("compiler", "process")] = ProcessCompiler
+
+# What backend="auto" picks, first match wins: inline stays the default
+# (no process per sandbox); asking for a sandbox process gets native code
+# where the CPU can run it.
+_AUTO_ORDER = [("interpreter", "inline"), ("compiler", "process"), ("interpreter", "process")]
 
 
 _SELECTED: Dict[Tuple[str, str], Callable] = {}
@@ -182,8 +188,10 @@ def _resolve(backend: str, isolation: str) -> Callable:
         raise ValueError(f"unknown backend {backend!r}; expected 'auto', 'interpreter' or 'compiler'")
     if isolation not in ("auto", "inline", "process"):
         raise ValueError(f"unknown isolation {isolation!r}; expected 'auto', 'inline' or 'process'")
-    candidates = [(b, i) for (b, i) in BACKENDS
-                  if backend in ("auto", b) and isolation in ("auto", i)]
+    order = _AUTO_ORDER + [key for key in BACKENDS if key not in _AUTO_ORDER]
+    candidates = [(b, i) for (b, i) in order
+                  if (b, i) in BACKENDS and backend in ("auto", b) and isolation in ("auto", i)
+                  and not (backend == "auto" and b == "compiler" and cpu_supports_native() is not None)]
     if not candidates:
         available = ", ".join(f"{b}/{i}" for b, i in BACKENDS)
         raise ValueError(f"backend={backend!r} with isolation={isolation!r} is not available in this build "
@@ -191,4 +199,4 @@ def _resolve(backend: str, isolation: str) -> Callable:
     return BACKENDS[candidates[0]]
 
 
-__all__ = ["BACKENDS", "select", "InlineInterpreter", "ProcessInterpreter", "SandboxError"]
+__all__ = ["BACKENDS", "select", "InlineInterpreter", "ProcessInterpreter", "ProcessCompiler", "SandboxError"]

@@ -1,4 +1,4 @@
-"""isolation="process": the interpreter runs inside a separate, confined
+"""isolation="process": the guest runs inside a separate, confined
 sandbox process (the zygote, vmcore/_native/zygote.c) that shares one VmCtx
 page and the guest memory with this process through memfds.
 
@@ -10,15 +10,19 @@ page and the guest memory with this process through memfds.
   sealed memfd the zygote maps read only, writes the initial memory layout
   straight into shared memory, and drives runs through the futex handshake
   in Cython (vmcore._process).
+* :class:`ProcessCompiler` is the same with native code: the host
+  recompiles the program to x86-64 (vmcore/_native/compiler_x64.c) into the
+  sealed memfd instead, and the zygote maps it executable and jumps into it.
 """
 from __future__ import annotations
 
 import os
+import platform
 import threading
 import weakref
 from typing import Dict, List, Optional
 
-from vmcore import _process
+from vmcore import _compiler, _process
 from vmcore.errors import SandboxError
 from vmcore.layout import initial_layout
 
@@ -191,15 +195,26 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _shared_module(program, gas_metering: bool, step_tracing: bool) -> "_process.SharedModule":
-    """Compiled once per Program and configuration into a sealed memfd."""
-    key = ("interpreter-shm", gas_metering, step_tracing)
+def _shared_module(program, gas_metering: bool, step_tracing: bool, native: bool = False) -> "_process.SharedModule":
+    """Compiled once per Program and configuration into a sealed memfd
+    (threaded code, or native code from the recompiler)."""
+    key = ("native-shm" if native else "interpreter-shm", gas_metering, step_tracing)
     module = program._cache.get(key)
     if module is None:
         module = _process.SharedModule(program.isa_index, program.code, program.bitmask, program.jump_table,
-                                       gas_metering, step_tracing)
+                                       gas_metering, step_tracing, native)
         program._cache[key] = module
     return module
+
+
+def cpu_supports_native() -> Optional[str]:
+    """None when generated code can run here, else why not."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return f"the recompiler targets Linux x86-64 (this is {platform.system()} {platform.machine()})"
+    missing = _compiler.cpu_check()
+    if missing is not None:
+        return f"the recompiler needs x86-64 with BMI1, BMI2, LZCNT and POPCNT; this CPU lacks {missing}"
+    return None
 
 
 def _widen(value: int, mask: int) -> int:
@@ -214,6 +229,7 @@ class ProcessInterpreter:
 
     backend = "interpreter"
     isolation = "process"
+    native = False
 
     def __init__(self, program, memory_map, heap, gas_metering: bool, *, strict: bool = False,
                  auto_restart: bool = False, pool: Optional[SandboxPool] = None) -> None:
@@ -228,7 +244,7 @@ class ProcessInterpreter:
         self.pool = pool if pool is not None else SandboxPool.default()
         self.closed = False
         self._initial_gas: Optional[int] = None
-        module = _shared_module(program, gas_metering, False)
+        module = _shared_module(program, gas_metering, False, self.native)
         self.inst = None
         self.inst = _process.Process(self._acquire(), module, memory_map.page_size)
         if auto_restart:
@@ -284,7 +300,7 @@ class ProcessInterpreter:
         self._install()
 
     def set_step_tracing(self, enabled: bool) -> None:
-        self.inst.set_module(_shared_module(self.program, self.gas_metering, enabled))
+        self.inst.set_module(_shared_module(self.program, self.gas_metering, enabled, self.native))
 
     def close(self) -> None:
         if self.closed:
@@ -375,4 +391,17 @@ class ProcessInterpreter:
     def heap_base(self): return self.inst.heap_state()[0]
 
 
-__all__ = ["ProcessInterpreter", "SandboxPool", "ISOLATION_FEATURES"]
+class ProcessCompiler(ProcessInterpreter):
+    """Native code from the recompiler, in a confined sandbox process."""
+
+    backend = "compiler"
+    native = True
+
+    def __init__(self, program, memory_map, heap, gas_metering: bool, **options) -> None:
+        reason = cpu_supports_native()
+        if reason is not None:
+            raise SandboxError(f"{reason}; use backend='interpreter'")
+        super().__init__(program, memory_map, heap, gas_metering, **options)
+
+
+__all__ = ["ProcessInterpreter", "ProcessCompiler", "SandboxPool", "ISOLATION_FEATURES", "cpu_supports_native"]

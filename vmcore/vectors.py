@@ -57,22 +57,24 @@ def load_vector(path: str) -> dict:
 
 def run_vector(vector: dict, *, backend: str = "interpreter", isolation: str = "inline") -> Outcome:
     """Execute one vector and return what happened."""
-    if backend != "interpreter" or isolation not in ("inline", "process"):
-        raise ValueError(f"backend {backend!r} with isolation {isolation!r} is not available yet")
+    if (backend, isolation) not in (("interpreter", "inline"), ("interpreter", "process"), ("compiler", "process")):
+        raise ValueError(f"backend {backend!r} with isolation {isolation!r} is not available (the compiler runs "
+                         "only in a sandbox process: --backend compiler --isolation process)")
     program = Program.from_raw_code(bytes(vector["program"]), isa=vector.get("isa", "latest64"))
     if isolation == "process":
-        return _run_vector_in_process(vector, program)
+        return _run_vector_in_process(vector, program, native=backend == "compiler")
     module = _interp.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table, True)
     inst = _interp.Instance(module, PAGE_SIZE)
     return _run_on(inst, vector, [])
 
 
-def _run_vector_in_process(vector: dict, program: Program) -> Outcome:
-    """The same run in a (pooled) sandbox process."""
+def _run_vector_in_process(vector: dict, program: Program, native: bool) -> Outcome:
+    """The same run in a (pooled) sandbox process, interpreted or as
+    native code."""
     from vmcore import _process
     from vmcore.process_backend import SandboxPool, _shared_module
     pool = SandboxPool.default()
-    inst = _process.Process(pool.acquire(), _shared_module(program, True, False), PAGE_SIZE)
+    inst = _process.Process(pool.acquire(), _shared_module(program, True, False, native), PAGE_SIZE)
     pages: List[int] = []
     try:
         return _run_on(inst, vector, pages)

@@ -17,9 +17,13 @@
 /* The zygote executable in a sealed memfd (once per process). */
 int vm_host_image_create(const void *elf, size_t length, char *error);
 
-/* A compiled module in a sealed memfd, mapped read only here. */
+/* A module (either kind, zygote.h) in a sealed memfd, mapped read only
+ * here. */
 typedef struct vm_host_module {
-    vm_module module; /* pointers into base */
+    uint32_t kind;                 /* VM_SHM_KIND_* */
+    vm_module module;              /* INTERP: pointers into base */
+    const vm_x64_module *x64;      /* X64: in base */
+    const vm_x64_map_entry *map;   /* X64: in base */
     int fd;
     uint8_t *base;
     uint64_t size;
@@ -28,6 +32,13 @@ typedef struct vm_host_module {
 int vm_host_module_build(vm_host_module *m, const vm_module_config *config, const uint8_t *code, uint32_t code_len,
                          const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
                          char *error);
+/* Recompile for the sandbox (config->code_address is set here to
+ * VM_ADDR_NATIVE_CODE); the compile runs straight into the memfd.  0, or
+ * -1 with a message (the VM_X64_ERR_* in *x64_error when it was the
+ * compiler's). */
+int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config, const uint8_t *code, uint32_t code_len,
+                      const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
+                      int *x64_error, char *error);
 void vm_host_module_free(vm_host_module *m);
 
 typedef struct vm_host_spawn_options {
@@ -152,6 +163,11 @@ static inline void vm_host_set_resume_index(vmctx *c, uint32_t index)
     if (VM_HOST_LOAD(jump_into) != index)
         VM_HOST_STORE(jump_into, index);
 }
+static inline void vm_host_set_native_pc(vmctx *c, uint64_t address)
+{
+    if (VM_HOST_LOAD(next_native_program_counter) != address)
+        VM_HOST_STORE(next_native_program_counter, address);
+}
 static inline void vm_host_set_pc(vmctx *c, uint32_t pc)
 {
     if (VM_HOST_LOAD(program_counter) != pc)
@@ -175,6 +191,23 @@ static inline uint64_t vm_host_counter_wait_loop_start(const vmctx *c)
 static inline uint64_t vm_host_counter_futex_wait(const vmctx *c) { return VM_HOST_LOAD(counters.syscall_futex_wait); }
 #undef VM_HOST_LOAD
 #undef VM_HOST_STORE
+
+/* The host changed the permissions of guest pages [first, end) (page
+ * indices): native code needs the zygote to mirror them. */
+static inline void vm_host_perms_changed(vmctx *c, uint32_t first, uint32_t end)
+{
+    if (first >= end)
+        return;
+    if (c->perms_dirty_first >= c->perms_dirty_end) {
+        c->perms_dirty_first = first;
+        c->perms_dirty_end = end;
+        return;
+    }
+    if (first < c->perms_dirty_first)
+        c->perms_dirty_first = first;
+    if (end > c->perms_dirty_end)
+        c->perms_dirty_end = end;
+}
 
 /* The sandbox state the interpreter API works on, to and from the VmCtx
  * (host side of the register/gas/heap synchronisation). */

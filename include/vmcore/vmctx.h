@@ -198,6 +198,12 @@ typedef struct vmctx {
     /* Recompiler (x86-64) additions: VMCTX_STUB_* entry points generated
      * code jumps to (exits) or calls (helpers). */
     _Alignas(8) _Atomic uint64_t exit_stubs[VMCTX_STUB_COUNT];
+    /* Guest pages whose permissions changed since the zygote last mirrored
+     * them into page protections for native code (page indices, end
+     * exclusive; first >= end: none).  Written by whichever side holds the
+     * context. */
+    uint32_t perms_dirty_first;
+    uint32_t perms_dirty_end;
 } vmctx;
 
 /* Offsets generated code bakes in; changing them is an ABI break. */
@@ -257,7 +263,9 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
     X("sandbox_cpu", sandbox_cpu)                              \
     X("host_uid", host_uid)                                    \
     X("host_gid", host_gid)                              \
-    X("exit_stubs", exit_stubs)
+    X("exit_stubs", exit_stubs)                                \
+    X("perms_dirty_first", perms_dirty_first)                  \
+    X("perms_dirty_end", perms_dirty_end)
 
 #define VMCTX_FUTEX_STATES(X)                         \
     X("BUSY", VMCTX_FUTEX_BUSY)                       \

@@ -1,21 +1,31 @@
 /* What the host and the zygote (the sandbox process) agree on besides the
- * VmCtx: the layout of a compiled interpreter module in shared memory.
+ * VmCtx: the layout of a module in shared memory, of either kind:
  *
- * The host compiles (vm_module_build) straight into a memfd laid out as
- * below, seals it (no writes, no resizing) and hands the descriptor to any
- * number of zygotes, which map it read only at VM_ADDR_INTERP_MODULE: the
- * host compiles, the sandbox only executes.  Offsets, not pointers, so
- * every process can map it anywhere.  Freestanding (the zygote includes it).
+ *   VM_SHM_KIND_INTERP  threaded code for the interpreter (vm_module_build);
+ *   VM_SHM_KIND_X64     native code from the recompiler (vm_x64_compile):
+ *                       header, pc map, then the jump table and the code at
+ *                       page-aligned offsets, so the zygote can map those two
+ *                       parts a second time at VM_ADDR_JUMP_TABLE (read) and
+ *                       VM_ADDR_NATIVE_CODE (read + execute).
+ *
+ * The host compiles straight into a memfd laid out as below, seals it (no
+ * writes, no resizing) and hands the descriptor to any number of zygotes,
+ * which map it read only at VM_ADDR_INTERP_MODULE: the host compiles, the
+ * sandbox only executes.  Offsets, not pointers, so every process can map
+ * it anywhere.  Freestanding (the zygote includes it).
  */
 #ifndef VMCORE_ZYGOTE_H
 #define VMCORE_ZYGOTE_H
 
 #include <stdint.h>
 
+#include "vmcore/compiler.h"
 #include "vmcore/interp.h"
 
 #define VM_SHM_MODULE_MAGIC 0x4d534d56u /* "VMSM" */
-#define VM_SHM_MODULE_VERSION 1u
+#define VM_SHM_MODULE_VERSION 2u
+#define VM_SHM_KIND_INTERP 0u
+#define VM_SHM_KIND_X64 1u
 #define VM_SHM_MODULE_HEADER_SIZE 4096u
 
 typedef struct vm_shm_module {
@@ -28,21 +38,58 @@ typedef struct vm_shm_module {
     uint32_t code_len;
     uint32_t insn_count;          /* records, not counting the end guard */
     uint32_t jump_table_count;
-    uint32_t reserved;
-    uint64_t pc_to_index_offset;  /* code_len + 1 uint32 entries */
-    uint64_t jump_table_offset;   /* jump_table_count uint32 entries */
-    uint64_t insns_offset;        /* insn_count + 1 vm_insn records (last) */
+    uint32_t kind;                /* VM_SHM_KIND_* */
+    uint64_t pc_to_index_offset;  /* INTERP: code_len + 1 uint32 entries */
+    uint64_t jump_table_offset;   /* INTERP: uint32 entries; X64: page aligned, uint64 absolute addresses */
+    uint64_t insns_offset;        /* INTERP: insn_count + 1 vm_insn records (last) */
     uint64_t size;                /* total bytes of the memfd */
+    /* VM_SHM_KIND_X64 */
+    uint64_t map_offset;          /* map_count vm_x64_map_entry records */
+    uint64_t native_offset;       /* page aligned; native_size bytes of code (the tail of the memfd) */
+    uint64_t native_size;         /* page aligned */
+    vm_x64_module x64;            /* code_address is VM_ADDR_NATIVE_CODE */
 } vm_shm_module;
 
 _Static_assert(sizeof(vm_shm_module) <= VM_SHM_MODULE_HEADER_SIZE, "module header fits its page");
 
-/* Checks a mapped module and fills a vm_module pointing into it; 0 or -1. */
-static inline int vm_shm_module_attach(vm_module *module, const uint8_t *base, uint64_t mapped_size)
+/* The kind of a mapped module, or -1 when the header is not one. */
+static inline int vm_shm_module_kind(const uint8_t *base, uint64_t mapped_size)
 {
     const vm_shm_module *h = (const vm_shm_module *)base;
     if (mapped_size < VM_SHM_MODULE_HEADER_SIZE || h->magic != VM_SHM_MODULE_MAGIC ||
-        h->version != VM_SHM_MODULE_VERSION || h->size > mapped_size)
+        h->version != VM_SHM_MODULE_VERSION || h->size > mapped_size || h->size < VM_SHM_MODULE_HEADER_SIZE ||
+        (h->kind != VM_SHM_KIND_INTERP && h->kind != VM_SHM_KIND_X64))
+        return -1;
+    return (int)h->kind;
+}
+
+/* Checks a mapped VM_SHM_KIND_X64 module: its vm_x64_module (in the
+ * header) and pc map; 0 or -1. */
+static inline int vm_shm_x64_attach(const vm_x64_module **module, const vm_x64_map_entry **map,
+                                    const uint8_t *base, uint64_t mapped_size)
+{
+    const vm_shm_module *h = (const vm_shm_module *)base;
+    if (vm_shm_module_kind(base, mapped_size) != (int)VM_SHM_KIND_X64)
+        return -1;
+    const vm_x64_module *m = &h->x64;
+    uint64_t map_end = h->map_offset + (uint64_t)m->map_count * sizeof(vm_x64_map_entry);
+    uint64_t jt_end = h->jump_table_offset + (uint64_t)m->jump_table_count * 8u;
+    if (h->map_offset < VM_SHM_MODULE_HEADER_SIZE || h->map_offset % 8 || map_end > h->size ||
+        h->jump_table_offset % 4096 || jt_end > h->size || h->native_offset % 4096 || h->native_size % 4096 ||
+        h->native_offset + h->native_size != h->size || m->code_size > h->native_size ||
+        m->entry_trampoline >= m->code_size || m->code_address != VM_ADDR_NATIVE_CODE)
+        return -1;
+    *module = m;
+    *map = (const vm_x64_map_entry *)(uintptr_t)(base + h->map_offset);
+    return 0;
+}
+
+/* Checks a mapped VM_SHM_KIND_INTERP module and fills a vm_module
+ * pointing into it; 0 or -1. */
+static inline int vm_shm_module_attach(vm_module *module, const uint8_t *base, uint64_t mapped_size)
+{
+    const vm_shm_module *h = (const vm_shm_module *)base;
+    if (vm_shm_module_kind(base, mapped_size) != (int)VM_SHM_KIND_INTERP)
         return -1;
     uint64_t p2i_end = h->pc_to_index_offset + ((uint64_t)h->code_len + 1) * sizeof(uint32_t);
     uint64_t jt_end = h->jump_table_offset + (uint64_t)h->jump_table_count * sizeof(uint32_t);

@@ -151,6 +151,7 @@ int vm_host_module_build(vm_host_module *m, const vm_module_config *config, cons
     h->code_len = code_len;
     h->insn_count = built.insn_count;
     h->jump_table_count = jump_table_count;
+    h->kind = VM_SHM_KIND_INTERP;
     h->pc_to_index_offset = p2i;
     h->jump_table_offset = jt;
     h->insns_offset = insns;
@@ -176,6 +177,90 @@ int vm_host_module_build(vm_host_module *m, const vm_module_config *config, cons
         close(fd);
         return -1;
     }
+    m->kind = VM_SHM_KIND_INTERP;
+    m->fd = fd;
+    m->base = r;
+    m->size = size;
+    return 0;
+}
+
+static uint64_t page_round(uint64_t v) { return (v + 4095) & ~(uint64_t)4095; }
+
+int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const uint8_t *code, uint32_t code_len,
+                      const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
+                      int *x64_error, char *error)
+{
+    memset(m, 0, sizeof *m);
+    m->fd = -1;
+    *x64_error = 0;
+    vm_x64_config config = *config_in;
+    config.code_address = VM_ADDR_NATIVE_CODE;
+    size_t code_cap, map_cap;
+    vm_x64_bounds(code, code_len, bitmask, &config, &code_cap, &map_cap);
+    uint64_t map_off = VM_SHM_MODULE_HEADER_SIZE;
+    uint64_t jt_off = page_round(map_off + (uint64_t)map_cap * sizeof(vm_x64_map_entry));
+    uint64_t native_off = page_round(jt_off + (uint64_t)jump_table_count * 8u);
+    uint64_t max_size = native_off + page_round(code_cap);
+    int fd = sealed_memfd("vmcore-native", max_size, 0);
+    if (fd < 0) {
+        set_error(error, "memfd_create for native code", errno);
+        return -1;
+    }
+    uint8_t *w = mmap(NULL, max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (w == MAP_FAILED) {
+        set_error(error, "mapping native code for building", errno);
+        close(fd);
+        return -1;
+    }
+    vm_shm_module *h = (vm_shm_module *)w;
+    int rc = vm_x64_compile(&config, code, code_len, bitmask, jump_table_targets, jump_table_count, w + native_off,
+                            code_cap, (uint64_t *)(w + jt_off), (vm_x64_map_entry *)(w + map_off), map_cap, &h->x64);
+    if (rc != VM_X64_OK) {
+        *x64_error = rc;
+        set_error(error, "the recompiler failed", 0);
+        munmap(w, max_size);
+        close(fd);
+        return -1;
+    }
+    uint64_t native_size = page_round(h->x64.code_size ? h->x64.code_size : 1);
+    uint64_t size = native_off + native_size;
+    h->magic = VM_SHM_MODULE_MAGIC;
+    h->version = VM_SHM_MODULE_VERSION;
+    h->kind = VM_SHM_KIND_X64;
+    h->isa = config.isa;
+    h->gas_metering = config.gas_metering;
+    h->step_tracing = config.step_tracing;
+    h->is_64_bit = h->x64.is_64_bit;
+    h->code_len = code_len;
+    h->insn_count = h->x64.map_count;
+    h->jump_table_count = jump_table_count;
+    h->jump_table_offset = jt_off;
+    h->map_offset = map_off;
+    h->native_offset = native_off;
+    h->native_size = native_size;
+    h->size = size;
+    munmap(w, max_size);
+    /* Trim the unused code capacity, then seal (shared by every zygote that
+     * runs this program). */
+    if (ftruncate(fd, (off_t)size) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+        set_error(error, "sealing native code", errno);
+        close(fd);
+        return -1;
+    }
+    uint8_t *r = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    if (r == MAP_FAILED) {
+        set_error(error, "mapping native code", errno);
+        close(fd);
+        return -1;
+    }
+    if (vm_shm_x64_attach(&m->x64, &m->map, r, size) != 0) {
+        set_error(error, "the built native code does not validate", 0);
+        munmap(r, size);
+        close(fd);
+        return -1;
+    }
+    m->kind = VM_SHM_KIND_X64;
     m->fd = fd;
     m->base = r;
     m->size = size;

@@ -77,6 +77,7 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
 #define SYS_rt_sigaction 13
 #define SYS_rt_sigprocmask 14
 #define SYS_rt_sigreturn 15
+#define SYS_sigaltstack 131
 #define SYS_sched_yield 24
 #define SYS_getpid 39
 #define SYS_recvmsg 47
@@ -111,6 +112,7 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
 #define PROT_NONE 0
 #define PROT_READ 1
 #define PROT_WRITE 2
+#define PROT_EXEC 4
 #define MAP_SHARED 0x01
 #define MAP_PRIVATE 0x02
 #define MAP_FIXED 0x10
@@ -195,6 +197,11 @@ struct k_cmsghdr {
     size_t len;
     int level;
     int type;
+};
+struct k_stack {
+    void *sp;
+    int flags;
+    size_t size;
 };
 struct k_sigaction {
     void (*handler)(int, void *, void *);

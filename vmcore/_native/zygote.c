@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 
 #include "sys.h"
+#include "vmcore/compiler.h"
 #include "vmcore/interp.h"
 #include "vmcore/vmctx.h"
 #include "vmcore/zygote.h"
@@ -101,6 +102,19 @@ static uint64_t module_size;
 static uint32_t init_flags;
 static struct k_robust_list death_entry;
 static struct k_robust_list_head death_head;
+
+/* Native code (compiler.h's contract): the module when the loaded one is
+ * VM_SHM_KIND_X64, and what its signal handlers need to know. */
+static const vm_x64_module *x64;
+static const vm_x64_map_entry *x64_map;
+static uint64_t x64_code_mapped, x64_table_mapped;
+static volatile int x64_running;      /* between entering generated code and its exit */
+static volatile int x64_interrupt;    /* the host asked to stop */
+static volatile int x64_bias_applied; /* VM_X64_INTERRUPT_GAS_BIAS taken from vmctx.gas */
+/* Page shift the guest window's protections mirror the permission map at
+ * (0: they do not; the window is read + write, as the interpreter wants). */
+static uint32_t protections_shift;
+static uint8_t signal_stack[1u << 16] __attribute__((aligned(16)));
 
 /* ---- messages (into the VmCtx; the host puts them in SandboxError) ---- */
 
@@ -240,20 +254,103 @@ static uint32_t wait_for_host(void)
 
 /* ---- signals ---- */
 
+/* The interrupted context (ucontext_t on x86-64: gregs at offset 40, in
+ * the kernel's order). */
+#define UC_GREGS 40
+enum { G_R8, G_R9, G_R10, G_R11, G_R12, G_R13, G_R14, G_R15, G_RDI, G_RSI, G_RBP, G_RBX, G_RDX, G_RAX, G_RCX,
+       G_RSP, G_RIP };
+static const uint8_t greg_of_hw[16] = {G_RAX, G_RCX, G_RDX, G_RBX, G_RSP, G_RBP, G_RSI, G_RDI,
+                                       G_R8,  G_R9,  G_R10, G_R11, G_R12, G_R13, G_R14, G_R15};
+
+static inline uint64_t *gregs_of(void *uctx) { return (uint64_t *)(void *)((char *)uctx + UC_GREGS); }
+
+static inline int in_native_code(uint64_t rip)
+{
+    return x64 && rip >= VM_ADDR_NATIVE_CODE && rip < VM_ADDR_NATIVE_CODE + x64->code_size;
+}
+
+/* Stop native code at its next block start: one read-modify-write of the
+ * gas word, only between guest instructions (compiler.h, Deadlines). */
+static inline void apply_interrupt_bias(void)
+{
+    if (x64_interrupt && !x64_bias_applied) {
+        atomic_fetch_sub_explicit(&CTX->gas, VM_X64_INTERRUPT_GAS_BIAS, RELAXED);
+        x64_bias_applied = 1;
+    }
+}
+
 static void on_interrupt(int sig, void *info, void *uctx)
 {
-    (void)sig, (void)info, (void)uctx;
+    (void)sig, (void)info;
     state.interrupt = (int)atomic_load_explicit(&CTX->interrupt, RELAXED);
+    x64_interrupt = state.interrupt;
+    /* In a helper or in the zygote the bias waits for the helper's end (the
+     * host signals again if it has to). */
+    if (x64_running && in_native_code(gregs_of(uctx)[G_RIP]))
+        apply_interrupt_bias();
 }
+
+uint32_t zy_enter(uint64_t target);
+void zy_exit_0(void);
+void zy_exit_1(void);
+void zy_exit_2(void);
+void zy_exit_3(void);
+void zy_exit_4(void);
+void zy_exit_5(void);
+
+/* Into generated code and back: zy_enter keeps the callee-saved registers
+ * and the stack pointer and jumps; each exit stub (VMCTX_STUB_FINISHED ..
+ * STEP) restores them and returns its index. */
+__asm__(".text\n"
+        ".globl zy_enter\n"
+        "zy_enter:\n"
+        "  push %rbx\n  push %rbp\n  push %r12\n  push %r13\n  push %r14\n  push %r15\n"
+        "  mov %rsp, zy_saved_rsp(%rip)\n"
+        "  jmp *%rdi\n"
+        "zy_exit_common:\n"
+        "  mov zy_saved_rsp(%rip), %rsp\n"
+        "  pop %r15\n  pop %r14\n  pop %r13\n  pop %r12\n  pop %rbp\n  pop %rbx\n"
+        "  ret\n"
+        ".globl zy_exit_0\nzy_exit_0: mov $0, %eax\n jmp zy_exit_common\n"
+        ".globl zy_exit_1\nzy_exit_1: mov $1, %eax\n jmp zy_exit_common\n"
+        ".globl zy_exit_2\nzy_exit_2: mov $2, %eax\n jmp zy_exit_common\n"
+        ".globl zy_exit_3\nzy_exit_3: mov $3, %eax\n jmp zy_exit_common\n"
+        ".globl zy_exit_4\nzy_exit_4: mov $4, %eax\n jmp zy_exit_common\n"
+        ".globl zy_exit_5\nzy_exit_5: mov $5, %eax\n jmp zy_exit_common\n"
+        ".data\n.balign 8\nzy_saved_rsp: .quad 0\n.text\n");
+
+static void (*const exit_stub[6])(void) = {zy_exit_0, zy_exit_1, zy_exit_2, zy_exit_3, zy_exit_4, zy_exit_5};
+_Static_assert(VMCTX_STUB_FINISHED == 0 && VMCTX_STUB_STEP == 5, "exit stubs are numbered 0..5");
 
 static void on_fault(int sig, void *info, void *uctx)
 {
-    (void)uctx;
+    uint64_t *g = gregs_of(uctx);
+    uint64_t rip = g[G_RIP];
+    if (sig == SIGSEGV && x64_running && in_native_code(rip)) {
+        /* A guest access to a protected page (or past the jump table):
+         * decide what the interpreter would have done. */
+        vm_x64_fault f;
+        vm_x64_resolve_fault(x64, x64_map, &memory, rip - VM_ADDR_NATIVE_CODE, g[G_RAX],
+                             atomic_load_explicit(&CTX->program_counter, RELAXED), &f);
+        if (f.stub >= 0 && f.stub <= VMCTX_STUB_STEP) {
+            for (int i = 0; i < VMCTX_REG_COUNT; i++)
+                atomic_store_explicit(&CTX->regs[i], g[greg_of_hw[vm_x64_guest_regs[i]]], RELAXED);
+            atomic_store_explicit(&CTX->program_counter, f.pc, RELAXED);
+            atomic_store_explicit(&CTX->arg, f.arg, RELAXED);
+            atomic_store_explicit(&CTX->next_native_program_counter, VM_ADDR_NATIVE_CODE + f.resume, RELAXED);
+            g[G_RIP] = (uint64_t)(uintptr_t)exit_stub[f.stub];
+            return;
+        }
+    }
     /* siginfo_t: si_signo, si_errno, si_code, (pad), si_addr at offset 16 */
     uint64_t addr = *(uint64_t *)((char *)info + 16);
     CTX->message_length = 0;
     message_number("the sandbox process got signal ", sig);
     message_hex(" at address ", addr);
+    if (in_native_code(rip))
+        message_hex(" in native code at offset ", rip - VM_ADDR_NATIVE_CODE);
+    else
+        message_hex(" at rip ", rip);
     if (sig == SIGBUS)
         message_append(" (shared guest memory could not be backed: out of memory?)");
     atomic_store_explicit(&CTX->arg2, 0xffffffffu, RELAXED);
@@ -266,7 +363,7 @@ static int set_handler(int sig, void (*fn)(int, void *, void *))
     struct k_sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.handler = fn;
-    sa.flags = SA_SIGINFO | SA_RESTORER;
+    sa.flags = SA_SIGINFO | SA_RESTORER | SA_ONSTACK;
     sa.restorer = vm_zygote_restorer;
     sa.mask = ~(uint64_t)0; /* nothing nests */
     return (int)sys4(SYS_rt_sigaction, sig, (long)&sa, 0, 8);
@@ -344,9 +441,10 @@ static uint32_t apply_rlimits(void)
     if (ok)
         bits |= VM_ISO_RLIMITS;
     /* The fixed mappings: guest window + slack, permissions, the largest
-     * module, the VmCtx; 256 MiB for the executable, stack and vDSO. */
-    uint64_t as = VM_GUEST_MEMORY_SIZE + VM_GUEST_MEMORY_SLACK + VM_GUEST_PERMS_SIZE + MODULE_SIZE_MAX + 4096 +
-                  (256ull << 20);
+     * module (native code maps parts of its module twice), the VmCtx and
+     * its alias; 256 MiB for the executable, stack and vDSO. */
+    uint64_t as = VM_GUEST_MEMORY_SIZE + VM_GUEST_MEMORY_SLACK + VM_GUEST_PERMS_SIZE + 2 * MODULE_SIZE_MAX +
+                  2 * 4096 + (256ull << 20);
     if (set_limit(RLIMIT_AS, as))
         bits |= VM_ISO_RLIMIT_AS;
     return bits;
@@ -371,7 +469,7 @@ static uint32_t apply_rlimits(void)
 #define JUMP(code, k, jt, jf) ((struct k_sock_filter){(uint16_t)(code), (uint8_t)(jt), (uint8_t)(jf), (uint32_t)(k)})
 
 typedef struct filter {
-    struct k_sock_filter insns[96];
+    struct k_sock_filter insns[192];
     int n;
 } filter;
 
@@ -388,6 +486,22 @@ static void allow_if(filter *f, long nr, int checks, const uint32_t (*check)[2])
         emit(f, STMT(BPF_LD_W_ABS, check[i][0]));
         emit(f, JUMP(BPF_JEQ_K, check[i][1], 1, 0));
         emit(f, STMT(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
+    }
+    emit(f, STMT(BPF_RET_K, SECCOMP_RET_ALLOW));
+}
+
+/* Allow syscall `nr` when every (offset, value) check holds; a mismatch
+ * falls through to the next rule (several allowed forms of one call).
+ * Layout: ld nr; jeq nr ? next : past the block; per check "ld half; jeq
+ * value ? next : past the block"; allow. */
+static void allow_if_any(filter *f, long nr, int checks, const uint32_t (*check)[2])
+{
+    int block = checks * 2 + 1; /* instructions after the nr test */
+    emit(f, STMT(BPF_LD_W_ABS, 0));
+    emit(f, JUMP(BPF_JEQ_K, nr, 0, block));
+    for (int i = 0; i < checks; i++) {
+        emit(f, STMT(BPF_LD_W_ABS, check[i][0]));
+        emit(f, JUMP(BPF_JEQ_K, check[i][1], 0, (checks - i - 1) * 2 + 1));
     }
     emit(f, STMT(BPF_RET_K, SECCOMP_RET_ALLOW));
 }
@@ -426,18 +540,39 @@ static int install_seccomp(void)
     /* recvmsg: receive a module memfd from the host, only on the socket. */
     const uint32_t recv[][2] = {{ARG_LO(0), VM_FD_SOCKET}, {ARG_HI(0), 0}};
     allow_if(&f, SYS_recvmsg, 2, recv);
-    /* mmap: map a received module, read only, shared, at its fixed address,
-     * only from the received descriptor's number. */
-    const uint32_t map[][2] = {{ARG_LO(0), (uint32_t)VM_ADDR_INTERP_MODULE},
-                               {ARG_HI(0), (uint32_t)(VM_ADDR_INTERP_MODULE >> 32)},
-                               {ARG_LO(2), PROT_READ}, {ARG_HI(2), 0},
-                               {ARG_LO(3), MAP_SHARED | MAP_FIXED}, {ARG_HI(3), 0},
-                               {ARG_LO(4), VM_FD_RECEIVED}, {ARG_HI(4), 0}};
-    allow_if(&f, SYS_mmap, 8, map);
-    /* munmap: drop the previous module mapping, nothing else. */
-    const uint32_t unmap[][2] = {{ARG_LO(0), (uint32_t)VM_ADDR_INTERP_MODULE},
-                                 {ARG_HI(0), (uint32_t)(VM_ADDR_INTERP_MODULE >> 32)}};
-    allow_if(&f, SYS_munmap, 2, unmap);
+    /* mmap: map a received module from the received descriptor's number,
+     * shared, at its fixed addresses only: the whole module read only;
+     * for native code also its jump table (read only) and its code (read +
+     * execute: the only executable mapping the process ever makes). */
+    const uint64_t where[3] = {VM_ADDR_INTERP_MODULE, VM_ADDR_JUMP_TABLE, VM_ADDR_NATIVE_CODE};
+    const uint32_t prot[3] = {PROT_READ, PROT_READ, PROT_READ | PROT_EXEC};
+    for (int i = 0; i < 3; i++) {
+        const uint32_t map[][2] = {{ARG_LO(0), (uint32_t)where[i]}, {ARG_HI(0), (uint32_t)(where[i] >> 32)},
+                                   {ARG_LO(2), prot[i]},            {ARG_HI(2), 0},
+                                   {ARG_LO(3), MAP_SHARED | MAP_FIXED}, {ARG_HI(3), 0},
+                                   {ARG_LO(4), VM_FD_RECEIVED},     {ARG_HI(4), 0}};
+        allow_if_any(&f, SYS_mmap, 8, map);
+    }
+    /* munmap: drop the previous module's mappings, nothing else. */
+    for (int i = 0; i < 3; i++) {
+        const uint32_t unmap[][2] = {{ARG_LO(0), (uint32_t)where[i]}, {ARG_HI(0), (uint32_t)(where[i] >> 32)}};
+        allow_if_any(&f, SYS_munmap, 2, unmap);
+    }
+    /* mprotect: mirror guest page permissions for native code -- inside
+     * the guest window only (its addresses all share the upper word), never
+     * executable (PROT_NONE, PROT_READ or PROT_READ | PROT_WRITE). */
+    emit(&f, STMT(BPF_LD_W_ABS, 0));
+    emit(&f, JUMP(BPF_JEQ_K, SYS_mprotect, 0, 10));
+    emit(&f, STMT(BPF_LD_W_ABS, ARG_HI(0)));
+    emit(&f, JUMP(BPF_JEQ_K, (uint32_t)(VM_ADDR_GUEST_MEMORY >> 32), 1, 0));
+    emit(&f, STMT(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
+    emit(&f, STMT(BPF_LD_W_ABS, ARG_HI(2)));
+    emit(&f, JUMP(BPF_JEQ_K, 0, 1, 0));
+    emit(&f, STMT(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
+    emit(&f, STMT(BPF_LD_W_ABS, ARG_LO(2)));
+    emit(&f, JUMP(BPF_JGE_K, (PROT_READ | PROT_WRITE) + 1, 0, 1));
+    emit(&f, STMT(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
+    emit(&f, STMT(BPF_RET_K, SECCOMP_RET_ALLOW));
     /* close: the received module descriptor once it is mapped. */
     const uint32_t close_[][2] = {{ARG_LO(0), VM_FD_RECEIVED}, {ARG_HI(0), 0}};
     allow_if(&f, SYS_close, 2, close_);
@@ -459,6 +594,94 @@ static int install_seccomp(void)
 }
 
 /* ---- running ---- */
+
+/* ---- guest page protections (native code only) ---- */
+
+static int prot_of(uint8_t perm)
+{
+    return perm == VM_PERM_WRITE ? PROT_READ | PROT_WRITE : perm == VM_PERM_READ ? PROT_READ : PROT_NONE;
+}
+
+/* Mirror the permission map into page protections for pages [first, end),
+ * one mprotect per run of equal permissions. */
+static void protect_pages(uint32_t first, uint32_t end)
+{
+    const uint8_t *perms = memory.perms;
+    uint32_t shift = memory.page_shift;
+    uint32_t p = first;
+    while (p < end) {
+        uint8_t perm = perms[p];
+        uint64_t pattern = perm * 0x0101010101010101ull;
+        uint32_t q = p + 1;
+        while (q < end && (q & 7))
+            if (perms[q] == perm)
+                q++;
+            else
+                goto run_done;
+        for (uint64_t word; q + 8 <= end; q += 8) {
+            __builtin_memcpy(&word, perms + q, 8);
+            if (word != pattern)
+                break;
+        }
+        while (q < end && perms[q] == perm)
+            q++;
+    run_done:;
+        long r = sys3(SYS_mprotect, (long)(VM_ADDR_GUEST_MEMORY + ((uint64_t)p << shift)),
+                      (long)((uint64_t)(q - p) << shift), prot_of(perm));
+        if (r < 0)
+            fatal("cannot set guest page protections", r);
+        p = q;
+    }
+}
+
+/* Before native code runs: protections as the permission map says (all
+ * of it the first time or after a page-size change, else what the host
+ * marked dirty). */
+static void sync_protections(void)
+{
+    vmctx *c = CTX;
+    uint32_t pages = (uint32_t)(VM_GUEST_MEMORY_SIZE >> memory.page_shift);
+    uint32_t first = c->perms_dirty_first, end = c->perms_dirty_end;
+    if (protections_shift != memory.page_shift) {
+        first = 0;
+        end = pages;
+        protections_shift = memory.page_shift;
+    }
+    if (first < end)
+        protect_pages(first, end < pages ? end : pages);
+    c->perms_dirty_first = c->perms_dirty_end = 0;
+}
+
+/* Back to a plain read + write window (the interpreter's). */
+static void unprotect_window(void)
+{
+    if (!protections_shift)
+        return;
+    long r = sys3(SYS_mprotect, (long)VM_ADDR_GUEST_MEMORY, (long)VM_GUEST_MEMORY_SIZE, PROT_READ | PROT_WRITE);
+    if (r < 0)
+        fatal("cannot unprotect guest memory", r);
+    protections_shift = 0;
+}
+
+static void map_module_part(int fd, uint64_t address, uint64_t length, uint64_t offset, int prot, const char *what)
+{
+    long r = sys6(SYS_mmap, (long)address, (long)length, prot, MAP_SHARED | MAP_FIXED, fd, (long)offset);
+    if (r != (long)address)
+        fatal(what, (unsigned long)r >= MAP_FAILED_MAX ? r : 0);
+}
+
+static void unload_module(void)
+{
+    if (module_size)
+        sys2(SYS_munmap, (long)VM_ADDR_INTERP_MODULE, (long)module_size);
+    if (x64_code_mapped)
+        sys2(SYS_munmap, (long)VM_ADDR_NATIVE_CODE, (long)x64_code_mapped);
+    if (x64_table_mapped)
+        sys2(SYS_munmap, (long)VM_ADDR_JUMP_TABLE, (long)x64_table_mapped);
+    module_size = x64_code_mapped = x64_table_mapped = 0;
+    x64 = 0;
+    x64_map = 0;
+}
 
 /* Take the module(s) the host sent until the one of `generation`. */
 static void load_module(uint64_t generation)
@@ -489,17 +712,30 @@ static void load_module(uint64_t generation)
             sys1(SYS_close, fd); /* a stale module: skip it */
             continue;
         }
-        if (module_size)
-            sys2(SYS_munmap, (long)VM_ADDR_INTERP_MODULE, (long)module_size);
-        module_size = 0;
+        unload_module();
         long base = sys6(SYS_mmap, (long)VM_ADDR_INTERP_MODULE, (long)payload[0], PROT_READ, MAP_SHARED | MAP_FIXED,
                          fd, 0);
-        sys1(SYS_close, fd);
         if ((unsigned long)base >= MAP_FAILED_MAX)
             fatal("cannot map the module", base);
         module_size = payload[0];
-        if (vm_shm_module_attach(&module, (const uint8_t *)base, module_size) != 0)
-            fatal("the module from the host is malformed", 0);
+        int kind = vm_shm_module_kind((const uint8_t *)base, module_size);
+        if (kind == (int)VM_SHM_KIND_X64) {
+            const vm_shm_module *h = (const vm_shm_module *)base;
+            if (vm_shm_x64_attach(&x64, &x64_map, (const uint8_t *)base, module_size) != 0)
+                fatal("the native code from the host is malformed", 0);
+            map_module_part(fd, VM_ADDR_NATIVE_CODE, h->native_size, h->native_offset, PROT_READ | PROT_EXEC,
+                            "cannot map the native code");
+            x64_code_mapped = h->native_size;
+            x64_table_mapped = (x64->jump_table_count * 8ull + 4095) & ~4095ull;
+            if (x64_table_mapped)
+                map_module_part(fd, VM_ADDR_JUMP_TABLE, x64_table_mapped, h->jump_table_offset, PROT_READ,
+                                "cannot map the native jump table");
+        } else {
+            if (vm_shm_module_attach(&module, (const uint8_t *)base, module_size) != 0)
+                fatal("the module from the host is malformed", 0);
+            unprotect_window(); /* the interpreter checks permissions itself */
+        }
+        sys1(SYS_close, fd);
         module_generation = generation;
         return;
     }
@@ -523,6 +759,93 @@ static uint32_t futex_state_for(vm_exit reason)
             atomic_store_explicit(&c->field, (value), RELAXED);                 \
     } while (0)
 
+/* ---- native code: helpers it calls, and one run ---- */
+
+/* VMCTX_STUB_SBRK: the interpreter's sbrk, then the new pages' protection. */
+static uint32_t helper_sbrk(uint32_t size)
+{
+    uint32_t old_end = state.heap.mapped_end;
+    uint32_t result = vm_heap_sbrk(&state, &memory, size);
+    uint32_t new_end = state.heap.mapped_end;
+    if (new_end > old_end) {
+        long r = sys3(SYS_mprotect, (long)(VM_ADDR_GUEST_MEMORY + old_end), (long)(new_end - old_end),
+                      PROT_READ | PROT_WRITE);
+        if (r < 0)
+            fatal("cannot make new heap pages accessible", r);
+    }
+    apply_interrupt_bias();
+    return result;
+}
+
+/* VMCTX_STUB_MEMSET: the interpreter's memset on vmctx.regs / vmctx.gas. */
+static uint32_t helper_memset(uint32_t metering)
+{
+    uint32_t fault = 0;
+    int64_t gas = atomic_load_explicit(&CTX->gas, RELAXED);
+    uint32_t r = vm_x64_memset((uint64_t *)(uintptr_t)CTX->regs, &gas, (int)metering, &memory, &fault);
+    atomic_store_explicit(&CTX->gas, gas, RELAXED);
+    if (r == VMCTX_STUB_PAGEFAULT)
+        atomic_store_explicit(&CTX->arg, fault, RELAXED);
+    apply_interrupt_bias();
+    return r;
+}
+
+static uint32_t run_native(void)
+{
+    vmctx *c = CTX;
+    sync_protections();
+    for (int i = 0; i < 6; i++)
+        STORE_IF_CHANGED(exit_stubs[i], (uint64_t)(uintptr_t)exit_stub[i]);
+    STORE_IF_CHANGED(exit_stubs[VMCTX_STUB_SBRK], (uint64_t)(uintptr_t)helper_sbrk);
+    STORE_IF_CHANGED(exit_stubs[VMCTX_STUB_MEMSET], (uint64_t)(uintptr_t)helper_memset);
+
+    uint64_t target = atomic_load_explicit(&c->next_native_program_counter, RELAXED);
+    if (target < VM_ADDR_NATIVE_CODE + x64->first_insn || target >= VM_ADDR_NATIVE_CODE + x64->code_size)
+        fatal("bad native resume address from the host", 0);
+    int metering = x64->gas_metering;
+    /* Without metering the gas word only carries interrupts (compiled
+     * interruptible: blocks charge 0 and test the sign). */
+    int64_t gas_kept = 0;
+    if (!metering) {
+        gas_kept = atomic_load_explicit(&c->gas, RELAXED);
+        atomic_store_explicit(&c->gas, 0, RELAXED);
+    }
+    uint32_t top_in = state.heap.top, mapped_in = state.heap.mapped_end;
+    x64_bias_applied = 0;
+    x64_interrupt = state.interrupt;
+    apply_interrupt_bias();
+
+    x64_running = 1;
+    uint32_t stub = zy_enter(VM_ADDR_NATIVE_CODE + x64->entry_trampoline);
+    x64_running = 0;
+
+    int interrupted = x64_bias_applied;
+    if (interrupted)
+        atomic_fetch_add_explicit(&c->gas, VM_X64_INTERRUPT_GAS_BIAS, RELAXED);
+    x64_bias_applied = 0;
+    if (!metering)
+        atomic_store_explicit(&c->gas, gas_kept, RELAXED);
+    if (state.heap.top != top_in)
+        atomic_store_explicit(&c->heap_info.heap_top, state.heap.top, RELAXED);
+    if (state.heap.mapped_end != mapped_in)
+        atomic_store_explicit(&c->heap_info.heap_threshold, state.heap.mapped_end, RELAXED);
+
+    vm_exit reason;
+    switch (stub) {
+    case VMCTX_STUB_FINISHED: reason = VM_EXIT_FINISHED; break;
+    case VMCTX_STUB_TRAP: reason = VM_EXIT_TRAP; break;
+    case VMCTX_STUB_ECALLI: reason = VM_EXIT_ECALLI; break;
+    /* An interrupt shows as running out of gas at a block start (charge
+     * undone, so resuming runs that block). */
+    case VMCTX_STUB_NOT_ENOUGH_GAS: reason = interrupted ? VM_EXIT_INTERRUPTED : VM_EXIT_OUT_OF_GAS; break;
+    case VMCTX_STUB_PAGEFAULT: reason = VM_EXIT_PAGEFAULT; break;
+    case VMCTX_STUB_STEP: reason = VM_EXIT_STEP; break;
+    default: fatal("native code left by an unknown exit", 0);
+    }
+    STORE_IF_CHANGED(arg2, (uint32_t)reason);
+    return futex_state_for(reason);
+}
+
 static uint32_t run_once(void)
 {
     vmctx *c = CTX;
@@ -542,14 +865,6 @@ static uint32_t run_once(void)
     memory.page_shift = shift;
     memory.page_size = page_size;
 
-    for (int i = 0; i < VMCTX_REG_COUNT; i++)
-        state.regs[i] = atomic_load_explicit(&c->regs[i], RELAXED);
-    state.gas = atomic_load_explicit(&c->gas, RELAXED);
-    uint64_t resume = atomic_load_explicit(&c->jump_into, RELAXED);
-    if (resume > module.insn_count)
-        fatal("bad resume index from the host", 0);
-    state.resume = (uint32_t)resume;
-    state.pc = atomic_load_explicit(&c->program_counter, RELAXED);
     state.heap.base = c->heap_base;
     state.heap.top = (uint32_t)atomic_load_explicit(&c->heap_info.heap_top, RELAXED);
     state.heap.mapped_end = (uint32_t)atomic_load_explicit(&c->heap_info.heap_threshold, RELAXED);
@@ -567,6 +882,17 @@ static uint32_t run_once(void)
         sys4(SYS_openat, AT_FDCWD, (long)"/etc/passwd", O_RDONLY, 0);
         fatal("the forbidden system call was allowed", 0);
     }
+    if (x64)
+        return run_native();
+
+    for (int i = 0; i < VMCTX_REG_COUNT; i++)
+        state.regs[i] = atomic_load_explicit(&c->regs[i], RELAXED);
+    state.gas = atomic_load_explicit(&c->gas, RELAXED);
+    uint64_t resume = atomic_load_explicit(&c->jump_into, RELAXED);
+    if (resume > module.insn_count)
+        fatal("bad resume index from the host", 0);
+    state.resume = (uint32_t)resume;
+    state.pc = atomic_load_explicit(&c->program_counter, RELAXED);
 
     uint64_t regs_in[VMCTX_REG_COUNT];
     memcpy(regs_in, state.regs, sizeof regs_in);
@@ -633,6 +959,13 @@ __attribute__((used, noreturn)) void zygote_main(void)
               "cannot map guest memory");
     map_fixed(VM_ADDR_GUEST_PERMS, VM_GUEST_PERMS_SIZE, VM_FD_GUEST_MEMORY,
               VM_GUEST_MEMORY_SIZE + VM_GUEST_MEMORY_SLACK, "cannot map the guest permission map");
+
+    /* Native code reaches the VmCtx relative to the guest-memory base. */
+    map_fixed(VM_ADDR_VMCTX_ALIAS, 4096, VM_FD_VMCTX, 0, "cannot map the VmCtx alias");
+    /* Fault handlers run on their own stack. */
+    struct k_stack ss = {signal_stack, 0, sizeof signal_stack};
+    if (sys2(SYS_sigaltstack, (long)&ss, 0) < 0)
+        fatal("cannot set the signal stack", 0);
 
     init_flags = atomic_load_explicit(&c->init.flags, RELAXED);
     uint32_t host_bits = atomic_load_explicit(&c->isolation, RELAXED);

@@ -1,6 +1,7 @@
 # C declarations for include/vmcore/host.h (the process sandbox, host side).
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from vmcore.includes.interp cimport vm_module, vm_module_config, vm_state
+from vmcore.includes.compiler cimport vm_x64_config, vm_x64_module, vm_x64_map_entry
 
 cdef extern from "vmcore/vmctx.h":
     enum:
@@ -50,12 +51,20 @@ cdef extern from "vmcore/vmctx.h":
         char message_buffer[512]
         int sandbox_cpu
 
+cdef extern from "vmcore/zygote.h":
+    enum:
+        VM_SHM_KIND_INTERP
+        VM_SHM_KIND_X64
+
 cdef extern from "vmcore/host.h":
     enum:
         VM_HOST_ERROR_SIZE
 
     ctypedef struct vm_host_module:
+        uint32_t kind
         vm_module module
+        const vm_x64_module *x64
+        const vm_x64_map_entry *map
         int fd
         uint8_t *base
         uint64_t size
@@ -86,6 +95,9 @@ cdef extern from "vmcore/host.h":
     int vm_host_module_build(vm_host_module *m, const vm_module_config *config, const uint8_t *code,
                              uint32_t code_len, const uint8_t *bitmask, const uint32_t *jump_table_targets,
                              uint32_t jump_table_count, char *error) nogil
+    int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config, const uint8_t *code, uint32_t code_len,
+                          const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
+                          int *x64_error, char *error) nogil
     void vm_host_module_free(vm_host_module *m)
     int vm_host_spawn(vm_host_zygote *z, const vm_host_spawn_options *options, char *error) nogil
     void vm_host_release(vm_host_zygote *z) nogil
@@ -117,6 +129,8 @@ cdef extern from "vmcore/host.h":
     uint32_t vm_host_resume_index(const vmctx *c)
     void vm_host_set_resume_index(vmctx *c, uint32_t index)
     void vm_host_set_pc(vmctx *c, uint32_t pc)
+    void vm_host_set_native_pc(vmctx *c, uint64_t address)
+    void vm_host_perms_changed(vmctx *c, uint32_t first, uint32_t end)
     uint32_t vm_host_interrupt(const vmctx *c)
     void vm_host_set_interrupt(vmctx *c, uint32_t v)
     uint32_t vm_host_isolation(const vmctx *c)
