@@ -472,3 +472,34 @@ def test_sandbox_dying_under_a_hostcall():
             with pytest.raises(vmcore.SandboxError):
                 sb.call("quick")
         sb.close()
+
+
+@pytest.mark.parametrize("backend", ["interpreter", "compiler"])
+def test_stopped_sandbox_fails_the_call_instead_of_hanging(backend):
+    """SIGSTOP: without a deadline the host notices the stopped process
+    (~0.3 s) and kills it; with one it stops waiting shortly after the
+    deadline plus the interrupt grace.  Either way SandboxError, and the
+    next sandbox works."""
+    for timeout in (None, 0.05):
+        sb = vmcore.Sandbox(PROG, backend=backend, isolation="process")
+        os.kill(sb.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        with pytest.raises(vmcore.SandboxError, match="stopped|did not stop"):
+            sb.call("quick", timeout=timeout)
+        assert time.monotonic() - t0 < 3.0
+        sb.close()
+    with vmcore.Sandbox(PROG, backend=backend, isolation="process") as sb:
+        assert sb.call("quick") == 7
+
+
+@pytest.mark.parametrize("backend", ["interpreter", "compiler"])
+def test_deadline_in_process_mode(backend):
+    with vmcore.Sandbox(PROG, backend=backend, isolation="process") as sb:
+        for _ in range(3):
+            t0 = time.monotonic()
+            with pytest.raises(vmcore.Timeout) as info:
+                sb.call("spin", timeout=0.02)
+            elapsed = time.monotonic() - t0
+            assert 0.02 <= elapsed < 0.02 + 0.2  # typically < 1 ms late; slack for a loaded CI machine
+            assert info.value.pc is not None
+        assert sb.call("quick") == 7

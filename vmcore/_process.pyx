@@ -405,10 +405,15 @@ cdef class Process:
         self.mem.perms = NULL
         return description, message
 
-    cdef int _died(self, uint32_t state) except -1:
+    cdef int _died(self, uint32_t state, int why=VM_HOST_WAIT_DIED) except -1:
         description, message = self._bury(state)
         if self.closed:
             raise SandboxError("the sandbox was closed during the call")
+        if why == VM_HOST_WAIT_UNRESPONSIVE:
+            description = (f"the sandbox process did not stop within {VM_HOST_INTERRUPT_GRACE * 1e3:g} ms of being "
+                           f"interrupted and was killed ({description})")
+        elif why == VM_HOST_WAIT_STOPPED:
+            description = f"the sandbox process was stopped (SIGSTOP?) and stopped answering; it was killed ({description})"
         raise SandboxError(description, pc=None, sandbox_message=message)
 
     def abort(self):
@@ -512,7 +517,9 @@ cdef class Process:
         if v == VMCTX_FUTEX_BUSY:
             with nogil:
                 rc = vm_host_wait(zp, 0, &v)
-        if rc != 0 or v == VMCTX_FUTEX_GUEST_SIGNAL:
+        if rc != 0:
+            self._died(VMCTX_FUTEX_BUSY, rc)
+        if v == VMCTX_FUTEX_GUEST_SIGNAL:
             self._died(v)
         self.running = False
         return v
@@ -558,6 +565,9 @@ cdef class Process:
         if self.zy is not None:
             vm_host_set_interrupt(self.ctx, 1)
             vm_host_signal(&self.zy.z, 10)  # SIGUSR1: the zygote re-reads the flag
+            # Wake the calling thread's wait too: it then watches for the
+            # answer and kills a sandbox that does not give one.
+            vm_host_wake(self.ctx)
 
     def clear_interrupt(self):
         if self.ctx != NULL:

@@ -122,9 +122,16 @@ static inline uint32_t vm_host_spin(vmctx *ctx, uint32_t iterations)
 }
 
 /* Spin, then futex_wait with liveness checks, until the sandbox hands the
- * context back: 0 with *state set, or -1 when the sandbox died.  Call
- * without the GIL.  The caller counts the wait (z->wait_loop_start); this
- * counts the sleeps (z->futex_wait). */
+ * context back: 0 with *state set, or a VM_HOST_WAIT_* failure (the
+ * sandbox is dead, or killed here because it would never answer).  While
+ * vmctx.interrupt is set the sandbox is re-signalled every millisecond and
+ * killed if it has not answered within VM_HOST_INTERRUPT_GRACE seconds.
+ * Call without the GIL.  The caller counts the wait (z->wait_loop_start);
+ * this counts the sleeps (z->futex_wait). */
+#define VM_HOST_WAIT_DIED (-1)
+#define VM_HOST_WAIT_UNRESPONSIVE (-2) /* ignored an interrupt past the grace: killed */
+#define VM_HOST_WAIT_STOPPED (-3)      /* stopped (SIGSTOP) for ~0.3 s: killed */
+#define VM_HOST_INTERRUPT_GRACE 0.05
 int vm_host_wait(vm_host_zygote *z, uint32_t spin, uint32_t *state);
 
 /* Relaxed accessors for Cython (the futex's acquire/release orders them). */

@@ -873,6 +873,23 @@ struct vm_futex_waitv {
 
 static int have_waitv = 1;
 
+/* 1 when /proc says the process is stopped (SIGSTOP, a tracer), else 0. */
+static int process_stopped(int pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
+    return paren && paren[1] == ' ' && (paren[2] == 'T' || paren[2] == 't');
+}
+
 int vm_host_wait(vm_host_zygote *z, uint32_t spin, uint32_t *state)
 {
     vmctx *c = z->ctx;
@@ -882,6 +899,8 @@ int vm_host_wait(vm_host_zygote *z, uint32_t spin, uint32_t *state)
         return 0;
     }
     int robust = (atomic_load_explicit(&c->isolation, memory_order_relaxed) & VM_ISO_ROBUST_FUTEX) != 0;
+    double interrupt_since = 0;
+    int stopped_checks = 0;
     for (;;) {
         atomic_store_explicit(&c->host_sleeping, 1, memory_order_seq_cst);
         v = atomic_load_explicit(&c->futex, memory_order_seq_cst);
@@ -890,7 +909,23 @@ int vm_host_wait(vm_host_zygote *z, uint32_t spin, uint32_t *state)
         uint32_t death = atomic_load_explicit(&c->death_futex, memory_order_acquire);
         if (death & FUTEX_OWNER_DIED) {
             atomic_store_explicit(&c->host_sleeping, 0, memory_order_relaxed);
-            return -1;
+            return VM_HOST_WAIT_DIED;
+        }
+        /* Asked to stop: a healthy sandbox answers within a block; poke it
+         * again every millisecond (a SIGUSR1 can land where it cannot act
+         * at once), and kill it if it has not answered after the grace. */
+        int interrupting = atomic_load_explicit(&c->interrupt, memory_order_relaxed) != 0;
+        long timeout_ns = interrupting ? 1000000L : 100 * 1000000L;
+        if (interrupting) {
+            double now = now_seconds();
+            if (interrupt_since == 0)
+                interrupt_since = now;
+            else if (now - interrupt_since > VM_HOST_INTERRUPT_GRACE) {
+                vm_host_signal(z, SIGKILL);
+                atomic_store_explicit(&c->host_sleeping, 0, memory_order_relaxed);
+                return VM_HOST_WAIT_UNRESPONSIVE;
+            } else
+                vm_host_signal(z, SIGUSR1);
         }
         z->futex_wait++;
         long r;
@@ -907,7 +942,7 @@ int vm_host_wait(vm_host_zygote *z, uint32_t spin, uint32_t *state)
             w[1].flags = FUTEX2_SIZE_U32;
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += 100 * 1000000L;
+            ts.tv_nsec += timeout_ns;
             if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
@@ -918,14 +953,26 @@ int vm_host_wait(vm_host_zygote *z, uint32_t spin, uint32_t *state)
                 continue;
             }
         } else {
-            struct timespec ts = {0, 2 * 1000000L};
+            struct timespec ts = {0, interrupting ? timeout_ns : 2 * 1000000L};
             r = syscall(SYS_futex, &c->futex, FUTEX_WAIT, VMCTX_FUTEX_BUSY, &ts, NULL, 0);
         }
-        if (r < 0 && errno == ETIMEDOUT && !vm_host_alive(z)) {
-            if (atomic_load_explicit(&c->futex, memory_order_acquire) != VMCTX_FUTEX_BUSY)
-                continue; /* it answered, then exited: take the answer */
-            atomic_store_explicit(&c->host_sleeping, 0, memory_order_relaxed);
-            return -1;
+        if (r < 0 && errno == ETIMEDOUT) {
+            if (!vm_host_alive(z)) {
+                if (atomic_load_explicit(&c->futex, memory_order_acquire) != VMCTX_FUTEX_BUSY)
+                    continue; /* it answered, then exited: take the answer */
+                atomic_store_explicit(&c->host_sleeping, 0, memory_order_relaxed);
+                return VM_HOST_WAIT_DIED;
+            }
+            /* A stopped sandbox never answers: after a few checks in a row
+             * (~0.3 s) it is killed and the call fails instead of hanging. */
+            if (!interrupting && robust) {
+                stopped_checks = process_stopped(z->pid) ? stopped_checks + 1 : 0;
+                if (stopped_checks >= 3) {
+                    vm_host_signal(z, SIGKILL);
+                    atomic_store_explicit(&c->host_sleeping, 0, memory_order_relaxed);
+                    return VM_HOST_WAIT_STOPPED;
+                }
+            }
         }
     }
     atomic_store_explicit(&c->host_sleeping, 0, memory_order_relaxed);

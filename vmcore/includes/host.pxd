@@ -59,6 +59,10 @@ cdef extern from "vmcore/zygote.h":
 cdef extern from "vmcore/host.h":
     enum:
         VM_HOST_ERROR_SIZE
+        VM_HOST_WAIT_DIED
+        VM_HOST_WAIT_UNRESPONSIVE
+        VM_HOST_WAIT_STOPPED
+    double VM_HOST_INTERRUPT_GRACE
 
     ctypedef struct vm_host_module:
         uint32_t kind
@@ -114,6 +118,7 @@ cdef extern from "vmcore/host.h":
     int vm_host_punch(vm_host_zygote *z, uint64_t offset, uint64_t length)
 
     void vm_host_resume(vmctx *ctx)
+    void vm_host_wake(vmctx *ctx)
     uint32_t vm_host_spin(vmctx *ctx, uint32_t iterations)
     int vm_host_wait(vm_host_zygote *z, uint32_t spin, uint32_t *state) nogil
 
