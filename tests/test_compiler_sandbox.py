@@ -1,0 +1,184 @@
+"""backend="compiler" end to end: native code from the recompiler running
+inside the sandbox process, against the interpreter (vectors, the shared
+kernels, lock-step crosschecks, seeded random programs) and through the
+public API (backend selection, caching, errors)."""
+import random
+
+import pytest
+
+import vmcore
+from vmcore import asm, backend as backend_module, fuzz
+from vmcore.crosscheck import Divergence, crosscheck
+from vmcore.process_backend import _shared_module, cpu_supports_native
+from vmcore.vectors import run_paths
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.skipif(cpu_supports_native() is not None, reason=str(cpu_supports_native()))
+
+DATA = ROOT / "vmcore" / "data"
+
+
+def load(name):
+    return vmcore.Program.load(DATA / f"{name}.polkavm")
+
+
+def test_every_vector_passes_as_native_code():
+    results = run_paths([str(ROOT / "tests" / "vectors")], backend="compiler", isolation="process")
+    failed = [(r.path, r.diffs) for r in results if r.diffs]
+    assert len(results) > 4000
+    assert not failed, failed[:3]
+
+
+@pytest.mark.parametrize("name,args", [("sum", (5000,)), ("sieve", (3000, None))])
+def test_kernels_in_lockstep(name, args):
+    program = load(name)
+    if args[-1] is None:
+        args = (args[0], program.memory_map(4096).rw_data_address)
+    expected = vmcore.Sandbox(program, backend="interpreter", gas=10**9).call("main", *args)
+    assert crosscheck(program, "main", *args, gas=10**9) == expected
+
+
+def test_kernels_full_size_match_the_interpreter_and_gas():
+    program = load("sum")
+    results = []
+    for backend in ("interpreter", "compiler"):
+        with vmcore.Sandbox(program, backend=backend, isolation="process", gas=10**12) as sb:
+            results.append((sb.call("main", 3_000_000), sb.gas))
+    assert results[0] == results[1]
+
+
+HOSTCALLS = asm.assemble("""
+%isa = jam_v1
+%import next
+%import put
+pub @main:
+    s0 = 0
+    s1 = a0
+@loop:
+    ecalli 0
+    s0 = s0 + a0
+    a0 = s0
+    ecalli 1
+    s1 = s1 - 1
+    jump @loop if s1 != 0
+    a0 = s0
+    ret
+""")
+
+
+def test_hostcall_traffic_in_lockstep():
+    program = vmcore.Program.from_bytes(HOSTCALLS)
+    counter = {"n": 0}
+    seen = []
+
+    def next_(caller):
+        counter["n"] += 1
+        return (counter["n"] + 1) // 2  # each side sees 1, 2, 3, ...
+
+    def put(caller, value):
+        seen.append(value)
+
+    result = crosscheck(program, "main", 50, gas=10**6, hostcalls={"next": next_, "put": put})
+    assert result == sum(range(1, 51))
+    assert seen[::2] == seen[1::2]  # both sides reported the same running sums
+
+
+def test_crosscheck_reports_a_divergence_with_both_states():
+    program = vmcore.Program.from_bytes(HOSTCALLS)
+    calls = {"n": 0}
+
+    def next_(caller):
+        calls["n"] += 1
+        return calls["n"]  # the two sides get different answers
+
+    with pytest.raises(Divergence) as info:
+        crosscheck(program, "main", 3, gas=10**6, hostcalls={"next": next_, "put": lambda caller, v: None})
+    e = info.value
+    assert e.interpreter["regs"] != e.compiler["regs"]
+    assert "differ" in str(e) and e.step >= 0
+
+
+def test_guest_errors_are_the_same_on_both_sides():
+    with pytest.raises(vmcore.OutOfGas):
+        crosscheck(load("sum"), "main", 1000, gas=500)
+    with pytest.raises(vmcore.OutOfGas):
+        crosscheck(load("sum"), "main", 1000, gas=500, lockstep=False)
+
+
+def test_seeded_random_programs_agree(tmp_path):
+    """The fuzzer's differential target (random valid programs of every
+    ISA, random registers, pages and gas) with the compiler among the
+    configurations."""
+    configs, _ = fuzz.default_configs()
+    assert "compiler/process" in [c.name for c in configs]
+    summary = fuzz.campaign(seconds=120, cases=400, seed=11, targets=["diff"], out_dir=str(tmp_path))
+    assert summary.failed == 0 and summary.passed >= 400
+
+
+def test_backend_selection(monkeypatch):
+    program = load("sum")
+    with vmcore.Sandbox(program, isolation="process") as sb:
+        assert (sb.backend, sb.isolation) == ("compiler", "process")
+    with vmcore.Sandbox(program, backend="compiler") as sb:
+        assert sb.isolation == "process" and sb.pid is not None
+    with vmcore.Sandbox(program) as sb:
+        assert (sb.backend, sb.isolation) == ("interpreter", "inline")
+    with pytest.raises(ValueError, match="not available"):
+        vmcore.Sandbox(program, backend="compiler", isolation="inline")
+
+
+def test_cpu_without_bmi2_falls_back(monkeypatch):
+    program = load("sum")
+    monkeypatch.setattr(backend_module, "_SELECTED", {})
+    monkeypatch.setattr(backend_module, "cpu_supports_native", lambda: "this CPU lacks BMI2")
+    monkeypatch.setattr(vmcore.process_backend, "cpu_supports_native", lambda: "this CPU lacks BMI2")
+    with vmcore.Sandbox(program, isolation="process") as sb:
+        assert sb.backend == "interpreter"
+    with pytest.raises(vmcore.SandboxError, match="lacks BMI2.*backend='interpreter'"):
+        vmcore.Sandbox(program, backend="compiler")
+
+
+def test_native_code_is_cached_per_program():
+    program = load("sieve")
+    a = _shared_module(program, True, False, True)
+    assert _shared_module(program, True, False, True) is a
+    assert a.native and a.native_code_size > 0
+    assert _shared_module(program, True, False, False) is not a
+
+
+def test_step_tracing_and_resume_after_faults():
+    program = vmcore.Program.from_bytes(asm.assemble("""
+%isa = jam_v1
+pub @main:
+    a1 = 0x20000
+    u32 [a1] = a0
+    a0 = u32 [a1]
+    a0 = a0 + 1
+    ret
+"""))
+    with vmcore.Sandbox(program, backend="compiler", gas=1000) as sb:
+        sb.prepare_call("main", 41)
+        fault = sb.run()
+        assert isinstance(fault, vmcore.interrupts.PageFault) and fault.address == 0x20000
+        sb._backend.inst.set_perms(0x20000, 4096, 2)  # the host maps the page (no public API yet)
+        sb.set_step_tracing(True)
+        kinds = []
+        while True:
+            r = sb.run()
+            kinds.append(type(r).__name__)
+            if not isinstance(r, vmcore.Step):
+                break
+        assert kinds[-1] == "Finished" and kinds.count("Step") >= 3
+        assert sb.regs[7] == 42
+        assert sb.memory.read_u32(0x20000) == 41
+
+
+def test_random_deadlines_leave_the_sandbox_usable():
+    program = load("sum")
+    rng = random.Random(3)
+    with vmcore.Sandbox(program, backend="compiler", gas=10**15) as sb:
+        for _ in range(5):
+            with pytest.raises(vmcore.Timeout):
+                sb.call("main", 10**12, timeout=rng.uniform(0.005, 0.03))
+        assert sb.call("main", 1000) == vmcore.Sandbox(program, gas=10**6).call("main", 1000)
