@@ -18,7 +18,7 @@ test: build
 # (which would report CPython's own allocations) is off.
 test-asan:
 	rm -rf build && VMCORE_SANITIZE=1 $(PYTHON) setup.py -q build_clib --force build_ext --inplace --force
-	LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	VMCORE_UNDER_ASAN=1 LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); \
 	status=$$?; rm -rf build && $(PYTHON) setup.py -q build_clib --force build_ext --inplace --force; exit $$status
 

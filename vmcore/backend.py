@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Callable, Dict, Tuple
 
 from vmcore import _interp
+from vmcore.backend_base import InstanceBackend
 from vmcore.errors import SandboxError
-from vmcore.layout import initial_layout
 
 
 def _compiled(program, gas_metering: bool, step_tracing: bool) -> "_interp.CompiledModule":
@@ -21,24 +21,18 @@ def _compiled(program, gas_metering: bool, step_tracing: bool) -> "_interp.Compi
     return module
 
 
-def _widen(value: int, mask: int) -> int:
-    value &= mask
-    if mask == 0xFFFFFFFF and value & 0x80000000:
-        value |= 0xFFFFFFFF00000000
-    return value
-
-
 # Closed sandboxes' guest memory, scrubbed and ready for reuse: creating a
 # sandbox from here costs no mmap and no page faults.  Keyed by page size.
 _POOL: Dict[int, list] = {}
 POOL_LIMIT = 16
 
 
-class InlineInterpreter:
+class InlineInterpreter(InstanceBackend):
     """The C interpreter running in this process, on inline guest memory."""
 
     backend = "interpreter"
     isolation = "inline"
+    engine = _interp
     pid = None
 
     def __init__(self, program, memory_map, heap, gas_metering: bool, **options) -> None:
@@ -59,13 +53,6 @@ class InlineInterpreter:
             self.inst = _interp.Instance(module, memory_map.page_size)
         self.closed = False
         self._install()
-
-    def _layout(self):
-        key = ("layout", self.memory_map.page_size, self.heap_policy)
-        layout = self.program._cache.get(key)
-        if layout is None:
-            layout = self.program._cache[key] = initial_layout(self.program, self.memory_map, self.heap_policy)
-        return layout
 
     def _touched(self):
         """Every span the guest could have written: the layout's regions and
@@ -114,47 +101,6 @@ class InlineInterpreter:
             self.close()
         except Exception:
             pass
-
-    # State access: thin forwards kept explicit for readability.
-    # Registers as the program sees them: 32-bit programs keep them
-    # sign-extended internally but read and write 32-bit values.
-    def get_reg(self, i): return self.inst.get_reg(i) & self.mask
-    def set_reg(self, i, v): self.inst.set_reg(i, _widen(v, self.mask))
-    def get_regs(self): return [v & self.mask for v in self.inst.get_regs()]
-    def set_regs(self, values): self.inst.set_regs([_widen(v, self.mask) for v in values])
-    def first_inaccessible(self, a, n, w): return self.inst.first_inaccessible(a, n, w)
-    def read(self, a, n): return self.inst.read(a, n)
-    def read_into(self, a, buf): self.inst.read_into(a, buf)
-    def write(self, a, data): self.inst.write(a, data)
-    def zero(self, a, n): self.inst.zero(a, n)
-    def sbrk(self, n): return self.inst.sbrk(n)
-    def set_pc(self, pc): return self.inst.set_pc(pc)
-    def run(self): return self.inst.run()
-    def serve(self, handlers, caller, mask): return _interp.serve_hostcalls(self.inst, handlers, caller, mask)
-    def call(self, pc, args, sp, handlers, caller, mask):
-        return _interp.call(self.inst, pc, args, sp, handlers, caller, mask)
-    def call_gate(self, exports, sp, handlers, caller, mask, slow, doc):
-        return _interp.CallGate(self.inst, exports, sp, handlers, caller, mask, slow, doc)
-    @property
-    def last_exit(self): return self.inst.last_exit
-    def take_hostcall_error(self): return self.inst.take_hostcall_error()
-    def interrupt(self): self.inst.interrupt()
-    def clear_interrupt(self): self.inst.clear_interrupt()
-
-    @property
-    def gas(self): return self.inst.gas
-    @gas.setter
-    def gas(self, v): self.inst.gas = v
-    @property
-    def pc(self): return self.inst.pc
-    @property
-    def next_pc(self): return self.inst.next_pc
-    @property
-    def arg(self): return self.inst.arg
-    @property
-    def heap_top(self): return self.inst.heap_state()[1]
-    @property
-    def heap_base(self): return self.inst.heap_state()[0]
 
 
 BACKENDS: Dict[Tuple[str, str], Callable] = {

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 
 from vmcore import _compiler, _process
 from vmcore.errors import SandboxError
-from vmcore.layout import initial_layout
+from vmcore.backend_base import InstanceBackend
 
 ZYGOTE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote")
 ISOLATION_FEATURES = tuple(name for name, _ in _process.ISOLATION_FEATURES)
@@ -217,19 +217,13 @@ def cpu_supports_native() -> Optional[str]:
     return None
 
 
-def _widen(value: int, mask: int) -> int:
-    value &= mask
-    if mask == 0xFFFFFFFF and value & 0x80000000:
-        value |= 0xFFFFFFFF00000000
-    return value
-
-
-class ProcessInterpreter:
+class ProcessInterpreter(InstanceBackend):
     """The C interpreter in a confined sandbox process."""
 
     backend = "interpreter"
     isolation = "process"
     native = False
+    engine = _process
 
     def __init__(self, program, memory_map, heap, gas_metering: bool, *, strict: bool = False,
                  auto_restart: bool = False, pool: Optional[SandboxPool] = None) -> None:
@@ -272,13 +266,6 @@ class ProcessInterpreter:
         self._install()
         if self._initial_gas is not None:
             self.inst.gas = self._initial_gas
-
-    def _layout(self):
-        key = ("layout", self.memory_map.page_size, self.heap_policy)
-        layout = self.program._cache.get(key)
-        if layout is None:
-            layout = self.program._cache[key] = initial_layout(self.program, self.memory_map, self.heap_policy)
-        return layout
 
     def _install(self) -> None:
         regions, heap = self._layout()
@@ -348,47 +335,11 @@ class ProcessInterpreter:
     def counters(self) -> Dict[str, int]:
         return self.inst.counters()
 
-    # -- state access (as InlineInterpreter) --------------------------------
-    def get_reg(self, i): return self.inst.get_reg(i) & self.mask
-    def set_reg(self, i, v): self.inst.set_reg(i, _widen(v, self.mask))
-    def get_regs(self): return [v & self.mask for v in self.inst.get_regs()]
-    def set_regs(self, values): self.inst.set_regs([_widen(v, self.mask) for v in values])
-    def first_inaccessible(self, a, n, w): return self.inst.first_inaccessible(a, n, w)
-    def read(self, a, n): return self.inst.read(a, n)
-    def read_into(self, a, buf): self.inst.read_into(a, buf)
-    def write(self, a, data): self.inst.write(a, data)
-    def zero(self, a, n): self.inst.zero(a, n)
-    def sbrk(self, n): return self.inst.sbrk(n)
-    def set_pc(self, pc): return self.inst.set_pc(pc)
-    def run(self): return self.inst.run()
-    def serve(self, handlers, caller, mask): return _process.serve_hostcalls(self.inst, handlers, caller, mask)
-    def call(self, pc, args, sp, handlers, caller, mask):
-        return _process.call(self.inst, pc, args, sp, handlers, caller, mask)
-    def call_gate(self, exports, sp, handlers, caller, mask, slow, doc):
-        return _process.CallGate(self.inst, exports, sp, handlers, caller, mask, slow, doc)
-    @property
-    def last_exit(self): return self.inst.last_exit
-    def take_hostcall_error(self): return self.inst.take_hostcall_error()
-    def interrupt(self): self.inst.interrupt()
-    def clear_interrupt(self): self.inst.clear_interrupt()
-
-    @property
-    def gas(self): return self.inst.gas
-    @gas.setter
+    @InstanceBackend.gas.setter
     def gas(self, v):
         if self._initial_gas is None:
-            self._initial_gas = v
+            self._initial_gas = v  # what an auto-restarted sandbox starts with
         self.inst.gas = v
-    @property
-    def pc(self): return self.inst.pc
-    @property
-    def next_pc(self): return self.inst.next_pc
-    @property
-    def arg(self): return self.inst.arg
-    @property
-    def heap_top(self): return self.inst.heap_state()[1]
-    @property
-    def heap_base(self): return self.inst.heap_state()[0]
 
 
 class ProcessCompiler(ProcessInterpreter):

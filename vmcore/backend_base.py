@@ -1,0 +1,71 @@
+"""What every backend shares: a backend owns one engine instance (an
+``_interp.Instance`` inline, a ``_process.Process`` in a sandbox process)
+and forwards state access to it; the engine module (``engine``) provides
+the Cython hostcall loop, call and call gate for that instance type."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def _widen(value: int, mask: int) -> int:
+    """A register value as the engine keeps it: 32-bit programs' registers
+    are sign-extended internally but read and written as 32-bit values."""
+    value &= mask
+    if mask == 0xFFFFFFFF and value & 0x80000000:
+        value |= 0xFFFFFFFF00000000
+    return value
+
+
+class InstanceBackend:
+    """Forwards to ``self.inst``; subclasses set ``engine``, ``program``,
+    ``memory_map``, ``heap_policy``, ``mask`` and ``inst``."""
+
+    engine: Any = None
+
+    def _layout(self):
+        """The initial memory layout, computed once per Program and policy."""
+        from vmcore.layout import initial_layout
+        key = ("layout", self.memory_map.page_size, self.heap_policy)
+        layout = self.program._cache.get(key)
+        if layout is None:
+            layout = self.program._cache[key] = initial_layout(self.program, self.memory_map, self.heap_policy)
+        return layout
+
+    # Registers as the program sees them (see _widen).
+    def get_reg(self, i): return self.inst.get_reg(i) & self.mask
+    def set_reg(self, i, v): self.inst.set_reg(i, _widen(v, self.mask))
+    def get_regs(self): return [v & self.mask for v in self.inst.get_regs()]
+    def set_regs(self, values): self.inst.set_regs([_widen(v, self.mask) for v in values])
+    def first_inaccessible(self, a, n, w): return self.inst.first_inaccessible(a, n, w)
+    def read(self, a, n): return self.inst.read(a, n)
+    def read_into(self, a, buf): self.inst.read_into(a, buf)
+    def write(self, a, data): self.inst.write(a, data)
+    def zero(self, a, n): self.inst.zero(a, n)
+    def sbrk(self, n): return self.inst.sbrk(n)
+    def set_pc(self, pc): return self.inst.set_pc(pc)
+    def run(self): return self.inst.run()
+    def serve(self, handlers, caller, mask): return self.engine.serve_hostcalls(self.inst, handlers, caller, mask)
+    def call(self, pc, args, sp, handlers, caller, mask):
+        return self.engine.call(self.inst, pc, args, sp, handlers, caller, mask)
+    def call_gate(self, exports, sp, handlers, caller, mask, slow, doc):
+        return self.engine.CallGate(self.inst, exports, sp, handlers, caller, mask, slow, doc)
+    @property
+    def last_exit(self): return self.inst.last_exit
+    def take_hostcall_error(self): return self.inst.take_hostcall_error()
+    def interrupt(self): self.inst.interrupt()
+    def clear_interrupt(self): self.inst.clear_interrupt()
+
+    @property
+    def gas(self): return self.inst.gas
+    @gas.setter
+    def gas(self, v): self.inst.gas = v
+    @property
+    def pc(self): return self.inst.pc
+    @property
+    def next_pc(self): return self.inst.next_pc
+    @property
+    def arg(self): return self.inst.arg
+    @property
+    def heap_top(self): return self.inst.heap_state()[1]
+    @property
+    def heap_base(self): return self.inst.heap_state()[0]
