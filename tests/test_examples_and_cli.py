@@ -87,3 +87,13 @@ def test_failing_vector_exits_nonzero(tmp_path):
     proc = run("-m", "vmcore", "vectors", str(path), check=False)
     assert proc.returncode == 1
     assert "gas: expected" in proc.stdout and proc.stdout.strip().endswith("0 passed, 1 failed")
+
+
+def test_cli_vectors_on_the_compiler():
+    official = str(ROOT / "tests" / "vectors" / "official")
+    r = subprocess.run([sys.executable, "-m", "vmcore", "vectors", official, "--backend", "compiler"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("307 passed, 0 failed"), r.stdout[-500:] + r.stderr
+    r = subprocess.run([sys.executable, "-m", "vmcore", "vectors", official, "--backend", "compiler",
+                        "--isolation", "inline"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "sandbox process" in r.stderr

@@ -91,7 +91,8 @@ def cmd_run(args) -> int:
 
 def cmd_vectors(args) -> int:
     from vmcore.vectors import main_vectors
-    return main_vectors(args.paths, backend=args.backend, isolation=args.isolation, verbose=args.verbose)
+    isolation = args.isolation or ("process" if args.backend == "compiler" else "inline")
+    return main_vectors(args.paths, backend=args.backend, isolation=isolation, verbose=args.verbose)
 
 
 def cmd_fuzz(args) -> int:
@@ -132,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("vectors", help="run JSON test vectors (JAM PVM schema); exit 0 only if all pass")
     p.add_argument("paths", nargs="+", metavar="PATH", help="vector files or directories")
     p.add_argument("--backend", default="interpreter", choices=["interpreter", "compiler"])
-    p.add_argument("--isolation", default="inline", choices=["inline", "process"])
+    p.add_argument("--isolation", default=None, choices=["inline", "process"],
+                   help="default: inline for the interpreter, process for the compiler")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_vectors)
 

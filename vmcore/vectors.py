@@ -55,11 +55,18 @@ def load_vector(path: str) -> dict:
         return json.load(f)
 
 
-def run_vector(vector: dict, *, backend: str = "interpreter", isolation: str = "inline") -> Outcome:
-    """Execute one vector and return what happened."""
-    if (backend, isolation) not in (("interpreter", "inline"), ("interpreter", "process"), ("compiler", "process")):
+CONFIGURATIONS = (("interpreter", "inline"), ("interpreter", "process"), ("compiler", "process"))
+
+
+def check_configuration(backend: str, isolation: str) -> None:
+    if (backend, isolation) not in CONFIGURATIONS:
         raise ValueError(f"backend {backend!r} with isolation {isolation!r} is not available (the compiler runs "
                          "only in a sandbox process: --backend compiler --isolation process)")
+
+
+def run_vector(vector: dict, *, backend: str = "interpreter", isolation: str = "inline") -> Outcome:
+    """Execute one vector and return what happened."""
+    check_configuration(backend, isolation)
     program = Program.from_raw_code(bytes(vector["program"]), isa=vector.get("isa", "latest64"))
     if isolation == "process":
         return _run_vector_in_process(vector, program, native=backend == "compiler")
@@ -182,6 +189,11 @@ def main_vectors(paths: List[str], *, backend: str, isolation: str, verbose: boo
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         print(f"error: no such file or directory: {missing[0]}", file=sys.stderr)
+        return 2
+    try:
+        check_configuration(backend, isolation)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     files = collect(paths)
     if not files:
