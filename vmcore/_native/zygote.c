@@ -815,8 +815,14 @@ static uint32_t run_native(void)
     x64_interrupt = state.interrupt;
     apply_interrupt_bias();
 
+    /* The design's resume fields: jump_into is where control enters (the
+     * trampoline, which continues at next_native_program_counter);
+     * sysreturn_address is where a hostcall's return lands (the same). */
+    uint64_t trampoline = VM_ADDR_NATIVE_CODE + x64->entry_trampoline;
+    STORE_IF_CHANGED(jump_into, trampoline);
+    STORE_IF_CHANGED(sysreturn_address, trampoline);
     x64_running = 1;
-    uint32_t stub = zy_enter(VM_ADDR_NATIVE_CODE + x64->entry_trampoline);
+    uint32_t stub = zy_enter(trampoline);
     x64_running = 0;
 
     int interrupted = x64_bias_applied;
