@@ -717,6 +717,12 @@ def default_configs() -> Tuple[List[Config], List[str]]:
             notes.append(f"skipping {backend}/{isolation}: {e}")
             continue
         configs.append(Config(f"{backend}/{isolation}", run))
+    if any(c.name == "compiler/process" for c in configs):
+        configs.append(Config("compiler/process+step",
+                              lambda v: run_vector(v, backend="compiler", isolation="process", step=True)))
+        configs.append(Config("compiler/process+unmetered",
+                              lambda v: run_vector(v, backend="compiler", isolation="process", gas_metering=False),
+                              False))
     configs.append(Config("interpreter/inline+step", lambda v: run_inline(v, step=True)))
     configs.append(Config("interpreter/inline+unmetered", lambda v: run_inline(v, gas_metering=False), False))
     configs.append(Config("interpreter/inline+step+unmetered",

@@ -64,27 +64,30 @@ def check_configuration(backend: str, isolation: str) -> None:
                          "only in a sandbox process: --backend compiler --isolation process)")
 
 
-def run_vector(vector: dict, *, backend: str = "interpreter", isolation: str = "inline") -> Outcome:
-    """Execute one vector and return what happened."""
+def run_vector(vector: dict, *, backend: str = "interpreter", isolation: str = "inline", gas_metering: bool = True,
+               step: bool = False) -> Outcome:
+    """Execute one vector and return what happened (optionally without gas
+    metering, or single-stepped: run again after every step exit)."""
     check_configuration(backend, isolation)
     program = Program.from_raw_code(bytes(vector["program"]), isa=vector.get("isa", "latest64"))
     if isolation == "process":
-        return _run_vector_in_process(vector, program, native=backend == "compiler")
-    module = _interp.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table, True)
+        return _run_vector_in_process(vector, program, backend == "compiler", gas_metering, step)
+    module = _interp.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
+                                    gas_metering, step)
     inst = _interp.Instance(module, PAGE_SIZE)
-    return _run_on(inst, vector, [])
+    return _run_on(inst, vector, [], step)
 
 
-def _run_vector_in_process(vector: dict, program: Program, native: bool) -> Outcome:
+def _run_vector_in_process(vector: dict, program: Program, native: bool, gas_metering: bool, step: bool) -> Outcome:
     """The same run in a (pooled) sandbox process, interpreted or as
     native code."""
     from vmcore import _process
     from vmcore.process_backend import SandboxPool, _shared_module
     pool = SandboxPool.default()
-    inst = _process.Process(pool.acquire(), _shared_module(program, True, False, native), PAGE_SIZE)
+    inst = _process.Process(pool.acquire(), _shared_module(program, gas_metering, step, native), PAGE_SIZE)
     pages: List[int] = []
     try:
-        return _run_on(inst, vector, pages)
+        return _run_on(inst, vector, pages, step)
     finally:
         reusable = inst.zygote is not None
         if reusable:
@@ -94,7 +97,7 @@ def _run_vector_in_process(vector: dict, program: Program, native: bool) -> Outc
             pool.release(zygote, reusable)
 
 
-def _run_on(inst, vector: dict, pages: List[int]) -> Outcome:
+def _run_on(inst, vector: dict, pages: List[int], step: bool = False, step_limit: int = 2_000_000) -> Outcome:
     """Run a vector on an interpreter instance (inline or in a process);
     ``pages`` collects the pages it maps."""
     for entry in vector["initial-page-map"]:
@@ -113,6 +116,12 @@ def _run_on(inst, vector: dict, pages: List[int]) -> Outcome:
         status, fault, hostcall = "out-of-gas", None, None
     else:
         reason = inst.run()
+        steps = 0
+        while step and reason == _interp.EXIT_STEP:
+            steps += 1
+            if steps > step_limit:
+                raise RuntimeError(f"still stepping after {step_limit} steps (pc {inst.pc})")
+            reason = inst.run()
         status = STATUS.get(reason, f"unexpected exit {reason}")
         fault = inst.arg if reason == _interp.EXIT_PAGEFAULT else None
         hostcall = inst.arg if reason == _interp.EXIT_ECALLI else None
