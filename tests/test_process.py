@@ -503,3 +503,33 @@ def test_deadline_in_process_mode(backend):
             assert 0.02 <= elapsed < 0.02 + 0.2  # typically < 1 ms late; slack for a loaded CI machine
             assert info.value.pc is not None
         assert sb.call("quick") == 7
+
+
+@pytest.mark.parametrize("backend", ["interpreter", "compiler"])
+def test_recycled_sandbox_forgets_pages_mapped_outside_the_layout(backend):
+    """Pages the host made accessible beyond the program's layout (and what
+    was written there) do not survive into the next sandbox of the pool."""
+    pool = SandboxPool(1)
+    try:
+        page = 0x40000000  # far from the program's layout
+        with vmcore.Sandbox(PROG, backend=backend, isolation="process", pool=pool) as sb:
+            pid = sb.pid
+            sb._backend.inst.set_perms(page, 4096, 2)
+            sb.memory.write(page, b"\x29" * 16)
+        with vmcore.Sandbox(PROG, backend=backend, isolation="process", pool=pool) as sb:
+            assert sb.pid == pid  # the same process, recycled
+            assert not sb.memory.is_accessible(page, 1)
+            assert sb._backend.read(page, 16) == bytes(16)
+    finally:
+        pool.close()
+
+
+def test_inline_instance_scrub_covers_granted_pages():
+    from vmcore import _interp
+    prog = vmcore.Program.from_bytes(asm.assemble("%isa = jam_v1\npub @f:\n    ret\n"))
+    module = _interp.CompiledModule(prog.isa_index, prog.code, prog.bitmask, prog.jump_table, True)
+    inst = _interp.Instance(module, 4096)
+    inst.set_perms(0x30000, 4096, 2)
+    inst.write(0x30000, b"secret")
+    inst.scrub([])
+    assert inst.perm(0x30000) == 0 and inst.read(0x30000, 6) == bytes(6)

@@ -104,6 +104,7 @@ cdef class Instance:
     cdef bint in_call
     cdef public int last_exit
     cdef object hostcall_error
+    cdef set granted  # (address, length) made accessible since the last scrub
 
     def __cinit__(self, CompiledModule module, uint32_t page_size):
         memset(&self.state, 0, sizeof(vm_state))
@@ -224,6 +225,10 @@ cdef class Instance:
 
     def set_perms(self, uint32_t address, uint64_t length, uint8_t perm):
         vm_memory_set_perms(&self.memory, address, length, perm)
+        if perm and length:
+            if self.granted is None:
+                self.granted = set()
+            self.granted.add((address, length))
 
     def discard(self, uint32_t address, uint64_t length):
         vm_guest_memory_discard(&self.memory, address, length)
@@ -234,8 +239,13 @@ cdef class Instance:
     def scrub(self, spans):
         """Zero and make inaccessible every (address, length) span, keeping
         small spans' pages resident (memset) so reuse costs no page faults;
-        large spans go back to the kernel.  Used to recycle instances."""
+        large spans go back to the kernel.  Used to recycle instances.
+        Everything set_perms made accessible since the last scrub is
+        scrubbed too, whether or not it is among ``spans``."""
         cdef uint64_t address, length, first, count
+        if self.granted:
+            spans = set(spans) | self.granted
+            self.granted = None
         for address, length in spans:
             if length == 0:
                 continue

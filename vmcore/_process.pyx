@@ -324,6 +324,7 @@ cdef class Process:
     # or trapped since).  Kept here, not as VM_INDEX_NONE in the VmCtx: every
     # host store to the handshake line costs a cache-line transfer while the
     # zygote spins on it.
+    cdef set granted  # (address, length) made accessible since the last scrub
     cdef bint resumable
 
     def __cinit__(self, Zygote zygote, SharedModule module, uint32_t page_size):
@@ -673,6 +674,10 @@ cdef class Process:
         if length == 0:
             return
         vm_memory_set_perms(&self.mem, address, length, perm)
+        if perm:
+            if self.granted is None:
+                self.granted = set()
+            self.granted.add((address, length))
         end = (<uint64_t>address + length + self.page_size_ - 1) >> self.page_shift
         vm_host_perms_changed(self.ctx, address >> self.page_shift, <uint32_t>min(end, (<uint64_t>1 << 32) >> self.page_shift))
 
@@ -686,6 +691,10 @@ cdef class Process:
         self._ensure()
         if self.running:
             raise RuntimeError("cannot scrub while the guest is running")
+        if self.granted:
+            # also whatever set_perms made accessible outside ``spans``
+            spans = set(spans) | self.granted
+            self.granted = None
         for address, length in spans:
             if length == 0:
                 continue
