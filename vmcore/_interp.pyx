@@ -155,6 +155,11 @@ cdef class Instance:
         """Ask a running guest to stop at its next block (any thread)."""
         self.state.interrupt = 1
 
+    @property
+    def in_call(self):
+        """A call or run is in progress (another thread, or a hostcall)."""
+        return self.in_call
+
     def clear_interrupt(self):
         self.state.interrupt = 0
 

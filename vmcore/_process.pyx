@@ -525,7 +525,7 @@ cdef class Process:
         self.running = False
         return v
 
-    cdef int _exit_code(self, uint32_t v):
+    cdef int _exit_code(self, uint32_t v) except? -1:
         if v == VMCTX_FUTEX_GUEST_ECALLI:
             return VM_EXIT_ECALLI
         if v == VMCTX_FUTEX_GUEST_TRAP:
@@ -540,6 +540,12 @@ cdef class Process:
         v = vm_host_exit_reason(self.ctx)
         if v == VM_EXIT_FINISHED:
             self.resumable = False
+        elif v != VM_EXIT_INTERRUPTED:
+            # Not an answer the zygote gives with IDLE: its context is not
+            # to be trusted any more.
+            self.resumable = False
+            vm_host_signal(&self.zy.z, 9)
+            self._died(VMCTX_FUTEX_BUSY)
         return <int>v
 
     def run(self):

@@ -82,6 +82,12 @@ class InlineInterpreter(InstanceBackend):
         if self.closed:
             return
         self.closed = True
+        if self.inst.in_call:
+            # A call is running (another thread, or a hostcall closing its
+            # own sandbox): stop the guest at its next block; the instance
+            # stays with that call and is dropped, never pooled, after it.
+            self.inst.interrupt()
+            return
         inst, self.inst = self.inst, None
         pool = _POOL.setdefault(self.memory_map.page_size, [])
         if len(pool) < POOL_LIMIT and not inst.running:

@@ -135,10 +135,10 @@ class SandboxPool:
     def prestart(self, count: Optional[int] = None) -> None:
         """Start zygotes until ``count`` (default: ``size``) are idle."""
         target = self.size if count is None else min(count, self.size)
-        while len(self._idle) < target:
+        while len(self._idle) < target and not self._closed:
             zy = self._start(-1)
             with self._lock:
-                if len(self._idle) < self.size:
+                if len(self._idle) < self.size and not self._closed:
                     self._idle.append(zy)
                     continue
             zy.release()

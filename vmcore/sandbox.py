@@ -238,6 +238,8 @@ class Sandbox:
             if result is not None:
                 return result
         reason = b.last_exit
+        if self._backend is None:
+            raise SandboxError("the sandbox was closed during the call", pc=b.pc)
         if reason == _interp.EXIT_INTERRUPTED and timeout is not None:
             raise Timeout(f"the call passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}",
                           pc=b.pc)

@@ -142,9 +142,9 @@ static inline uint64_t sext32(uint32_t v) { return (uint64_t)(int64_t)(int32_t)v
 
 static inline uint32_t here(const compiler *c) { return (uint32_t)x64_offset(&c->out); }
 
-static void add_fixup(compiler *c, size_t at, uint32_t target_pc)
+static void grow_fixups(compiler *c, size_t at, uint32_t target_pc)
 {
-    if (c->fixup_count == c->fixup_cap) {
+    {
         size_t cap = c->fixup_cap ? c->fixup_cap * 2 : 4096;
         fixup *f = realloc(c->fixups, cap * sizeof *f);
         if (!f) {
@@ -153,6 +153,15 @@ static void add_fixup(compiler *c, size_t at, uint32_t target_pc)
         }
         c->fixups = f;
         c->fixup_cap = cap;
+    }
+    c->fixups[c->fixup_count++] = (fixup){(uint32_t)at, target_pc};
+}
+
+static inline __attribute__((always_inline)) void add_fixup(compiler *c, size_t at, uint32_t target_pc)
+{
+    if (__builtin_expect(c->fixup_count == c->fixup_cap, 0)) {
+        grow_fixups(c, at, target_pc);
+        return;
     }
     c->fixups[c->fixup_count++] = (fixup){(uint32_t)at, target_pc};
 }
@@ -194,7 +203,7 @@ static inline uint32_t target_entry_of(const compiler *c, uint32_t pc)
 
 /* A jump (cc < 0: unconditional) to a guest pc's entry: backward targets
  * are known (short form when in reach), forward ones are patched later. */
-static void jump_pc(compiler *c, int cc, uint32_t target_pc)
+static inline __attribute__((always_inline)) void jump_pc(compiler *c, int cc, uint32_t target_pc)
 {
     x64_buf *b = &c->out;
     if (target_pc <= c->current_pc) {
@@ -216,7 +225,7 @@ static void jump_pc(compiler *c, int cc, uint32_t target_pc)
     add_fixup(c, at, target_pc);
 }
 
-static pending *add_pending(compiler *c, int kind, size_t at, uint32_t pc)
+static inline __attribute__((always_inline)) pending *add_pending(compiler *c, int kind, size_t at, uint32_t pc)
 {
     pending *p = &c->pend[c->pend_count++];
     c->pend_bytes += stub_max[kind];
@@ -230,14 +239,14 @@ static pending *add_pending(compiler *c, int kind, size_t at, uint32_t pc)
 
 /* jcc (or jmp when cc < 0) to an out-of-line stub calling `kind`'s routine
  * with pc; returns the pending entry (a second branch may join it). */
-static pending *branch_to_stub(compiler *c, int cc, int kind, uint32_t pc)
+static inline __attribute__((always_inline)) pending *branch_to_stub(compiler *c, int cc, int kind, uint32_t pc)
 {
     size_t at = cc < 0 ? x64_jmp_rel32(&c->out, X64_NO_TARGET) : x64_jcc_rel32(&c->out, (x64_cc)cc, X64_NO_TARGET);
     return add_pending(c, kind, at, pc);
 }
 
 /* call routine; .long data... */
-static void call_with_data(x64_buf *b, uint32_t routine, const uint32_t *data, int n)
+static inline __attribute__((always_inline)) void call_with_data(x64_buf *b, uint32_t routine, const uint32_t *data, int n)
 {
     x64_call_rel32(b, routine);
     for (int i = 0; i < n; i++)
@@ -447,8 +456,30 @@ static void write_stub(compiler *c, const pending *p)
 
 static void flush_stubs(compiler *c)
 {
-    for (uint32_t i = 0; i < c->pend_count; i++)
-        write_stub(c, &c->pend[i]);
+    uint8_t *start = c->out.start;
+    for (uint32_t i = 0; i < c->pend_count; i++) {
+        const pending *p = &c->pend[i];
+        uint32_t routine = p->kind == STUB_OVERFLOW ? c->overflow_routine
+                           : p->kind == STUB_TRAP   ? c->trap_routine
+                           : p->kind == STUB_FINISHED ? c->finished_routine
+                                                      : 0;
+        if (!routine) {
+            write_stub(c, p);
+            continue;
+        }
+        /* call routine; .long pc (what write_stub does, without the detour) */
+        uint8_t *o = c->out.p;
+        uint32_t at = (uint32_t)(o - start);
+        if (p->at)
+            x64_patch_rel32(start, p->at, at);
+        if (p->at2)
+            x64_patch_rel32(start, p->at2, at);
+        int32_t rel = (int32_t)((int64_t)routine - (int64_t)(at + 5));
+        o[0] = 0xe8;
+        memcpy(o + 1, &rel, 4);
+        memcpy(o + 5, &p->pc, 4);
+        c->out.p = o + 9;
+    }
     c->pend_count = 0;
     c->pend_bytes = 0;
 }
@@ -464,7 +495,7 @@ static void flush_stubs_inline(compiler *c)
 
 /* ---- blocks and gas ---- */
 
-static void open_block(compiler *c, uint32_t pc)
+static inline __attribute__((always_inline)) void open_block(compiler *c, uint32_t pc)
 {
     c->block_open = 1;
     c->block_pc = pc;
@@ -476,7 +507,7 @@ static void open_block(compiler *c, uint32_t pc)
     c->charge_jl_at = x64_jcc_rel32(&c->out, X64_CC_L, X64_NO_TARGET);
 }
 
-static void close_block(compiler *c)
+static inline __attribute__((always_inline)) void close_block(compiler *c)
 {
     c->block_open = 0;
     if (!c->charges)
@@ -502,9 +533,9 @@ static void close_block(compiler *c)
 
 /* ---- instruction helpers ---- */
 
-static int valid_target(const compiler *c, uint32_t target);
+static inline int valid_target(const compiler *c, uint32_t target);
 
-static void emit_trap(compiler *c, uint32_t pc)
+static inline __attribute__((always_inline)) void emit_trap(compiler *c, uint32_t pc)
 {
     call_with_data(&c->out, c->trap_routine, &pc, 1);
     c->falls_through = 0;
@@ -517,7 +548,7 @@ static inline void mov64(x64_buf *h, int dst, int src)
 }
 
 /* dst = a OP b for a commutative op (64-bit) */
-static void binop_comm(x64_buf *h, x64_alu op, int size, int a, int b, int c_)
+static inline __attribute__((always_inline)) void binop_comm(x64_buf *h, x64_alu op, int size, int a, int b, int c_)
 {
     if (a == b) {
         x64_alu_rr(h, op, size, a, c_);
@@ -530,7 +561,7 @@ static void binop_comm(x64_buf *h, x64_alu op, int size, int a, int b, int c_)
 }
 
 /* a = b - c */
-static void sub_rrr(x64_buf *h, int size, int a, int b, int c_)
+static inline __attribute__((always_inline)) void sub_rrr(x64_buf *h, int size, int a, int b, int c_)
 {
     if (a == b) {
         x64_alu_rr(h, X64_SUB, size, a, c_);
@@ -654,7 +685,7 @@ static void emit_minmax(compiler *c, x64_cc take_c, int w, int a, int b, int d)
         x64_mov_rr(h, 8, a, S);
 }
 
-static void emit_set_cc(compiler *c, x64_cc cc, int a)
+static inline __attribute__((always_inline)) void emit_set_cc(compiler *c, x64_cc cc, int a)
 {
     x64_setcc(&c->out, cc, S);
     x64_movzx_rr(&c->out, 4, 1, a, S);
@@ -665,7 +696,7 @@ static void emit_set_cc(compiler *c, x64_cc cc, int a)
 /* Memory access at guest address (base register + offset) or absolute. */
 enum { ACC_LOAD_U, ACC_LOAD_S, ACC_STORE, ACC_STORE_IMM };
 
-static void emit_access(compiler *c, vm_x64_map_entry *e, uint32_t pc, int kind, int size, int reg, int base_guest,
+static inline __attribute__((always_inline)) void emit_access(compiler *c, vm_x64_map_entry *e, uint32_t pc, int kind, int size, int reg, int base_guest,
                         uint32_t offset, uint32_t imm)
 {
     x64_buf *h = &c->out;
@@ -730,7 +761,6 @@ static void emit_dynamic_jump(compiler *c, uint32_t pc, uint32_t table_count)
     trap->at2 = (uint32_t)x64_jcc_rel32(h, X64_CC_E, X64_NO_TARGET);
     x64_jmp_r(h, S);
 }
-static uint32_t op_cost(const vm_x64_config *config, vm_op op) { return config->cost ? config->cost[op] : 1u; }
 
 static x64_cc branch_cc(vm_op op)
 {
@@ -751,11 +781,10 @@ static x64_cc branch_cc(vm_op op)
 
 /* ---- one instruction ---- */
 
-static inline __attribute__((always_inline)) void emit_instruction(compiler *c, const vm_instruction *ins,
+static inline __attribute__((always_inline)) void emit_instruction(compiler *c, vm_op op, const vm_instruction *ins,
                                                                    vm_x64_map_entry *e, uint32_t table_count)
 {
     x64_buf *h = &c->out;
-    vm_op op = (vm_op)ins->op;
     uint32_t pc = ins->offset;
     int a = R(ins->reg[0]), b = R(ins->reg[1]), d = R(ins->reg[2]);
     uint32_t imm = ins->imm1;
@@ -1198,29 +1227,13 @@ static inline uint32_t fast_imm(const uint8_t *p, uint32_t length)
 static inline uint32_t fast_clamp4(int32_t v) { return v < 0 ? 0u : (v > 4 ? 4u : (uint32_t)v); }
 static inline uint8_t fast_reg(uint32_t nibble) { nibble &= 15; return (uint8_t)(nibble > 12 ? 12 : nibble); }
 
-/* Needs offset + FAST_DECODE_MARGIN <= code_len: then the 8-byte bitmask
- * window and the operand bytes are all in range, and the next instruction
- * start or the implicit-trap cap lies inside the code. */
-static inline __attribute__((always_inline)) void fast_decode(const fast_decoder *d, const uint8_t *code,
-                                                              const uint8_t *bitmask, uint32_t offset,
-                                                              vm_instruction *out)
+/* The operands of an instruction of `format` whose operand bytes start at
+ * c (skip of them before the next start); with a constant format the
+ * switch folds away. */
+static inline __attribute__((always_inline)) void fast_operands(const uint8_t *c, uint32_t skip, uint32_t offset,
+                                                                uint32_t format, vm_instruction *out)
 {
-    uint32_t origin = offset + 1;
-    uint64_t w = (load_u64(bitmask + (origin >> 3)) >> (origin & 7)) & ((1ull << (VM_BITMASK_MAX + 1)) - 1);
-    /* w == 0: the next start is past the cap, an implicit trap follows */
-    uint32_t skip = w ? (uint32_t)__builtin_ctzll(w) : VM_BITMASK_MAX;
-    uint32_t op = d->op_of[code[offset]];
-    uint32_t format = d->format_of[op];
-    const uint8_t *c = code + origin;
     int32_t s = (int32_t)skip;
-    out->offset = offset;
-    out->next = offset + skip + 1;
-    out->op = (uint16_t)op;
-    out->format = (uint8_t)format;
-    out->next_is_invalid = (uint8_t)(w == 0);
-    out->reg[0] = out->reg[1] = out->reg[2] = 0;
-    out->imm1 = out->imm2 = 0;
-    out->imm64 = 0;
     uint32_t l1, l2;
     switch ((vm_format)format) {
     case VM_FMT_ARGLESS:
@@ -1291,6 +1304,38 @@ static inline __attribute__((always_inline)) void fast_decode(const fast_decoder
     }
 }
 
+/* What every instruction needs: op, length, next start.  Needs offset +
+ * FAST_DECODE_MARGIN <= code_len: then the 8-byte bitmask window and the
+ * operand bytes are all in range, and the next instruction start or the
+ * implicit-trap cap lies inside the code. */
+static inline __attribute__((always_inline)) uint32_t fast_head(const fast_decoder *d, const uint8_t *code,
+                                                                const uint8_t *bitmask, uint32_t offset,
+                                                                vm_instruction *out)
+{
+    uint32_t origin = offset + 1;
+    uint64_t w = (load_u64(bitmask + (origin >> 3)) >> (origin & 7)) & ((1ull << (VM_BITMASK_MAX + 1)) - 1);
+    /* w == 0: the next start is past the cap, an implicit trap follows */
+    uint32_t skip = w ? (uint32_t)__builtin_ctzll(w) : VM_BITMASK_MAX;
+    uint32_t op = d->op_of[code[offset]];
+    out->offset = offset;
+    out->next = offset + skip + 1;
+    out->op = (uint16_t)op;
+    out->format = d->format_of[op];
+    out->next_is_invalid = (uint8_t)(w == 0);
+    out->reg[0] = out->reg[1] = out->reg[2] = 0;
+    out->imm1 = out->imm2 = 0;
+    out->imm64 = 0;
+    return skip;
+}
+
+static inline __attribute__((always_inline)) void fast_decode(const fast_decoder *d, const uint8_t *code,
+                                                              const uint8_t *bitmask, uint32_t offset,
+                                                              vm_instruction *out)
+{
+    uint32_t skip = fast_head(d, code, bitmask, offset, out);
+    fast_operands(code + offset + 1, skip, offset, out->format, out);
+}
+
 /* origin + 64 bits of bitmask and 16 operand bytes stay inside the code */
 #define FAST_DECODE_MARGIN 72u
 
@@ -1321,7 +1366,7 @@ static inline int same_instruction(const vm_instruction *a, const vm_instruction
            a->imm2 == b->imm2 && a->imm64 == b->imm64 && a->next_is_invalid == b->next_is_invalid;
 }
 
-static int valid_target(const compiler *c, uint32_t target)
+static inline __attribute__((always_inline)) int valid_target(const compiler *c, uint32_t target)
 {
     /* known for everything emitted so far (the walk is in pc order) */
     if (target <= c->current_pc)
@@ -1437,6 +1482,8 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     fast_decoder_init(&fd, c->isa);
     c->decoder = &fd;
 
+    const int step_tracing = config->step_tracing;
+    const uint32_t *const cost_table = config->cost;
     /* The builder's walk (interp.c, vm_module_build pass 1). */
     uint32_t entry_flag = 0;
     int next_enterable = code_len > 0 && vm_bitmask_bit(bitmask, code_len, 0);
@@ -1451,6 +1498,8 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         invalid_at = 0;
     }
     for (;;) {
+        int fast = 0;
+        uint32_t fast_skip = 0;
         if (pending_invalid) {
             ins.offset = invalid_at;
             ins.next = invalid_at + 1;
@@ -1461,7 +1510,8 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
             ins.imm1 = ins.imm2 = 0;
             ins.imm64 = 0;
         } else if (offset + FAST_DECODE_MARGIN <= code_len) {
-            fast_decode(&fd, code, bitmask, offset, &ins);
+            fast_skip = fast_head(&fd, code, bitmask, offset, &ins);
+            fast = 1;
         } else if (offset < code_len) {
             vm_decode(c->isa, code, code_len, bitmask, offset, &ins);
         } else {
@@ -1496,13 +1546,32 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         e->info = (uint32_t)ins.op | (entry_flag ? VM_X64_INFO_ENTRY_OK : 0u) |
                   (c->block_open ? 0u : VM_X64_INFO_BLOCK_START) | (jump_target ? VM_X64_INFO_JUMP_TARGET : 0u);
         note_instruction(c, pc, jump_target, e->entry);
-        if (config->step_tracing)
+        if (step_tracing)
             call_with_data(&c->out, c->step_routine, &pc, 1);
         if (!c->block_open)
             open_block(c, pc);
         e->body = here(c);
-        c->block_cost += op_cost(config, (vm_op)ins.op);
-        emit_instruction(c, &ins, e, jump_table_count);
+        c->block_cost += cost_table ? cost_table[ins.op] : 1u;
+        if (fast) {
+            /* One dispatch per instruction: the operands are decoded and
+             * the code emitted by a copy specialised for the op. */
+            switch (ins.op) {
+#define EMIT_CASE(name, fmt, ...)                                                                 \
+    case VM_OP_##name: {                                                                          \
+        vm_instruction fi = ins;                                                                  \
+        fast_operands(code + pc + 1, fast_skip, pc, VM_FMT_##fmt, &fi);                           \
+        emit_instruction(c, VM_OP_##name, &fi, e, jump_table_count);                              \
+        break;                                                                                    \
+    }
+                VM_OPCODES(EMIT_CASE)
+#undef EMIT_CASE
+            default:
+                emit_instruction(c, (vm_op)ins.op, &ins, e, jump_table_count);
+                break;
+            }
+        } else {
+            emit_instruction(c, (vm_op)ins.op, &ins, e, jump_table_count);
+        }
         if (fd.flags_of[ins.op] & VM_F_ENDS_BLOCK)
             close_block(c);
         if ((size_t)(c->out.p - before) > INSN_BUDGET || c->pend_bytes - stub_bytes_before > STUBS_PER_INSN_BUDGET) {

@@ -108,6 +108,7 @@ static struct k_robust_list_head death_head;
 static const vm_x64_module *x64;
 static const vm_x64_map_entry *x64_map;
 static uint64_t x64_code_mapped, x64_table_mapped;
+static volatile int serving;          /* holds the context (BUSY): answers go through the VmCtx */
 static volatile int x64_running;      /* between entering generated code and its exit */
 static volatile int x64_interrupt;    /* the host asked to stop */
 static volatile int x64_bias_applied; /* VM_X64_INTERRUPT_GAS_BIAS taken from vmctx.gas */
@@ -326,7 +327,10 @@ static void on_fault(int sig, void *info, void *uctx)
 {
     uint64_t *g = gregs_of(uctx);
     uint64_t rip = g[G_RIP];
-    if (sig == SIGSEGV && x64_running && in_native_code(rip)) {
+    /* siginfo_t: si_signo, si_errno, si_code; si_code > 0 means the kernel
+     * raised it for this instruction (a kill() from outside is <= 0). */
+    int code = *(int *)((char *)info + 8);
+    if (sig == SIGSEGV && code > 0 && x64_running && in_native_code(rip)) {
         /* A guest access to a protected page (or past the jump table):
          * decide what the interpreter would have done. */
         vm_x64_fault f;
@@ -342,7 +346,7 @@ static void on_fault(int sig, void *info, void *uctx)
             return;
         }
     }
-    /* siginfo_t: si_signo, si_errno, si_code, (pad), si_addr at offset 16 */
+    /* si_addr at offset 16 */
     uint64_t addr = *(uint64_t *)((char *)info + 16);
     CTX->message_length = 0;
     message_number("the sandbox process got signal ", sig);
@@ -353,6 +357,11 @@ static void on_fault(int sig, void *info, void *uctx)
         message_hex(" at rip ", rip);
     if (sig == SIGBUS)
         message_append(" (shared guest memory could not be backed: out of memory?)");
+    if (!serving)
+        /* Idle: the handshake word and the answer fields are the host's
+         * (it may be reading our last answer); just die -- the host sees it
+         * through the robust futex and reads the message then. */
+        sys1(SYS_exit_group, 128 + sig);
     atomic_store_explicit(&CTX->arg2, 0xffffffffu, RELAXED);
     publish(VMCTX_FUTEX_GUEST_SIGNAL);
     sys1(SYS_exit_group, 128 + sig);
@@ -806,9 +815,13 @@ static uint32_t run_native(void)
     /* Without metering the gas word only carries interrupts (compiled
      * interruptible: blocks charge 0 and test the sign). */
     int64_t gas_kept = 0;
+    int gas_swapped = 0;
     if (!metering) {
         gas_kept = atomic_load_explicit(&c->gas, RELAXED);
-        atomic_store_explicit(&c->gas, 0, RELAXED);
+        if (gas_kept < 0) { /* only the sign is tested; a store costs the host a cache line */
+            atomic_store_explicit(&c->gas, 0, RELAXED);
+            gas_swapped = 1;
+        }
     }
     uint32_t top_in = state.heap.top, mapped_in = state.heap.mapped_end;
     x64_bias_applied = 0;
@@ -829,7 +842,7 @@ static uint32_t run_native(void)
     if (interrupted)
         atomic_fetch_add_explicit(&c->gas, VM_X64_INTERRUPT_GAS_BIAS, RELAXED);
     x64_bias_applied = 0;
-    if (!metering)
+    if (gas_swapped)
         atomic_store_explicit(&c->gas, gas_kept, RELAXED);
     if (state.heap.top != top_in)
         atomic_store_explicit(&c->heap_info.heap_top, state.heap.top, RELAXED);
@@ -1022,6 +1035,9 @@ __attribute__((used, noreturn)) void zygote_main(void)
             answer(VMCTX_FUTEX_IDLE);
             continue;
         }
-        answer(run_once());
+        serving = 1;
+        uint32_t result = run_once();
+        serving = 0;
+        answer(result);
     }
 }
