@@ -539,3 +539,32 @@ def test_gil_is_released_while_the_guest_runs():
     t.join()
     # Python code kept running in this thread while the guest computed.
     assert ticks > 10_000
+
+
+LIMITED = program("""
+%isa = jam_v1
+%stack_size = 8192
+%rw_data_size = 4096
+pub @f:
+    ret
+""")
+
+
+def test_memory_limit_caps_all_guest_memory(isolation):
+    m = LIMITED.memory_map(4096)
+    fixed = m.ro_data_size + m.rw_data_size + m.stack_size + m.aux_data_size
+    assert fixed == 3 * 4096
+    with vmcore.Sandbox(LIMITED, memory_limit=fixed + 3 * 4096) as sb:
+        assert sb.heap_policy.max_size == 3 * 4096
+        assert sb.sbrk(2 * 4096) != 0
+        assert sb.sbrk(4096) != 0
+        assert sb.sbrk(1) == 0  # past the cap: as for the guest's sbrk, 0
+        assert sb.heap_size == 3 * 4096
+    with vmcore.Sandbox(LIMITED, memory_limit=fixed, heap=vmcore.HeapPolicy(max_size=1 << 20)) as sb:
+        assert sb.sbrk(1) == 0
+    with pytest.raises(vmcore.SandboxError, match="needs .* bytes of guest memory .* memory_limit"):
+        vmcore.Sandbox(LIMITED, memory_limit=fixed - 1)
+    with pytest.raises(vmcore.SandboxError, match="initial_size"):
+        vmcore.Sandbox(LIMITED, memory_limit=fixed + 4096, heap=vmcore.HeapPolicy(initial_size=8192))
+    with pytest.raises(ValueError):
+        vmcore.Sandbox(LIMITED, memory_limit=-1)

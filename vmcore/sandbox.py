@@ -55,6 +55,29 @@ def _hostcall_arity(fn: Hostcall, name: str) -> int:
     return n
 
 
+def _limit_heap(heap: HeapPolicy, memory_map, memory_limit: Optional[int]) -> HeapPolicy:
+    """The heap policy under a cap on the guest memory that may ever be
+    accessible (read-only data, read-write data, stack, aux data and the
+    heap at its largest)."""
+    if memory_limit is None:
+        return heap
+    if not isinstance(memory_limit, int) or isinstance(memory_limit, bool) or memory_limit < 0:
+        raise ValueError(f"memory_limit must be a number of bytes or None, got {memory_limit!r}")
+    m = memory_map
+    fixed = m.ro_data_size + m.rw_data_size + m.stack_size + m.aux_data_size
+    if fixed > memory_limit:
+        raise SandboxError(
+            f"the program needs {fixed:,} bytes of guest memory before any heap (read-only data "
+            f"{m.ro_data_size:,}, read-write data {m.rw_data_size:,}, stack {m.stack_size:,}, aux data "
+            f"{m.aux_data_size:,}) but memory_limit is {memory_limit:,}")
+    cap = min(memory_limit - fixed, 0xFFFFFFFF)
+    if heap.initial_size > cap:
+        raise SandboxError(f"the heap policy's initial_size ({heap.initial_size:,} bytes) does not fit in "
+                           f"memory_limit: {cap:,} bytes are left for the heap")
+    max_size = cap if heap.max_size is None else min(heap.max_size, cap)
+    return HeapPolicy(initial_size=heap.initial_size, max_size=max_size, grow_by_pages=heap.grow_by_pages)
+
+
 class Sandbox:
     """One guest instance.
 
@@ -68,7 +91,7 @@ class Sandbox:
     def __init__(self, program: Program, *, backend: str = "auto", isolation: str = "auto",
                  gas: Optional[int] = None, page_size: Optional[int] = None, heap: Optional[HeapPolicy] = None,
                  hostcalls: Optional[Dict[str, Hostcall]] = None, strict: bool = False,
-                 auto_restart: bool = False, pool: Any = None) -> None:
+                 auto_restart: bool = False, pool: Any = None, memory_limit: Optional[int] = None) -> None:
         if not isinstance(program, Program):
             raise TypeError(f"Sandbox needs a vmcore.Program, got {type(program).__name__}")
         if gas is not None and (not isinstance(gas, int) or isinstance(gas, bool)):
@@ -81,7 +104,8 @@ class Sandbox:
         factory = select(backend, isolation)
         self.program = program
         self.memory_map = program.memory_map(page_size)
-        self.heap_policy = heap or _DEFAULT_HEAP
+        self.heap_policy = _limit_heap(heap or _DEFAULT_HEAP, self.memory_map, memory_limit)
+        self.memory_limit = memory_limit
         self._gas_metering = gas is not None
         # Options only a sandbox process has; the inline backend refuses strict.
         options = {k: v for k, v in (("strict", strict), ("auto_restart", auto_restart)) if v}
