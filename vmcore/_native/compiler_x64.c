@@ -27,6 +27,16 @@
  */
 #include "vmcore/compiler.h"
 
+/* Forced inlining lets every per-opcode copy of the emitter fold to its
+ * own case; without optimisation (debug and sanitizer builds) nothing
+ * folds and forcing it only multiplies the code (tens of GB of compiler
+ * memory), so there it is a plain hint. */
+#ifdef __OPTIMIZE__
+#define HOT_INLINE static inline __attribute__((always_inline))
+#else
+#define HOT_INLINE static inline
+#endif
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,7 +167,7 @@ static void grow_fixups(compiler *c, size_t at, uint32_t target_pc)
     c->fixups[c->fixup_count++] = (fixup){(uint32_t)at, target_pc};
 }
 
-static inline __attribute__((always_inline)) void add_fixup(compiler *c, size_t at, uint32_t target_pc)
+HOT_INLINE void add_fixup(compiler *c, size_t at, uint32_t target_pc)
 {
     if (__builtin_expect(c->fixup_count == c->fixup_cap, 0)) {
         grow_fixups(c, at, target_pc);
@@ -203,7 +213,7 @@ static inline uint32_t target_entry_of(const compiler *c, uint32_t pc)
 
 /* A jump (cc < 0: unconditional) to a guest pc's entry: backward targets
  * are known (short form when in reach), forward ones are patched later. */
-static inline __attribute__((always_inline)) void jump_pc(compiler *c, int cc, uint32_t target_pc)
+HOT_INLINE void jump_pc(compiler *c, int cc, uint32_t target_pc)
 {
     x64_buf *b = &c->out;
     if (target_pc <= c->current_pc) {
@@ -225,7 +235,7 @@ static inline __attribute__((always_inline)) void jump_pc(compiler *c, int cc, u
     add_fixup(c, at, target_pc);
 }
 
-static inline __attribute__((always_inline)) pending *add_pending(compiler *c, int kind, size_t at, uint32_t pc)
+HOT_INLINE pending *add_pending(compiler *c, int kind, size_t at, uint32_t pc)
 {
     pending *p = &c->pend[c->pend_count++];
     c->pend_bytes += stub_max[kind];
@@ -239,14 +249,14 @@ static inline __attribute__((always_inline)) pending *add_pending(compiler *c, i
 
 /* jcc (or jmp when cc < 0) to an out-of-line stub calling `kind`'s routine
  * with pc; returns the pending entry (a second branch may join it). */
-static inline __attribute__((always_inline)) pending *branch_to_stub(compiler *c, int cc, int kind, uint32_t pc)
+HOT_INLINE pending *branch_to_stub(compiler *c, int cc, int kind, uint32_t pc)
 {
     size_t at = cc < 0 ? x64_jmp_rel32(&c->out, X64_NO_TARGET) : x64_jcc_rel32(&c->out, (x64_cc)cc, X64_NO_TARGET);
     return add_pending(c, kind, at, pc);
 }
 
 /* call routine; .long data... */
-static inline __attribute__((always_inline)) void call_with_data(x64_buf *b, uint32_t routine, const uint32_t *data, int n)
+HOT_INLINE void call_with_data(x64_buf *b, uint32_t routine, const uint32_t *data, int n)
 {
     x64_call_rel32(b, routine);
     for (int i = 0; i < n; i++)
@@ -495,7 +505,7 @@ static void flush_stubs_inline(compiler *c)
 
 /* ---- blocks and gas ---- */
 
-static inline __attribute__((always_inline)) void open_block(compiler *c, uint32_t pc)
+HOT_INLINE void open_block(compiler *c, uint32_t pc)
 {
     c->block_open = 1;
     c->block_pc = pc;
@@ -507,7 +517,7 @@ static inline __attribute__((always_inline)) void open_block(compiler *c, uint32
     c->charge_jl_at = x64_jcc_rel32(&c->out, X64_CC_L, X64_NO_TARGET);
 }
 
-static inline __attribute__((always_inline)) void close_block(compiler *c)
+HOT_INLINE void close_block(compiler *c)
 {
     c->block_open = 0;
     if (!c->charges)
@@ -535,7 +545,7 @@ static inline __attribute__((always_inline)) void close_block(compiler *c)
 
 static inline int valid_target(const compiler *c, uint32_t target);
 
-static inline __attribute__((always_inline)) void emit_trap(compiler *c, uint32_t pc)
+HOT_INLINE void emit_trap(compiler *c, uint32_t pc)
 {
     call_with_data(&c->out, c->trap_routine, &pc, 1);
     c->falls_through = 0;
@@ -548,7 +558,7 @@ static inline void mov64(x64_buf *h, int dst, int src)
 }
 
 /* dst = a OP b for a commutative op (64-bit) */
-static inline __attribute__((always_inline)) void binop_comm(x64_buf *h, x64_alu op, int size, int a, int b, int c_)
+HOT_INLINE void binop_comm(x64_buf *h, x64_alu op, int size, int a, int b, int c_)
 {
     if (a == b) {
         x64_alu_rr(h, op, size, a, c_);
@@ -561,7 +571,7 @@ static inline __attribute__((always_inline)) void binop_comm(x64_buf *h, x64_alu
 }
 
 /* a = b - c */
-static inline __attribute__((always_inline)) void sub_rrr(x64_buf *h, int size, int a, int b, int c_)
+HOT_INLINE void sub_rrr(x64_buf *h, int size, int a, int b, int c_)
 {
     if (a == b) {
         x64_alu_rr(h, X64_SUB, size, a, c_);
@@ -685,7 +695,7 @@ static void emit_minmax(compiler *c, x64_cc take_c, int w, int a, int b, int d)
         x64_mov_rr(h, 8, a, S);
 }
 
-static inline __attribute__((always_inline)) void emit_set_cc(compiler *c, x64_cc cc, int a)
+HOT_INLINE void emit_set_cc(compiler *c, x64_cc cc, int a)
 {
     x64_setcc(&c->out, cc, S);
     x64_movzx_rr(&c->out, 4, 1, a, S);
@@ -696,7 +706,7 @@ static inline __attribute__((always_inline)) void emit_set_cc(compiler *c, x64_c
 /* Memory access at guest address (base register + offset) or absolute. */
 enum { ACC_LOAD_U, ACC_LOAD_S, ACC_STORE, ACC_STORE_IMM };
 
-static inline __attribute__((always_inline)) void emit_access(compiler *c, vm_x64_map_entry *e, uint32_t pc, int kind, int size, int reg, int base_guest,
+HOT_INLINE void emit_access(compiler *c, vm_x64_map_entry *e, uint32_t pc, int kind, int size, int reg, int base_guest,
                         uint32_t offset, uint32_t imm)
 {
     x64_buf *h = &c->out;
@@ -781,7 +791,7 @@ static x64_cc branch_cc(vm_op op)
 
 /* ---- one instruction ---- */
 
-static inline __attribute__((always_inline)) void emit_instruction(compiler *c, vm_op op, const vm_instruction *ins,
+HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *ins,
                                                                    vm_x64_map_entry *e, uint32_t table_count)
 {
     x64_buf *h = &c->out;
@@ -1230,7 +1240,7 @@ static inline uint8_t fast_reg(uint32_t nibble) { nibble &= 15; return (uint8_t)
 /* The operands of an instruction of `format` whose operand bytes start at
  * c (skip of them before the next start); with a constant format the
  * switch folds away. */
-static inline __attribute__((always_inline)) void fast_operands(const uint8_t *c, uint32_t skip, uint32_t offset,
+HOT_INLINE void fast_operands(const uint8_t *c, uint32_t skip, uint32_t offset,
                                                                 uint32_t format, vm_instruction *out)
 {
     int32_t s = (int32_t)skip;
@@ -1308,7 +1318,7 @@ static inline __attribute__((always_inline)) void fast_operands(const uint8_t *c
  * FAST_DECODE_MARGIN <= code_len: then the 8-byte bitmask window and the
  * operand bytes are all in range, and the next instruction start or the
  * implicit-trap cap lies inside the code. */
-static inline __attribute__((always_inline)) uint32_t fast_head(const fast_decoder *d, const uint8_t *code,
+HOT_INLINE uint32_t fast_head(const fast_decoder *d, const uint8_t *code,
                                                                 const uint8_t *bitmask, uint32_t offset,
                                                                 vm_instruction *out)
 {
@@ -1328,7 +1338,7 @@ static inline __attribute__((always_inline)) uint32_t fast_head(const fast_decod
     return skip;
 }
 
-static inline __attribute__((always_inline)) void fast_decode(const fast_decoder *d, const uint8_t *code,
+HOT_INLINE void fast_decode(const fast_decoder *d, const uint8_t *code,
                                                               const uint8_t *bitmask, uint32_t offset,
                                                               vm_instruction *out)
 {
@@ -1366,7 +1376,7 @@ static inline int same_instruction(const vm_instruction *a, const vm_instruction
            a->imm2 == b->imm2 && a->imm64 == b->imm64 && a->next_is_invalid == b->next_is_invalid;
 }
 
-static inline __attribute__((always_inline)) int valid_target(const compiler *c, uint32_t target)
+HOT_INLINE int valid_target(const compiler *c, uint32_t target)
 {
     /* known for everything emitted so far (the walk is in pc order) */
     if (target <= c->current_pc)
