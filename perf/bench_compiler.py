@@ -59,9 +59,9 @@ def bench_compile_cold(loops: int) -> float:
     return _compile_once() * loops
 
 
-def bench_native(name: str):
+def bench_kernel(name: str, backend: str, isolation: str):
     def timed(loops: int) -> float:
-        sb, args, expected = kernel(name, gas=GAS, backend="compiler", isolation="process")
+        sb, args, expected = kernel(name, gas=GAS, backend=backend, isolation=isolation)
         total = 0.0
         try:
             for _ in range(loops):
@@ -77,21 +77,6 @@ def bench_native(name: str):
     return timed
 
 
-def bench_interpreter(name: str):
-    def timed(loops: int) -> float:
-        sb, args, expected = kernel(name, gas=GAS, backend="interpreter", isolation="inline")
-        total = 0.0
-        for _ in range(loops):
-            sb.reset()
-            t0 = time.perf_counter()
-            result = sb.call("main", *args)
-            total += time.perf_counter() - t0
-            if result != expected:
-                raise SystemExit(f"{name}: wrong result {result}, expected {expected}")
-        return total
-    return timed
-
-
 def main() -> None:
     reason = cpu_supports_native()
     if reason is not None:
@@ -101,8 +86,10 @@ def main() -> None:
     results = {"compile-1mb": runner.bench_time_func("compile-1mb", bench_compile),
                "compile-1mb-cold": runner.bench_time_func("compile-1mb-cold", bench_compile_cold)}
     for name in ("sum", "sieve"):
-        results[f"compiler-{name}"] = runner.bench_time_func(f"compiler-{name}", bench_native(name))
-        results[f"interpreter-{name}"] = runner.bench_time_func(f"interpreter-{name}", bench_interpreter(name))
+        results[f"compiler-{name}"] = runner.bench_time_func(f"compiler-{name}",
+                                                             bench_kernel(name, "compiler", "process"))
+        results[f"interpreter-{name}"] = runner.bench_time_func(f"interpreter-{name}",
+                                                                bench_kernel(name, "interpreter", "inline"))
     if runner.args.worker or any(b is None for b in results.values()):
         return
     code, _, _ = _synthetic()

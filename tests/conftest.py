@@ -14,6 +14,24 @@ VECTORS_DIR = ROOT / "tests" / "vectors" / "official"
 REFERENCE_PROGRAM_RS = Path("/tmp/pvm/crates/polkavm-common/src/program.rs")
 
 
+def child_processes() -> dict:
+    """{pid: state} of this process's children, from /proc (zombies: 'Z')."""
+    import os
+    me = str(os.getpid())
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:
+            out[int(entry)] = fields[0]
+    return out
+
+
 def varint(value: int) -> bytes:
     """PolkaVM varint: the number of leading one bits of the first byte says
     how many little-endian bytes follow; the first byte's remaining bits are

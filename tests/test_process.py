@@ -17,7 +17,7 @@ from vmcore import _process, asm
 from vmcore.process_backend import ISOLATION_FEATURES, SandboxPool
 from vmcore.vectors import run_paths
 
-from conftest import ROOT
+from conftest import ROOT, child_processes
 
 DATA = ROOT / "vmcore" / "data"
 
@@ -57,19 +57,7 @@ def sandbox(**kw) -> vmcore.Sandbox:
 
 def children_states():
     """(pid, state) of this process's children (zombies show as Z)."""
-    me = os.getpid()
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me:
-            out.append((int(entry), fields[0]))
-    return out
+    return list(child_processes().items())
 
 
 def fd_count() -> int:

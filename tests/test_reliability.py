@@ -45,7 +45,7 @@ import vmcore
 from vmcore import _process, asm, process_backend
 from vmcore.process_backend import SandboxPool, cpu_supports_native
 
-from conftest import ROOT
+from conftest import ROOT, child_processes
 
 MODES = {"inline": ("interpreter", "inline"), "process": ("interpreter", "process")}
 if cpu_supports_native() is None:
@@ -357,19 +357,7 @@ def rss_mib() -> float:
 
 def children():
     """{pid: state} of this process's children (zombies are 'Z')."""
-    me = str(os.getpid())
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me:
-            out[int(entry)] = fields[0]
-    return out
+    return child_processes()
 
 
 def zombies():
