@@ -114,6 +114,37 @@ int vm_host_image_create(const void *elf, size_t length, char *error)
 
 /* ---- shared modules ---- */
 
+/* Seal a built module's memfd (the zygotes of many sandboxes share it, so
+ * none of them may change it), map it read only here and check it as a
+ * zygote will.  Takes `fd` (closed on failure). */
+static int publish_module(vm_host_module *m, int fd, uint64_t size, uint32_t kind, char *error)
+{
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+        set_error(error, "sealing a module", errno);
+        close(fd);
+        return -1;
+    }
+    uint8_t *r = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    if (r == MAP_FAILED) {
+        set_error(error, "mapping a module", errno);
+        close(fd);
+        return -1;
+    }
+    int bad = kind == VM_SHM_KIND_X64 ? vm_shm_x64_attach(&m->x64, &m->map, r, size)
+                                      : vm_shm_module_attach(&m->module, r, size);
+    if (bad) {
+        set_error(error, "the built module does not validate", 0);
+        munmap(r, size);
+        close(fd);
+        return -1;
+    }
+    m->kind = kind;
+    m->fd = fd;
+    m->base = r;
+    m->size = size;
+    return 0;
+}
+
 int vm_host_module_build(vm_host_module *m, const vm_module_config *config, const uint8_t *code, uint32_t code_len,
                          const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
                          char *error)
@@ -158,31 +189,13 @@ int vm_host_module_build(vm_host_module *m, const vm_module_config *config, cons
     h->insns_offset = insns;
     h->size = size;
     munmap(w, max_size);
-    /* Trim to what the build used, then seal: zygotes of different
-     * sandboxes share this memfd, so none of them may change it. */
-    if (ftruncate(fd, (off_t)size) != 0 ||
-        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-        set_error(error, "sealing a module", errno);
+    /* Trim to what the build used, then seal and map. */
+    if (ftruncate(fd, (off_t)size) != 0) {
+        set_error(error, "trimming a module", errno);
         close(fd);
         return -1;
     }
-    uint8_t *r = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-    if (r == MAP_FAILED) {
-        set_error(error, "mapping a module", errno);
-        close(fd);
-        return -1;
-    }
-    if (vm_shm_module_attach(&m->module, r, size) != 0) {
-        set_error(error, "the built module does not validate", 0);
-        munmap(r, size);
-        close(fd);
-        return -1;
-    }
-    m->kind = VM_SHM_KIND_INTERP;
-    m->fd = fd;
-    m->base = r;
-    m->size = size;
-    return 0;
+    return publish_module(m, fd, size, VM_SHM_KIND_INTERP, error);
 }
 
 static uint64_t page_round(uint64_t v) { return (v + 4095) & ~(uint64_t)4095; }
@@ -345,29 +358,7 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
         close(fd);
         return -1;
     }
-    /* Seal (shared by every zygote that runs this program). */
-    if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-        set_error(error, "sealing native code", errno);
-        close(fd);
-        return -1;
-    }
-    uint8_t *r = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-    if (r == MAP_FAILED) {
-        set_error(error, "mapping native code", errno);
-        close(fd);
-        return -1;
-    }
-    if (vm_shm_x64_attach(&m->x64, &m->map, r, size) != 0) {
-        set_error(error, "the built native code does not validate", 0);
-        munmap(r, size);
-        close(fd);
-        return -1;
-    }
-    m->kind = VM_SHM_KIND_X64;
-    m->fd = fd;
-    m->base = r;
-    m->size = size;
-    return 0;
+    return publish_module(m, fd, size, VM_SHM_KIND_X64, error);
 }
 
 void vm_host_module_free(vm_host_module *m)
