@@ -147,6 +147,23 @@ def test_native_code_is_cached_per_program():
     assert _shared_module(program, True, False, False) is not a
 
 
+@pytest.mark.parametrize("size", [1 << 12, 1 << 18])
+def test_shared_module_holds_the_compiled_code(size):
+    """What the sandbox maps is exactly what the recompiler emits: above
+    64 KiB of code the host builds with a helper thread prefaulting the
+    memfd, which must not change a byte."""
+    import sys
+    sys.path.insert(0, str(ROOT / "perf"))
+    from _synthetic import synthetic_program
+    from vmcore import _compiler, _process, isa as ISA
+    code, bitmask, table = synthetic_program(size, seed=5, isa="jam_v1")
+    idx = ISA.isa_index("jam_v1")
+    shared = _process.SharedModule(idx, code, bitmask, table, True, False, True)
+    compiled = _compiler.CompiledCode(idx, code, bitmask, table, gas_metering=True, interruptible=True)
+    assert shared.native_code == compiled.code
+    assert shared.instruction_records == compiled.info["map_count"]
+
+
 def test_step_tracing_and_resume_after_faults():
     program = vmcore.Program.from_bytes(asm.assemble("""
 %isa = jam_v1

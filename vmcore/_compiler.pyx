@@ -5,7 +5,7 @@ process).  No policy: callers decide where the code goes."""
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 cdef extern from "vmcore/vmctx.h":
     enum:
@@ -107,6 +107,7 @@ cdef class CompiledCode:
             raise ValueError("bitmask shorter than the code")
         self.gas_metering = gas_metering
         self.step_tracing = step_tracing
+        memset(&config, 0, sizeof(config))
         config.isa = isa
         config.gas_metering = gas_metering
         config.step_tracing = step_tracing

@@ -165,6 +165,7 @@ cdef class SharedModule:
             bitmask_ptr = &bitmask[0]
         t0 = time.perf_counter()
         if native:
+            memset(&x64_config, 0, sizeof(x64_config))
             x64_config.isa = isa
             x64_config.gas_metering = gas_metering
             x64_config.step_tracing = step_tracing
@@ -197,6 +198,15 @@ cdef class SharedModule:
     @property
     def native_code_size(self):
         return self.m.x64.code_size if self.native else 0
+
+    @property
+    def native_code(self):
+        """The generated code as the sandbox maps it (bytes; b"" for an
+        interpreter module)."""
+        if not self.native:
+            return b""
+        cdef const vm_shm_module *h = <const vm_shm_module *>self.m.base
+        return PyBytes_FromStringAndSize(<const char *>self.m.base + h.native_offset, self.m.x64.code_size)
 
 
 cdef class Zygote:

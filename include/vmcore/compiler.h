@@ -93,6 +93,7 @@
 #ifndef VMCORE_COMPILER_H
 #define VMCORE_COMPILER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -109,6 +110,14 @@ extern const uint8_t vm_x64_guest_regs[VMCTX_REG_COUNT];
 #define VM_X64_VMCTX_DISP ((int32_t)((int64_t)VM_ADDR_VMCTX_ALIAS - (int64_t)VM_ADDR_GUEST_MEMORY))
 #define VM_X64_INTERRUPT_GAS_BIAS (1ll << 62)
 
+/* How far a running vm_x64_compile has written, published every few
+ * hundred instructions (relaxed) for a helper that prefaults its output
+ * (prefault.h). */
+typedef struct vm_x64_progress {
+    _Atomic uint64_t code_bytes;
+    _Atomic uint64_t map_bytes;
+} vm_x64_progress;
+
 typedef struct vm_x64_config {
     int isa;              /* vm_isa */
     int gas_metering;     /* charge gas per basic block */
@@ -116,6 +125,7 @@ typedef struct vm_x64_config {
     int interruptible;    /* without metering: still check the gas word at block starts (see above) */
     const uint32_t *cost; /* gas per vm_op (VM_OP_COUNT + 1 entries), NULL = 1 each */
     uint64_t code_address;/* where the code will run (VM_ADDR_NATIVE_CODE) */
+    vm_x64_progress *progress; /* NULL, or where to publish progress */
 } vm_x64_config;
 
 /* One record per guest instruction (the implicit traps included), in

@@ -1550,6 +1550,10 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         int jump_target = !pending_invalid &&
                           (pc == 0 || (prev_real && pc - prev_offset <= reach && prev_op != VM_OP_INVALID &&
                                        (fd.flags_of[prev_op] & VM_F_ENDS_BLOCK)));
+        if ((c->map_count & 255u) == 0 && config->progress) {
+            atomic_store_explicit(&config->progress->code_bytes, here(c), memory_order_relaxed);
+            atomic_store_explicit(&config->progress->map_bytes, c->map_count * sizeof *c->map, memory_order_relaxed);
+        }
         vm_x64_map_entry *e = &c->map[c->map_count++];
         e->pc = pc;
         e->entry = here(c);

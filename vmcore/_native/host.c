@@ -1,6 +1,7 @@
 /* The host side of the process sandbox (see include/vmcore/host.h). */
 #define _GNU_SOURCE
 #include "vmcore/host.h"
+#include "vmcore/prefault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +16,6 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -200,84 +200,14 @@ int vm_host_module_build(vm_host_module *m, const vm_module_config *config, cons
 
 static uint64_t page_round(uint64_t v) { return (v + 4095) & ~(uint64_t)4095; }
 
-/* The recompiler's output buffers for vm_host_x64_build, kept between
- * builds: compiling into fresh memory (let alone straight into the memfd)
- * pays a page fault per 4 KiB touched, which costs as much as the compile
- * itself.  The result goes into the memfd with one pwritev.  One cached
- * buffer (the last one given back); a concurrent build maps its own.
- * MADV_FREE after each build: the kernel may take the pages back under
- * memory pressure, else the next build reuses them without faults. */
-#define SCRATCH_ALIGN (2u << 20)
-/* A buffer's first page holds its mapped size; the rest is handed out.
- * Lock free (an exchange to take, a compare-and-swap to give back), so a
- * fork at any moment leaves the child a consistent slot. */
-#define SCRATCH_HEADER 4096u
-static _Atomic(uint8_t *) scratch_slot;
+/* Prefault the output from another core for programs at least this big
+ * (below it a thread costs more than the faults it saves). */
+#define PREFAULT_MIN_CODE (64u * 1024u)
 
-static uint8_t *scratch_take(size_t need, size_t *size)
-{
-    uint8_t *base = atomic_exchange(&scratch_slot, NULL);
-    size_t have = 0;
-    if (base) {
-        memcpy(&have, base, sizeof have);
-        if (have - SCRATCH_HEADER < need) {
-            munmap(base, have);
-            base = NULL;
-        }
-    }
-    if (!base) {
-        have = (need + SCRATCH_HEADER + SCRATCH_ALIGN - 1) & ~(size_t)(SCRATCH_ALIGN - 1);
-        base = mmap(NULL, have, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (base == MAP_FAILED)
-            return NULL;
-        /* no MADV_HUGEPAGE: compaction on first use costs more than it saves */
-        memcpy(base, &have, sizeof have);
-    }
-    *size = have - SCRATCH_HEADER;
-    return base + SCRATCH_HEADER;
-}
-
-static void scratch_give(uint8_t *p, size_t used)
-{
-    uint8_t *base = p - SCRATCH_HEADER;
-    madvise(p, (used + 4095) & ~(size_t)4095, MADV_FREE);
-    uint8_t *expected = NULL;
-    if (!atomic_compare_exchange_strong(&scratch_slot, &expected, base)) {
-        size_t have;
-        memcpy(&have, base, sizeof have);
-        munmap(base, have); /* another build's buffer is cached already */
-    }
-}
-
-static int pwrite_all(int fd, const struct iovec *iov_in, int n, off_t offset)
-{
-    struct iovec iov[4];
-    memcpy(iov, iov_in, (size_t)n * sizeof *iov);
-    struct iovec *v = iov;
-    while (n > 0) {
-        ssize_t w = pwritev(fd, v, n, offset);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = EIO;
-            return -1;
-        }
-        offset += w;
-        size_t left = (size_t)w;
-        while (n > 0 && left >= v->iov_len) {
-            left -= v->iov_len;
-            v++;
-            n--;
-        }
-        if (n > 0) {
-            v->iov_base = (uint8_t *)v->iov_base + left;
-            v->iov_len -= left;
-        }
-    }
-    return 0;
-}
-
+/* The recompiler writes straight into the memfd's pages (no copy); a helper
+ * thread prefaults them just ahead of it (prefault.h).  The file is sized
+ * for the worst case first (a sparse file: unused parts cost nothing), then
+ * trimmed to what was written. */
 int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const uint8_t *code, uint32_t code_len,
                       const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
                       int *x64_error, char *error)
@@ -285,35 +215,49 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     memset(m, 0, sizeof *m);
     m->fd = -1;
     *x64_error = 0;
+    vm_x64_progress progress;
+    atomic_init(&progress.code_bytes, 0);
+    atomic_init(&progress.map_bytes, 0);
     vm_x64_config config = *config_in;
     config.code_address = VM_ADDR_NATIVE_CODE;
+    config.progress = &progress;
     size_t code_cap, map_cap;
     vm_x64_bounds(code, code_len, bitmask, &config, &code_cap, &map_cap);
     /* The module's layout in the memfd. */
     uint64_t map_off = VM_SHM_MODULE_HEADER_SIZE;
-    uint64_t jt_off = page_round(map_off + (uint64_t)map_cap * sizeof(vm_x64_map_entry));
+    uint64_t map_bytes = (uint64_t)map_cap * sizeof(vm_x64_map_entry);
+    uint64_t jt_off = page_round(map_off + map_bytes);
     uint64_t native_off = page_round(jt_off + (uint64_t)jump_table_count * 8u);
-    /* The scratch buffer: the code first (page aligned), then the map and
-     * the jump table. */
-    uint64_t s_map = page_round(code_cap);
-    uint64_t s_jt = page_round(s_map + (uint64_t)map_cap * sizeof(vm_x64_map_entry));
-    size_t scratch_cap, need = (size_t)page_round(s_jt + (uint64_t)jump_table_count * 8u + 8u);
-    uint8_t *s = scratch_take(need, &scratch_cap);
-    if (!s) {
-        set_error(error, "mapping the recompiler's buffers", errno);
+    uint64_t max_size = native_off + page_round(code_cap);
+    int fd = sealed_memfd("vmcore-native", max_size, 0);
+    if (fd < 0) {
+        set_error(error, "memfd_create for native code", errno);
         return -1;
     }
-    vm_shm_module header;
-    memset(&header, 0, sizeof header);
-    vm_shm_module *h = &header;
-    vm_x64_map_entry *map = (vm_x64_map_entry *)(s + s_map);
-    uint64_t *jt = (uint64_t *)(s + s_jt);
-    int rc = vm_x64_compile(&config, code, code_len, bitmask, jump_table_targets, jump_table_count, s, code_cap, jt,
-                            map, map_cap, &h->x64);
+    uint8_t *w = mmap(NULL, max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (w == MAP_FAILED) {
+        set_error(error, "mapping native code for building", errno);
+        close(fd);
+        return -1;
+    }
+    vm_prefault *prefault = NULL;
+    if (code_len >= PREFAULT_MIN_CODE) {
+        vm_prefault_region regions[2] = {
+            {w + native_off, code_cap, &progress.code_bytes, 2u << 20},
+            {w + map_off, map_bytes, &progress.map_bytes, 1u << 20},
+        };
+        prefault = vm_prefault_start(regions, 2);
+    }
+    vm_shm_module *h = (vm_shm_module *)w;
+    vm_x64_map_entry *map = (vm_x64_map_entry *)(w + map_off);
+    int rc = vm_x64_compile(&config, code, code_len, bitmask, jump_table_targets, jump_table_count, w + native_off,
+                            code_cap, (uint64_t *)(w + jt_off), map, map_cap, &h->x64);
+    vm_prefault_stop(prefault);
     if (rc != VM_X64_OK) {
         *x64_error = rc;
         set_error(error, "the recompiler failed", 0);
-        scratch_give(s, need);
+        munmap(w, max_size);
+        close(fd);
         return -1;
     }
     uint64_t native_size = page_round(h->x64.code_size ? h->x64.code_size : 1);
@@ -333,28 +277,14 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     h->native_offset = native_off;
     h->native_size = native_size;
     h->size = size;
-    int fd = sealed_memfd("vmcore-native", size, 0);
-    if (fd < 0) {
-        set_error(error, "memfd_create for native code", errno);
-        scratch_give(s, need);
-        return -1;
-    }
-    /* Everything else in the file stays a hole (reads as zeros). */
-    struct iovec parts[4] = {
-        {h, sizeof *h},
-        {map, (size_t)h->x64.map_count * sizeof(vm_x64_map_entry)},
-        {jt, (size_t)jump_table_count * 8u},
-        {s, h->x64.code_size},
-    };
-    off_t where[4] = {0, (off_t)map_off, (off_t)jt_off, (off_t)native_off};
-    int failed = 0;
-    for (int k = 0; k < 4 && !failed; k++)
-        if (parts[k].iov_len)
-            failed = pwrite_all(fd, &parts[k], 1, where[k]) != 0;
-    int saved = errno;
-    scratch_give(s, need);
-    if (failed) {
-        set_error(error, "writing native code", saved);
+    uint64_t map_used = page_round(map_off + (uint64_t)h->x64.map_count * sizeof(vm_x64_map_entry));
+    munmap(w, max_size);
+    /* Give back what the prefaulter populated past the map's end (the
+     * code's tail goes with the trim). */
+    if (prefault && map_used < jt_off)
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)map_used, (off_t)(jt_off - map_used));
+    if (ftruncate(fd, (off_t)size) != 0) {
+        set_error(error, "trimming native code", errno);
         close(fd);
         return -1;
     }

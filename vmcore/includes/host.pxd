@@ -52,6 +52,8 @@ cdef extern from "vmcore/vmctx.h":
         int sandbox_cpu
 
 cdef extern from "vmcore/zygote.h":
+    ctypedef struct vm_shm_module:
+        uint64_t native_offset
     enum:
         VM_SHM_KIND_INTERP
         VM_SHM_KIND_X64
