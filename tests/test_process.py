@@ -521,3 +521,44 @@ def test_inline_instance_scrub_covers_granted_pages():
     inst.write(0x30000, b"secret")
     inst.scrub([])
     assert inst.perm(0x30000) == 0 and inst.read(0x30000, 6) == bytes(6)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_shared_modules_are_sealed(native):
+    """A module's memfd can be neither written nor mapped writable (by the
+    host or by a sandbox that got hold of it), nor resized."""
+    import mmap
+    from vmcore.process_backend import cpu_supports_native
+    if native and cpu_supports_native() is not None:
+        pytest.skip(str(cpu_supports_native()))
+    program = vmcore.Program.load(DATA / "sieve.polkavm")
+    name = "vmcore-native" if native else "vmcore-module"
+
+    def memfds():
+        found = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if name in os.readlink(f"/proc/self/fd/{fd}"):
+                    found.add(int(fd))
+            except FileNotFoundError:  # the listing's own descriptor
+                pass
+        return found
+
+    before = memfds()
+    module = _process.SharedModule(program.isa_index, program.code, program.bitmask, program.jump_table, True,
+                                   False, native)
+    fds = sorted(memfds() - before)
+    assert len(fds) == 1, fds
+    fd = fds[0]
+    size = os.fstat(fd).st_size
+    assert size == module.size
+    with pytest.raises(PermissionError):
+        os.pwrite(fd, b"\xcc", 4096)
+    with pytest.raises(PermissionError):
+        mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    with pytest.raises(PermissionError):
+        os.ftruncate(fd, size + 4096)
+    ro = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+    assert ro[:4] == b"VMSM"
+    ro.close()
+    del module

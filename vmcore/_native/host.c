@@ -114,21 +114,43 @@ int vm_host_image_create(const void *elf, size_t length, char *error)
 
 /* ---- shared modules ---- */
 
-/* Seal a built module's memfd (the zygotes of many sandboxes share it, so
- * none of them may change it), map it read only here and check it as a
- * zygote will.  Takes `fd` (closed on failure). */
-static int publish_module(vm_host_module *m, int fd, uint64_t size, uint32_t kind, char *error)
+/* Trim a built module's memfd to `size` (page aligned), seal it (the
+ * zygotes of many sandboxes share it, so none of them may change it) and
+ * check it as a zygote will.  The build's own mapping `w` (max_size bytes)
+ * stays as the module's mapping here, read only from now on: sealing with
+ * F_SEAL_FUTURE_WRITE allows that, and unmapping a few MB of freshly
+ * written shared pages costs a tenth of a compile.  Kernels before 5.1
+ * (no F_SEAL_FUTURE_WRITE) unmap, seal with F_SEAL_WRITE and map again.
+ * Takes `fd` and `w` (both released on failure). */
+static int publish_module(vm_host_module *m, int fd, uint8_t *w, uint64_t max_size, uint64_t size, uint32_t kind,
+                          char *error)
 {
-    if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-        set_error(error, "sealing a module", errno);
+    const int fixed = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+    if (ftruncate(fd, (off_t)size) != 0) {
+        set_error(error, "trimming a module", errno);
+        munmap(w, max_size);
         close(fd);
         return -1;
     }
-    uint8_t *r = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-    if (r == MAP_FAILED) {
-        set_error(error, "mapping a module", errno);
-        close(fd);
-        return -1;
+    if (max_size > size)
+        munmap(w + size, max_size - size); /* past the end: nothing is mapped there any more */
+    uint8_t *r = w;
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | fixed) == 0) {
+        mprotect(r, size, PROT_READ);
+    } else {
+        int why = errno;
+        munmap(w, size);
+        if (why != EINVAL || fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | fixed) != 0) {
+            set_error(error, "sealing a module", errno);
+            close(fd);
+            return -1;
+        }
+        r = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+        if (r == MAP_FAILED) {
+            set_error(error, "mapping a module", errno);
+            close(fd);
+            return -1;
+        }
     }
     int bad = kind == VM_SHM_KIND_X64 ? vm_shm_x64_attach(&m->x64, &m->map, r, size)
                                       : vm_shm_module_attach(&m->module, r, size);
@@ -188,14 +210,7 @@ int vm_host_module_build(vm_host_module *m, const vm_module_config *config, cons
     h->jump_table_offset = jt;
     h->insns_offset = insns;
     h->size = size;
-    munmap(w, max_size);
-    /* Trim to what the build used, then seal and map. */
-    if (ftruncate(fd, (off_t)size) != 0) {
-        set_error(error, "trimming a module", errno);
-        close(fd);
-        return -1;
-    }
-    return publish_module(m, fd, size, VM_SHM_KIND_INTERP, error);
+    return publish_module(m, fd, w, max_size, size, VM_SHM_KIND_INTERP, error);
 }
 
 static uint64_t page_round(uint64_t v) { return (v + 4095) & ~(uint64_t)4095; }
@@ -243,8 +258,8 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     vm_prefault *prefault = NULL;
     if (code_len >= PREFAULT_MIN_CODE) {
         vm_prefault_region regions[2] = {
-            {w + native_off, code_cap, &progress.code_bytes, 2u << 20},
-            {w + map_off, map_bytes, &progress.map_bytes, 1u << 20},
+            {w + native_off, code_cap, &progress.code_bytes, 512u << 10},
+            {w + map_off, map_bytes, &progress.map_bytes, 256u << 10},
         };
         prefault = vm_prefault_start(regions, 2);
     }
@@ -277,18 +292,12 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     h->native_offset = native_off;
     h->native_size = native_size;
     h->size = size;
-    uint64_t map_used = page_round(map_off + (uint64_t)h->x64.map_count * sizeof(vm_x64_map_entry));
-    munmap(w, max_size);
     /* Give back what the prefaulter populated past the map's end (the
      * code's tail goes with the trim). */
+    uint64_t map_used = page_round(map_off + (uint64_t)h->x64.map_count * sizeof(vm_x64_map_entry));
     if (prefault && map_used < jt_off)
         fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)map_used, (off_t)(jt_off - map_used));
-    if (ftruncate(fd, (off_t)size) != 0) {
-        set_error(error, "trimming native code", errno);
-        close(fd);
-        return -1;
-    }
-    return publish_module(m, fd, size, VM_SHM_KIND_X64, error);
+    return publish_module(m, fd, w, max_size, size, VM_SHM_KIND_X64, error);
 }
 
 void vm_host_module_free(vm_host_module *m)
