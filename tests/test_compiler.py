@@ -66,8 +66,9 @@ def _vector_files(kind: str) -> List[Path]:
     return sorted((HERE / "vectors" / kind).glob("*.json"))
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one-thread", "split"])
 @pytest.mark.parametrize("kind", ["official", "own"])
-def test_vectors(runner, kind):
+def test_vectors(runner, kind, split):
     files = _vector_files(kind)
     if not files:
         pytest.skip(f"no {kind} vectors")
@@ -75,7 +76,7 @@ def test_vectors(runner, kind):
     for path in files:
         with open(path) as f:
             vector = json.load(f)
-        diffs = vectors.compare(vector, XR.run_vector(runner, vector))
+        diffs = vectors.compare(vector, XR.run_vector(runner, vector, split))
         if diffs:
             failures.append(f"{path.name}: {diffs[:5]}")
     assert not failures, f"{len(failures)} of {len(files)} failed:\n" + "\n".join(failures[:20])
@@ -137,9 +138,9 @@ def run_interpreter(s: Setup):
     return None, exits, inst
 
 
-def run_compiled(runner, s: Setup):
+def run_compiled(runner, s: Setup, split_hint=0):
     cc = _compiler.CompiledCode(ISA.isa_index(s.isa), s.code, s.bitmask, s.table, s.metering, s.tracing,
-                                cost=s.cost)
+                                cost=s.cost, split_hint=split_hint)
     rc, gas, native = cc.enter(s.pc, s.gas)
     if rc != 0:
         return ("not-entered", rc), [], None
@@ -163,9 +164,18 @@ def run_compiled(runner, s: Setup):
 
 
 def differ(runner, s: Setup, what=""):
-    """Run both backends; assert identical outcomes."""
+    """Run both backends (the recompiler both in one thread and split in
+    two halves at a pseudo-random offset); assert identical outcomes."""
+    last = _differ(runner, s, what, 0)
+    hint = XR.split_hint_for(s.code)
+    if hint:
+        _differ(runner, s, f"{what} split at {hint}", hint)
+    return last
+
+
+def _differ(runner, s: Setup, what, split_hint):
     early_i, exits_i, inst = run_interpreter(s)
-    early_c, exits_c, result = run_compiled(runner, s)
+    early_c, exits_c, result = run_compiled(runner, s, split_hint)
     ctx = f"{what} {s.describe()}"
     assert early_i == early_c, ctx
     if early_i:
@@ -764,8 +774,12 @@ def test_map_records(isa):
             code = bytes(rng.getrandbits(8) for _ in range(length))
             bitmask = bytes(rng.getrandbits(8) & rng.getrandbits(8) for _ in range((length + 7) // 8))
             table = [rng.randrange(0, length + 2) for _ in range(5)]
-        cc = _compiler.CompiledCode(idx, code, bitmask, table)
+        split = XR.split_hint_for(code) if n % 3 == 0 else 0
+        cc = _compiler.CompiledCode(idx, code, bitmask, table, split_hint=split)
         entries = cc.map_entries()
+        if split:  # the same records as one thread makes, at other native offsets
+            one = _compiler.CompiledCode(idx, code, bitmask, table).map_entries()
+            assert [(e[0], e[3]) for e in entries] == [(e[0], e[3]) for e in one]
         pcs = [e[0] for e in entries]
         assert pcs == sorted(set(pcs))
         assert [e[1] for e in entries] == sorted(e[1] for e in entries)
@@ -785,6 +799,21 @@ def test_map_records(isa):
             assert (address != 0) == valid
             if valid:
                 assert address == cc.info["code_address"] + entries[cc.find_pc(target)][1]
+
+
+def test_split_compile_leaves_a_hole_between_halves():
+    """Compiled by two threads, the second half's code starts where the
+    first half's worst case ends."""
+    import vmcore
+    program = vmcore.Program.load(HERE.parent / "vmcore" / "data" / "sieve.polkavm")
+    one = _compiler.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table)
+    two = _compiler.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table,
+                                 split_hint=len(program.code) // 2)
+    assert two.info["code_size"] > one.info["code_size"]
+    entries = two.map_entries()
+    second = next(k for k, e in enumerate(entries) if e[0] >= len(program.code) // 2)
+    gap = entries[second][1] - entries[second - 1][1]
+    assert gap > 1000
 
 
 def test_compile_errors_and_cpu_check():

@@ -92,7 +92,7 @@ cdef class CompiledCode:
 
     def __cinit__(self, int isa, const uint8_t[:] code, const uint8_t[:] bitmask, jump_table,
                   bint gas_metering=True, bint step_tracing=False, bint interruptible=False, cost=None,
-                  uint64_t code_address=VM_ADDR_NATIVE_CODE):
+                  uint64_t code_address=VM_ADDR_NATIVE_CODE, bint parallel=False, uint32_t split_hint=0):
         cdef vm_x64_config config
         cdef size_t code_cap, map_cap
         cdef uint32_t n = <uint32_t>code.shape[0]
@@ -113,6 +113,8 @@ cdef class CompiledCode:
         config.step_tracing = step_tracing
         config.interruptible = interruptible
         config.code_address = code_address
+        config.parallel = parallel
+        config.split_hint = split_hint
         config.cost = NULL
         if cost is not None:
             if len(cost) != VM_OP_COUNT + 1:

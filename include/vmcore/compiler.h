@@ -125,8 +125,15 @@ typedef struct vm_x64_config {
     int interruptible;    /* without metering: still check the gas word at block starts (see above) */
     const uint32_t *cost; /* gas per vm_op (VM_OP_COUNT + 1 entries), NULL = 1 each */
     uint64_t code_address;/* where the code will run (VM_ADDR_NATIVE_CODE) */
-    vm_x64_progress *progress; /* NULL, or where to publish progress */
+    vm_x64_progress *progress; /* NULL, or where to publish progress (the first segment's) */
+    int parallel;         /* code of VM_X64_PARALLEL_MIN bytes or more: two threads, each compiling half */
+    uint32_t split_hint;  /* tests: always split, at the first block start at or after this offset */
 } vm_x64_config;
+
+/* Below this much guest code a second thread costs more than it saves.
+ * With a split, the second half's code starts where the first half's
+ * worst-case bound ends: code_size then spans an untouched hole. */
+#define VM_X64_PARALLEL_MIN (64u * 1024u)
 
 /* One record per guest instruction (the implicit traps included), in
  * program order: sorted by pc and by native offset alike. */

@@ -25,6 +25,7 @@
  * address of the data: the pc, the block's cost, ...); ecalli and step
  * resume right after their data.
  */
+#define _POSIX_C_SOURCE 200809L /* pthread_sigmask */
 #include "vmcore/compiler.h"
 
 /* Forced inlining lets every per-opcode copy of the emitter fold to its
@@ -37,6 +38,8 @@
 #define HOT_INLINE static inline
 #endif
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,6 +116,8 @@ typedef struct compiler {
     uint32_t target_count;
     uint32_t prefix_filled; /* target_prefix is final below this word */
     uint32_t current_pc;
+    uint32_t jump_table_count;
+    uint32_t lo, hi;    /* the segment of guest code this compiler walks (see compile_segment) */
     int falls_through;  /* the last instruction's code can run into the next */
 
     fixup *fixups;
@@ -216,7 +221,7 @@ static inline uint32_t target_entry_of(const compiler *c, uint32_t pc)
 HOT_INLINE void jump_pc(compiler *c, int cc, uint32_t target_pc)
 {
     x64_buf *b = &c->out;
-    if (target_pc <= c->current_pc) {
+    if (target_pc <= c->current_pc && target_pc >= c->lo) {
         size_t target = target_entry_of(c, target_pc);
         int64_t rel8 = (int64_t)target - (int64_t)(x64_offset(b) + 2);
         if (rel8 >= -128) {
@@ -1378,8 +1383,9 @@ static inline int same_instruction(const vm_instruction *a, const vm_instruction
 
 HOT_INLINE int valid_target(const compiler *c, uint32_t target)
 {
-    /* known for everything emitted so far (the walk is in pc order) */
-    if (target <= c->current_pc)
+    /* known for everything this segment emitted so far (the walk is in
+     * pc order) */
+    if (target <= c->current_pc && target >= c->lo)
         return is_emitted_target(c, target);
     int fast = fast_block_start(c->decoder, c->code, c->code_len, c->bitmask, target);
     return fast >= 0 ? fast : vm_is_basic_block_start(c->isa, c->code, c->code_len, c->bitmask, target);
@@ -1433,12 +1439,19 @@ static size_t instruction_bound(const uint8_t *bitmask, uint32_t code_len)
     return (size_t)(code_len ? count_starts(bitmask, code_len) : 0) + code_len / (VM_BITMASK_MAX + 1) + 4;
 }
 
+/* What the instructions of [0, code_len) may take, split or not: two
+ * segments' bounds add up to at most 5 more than the whole's. */
+static size_t capacity_bound(const uint8_t *bitmask, uint32_t code_len)
+{
+    return instruction_bound(bitmask, code_len) + 8;
+}
+
 void vm_x64_bounds(const uint8_t *code, uint32_t code_len, const uint8_t *bitmask, const vm_x64_config *config,
                    size_t *code_capacity, size_t *map_capacity)
 {
     (void)code;
     (void)config;
-    size_t n = instruction_bound(bitmask, code_len);
+    size_t n = capacity_bound(bitmask, code_len);
     *map_capacity = n;
     size_t per = INSN_BUDGET + STUBS_PER_INSN_BUDGET + INSN_SLACK;
     size_t need = ROUTINES_BUDGET + (n + 2) * per;
@@ -1446,66 +1459,44 @@ void vm_x64_bounds(const uint8_t *code, uint32_t code_len, const uint8_t *bitmas
     *code_capacity = need < (size_t)CODE_LIMIT + 2 * per ? need : (size_t)CODE_LIMIT + 2 * per;
 }
 
-int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
-                   const uint32_t *jump_table_targets, uint32_t jump_table_count, uint8_t *code_out,
-                   size_t code_capacity, uint64_t *jump_table_out, vm_x64_map_entry *map_out, size_t map_capacity,
-                   vm_x64_module *module)
+/* The walk over one segment [c->lo, c->hi) of the code: the builder's
+ * walk (interp.c, vm_module_build pass 1).  A segment after the first
+ * starts at a basic block start (split_point), where the serial walk's
+ * state is known: no block open, the previous instruction (within the
+ * bitmask's reach) ended a block and did not end the code.  The last
+ * segment ends with the guard; an earlier one with a jump to the next
+ * segment's first instruction when its code falls through. */
+static void compile_segment(compiler *c)
 {
-    if (!config || (unsigned)config->isa >= VM_ISA_COUNT || !module || (!code && code_len) ||
-        (!bitmask && code_len) || (!jump_table_targets && jump_table_count) || (!jump_table_out && jump_table_count))
-        return VM_X64_ERR_CONFIG;
-    if (code_len > VM_MAXIMUM_CODE_SIZE || jump_table_count > VM_MAXIMUM_JUMP_TABLE_ENTRIES)
-        return VM_X64_ERR_TOO_BIG;
-    size_t need_code, need_map;
-    vm_x64_bounds(code, code_len, bitmask, config, &need_code, &need_map);
-    if (code_capacity < need_code || map_capacity < need_map)
-        return VM_X64_ERR_SPACE;
-
-    compiler cc;
-    compiler *c = &cc;
-    memset(c, 0, sizeof *c);
-    c->config = config;
-    c->isa = (vm_isa)config->isa;
-    c->is64 = vm_isa_is_64_bit(c->isa);
-    c->code = code;
-    c->bitmask = bitmask;
-    c->code_len = code_len;
-    c->charges = config->gas_metering || config->interruptible;
-    c->out.start = c->out.p = code_out;
-    c->limit = code_out + code_capacity;
-    c->map = map_out;
-    c->map_cap = map_capacity;
-    size_t words = ((size_t)code_len + 64) / 64 + 1;
-    c->target_bits = calloc(words, sizeof(uint64_t));
-    c->target_prefix = malloc(words * sizeof(uint32_t));
-    c->target_entry = malloc(map_capacity * sizeof(uint32_t));
-    if (!c->target_bits || !c->target_prefix || !c->target_entry) {
-        free(c->target_bits);
-        free(c->target_prefix);
-        free(c->target_entry);
-        return VM_X64_ERR_NOMEM;
-    }
-
-    emit_routines(c);
-    uint32_t first_insn = here(c);
-    fast_decoder fd;
-    fast_decoder_init(&fd, c->isa);
-    c->decoder = &fd;
-
+    const vm_x64_config *config = c->config;
+    const fast_decoder *fd = c->decoder;
+    const uint8_t *code = c->code;
+    const uint8_t *bitmask = c->bitmask;
+    const uint32_t code_len = c->code_len;
+    const uint32_t jump_table_count = c->jump_table_count;
     const int step_tracing = config->step_tracing;
     const uint32_t *const cost_table = config->cost;
-    /* The builder's walk (interp.c, vm_module_build pass 1). */
     uint32_t entry_flag = 0;
-    int next_enterable = code_len > 0 && vm_bitmask_bit(bitmask, code_len, 0);
-    uint32_t offset = 0;
+    uint32_t offset = c->lo;
     vm_instruction ins;
     int pending_invalid = 0;
     uint32_t invalid_at = 0;
-    int prev_real = 0;
-    uint32_t prev_offset = 0, prev_op = VM_OP_INVALID;
-    if (code_len > 0 && !vm_bitmask_bit(bitmask, code_len, 0)) {
-        pending_invalid = 1;
-        invalid_at = 0;
+    int next_enterable, prev_real;
+    uint32_t prev_offset, prev_op;
+    if (c->lo == 0) {
+        next_enterable = code_len > 0 && vm_bitmask_bit(bitmask, code_len, 0);
+        prev_real = 0;
+        prev_offset = 0;
+        prev_op = VM_OP_INVALID;
+        if (code_len > 0 && !vm_bitmask_bit(bitmask, code_len, 0)) {
+            pending_invalid = 1;
+            invalid_at = 0;
+        }
+    } else {
+        next_enterable = 1;
+        prev_real = 1;
+        prev_offset = c->lo - 1;
+        prev_op = VM_OP_trap; /* any op that ends a block */
     }
     for (;;) {
         int fast = 0;
@@ -1519,8 +1510,10 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
             ins.reg[0] = ins.reg[1] = ins.reg[2] = 0;
             ins.imm1 = ins.imm2 = 0;
             ins.imm64 = 0;
+        } else if (offset >= c->hi) {
+            break;
         } else if (offset + FAST_DECODE_MARGIN <= code_len) {
-            fast_skip = fast_head(&fd, code, bitmask, offset, &ins);
+            fast_skip = fast_head(fd, code, bitmask, offset, &ins);
             fast = 1;
         } else if (offset < code_len) {
             vm_decode(c->isa, code, code_len, bitmask, offset, &ins);
@@ -1549,8 +1542,8 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         uint32_t reach = VM_BITMASK_MAX + ((pc & 7) ? 1u : 0u);
         int jump_target = !pending_invalid &&
                           (pc == 0 || (prev_real && pc - prev_offset <= reach && prev_op != VM_OP_INVALID &&
-                                       (fd.flags_of[prev_op] & VM_F_ENDS_BLOCK)));
-        if ((c->map_count & 255u) == 0 && config->progress) {
+                                       (fd->flags_of[prev_op] & VM_F_ENDS_BLOCK)));
+        if ((c->map_count & 255u) == 0 && config->progress && c->lo == 0) {
             atomic_store_explicit(&config->progress->code_bytes, here(c), memory_order_relaxed);
             atomic_store_explicit(&config->progress->map_bytes, c->map_count * sizeof *c->map, memory_order_relaxed);
         }
@@ -1586,7 +1579,7 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         } else {
             emit_instruction(c, (vm_op)ins.op, &ins, e, jump_table_count);
         }
-        if (fd.flags_of[ins.op] & VM_F_ENDS_BLOCK)
+        if (fd->flags_of[ins.op] & VM_F_ENDS_BLOCK)
             close_block(c);
         if ((size_t)(c->out.p - before) > INSN_BUDGET || c->pend_bytes - stub_bytes_before > STUBS_PER_INSN_BUDGET) {
             c->error = VM_X64_ERR_SPACE; /* a budget above is wrong: fail loudly, never overrun */
@@ -1618,31 +1611,181 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
             invalid_at = ins.next;
         }
     }
-    if (!c->error) {
-        if (c->block_open)
-            close_block(c);
+    if (c->error)
+        return;
+    if (c->block_open)
+        close_block(c);
+    if (c->hi == code_len) {
         /* The guard: running past the last instruction traps. */
         c->current_pc = code_len;
         emit_trap(c, code_len);
-        flush_stubs(c);
+    } else if (c->falls_through) {
+        jump_pc(c, -1, c->hi);
+    }
+    flush_stubs(c);
+}
+
+static void *segment_thread(void *arg)
+{
+    compile_segment(arg);
+    return NULL;
+}
+
+/* Where a second thread can take over: the first basic block start at or
+ * after `hint` (0: the middle of the code), or 0 for none. */
+static uint32_t split_point(const fast_decoder *d, vm_isa isa, const uint8_t *code, uint32_t code_len,
+                            const uint8_t *bitmask, uint32_t hint)
+{
+    uint32_t t = hint ? hint : code_len / 2;
+    for (uint32_t stop = code_len - t > (1u << 20) ? t + (1u << 20) : code_len; t > 0 && t < stop; t++) {
+        int b = fast_block_start(d, code, code_len, bitmask, t);
+        if (b < 0)
+            b = vm_is_basic_block_start(isa, code, code_len, bitmask, t);
+        if (b)
+            return t;
+    }
+    return 0;
+}
+
+static int alloc_targets(compiler *c, size_t map_capacity)
+{
+    size_t words = ((size_t)c->code_len + 64) / 64 + 1;
+    c->target_bits = calloc(words, sizeof(uint64_t));
+    c->target_prefix = malloc(words * sizeof(uint32_t));
+    c->target_entry = malloc(map_capacity * sizeof(uint32_t));
+    return c->target_bits && c->target_prefix && c->target_entry;
+}
+
+static void free_compiler(compiler *c)
+{
+    free(c->target_bits);
+    free(c->target_prefix);
+    free(c->target_entry);
+    free(c->fixups);
+}
+
+/* The segment compiler that emitted guest pc `pc`. */
+static inline const compiler *owner_of(const compiler *segments, int count, uint32_t pc)
+{
+    return count > 1 && pc >= segments[1].lo ? &segments[1] : &segments[0];
+}
+
+int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
+                   const uint32_t *jump_table_targets, uint32_t jump_table_count, uint8_t *code_out,
+                   size_t code_capacity, uint64_t *jump_table_out, vm_x64_map_entry *map_out, size_t map_capacity,
+                   vm_x64_module *module)
+{
+    if (!config || (unsigned)config->isa >= VM_ISA_COUNT || !module || (!code && code_len) ||
+        (!bitmask && code_len) || (!jump_table_targets && jump_table_count) || (!jump_table_out && jump_table_count))
+        return VM_X64_ERR_CONFIG;
+    if (code_len > VM_MAXIMUM_CODE_SIZE || jump_table_count > VM_MAXIMUM_JUMP_TABLE_ENTRIES)
+        return VM_X64_ERR_TOO_BIG;
+    size_t need_code, need_map;
+    vm_x64_bounds(code, code_len, bitmask, config, &need_code, &need_map);
+    if (code_capacity < need_code || map_capacity < need_map)
+        return VM_X64_ERR_SPACE;
+
+    compiler segments[2];
+    compiler *c = &segments[0];
+    memset(segments, 0, sizeof segments);
+    c->config = config;
+    c->isa = (vm_isa)config->isa;
+    c->is64 = vm_isa_is_64_bit(c->isa);
+    c->code = code;
+    c->bitmask = bitmask;
+    c->code_len = code_len;
+    c->jump_table_count = jump_table_count;
+    c->charges = config->gas_metering || config->interruptible;
+    c->out.start = c->out.p = code_out;
+    c->limit = code_out + code_capacity;
+    c->map = map_out;
+    c->map_cap = map_capacity;
+    c->lo = 0;
+    c->hi = code_len;
+    if (!alloc_targets(c, map_capacity)) {
+        free_compiler(c);
+        return VM_X64_ERR_NOMEM;
     }
 
-    int rc = c->error;
+    emit_routines(c);
+    uint32_t first_insn = here(c);
+    fast_decoder fd;
+    fast_decoder_init(&fd, c->isa);
+    c->decoder = &fd;
+
+    /* Two threads, each compiling about half the code into its own part of
+     * the buffers (the second part starts where the first one's bound
+     * ends: a hole in between that is never touched). */
+    int count = 1;
+    uint32_t split = 0;
+    if ((config->split_hint || (config->parallel && code_len >= VM_X64_PARALLEL_MIN)) && code_capacity < CODE_LIMIT)
+        split = split_point(&fd, c->isa, code, code_len, bitmask, config->split_hint);
+    if (split) {
+        compiler *d = &segments[1];
+        size_t n0 = instruction_bound(bitmask, split);
+        size_t per = INSN_BUDGET + STUBS_PER_INSN_BUDGET + INSN_SLACK;
+        *d = *c;
+        c->hi = split;
+        c->limit = code_out + ROUTINES_BUDGET + (n0 + 2) * per;
+        c->map_cap = n0;
+        d->lo = split;
+        d->out.p = c->limit;
+        d->map = map_out + n0;
+        d->map_cap = map_capacity - n0;
+        d->target_bits = NULL;
+        d->target_prefix = NULL;
+        d->target_entry = NULL;
+        d->fixups = NULL;
+        d->fixup_count = d->fixup_cap = 0;
+        count = 2;
+        if (!alloc_targets(d, map_capacity)) {
+            free_compiler(c);
+            free_compiler(d);
+            return VM_X64_ERR_NOMEM;
+        }
+        /* Signals stay with the application's threads. */
+        pthread_t thread;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int threaded = pthread_create(&thread, NULL, segment_thread, d) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        compile_segment(c);
+        if (threaded)
+            pthread_join(thread, NULL);
+        else
+            compile_segment(d);
+    } else {
+        compile_segment(c);
+    }
+
+    int rc = c->error ? c->error : segments[1].error;
     if (!rc) {
-        for (size_t k = 0; k < c->fixup_count; k++)
-            x64_patch_rel32(code_out, c->fixups[k].at, target_entry_of(c, c->fixups[k].target_pc));
+        size_t map_count = c->map_count;
+        if (count > 1) {
+            memmove(map_out + map_count, segments[1].map, segments[1].map_count * sizeof *map_out);
+            map_count += segments[1].map_count;
+        }
+        for (int k = 0; k < count; k++) {
+            const compiler *s = &segments[k];
+            for (size_t i = 0; i < s->fixup_count; i++) {
+                uint32_t target = s->fixups[i].target_pc;
+                x64_patch_rel32(code_out, s->fixups[i].at, target_entry_of(owner_of(segments, count, target), target));
+            }
+        }
         for (uint32_t k = 0; k < jump_table_count; k++) {
             uint32_t target = jump_table_targets[k];
-            jump_table_out[k] = target < code_len && is_emitted_target(c, target)
-                                    ? config->code_address + target_entry_of(c, target)
+            const compiler *s = owner_of(segments, count, target);
+            jump_table_out[k] = target < code_len && is_emitted_target(s, target)
+                                    ? config->code_address + target_entry_of(s, target)
                                     : 0;
         }
         module->code_address = config->code_address;
-        module->code_size = here(c);
+        module->code_size = here(&segments[count - 1]);
         module->first_insn = first_insn;
         module->entry_trampoline = c->entry_routine;
         module->overflow_probe = c->overflow_probe;
-        module->map_count = (uint32_t)c->map_count;
+        module->map_count = (uint32_t)map_count;
         module->jump_table_count = jump_table_count;
         module->code_len = code_len;
         module->isa = config->isa;
@@ -1651,10 +1794,8 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         module->step_tracing = config->step_tracing;
         module->charges = c->charges;
     }
-    free(c->target_bits);
-    free(c->target_prefix);
-    free(c->target_entry);
-    free(c->fixups);
+    for (int k = 0; k < count; k++)
+        free_compiler(&segments[k]);
     return rc;
 }
 

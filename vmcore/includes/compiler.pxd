@@ -9,6 +9,8 @@ cdef extern from "vmcore/compiler.h":
         int interruptible
         const uint32_t *cost
         uint64_t code_address
+        bint parallel
+        uint32_t split_hint
 
     ctypedef struct vm_x64_map_entry:
         uint32_t pc
