@@ -149,9 +149,9 @@ def test_native_code_is_cached_per_program():
 
 @pytest.mark.parametrize("size", [1 << 12, 1 << 18])
 def test_shared_module_holds_the_compiled_code(size):
-    """What the sandbox maps is exactly what the recompiler emits: above
-    64 KiB of code the host builds with a helper thread prefaulting the
-    memfd, which must not change a byte."""
+    """What the sandbox maps is exactly what the recompiler emits: from
+    64 KiB of code on, the host compiles two halves on two threads,
+    prefaulting the memfd as they go (the gap between them a hole)."""
     import sys
     sys.path.insert(0, str(ROOT / "perf"))
     from _synthetic import synthetic_program
@@ -159,8 +159,14 @@ def test_shared_module_holds_the_compiled_code(size):
     code, bitmask, table = synthetic_program(size, seed=5, isa="jam_v1")
     idx = ISA.isa_index("jam_v1")
     shared = _process.SharedModule(idx, code, bitmask, table, True, False, True)
-    compiled = _compiler.CompiledCode(idx, code, bitmask, table, gas_metering=True, interruptible=True)
-    assert shared.native_code == compiled.code
+    compiled = _compiler.CompiledCode(idx, code, bitmask, table, gas_metering=True, interruptible=True,
+                                      parallel=True)
+    info = compiled.info
+    assert (info["gap_start"] < info["gap_end"]) == (len(code) >= 64 * 1024)
+    native = shared.native_code
+    assert native[:info["gap_start"]] == compiled.code[:info["gap_start"]]
+    assert native[info["gap_end"]:] == compiled.code[info["gap_end"]:]
+    assert set(native[info["gap_start"]:info["gap_end"]]) <= {0}  # a hole in the memfd
     assert shared.instruction_records == compiled.info["map_count"]
 
 

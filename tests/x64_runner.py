@@ -139,13 +139,14 @@ class Runner:
         info = cc.info
         code = cc.code
         table = cc.jump_table
-        m = cc.map_bytes
+        records, marks = cc.records_bytes, cc.marks_bytes
         out = [struct.pack("<4sIII", b"VMRC", case.flags, case.page_size, case.max_exits),
                struct.pack("<Q", len(code)), code,
                struct.pack("<Q", len(table) // 8), table,
-               struct.pack("<Q", len(m) // 16), m,
-               struct.pack("<IIII", info["entry_trampoline"], info["overflow_probe"], info["first_insn"],
-                           info["code_len"]),
+               struct.pack("<Q", len(records) // 4), records,
+               struct.pack("<Q", len(marks) // 12), marks,
+               struct.pack("<IIIIii", info["entry_trampoline"], info["overflow_probe"], info["first_insn"],
+                           info["code_len"], info["step_tracing"], info["charges"]),
                struct.pack("<Qq", case.entry, case.gas),
                struct.pack("<13Q", *[r & 0xFFFFFFFFFFFFFFFF for r in case.regs]),
                struct.pack("<5I", *case.heap),

@@ -83,7 +83,9 @@ cdef class CompiledCode:
     configuration (immutable)."""
     cdef vm_x64_module module
     cdef uint8_t *code_buf
-    cdef vm_x64_map_entry *map
+    cdef uint32_t *records
+    cdef vm_x64_mark *marks
+    cdef vm_x64_map map
     cdef uint64_t *table
     cdef uint32_t *cost
     cdef readonly bint gas_metering
@@ -94,7 +96,7 @@ cdef class CompiledCode:
                   bint gas_metering=True, bint step_tracing=False, bint interruptible=False, cost=None,
                   uint64_t code_address=VM_ADDR_NATIVE_CODE, bint parallel=False, uint32_t split_hint=0):
         cdef vm_x64_config config
-        cdef size_t code_cap, map_cap
+        cdef vm_x64_capacity cap
         cdef uint32_t n = <uint32_t>code.shape[0]
         cdef uint32_t jt_count = len(jump_table)
         cdef uint32_t *targets = NULL
@@ -128,28 +130,35 @@ cdef class CompiledCode:
         if n:
             code_ptr = &code[0]
             bitmask_ptr = &bitmask[0]
-        vm_x64_bounds(code_ptr, n, bitmask_ptr, &config, &code_cap, &map_cap)
-        self.code_buf = <uint8_t *>malloc(code_cap)
-        self.map = <vm_x64_map_entry *>malloc(map_cap * sizeof(vm_x64_map_entry))
+        vm_x64_bounds(code_ptr, n, bitmask_ptr, &config, &cap)
+        self.code_buf = <uint8_t *>malloc(cap.code)
+        self.records = <uint32_t *>malloc(cap.records * sizeof(uint32_t))
+        self.marks = <vm_x64_mark *>malloc(cap.marks * sizeof(vm_x64_mark))
         self.table = <uint64_t *>malloc((<size_t>jt_count + 1) * sizeof(uint64_t))
         targets = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
-        if self.code_buf == NULL or self.map == NULL or self.table == NULL or targets == NULL:
+        if self.code_buf == NULL or self.records == NULL or self.marks == NULL or self.table == NULL or \
+                targets == NULL:
             free(targets)
             raise MemoryError()
         for i in range(jt_count):
             targets[i] = jump_table[i]
         t0 = time.perf_counter()
         with nogil:
-            rc = vm_x64_compile(&config, code_ptr, n, bitmask_ptr, targets, jt_count, self.code_buf, code_cap,
-                                self.table, self.map, map_cap, &self.module)
+            rc = vm_x64_compile(&config, code_ptr, n, bitmask_ptr, targets, jt_count, &cap, self.code_buf,
+                                self.table, self.records, self.marks, &self.module)
         self.seconds = time.perf_counter() - t0
         free(targets)
         if rc != VM_X64_OK:
             raise CompileError(_ERRORS.get(rc, f"error {rc}"))
+        self.map.records = self.records
+        self.map.marks = self.marks
+        self.map.count = self.module.map_count
+        self.map.mark_count = self.module.mark_count
 
     def __dealloc__(self):
         free(self.code_buf)
-        free(self.map)
+        free(self.records)
+        free(self.marks)
         free(self.table)
         free(self.cost)
 
@@ -163,21 +172,37 @@ cdef class CompiledCode:
         return PyBytes_FromStringAndSize(<char *>self.table, <Py_ssize_t>self.module.jump_table_count * 8)
 
     @property
-    def map_bytes(self):
-        """The pc map: (pc, entry, body, info) u32 records."""
-        return PyBytes_FromStringAndSize(<char *>self.map, <Py_ssize_t>self.module.map_count * sizeof(vm_x64_map_entry))
+    def records_bytes(self):
+        """The pc map's records: little-endian u32 (compiler.h)."""
+        return PyBytes_FromStringAndSize(<char *>self.records, <Py_ssize_t>self.module.map_count * sizeof(uint32_t))
+
+    @property
+    def marks_bytes(self):
+        """The pc map's marks: (index, pc, entry) u32 triples."""
+        return PyBytes_FromStringAndSize(<char *>self.marks,
+                                         <Py_ssize_t>self.module.mark_count * sizeof(vm_x64_mark))
 
     def map_entries(self):
-        cdef uint32_t i
-        return [(self.map[i].pc, self.map[i].entry, self.map[i].body, self.map[i].info)
-                for i in range(self.module.map_count)]
+        """Every record, expanded: [(pc, entry, body, info)]."""
+        cdef uint32_t n = self.module.map_count
+        cdef vm_x64_map_entry *out = <vm_x64_map_entry *>malloc((<size_t>n + 1) * sizeof(vm_x64_map_entry))
+        if out == NULL:
+            raise MemoryError()
+        try:
+            if vm_x64_map_read(&self.module, &self.map, 0, n, out) != 0:
+                raise CompileError("the pc map does not read back")
+            return [(out[i].pc, out[i].entry, out[i].body, out[i].info) for i in range(n)]
+        finally:
+            free(out)
 
     @property
     def info(self):
         m = self.module
         return {
             "code_address": m.code_address, "code_size": m.code_size, "first_insn": m.first_insn,
+            "gap_start": m.gap_start, "gap_end": m.gap_end,
             "entry_trampoline": m.entry_trampoline, "overflow_probe": m.overflow_probe, "map_count": m.map_count,
+            "mark_count": m.mark_count,
             "jump_table_count": m.jump_table_count, "code_len": m.code_len, "isa": m.isa,
             "is_64_bit": bool(m.is_64_bit), "gas_metering": bool(m.gas_metering),
             "step_tracing": bool(m.step_tracing), "charges": bool(m.charges),
@@ -189,16 +214,21 @@ cdef class CompiledCode:
         vm_state_set_pc's -1 (cannot enter) / -2 (not enough gas)."""
         cdef uint64_t native = 0
         cdef int64_t g = gas
-        cdef int rc = vm_x64_enter(&self.module, self.map, self.cost, pc, &g, &native)
+        cdef int rc = vm_x64_enter(&self.module, &self.map, self.cost, pc, &g, &native)
         if rc != 0:
             return rc, gas, 0
         return 0, g, native
 
     def find_pc(self, uint32_t pc):
-        return vm_x64_find_pc(self.map, self.module.map_count, pc)
+        """The index of guest pc's record, or -1."""
+        cdef vm_x64_map_entry e
+        return vm_x64_find_pc(&self.module, &self.map, pc, &e)
 
     def find_native(self, uint64_t offset):
-        return vm_x64_find_native(self.map, self.module.map_count, offset)
+        """The index of the last record whose code starts at or before
+        native offset, or -1."""
+        cdef vm_x64_map_entry e
+        return vm_x64_find_native(&self.module, &self.map, offset, &e)
 
 
 _TWO63 = 2 ** 63

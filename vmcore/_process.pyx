@@ -471,7 +471,7 @@ cdef class Process:
         cdef int64_t gas
         if self.module.native:
             gas = vm_host_get_gas(self.ctx)
-            rc = vm_x64_enter(self.module.m.x64, self.module.m.map, NULL, pc, &gas, &native)
+            rc = vm_x64_enter(self.module.m.x64, &self.module.m.map, NULL, pc, &gas, &native)
             vm_host_set_pc(self.ctx, pc)
             if rc == 0:
                 vm_host_set_gas(self.ctx, gas)

@@ -110,14 +110,6 @@ extern const uint8_t vm_x64_guest_regs[VMCTX_REG_COUNT];
 #define VM_X64_VMCTX_DISP ((int32_t)((int64_t)VM_ADDR_VMCTX_ALIAS - (int64_t)VM_ADDR_GUEST_MEMORY))
 #define VM_X64_INTERRUPT_GAS_BIAS (1ll << 62)
 
-/* How far a running vm_x64_compile has written, published every few
- * hundred instructions (relaxed) for a helper that prefaults its output
- * (prefault.h). */
-typedef struct vm_x64_progress {
-    _Atomic uint64_t code_bytes;
-    _Atomic uint64_t map_bytes;
-} vm_x64_progress;
-
 typedef struct vm_x64_config {
     int isa;              /* vm_isa */
     int gas_metering;     /* charge gas per basic block */
@@ -125,9 +117,9 @@ typedef struct vm_x64_config {
     int interruptible;    /* without metering: still check the gas word at block starts (see above) */
     const uint32_t *cost; /* gas per vm_op (VM_OP_COUNT + 1 entries), NULL = 1 each */
     uint64_t code_address;/* where the code will run (VM_ADDR_NATIVE_CODE) */
-    vm_x64_progress *progress; /* NULL, or where to publish progress (the first segment's) */
     int parallel;         /* code of VM_X64_PARALLEL_MIN bytes or more: two threads, each compiling half */
     uint32_t split_hint;  /* tests: always split, at the first block start at or after this offset */
+    int populate;         /* prefault the output a stretch ahead, a batch at a time (MADV_POPULATE_WRITE) */
 } vm_x64_config;
 
 /* Below this much guest code a second thread costs more than it saves.
@@ -135,8 +127,9 @@ typedef struct vm_x64_config {
  * worst-case bound ends: code_size then spans an untouched hole. */
 #define VM_X64_PARALLEL_MIN (64u * 1024u)
 
-/* One record per guest instruction (the implicit traps included), in
- * program order: sorted by pc and by native offset alike. */
+/* What the pc map says about one guest instruction (the implicit traps
+ * included); records are in program order, sorted by pc and by native
+ * offset alike. */
 typedef struct vm_x64_map_entry {
     uint32_t pc;
     uint32_t entry; /* native offset where running this pc begins (step exit, gas charge, body) */
@@ -151,14 +144,46 @@ typedef struct vm_x64_map_entry {
 #define VM_X64_INFO_STORE (1u << 11)       /* the body writes guest memory at [r15 + rax] */
 #define VM_X64_INFO_SIZE_SHIFT 12          /* log2 of the access size (2 bits) */
 #define VM_X64_INFO_JUMP_TARGET (1u << 14) /* a valid jump target (vm_is_basic_block_start) */
+#define VM_X64_INFO_MASK 0x7fffu
+
+/* The map as stored: 4 bytes per instruction.  A record is the info bits
+ * plus how far its pc and native entry are past the previous record's;
+ * every VM_X64_MARK_EVERY records, and wherever a distance does not fit,
+ * a mark holds the absolute pc and entry instead (the record's distances
+ * are then 0).  Lookups binary-search the marks and walk at most one
+ * group.  The body follows from the entry: the step exit and the gas
+ * charge have fixed lengths. */
+#define VM_X64_REC_PC_SHIFT 15
+#define VM_X64_REC_PC_MAX 31u
+#define VM_X64_REC_ENTRY_SHIFT 20
+#define VM_X64_REC_ENTRY_MAX 4095u
+#define VM_X64_MARK_EVERY 64u
+#define VM_X64_STEP_BYTES 9u   /* call step_routine; .long pc */
+#define VM_X64_CHARGE_BYTES 17u /* sub qword [gas], imm32; jl rel32 */
+
+typedef struct vm_x64_mark {
+    uint32_t index; /* the record it marks */
+    uint32_t pc;
+    uint32_t entry;
+} vm_x64_mark;
+
+typedef struct vm_x64_map {
+    const uint32_t *records;
+    const vm_x64_mark *marks;
+    uint32_t count;      /* records */
+    uint32_t mark_count;
+} vm_x64_map;
 
 typedef struct vm_x64_module {
     uint64_t code_address;
-    uint32_t code_size;        /* bytes of code written */
+    uint32_t code_size;        /* bytes of code written (the gap included) */
+    uint32_t gap_start;        /* [gap_start, gap_end): between two halves' code, never written */
+    uint32_t gap_end;
     uint32_t first_insn;       /* offset of the first instruction's code (shared routines before it) */
     uint32_t entry_trampoline; /* offset: load registers, jump to next_native_program_counter */
     uint32_t overflow_probe;   /* offset of the instruction that probes the top page (see resolve_fault) */
-    uint32_t map_count;
+    uint32_t map_count;        /* records */
+    uint32_t mark_count;
     uint32_t jump_table_count;
     uint32_t code_len;         /* guest code bytes */
     int isa;
@@ -176,28 +201,39 @@ enum {
     VM_X64_ERR_TOO_BIG = -4,  /* code past VM_MAXIMUM_CODE_SIZE / native code past 2 GiB */
 };
 
-/* Capacities vm_x64_compile needs: code bytes and map entries. */
+/* Capacities vm_x64_compile needs: code bytes, map records and marks. */
+typedef struct vm_x64_capacity {
+    size_t code;
+    size_t records;
+    size_t marks;
+} vm_x64_capacity;
 void vm_x64_bounds(const uint8_t *code, uint32_t code_len, const uint8_t *bitmask, const vm_x64_config *config,
-                   size_t *code_capacity, size_t *map_capacity);
+                   vm_x64_capacity *capacity);
 
-/* Compile.  `code_out` has code_capacity bytes, `map_out` map_capacity
- * entries, `jump_table_out` jump_table_count entries.  Returns VM_X64_OK or
- * a VM_X64_ERR_*.  Thread-safe; needs vm_decoder_init() done once. */
+/* Compile.  `code_out`, `records_out` and `marks_out` have the capacities
+ * vm_x64_bounds gave, `jump_table_out` jump_table_count entries.  Returns
+ * VM_X64_OK or a VM_X64_ERR_*.  Thread-safe; needs vm_decoder_init() done
+ * once. */
 int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
-                   const uint32_t *jump_table_targets, uint32_t jump_table_count, uint8_t *code_out,
-                   size_t code_capacity, uint64_t *jump_table_out, vm_x64_map_entry *map_out, size_t map_capacity,
+                   const uint32_t *jump_table_targets, uint32_t jump_table_count, const vm_x64_capacity *capacity,
+                   uint8_t *code_out, uint64_t *jump_table_out, uint32_t *records_out, vm_x64_mark *marks_out,
                    vm_x64_module *module);
 
-/* Map lookups (binary search): the record for guest `pc`, or the record
- * whose code contains native `offset`; -1 when there is none. */
-int64_t vm_x64_find_pc(const vm_x64_map_entry *map, uint32_t count, uint32_t pc);
-int64_t vm_x64_find_native(const vm_x64_map_entry *map, uint32_t count, uint64_t offset);
+/* Map lookups: the record for guest `pc`, or the last record whose code
+ * starts at or before native `offset`; its index (and *out), or -1 when
+ * there is none.  vm_x64_map_read fills out[0..count) from record `first`
+ * on; 0, or -1 when the range is past the map. */
+int64_t vm_x64_find_pc(const vm_x64_module *module, const vm_x64_map *map, uint32_t pc, vm_x64_map_entry *out);
+int64_t vm_x64_find_native(const vm_x64_module *module, const vm_x64_map *map, uint64_t offset,
+                           vm_x64_map_entry *out);
+int vm_x64_map_read(const vm_x64_module *module, const vm_x64_map *map, uint32_t first, uint32_t count,
+                    vm_x64_map_entry *out);
 
 /* Host side of starting a call at `pc`, as vm_state_set_pc does for the
  * interpreter: 0 with *native_address set (and *gas charged for the whole
  * block when entering mid-block), -1 when pc cannot be entered, -2 when
  * there is not enough gas.  `cost` as in the config (NULL = 1 each). */
-int vm_x64_enter(const vm_x64_module *module, const vm_x64_map_entry *map, const uint32_t *cost, uint32_t pc,
+int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint32_t *cost, uint32_t pc,
                  int64_t *gas, uint64_t *native_address);
 
 /* Test hook: the recompiler's inlined decoder against vm_decode at every
@@ -221,7 +257,7 @@ typedef struct vm_x64_fault {
 /* A SIGSEGV at native code offset `rip_offset` with scratch register `rax`
  * (program_counter: vmctx.program_counter, read for the overflow probe).
  * Decides what the interpreter would have done with that access. */
-void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map_entry *map, const vm_memory *memory,
+void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, const vm_memory *memory,
                           uint64_t rip_offset, uint64_t rax, uint32_t program_counter, vm_x64_fault *out);
 
 /* The memset instruction (a0 = destination, a1 = byte, a2 = count), exactly

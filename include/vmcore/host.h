@@ -23,7 +23,7 @@ typedef struct vm_host_module {
     uint32_t kind;                 /* VM_SHM_KIND_* */
     vm_module module;              /* INTERP: pointers into base */
     const vm_x64_module *x64;      /* X64: in base */
-    const vm_x64_map_entry *map;   /* X64: in base */
+    vm_x64_map map;                /* X64: in base */
     int fd;
     uint8_t *base;
     uint64_t size;

@@ -3,7 +3,7 @@
  *
  *   VM_SHM_KIND_INTERP  threaded code for the interpreter (vm_module_build);
  *   VM_SHM_KIND_X64     native code from the recompiler (vm_x64_compile):
- *                       header, pc map, then the jump table and the code at
+ *                       header, pc map (records, marks), then the jump table and the code at
  *                       page-aligned offsets, so the zygote can map those two
  *                       parts a second time at VM_ADDR_JUMP_TABLE (read) and
  *                       VM_ADDR_NATIVE_CODE (read + execute).
@@ -23,7 +23,7 @@
 #include "vmcore/interp.h"
 
 #define VM_SHM_MODULE_MAGIC 0x4d534d56u /* "VMSM" */
-#define VM_SHM_MODULE_VERSION 2u
+#define VM_SHM_MODULE_VERSION 3u
 #define VM_SHM_KIND_INTERP 0u
 #define VM_SHM_KIND_X64 1u
 #define VM_SHM_MODULE_HEADER_SIZE 4096u
@@ -44,7 +44,8 @@ typedef struct vm_shm_module {
     uint64_t insns_offset;        /* INTERP: insn_count + 1 vm_insn records (last) */
     uint64_t size;                /* total bytes of the memfd */
     /* VM_SHM_KIND_X64 */
-    uint64_t map_offset;          /* map_count vm_x64_map_entry records */
+    uint64_t map_offset;          /* map_count uint32 records (compiler.h) */
+    uint64_t marks_offset;        /* mark_count vm_x64_mark entries */
     uint64_t native_offset;       /* page aligned; native_size bytes of code (the tail of the memfd) */
     uint64_t native_size;         /* page aligned */
     vm_x64_module x64;            /* code_address is VM_ADDR_NATIVE_CODE */
@@ -65,22 +66,28 @@ static inline int vm_shm_module_kind(const uint8_t *base, uint64_t mapped_size)
 
 /* Checks a mapped VM_SHM_KIND_X64 module: its vm_x64_module (in the
  * header) and pc map; 0 or -1. */
-static inline int vm_shm_x64_attach(const vm_x64_module **module, const vm_x64_map_entry **map,
-                                    const uint8_t *base, uint64_t mapped_size)
+static inline int vm_shm_x64_attach(const vm_x64_module **module, vm_x64_map *map, const uint8_t *base,
+                                    uint64_t mapped_size)
 {
     const vm_shm_module *h = (const vm_shm_module *)base;
     if (vm_shm_module_kind(base, mapped_size) != (int)VM_SHM_KIND_X64)
         return -1;
     const vm_x64_module *m = &h->x64;
-    uint64_t map_end = h->map_offset + (uint64_t)m->map_count * sizeof(vm_x64_map_entry);
+    uint64_t map_end = h->map_offset + (uint64_t)m->map_count * sizeof(uint32_t);
+    uint64_t marks_end = h->marks_offset + (uint64_t)m->mark_count * sizeof(vm_x64_mark);
     uint64_t jt_end = h->jump_table_offset + (uint64_t)m->jump_table_count * 8u;
-    if (h->map_offset < VM_SHM_MODULE_HEADER_SIZE || h->map_offset % 8 || map_end > h->size ||
+    if (h->map_offset < VM_SHM_MODULE_HEADER_SIZE || h->map_offset % 4 || map_end > h->size ||
+        h->marks_offset < VM_SHM_MODULE_HEADER_SIZE || h->marks_offset % 4 || marks_end > h->size ||
+        (m->map_count && !m->mark_count) ||
         h->jump_table_offset % 4096 || jt_end > h->size || h->native_offset % 4096 || h->native_size % 4096 ||
         h->native_offset + h->native_size != h->size || m->code_size > h->native_size ||
         m->entry_trampoline >= m->code_size || m->code_address != VM_ADDR_NATIVE_CODE)
         return -1;
     *module = m;
-    *map = (const vm_x64_map_entry *)(uintptr_t)(base + h->map_offset);
+    map->records = (const uint32_t *)(uintptr_t)(base + h->map_offset);
+    map->marks = (const vm_x64_mark *)(uintptr_t)(base + h->marks_offset);
+    map->count = m->map_count;
+    map->mark_count = m->mark_count;
     return 0;
 }
 

@@ -14,8 +14,8 @@
  *
  *   case:   u32 magic "VMRC", u32 flags (RUN_*), u32 page_size, u32 max_exits,
  *           u64 code_size, code bytes, u64 jump_table_count, u64 entries,
- *           u64 map_count, map records (4 x u32),
- *           u32 entry_trampoline, overflow_probe, first_insn, code_len,
+ *           u64 map_count, map records (u32), u64 mark_count, marks (3 x u32),
+ *           u32 entry_trampoline, overflow_probe, first_insn, code_len, step_tracing, charges,
  *           u64 native entry (absolute), i64 gas, u64 regs[13],
  *           u32 heap base, top, mapped_end, max_top, grow_pages,
  *           u32 n, n x (u32 address, u64 length, u32 perm),
@@ -62,7 +62,9 @@ static uint8_t *const guest = (uint8_t *)VM_ADDR_GUEST_MEMORY;
 static vm_memory memory;
 static vm_state heap_state; /* only .heap is used (vm_heap_sbrk) */
 static vm_x64_module module;
-static vm_x64_map_entry *map;
+static uint32_t *records;
+static vm_x64_mark *marks;
+static vm_x64_map map;
 static uint64_t code_base = VM_ADDR_NATIVE_CODE;
 static size_t code_mapped, table_mapped;
 static uint32_t gas_metering;
@@ -158,7 +160,7 @@ static void on_fault(int sig, siginfo_t *si, void *uc_)
     uint64_t rip = (uint64_t)g[REG_RIP];
     if (sig == SIGSEGV && in_code(rip)) {
         vm_x64_fault f;
-        vm_x64_resolve_fault(&module, map, &memory, rip - code_base, (uint64_t)g[REG_RAX],
+        vm_x64_resolve_fault(&module, &map, &memory, rip - code_base, (uint64_t)g[REG_RAX],
                              atomic_load(&ctx->program_counter), &f);
         if (f.stub >= 0) {
             for (int i = 0; i < VMCTX_REG_COUNT; i++)
@@ -299,20 +301,32 @@ static int run_case(void)
     mprotect(table, table_mapped, PROT_READ);
 
     /* map and module */
-    uint64_t map_count;
+    uint64_t map_count, mark_count;
     READ(map_count);
-    free(map);
-    map = malloc((map_count ? map_count : 1) * sizeof *map);
-    if (!map || (map_count && !read_exact(map, map_count * sizeof *map)))
-        die("map");
+    free(records);
+    records = malloc((map_count ? map_count : 1) * sizeof *records);
+    if (!records || (map_count && !read_exact(records, map_count * sizeof *records)))
+        die("map records");
+    READ(mark_count);
+    free(marks);
+    marks = malloc((mark_count ? mark_count : 1) * sizeof *marks);
+    if (!marks || (mark_count && !read_exact(marks, mark_count * sizeof *marks)))
+        die("map marks");
     memset(&module, 0, sizeof module);
     module.code_address = code_base;
     module.code_size = (uint32_t)code_size;
     module.map_count = (uint32_t)map_count;
+    module.mark_count = (uint32_t)mark_count;
     READ(module.entry_trampoline);
     READ(module.overflow_probe);
     READ(module.first_insn);
     READ(module.code_len);
+    READ(module.step_tracing);
+    READ(module.charges);
+    map.records = records;
+    map.marks = marks;
+    map.count = module.map_count;
+    map.mark_count = module.mark_count;
 
     uint64_t entry, regs[VMCTX_REG_COUNT];
     int64_t gas;

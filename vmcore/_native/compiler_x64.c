@@ -25,7 +25,7 @@
  * address of the data: the pc, the block's cost, ...); ecalli and step
  * resume right after their data.
  */
-#define _POSIX_C_SOURCE 200809L /* pthread_sigmask */
+#define _GNU_SOURCE /* pthread_sigmask, madvise */
 #include "vmcore/compiler.h"
 
 /* Forced inlining lets every per-opcode copy of the emitter fold to its
@@ -42,6 +42,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 /* Guest register -> host register: vm_x64_guest_regs (x64_runtime.c). */
 
@@ -93,8 +98,10 @@ typedef struct pending {
 
 typedef struct fast_decoder fast_decoder;
 
+/* Cache-line aligned (so sized too): two segments compile side by side
+ * from an array of these, and sharing a line between them costs 15%. */
 typedef struct compiler {
-    const vm_x64_config *config;
+    _Alignas(64) const vm_x64_config *config;
     const fast_decoder *decoder;
     vm_isa isa;
     int is64;
@@ -118,6 +125,7 @@ typedef struct compiler {
     uint32_t current_pc;
     uint32_t jump_table_count;
     uint32_t lo, hi;    /* the segment of guest code this compiler walks (see compile_segment) */
+    uint32_t lo_offset; /* where its native code starts */
     int falls_through;  /* the last instruction's code can run into the next */
 
     fixup *fixups;
@@ -127,8 +135,15 @@ typedef struct compiler {
     uint32_t pend_count;
     uint32_t pend_bytes; /* what the waiting stubs may take */
 
-    vm_x64_map_entry *map;
+    /* The pc map (compiler.h): records and marks. */
+    uint32_t *records;
     size_t map_count, map_cap;
+    vm_x64_mark *marks;
+    size_t mark_count, mark_cap;
+    uint32_t last_pc, last_entry; /* the previous record's */
+    uint8_t *populated_code;      /* config.populate: output prefaulted up to here */
+    uint8_t *populated_records;
+    int populate_failed;
 
     /* Shared routines. */
     uint32_t exit_routine[VMCTX_STUB_COUNT];
@@ -711,7 +726,7 @@ HOT_INLINE void emit_set_cc(compiler *c, x64_cc cc, int a)
 /* Memory access at guest address (base register + offset) or absolute. */
 enum { ACC_LOAD_U, ACC_LOAD_S, ACC_STORE, ACC_STORE_IMM };
 
-HOT_INLINE void emit_access(compiler *c, vm_x64_map_entry *e, uint32_t pc, int kind, int size, int reg, int base_guest,
+HOT_INLINE void emit_access(compiler *c, uint32_t *rec, uint32_t pc, int kind, int size, int reg, int base_guest,
                         uint32_t offset, uint32_t imm)
 {
     x64_buf *h = &c->out;
@@ -750,7 +765,7 @@ HOT_INLINE void emit_access(compiler *c, vm_x64_map_entry *e, uint32_t pc, int k
         x64_store_imm(h, size, m, (int32_t)imm);
         break;
     }
-    e->info |= (kind >= ACC_STORE ? VM_X64_INFO_STORE : VM_X64_INFO_LOAD) | (uint32_t)log2 << VM_X64_INFO_SIZE_SHIFT;
+    *rec |= (kind >= ACC_STORE ? VM_X64_INFO_STORE : VM_X64_INFO_LOAD) | (uint32_t)log2 << VM_X64_INFO_SIZE_SHIFT;
 }
 
 /* Dynamic jump to the guest address in eax. */
@@ -797,7 +812,7 @@ static x64_cc branch_cc(vm_op op)
 /* ---- one instruction ---- */
 
 HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *ins,
-                                                                   vm_x64_map_entry *e, uint32_t table_count)
+                                 uint32_t *rec, uint32_t body, uint32_t table_count)
 {
     x64_buf *h = &c->out;
     uint32_t pc = ins->offset;
@@ -865,7 +880,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         x64_sext32(h, a, S);
         return;
     case VM_OP_memset:
-        x64_lea(h, 8, S, x64_base_disp(X64_RIP, (int32_t)e->body - (int32_t)(here(c) + 7)));
+        x64_lea(h, 8, S, x64_base_disp(X64_RIP, (int32_t)body - (int32_t)(here(c) + 7)));
         x64_store(h, 8, CTX(next_native_program_counter), S);
         x64_store_imm(h, 4, CTX(program_counter), (int32_t)pc);
         x64_call_rel32(h, c->memset_routine);
@@ -878,36 +893,36 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         return;
 
     /* ---- memory ---- */
-    case VM_OP_load_u8: emit_access(c, e, pc, ACC_LOAD_U, 1, a, -1, imm, 0); return;
-    case VM_OP_load_i8: emit_access(c, e, pc, ACC_LOAD_S, 1, a, -1, imm, 0); return;
-    case VM_OP_load_u16: emit_access(c, e, pc, ACC_LOAD_U, 2, a, -1, imm, 0); return;
-    case VM_OP_load_i16: emit_access(c, e, pc, ACC_LOAD_S, 2, a, -1, imm, 0); return;
-    case VM_OP_load_u32: emit_access(c, e, pc, ACC_LOAD_U, 4, a, -1, imm, 0); return;
-    case VM_OP_load_i32: emit_access(c, e, pc, ACC_LOAD_S, 4, a, -1, imm, 0); return;
-    case VM_OP_load_u64: emit_access(c, e, pc, ACC_LOAD_U, 8, a, -1, imm, 0); return;
-    case VM_OP_store_u8: emit_access(c, e, pc, ACC_STORE, 1, a, -1, imm, 0); return;
-    case VM_OP_store_u16: emit_access(c, e, pc, ACC_STORE, 2, a, -1, imm, 0); return;
-    case VM_OP_store_u32: emit_access(c, e, pc, ACC_STORE, 4, a, -1, imm, 0); return;
-    case VM_OP_store_u64: emit_access(c, e, pc, ACC_STORE, 8, a, -1, imm, 0); return;
-    case VM_OP_store_imm_u8: emit_access(c, e, pc, ACC_STORE_IMM, 1, 0, -1, imm, ins->imm2); return;
-    case VM_OP_store_imm_u16: emit_access(c, e, pc, ACC_STORE_IMM, 2, 0, -1, imm, ins->imm2); return;
-    case VM_OP_store_imm_u32: emit_access(c, e, pc, ACC_STORE_IMM, 4, 0, -1, imm, ins->imm2); return;
-    case VM_OP_store_imm_u64: emit_access(c, e, pc, ACC_STORE_IMM, 8, 0, -1, imm, ins->imm2); return;
-    case VM_OP_store_imm_indirect_u8: emit_access(c, e, pc, ACC_STORE_IMM, 1, 0, ins->reg[0], imm, ins->imm2); return;
-    case VM_OP_store_imm_indirect_u16: emit_access(c, e, pc, ACC_STORE_IMM, 2, 0, ins->reg[0], imm, ins->imm2); return;
-    case VM_OP_store_imm_indirect_u32: emit_access(c, e, pc, ACC_STORE_IMM, 4, 0, ins->reg[0], imm, ins->imm2); return;
-    case VM_OP_store_imm_indirect_u64: emit_access(c, e, pc, ACC_STORE_IMM, 8, 0, ins->reg[0], imm, ins->imm2); return;
-    case VM_OP_store_indirect_u8: emit_access(c, e, pc, ACC_STORE, 1, a, ins->reg[1], imm, 0); return;
-    case VM_OP_store_indirect_u16: emit_access(c, e, pc, ACC_STORE, 2, a, ins->reg[1], imm, 0); return;
-    case VM_OP_store_indirect_u32: emit_access(c, e, pc, ACC_STORE, 4, a, ins->reg[1], imm, 0); return;
-    case VM_OP_store_indirect_u64: emit_access(c, e, pc, ACC_STORE, 8, a, ins->reg[1], imm, 0); return;
-    case VM_OP_load_indirect_u8: emit_access(c, e, pc, ACC_LOAD_U, 1, a, ins->reg[1], imm, 0); return;
-    case VM_OP_load_indirect_i8: emit_access(c, e, pc, ACC_LOAD_S, 1, a, ins->reg[1], imm, 0); return;
-    case VM_OP_load_indirect_u16: emit_access(c, e, pc, ACC_LOAD_U, 2, a, ins->reg[1], imm, 0); return;
-    case VM_OP_load_indirect_i16: emit_access(c, e, pc, ACC_LOAD_S, 2, a, ins->reg[1], imm, 0); return;
-    case VM_OP_load_indirect_u32: emit_access(c, e, pc, ACC_LOAD_U, 4, a, ins->reg[1], imm, 0); return;
-    case VM_OP_load_indirect_i32: emit_access(c, e, pc, ACC_LOAD_S, 4, a, ins->reg[1], imm, 0); return;
-    case VM_OP_load_indirect_u64: emit_access(c, e, pc, ACC_LOAD_U, 8, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_u8: emit_access(c, rec, pc, ACC_LOAD_U, 1, a, -1, imm, 0); return;
+    case VM_OP_load_i8: emit_access(c, rec, pc, ACC_LOAD_S, 1, a, -1, imm, 0); return;
+    case VM_OP_load_u16: emit_access(c, rec, pc, ACC_LOAD_U, 2, a, -1, imm, 0); return;
+    case VM_OP_load_i16: emit_access(c, rec, pc, ACC_LOAD_S, 2, a, -1, imm, 0); return;
+    case VM_OP_load_u32: emit_access(c, rec, pc, ACC_LOAD_U, 4, a, -1, imm, 0); return;
+    case VM_OP_load_i32: emit_access(c, rec, pc, ACC_LOAD_S, 4, a, -1, imm, 0); return;
+    case VM_OP_load_u64: emit_access(c, rec, pc, ACC_LOAD_U, 8, a, -1, imm, 0); return;
+    case VM_OP_store_u8: emit_access(c, rec, pc, ACC_STORE, 1, a, -1, imm, 0); return;
+    case VM_OP_store_u16: emit_access(c, rec, pc, ACC_STORE, 2, a, -1, imm, 0); return;
+    case VM_OP_store_u32: emit_access(c, rec, pc, ACC_STORE, 4, a, -1, imm, 0); return;
+    case VM_OP_store_u64: emit_access(c, rec, pc, ACC_STORE, 8, a, -1, imm, 0); return;
+    case VM_OP_store_imm_u8: emit_access(c, rec, pc, ACC_STORE_IMM, 1, 0, -1, imm, ins->imm2); return;
+    case VM_OP_store_imm_u16: emit_access(c, rec, pc, ACC_STORE_IMM, 2, 0, -1, imm, ins->imm2); return;
+    case VM_OP_store_imm_u32: emit_access(c, rec, pc, ACC_STORE_IMM, 4, 0, -1, imm, ins->imm2); return;
+    case VM_OP_store_imm_u64: emit_access(c, rec, pc, ACC_STORE_IMM, 8, 0, -1, imm, ins->imm2); return;
+    case VM_OP_store_imm_indirect_u8: emit_access(c, rec, pc, ACC_STORE_IMM, 1, 0, ins->reg[0], imm, ins->imm2); return;
+    case VM_OP_store_imm_indirect_u16: emit_access(c, rec, pc, ACC_STORE_IMM, 2, 0, ins->reg[0], imm, ins->imm2); return;
+    case VM_OP_store_imm_indirect_u32: emit_access(c, rec, pc, ACC_STORE_IMM, 4, 0, ins->reg[0], imm, ins->imm2); return;
+    case VM_OP_store_imm_indirect_u64: emit_access(c, rec, pc, ACC_STORE_IMM, 8, 0, ins->reg[0], imm, ins->imm2); return;
+    case VM_OP_store_indirect_u8: emit_access(c, rec, pc, ACC_STORE, 1, a, ins->reg[1], imm, 0); return;
+    case VM_OP_store_indirect_u16: emit_access(c, rec, pc, ACC_STORE, 2, a, ins->reg[1], imm, 0); return;
+    case VM_OP_store_indirect_u32: emit_access(c, rec, pc, ACC_STORE, 4, a, ins->reg[1], imm, 0); return;
+    case VM_OP_store_indirect_u64: emit_access(c, rec, pc, ACC_STORE, 8, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_u8: emit_access(c, rec, pc, ACC_LOAD_U, 1, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_i8: emit_access(c, rec, pc, ACC_LOAD_S, 1, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_u16: emit_access(c, rec, pc, ACC_LOAD_U, 2, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_i16: emit_access(c, rec, pc, ACC_LOAD_S, 2, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_u32: emit_access(c, rec, pc, ACC_LOAD_U, 4, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_i32: emit_access(c, rec, pc, ACC_LOAD_S, 4, a, ins->reg[1], imm, 0); return;
+    case VM_OP_load_indirect_u64: emit_access(c, rec, pc, ACC_LOAD_U, 8, a, ins->reg[1], imm, 0); return;
 
     /* ---- branches ---- */
     case VM_OP_branch_eq: case VM_OP_branch_not_eq: case VM_OP_branch_less_unsigned:
@@ -1446,17 +1461,55 @@ static size_t capacity_bound(const uint8_t *bitmask, uint32_t code_len)
     return instruction_bound(bitmask, code_len) + 8;
 }
 
+/* Marks a segment of code_len guest bytes and code_capacity native bytes
+ * may need: one per VM_X64_MARK_EVERY records, one after every pc step
+ * past VM_X64_REC_PC_MAX (each skips that much code), one after every
+ * native step past VM_X64_REC_ENTRY_MAX; rounding for two segments. */
+static size_t mark_bound(size_t records, uint32_t code_len, size_t code_capacity)
+{
+    return records / VM_X64_MARK_EVERY + code_len / VM_X64_REC_PC_MAX + code_capacity / VM_X64_REC_ENTRY_MAX + 16;
+}
+
 void vm_x64_bounds(const uint8_t *code, uint32_t code_len, const uint8_t *bitmask, const vm_x64_config *config,
-                   size_t *code_capacity, size_t *map_capacity)
+                   vm_x64_capacity *capacity)
 {
     (void)code;
     (void)config;
     size_t n = capacity_bound(bitmask, code_len);
-    *map_capacity = n;
     size_t per = INSN_BUDGET + STUBS_PER_INSN_BUDGET + INSN_SLACK;
     size_t need = ROUTINES_BUDGET + (n + 2) * per;
     /* past CODE_LIMIT the compile fails with VM_X64_ERR_TOO_BIG anyway */
-    *code_capacity = need < (size_t)CODE_LIMIT + 2 * per ? need : (size_t)CODE_LIMIT + 2 * per;
+    capacity->code = need < (size_t)CODE_LIMIT + 2 * per ? need : (size_t)CODE_LIMIT + 2 * per;
+    capacity->records = n;
+    capacity->marks = 2 * mark_bound(n, code_len, capacity->code);
+}
+
+/* config.populate: prefault the next stretch of this segment's output in
+ * one call (MADV_POPULATE_WRITE) before the writes reach it; cheaper than
+ * a fault per page for shared memory.  Best effort: on failure (an old
+ * kernel) it stops trying and the writes fault as usual. */
+#define POPULATE_CODE (256u * 1024u)
+#define POPULATE_RECORDS (64u * 1024u)
+
+static void populate_range(uint8_t **done, uint8_t *upto, uint8_t *limit, size_t chunk, int *failed)
+{
+    uint8_t *from = (uint8_t *)((uintptr_t)*done & ~(uintptr_t)4095);
+    if (from < *done)
+        from += 4096;
+    if (*failed || upto + chunk / 2 < *done)
+        return;
+    uint8_t *to = *done + chunk < limit ? *done + chunk : limit;
+    to = (uint8_t *)((uintptr_t)to & ~(uintptr_t)4095);
+    if (to > from && madvise(from, (size_t)(to - from), MADV_POPULATE_WRITE) != 0)
+        *failed = 1;
+    *done = to > *done ? to : *done;
+}
+
+static void populate_ahead(compiler *c)
+{
+    populate_range(&c->populated_code, c->out.p, c->limit, POPULATE_CODE, &c->populate_failed);
+    populate_range(&c->populated_records, (uint8_t *)(c->records + c->map_count), (uint8_t *)(c->records + c->map_cap),
+                   POPULATE_RECORDS, &c->populate_failed);
 }
 
 /* The walk over one segment [c->lo, c->hi) of the code: the builder's
@@ -1483,6 +1536,8 @@ static void compile_segment(compiler *c)
     uint32_t invalid_at = 0;
     int next_enterable, prev_real;
     uint32_t prev_offset, prev_op;
+    c->populated_code = c->out.p;
+    c->populated_records = (uint8_t *)c->records;
     if (c->lo == 0) {
         next_enterable = code_len > 0 && vm_bitmask_bit(bitmask, code_len, 0);
         prev_real = 0;
@@ -1543,21 +1598,37 @@ static void compile_segment(compiler *c)
         int jump_target = !pending_invalid &&
                           (pc == 0 || (prev_real && pc - prev_offset <= reach && prev_op != VM_OP_INVALID &&
                                        (fd->flags_of[prev_op] & VM_F_ENDS_BLOCK)));
-        if ((c->map_count & 255u) == 0 && config->progress && c->lo == 0) {
-            atomic_store_explicit(&config->progress->code_bytes, here(c), memory_order_relaxed);
-            atomic_store_explicit(&config->progress->map_bytes, c->map_count * sizeof *c->map, memory_order_relaxed);
+        if ((c->map_count & 255u) == 0 && config->populate)
+            populate_ahead(c);
+        uint32_t entry = here(c);
+        uint32_t index = (uint32_t)c->map_count++;
+        uint32_t dpc = pc - c->last_pc, dentry = entry - c->last_entry;
+        if ((index & (VM_X64_MARK_EVERY - 1)) == 0 || dpc > VM_X64_REC_PC_MAX || dentry > VM_X64_REC_ENTRY_MAX) {
+            if (c->mark_count >= c->mark_cap) {
+                c->error = VM_X64_ERR_SPACE;
+                break;
+            }
+            c->marks[c->mark_count++] = (vm_x64_mark){index, pc, entry};
+            dpc = dentry = 0;
         }
-        vm_x64_map_entry *e = &c->map[c->map_count++];
-        e->pc = pc;
-        e->entry = here(c);
-        e->info = (uint32_t)ins.op | (entry_flag ? VM_X64_INFO_ENTRY_OK : 0u) |
-                  (c->block_open ? 0u : VM_X64_INFO_BLOCK_START) | (jump_target ? VM_X64_INFO_JUMP_TARGET : 0u);
-        note_instruction(c, pc, jump_target, e->entry);
+        c->last_pc = pc;
+        c->last_entry = entry;
+        int block_start = !c->block_open;
+        uint32_t *rec = &c->records[index];
+        *rec = (uint32_t)ins.op | (entry_flag ? VM_X64_INFO_ENTRY_OK : 0u) |
+               (block_start ? VM_X64_INFO_BLOCK_START : 0u) | (jump_target ? VM_X64_INFO_JUMP_TARGET : 0u) |
+               dpc << VM_X64_REC_PC_SHIFT | dentry << VM_X64_REC_ENTRY_SHIFT;
+        note_instruction(c, pc, jump_target, entry);
         if (step_tracing)
             call_with_data(&c->out, c->step_routine, &pc, 1);
-        if (!c->block_open)
+        if (block_start)
             open_block(c, pc);
-        e->body = here(c);
+        uint32_t body = here(c);
+        if (body - entry != (step_tracing ? VM_X64_STEP_BYTES : 0u) +
+                               (block_start && c->charges ? VM_X64_CHARGE_BYTES : 0u)) {
+            c->error = VM_X64_ERR_SPACE; /* the map derives the body from these lengths */
+            break;
+        }
         c->block_cost += cost_table ? cost_table[ins.op] : 1u;
         if (fast) {
             /* One dispatch per instruction: the operands are decoded and
@@ -1567,17 +1638,17 @@ static void compile_segment(compiler *c)
     case VM_OP_##name: {                                                                          \
         vm_instruction fi = ins;                                                                  \
         fast_operands(code + pc + 1, fast_skip, pc, VM_FMT_##fmt, &fi);                           \
-        emit_instruction(c, VM_OP_##name, &fi, e, jump_table_count);                              \
+        emit_instruction(c, VM_OP_##name, &fi, rec, body, jump_table_count);                               \
         break;                                                                                    \
     }
                 VM_OPCODES(EMIT_CASE)
 #undef EMIT_CASE
             default:
-                emit_instruction(c, (vm_op)ins.op, &ins, e, jump_table_count);
+                emit_instruction(c, (vm_op)ins.op, &ins, rec, body, jump_table_count);
                 break;
             }
         } else {
-            emit_instruction(c, (vm_op)ins.op, &ins, e, jump_table_count);
+            emit_instruction(c, (vm_op)ins.op, &ins, rec, body, jump_table_count);
         }
         if (fd->flags_of[ins.op] & VM_F_ENDS_BLOCK)
             close_block(c);
@@ -1671,19 +1742,20 @@ static inline const compiler *owner_of(const compiler *segments, int count, uint
 }
 
 int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
-                   const uint32_t *jump_table_targets, uint32_t jump_table_count, uint8_t *code_out,
-                   size_t code_capacity, uint64_t *jump_table_out, vm_x64_map_entry *map_out, size_t map_capacity,
+                   const uint32_t *jump_table_targets, uint32_t jump_table_count, const vm_x64_capacity *capacity,
+                   uint8_t *code_out, uint64_t *jump_table_out, uint32_t *records_out, vm_x64_mark *marks_out,
                    vm_x64_module *module)
 {
-    if (!config || (unsigned)config->isa >= VM_ISA_COUNT || !module || (!code && code_len) ||
+    if (!config || (unsigned)config->isa >= VM_ISA_COUNT || !module || !capacity || (!code && code_len) ||
         (!bitmask && code_len) || (!jump_table_targets && jump_table_count) || (!jump_table_out && jump_table_count))
         return VM_X64_ERR_CONFIG;
     if (code_len > VM_MAXIMUM_CODE_SIZE || jump_table_count > VM_MAXIMUM_JUMP_TABLE_ENTRIES)
         return VM_X64_ERR_TOO_BIG;
-    size_t need_code, need_map;
-    vm_x64_bounds(code, code_len, bitmask, config, &need_code, &need_map);
-    if (code_capacity < need_code || map_capacity < need_map)
+    vm_x64_capacity need;
+    vm_x64_bounds(code, code_len, bitmask, config, &need);
+    if (capacity->code < need.code || capacity->records < need.records || capacity->marks < need.marks)
         return VM_X64_ERR_SPACE;
+    size_t code_capacity = capacity->code, map_capacity = capacity->records;
 
     compiler segments[2];
     compiler *c = &segments[0];
@@ -1698,8 +1770,10 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     c->charges = config->gas_metering || config->interruptible;
     c->out.start = c->out.p = code_out;
     c->limit = code_out + code_capacity;
-    c->map = map_out;
+    c->records = records_out;
     c->map_cap = map_capacity;
+    c->marks = marks_out;
+    c->mark_cap = capacity->marks;
     c->lo = 0;
     c->hi = code_len;
     if (!alloc_targets(c, map_capacity)) {
@@ -1725,13 +1799,18 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         size_t n0 = instruction_bound(bitmask, split);
         size_t per = INSN_BUDGET + STUBS_PER_INSN_BUDGET + INSN_SLACK;
         *d = *c;
+        size_t m0 = mark_bound(n0, split, ROUTINES_BUDGET + (n0 + 2) * per);
         c->hi = split;
         c->limit = code_out + ROUTINES_BUDGET + (n0 + 2) * per;
         c->map_cap = n0;
+        c->mark_cap = m0;
         d->lo = split;
         d->out.p = c->limit;
-        d->map = map_out + n0;
+        d->lo_offset = (uint32_t)(c->limit - code_out);
+        d->records = records_out + n0;
         d->map_cap = map_capacity - n0;
+        d->marks = marks_out + m0;
+        d->mark_cap = capacity->marks - m0;
         d->target_bits = NULL;
         d->target_prefix = NULL;
         d->target_entry = NULL;
@@ -1761,10 +1840,17 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
 
     int rc = c->error ? c->error : segments[1].error;
     if (!rc) {
-        size_t map_count = c->map_count;
+        size_t map_count = c->map_count, mark_count = c->mark_count;
         if (count > 1) {
-            memmove(map_out + map_count, segments[1].map, segments[1].map_count * sizeof *map_out);
-            map_count += segments[1].map_count;
+            const compiler *d = &segments[1];
+            memmove(records_out + map_count, d->records, d->map_count * sizeof *records_out);
+            for (size_t k = 0; k < d->mark_count; k++) {
+                vm_x64_mark m = d->marks[k];
+                m.index += (uint32_t)map_count;
+                marks_out[mark_count + k] = m;
+            }
+            map_count += d->map_count;
+            mark_count += d->mark_count;
         }
         for (int k = 0; k < count; k++) {
             const compiler *s = &segments[k];
@@ -1782,10 +1868,13 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         }
         module->code_address = config->code_address;
         module->code_size = here(&segments[count - 1]);
+        module->gap_start = count > 1 ? here(c) : module->code_size;
+        module->gap_end = count > 1 ? segments[1].lo_offset : module->code_size;
         module->first_insn = first_insn;
         module->entry_trampoline = c->entry_routine;
         module->overflow_probe = c->overflow_probe;
         module->map_count = (uint32_t)map_count;
+        module->mark_count = (uint32_t)mark_count;
         module->jump_table_count = jump_table_count;
         module->code_len = code_len;
         module->isa = config->isa;
@@ -1801,32 +1890,35 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
 
 /* ---- host side: entering a call ---- */
 
-int vm_x64_enter(const vm_x64_module *module, const vm_x64_map_entry *map, const uint32_t *cost, uint32_t pc,
+int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint32_t *cost, uint32_t pc,
                  int64_t *gas, uint64_t *native_address)
 {
     if (pc > module->code_len)
         return -1;
-    int64_t k = vm_x64_find_pc(map, module->map_count, pc);
-    if (k < 0 || !(map[k].info & VM_X64_INFO_ENTRY_OK))
+    vm_x64_map_entry e;
+    int64_t k = vm_x64_find_pc(module, map, pc, &e);
+    if (k < 0 || !(e.info & VM_X64_INFO_ENTRY_OK))
         return -1;
-    if (module->gas_metering && !(map[k].info & VM_X64_INFO_BLOCK_START)) {
+    if (module->gas_metering && !(e.info & VM_X64_INFO_BLOCK_START)) {
         /* entering mid-block charges the whole block up front (the
-         * interpreter's charge-on-entry) */
+         * interpreter's charge-on-entry); the op and flags are in the
+         * records themselves */
+        const uint32_t *r = map->records;
         int64_t start = k;
-        while (start > 0 && !(map[start].info & VM_X64_INFO_BLOCK_START))
+        while (start > 0 && !(r[start] & VM_X64_INFO_BLOCK_START))
             start--;
         uint32_t block = 0;
-        for (int64_t i = start; i < (int64_t)module->map_count; i++) {
-            if (i > start && (map[i].info & VM_X64_INFO_BLOCK_START))
+        for (int64_t i = start; i < (int64_t)map->count; i++) {
+            if (i > start && (r[i] & VM_X64_INFO_BLOCK_START))
                 break;
-            vm_op op = (vm_op)(map[i].info & VM_X64_INFO_OP_MASK);
+            vm_op op = (vm_op)(r[i] & VM_X64_INFO_OP_MASK);
             block += cost ? cost[op] : 1u;
         }
         if ((int64_t)block > *gas)
             return -2;
         *gas -= (int64_t)block;
     }
-    *native_address = module->code_address + map[k].entry;
+    *native_address = module->code_address + e.entry;
     return 0;
 }
 

@@ -1,7 +1,6 @@
 /* The host side of the process sandbox (see include/vmcore/host.h). */
 #define _GNU_SOURCE
 #include "vmcore/host.h"
-#include "vmcore/prefault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -215,14 +214,13 @@ int vm_host_module_build(vm_host_module *m, const vm_module_config *config, cons
 
 static uint64_t page_round(uint64_t v) { return (v + 4095) & ~(uint64_t)4095; }
 
-/* Prefault the output from another core for programs at least this big
- * (below it a thread costs more than the faults it saves). */
-#define PREFAULT_MIN_CODE (64u * 1024u)
-
-/* The recompiler writes straight into the memfd's pages (no copy); a helper
- * thread prefaults them just ahead of it (prefault.h).  The file is sized
- * for the worst case first (a sparse file: unused parts cost nothing), then
- * trimmed to what was written. */
+/* The recompiler writes straight into the memfd's pages (no copy).  Each
+ * page's first write costs a fault that allocates it (about 1 ms per MB
+ * on the machines measured, as much as compiling), so from
+ * VM_X64_PARALLEL_MIN bytes of guest code on, two threads compile a half
+ * each and prefault their output in batches.  The file is sized for the
+ * worst case first (a sparse file: unused parts cost nothing), then
+ * trimmed. */
 int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const uint8_t *code, uint32_t code_len,
                       const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
                       int *x64_error, char *error)
@@ -230,20 +228,18 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     memset(m, 0, sizeof *m);
     m->fd = -1;
     *x64_error = 0;
-    vm_x64_progress progress;
-    atomic_init(&progress.code_bytes, 0);
-    atomic_init(&progress.map_bytes, 0);
     vm_x64_config config = *config_in;
     config.code_address = VM_ADDR_NATIVE_CODE;
-    config.progress = &progress;
-    size_t code_cap, map_cap;
-    vm_x64_bounds(code, code_len, bitmask, &config, &code_cap, &map_cap);
+    config.parallel = config.populate = code_len >= VM_X64_PARALLEL_MIN;
+    vm_x64_capacity cap;
+    vm_x64_bounds(code, code_len, bitmask, &config, &cap);
     /* The module's layout in the memfd. */
     uint64_t map_off = VM_SHM_MODULE_HEADER_SIZE;
-    uint64_t map_bytes = (uint64_t)map_cap * sizeof(vm_x64_map_entry);
-    uint64_t jt_off = page_round(map_off + map_bytes);
+    uint64_t map_bytes = (uint64_t)cap.records * sizeof(uint32_t);
+    uint64_t marks_off = page_round(map_off + map_bytes);
+    uint64_t jt_off = page_round(marks_off + (uint64_t)cap.marks * sizeof(vm_x64_mark));
     uint64_t native_off = page_round(jt_off + (uint64_t)jump_table_count * 8u);
-    uint64_t max_size = native_off + page_round(code_cap);
+    uint64_t max_size = native_off + page_round(cap.code);
     int fd = sealed_memfd("vmcore-native", max_size, 0);
     if (fd < 0) {
         set_error(error, "memfd_create for native code", errno);
@@ -255,19 +251,10 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
         close(fd);
         return -1;
     }
-    vm_prefault *prefault = NULL;
-    if (code_len >= PREFAULT_MIN_CODE) {
-        vm_prefault_region regions[2] = {
-            {w + native_off, code_cap, &progress.code_bytes, 512u << 10},
-            {w + map_off, map_bytes, &progress.map_bytes, 256u << 10},
-        };
-        prefault = vm_prefault_start(regions, 2);
-    }
     vm_shm_module *h = (vm_shm_module *)w;
-    vm_x64_map_entry *map = (vm_x64_map_entry *)(w + map_off);
-    int rc = vm_x64_compile(&config, code, code_len, bitmask, jump_table_targets, jump_table_count, w + native_off,
-                            code_cap, (uint64_t *)(w + jt_off), map, map_cap, &h->x64);
-    vm_prefault_stop(prefault);
+    int rc = vm_x64_compile(&config, code, code_len, bitmask, jump_table_targets, jump_table_count, &cap,
+                            w + native_off, (uint64_t *)(w + jt_off), (uint32_t *)(w + map_off),
+                            (vm_x64_mark *)(w + marks_off), &h->x64);
     if (rc != VM_X64_OK) {
         *x64_error = rc;
         set_error(error, "the recompiler failed", 0);
@@ -289,14 +276,21 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     h->jump_table_count = jump_table_count;
     h->jump_table_offset = jt_off;
     h->map_offset = map_off;
+    h->marks_offset = marks_off;
     h->native_offset = native_off;
     h->native_size = native_size;
     h->size = size;
-    /* Give back what the prefaulter populated past the map's end (the
-     * code's tail goes with the trim). */
-    uint64_t map_used = page_round(map_off + (uint64_t)h->x64.map_count * sizeof(vm_x64_map_entry));
-    if (prefault && map_used < jt_off)
-        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)map_used, (off_t)(jt_off - map_used));
+    if (config.populate) {
+        /* Give back what was prefaulted past the records' end and into the
+         * gap between the halves (the code's tail goes with the trim). */
+        uint64_t map_used = page_round(map_off + (uint64_t)h->x64.map_count * sizeof(uint32_t));
+        uint64_t gap = page_round(native_off + h->x64.gap_start);
+        uint64_t gap_end = (native_off + h->x64.gap_end) & ~(uint64_t)4095;
+        if (map_used < marks_off)
+            fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)map_used, (off_t)(marks_off - map_used));
+        if (gap < gap_end)
+            fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)gap, (off_t)(gap_end - gap));
+    }
     return publish_module(m, fd, w, max_size, size, VM_SHM_KIND_X64, error);
 }
 

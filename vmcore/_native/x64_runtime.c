@@ -28,31 +28,125 @@ const uint8_t vm_x64_guest_regs[VMCTX_REG_COUNT] = {
     X64_R14, /* a4 */
     X64_RDX, /* a5 */
 };
-int64_t vm_x64_find_pc(const vm_x64_map_entry *map, uint32_t count, uint32_t pc)
+
+/* ---- the pc map (compiler.h: records and marks) ---- */
+
+static void expand(const vm_x64_module *module, uint32_t record, uint32_t pc, uint32_t entry, vm_x64_map_entry *out)
 {
-    uint32_t lo = 0, hi = count;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (map[mid].pc < pc)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < count && map[lo].pc == pc ? (int64_t)lo : -1;
+    uint32_t info = record & VM_X64_INFO_MASK;
+    out->pc = pc;
+    out->entry = entry;
+    out->body = entry + (module->step_tracing ? VM_X64_STEP_BYTES : 0u) +
+                ((info & VM_X64_INFO_BLOCK_START) && module->charges ? VM_X64_CHARGE_BYTES : 0u);
+    out->info = info;
 }
 
-int64_t vm_x64_find_native(const vm_x64_map_entry *map, uint32_t count, uint64_t offset)
+static inline uint32_t rec_pc(uint32_t r) { return (r >> VM_X64_REC_PC_SHIFT) & VM_X64_REC_PC_MAX; }
+static inline uint32_t rec_entry(uint32_t r) { return r >> VM_X64_REC_ENTRY_SHIFT; }
+
+/* The records mark k covers: [marks[k].index, end). */
+static uint32_t group_end(const vm_x64_map *map, uint32_t k)
 {
-    /* the last record whose code starts at or before offset */
-    uint32_t lo = 0, hi = count;
+    uint32_t end = k + 1 < map->mark_count ? map->marks[k + 1].index : map->count;
+    return end <= map->count ? end : map->count;
+}
+
+/* The last mark whose pc (by_entry: native entry) is at or before v, or
+ * -1. */
+static int64_t last_mark(const vm_x64_map *map, uint64_t v, int by_entry)
+{
+    uint32_t lo = 0, hi = map->mark_count;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (map[mid].entry <= offset)
+        uint64_t key = by_entry ? map->marks[mid].entry : map->marks[mid].pc;
+        if (key <= v)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo == 0 ? -1 : (int64_t)lo - 1;
+    return (int64_t)lo - 1;
+}
+
+int64_t vm_x64_find_pc(const vm_x64_module *module, const vm_x64_map *map, uint32_t pc, vm_x64_map_entry *out)
+{
+    int64_t k = last_mark(map, pc, 0);
+    if (k < 0)
+        return -1;
+    const vm_x64_mark *m = &map->marks[k];
+    uint32_t at = m->pc, entry = m->entry;
+    for (uint32_t i = m->index, end = group_end(map, (uint32_t)k); i < end; i++) {
+        uint32_t r = map->records[i];
+        if (i > m->index) {
+            at += rec_pc(r);
+            entry += rec_entry(r);
+        }
+        if (at == pc) {
+            expand(module, r, at, entry, out);
+            return i;
+        }
+        if (at > pc)
+            break;
+    }
+    return -1;
+}
+
+int64_t vm_x64_find_native(const vm_x64_module *module, const vm_x64_map *map, uint64_t offset,
+                           vm_x64_map_entry *out)
+{
+    int64_t k = last_mark(map, offset, 1);
+    if (k < 0)
+        return -1;
+    const vm_x64_mark *m = &map->marks[k];
+    uint32_t at = m->pc, entry = m->entry;
+    int64_t found = -1;
+    for (uint32_t i = m->index, end = group_end(map, (uint32_t)k); i < end; i++) {
+        uint32_t r = map->records[i];
+        if (i > m->index) {
+            at += rec_pc(r);
+            entry += rec_entry(r);
+        }
+        if (entry > offset)
+            break;
+        expand(module, r, at, entry, out);
+        found = i;
+    }
+    return found;
+}
+
+int vm_x64_map_read(const vm_x64_module *module, const vm_x64_map *map, uint32_t first, uint32_t count,
+                    vm_x64_map_entry *out)
+{
+    if (first > map->count || count > map->count - first)
+        return -1;
+    if (!count)
+        return 0;
+    /* the last mark at or before record `first` */
+    uint32_t lo = 0, hi = map->mark_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (map->marks[mid].index <= first)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return -1;
+    uint32_t k = lo - 1;
+    uint32_t at = 0, entry = 0;
+    for (uint32_t i = map->marks[k].index; i < first + count; i++) {
+        uint32_t r = map->records[i];
+        if (k < map->mark_count && map->marks[k].index == i) {
+            at = map->marks[k].pc;
+            entry = map->marks[k].entry;
+            k++;
+        } else {
+            at += rec_pc(r);
+            entry += rec_entry(r);
+        }
+        if (i >= first)
+            expand(module, r, at, entry, &out[i - first]);
+    }
+    return 0;
 }
 
 enum { ACCESS_OK = 0, ACCESS_FAULT = 1, ACCESS_PANIC = 2 };
@@ -88,7 +182,7 @@ static int access_slow(const vm_memory *m, uint32_t address, uint32_t length, ui
     return *fault < VM_LOW_MEMORY_PANIC_LIMIT ? ACCESS_PANIC : result;
 }
 
-void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map_entry *map, const vm_memory *memory,
+void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, const vm_memory *memory,
                           uint64_t rip_offset, uint64_t rax, uint32_t program_counter, vm_x64_fault *out)
 {
     out->stub = -1;
@@ -98,21 +192,21 @@ void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map_entry *m
     if (rip_offset == module->overflow_probe) {
         /* An access reaching 0xffffffff, and the top page is not mapped
          * (else the probe would have read it and trapped). */
-        int64_t k = vm_x64_find_pc(map, module->map_count, program_counter);
-        if (k < 0)
+        vm_x64_map_entry e;
+        if (vm_x64_find_pc(module, map, program_counter, &e) < 0)
             return;
         out->pc = program_counter;
         out->arg = page_of(memory, 0xffffffffu);
         out->stub = out->arg < VM_LOW_MEMORY_PANIC_LIMIT ? VMCTX_STUB_TRAP : VMCTX_STUB_PAGEFAULT;
-        out->resume = map[k].body;
+        out->resume = e.body;
         return;
     }
     if (rip_offset < module->first_insn || rip_offset >= module->code_size)
         return;
-    int64_t k = vm_x64_find_native(map, module->map_count, rip_offset);
-    if (k < 0 || rip_offset < map[k].body)
+    vm_x64_map_entry e;
+    if (vm_x64_find_native(module, map, rip_offset, &e) < 0 || rip_offset < e.body)
         return;
-    uint32_t info = map[k].info;
+    uint32_t info = e.info;
     if (!(info & (VM_X64_INFO_LOAD | VM_X64_INFO_STORE)))
         return;
     uint32_t size = 1u << ((info >> VM_X64_INFO_SIZE_SHIFT) & 3u);
@@ -121,13 +215,13 @@ void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map_entry *m
     int access = access_slow(memory, (uint32_t)rax, size, need, &fault);
     if (access == ACCESS_OK)
         return; /* the protections disagree with the permission map: a real crash */
-    out->pc = map[k].pc;
+    out->pc = e.pc;
     if (access == ACCESS_PANIC) {
         out->stub = VMCTX_STUB_TRAP;
     } else {
         out->stub = VMCTX_STUB_PAGEFAULT;
         out->arg = fault;
-        out->resume = map[k].body;
+        out->resume = e.body;
     }
 }
 

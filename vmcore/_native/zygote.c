@@ -106,7 +106,7 @@ static struct k_robust_list_head death_head;
 /* Native code (compiler.h's contract): the module when the loaded one is
  * VM_SHM_KIND_X64, and what its signal handlers need to know. */
 static const vm_x64_module *x64;
-static const vm_x64_map_entry *x64_map;
+static vm_x64_map x64_map;
 static uint64_t x64_code_mapped, x64_table_mapped;
 static volatile int serving;          /* holds the context (BUSY): answers go through the VmCtx */
 static volatile int x64_running;      /* between entering generated code and its exit */
@@ -334,7 +334,7 @@ static void on_fault(int sig, void *info, void *uctx)
         /* A guest access to a protected page (or past the jump table):
          * decide what the interpreter would have done. */
         vm_x64_fault f;
-        vm_x64_resolve_fault(x64, x64_map, &memory, rip - VM_ADDR_NATIVE_CODE, g[G_RAX],
+        vm_x64_resolve_fault(x64, &x64_map, &memory, rip - VM_ADDR_NATIVE_CODE, g[G_RAX],
                              atomic_load_explicit(&CTX->program_counter, RELAXED), &f);
         if (f.stub >= 0 && f.stub <= VMCTX_STUB_STEP) {
             for (int i = 0; i < VMCTX_REG_COUNT; i++)
@@ -689,7 +689,7 @@ static void unload_module(void)
         sys2(SYS_munmap, (long)VM_ADDR_JUMP_TABLE, (long)x64_table_mapped);
     module_size = x64_code_mapped = x64_table_mapped = 0;
     x64 = 0;
-    x64_map = 0;
+    memset(&x64_map, 0, sizeof x64_map);
 }
 
 /* Take the module(s) the host sent until the one of `generation`. */

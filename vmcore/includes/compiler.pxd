@@ -11,6 +11,7 @@ cdef extern from "vmcore/compiler.h":
         uint64_t code_address
         bint parallel
         uint32_t split_hint
+        bint populate
 
     ctypedef struct vm_x64_map_entry:
         uint32_t pc
@@ -18,13 +19,32 @@ cdef extern from "vmcore/compiler.h":
         uint32_t body
         uint32_t info
 
+    ctypedef struct vm_x64_mark:
+        uint32_t index
+        uint32_t pc
+        uint32_t entry
+
+    ctypedef struct vm_x64_map:
+        const uint32_t *records
+        const vm_x64_mark *marks
+        uint32_t count
+        uint32_t mark_count
+
+    ctypedef struct vm_x64_capacity:
+        size_t code
+        size_t records
+        size_t marks
+
     ctypedef struct vm_x64_module:
         uint64_t code_address
         uint32_t code_size
+        uint32_t gap_start
+        uint32_t gap_end
         uint32_t first_insn
         uint32_t entry_trampoline
         uint32_t overflow_probe
         uint32_t map_count
+        uint32_t mark_count
         uint32_t jump_table_count
         uint32_t code_len
         int isa
@@ -51,14 +71,17 @@ cdef extern from "vmcore/compiler.h":
     const uint8_t vm_x64_guest_regs[13]
 
     void vm_x64_bounds(const uint8_t *code, uint32_t code_len, const uint8_t *bitmask, const vm_x64_config *config,
-                       size_t *code_capacity, size_t *map_capacity) nogil
+                       vm_x64_capacity *capacity) nogil
     int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
-                       const uint32_t *jump_table_targets, uint32_t jump_table_count, uint8_t *code_out,
-                       size_t code_capacity, uint64_t *jump_table_out, vm_x64_map_entry *map_out,
-                       size_t map_capacity, vm_x64_module *module) nogil
-    int64_t vm_x64_find_pc(const vm_x64_map_entry *map, uint32_t count, uint32_t pc)
-    int64_t vm_x64_find_native(const vm_x64_map_entry *map, uint32_t count, uint64_t offset)
-    int vm_x64_enter(const vm_x64_module *module, const vm_x64_map_entry *map, const uint32_t *cost, uint32_t pc,
+                       const uint32_t *jump_table_targets, uint32_t jump_table_count,
+                       const vm_x64_capacity *capacity, uint8_t *code_out, uint64_t *jump_table_out,
+                       uint32_t *records_out, vm_x64_mark *marks_out, vm_x64_module *module) nogil
+    int64_t vm_x64_find_pc(const vm_x64_module *module, const vm_x64_map *map, uint32_t pc, vm_x64_map_entry *out)
+    int64_t vm_x64_find_native(const vm_x64_module *module, const vm_x64_map *map, uint64_t offset,
+                               vm_x64_map_entry *out)
+    int vm_x64_map_read(const vm_x64_module *module, const vm_x64_map *map, uint32_t first, uint32_t count,
+                        vm_x64_map_entry *out)
+    int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint32_t *cost, uint32_t pc,
                      int64_t *gas, uint64_t *native_address)
     int vm_x64_cpu_check(const char **missing)
     int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask)

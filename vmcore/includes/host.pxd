@@ -1,7 +1,7 @@
 # C declarations for include/vmcore/host.h (the process sandbox, host side).
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from vmcore.includes.interp cimport vm_module, vm_module_config, vm_state
-from vmcore.includes.compiler cimport vm_x64_config, vm_x64_module, vm_x64_map_entry
+from vmcore.includes.compiler cimport vm_x64_config, vm_x64_module, vm_x64_map
 
 cdef extern from "vmcore/vmctx.h":
     enum:
@@ -70,7 +70,7 @@ cdef extern from "vmcore/host.h":
         uint32_t kind
         vm_module module
         const vm_x64_module *x64
-        const vm_x64_map_entry *map
+        vm_x64_map map
         int fd
         uint8_t *base
         uint64_t size
