@@ -196,17 +196,29 @@ cdef class SharedModule:
         return self.m.x64.map_count if self.native else self.m.module.insn_count
 
     @property
+    def memory_bytes(self):
+        """Memory the module's pages take (the memfd's allocated blocks;
+        holes such as the gap between two halves cost nothing)."""
+        import os
+        return os.fstat(self.m.fd).st_blocks * 512 if self.m.fd >= 0 else 0
+
+    @property
     def native_code_size(self):
         return self.m.x64.code_size if self.native else 0
 
     @property
     def native_code(self):
         """The generated code as the sandbox maps it (bytes; b"" for an
-        interpreter module)."""
+        interpreter module; the gap between two halves as zeros)."""
         if not self.native:
             return b""
         cdef const vm_shm_module *h = <const vm_shm_module *>self.m.base
-        return PyBytes_FromStringAndSize(<const char *>self.m.base + h.native_offset, self.m.x64.code_size)
+        cdef const char *code = <const char *>self.m.base + h.native_offset
+        cdef uint32_t gap = self.m.x64.gap_start, gap_end = self.m.x64.gap_end
+        # the gap between two halves reads as zeros without touching it (a
+        # read would give the memfd pages there)
+        return (PyBytes_FromStringAndSize(code, gap) + bytes(gap_end - gap) +
+                PyBytes_FromStringAndSize(code + gap_end, self.m.x64.code_size - gap_end))
 
 
 cdef class Zygote:

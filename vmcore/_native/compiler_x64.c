@@ -14,6 +14,13 @@
  * final when written except forward branches to guest pcs, patched from
  * the pc -> native table at the end.
  *
+ * Big programs are compiled as two segments on two threads
+ * (config.parallel): the second starts at a basic block start near the
+ * middle, where the walk's state is known, and writes its code from the
+ * first segment's worst-case bound on (a gap nobody writes); branches and
+ * jump-table entries that cross segments are fixups like any other.  The
+ * pc map (compiler.h) is written as 4-byte records as the walk goes.
+ *
  * Buffer layout: shared routines first (exits, entry, helpers), then the
  * instructions.  One guest instruction:
  *
