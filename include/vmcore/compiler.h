@@ -77,7 +77,7 @@
  * exits with a TRAP or faults there with the registers intact.
  *
  * Deadlines: with gas metering on (or vm_x64_config.interruptible), every
- * block starts with `sub qword [gas], cost; jl not_enough_gas`.  To stop a
+ * block starts with `sub qword [gas], cost; jge body; call out_of_gas`.  To stop a
  * running guest, the sandbox's signal handler (SIGUSR1), when rip is inside
  * the generated code, subtracts VM_X64_INTERRUPT_GAS_BIAS from vmctx.gas
  * (generated code updates gas with single read-modify-write instructions,
@@ -159,7 +159,7 @@ typedef struct vm_x64_map_entry {
 #define VM_X64_REC_ENTRY_MAX 4095u
 #define VM_X64_MARK_EVERY 64u
 #define VM_X64_STEP_BYTES 9u   /* call step_routine; .long pc */
-#define VM_X64_CHARGE_BYTES 17u /* sub qword [gas], imm32; jl rel32 */
+#define VM_X64_CHARGE_BYTES 22u /* sub qword [gas], imm32; jge +9; call oog; .long pc */
 
 typedef struct vm_x64_mark {
     uint32_t index; /* the record it marks */

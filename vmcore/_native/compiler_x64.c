@@ -77,6 +77,13 @@ _Static_assert(VM_ADDR_GUEST_MEMORY > VM_ADDR_VMCTX_ALIAS && VM_ADDR_GUEST_MEMOR
 #define PENDING_MAX 64u
 #define CODE_LIMIT 0x3fff0000u
 
+/* The charge sequence (open_block): sub qword [r15 + disp32], imm32 (11
+ * bytes, imm32 at +7); jge +9 (2); call oog_routine (5); .long pc (4). */
+#define CHARGE_SUB_BYTES 11u
+#define CHARGE_COST_AT 7u
+#define CHARGE_CALL_AT 13u
+_Static_assert(CHARGE_SUB_BYTES + 2 + 5 + 4 == VM_X64_CHARGE_BYTES, "the charge sequence's length");
+
 static inline x64_mem ctx_at(size_t offset) { return x64_base_disp(MB, VM_X64_VMCTX_DISP + (int32_t)offset); }
 #define CTX(field) ctx_at(offsetof(vmctx, field))
 #define CTX_REG(i) ctx_at(offsetof(vmctx, regs) + 8u * (size_t)(i))
@@ -88,10 +95,9 @@ typedef struct fixup {
     uint32_t target_pc; /* guest pc whose entry it jumps to */
 } fixup;
 
-enum { STUB_OOG, STUB_BIG_CHARGE, STUB_TRAP, STUB_FINISHED, STUB_OVERFLOW, STUB_DIV };
+enum { STUB_BIG_CHARGE, STUB_TRAP, STUB_FINISHED, STUB_OVERFLOW, STUB_DIV };
 static const uint8_t stub_max[] = {
-    [STUB_OOG] = 17, [STUB_BIG_CHARGE] = 17, [STUB_TRAP] = 9, [STUB_FINISHED] = 9, [STUB_OVERFLOW] = 9,
-    [STUB_DIV] = 32,
+    [STUB_BIG_CHARGE] = 17, [STUB_TRAP] = 9, [STUB_FINISHED] = 9, [STUB_OVERFLOW] = 9, [STUB_DIV] = 32,
 };
 
 /* An out-of-line stub waiting to be written; `at`/`at2` are rel32 fields
@@ -161,7 +167,7 @@ typedef struct compiler {
     uint32_t finished_routine; /* call; .long pc */
     uint32_t overflow_routine; /* call; .long pc */
     uint32_t overflow_probe;
-    uint32_t oog_routine;      /* call; .long pc, cost, charge offset */
+    uint32_t oog_routine;      /* call; .long pc, right after the block's charge */
     uint32_t ecalli_routine;   /* call; .long pc, next pc, number; resumes after */
     uint32_t step_routine;     /* call; .long pc; resumes after */
 
@@ -170,7 +176,6 @@ typedef struct compiler {
     uint32_t block_pc;
     uint32_t block_cost;
     size_t charge_at;    /* offset of the gas charge */
-    size_t charge_jl_at; /* its jl rel32 field */
 } compiler;
 
 static inline int R(int guest) { return vm_x64_guest_regs[guest]; }
@@ -387,18 +392,18 @@ static void emit_routines(compiler *c)
     x64_movzx_rm(b, 4, 1, S, x64_base_index(MB, S, 0, 0));
     x64_jmp_rel32(b, c->exit_routine[VMCTX_STUB_TRAP]);
 
-    /* Out of gas: call; .long pc, cost, charge offset.  Undo the charge,
-     * leave at the block start; resuming charges again. */
+    /* Out of gas: called from the block's charge sequence (open_block),
+     * .long pc after the call.  Undo the charge (the cost is the sub's
+     * imm32, or sits in the same place after the jmp of a big charge) and
+     * leave at the charge; resuming charges again. */
     c->oog_routine = here(c);
     save_regs(b);
     x64_pop(b, X64_RAX);
     copy_data_word(b, 0, offsetof(vmctx, program_counter));
-    x64_load(b, 4, X64_RCX, x64_base_disp(X64_RAX, 4));
+    x64_lea(b, 8, X64_RDX, x64_base_disp(X64_RAX, -(int32_t)(CHARGE_CALL_AT + 5)));
+    x64_load(b, 4, X64_RCX, x64_base_disp(X64_RDX, CHARGE_COST_AT));
     x64_alu_mr(b, X64_ADD, 8, CTX(gas), X64_RCX);
-    x64_load(b, 4, X64_RCX, x64_base_disp(X64_RAX, 8));
-    x64_lea(b, 8, X64_RDX, x64_base_disp(X64_RIP, -(int32_t)(x64_offset(b) + 7))); /* the code's start */
-    x64_alu_rr(b, X64_ADD, 8, X64_RCX, X64_RDX);
-    x64_store(b, 8, CTX(next_native_program_counter), X64_RCX);
+    x64_store(b, 8, CTX(next_native_program_counter), X64_RDX);
     x64_jmp_m(b, CTX_STUB(VMCTX_STUB_NOT_ENOUGH_GAS));
 
     /* ecalli: call; .long pc, next pc, number; resume after the data */
@@ -433,11 +438,6 @@ static void write_stub(compiler *c, const pending *p)
     if (p->at2)
         x64_patch_rel32(b->start, p->at2, at);
     switch (p->kind) {
-    case STUB_OOG: {
-        uint32_t data[3] = {p->pc, p->x, p->y};
-        call_with_data(b, c->oog_routine, data, 3);
-        break;
-    }
     case STUB_BIG_CHARGE:
         /* a cost too big for a sign-extended imm32: charge here and go
          * back to the jl */
@@ -448,11 +448,11 @@ static void write_stub(compiler *c, const pending *p)
     case STUB_TRAP:
         call_with_data(b, c->trap_routine, &p->pc, 1);
         break;
-    case STUB_FINISHED:
-        call_with_data(b, c->finished_routine, &p->pc, 1);
-        break;
     case STUB_OVERFLOW:
         call_with_data(b, c->overflow_routine, &p->pc, 1);
+        break;
+    case STUB_FINISHED:
+        call_with_data(b, c->finished_routine, &p->pc, 1);
         break;
     case STUB_DIV: {
         /* x: a | b << 4 | wide << 8 | rem << 9 | signed << 10; at: divisor
@@ -539,9 +539,14 @@ HOT_INLINE void open_block(compiler *c, uint32_t pc)
     c->block_cost = 0;
     if (!c->charges)
         return;
-    c->charge_at = x64_offset(&c->out);
-    x64_alu_mi32(&c->out, X64_SUB, 8, CTX(gas), 0);
-    c->charge_jl_at = x64_jcc_rel32(&c->out, X64_CC_L, X64_NO_TARGET);
+    /* sub qword [gas], cost; jge over; call oog_routine; .long pc: all
+     * inline (VM_X64_CHARGE_BYTES), so running out of gas needs no stub */
+    x64_buf *b = &c->out;
+    c->charge_at = x64_offset(b);
+    x64_alu_mi32(b, X64_SUB, 8, CTX(gas), 0);
+    x64_jcc_rel8(b, X64_CC_GE, c->charge_at + VM_X64_CHARGE_BYTES);
+    x64_call_rel32(b, c->oog_routine);
+    x64_u32(b, pc);
 }
 
 HOT_INLINE void close_block(compiler *c)
@@ -550,22 +555,19 @@ HOT_INLINE void close_block(compiler *c)
     if (!c->charges)
         return;
     uint32_t cost = c->config->gas_metering ? c->block_cost : 0u;
-    uint32_t sub_end = (uint32_t)c->charge_jl_at - 2; /* the jl starts where the sub ends */
-    if (cost <= 0x7fffffffu) {
-        int32_t imm = (int32_t)cost;
-        memcpy(c->out.start + sub_end - 4, &imm, 4);
-    } else {
-        /* jmp to a stub that charges and comes back to the jl */
-        x64_buf patch = {c->out.start + c->charge_at, c->out.start};
+    uint8_t *site = c->out.start + c->charge_at;
+    if (cost > 0x7fffffffu) {
+        /* too big for the sub's sign-extended imm32: jmp to a stub that
+         * charges and comes back to the jge; the cost stays where the
+         * imm32 was, for oog_routine */
+        x64_buf patch = {site, c->out.start};
         size_t at = x64_jmp_rel32(&patch, X64_NO_TARGET);
-        x64_nops(&patch, sub_end - c->charge_at - 5);
+        x64_nops(&patch, CHARGE_COST_AT - 5);
         pending *p = add_pending(c, STUB_BIG_CHARGE, at, c->block_pc);
         p->x = cost;
-        p->y = sub_end;
+        p->y = (uint32_t)c->charge_at + CHARGE_SUB_BYTES;
     }
-    pending *p = add_pending(c, STUB_OOG, c->charge_jl_at, c->block_pc);
-    p->x = cost;
-    p->y = (uint32_t)c->charge_at;
+    memcpy(site + CHARGE_COST_AT, &cost, 4);
 }
 
 /* ---- instruction helpers ---- */
@@ -739,12 +741,14 @@ HOT_INLINE void emit_access(compiler *c, uint32_t *rec, uint32_t pc, int kind, i
     x64_buf *h = &c->out;
     if (base_guest < 0) {
         if ((uint64_t)offset + (uint64_t)size > 0xffffffffull) {
-            branch_to_stub(c, -1, STUB_OVERFLOW, pc);
+            call_with_data(h, c->overflow_routine, &pc, 1);
             c->falls_through = 0;
             return;
         }
         x64_mov_r32_imm(h, S, offset);
     } else {
+        /* an access reaching 0xffffffff goes to overflow_routine (out of
+         * line: the hot path stays a not-taken branch) */
         int b = R(base_guest);
         if (offset == 0)
             x64_mov_rr(h, 4, S, b);
