@@ -5,9 +5,9 @@
  * (vm_module_build): the same instruction sequence (implicit traps
  * included), the same basic blocks, the same gas per block, the same
  * jump-target rules.  Each guest instruction becomes a short fixed sequence
- * of native code, in program order.  What only runs on the way out (the
- * out-of-gas path, traps of dynamic jumps, the address-overflow path, the
- * rare halves of division) goes to small out-of-line stubs, collected while
+ * of native code, in program order.  What only runs on the way out (traps
+ * of dynamic jumps, the address-overflow path, the rare halves of
+ * division) goes to small out-of-line stubs, collected while
  * a stretch of code is emitted and written after the next instruction that
  * never falls through (so no extra jump is needed and the straight-line
  * code stays dense).  Everything is in one buffer, so every reference is
@@ -25,12 +25,14 @@
  * instructions.  One guest instruction:
  *
  *   [step exit]      (step tracing) call step_routine; .long pc
- *   [gas charge]     (block start) sub qword [gas], cost; jl out_of_gas_stub
+ *   [gas charge]     (block start) sub qword [gas], cost; jge body;
+ *                    call oog_routine; .long pc
  *   body             the instruction
  *
- * Exits that need data pass it after a `call` (the routine pops the
- * address of the data: the pc, the block's cost, ...); ecalli and step
- * resume right after their data.
+ * The out-of-gas call sits inline (one stub per block cost more code than
+ * the jump over it costs time).  Exits that need data pass it after a
+ * `call` (the routine pops the address of the data: the pc, the hostcall
+ * number, ...); ecalli and step resume right after their data.
  */
 #define _GNU_SOURCE /* pthread_sigmask, madvise */
 #include "vmcore/compiler.h"
