@@ -46,7 +46,10 @@
  *   TRAP            pc = the instruction (not resumable)
  *   ECALLI          pc, next_program_counter, arg = hostcall number;
  *                   resuming continues after the ecalli
- *   NOT_ENOUGH_GAS  pc = the block start, gas unchanged; resuming re-charges
+ *   NOT_ENOUGH_GAS  pc = the block start, the charge still applied and
+ *                   next_native_program_counter 0 (or memset's, from its
+ *                   helper): the sandbox calls vm_x64_out_of_gas() to undo
+ *                   the charge and set where to resume; resuming re-charges
  *   PAGEFAULT       (memset only) arg = page; resuming retries
  *   STEP            (step tracing) pc = the next instruction; resuming runs it
  * Helpers, entered with `call` (SysV ABI, stack aligned) with the guest
@@ -77,7 +80,7 @@
  * exits with a TRAP or faults there with the registers intact.
  *
  * Deadlines: with gas metering on (or vm_x64_config.interruptible), every
- * block starts with `sub qword [gas], cost; jge body; call out_of_gas`.  To stop a
+ * block starts with `sub qword [gas], cost; jl out_of_gas`.  To stop a
  * running guest, the sandbox's signal handler (SIGUSR1), when rip is inside
  * the generated code, subtracts VM_X64_INTERRUPT_GAS_BIAS from vmctx.gas
  * (generated code updates gas with single read-modify-write instructions,
@@ -159,7 +162,8 @@ typedef struct vm_x64_map_entry {
 #define VM_X64_REC_ENTRY_MAX 4095u
 #define VM_X64_MARK_EVERY 64u
 #define VM_X64_STEP_BYTES 9u   /* call step_routine; .long pc */
-#define VM_X64_CHARGE_BYTES 22u /* sub qword [gas], imm32; jge +9; call oog; .long pc */
+#define VM_X64_CHARGE_BYTES 17u /* sub qword [gas], imm32; jl oog_stub */
+#define VM_X64_CHARGE_COST_AT 7u /* the cost (u32) in it; also after the jmp of a charge > 2^31 */
 
 typedef struct vm_x64_mark {
     uint32_t index; /* the record it marks */
@@ -259,6 +263,15 @@ typedef struct vm_x64_fault {
  * Decides what the interpreter would have done with that access. */
 void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, const vm_memory *memory,
                           uint64_t rip_offset, uint64_t rax, uint32_t program_counter, vm_x64_fault *out);
+
+/* After a NOT_ENOUGH_GAS exit: `pc` and `next_native` as the exit left
+ * vmctx.program_counter / next_native_program_counter.  An out-of-gas
+ * block start leaves next_native 0: undo its charge on *gas (the cost is
+ * read back from the charge in the code at module->code_address) and
+ * resume at the charge; memset running dry leaves where to resume.
+ * Sets *resume (absolute); 0, or -1 when pc is not a block start. */
+int vm_x64_out_of_gas(const vm_x64_module *module, const vm_x64_map *map, uint32_t pc, uint64_t next_native,
+                      int64_t *gas, uint64_t *resume);
 
 /* The memset instruction (a0 = destination, a1 = byte, a2 = count), exactly
  * as the interpreter does it, on `regs` (vmctx.regs) and `gas`: returns 0

@@ -428,6 +428,15 @@ static int run_case(void)
         arm_timer(interrupt_us);
     for (;;) {
         uint32_t kind = runner_enter(code_base + module.entry_trampoline);
+        if (kind == VMCTX_STUB_NOT_ENOUGH_GAS) { /* as the zygote does */
+            int64_t gas = atomic_load(&ctx->gas);
+            uint64_t resume;
+            if (vm_x64_out_of_gas(&module, &map, atomic_load(&ctx->program_counter),
+                                  atomic_load(&ctx->next_native_program_counter), &gas, &resume))
+                die("out of gas at an unknown block");
+            atomic_store(&ctx->gas, gas);
+            atomic_store(&ctx->next_native_program_counter, resume);
+        }
         int64_t g = atomic_load(&ctx->gas);
         if (kind == VMCTX_STUB_NOT_ENOUGH_GAS && interrupt_applied) {
             atomic_store(&ctx->gas, g + VM_X64_INTERRUPT_GAS_BIAS);

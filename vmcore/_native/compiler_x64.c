@@ -5,9 +5,9 @@
  * (vm_module_build): the same instruction sequence (implicit traps
  * included), the same basic blocks, the same gas per block, the same
  * jump-target rules.  Each guest instruction becomes a short fixed sequence
- * of native code, in program order.  What only runs on the way out (traps
- * of dynamic jumps, the address-overflow path, the rare halves of
- * division) goes to small out-of-line stubs, collected while
+ * of native code, in program order.  What only runs on the way out (the
+ * out-of-gas path, traps of dynamic jumps, the address-overflow path, the
+ * rare halves of division) goes to small out-of-line stubs, collected while
  * a stretch of code is emitted and written after the next instruction that
  * never falls through (so no extra jump is needed and the straight-line
  * code stays dense).  Everything is in one buffer, so every reference is
@@ -25,14 +25,13 @@
  * instructions.  One guest instruction:
  *
  *   [step exit]      (step tracing) call step_routine; .long pc
- *   [gas charge]     (block start) sub qword [gas], cost; jge body;
- *                    call oog_routine; .long pc
+ *   [gas charge]     (block start) sub qword [gas], cost; jl oog_stub
  *   body             the instruction
  *
- * The out-of-gas call sits inline (one stub per block cost more code than
- * the jump over it costs time).  Exits that need data pass it after a
- * `call` (the routine pops the address of the data: the pc, the hostcall
- * number, ...); ecalli and step resume right after their data.
+ * Exits that need data pass it after a `call` (the routine pops the
+ * address of the data: the pc, the hostcall number, ...); ecalli and step
+ * resume right after their data.  The out-of-gas stub carries only the
+ * block's pc: the sandbox reads the cost back from the charge.
  */
 #define _GNU_SOURCE /* pthread_sigmask, madvise */
 #include "vmcore/compiler.h"
@@ -80,11 +79,10 @@ _Static_assert(VM_ADDR_GUEST_MEMORY > VM_ADDR_VMCTX_ALIAS && VM_ADDR_GUEST_MEMOR
 #define CODE_LIMIT 0x3fff0000u
 
 /* The charge sequence (open_block): sub qword [r15 + disp32], imm32 (11
- * bytes, imm32 at +7); jge +9 (2); call oog_routine (5); .long pc (4). */
+ * bytes, the cost at +7: VM_X64_CHARGE_COST_AT); jl rel32 (6). */
 #define CHARGE_SUB_BYTES 11u
-#define CHARGE_COST_AT 7u
-#define CHARGE_CALL_AT 13u
-_Static_assert(CHARGE_SUB_BYTES + 2 + 5 + 4 == VM_X64_CHARGE_BYTES, "the charge sequence's length");
+#define CHARGE_COST_AT VM_X64_CHARGE_COST_AT
+_Static_assert(CHARGE_SUB_BYTES + 6 == VM_X64_CHARGE_BYTES, "the charge sequence's length");
 
 static inline x64_mem ctx_at(size_t offset) { return x64_base_disp(MB, VM_X64_VMCTX_DISP + (int32_t)offset); }
 #define CTX(field) ctx_at(offsetof(vmctx, field))
@@ -97,9 +95,10 @@ typedef struct fixup {
     uint32_t target_pc; /* guest pc whose entry it jumps to */
 } fixup;
 
-enum { STUB_BIG_CHARGE, STUB_TRAP, STUB_FINISHED, STUB_OVERFLOW, STUB_DIV };
+enum { STUB_OOG, STUB_BIG_CHARGE, STUB_TRAP, STUB_FINISHED, STUB_OVERFLOW, STUB_DIV };
 static const uint8_t stub_max[] = {
-    [STUB_BIG_CHARGE] = 17, [STUB_TRAP] = 9, [STUB_FINISHED] = 9, [STUB_OVERFLOW] = 9, [STUB_DIV] = 32,
+    [STUB_OOG] = 9, [STUB_BIG_CHARGE] = 17, [STUB_TRAP] = 9, [STUB_FINISHED] = 9, [STUB_OVERFLOW] = 9,
+    [STUB_DIV] = 32,
 };
 
 /* An out-of-line stub waiting to be written; `at`/`at2` are rel32 fields
@@ -169,7 +168,7 @@ typedef struct compiler {
     uint32_t finished_routine; /* call; .long pc */
     uint32_t overflow_routine; /* call; .long pc */
     uint32_t overflow_probe;
-    uint32_t oog_routine;      /* call; .long pc, right after the block's charge */
+    uint32_t oog_routine;      /* call; .long pc (the block's) */
     uint32_t ecalli_routine;   /* call; .long pc, next pc, number; resumes after */
     uint32_t step_routine;     /* call; .long pc; resumes after */
 
@@ -394,18 +393,15 @@ static void emit_routines(compiler *c)
     x64_movzx_rm(b, 4, 1, S, x64_base_index(MB, S, 0, 0));
     x64_jmp_rel32(b, c->exit_routine[VMCTX_STUB_TRAP]);
 
-    /* Out of gas: called from the block's charge sequence (open_block),
-     * .long pc after the call.  Undo the charge (the cost is the sub's
-     * imm32, or sits in the same place after the jmp of a big charge) and
-     * leave at the charge; resuming charges again. */
+    /* Out of gas: call; .long pc, from the block's stub.  The sandbox
+     * undoes the charge and points next_native_program_counter at it
+     * (vm_x64_out_of_gas: the cost is read back from the charge), so the
+     * stub needs nothing but the pc. */
     c->oog_routine = here(c);
     save_regs(b);
     x64_pop(b, X64_RAX);
     copy_data_word(b, 0, offsetof(vmctx, program_counter));
-    x64_lea(b, 8, X64_RDX, x64_base_disp(X64_RAX, -(int32_t)(CHARGE_CALL_AT + 5)));
-    x64_load(b, 4, X64_RCX, x64_base_disp(X64_RDX, CHARGE_COST_AT));
-    x64_alu_mr(b, X64_ADD, 8, CTX(gas), X64_RCX);
-    x64_store(b, 8, CTX(next_native_program_counter), X64_RDX);
+    x64_store_imm(b, 8, CTX(next_native_program_counter), 0); /* 0: a charge to undo (memset's exit sets it) */
     x64_jmp_m(b, CTX_STUB(VMCTX_STUB_NOT_ENOUGH_GAS));
 
     /* ecalli: call; .long pc, next pc, number; resume after the data */
@@ -453,6 +449,9 @@ static void write_stub(compiler *c, const pending *p)
     case STUB_OVERFLOW:
         call_with_data(b, c->overflow_routine, &p->pc, 1);
         break;
+    case STUB_OOG:
+        call_with_data(b, c->oog_routine, &p->pc, 1);
+        break;
     case STUB_FINISHED:
         call_with_data(b, c->finished_routine, &p->pc, 1);
         break;
@@ -499,6 +498,7 @@ static void flush_stubs(compiler *c)
     for (uint32_t i = 0; i < c->pend_count; i++) {
         const pending *p = &c->pend[i];
         uint32_t routine = p->kind == STUB_OVERFLOW ? c->overflow_routine
+                           : p->kind == STUB_OOG    ? c->oog_routine
                            : p->kind == STUB_TRAP   ? c->trap_routine
                            : p->kind == STUB_FINISHED ? c->finished_routine
                                                       : 0;
@@ -541,14 +541,12 @@ HOT_INLINE void open_block(compiler *c, uint32_t pc)
     c->block_cost = 0;
     if (!c->charges)
         return;
-    /* sub qword [gas], cost; jge over; call oog_routine; .long pc: all
-     * inline (VM_X64_CHARGE_BYTES), so running out of gas needs no stub */
+    /* sub qword [gas], cost (patched by close_block); jl oog stub */
     x64_buf *b = &c->out;
     c->charge_at = x64_offset(b);
     x64_alu_mi32(b, X64_SUB, 8, CTX(gas), 0);
-    x64_jcc_rel8(b, X64_CC_GE, c->charge_at + VM_X64_CHARGE_BYTES);
-    x64_call_rel32(b, c->oog_routine);
-    x64_u32(b, pc);
+    size_t jl = x64_jcc_rel32(b, X64_CC_L, X64_NO_TARGET);
+    add_pending(c, STUB_OOG, jl, pc);
 }
 
 HOT_INLINE void close_block(compiler *c)

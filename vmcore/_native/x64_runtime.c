@@ -149,6 +149,24 @@ int vm_x64_map_read(const vm_x64_module *module, const vm_x64_map *map, uint32_t
     return 0;
 }
 
+int vm_x64_out_of_gas(const vm_x64_module *module, const vm_x64_map *map, uint32_t pc, uint64_t next_native,
+                      int64_t *gas, uint64_t *resume)
+{
+    if (next_native) {
+        *resume = next_native; /* memset: nothing charged to undo */
+        return 0;
+    }
+    vm_x64_map_entry e;
+    if (vm_x64_find_pc(module, map, pc, &e) < 0 || !(e.info & VM_X64_INFO_BLOCK_START) || !module->charges)
+        return -1;
+    uint32_t site = e.entry + (module->step_tracing ? VM_X64_STEP_BYTES : 0u);
+    uint32_t cost;
+    __builtin_memcpy(&cost, (const uint8_t *)(uintptr_t)module->code_address + site + VM_X64_CHARGE_COST_AT, 4);
+    *gas += (int64_t)cost;
+    *resume = module->code_address + site;
+    return 0;
+}
+
 enum { ACCESS_OK = 0, ACCESS_FAULT = 1, ACCESS_PANIC = 2 };
 
 static inline uint32_t page_of(const vm_memory *m, uint32_t address) { return address & ~(m->page_size - 1); }

@@ -837,6 +837,17 @@ static uint32_t run_native(void)
     x64_running = 1;
     uint32_t stub = zy_enter(trampoline);
     x64_running = 0;
+    if (stub == VMCTX_STUB_NOT_ENOUGH_GAS) {
+        /* undo the block's charge, resume at it (before the interrupt bias
+         * comes off: the two commute) */
+        int64_t gas = atomic_load_explicit(&c->gas, RELAXED);
+        uint64_t resume;
+        if (vm_x64_out_of_gas(x64, &x64_map, atomic_load_explicit(&c->program_counter, RELAXED),
+                              atomic_load_explicit(&c->next_native_program_counter, RELAXED), &gas, &resume))
+            fatal("native code ran out of gas at an unknown block", 0);
+        atomic_store_explicit(&c->gas, gas, RELAXED);
+        atomic_store_explicit(&c->next_native_program_counter, resume, RELAXED);
+    }
 
     int interrupted = x64_bias_applied;
     if (interrupted)
