@@ -427,6 +427,8 @@ static void emit_routines(compiler *c)
 
 /* ---- out-of-line stubs ---- */
 
+/* The stubs with code of their own (the others are `call routine; .long
+ * pc`, written by flush_stubs). */
 static void write_stub(compiler *c, const pending *p)
 {
     x64_buf *b = &c->out;
@@ -436,24 +438,15 @@ static void write_stub(compiler *c, const pending *p)
     if (p->at2)
         x64_patch_rel32(b->start, p->at2, at);
     switch (p->kind) {
+    default:
+        c->error = VM_X64_ERR_CONFIG; /* flush_stubs writes the others */
+        return;
     case STUB_BIG_CHARGE:
         /* a cost too big for a sign-extended imm32: charge here and go
          * back to the jl */
         x64_mov_r32_imm(b, S, p->x);
         x64_alu_mr(b, X64_SUB, 8, CTX(gas), S);
         x64_jmp_rel32(b, p->y);
-        break;
-    case STUB_TRAP:
-        call_with_data(b, c->trap_routine, &p->pc, 1);
-        break;
-    case STUB_OVERFLOW:
-        call_with_data(b, c->overflow_routine, &p->pc, 1);
-        break;
-    case STUB_OOG:
-        call_with_data(b, c->oog_routine, &p->pc, 1);
-        break;
-    case STUB_FINISHED:
-        call_with_data(b, c->finished_routine, &p->pc, 1);
         break;
     case STUB_DIV: {
         /* x: a | b << 4 | wide << 8 | rem << 9 | signed << 10; at: divisor
@@ -506,7 +499,7 @@ static void flush_stubs(compiler *c)
             write_stub(c, p);
             continue;
         }
-        /* call routine; .long pc (what write_stub does, without the detour) */
+        /* call routine; .long pc */
         uint8_t *o = c->out.p;
         uint32_t at = (uint32_t)(o - start);
         if (p->at)

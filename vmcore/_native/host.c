@@ -166,6 +166,44 @@ static int publish_module(vm_host_module *m, int fd, uint8_t *w, uint64_t max_si
     return 0;
 }
 
+static uint64_t page_round(uint64_t v) { return (v + 4095) & ~(uint64_t)4095; }
+
+/* A builder's memfd: sized for the worst case (sparse: what is never
+ * written costs nothing) and mapped writable; NULL with *error set on
+ * failure. */
+static uint8_t *open_build(const char *name, uint64_t max_size, int *fd, char *error)
+{
+    *fd = sealed_memfd(name, max_size, 0);
+    if (*fd < 0) {
+        set_error(error, "memfd_create for a module", errno);
+        return NULL;
+    }
+    uint8_t *w = mmap(NULL, max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, *fd, 0);
+    if (w == MAP_FAILED) {
+        set_error(error, "mapping a module for building", errno);
+        close(*fd);
+        return NULL;
+    }
+    return w;
+}
+
+/* The header fields both kinds share. */
+static void header_common(vm_shm_module *h, uint32_t kind, int isa, int gas_metering, int step_tracing, int is_64_bit,
+                          uint32_t code_len, uint32_t records, uint32_t jump_table_count, uint64_t size)
+{
+    h->magic = VM_SHM_MODULE_MAGIC;
+    h->version = VM_SHM_MODULE_VERSION;
+    h->kind = kind;
+    h->isa = isa;
+    h->gas_metering = gas_metering;
+    h->step_tracing = step_tracing;
+    h->is_64_bit = is_64_bit;
+    h->code_len = code_len;
+    h->insn_count = records;
+    h->jump_table_count = jump_table_count;
+    h->size = size;
+}
+
 int vm_host_module_build(vm_host_module *m, const vm_module_config *config, const uint8_t *code, uint32_t code_len,
                          const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
                          char *error)
@@ -178,41 +216,23 @@ int vm_host_module_build(vm_host_module *m, const vm_module_config *config, cons
     uint64_t jt = p2i + (((uint64_t)code_len + 1) * 4 + 7) / 8 * 8;
     uint64_t insns = jt + ((uint64_t)jump_table_count * 4 + 7) / 8 * 8;
     uint64_t max_size = insns + (uint64_t)capacity * sizeof(vm_insn);
-    int fd = sealed_memfd("vmcore-module", max_size, 0);
-    if (fd < 0) {
-        set_error(error, "memfd_create for a module", errno);
+    int fd;
+    uint8_t *w = open_build("vmcore-module", max_size, &fd, error);
+    if (!w)
         return -1;
-    }
-    uint8_t *w = mmap(NULL, max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-    if (w == MAP_FAILED) {
-        set_error(error, "mapping a module for building", errno);
-        close(fd);
-        return -1;
-    }
     vm_module built;
     vm_module_build(&built, config, code, code_len, bitmask, jump_table_targets, jump_table_count,
                     (vm_insn *)(w + insns), (uint32_t *)(w + p2i), (uint32_t *)(w + jt));
-    uint64_t size = insns + ((uint64_t)built.insn_count + 1) * sizeof(vm_insn);
-    size = (size + 4095) & ~(uint64_t)4095;
+    uint64_t size = page_round(insns + ((uint64_t)built.insn_count + 1) * sizeof(vm_insn));
     vm_shm_module *h = (vm_shm_module *)w;
-    h->magic = VM_SHM_MODULE_MAGIC;
-    h->version = VM_SHM_MODULE_VERSION;
-    h->isa = config->isa;
-    h->gas_metering = config->gas_metering;
-    h->step_tracing = config->step_tracing;
-    h->is_64_bit = built.is_64_bit;
-    h->code_len = code_len;
-    h->insn_count = built.insn_count;
-    h->jump_table_count = jump_table_count;
-    h->kind = VM_SHM_KIND_INTERP;
+    header_common(h, VM_SHM_KIND_INTERP, config->isa, config->gas_metering, config->step_tracing, built.is_64_bit,
+                  code_len, built.insn_count, jump_table_count, size);
     h->pc_to_index_offset = p2i;
     h->jump_table_offset = jt;
     h->insns_offset = insns;
-    h->size = size;
     return publish_module(m, fd, w, max_size, size, VM_SHM_KIND_INTERP, error);
 }
 
-static uint64_t page_round(uint64_t v) { return (v + 4095) & ~(uint64_t)4095; }
 
 /* The recompiler writes straight into the memfd's pages (no copy).  Each
  * page's first write costs a fault that allocates it (about 1 ms per MB
@@ -240,17 +260,10 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     uint64_t jt_off = page_round(marks_off + (uint64_t)cap.marks * sizeof(vm_x64_mark));
     uint64_t native_off = page_round(jt_off + (uint64_t)jump_table_count * 8u);
     uint64_t max_size = native_off + page_round(cap.code);
-    int fd = sealed_memfd("vmcore-native", max_size, 0);
-    if (fd < 0) {
-        set_error(error, "memfd_create for native code", errno);
+    int fd;
+    uint8_t *w = open_build("vmcore-native", max_size, &fd, error);
+    if (!w)
         return -1;
-    }
-    uint8_t *w = mmap(NULL, max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-    if (w == MAP_FAILED) {
-        set_error(error, "mapping native code for building", errno);
-        close(fd);
-        return -1;
-    }
     vm_shm_module *h = (vm_shm_module *)w;
     int rc = vm_x64_compile(&config, code, code_len, bitmask, jump_table_targets, jump_table_count, &cap,
                             w + native_off, (uint64_t *)(w + jt_off), (uint32_t *)(w + map_off),
@@ -264,22 +277,13 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     }
     uint64_t native_size = page_round(h->x64.code_size ? h->x64.code_size : 1);
     uint64_t size = native_off + native_size;
-    h->magic = VM_SHM_MODULE_MAGIC;
-    h->version = VM_SHM_MODULE_VERSION;
-    h->kind = VM_SHM_KIND_X64;
-    h->isa = config.isa;
-    h->gas_metering = config.gas_metering;
-    h->step_tracing = config.step_tracing;
-    h->is_64_bit = h->x64.is_64_bit;
-    h->code_len = code_len;
-    h->insn_count = h->x64.map_count;
-    h->jump_table_count = jump_table_count;
+    header_common(h, VM_SHM_KIND_X64, config.isa, config.gas_metering, config.step_tracing, h->x64.is_64_bit, code_len,
+                  h->x64.map_count, jump_table_count, size);
     h->jump_table_offset = jt_off;
     h->map_offset = map_off;
     h->marks_offset = marks_off;
     h->native_offset = native_off;
     h->native_size = native_size;
-    h->size = size;
     if (config.populate) {
         /* Give back what was prefaulted past the records' end and into the
          * gap between the halves (the code's tail goes with the trim). */
