@@ -551,8 +551,8 @@ HOT_INLINE void close_block(compiler *c)
     uint8_t *site = c->out.start + c->charge_at;
     if (cost > 0x7fffffffu) {
         /* too big for the sub's sign-extended imm32: jmp to a stub that
-         * charges and comes back to the jge; the cost stays where the
-         * imm32 was, for oog_routine */
+         * charges and comes back to the jl; the cost stays where the
+         * imm32 was, for vm_x64_out_of_gas */
         x64_buf patch = {site, c->out.start};
         size_t at = x64_jmp_rel32(&patch, X64_NO_TARGET);
         x64_nops(&patch, CHARGE_COST_AT - 5);
