@@ -25,3 +25,25 @@ def kernel(name: str, **sandbox_options):
     if name == "sum":
         return sb, (SUM_N,), SUM_RESULT
     return sb, (SIEVE_N, sb.memory_map.rw_data_address), SIEVE_RESULT
+
+
+def timed_kernel(name: str, gas: int, **sandbox_options):
+    """A pyperf time function: `loops` calls of kernel `name` (reset
+    before each, only the call timed, the result checked)."""
+    import time
+
+    def timed(loops: int) -> float:
+        sb, args, expected = kernel(name, gas=gas, **sandbox_options)
+        total = 0.0
+        try:
+            for _ in range(loops):
+                sb.reset()
+                t0 = time.perf_counter()
+                result = sb.call("main", *args)
+                total += time.perf_counter() - t0
+                if result != expected:
+                    raise SystemExit(f"{name}: wrong result {result}, expected {expected}")
+        finally:
+            sb.close()
+        return total
+    return timed

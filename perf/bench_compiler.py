@@ -18,7 +18,6 @@ Reference (PolkaVM's recompiler, this machine kind): sum 0.46 s, sieve
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pyperf
@@ -26,7 +25,7 @@ import pyperf
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _programs import kernel  # noqa: E402
+from _programs import timed_kernel  # noqa: E402
 from _synthetic import synthetic_program  # noqa: E402
 
 from vmcore import _process, isa as ISA  # noqa: E402
@@ -60,21 +59,7 @@ def bench_compile_cold(loops: int) -> float:
 
 
 def bench_kernel(name: str, backend: str, isolation: str):
-    def timed(loops: int) -> float:
-        sb, args, expected = kernel(name, gas=GAS, backend=backend, isolation=isolation)
-        total = 0.0
-        try:
-            for _ in range(loops):
-                sb.reset()
-                t0 = time.perf_counter()
-                result = sb.call("main", *args)
-                total += time.perf_counter() - t0
-                if result != expected:
-                    raise SystemExit(f"{name}: wrong result {result}, expected {expected}")
-        finally:
-            sb.close()
-        return total
-    return timed
+    return timed_kernel(name, GAS, backend=backend, isolation=isolation)
 
 
 def main() -> None:

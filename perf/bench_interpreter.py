@@ -7,29 +7,17 @@ blobs in ../shared/programs (bundled in vmcore/data) and prints seconds per
 run plus guest instructions per second (gas used with the default cost
 model of 1 per instruction)."""
 import sys
-import time
 
 import pyperf
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from _programs import kernel  # noqa: E402
+from _programs import kernel, timed_kernel  # noqa: E402
 
 GAS = 1 << 62
 
 
 def bench(name: str):
-    def timed(loops: int) -> float:
-        sb, args, expected = kernel(name, gas=GAS, backend="interpreter", isolation="inline")
-        total = 0.0
-        for _ in range(loops):
-            sb.reset()
-            t0 = time.perf_counter()
-            result = sb.call("main", *args)
-            total += time.perf_counter() - t0
-            if result != expected:
-                raise SystemExit(f"{name}: wrong result {result}, expected {expected}")
-        return total
-    return timed
+    return timed_kernel(name, GAS, backend="interpreter", isolation="inline")
 
 
 def instructions(name: str) -> int:

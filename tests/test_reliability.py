@@ -971,6 +971,27 @@ def test_closing_a_pool_with_min_idle_keeps_no_process():
 
 # == 3. closing from another thread ==========================================
 
+def start_closers(sb, count, delay=0.0):
+    """`count` started threads that close `sb` at once (after `delay`);
+    returns them and the list their exceptions go to."""
+    barrier = threading.Barrier(count)
+    errors = []
+
+    def closer():
+        barrier.wait()
+        if delay:
+            time.sleep(delay)
+        try:
+            sb.close()
+        except BaseException as e:  # noqa: B902
+            errors.append(e)
+
+    threads = [threading.Thread(target=closer) for _ in range(count)]
+    for t in threads:
+        t.start()
+    return threads, errors
+
+
 @pytest.mark.parametrize("mode", PROCESS_MODES)
 @pytest.mark.parametrize("export", ["spin", "hloop"])
 def test_close_from_other_threads_during_a_process_call(export, mode):
@@ -978,20 +999,7 @@ def test_close_from_other_threads_during_a_process_call(export, mode):
     for i in range(10):
         sb = new_sandbox(mode, hostcalls={"note": nothing}, pool=pool)
         target = Target(sb.pid)
-        barrier = threading.Barrier(3)
-        close_errors = []
-
-        def closer():
-            barrier.wait()
-            time.sleep(0.002 + 0.001 * i)
-            try:
-                sb.close()
-            except BaseException as e:  # noqa: B902
-                close_errors.append(e)
-
-        closers = [threading.Thread(target=closer) for _ in range(3)]
-        for t in closers:
-            t.start()
+        closers, close_errors = start_closers(sb, 3, delay=0.002 + 0.001 * i)
         _, error, _ = guarded(lambda: sb.call(export), 3.0, rescue=lambda: target.signal(signal.SIGKILL))
         for t in closers:
             t.join()
@@ -1097,19 +1105,7 @@ def test_concurrent_close_is_idempotent(mode):
         for _ in range(30):
             sb = new_sandbox(mode)
             sb.call("quick")
-            barrier = threading.Barrier(4)
-            errors = []
-
-            def closer():
-                barrier.wait()
-                try:
-                    sb.close()
-                except BaseException as e:  # noqa: B902
-                    errors.append(e)
-
-            threads = [threading.Thread(target=closer) for _ in range(4)]
-            for t in threads:
-                t.start()
+            threads, errors = start_closers(sb, 4)
             for t in threads:
                 t.join()
             assert not errors, errors
