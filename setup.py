@@ -42,6 +42,7 @@ CORE_SOURCES = [
     "vmcore/_native/x64_asm.c",
     "vmcore/_native/compiler_x64.c",
     "vmcore/_native/x64_runtime.c",
+    "vmcore/_native/module_memory.c",
     "vmcore/_native/host.c",
 ]
 

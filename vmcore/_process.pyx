@@ -122,6 +122,20 @@ _X64_ERRORS = {
 }
 
 
+def module_memory_pool():
+    """(memfds, bytes of module) kept from freed native modules for the
+    next compile to write over (module_memory.h)."""
+    cdef int count
+    cdef uint64_t size
+    vm_module_memory_pooled(&count, &size)
+    return count, size
+
+
+def drain_module_memory():
+    """Free the memory kept from freed native modules; how many memfds."""
+    return vm_module_memory_drain()
+
+
 cdef class SharedModule:
     """One program and configuration compiled by the host into a sealed
     memfd that sandboxes map read only (immutable): threaded code for the
@@ -146,7 +160,7 @@ cdef class SharedModule:
         cdef const uint8_t *bitmask_ptr = NULL
         cdef char error[VM_HOST_ERROR_SIZE]
         cdef int rc
-        self.m.fd = -1
+        self.m.memory.fd = -1
         self.m.base = NULL
         self.gas_metering = gas_metering
         self.step_tracing = step_tracing
@@ -196,11 +210,17 @@ cdef class SharedModule:
         return self.m.x64.map_count if self.native else self.m.module.insn_count
 
     @property
+    def memfd(self):
+        """The module's memfd (for inspection: its first ``size`` bytes are
+        the module; do not close it), or -1."""
+        return self.m.memory.fd
+
+    @property
     def memory_bytes(self):
         """Memory the module's pages take (the memfd's allocated blocks;
         holes such as the gap between two halves cost nothing)."""
         import os
-        return os.fstat(self.m.fd).st_blocks * 512 if self.m.fd >= 0 else 0
+        return os.fstat(self.m.memory.fd).st_blocks * 512 if self.m.memory.fd >= 0 else 0
 
     @property
     def native_code_size(self):

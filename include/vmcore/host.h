@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "vmcore/interp.h"
+#include "vmcore/module_memory.h"
 #include "vmcore/vmctx.h"
 #include "vmcore/zygote.h"
 
@@ -24,8 +25,8 @@ typedef struct vm_host_module {
     vm_module module;              /* INTERP: pointers into base */
     const vm_x64_module *x64;      /* X64: in base */
     vm_x64_map map;                /* X64: in base */
-    int fd;
-    uint8_t *base;
+    vm_module_memory memory;       /* its memfd (module_memory.h) */
+    const uint8_t *base;           /* the module, size bytes (NULL: none) */
     uint64_t size;
 } vm_host_module;
 
@@ -39,6 +40,7 @@ int vm_host_module_build(vm_host_module *m, const vm_module_config *config, cons
 int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config, const uint8_t *code, uint32_t code_len,
                       const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
                       int *x64_error, char *error);
+/* Its memfd goes back to the pool (module_memory.h) or is closed. */
 void vm_host_module_free(vm_host_module *m);
 
 typedef struct vm_host_spawn_options {

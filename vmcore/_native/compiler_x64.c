@@ -1853,6 +1853,15 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
                 m.index += (uint32_t)map_count;
                 marks_out[mark_count + k] = m;
             }
+            /* No stale copies past the ends: everything in the outputs
+             * that is not the map reads as zeros (the host may reuse
+             * memory and relies on it). */
+            uint32_t *records_end = records_out + map_count + d->map_count;
+            if (d->records + d->map_count > records_end)
+                memset(records_end, 0, (size_t)(d->records + d->map_count - records_end) * sizeof *records_out);
+            vm_x64_mark *marks_end = marks_out + mark_count + d->mark_count;
+            if (d->marks + d->mark_count > marks_end)
+                memset(marks_end, 0, (size_t)(d->marks + d->mark_count - marks_end) * sizeof *marks_out);
             map_count += d->map_count;
             mark_count += d->mark_count;
         }

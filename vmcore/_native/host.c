@@ -113,54 +113,26 @@ int vm_host_image_create(const void *elf, size_t length, char *error)
 
 /* ---- shared modules ---- */
 
-/* Trim a built module's memfd to `size` (page aligned), seal it (the
- * zygotes of many sandboxes share it, so none of them may change it) and
- * check it as a zygote will.  The build's own mapping `w` (max_size bytes)
- * stays as the module's mapping here, read only from now on: sealing with
- * F_SEAL_FUTURE_WRITE allows that, and unmapping a few MB of freshly
- * written shared pages costs a tenth of a compile.  Kernels before 5.1
- * (no F_SEAL_FUTURE_WRITE) unmap, seal with F_SEAL_WRITE and map again.
- * Takes `fd` and `w` (both released on failure). */
-static int publish_module(vm_host_module *m, int fd, uint8_t *w, uint64_t max_size, uint64_t size, uint32_t kind,
+/* Seal a built module (the zygotes of many sandboxes share it, so none of
+ * them may change it; module_memory.h) given what the build wrote, keep
+ * [0, size) mapped read only here and check it as a zygote will.
+ * Releases the memory on failure. */
+static int publish_module(vm_host_module *m, uint64_t size, const vm_extent *written, int count, uint32_t kind,
                           char *error)
 {
-    const int fixed = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
-    if (ftruncate(fd, (off_t)size) != 0) {
-        set_error(error, "trimming a module", errno);
-        munmap(w, max_size);
-        close(fd);
+    const uint8_t *r = vm_module_memory_publish(&m->memory, size, written, count);
+    if (!r) {
+        set_error(error, "sealing a module", errno);
         return -1;
-    }
-    if (max_size > size)
-        munmap(w + size, max_size - size); /* past the end: nothing is mapped there any more */
-    uint8_t *r = w;
-    if (fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | fixed) == 0) {
-        mprotect(r, size, PROT_READ);
-    } else {
-        int why = errno;
-        munmap(w, size);
-        if (why != EINVAL || fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | fixed) != 0) {
-            set_error(error, "sealing a module", errno);
-            close(fd);
-            return -1;
-        }
-        r = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-        if (r == MAP_FAILED) {
-            set_error(error, "mapping a module", errno);
-            close(fd);
-            return -1;
-        }
     }
     int bad = kind == VM_SHM_KIND_X64 ? vm_shm_x64_attach(&m->x64, &m->map, r, size)
                                       : vm_shm_module_attach(&m->module, r, size);
     if (bad) {
         set_error(error, "the built module does not validate", 0);
-        munmap(r, size);
-        close(fd);
+        vm_module_memory_release(&m->memory, 0);
         return -1;
     }
     m->kind = kind;
-    m->fd = fd;
     m->base = r;
     m->size = size;
     return 0;
@@ -169,22 +141,18 @@ static int publish_module(vm_host_module *m, int fd, uint8_t *w, uint64_t max_si
 static uint64_t page_round(uint64_t v) { return (v + 4095) & ~(uint64_t)4095; }
 
 /* A builder's memfd: sized for the worst case (sparse: what is never
- * written costs nothing) and mapped writable; NULL with *error set on
- * failure. */
-static uint8_t *open_build(const char *name, uint64_t max_size, int *fd, char *error)
+ * written costs nothing), mapped writable, its header page zeroed; NULL
+ * with *error set on failure. */
+static uint8_t *open_build(vm_host_module *m, int poolable, const char *name, uint64_t max_size, char *error)
 {
-    *fd = sealed_memfd(name, max_size, 0);
-    if (*fd < 0) {
-        set_error(error, "memfd_create for a module", errno);
+    memset(m, 0, sizeof *m);
+    m->memory.fd = -1;
+    if (vm_module_memory_open(&m->memory, poolable, name, max_size) != 0) {
+        set_error(error, "creating a memfd for a module", errno);
         return NULL;
     }
-    uint8_t *w = mmap(NULL, max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, *fd, 0);
-    if (w == MAP_FAILED) {
-        set_error(error, "mapping a module for building", errno);
-        close(*fd);
-        return NULL;
-    }
-    return w;
+    memset(m->memory.map, 0, VM_SHM_MODULE_HEADER_SIZE);
+    return m->memory.map;
 }
 
 /* The header fields both kinds share. */
@@ -208,16 +176,14 @@ int vm_host_module_build(vm_host_module *m, const vm_module_config *config, cons
                          const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
                          char *error)
 {
-    memset(m, 0, sizeof *m);
-    m->fd = -1;
     size_t capacity;
     vm_module_sizes(code_len, jump_table_count, config, &capacity);
     uint64_t p2i = VM_SHM_MODULE_HEADER_SIZE;
     uint64_t jt = p2i + (((uint64_t)code_len + 1) * 4 + 7) / 8 * 8;
     uint64_t insns = jt + ((uint64_t)jump_table_count * 4 + 7) / 8 * 8;
     uint64_t max_size = insns + (uint64_t)capacity * sizeof(vm_insn);
-    int fd;
-    uint8_t *w = open_build("vmcore-module", max_size, &fd, error);
+    /* not pooled: threaded code is built once per program and small */
+    uint8_t *w = open_build(m, 0, "vmcore-module", max_size, error);
     if (!w)
         return -1;
     vm_module built;
@@ -230,23 +196,22 @@ int vm_host_module_build(vm_host_module *m, const vm_module_config *config, cons
     h->pc_to_index_offset = p2i;
     h->jump_table_offset = jt;
     h->insns_offset = insns;
-    return publish_module(m, fd, w, max_size, size, VM_SHM_KIND_INTERP, error);
+    const vm_extent all = {0, size};
+    return publish_module(m, size, &all, 1, VM_SHM_KIND_INTERP, error);
 }
 
 
-/* The recompiler writes straight into the memfd's pages (no copy).  Each
- * page's first write costs a fault that allocates it (about 1 ms per MB
- * on the machines measured, as much as compiling), so from
- * VM_X64_PARALLEL_MIN bytes of guest code on, two threads compile a half
- * each and prefault their output in batches.  The file is sized for the
- * worst case first (a sparse file: unused parts cost nothing), then
- * trimmed. */
+/* The recompiler writes straight into the memfd's pages (no copy), a
+ * pooled memfd's when one fits (module_memory.h: its pages are in place
+ * already).  A fresh page's first write costs a fault that allocates it
+ * (about 1 ms per MB on the machines measured, as much as compiling), so
+ * from VM_X64_PARALLEL_MIN bytes of guest code on, two threads compile a
+ * half each and prefault their output in batches.  The memfd is sized for
+ * the worst case; what the module does not use is cleared after. */
 int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const uint8_t *code, uint32_t code_len,
                       const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
                       int *x64_error, char *error)
 {
-    memset(m, 0, sizeof *m);
-    m->fd = -1;
     *x64_error = 0;
     vm_x64_config config = *config_in;
     config.code_address = VM_ADDR_NATIVE_CODE;
@@ -260,8 +225,7 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     uint64_t jt_off = page_round(marks_off + (uint64_t)cap.marks * sizeof(vm_x64_mark));
     uint64_t native_off = page_round(jt_off + (uint64_t)jump_table_count * 8u);
     uint64_t max_size = native_off + page_round(cap.code);
-    int fd;
-    uint8_t *w = open_build("vmcore-native", max_size, &fd, error);
+    uint8_t *w = open_build(m, 1, "vmcore-native", max_size, error);
     if (!w)
         return -1;
     vm_shm_module *h = (vm_shm_module *)w;
@@ -271,8 +235,7 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     if (rc != VM_X64_OK) {
         *x64_error = rc;
         set_error(error, "the recompiler failed", 0);
-        munmap(w, max_size);
-        close(fd);
+        vm_module_memory_release(&m->memory, 0);
         return -1;
     }
     uint64_t native_size = page_round(h->x64.code_size ? h->x64.code_size : 1);
@@ -284,28 +247,29 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     h->marks_offset = marks_off;
     h->native_offset = native_off;
     h->native_size = native_size;
-    if (config.populate) {
-        /* Give back what was prefaulted past the records' end and into the
-         * gap between the halves (the code's tail goes with the trim). */
-        uint64_t map_used = page_round(map_off + (uint64_t)h->x64.map_count * sizeof(uint32_t));
-        uint64_t gap = page_round(native_off + h->x64.gap_start);
-        uint64_t gap_end = (native_off + h->x64.gap_end) & ~(uint64_t)4095;
-        if (map_used < marks_off)
-            fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)map_used, (off_t)(marks_off - map_used));
-        if (gap < gap_end)
-            fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)gap, (off_t)(gap_end - gap));
-    }
-    return publish_module(m, fd, w, max_size, size, VM_SHM_KIND_X64, error);
+    /* What it wrote: header and records, marks, jump table, the code's
+     * halves (not the gap between them, nor the tails of the worst-case
+     * spaces: what was prefaulted there is given back). */
+    const vm_x64_module *x = &h->x64;
+    const vm_extent parts[] = {
+        {0, map_off + (uint64_t)x->map_count * sizeof(uint32_t)},
+        {marks_off, marks_off + (uint64_t)x->mark_count * sizeof(vm_x64_mark)},
+        {jt_off, jt_off + (uint64_t)jump_table_count * 8u},
+        {native_off, native_off + x->gap_start},
+        {native_off + x->gap_end, native_off + x->code_size},
+    };
+    vm_extent written[5];
+    int count = 0;
+    for (int k = 0; k < 5; k++)
+        if (parts[k].from < parts[k].to)
+            written[count++] = parts[k];
+    return publish_module(m, size, written, count, VM_SHM_KIND_X64, error);
 }
 
 void vm_host_module_free(vm_host_module *m)
 {
-    if (m->base)
-        munmap(m->base, m->size);
-    if (m->fd >= 0)
-        close(m->fd);
+    vm_module_memory_release(&m->memory, m->base ? m->size : 0);
     m->base = NULL;
-    m->fd = -1;
 }
 
 /* ---- CPUs ---- */
@@ -874,7 +838,7 @@ int vm_host_send_module(vm_host_zygote *z, const vm_host_module *m)
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &m->fd, sizeof(int));
+    memcpy(CMSG_DATA(cm), &m->memory.fd, sizeof(int));
     ssize_t n;
     do
         n = sendmsg(z->socket_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -58,6 +58,11 @@ cdef extern from "vmcore/zygote.h":
         VM_SHM_KIND_INTERP
         VM_SHM_KIND_X64
 
+cdef extern from "vmcore/module_memory.h":
+    int vm_module_memory_drain()
+    void vm_module_memory_pooled(int *count, uint64_t *bytes)
+
+
 cdef extern from "vmcore/host.h":
     enum:
         VM_HOST_ERROR_SIZE
@@ -66,13 +71,16 @@ cdef extern from "vmcore/host.h":
         VM_HOST_WAIT_STOPPED
     double VM_HOST_INTERRUPT_GRACE
 
+    ctypedef struct vm_module_memory:
+        int fd
+
     ctypedef struct vm_host_module:
         uint32_t kind
         vm_module module
         const vm_x64_module *x64
         vm_x64_map map
-        int fd
-        uint8_t *base
+        vm_module_memory memory
+        const uint8_t *base
         uint64_t size
 
     ctypedef struct vm_host_spawn_options:
