@@ -36,7 +36,9 @@ typedef struct vm_extent {
 /* A memfd being built or holding a published module. */
 typedef struct vm_module_memory {
     int fd;
-    uint8_t *map;      /* capacity bytes: writable while building; after publishing [0, size) read only */
+    uint8_t *map;      /* capacity bytes, writable: the builder's (kept for the next build) */
+    const uint8_t *module; /* after publishing: [0, size) mapped again, read only (what the host reads) */
+    uint64_t size;
     uint64_t capacity; /* the memfd's size (may exceed the module's) */
     int poolable;      /* goes back to the pool when released (native-code modules) */
     int pid;           /* the process that built it (only it may reuse it) */
@@ -55,14 +57,15 @@ int vm_module_memory_open(vm_module_memory *mm, int poolable, const char *name, 
  * rest of the memfd must read as zeros): of a reused memfd, what the
  * earlier module wrote outside them is zeroed; of a new one, the pages
  * outside them (prefaulted ahead of the writes, never written) are given
- * back.  Then seals it and makes [0, size) read only here (size page
- * aligned).  Returns the module's read-only mapping, or NULL with errno
- * set (everything released). */
+ * back.  Then seals it and maps [0, size) again read only (size page
+ * aligned; the writable mapping stays, unused, for the next build).
+ * Returns the read-only mapping, or NULL with errno set (everything
+ * released). */
 const uint8_t *vm_module_memory_publish(vm_module_memory *mm, uint64_t size, const vm_extent *written, int count);
 
-/* A published (or failed) module is gone: its memfd back to the pool, or
- * closed.  `size`: what the module used (0 for a failed build). */
-void vm_module_memory_release(vm_module_memory *mm, uint64_t size);
+/* A published module is gone (or a build failed): its memfd back to the
+ * pool, or closed. */
+void vm_module_memory_release(vm_module_memory *mm);
 
 /* Close every pooled memfd (their memory is freed); returns how many. */
 int vm_module_memory_drain(void);

@@ -129,7 +129,7 @@ static int publish_module(vm_host_module *m, uint64_t size, const vm_extent *wri
                                       : vm_shm_module_attach(&m->module, r, size);
     if (bad) {
         set_error(error, "the built module does not validate", 0);
-        vm_module_memory_release(&m->memory, 0);
+        vm_module_memory_release(&m->memory);
         return -1;
     }
     m->kind = kind;
@@ -215,7 +215,7 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     *x64_error = 0;
     vm_x64_config config = *config_in;
     config.code_address = VM_ADDR_NATIVE_CODE;
-    config.parallel = config.populate = code_len >= VM_X64_PARALLEL_MIN;
+    config.parallel = code_len >= VM_X64_PARALLEL_MIN;
     vm_x64_capacity cap;
     vm_x64_bounds(code, code_len, bitmask, &config, &cap);
     /* The module's layout in the memfd. */
@@ -228,6 +228,7 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     uint8_t *w = open_build(m, 1, "vmcore-native", max_size, error);
     if (!w)
         return -1;
+    config.populate = config.parallel && !m->memory.reused; /* a reused memfd's pages are in place */
     vm_shm_module *h = (vm_shm_module *)w;
     int rc = vm_x64_compile(&config, code, code_len, bitmask, jump_table_targets, jump_table_count, &cap,
                             w + native_off, (uint64_t *)(w + jt_off), (uint32_t *)(w + map_off),
@@ -235,7 +236,7 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
     if (rc != VM_X64_OK) {
         *x64_error = rc;
         set_error(error, "the recompiler failed", 0);
-        vm_module_memory_release(&m->memory, 0);
+        vm_module_memory_release(&m->memory);
         return -1;
     }
     uint64_t native_size = page_round(h->x64.code_size ? h->x64.code_size : 1);
@@ -268,7 +269,7 @@ int vm_host_x64_build(vm_host_module *m, const vm_x64_config *config_in, const u
 
 void vm_host_module_free(vm_host_module *m)
 {
-    vm_module_memory_release(&m->memory, m->base ? m->size : 0);
+    vm_module_memory_release(&m->memory);
     m->base = NULL;
 }
 

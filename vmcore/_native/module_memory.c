@@ -35,10 +35,13 @@ static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 static void unmap_and_close(vm_module_memory *mm)
 {
+    if (mm->module)
+        munmap((void *)mm->module, mm->size);
     if (mm->map)
         munmap(mm->map, mm->capacity);
     if (mm->fd >= 0)
         close(mm->fd);
+    mm->module = NULL;
     mm->map = NULL;
     mm->fd = -1;
 }
@@ -90,11 +93,8 @@ int vm_module_memory_open(vm_module_memory *mm, int poolable, const char *name, 
         }
         pthread_mutex_unlock(&pool_lock);
         if (mm->map) {
-            if (mprotect(mm->map, mm->capacity, PROT_READ | PROT_WRITE) == 0) {
-                mm->reused = 1;
-                return 0;
-            }
-            unmap_and_close(mm);
+            mm->reused = 1;
+            return 0;
         }
     }
     mm->capacity = capacity_for(need);
@@ -168,50 +168,45 @@ const uint8_t *vm_module_memory_publish(vm_module_memory *mm, uint64_t size, con
     }
     memcpy(mm->extents, written, (size_t)count * sizeof *written);
     mm->extent_count = count;
-    /* A reused memfd is sealed already. */
-    if (mm->reused || fcntl(mm->fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | fixed) == 0) {
-        mprotect(mm->map, size, PROT_READ);
-        if (mm->capacity > size)
-            mprotect(mm->map + size, mm->capacity - size, PROT_NONE);
-        mm->reusable = 1;
-        return mm->map;
-    }
-    /* No F_SEAL_FUTURE_WRITE: trim, unmap, seal against all writes, map
-     * again read only. */
-    int why = errno;
-    if (why != EINVAL || ftruncate(mm->fd, (off_t)size) != 0) {
-        unmap_and_close(mm);
-        errno = why;
-        return NULL;
-    }
-    munmap(mm->map, mm->capacity);
-    mm->map = NULL;
-    mm->capacity = size;
-    if (fcntl(mm->fd, F_ADD_SEALS, F_SEAL_WRITE | fixed) != 0) {
-        why = errno;
-        unmap_and_close(mm);
-        errno = why;
-        return NULL;
+    /* A reused memfd is sealed already.  Without F_SEAL_FUTURE_WRITE
+     * (before Linux 5.1) the writable mapping has to go before sealing
+     * against writes, and with it the reuse. */
+    if (!mm->reused && fcntl(mm->fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | fixed) != 0) {
+        int why = errno;
+        munmap(mm->map, mm->capacity);
+        mm->map = NULL;
+        if (why != EINVAL || ftruncate(mm->fd, (off_t)size) != 0 ||
+            fcntl(mm->fd, F_ADD_SEALS, F_SEAL_WRITE | fixed) != 0) {
+            why = errno;
+            unmap_and_close(mm);
+            errno = why;
+            return NULL;
+        }
     }
     void *r = mmap(NULL, size, PROT_READ, MAP_SHARED, mm->fd, 0);
     if (r == MAP_FAILED) {
-        why = errno;
+        int why = errno;
         unmap_and_close(mm);
         errno = why;
         return NULL;
     }
-    mm->map = r;
-    return mm->map;
+    mm->module = r;
+    mm->size = size;
+    mm->reusable = mm->map != NULL;
+    return mm->module;
 }
 
-void vm_module_memory_release(vm_module_memory *mm, uint64_t size)
+void vm_module_memory_release(vm_module_memory *mm)
 {
-    if (!mm->map && mm->fd < 0)
+    uint64_t size = mm->module ? mm->size : 0;
+    if (!mm->map && !mm->module && mm->fd < 0)
         return;
     if (!mm->reusable || !mm->poolable || !size || size > POOL_BYTES || mm->pid != (int)getpid()) {
         unmap_and_close(mm);
         return;
     }
+    munmap((void *)mm->module, mm->size);
+    mm->module = NULL;
     pthread_mutex_lock(&pool_lock);
     uint64_t bytes = size;
     for (int k = 0; k < pool_count; k++)
