@@ -1437,17 +1437,33 @@ int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len,
 
 /* ---- the pass ---- */
 
+/* Set bits of the bitmask's first code_len bits.  With the POPCNT
+ * instruction when the CPU has it (the host build may not assume it). */
+#define COUNT_STARTS_BODY(count)                                                    \
+    uint64_t n = 0;                                                                 \
+    uint32_t full = code_len / 8, i = 0;                                            \
+    for (; i + 8 <= full; i += 8)                                                   \
+        n += count(load_u64(bitmask + i));                                          \
+    for (; i < full; i++)                                                           \
+        n += count(bitmask[i]);                                                     \
+    if (code_len % 8)                                                               \
+        n += count((uint64_t)(bitmask[full] & ((1u << (code_len % 8)) - 1u)));      \
+    return (uint32_t)n;
+
+__attribute__((target("popcnt"))) static uint32_t count_starts_popcnt(const uint8_t *bitmask, uint32_t code_len)
+{
+    COUNT_STARTS_BODY(__builtin_popcountll)
+}
+
+static uint32_t count_starts_swar(const uint8_t *bitmask, uint32_t code_len)
+{
+    COUNT_STARTS_BODY(popcount64)
+}
+
 static uint32_t count_starts(const uint8_t *bitmask, uint32_t code_len)
 {
-    uint64_t n = 0;
-    uint32_t full = code_len / 8, i = 0;
-    for (; i + 8 <= full; i += 8)
-        n += popcount64(load_u64(bitmask + i));
-    for (; i < full; i++)
-        n += popcount64(bitmask[i]);
-    if (code_len % 8)
-        n += popcount64(bitmask[full] & ((1u << (code_len % 8)) - 1u));
-    return (uint32_t)n;
+    return __builtin_cpu_supports("popcnt") ? count_starts_popcnt(bitmask, code_len)
+                                            : count_starts_swar(bitmask, code_len);
 }
 
 static size_t instruction_bound(const uint8_t *bitmask, uint32_t code_len)
@@ -1698,6 +1714,17 @@ static void compile_segment(compiler *c)
         jump_pc(c, -1, c->hi);
     }
     flush_stubs(c);
+    /* Forward jumps within the segment can be patched now, in parallel
+     * with the other segment; those to another segment wait for the link. */
+    size_t kept = 0;
+    for (size_t i = 0; i < c->fixup_count; i++) {
+        fixup f = c->fixups[i];
+        if (f.target_pc >= c->lo && f.target_pc < c->hi)
+            x64_patch_rel32(c->out.start, f.at, target_entry_of(c, f.target_pc));
+        else
+            c->fixups[kept++] = f;
+    }
+    c->fixup_count = kept;
 }
 
 static void *segment_thread(void *arg)
