@@ -1727,9 +1727,17 @@ static void compile_segment(compiler *c)
     c->fixup_count = kept;
 }
 
+static int alloc_targets(compiler *c, size_t map_capacity);
+
+/* A second segment's compile, with its own scratch (allocated here: off
+ * the first thread's path). */
 static void *segment_thread(void *arg)
 {
-    compile_segment(arg);
+    compiler *c = arg;
+    if (!alloc_targets(c, c->map_cap))
+        c->error = VM_X64_ERR_NOMEM;
+    else
+        compile_segment(c);
     return NULL;
 }
 
@@ -1848,11 +1856,6 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         d->fixups = NULL;
         d->fixup_count = d->fixup_cap = 0;
         count = 2;
-        if (!alloc_targets(d, map_capacity)) {
-            free_compiler(c);
-            free_compiler(d);
-            return VM_X64_ERR_NOMEM;
-        }
         /* Signals stay with the application's threads. */
         pthread_t thread;
         sigset_t all, old;
@@ -1864,7 +1867,7 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         if (threaded)
             pthread_join(thread, NULL);
         else
-            compile_segment(d);
+            segment_thread(d);
     } else {
         compile_segment(c);
     }
