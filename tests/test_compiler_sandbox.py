@@ -212,6 +212,7 @@ def test_freed_module_memory_is_reused_and_cleared():
     del keep
     count, held = _process.module_memory_pool()
     assert 1 <= count <= 4 and held <= 64 << 20
+    assert vmcore.drain_module_memory() == count and _process.module_memory_pool() == (0, 0)
 
 
 def test_a_forked_child_never_writes_its_parents_modules():

@@ -10,12 +10,12 @@ from vmcore.memory import GuestMemory
 from vmcore.memory_map import MemoryMap
 from vmcore.program import Program
 from vmcore.sandbox import Sandbox, SandboxBusy
-from vmcore.process_backend import SandboxPool
+from vmcore.process_backend import SandboxPool, drain_module_memory
 from vmcore import interrupts
 
 __all__ = [
     "__version__", "Program", "MemoryMap", "Sandbox", "SandboxBusy", "HeapPolicy", "Caller", "Registers",
-    "SandboxPool", "GuestMemory", "interrupts", "Interrupt", "Finished", "Ecalli", "Step",
+    "SandboxPool", "drain_module_memory", "GuestMemory", "interrupts", "Interrupt", "Finished", "Ecalli", "Step",
     "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError", "MemoryAccessError",
     "SandboxError", "Timeout",
 ]

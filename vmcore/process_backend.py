@@ -207,6 +207,16 @@ def _shared_module(program, gas_metering: bool, step_tracing: bool, native: bool
     return module
 
 
+def drain_module_memory() -> int:
+    """Free the memory kept from freed native-code modules.
+
+    When a compiled Program is freed, the memfd its native code lived in
+    is kept with its pages (at most 4 of them and 64 MiB) for the next
+    compile to write over: a compile into pages already in place costs
+    about half as much.  Returns how many memfds were freed."""
+    return _process.drain_module_memory()
+
+
 def cpu_supports_native() -> Optional[str]:
     """None when generated code can run here, else why not."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):

@@ -219,8 +219,7 @@ void vm_x64_bounds(const uint8_t *code, uint32_t code_len, const uint8_t *bitmas
  * VM_X64_OK or a VM_X64_ERR_*.  Thread-safe; needs vm_decoder_init() done
  * once.  Of the outputs it writes exactly the module: code [0, gap_start)
  * and [gap_end, code_size), map_count records, mark_count marks and the
- * jump table (scratch use past those is zeroed again), so memory that was
- * zeros elsewhere still is. */
+ * jump table, so memory that was zeros elsewhere still is. */
 int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
                    const uint32_t *jump_table_targets, uint32_t jump_table_count, const vm_x64_capacity *capacity,
                    uint8_t *code_out, uint64_t *jump_table_out, uint32_t *records_out, vm_x64_mark *marks_out,

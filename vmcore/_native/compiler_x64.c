@@ -144,6 +144,13 @@ typedef struct compiler {
 
     fixup *fixups;
     size_t fixup_count, fixup_cap;
+    size_t bits_cap, prefix_cap, entry_cap; /* entries allocated (scratch kept between compiles) */
+    /* A later segment writes its map to scratch (the link copies it into
+     * place); with config.populate it prefaults where that will be. */
+    uint32_t *own_records;
+    vm_x64_mark *own_marks;
+    size_t own_records_cap, own_marks_cap;
+    uint8_t *prefault_from, *prefault_to;
 
     pending pend[PENDING_MAX];
     uint32_t pend_count;
@@ -1508,7 +1515,7 @@ void vm_x64_bounds(const uint8_t *code, uint32_t code_len, const uint8_t *bitmas
  * one call (MADV_POPULATE_WRITE) before the writes reach it; cheaper than
  * a fault per page for shared memory.  Best effort: on failure (an old
  * kernel) it stops trying and the writes fault as usual. */
-#define POPULATE_CODE (256u * 1024u)
+#define POPULATE_CODE (64u * 1024u)
 #define POPULATE_RECORDS (64u * 1024u)
 
 static void populate_range(uint8_t **done, uint8_t *upto, uint8_t *limit, size_t chunk, int *failed)
@@ -1528,8 +1535,9 @@ static void populate_range(uint8_t **done, uint8_t *upto, uint8_t *limit, size_t
 static void populate_ahead(compiler *c)
 {
     populate_range(&c->populated_code, c->out.p, c->limit, POPULATE_CODE, &c->populate_failed);
-    populate_range(&c->populated_records, (uint8_t *)(c->records + c->map_count), (uint8_t *)(c->records + c->map_cap),
-                   POPULATE_RECORDS, &c->populate_failed);
+    if (c->lo == 0) /* a later segment's records are scratch */
+        populate_range(&c->populated_records, (uint8_t *)(c->records + c->map_count),
+                       (uint8_t *)(c->records + c->map_cap), POPULATE_RECORDS, &c->populate_failed);
 }
 
 /* The walk over one segment [c->lo, c->hi) of the code: the builder's
@@ -1729,11 +1737,13 @@ static void compile_segment(compiler *c)
 
 static int alloc_targets(compiler *c, size_t map_capacity);
 
-/* A second segment's compile, with its own scratch (allocated here: off
- * the first thread's path). */
+/* A segment's compile, scratch included (the second segment's is set up
+ * on its own thread). */
 static void *segment_thread(void *arg)
 {
     compiler *c = arg;
+    if (c->prefault_to > c->prefault_from)
+        madvise(c->prefault_from, (size_t)(c->prefault_to - c->prefault_from), MADV_POPULATE_WRITE);
     if (!alloc_targets(c, c->map_cap))
         c->error = VM_X64_ERR_NOMEM;
     else
@@ -1757,21 +1767,104 @@ static uint32_t split_point(const fast_decoder *d, vm_isa isa, const uint8_t *co
     return 0;
 }
 
+/* A segment compiler's scratch arrays are kept for the next compile (a
+ * process compiles program after program; fresh allocations would fault
+ * their pages in every time).  Never waits for the lock: without it,
+ * allocate (so a child forked while it was held still works). */
+typedef struct scratch {
+    uint64_t *target_bits;
+    uint32_t *target_prefix;
+    uint32_t *target_entry;
+    fixup *fixups;
+    uint32_t *records;
+    vm_x64_mark *marks;
+    size_t bits_cap, prefix_cap, entry_cap, fixup_cap, records_cap, marks_cap;
+} scratch;
+
+#define SCRATCH_KEPT 2
+#define SCRATCH_KEPT_BYTES (64u << 20) /* each; bigger ones are freed */
+
+static pthread_mutex_t scratch_lock = PTHREAD_MUTEX_INITIALIZER;
+static scratch scratch_kept[SCRATCH_KEPT]; /* one per segment (first, later): each keeps its shape */
+static int scratch_held[SCRATCH_KEPT];
+
+/* At least `need` items of `item` bytes (contents not kept); NULL when
+ * out of memory (the old block is then freed and *cap 0). */
+static void *reserve(void *p, size_t *cap, size_t need, size_t item)
+{
+    if (p && *cap >= need)
+        return p;
+    free(p);
+    need += need / 4; /* room for the next program's to differ a little */
+    p = malloc(need * item);
+    *cap = p ? need : 0;
+    return p;
+}
+
 static int alloc_targets(compiler *c, size_t map_capacity)
 {
+    scratch s;
+    memset(&s, 0, sizeof s);
+    int slot = c->lo > 0;
+    if (pthread_mutex_trylock(&scratch_lock) == 0) {
+        if (scratch_held[slot]) {
+            s = scratch_kept[slot];
+            scratch_held[slot] = 0;
+        }
+        pthread_mutex_unlock(&scratch_lock);
+    }
     size_t words = ((size_t)c->code_len + 64) / 64 + 1;
-    c->target_bits = calloc(words, sizeof(uint64_t));
-    c->target_prefix = malloc(words * sizeof(uint32_t));
-    c->target_entry = malloc(map_capacity * sizeof(uint32_t));
-    return c->target_bits && c->target_prefix && c->target_entry;
+    c->target_bits = reserve(s.target_bits, &s.bits_cap, words, sizeof(uint64_t));
+    c->target_prefix = reserve(s.target_prefix, &s.prefix_cap, words, sizeof(uint32_t));
+    c->target_entry = reserve(s.target_entry, &s.entry_cap, map_capacity, sizeof(uint32_t));
+    c->bits_cap = s.bits_cap;
+    c->prefix_cap = s.prefix_cap;
+    c->entry_cap = s.entry_cap;
+    c->fixups = s.fixups;
+    c->fixup_cap = s.fixup_cap;
+    c->fixup_count = 0;
+    c->own_records = s.records;
+    c->own_marks = s.marks;
+    c->own_records_cap = s.records_cap;
+    c->own_marks_cap = s.marks_cap;
+    if (c->lo > 0) {
+        c->own_records = reserve(c->own_records, &c->own_records_cap, c->map_cap, sizeof(uint32_t));
+        c->own_marks = reserve(c->own_marks, &c->own_marks_cap, c->mark_cap, sizeof(vm_x64_mark));
+        if (!c->own_records || !c->own_marks)
+            return 0;
+        c->records = c->own_records;
+        c->marks = c->own_marks;
+    }
+    if (!c->target_bits || !c->target_prefix || !c->target_entry)
+        return 0;
+    memset(c->target_bits, 0, words * sizeof(uint64_t));
+    return 1;
 }
 
 static void free_compiler(compiler *c)
 {
-    free(c->target_bits);
-    free(c->target_prefix);
-    free(c->target_entry);
-    free(c->fixups);
+    scratch s = {c->target_bits, c->target_prefix, c->target_entry, c->fixups, c->own_records, c->own_marks,
+                 c->bits_cap,    c->prefix_cap,    c->entry_cap,    c->fixup_cap, c->own_records_cap,
+                 c->own_marks_cap};
+    size_t bytes = s.bits_cap * 8 + s.prefix_cap * 4 + s.entry_cap * 4 + s.fixup_cap * sizeof(fixup) +
+                   s.records_cap * 4 + s.marks_cap * sizeof(vm_x64_mark);
+    int slot = c->lo > 0;
+    if (bytes <= SCRATCH_KEPT_BYTES && pthread_mutex_trylock(&scratch_lock) == 0) {
+        int kept = !scratch_held[slot];
+        if (kept) {
+            scratch_kept[slot] = s;
+            scratch_held[slot] = 1;
+        }
+        pthread_mutex_unlock(&scratch_lock);
+        if (kept)
+            return;
+    }
+    free(s.target_bits);
+    free(s.target_prefix);
+    free(s.target_entry);
+    free(s.fixups);
+    free(s.records);
+    free(s.marks);
 }
 
 /* The segment compiler that emitted guest pc `pc`. */
@@ -1815,11 +1908,6 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     c->mark_cap = capacity->marks;
     c->lo = 0;
     c->hi = code_len;
-    if (!alloc_targets(c, map_capacity)) {
-        free_compiler(c);
-        return VM_X64_ERR_NOMEM;
-    }
-
     emit_routines(c);
     uint32_t first_insn = here(c);
     fast_decoder fd;
@@ -1846,15 +1934,23 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         d->lo = split;
         d->out.p = c->limit;
         d->lo_offset = (uint32_t)(c->limit - code_out);
-        d->records = records_out + n0;
         d->map_cap = map_capacity - n0;
-        d->marks = marks_out + m0;
         d->mark_cap = capacity->marks - m0;
+        if (config->populate) {
+            /* its records land after the first segment's (at most n0),
+             * at least n0 - (implicit traps the bound allowed for) */
+            size_t low = n0 > split / (VM_BITMASK_MAX + 1) + 8 ? n0 - split / (VM_BITMASK_MAX + 1) - 8 : 0;
+            d->prefault_from = (uint8_t *)(((uintptr_t)(records_out + low) + 4095) & ~(uintptr_t)4095);
+            d->prefault_to = (uint8_t *)((uintptr_t)(records_out + map_capacity) & ~(uintptr_t)4095);
+        }
         d->target_bits = NULL;
         d->target_prefix = NULL;
         d->target_entry = NULL;
         d->fixups = NULL;
-        d->fixup_count = d->fixup_cap = 0;
+        d->fixup_count = d->fixup_cap = d->bits_cap = d->prefix_cap = d->entry_cap = 0;
+        d->own_records = NULL;
+        d->own_marks = NULL;
+        d->own_records_cap = d->own_marks_cap = 0;
         count = 2;
         /* Signals stay with the application's threads. */
         pthread_t thread;
@@ -1863,13 +1959,13 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         pthread_sigmask(SIG_SETMASK, &all, &old);
         int threaded = pthread_create(&thread, NULL, segment_thread, d) == 0;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        compile_segment(c);
+        segment_thread(c);
         if (threaded)
             pthread_join(thread, NULL);
         else
             segment_thread(d);
     } else {
-        compile_segment(c);
+        segment_thread(c);
     }
 
     int rc = c->error ? c->error : segments[1].error;
@@ -1877,21 +1973,12 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         size_t map_count = c->map_count, mark_count = c->mark_count;
         if (count > 1) {
             const compiler *d = &segments[1];
-            memmove(records_out + map_count, d->records, d->map_count * sizeof *records_out);
+            memcpy(records_out + map_count, d->records, d->map_count * sizeof *records_out);
             for (size_t k = 0; k < d->mark_count; k++) {
                 vm_x64_mark m = d->marks[k];
                 m.index += (uint32_t)map_count;
                 marks_out[mark_count + k] = m;
             }
-            /* No stale copies past the ends: everything in the outputs
-             * that is not the map reads as zeros (the host may reuse
-             * memory and relies on it). */
-            uint32_t *records_end = records_out + map_count + d->map_count;
-            if (d->records + d->map_count > records_end)
-                memset(records_end, 0, (size_t)(d->records + d->map_count - records_end) * sizeof *records_out);
-            vm_x64_mark *marks_end = marks_out + mark_count + d->mark_count;
-            if (d->marks + d->mark_count > marks_end)
-                memset(marks_end, 0, (size_t)(d->marks + d->mark_count - marks_end) * sizeof *marks_out);
             map_count += d->map_count;
             mark_count += d->mark_count;
         }
