@@ -42,7 +42,7 @@ typedef struct vm_shm_module {
     uint64_t pc_to_index_offset;  /* INTERP: code_len + 1 uint32 entries */
     uint64_t jump_table_offset;   /* INTERP: uint32 entries; X64: page aligned, uint64 absolute addresses */
     uint64_t insns_offset;        /* INTERP: insn_count + 1 vm_insn records (last) */
-    uint64_t size;                /* total bytes of the memfd */
+    uint64_t size;                /* bytes of the module (its memfd may be larger) */
     /* VM_SHM_KIND_X64 */
     uint64_t map_offset;          /* map_count uint32 records (compiler.h) */
     uint64_t marks_offset;        /* mark_count vm_x64_mark entries */
