@@ -30,7 +30,7 @@ bench:
 	$(PYTHON) perf/bench_api.py --fast
 
 clean:
-	rm -rf build *.egg-info vmcore/*.so vmcore/*.c vmcore/_zygote
+	rm -rf build *.egg-info src/vmcore/*.so src/vmcore/*.c src/vmcore/_zygote
 
 # ---- Fuzzing (see fuzz/README.md) --------------------------------------
 # `make fuzz`: the built-in campaign (loaders + differential), long form.
@@ -86,7 +86,7 @@ fuzz-atheris-asan: fuzz-build-asan fuzz-corpus
 
 # The C loader and decoder alone under libFuzzer + ASan + UBSan (no Python):
 # fuzz/libfuzzer_loader.c, same seeds, native speed.
-build/fuzz/libfuzzer_loader: fuzz/libfuzzer_loader.c vmcore/_native/decoder.c vmcore/_native/program.c vmcore/_native/interp.c
+build/fuzz/libfuzzer_loader: fuzz/libfuzzer_loader.c src/vmcore/_native/decoder.c src/vmcore/_native/program.c src/vmcore/_native/interp.c
 	mkdir -p build/fuzz
 	$(CLANG) -std=c11 -g -O1 -Wall -Wextra -Wno-unused-function -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -Iinclude $^ -o $@

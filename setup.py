@@ -1,6 +1,6 @@
 """Build vmcore: our C core (strict warnings) plus thin Cython modules.
 
-Our own C lives in vmcore/_native and include/vmcore and is compiled as a
+Our own C lives in src/vmcore/_native and include/vmcore and is compiled as a
 static library with -Wall -Wextra -Werror; Cython's generated C is compiled
 with the default flags (it is not ours to keep warning-free).
 
@@ -12,7 +12,7 @@ Environment:
                       fuzzing (-fsanitize=fuzzer-no-link; see fuzz/README.md)
 
 The zygote (the sandbox process of isolation="process") is a freestanding
-static executable built from vmcore/_native/zygote.c plus the interpreter
+static executable built from src/vmcore/_native/zygote.c plus the interpreter
 core, shipped in the package as vmcore/_zygote (see BuildExt).
 """
 import os
@@ -35,25 +35,25 @@ FUZZ = ["-fsanitize=fuzzer-no-link", "-g", "-Wno-unused-function"] if os.environ
 STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fPIC", "-fno-strict-aliasing", "-fno-wrapv", *OPT, *SAN, *FUZZ]
 
 CORE_SOURCES = [
-    "vmcore/_native/decoder.c",
-    "vmcore/_native/program.c",
-    "vmcore/_native/interp.c",
-    "vmcore/_native/guest_memory.c",
-    "vmcore/_native/x64_asm.c",
-    "vmcore/_native/compiler_x64.c",
-    "vmcore/_native/x64_runtime.c",
-    "vmcore/_native/module_memory.c",
-    "vmcore/_native/host.c",
+    "src/vmcore/_native/decoder.c",
+    "src/vmcore/_native/program.c",
+    "src/vmcore/_native/interp.c",
+    "src/vmcore/_native/guest_memory.c",
+    "src/vmcore/_native/x64_asm.c",
+    "src/vmcore/_native/compiler_x64.c",
+    "src/vmcore/_native/x64_runtime.c",
+    "src/vmcore/_native/module_memory.c",
+    "src/vmcore/_native/host.c",
 ]
 
 # The zygote: no libc (raw system calls), static, not position independent,
 # no stack protector (there is no TLS canary without libc); libgcc only for
 # compiler helpers.  Never sanitized (no runtime to link).
 ZYGOTE_SOURCES = [
-    "vmcore/_native/zygote.c",
-    "vmcore/_native/interp.c",
-    "vmcore/_native/decoder.c",
-    "vmcore/_native/x64_runtime.c",
+    "src/vmcore/_native/zygote.c",
+    "src/vmcore/_native/interp.c",
+    "src/vmcore/_native/decoder.c",
+    "src/vmcore/_native/x64_runtime.c",
 ]
 ZYGOTE_FLAGS = [
     "-std=c11", "-Wall", "-Wextra", "-Werror", "-fno-strict-aliasing", *(["-O0", "-g"] if DEBUG else ["-O2"]),
@@ -62,6 +62,7 @@ ZYGOTE_FLAGS = [
     "-ffunction-sections", "-fdata-sections", "-Wl,--gc-sections", "-Wl,-z,noexecstack", "-Wl,--build-id=none",
 ]
 ZYGOTE_OUTPUT = os.path.join("vmcore", "_zygote")
+ZYGOTE_INPLACE = os.path.join("src", "vmcore", "_zygote")
 
 
 class BuildExt(build_ext):
@@ -73,7 +74,7 @@ class BuildExt(build_ext):
         self.build_zygote()
 
     def _zygote_paths(self):
-        return os.path.join(self.build_lib, ZYGOTE_OUTPUT), ZYGOTE_OUTPUT
+        return os.path.join(self.build_lib, ZYGOTE_OUTPUT), ZYGOTE_INPLACE
 
     def build_zygote(self):
         built, inplace = self._zygote_paths()
@@ -110,7 +111,7 @@ core_lib = (
 def ext(name, **kw):
     return Extension(
         name,
-        [name.replace(".", "/") + ".pyx"],
+        ["src/" + name.replace(".", "/") + ".pyx"],
         include_dirs=["include"],
         libraries=["vmcore_core"],
         extra_compile_args=[*OPT, *SAN, "-Wno-unused-function"],
@@ -129,11 +130,13 @@ extensions = [
 ]
 
 setup(
+    package_dir={"": "src"},
     cmdclass={"build_ext": BuildExt},
     libraries=[core_lib],
     ext_modules=cythonize(
         extensions,
         language_level=3,
+        include_path=["src"],
         compiler_directives={"boundscheck": False, "wraparound": False, "embedsignature": True},
     ),
 )

@@ -41,7 +41,7 @@ def seeds(generated: int):
         except ProgramError:
             continue
         yield jam_standard(rng, blob)
-    for path in sorted((ROOT / "vmcore" / "data").glob("*.polkavm")):
+    for path in sorted((ROOT / "src" / "vmcore" / "data").glob("*.polkavm")):
         yield path.read_bytes()
     for _ in range(generated):
         yield fuzz.generate_container(rng)[1]

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = ROOT / "vmcore" / "data"
+DATA_DIR = ROOT / "src" / "vmcore" / "data"
 VECTORS_DIR = ROOT / "tests" / "vectors" / "official"
 REFERENCE_PROGRAM_RS = Path("/tmp/pvm/crates/polkavm-common/src/program.rs")
 

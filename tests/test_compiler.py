@@ -691,7 +691,7 @@ def test_interrupt_stops_at_a_block_start(runner):
 
 # ------------------------------------------------------------------ real programs
 def _kernel_case(name, n):
-    program = Program.load(HERE.parent / "vmcore" / "data" / f"{name}.polkavm")
+    program = Program.load(HERE.parent / "src" / "vmcore" / "data" / f"{name}.polkavm")
     mm = program.memory_map(PAGE)
     from vmcore.heap import HeapPolicy
     from vmcore.layout import initial_layout
@@ -805,7 +805,7 @@ def test_split_compile_leaves_a_hole_between_halves():
     """Compiled by two threads, the second half's code starts where the
     first half's worst case ends."""
     import vmcore
-    program = vmcore.Program.load(HERE.parent / "vmcore" / "data" / "sieve.polkavm")
+    program = vmcore.Program.load(HERE.parent / "src" / "vmcore" / "data" / "sieve.polkavm")
     one = _compiler.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table)
     two = _compiler.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table,
                                  split_hint=len(program.code) // 2)

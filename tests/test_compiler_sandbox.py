@@ -17,7 +17,7 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.skipif(cpu_supports_native() is not None, reason=str(cpu_supports_native()))
 
-DATA = ROOT / "vmcore" / "data"
+DATA = ROOT / "src" / "vmcore" / "data"
 
 
 def load(name):

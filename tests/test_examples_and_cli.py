@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "vmcore" / "data"
+DATA = ROOT / "src" / "vmcore" / "data"
 
 
 def run(*args, check=True):
@@ -57,10 +57,10 @@ def test_asm_disasm_roundtrip(tmp_path):
 @pytest.mark.parametrize("args", [
     ("info", "/nonexistent.polkavm"),
     ("info", "README.md"),
-    ("run", "vmcore/data/hostcall.polkavm", "main", "3"),
-    ("run", "vmcore/data/sum.polkavm", "nope"),
-    ("run", "vmcore/data/sum.polkavm", "main", "notanumber"),
-    ("run", "vmcore/data/sum.polkavm", "main", "10", "--isolation", "vm"),
+    ("run", "src/vmcore/data/hostcall.polkavm", "main", "3"),
+    ("run", "src/vmcore/data/sum.polkavm", "nope"),
+    ("run", "src/vmcore/data/sum.polkavm", "main", "notanumber"),
+    ("run", "src/vmcore/data/sum.polkavm", "main", "10", "--isolation", "vm"),
     ("vectors", "/nonexistent-dir"),
     ("asm", "/nonexistent.asm"),
     ("disasm", "README.md"),
@@ -74,7 +74,7 @@ def test_bad_input_is_one_line_and_exit_2(args):
 
 
 def test_run_names_the_missing_import():
-    proc = run("-m", "vmcore", "run", "vmcore/data/hostcall.polkavm", "main", "3", check=False)
+    proc = run("-m", "vmcore", "run", "src/vmcore/data/hostcall.polkavm", "main", "3", check=False)
     assert "'inc'" in proc.stderr
 
 

@@ -19,7 +19,7 @@ from vmcore.vectors import run_paths
 
 from conftest import ROOT, child_processes
 
-DATA = ROOT / "vmcore" / "data"
+DATA = ROOT / "src" / "vmcore" / "data"
 
 
 def program(source: str) -> vmcore.Program:
@@ -140,7 +140,7 @@ def test_forbidden_syscall_kills_the_sandbox():
 def test_sandbox_dies_with_the_host():
     script = f"""
 import sys, time
-sys.path.insert(0, {str(ROOT)!r})
+sys.path.insert(0, {str(ROOT / 'src')!r})
 import vmcore
 from vmcore import asm
 p = vmcore.Program.from_bytes(asm.assemble("%isa = jam_v1\\npub @f:\\n    ret\\n"))

@@ -465,7 +465,7 @@ def run_child(code: str, timeout: float = 20.0):
     """Run a Python snippet in a child interpreter (for scenarios that may
     crash or hang the process running them): (returncode, output);
     returncode None when it had to be killed."""
-    script = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n" + textwrap.dedent(code)
+    script = f"import sys\nsys.path.insert(0, {str(ROOT / 'src')!r})\n" + textwrap.dedent(code)
     try:
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout,
                               cwd=str(ROOT))

@@ -28,9 +28,9 @@ from vmcore.program import Program
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER_SOURCES = [
     ROOT / "tests" / "native" / "runner.c",
-    ROOT / "vmcore" / "_native" / "x64_runtime.c",
-    ROOT / "vmcore" / "_native" / "interp.c",
-    ROOT / "vmcore" / "_native" / "decoder.c",
+    ROOT / "src" / "vmcore" / "_native" / "x64_runtime.c",
+    ROOT / "src" / "vmcore" / "_native" / "interp.c",
+    ROOT / "src" / "vmcore" / "_native" / "decoder.c",
 ]
 
 # runner flags
