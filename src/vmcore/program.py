@@ -3,12 +3,13 @@ format.  Parsing and validation run in C (vmcore._program); this module
 turns the parts into a Python object and C parse errors into ProgramError."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Dict, List, Optional, Union
 
 from vmcore import _decoder, _program, isa as _isa
 from vmcore.errors import ProgramError
-from vmcore.memory_map import MemoryMap
+from vmcore.memory_map import MAX_PAGE_SIZE, MemoryMap
 
 BytesLike = Union[bytes, bytearray, memoryview]
 
@@ -154,6 +155,12 @@ class Program:
             self._cache[key] = MemoryMap.build(page_size=page_size, ro_data_size=self.ro_data_size,
                                                rw_data_size=rw, stack_size=self.stack_size,
                                                aux_data_size=self._aux_size())
+            if self.format == "jam-standard":
+                # GP 0.8 (grow_heap's b): the heap may reach one major zone
+                # below the page-rounded stack, not the zone-rounded one.
+                m = self._cache[key]
+                limit = m.stack_address_low - MAX_PAGE_SIZE
+                self._cache[key] = dataclasses.replace(m, max_heap_size=limit - m.heap_base)
         return self._cache[key]
 
     def _aux_size(self) -> int:
