@@ -455,3 +455,23 @@ def test_natural_encoding():
     for x, enc in ((0, b"\0"), (127, b"\x7f"), (128, b"\x80\x80"), (0x3FFF, b"\xbf\xff"), (0x4000, b"\xc0\0\x40"),
                    (2**64 - 1, b"\xff" + b"\xff" * 8)):
         assert jam._natural(x) == enc, x
+
+
+def test_host_memory_helpers(mode):
+    seen = {}
+
+    def probe(call):
+        rw = call.machine.layout.rw_data_address
+        seen["empty"] = (call.read(1 << 40, 0), call.write(1 << 40, b""))
+        call.write(rw, b"hi")
+        seen["read"] = call.read(rw, 2)
+        seen["ro"] = (call.readable(0x10000, 1), call.writable(0x10000, 1))
+        try:
+            call.write(0x10000, b"x")
+        except jam.Panic:
+            seen["panic"] = True
+
+    r = jam.invoke(blob("ecalli 4\nret\n", ro_data=b"r", rw_data=b"\0\0"), 0, 1000, host=HostCalls({4: probe}),
+                   **mode)
+    assert r.status is Status.HALT
+    assert seen == {"empty": (b"", None), "read": b"hi", "ro": (True, False), "panic": True}

@@ -262,14 +262,15 @@ class HostCallState:
         """Guest memory the guest could read; otherwise raises Panic."""
         if not self.readable(address, length):
             raise Panic(f"{self.name}: {length} bytes at {address:#x} are not readable")
-        return self.machine.sandbox.memory.read(address, length)
+        return self.machine.sandbox.memory.read(address, length) if length else b""
 
     def write(self, address: int, data: BytesLike) -> None:
         """Write where the guest could write; otherwise raises Panic (the
         host may not write read-only pages in a GP host call)."""
         if not self.writable(address, len(data)):
             raise Panic(f"{self.name}: {len(data)} bytes at {address:#x} are not writable")
-        self.machine.sandbox.memory.write(address, data)
+        if len(data):
+            self.machine.sandbox.memory.write(address, data)
 
     def reply(self, value: Optional[BytesLike], out: int, offset: int, length: int) -> None:
         """The GP's common result pattern (fetch, lookup, read, info):
