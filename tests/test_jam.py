@@ -475,3 +475,22 @@ def test_host_memory_helpers(mode):
                    **mode)
     assert r.status is Status.HALT
     assert seen == {"empty": (b"", None), "read": b"hi", "ro": (True, False), "panic": True}
+
+
+def test_gas_model_is_forwarded_when_the_sandbox_takes_it(monkeypatch):
+    # What happens once Sandbox(gas_model=...) exists, simulated.
+    seen = []
+
+    class ModelSandbox(vmcore.Sandbox):
+        def __init__(self, program, *, gas_model="naive", **kwargs):
+            seen.append(gas_model)
+            super().__init__(program, **kwargs)
+
+    monkeypatch.setattr(jam, "Sandbox", ModelSandbox)
+    monkeypatch.setattr(jam, "GAS_MODEL_SUPPORTED", True)
+    assert jam.invoke(blob(HALT_SRC), 0, 100).gas_model == "full"
+    assert jam.invoke(blob(HALT_SRC), 0, 100, gas_model="naive").gas_model == "naive"
+    assert seen == ["full", "naive"]
+    monkeypatch.setattr(jam, "GAS_MODEL_SUPPORTED", False)
+    monkeypatch.setattr(jam, "Sandbox", vmcore.Sandbox)
+    assert jam.invoke(blob(HALT_SRC), 0, 100).gas_model == "naive"
