@@ -494,3 +494,20 @@ def test_gas_model_is_forwarded_when_the_sandbox_takes_it(monkeypatch):
     monkeypatch.setattr(jam, "GAS_MODEL_SUPPORTED", False)
     monkeypatch.setattr(jam, "Sandbox", vmcore.Sandbox)
     assert jam.invoke(blob(HALT_SRC), 0, 100).gas_model == "naive"
+
+
+def test_natural_decoding_round_trips():
+    for x in (0, 1, 127, 128, 0x3FFF, 0x4000, 2**21, 2**32 - 1, 2**56 - 1, 2**56, 2**64 - 1):
+        assert jam._decode_natural(b"z" + jam._natural(x) + b"tail", 1) == (x, 1 + len(jam._natural(x))), x
+
+
+def test_split_code_preimage(mode):
+    code = blob(HALT_SRC)
+    meta = b"service metadata" * 10
+    m, c = jam.split_code_preimage(jam._natural(len(meta)) + meta + code)
+    assert (m, c) == (meta, code)
+    assert jam.invoke(c, jam.REFINE_PC, 100, b"ok", **mode).output == b"ok"
+    for bad in (b"", b"\x05abc", b"\x80"):
+        with pytest.raises(ProgramError):
+            jam.split_code_preimage(bad)
+    assert jam.ACCUMULATE_PC == 5 and jam.IS_AUTHORIZED_PC == 0

@@ -43,6 +43,10 @@ HOSTCALL_GAS = 10          # the generic charge of a host call (g = 10)
 GROW_HEAP_BASE_GAS = 100   # grow_heap's constant charge
 GROW_HEAP_PAGE_GAS = 10    # ... plus this per page made writable
 HALT_ADDRESS = abi.VM_ADDR_RETURN_TO_HOST  # 2^32 - 2^16: jumping here halts
+# Entry points (GP 0.8 section 9 and B): Is-Authorized and Refine start at
+# 0, Accumulate at 5.
+IS_AUTHORIZED_PC = REFINE_PC = 0
+ACCUMULATE_PC = 5
 assert PAGE_SIZE == abi.VM_MIN_PAGE_SIZE and ZONE_SIZE == abi.VM_MAX_PAGE_SIZE
 
 # Host-call result constants (B.1), as register values.
@@ -647,6 +651,29 @@ def encode_standard_program(code_blob: BytesLike, *, ro_data: BytesLike = b"", r
             + stack_size.to_bytes(3, "little") + ro + rw + len(code).to_bytes(4, "little") + code)
 
 
+def split_code_preimage(preimage: BytesLike) -> Tuple[bytes, bytes]:
+    """A service's code preimage E(var m) ++ c (GP 0.8 section 9, the
+    account's metadata m and code c) -> (m, c); ProgramError if malformed."""
+    data = bytes(preimage)
+    length, at = _decode_natural(data, 0)
+    if at + length > len(data):
+        raise ProgramError(f"the code metadata is {length} bytes but only {len(data) - at} follow", offset=at)
+    return data[at:at + length], data[at + length:]
+
+
+def _decode_natural(data: bytes, at: int) -> Tuple[int, int]:
+    """GP natural-number decoding at ``at`` -> (value, next offset)."""
+    if at >= len(data):
+        raise ProgramError("expected a natural number, found the end of the data", offset=at)
+    first = data[at]
+    n = 8 - (~first & 0xFF).bit_length()  # leading one bits: how many bytes follow
+    if at + 1 + n > len(data):
+        raise ProgramError(f"a natural number needs {n} more bytes", offset=at)
+    low = int.from_bytes(data[at + 1:at + 1 + n], "little")
+    high = 0 if n == 8 else first & ((1 << (7 - n)) - 1)
+    return (high << (8 * n)) + low, at + 1 + n
+
+
 def _natural(x: int) -> bytes:
     """GP natural-number encoding E(x), x < 2^64."""
     for n in range(8):
@@ -660,5 +687,6 @@ __all__ = [
     "NONE", "WHAT", "OOB", "WHO", "FULL", "CORE", "CASH", "LOW", "HUH", "OK",
     "Status", "HostCall", "HOSTCALL_NAMES", "ArgumentsTooLarge", "Panic", "Layout", "StandardProgram", "Exit",
     "HostCallState", "HostCalls", "Machine", "initialize", "InvocationResult", "invoke",
-    "encode_code_blob", "encode_standard_program",
+    "encode_code_blob", "encode_standard_program", "split_code_preimage", "IS_AUTHORIZED_PC", "REFINE_PC",
+    "ACCUMULATE_PC",
 ]
