@@ -43,8 +43,8 @@ HOSTCALL_GAS = 10          # the generic charge of a host call (g = 10)
 GROW_HEAP_BASE_GAS = 100   # grow_heap's constant charge
 GROW_HEAP_PAGE_GAS = 10    # ... plus this per page made writable
 HALT_ADDRESS = abi.VM_ADDR_RETURN_TO_HOST  # 2^32 - 2^16: jumping here halts
-# Entry points (GP 0.8 section 9 and B): Is-Authorized and Refine start at
-# 0, Accumulate at 5.
+# Entry pcs as Psi_I, Psi_R and Psi_A pass them to Psi_M (B.2-B.4):
+# Is-Authorized and Refine start at 0, Accumulate at 5.
 IS_AUTHORIZED_PC = REFINE_PC = 0
 ACCUMULATE_PC = 5
 assert PAGE_SIZE == abi.VM_MIN_PAGE_SIZE and ZONE_SIZE == abi.VM_MAX_PAGE_SIZE
