@@ -185,12 +185,12 @@ class Sandbox:
 
     # -- configuration ----------------------------------------------------
     @property
-    def backend(self) -> Backend:
+    def backend(self) -> Literal["interpreter", "compiler"]:
         """The backend running the guest: ``"interpreter"`` or ``"compiler"``."""
         return self._live().backend
 
     @property
-    def isolation(self) -> Isolation:
+    def isolation(self) -> Literal["inline", "process"]:
         """Where the guest runs: ``"inline"`` or ``"process"``."""
         return self._live().isolation
 
