@@ -173,6 +173,19 @@ def test_infinite_timeout_means_no_deadline(mode):
     assert WATCHDOG._thread is None or WATCHDOG._thread.is_alive()
 
 
+def test_watchdog_survives_an_infinite_deadline():
+    import threading
+    import time
+    from vmcore.watchdog import WATCHDOG
+    handle = WATCHDOG.arm(math.inf, lambda: None)
+    time.sleep(0.05)
+    assert WATCHDOG._thread.is_alive()
+    WATCHDOG.disarm(handle)
+    fired = threading.Event()
+    WATCHDOG.arm(0.01, fired.set)
+    assert fired.wait(5), "the watchdog thread died"
+
+
 def test_call_arguments_must_be_ints(mode):
     with new(mode) as sb:
         for args, position, name in [((1.5,), 1, "a0"), ((1, "2"), 2, "a1"), ((1, 2, 3, None), 4, "a3")]:

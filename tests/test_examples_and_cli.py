@@ -91,9 +91,14 @@ def test_runtime_errors_are_one_line_and_exit_1(args, what):
 
 def test_version():
     import vmcore
-    for cmd in (("-m", "vmcore", "--version"),):
-        out = run(*cmd).stdout
-        assert out.strip() == f"vmcore {vmcore.__version__}"
+    out = run("-m", "vmcore", "--version").stdout
+    assert out.strip() == f"vmcore {vmcore.__version__}"
+    script = Path(sys.executable).parent / "vmcore"  # the console script pip installs
+    if script.exists():
+        proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout.strip() == f"vmcore {vmcore.__version__}"
+        proc = subprocess.run([str(script), "run", "README.md", "main"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and proc.stderr.startswith("vmcore: error: ")
 
 
 def test_run_with_hostcall_stub_json_and_timeout():
