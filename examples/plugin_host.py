@@ -87,6 +87,7 @@ class FilterHost:
         self.blocked = set(blocked)
         self.metrics: List[int] = []
         self.filters: Dict[str, vmcore.Sandbox] = {}
+        self.gas_per_record: Dict[str, int] = {}
 
     def load(self, name: str, source: str, *, gas_per_record: int = 100_000) -> None:
         program = vmcore.Program.from_bytes(assemble(source))
@@ -95,12 +96,12 @@ class FilterHost:
             sb.register_hostcall("emit_metric", lambda caller, value: self.metrics.append(value))
         if "is_blocked" in program.imports:
             sb.register_hostcall("is_blocked", lambda caller, byte: int(byte in self.blocked))
-        sb.gas_per_record = gas_per_record
+        self.gas_per_record[name] = gas_per_record
         self.filters[name] = sb
 
     def run(self, name: str, record: bytes) -> bytes:
         sb = self.filters[name]
-        sb.gas = sb.gas_per_record
+        sb.gas = self.gas_per_record[name]
         base = sb.memory_map.heap_base
         if sb.heap_size < len(record):
             sb.sbrk(len(record) - sb.heap_size)

@@ -19,11 +19,13 @@ def main() -> int:
     sb = vmcore.Sandbox(program, gas=10_000_000)
 
     @sb.hostcall("get_third_number")
-    def get_third_number(caller) -> int:
+    def get_third_number(caller: vmcore.Caller) -> int:
         return 100
 
     result = sb.call("add_numbers", 1, 10)
-    print(f"add_numbers(1, 10) = {result}, gas used: {10_000_000 - sb.gas}")
+    gas_left = sb.gas  # an int: metering is on (gas=None would make it None)
+    assert gas_left is not None
+    print(f"add_numbers(1, 10) = {result}, gas used: {10_000_000 - gas_left}")
     assert result == 111
     return 0
 

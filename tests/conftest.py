@@ -2,6 +2,7 @@
 independent writer for the program containers (written from the format
 description, not from vmcore's C parser)."""
 import json
+import os
 import struct
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,7 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "src" / "vmcore" / "data"
 VECTORS_DIR = ROOT / "tests" / "vectors" / "official"
-REFERENCE_PROGRAM_RS = Path("/tmp/pvm/crates/polkavm-common/src/program.rs")
+# The reference's opcode tables: excerpts committed under tests/data/polkavm
+# (MIT / Apache-2.0, see its LICENSE-MIT), or a PolkaVM checkout named by
+# VMCORE_POLKAVM_SRC to check against another version.
+REFERENCE_PROGRAM_RS = (Path(os.environ["VMCORE_POLKAVM_SRC"]) / "crates/polkavm-common/src/program.rs"
+                        if os.environ.get("VMCORE_POLKAVM_SRC")
+                        else ROOT / "tests" / "data" / "polkavm" / "program_rs_excerpt.rs")
 
 
 def child_processes() -> dict:

@@ -252,7 +252,7 @@ pub @main:
     with vmcore.Sandbox(program, backend="compiler", gas=1000) as sb:
         sb.prepare_call("main", 41)
         fault = sb.run()
-        assert isinstance(fault, vmcore.interrupts.PageFault) and fault.address == 0x20000
+        assert isinstance(fault, vmcore.interrupts.PageFaultInterrupt) and fault.address == 0x20000
         sb._backend.inst.set_perms(0x20000, 4096, 2)  # the host maps the page (no public API yet)
         sb.set_step_tracing(True)
         kinds = []

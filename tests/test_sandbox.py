@@ -9,7 +9,7 @@ import pytest
 
 import vmcore
 from vmcore import asm
-from vmcore.interrupts import Ecalli, Finished, OutOfGas, PageFault, Step, Trap
+from vmcore.interrupts import Ecalli, Finished, OutOfGasInterrupt, PageFaultInterrupt, Step, TrapInterrupt
 
 DATA = __import__("pathlib").Path(vmcore.__file__).parent / "data"
 
@@ -341,12 +341,12 @@ def test_low_level_run_loop():
 def test_run_reports_faults_without_raising():
     sb = vmcore.Sandbox(MEMORY, gas=50)
     sb.prepare_call("trap")
-    assert isinstance(sb.run(), Trap)
+    assert isinstance(sb.run(), TrapInterrupt)
     sb.prepare_call("store", 0x7000_0000, 1)
     fault = sb.run()
-    assert isinstance(fault, PageFault) and fault.address == 0x7000_0000
+    assert isinstance(fault, PageFaultInterrupt) and fault.address == 0x7000_0000
     sb.prepare_call("spin")
-    assert isinstance(sb.run(), OutOfGas)
+    assert isinstance(sb.run(), OutOfGasInterrupt)
 
 
 def test_single_step():

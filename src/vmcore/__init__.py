@@ -1,21 +1,23 @@
 """vmcore: run untrusted PolkaVM / JAM PVM guest programs inside a Python
 host application — fast, metered, isolated."""
 from vmcore._version import __version__
-from vmcore.errors import (HostcallError, MemoryAccessError, OutOfGas, PageFault, ProgramError, SandboxError,
-                           Timeout, Trap, VmError)
+from vmcore.errors import (ExportNotFound, HostcallError, ImportNotFound, MemoryAccessError, OutOfGas, PageFault,
+                           ProgramError, SandboxError, Timeout, Trap, VmError)
 from vmcore.caller import Caller, Registers
 from vmcore.heap import HeapPolicy
-from vmcore.interrupts import Ecalli, Finished, Interrupt, Step
+from vmcore.interrupts import (Ecalli, Finished, Interrupt, OutOfGasInterrupt, PageFaultInterrupt, Step,
+                               TrapInterrupt)
 from vmcore.memory import GuestMemory
 from vmcore.memory_map import MemoryMap
 from vmcore.program import Program
-from vmcore.sandbox import Sandbox, SandboxBusy
+from vmcore.sandbox import Backend, Isolation, Sandbox, SandboxBusy
 from vmcore.process_backend import SandboxPool, drain_module_memory
 from vmcore import interrupts
 
 __all__ = [
     "__version__", "Program", "MemoryMap", "Sandbox", "SandboxBusy", "HeapPolicy", "Caller", "Registers",
     "SandboxPool", "drain_module_memory", "GuestMemory", "interrupts", "Interrupt", "Finished", "Ecalli", "Step",
+    "TrapInterrupt", "OutOfGasInterrupt", "PageFaultInterrupt", "Backend", "Isolation",
     "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError", "MemoryAccessError",
-    "SandboxError", "Timeout",
+    "SandboxError", "Timeout", "ExportNotFound", "ImportNotFound",
 ]

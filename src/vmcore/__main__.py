@@ -1,40 +1,62 @@
 """``python -m vmcore``: info, asm, disasm, run, vectors, demo, fuzz.
 
-Bad input gives a one-line error on stderr and exit status 2, never a
-traceback."""
+Every error is one line on stderr, ``vmcore: error: ...``, never a
+traceback.  Exit status: 0 success, 1 a runtime error (the guest trapped,
+ran out of gas or time, a hostcall failed, the sandbox failed; failing
+vectors), 2 a usage error (bad arguments, an unreadable or malformed input
+file)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from vmcore.errors import VmError
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+FORMATS = ("auto", "polkavm", "jam", "raw")
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # exit 2 with one line, like every other bad input
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"vmcore: error: {message}\n")
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, status: int = EXIT_USAGE) -> int:
     print(f"vmcore: error: {message}", file=sys.stderr)
-    return 2
+    return status
 
 
-def _load(path: str, raw: bool = False, isa: Optional[str] = None):
+def _load(path: str, raw: bool = False, isa: Optional[str] = None, fmt: str = "auto"):
+    """A program file of any format: ``.polkavm`` (recognised by its magic),
+    a JAM standard program (recognised by parsing as one, whatever the
+    file is called) or, with ``--raw`` / ``--format raw``, a JAM code blob."""
+    from vmcore.errors import ProgramError
     from vmcore.program import DEFAULT_RAW_ISA, Program
     with open(path, "rb") as f:
         data = f.read()
     if raw:
+        fmt = "raw"
+    if fmt == "raw":
         return Program.from_raw_code(data, isa=isa or DEFAULT_RAW_ISA)
-    if data[:4] != b"PVM\0" and path.endswith((".jam", ".pvm")):
+    if isa:
+        raise ValueError("--isa only applies to raw code blobs (--raw / --format raw)")
+    if fmt == "polkavm" or (fmt == "auto" and data[:4] == b"PVM\0"):
+        return Program.from_bytes(data)
+    if fmt == "jam":
         return Program.from_jam_standard(data)
-    return Program.from_bytes(data)
+    try:
+        return Program.from_jam_standard(data)
+    except ProgramError as e:
+        raise ProgramError(f"{path} is neither a .polkavm blob (no 'PVM\\0' magic) nor a JAM standard program "
+                           f"({e.reason}); pass --format or --raw to say which it is") from None
 
 
 def cmd_info(args) -> int:
-    program = _load(args.file, args.raw, args.isa)
+    program = _load(args.file, args.raw, args.isa, args.format)
     print(describe(program, args.page_size))
     return 0
 
@@ -69,29 +91,96 @@ def cmd_disasm(argv: List[str]) -> int:
 
 
 def _parse_int(text: str) -> int:
-    return int(text, 0)
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _parse_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds (inf: none), got {text!r}")
+    return value
+
+
+def _parse_hostcall(text: str):
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, _parse_int(value)
+
+
+_STATUS = {"Trap": "trap", "OutOfGas": "out-of-gas", "PageFault": "page-fault", "Timeout": "timeout",
+           "HostcallError": "hostcall-error", "SandboxError": "sandbox-error", "SandboxBusy": "sandbox-error"}
 
 
 def cmd_run(args) -> int:
     from vmcore.sandbox import Sandbox
-    program = _load(args.file, args.raw, args.isa)
+    program = _load(args.file, args.raw, args.isa, args.format)
     if args.export not in program.exports:
         known = ", ".join(program.exports) or "none"
         return _fail(f"{args.file} has no export {args.export!r} (exports: {known})")
+    stubs: Dict[str, int] = dict(args.hostcall or ())
+    for name in stubs:
+        if name not in program.imports:
+            known = ", ".join(program.imports) or "none"
+            return _fail(f"--hostcall {name}=...: {args.file} has no import {name!r} (imports: {known})")
     sb = Sandbox(program, backend=args.backend, isolation=args.isolation, gas=args.gas)
+    for name, value in stubs.items():
+        sb.register_hostcall(name, lambda caller, _value=value: _value)
+    timeout = None if args.timeout is None or args.timeout == float("inf") else args.timeout
+    record: Dict[str, object] = {"export": args.export, "args": args.args, "backend": sb.backend,
+                                 "isolation": sb.isolation}
     start = time.perf_counter()
-    result = sb.call(args.export, *args.args)
+    try:
+        result = sb.call(args.export, *args.args, timeout=timeout)
+        error: Optional[VmError] = None
+    except VmError as e:
+        result, error = None, e
     elapsed = time.perf_counter() - start
-    print(f"result:  {result}")
-    if args.gas is not None:
-        print(f"gas:     {args.gas - sb.gas} used, {sb.gas} left")
-    print(f"time:    {elapsed * 1e3:.3f} ms ({sb.backend}/{sb.isolation})")
+    gas_left = sb.gas if not sb.closed else None
+    record.update(status="finished" if error is None else _STATUS.get(type(error).__name__, "error"),
+                  result=result, pc=(error.pc if error is not None else sb.pc if not sb.closed else None),
+                  gas_limit=args.gas, gas_used=(args.gas - gas_left) if gas_left is not None else None,
+                  gas_left=gas_left, seconds=round(elapsed, 6),
+                  error=None if error is None else f"{type(error).__name__}: {error}")
+    sb.close()
+    if args.json:
+        print(json.dumps(record))
+    if error is not None:
+        return _fail(str(record["error"]), EXIT_RUNTIME)
+    if not args.json:
+        print(f"result:  {result}")
+        if args.gas is not None:
+            print(f"gas:     {record['gas_used']} used, {gas_left} left")
+        print(f"time:    {elapsed * 1e3:.3f} ms ({record['backend']}/{record['isolation']})")
     return 0
 
 
 def cmd_vectors(args) -> int:
-    from vmcore.vectors import main_vectors
+    import os
+    from vmcore.vectors import check_configuration, collect, main_vectors
     isolation = args.isolation or ("process" if args.backend == "compiler" else "inline")
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        return _fail(f"no such file or directory: {missing[0]}")
+    try:
+        check_configuration(args.backend, isolation)
+    except ValueError as e:
+        return _fail(str(e))
+    files = collect(args.paths)
+    if not files:
+        return _fail("no vector files found")
+    for path in files:  # a file that is not JSON is a usage error, not a failed vector
+        try:
+            with open(path, "rb") as f:
+                json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:
+            return _fail(f"{path} is not a JSON test vector ({e})")
     return main_vectors(args.paths, backend=args.backend, isolation=isolation, verbose=args.verbose)
 
 
@@ -106,12 +195,16 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vmcore._version import __version__
     parser = _Parser(prog="python -m vmcore", description="Run and inspect PolkaVM / JAM PVM guest programs.")
+    parser.add_argument("--version", action="version", version=f"vmcore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("info", help="show a program's ISA, sizes, exports, imports and memory map")
     p.add_argument("file")
-    p.add_argument("--raw", action="store_true", help="FILE is a raw JAM code blob")
+    p.add_argument("--format", choices=FORMATS, default="auto",
+                   help="auto (default): .polkavm by its magic, else a JAM standard program")
+    p.add_argument("--raw", action="store_true", help="FILE is a raw JAM code blob (--format raw)")
     p.add_argument("--isa", help="instruction set of a raw blob (default latest64)")
     p.add_argument("--page-size", type=_parse_int, default=0x1000)
     p.set_defaults(func=cmd_info)
@@ -124,9 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("export")
     p.add_argument("args", nargs="*", type=_parse_int, help="integer arguments (a0..a5)")
     p.add_argument("--gas", type=_parse_int, default=None, help="gas limit (default: metering off)")
+    p.add_argument("--timeout", type=_parse_seconds, default=None, metavar="SECONDS",
+                   help="stop the guest after this long (default, or inf: no deadline)")
+    p.add_argument("--hostcall", type=_parse_hostcall, action="append", metavar="NAME=VALUE",
+                   help="serve import NAME with a hostcall returning VALUE in a0 (repeatable)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON line: status, result, pc, gas used/left, seconds, error")
     p.add_argument("--backend", default="auto", choices=["auto", "interpreter", "compiler"])
     p.add_argument("--isolation", default="auto", choices=["auto", "inline", "process"])
-    p.add_argument("--raw", action="store_true", help="FILE is a raw JAM code blob")
+    p.add_argument("--format", choices=FORMATS, default="auto",
+                   help="auto (default): .polkavm by its magic, else a JAM standard program")
+    p.add_argument("--raw", action="store_true", help="FILE is a raw JAM code blob (--format raw)")
     p.add_argument("--isa", help="instruction set of a raw blob")
     p.set_defaults(func=cmd_run)
 
@@ -166,8 +267,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     return _guard(lambda: args.func(args))
 
 
@@ -175,7 +276,9 @@ def _guard(fn) -> int:
     try:
         return fn()
     except VmError as e:
-        return _fail(f"{type(e).__name__}: {e}")
+        from vmcore.errors import ExportNotFound, ImportNotFound, ProgramError
+        usage = isinstance(e, (ProgramError, ExportNotFound, ImportNotFound))
+        return _fail(f"{type(e).__name__}: {e}", EXIT_USAGE if usage else EXIT_RUNTIME)
     except OSError as e:
         return _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
     except (ValueError, KeyError, TypeError, NotImplementedError) as e:

@@ -24,6 +24,8 @@ class CompiledCode:
     code: bytes
     jump_table: bytes
     map_bytes: bytes
+    records_bytes: bytes
+    marks_bytes: bytes
     info: Dict[str, object]
     def __init__(self, isa: int, code: bytes, bitmask: bytes, jump_table: Sequence[int], gas_metering: bool = ...,
                  step_tracing: bool = ..., interruptible: bool = ..., cost: Optional[Sequence[int]] = ...,

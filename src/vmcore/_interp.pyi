@@ -24,6 +24,8 @@ class Instance:
     module: CompiledModule
     last_exit: int
     running: bool
+    in_call: bool
+    abandoned: bool
     pc: int
     next_pc: int
     arg: int

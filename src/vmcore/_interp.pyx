@@ -102,6 +102,7 @@ cdef class Instance:
     cdef readonly CompiledModule module
     cdef bint running
     cdef bint in_call
+    cdef public bint abandoned  # closed during a call: the call must not report success
     cdef public int last_exit
     cdef object hostcall_error
     cdef set granted  # (address, length) made accessible since the last scrub
@@ -326,6 +327,15 @@ EXIT_HOSTCALL_ERROR = 100   # a hostcall raised; see Instance.take_hostcall_erro
 EXIT_BUSY = 101             # the instance is already in a call
 
 
+cdef tuple _ARG_NAMES = ("a0", "a1", "a2", "a3", "a4", "a5", "t0", "t1", "t2")
+
+
+cdef int _bad_arg(Py_ssize_t i, object value) except -1:
+    """A call argument that is not an int: say which one (bools are ints)."""
+    raise TypeError(f"call argument {i + 1} ({_ARG_NAMES[i]}) must be an int, got {type(value).__name__}: "
+                    f"{value!r:.40}")
+
+
 # Blocks a guest may run while we still hold the GIL (a microsecond or so):
 # short calls and hostcall round trips then skip the GIL hand-off; anything
 # longer yields and continues with the GIL released.
@@ -437,6 +447,8 @@ cdef object _call(Instance inst, uint32_t pc, tuple args, uint64_t sp, list hand
     if nargs > 9:
         raise TypeError(f"at most 9 arguments fit in registers, got {nargs}")
     for i in range(nargs):
+        if not isinstance(args[i], int):
+            _bad_arg(i, args[i])
         regs[_ARG_REGS[i]] = _to_reg(args[i], mask)
     regs[0] = VM_ADDR_RETURN_TO_HOST
     regs[1] = sp
@@ -449,6 +461,8 @@ cdef object _call(Instance inst, uint32_t pc, tuple args, uint64_t sp, list hand
         reason = _serve(inst, handlers, caller, mask)
     finally:
         inst.in_call = False
+    if reason == VM_EXIT_FINISHED and inst.abandoned:
+        reason = VM_EXIT_INTERRUPTED
     inst.last_exit = reason
     if reason == VM_EXIT_FINISHED:
         return regs[7] & mask

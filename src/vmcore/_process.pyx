@@ -338,6 +338,15 @@ cdef object _NONE = None
 cdef int[9] _ARG_REGS = [7, 8, 9, 10, 11, 12, 2, 3, 4]  # a0-a5, t0-t2
 
 
+cdef tuple _ARG_NAMES = ("a0", "a1", "a2", "a3", "a4", "a5", "t0", "t1", "t2")
+
+
+cdef int _bad_arg(Py_ssize_t i, object value) except -1:
+    """A call argument that is not an int: say which one (bools are ints)."""
+    raise TypeError(f"call argument {i + 1} ({_ARG_NAMES[i]}) must be an int, got {type(value).__name__}: "
+                    f"{value!r:.40}")
+
+
 cdef inline uint64_t _to_reg(object value, uint64_t mask) except? 0:
     cdef uint64_t v = <uint64_t>(value & mask)
     if mask == 0xffffffff:
@@ -908,6 +917,8 @@ cdef object _call(Process p, uint32_t pc, tuple args, uint64_t sp, list handlers
     p._ensure()
     ctx = p.ctx
     for i in range(nargs):
+        if not isinstance(args[i], int):
+            _bad_arg(i, args[i])
         vm_host_set_reg(ctx, _ARG_REGS[i], _to_reg(args[i], mask))
     vm_host_set_reg(ctx, 0, VM_ADDR_RETURN_TO_HOST)
     vm_host_set_reg(ctx, 1, sp)

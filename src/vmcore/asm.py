@@ -509,8 +509,9 @@ class _Assembler:
         if name in ("ro_data_size", "rw_data_size", "stack_size"):
             setattr(self, name, _u32(arg, f"%{name}"))
         elif name in ("ro_data", "rw_data"):
-            setattr(self, name, _hex_bytes(arg))
-            self.data_lines[name] = self.line
+            # Repeated lines concatenate (the disassembler wraps long data).
+            setattr(self, name, getattr(self, name) + _hex_bytes(arg))
+            self.data_lines.setdefault(name, self.line)
         elif name == "import":
             if not arg:
                 raise _Bad("%import needs a name")
@@ -978,7 +979,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except _UsageError as e:
-        print(f"vmcore asm: error: {e}", file=sys.stderr)
+        print(f"vmcore: error: {e}", file=sys.stderr)
         return 2
     except SystemExit as e:  # --help
         return int(e.code or 0)
@@ -989,17 +990,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             with open(args.input, "r", encoding="utf-8") as f:
                 text = f.read()
     except (OSError, UnicodeDecodeError) as e:
-        print(f"vmcore asm: error: cannot read {args.input}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        print(f"vmcore: error: cannot read {args.input}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
         return 2
     try:
         blob = assemble(text, isa=args.isa)
     except ProgramError as e:
-        print(f"vmcore asm: error: {args.input}: {e}", file=sys.stderr)
+        print(f"vmcore: error: {args.input}: {e}", file=sys.stderr)
         return 2
     output = args.output
     if output is None:
         if args.input == "-":
-            print("vmcore asm: error: -o is required when reading stdin", file=sys.stderr)
+            print("vmcore: error: -o is required when reading stdin", file=sys.stderr)
             return 2
         output = os.path.splitext(args.input)[0] + ".polkavm"
     try:
@@ -1010,7 +1011,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             with open(output, "wb") as f:
                 f.write(blob)
     except OSError as e:
-        print(f"vmcore asm: error: cannot write {output}: {e.strerror or e}", file=sys.stderr)
+        print(f"vmcore: error: cannot write {output}: {e.strerror or e}", file=sys.stderr)
         return 2
     return 0
 

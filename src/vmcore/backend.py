@@ -3,6 +3,8 @@ memory) and knows how to run it; the Sandbox on top owns the policy.  New
 backends/isolation modes register in BACKENDS."""
 from __future__ import annotations
 
+import logging
+import time
 from typing import Callable, Dict, Tuple
 
 from vmcore import _interp
@@ -10,14 +12,25 @@ from vmcore.backend_base import InstanceBackend
 from vmcore.errors import SandboxError
 
 
+#: Compiles taking at least this long are logged at INFO on "vmcore.compile"
+#: (quicker ones at DEBUG).
+SLOW_COMPILE_SECONDS = 0.1
+compile_log = logging.getLogger("vmcore.compile")
+
+
 def _compiled(program, gas_metering: bool, step_tracing: bool) -> "_interp.CompiledModule":
     """Threaded code is cached per Program and configuration."""
     key = ("interpreter", gas_metering, step_tracing)
     module = program._cache.get(key)
     if module is None:
+        start = time.perf_counter()
         module = _interp.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
                                         gas_metering, step_tracing)
         program._cache[key] = module
+        seconds = time.perf_counter() - start
+        compile_log.log(logging.INFO if seconds >= SLOW_COMPILE_SECONDS else logging.DEBUG,
+                        "compiled threaded code for %d bytes of %s code in %.1f ms", len(program.code), program.isa,
+                        seconds * 1e3)
     return module
 
 
@@ -66,7 +79,7 @@ class InlineInterpreter(InstanceBackend):
             inst.set_perms(region.address, region.size, region.perm)
             if region.data:
                 inst.write(region.address, region.data)
-        inst.configure_heap(heap.base, heap.base, heap.mapped_end, heap.max_top, heap.grow_pages)
+        inst.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
         self.regions = regions
 
     def reset(self) -> None:
@@ -86,6 +99,8 @@ class InlineInterpreter(InstanceBackend):
             # A call is running (another thread, or a hostcall closing its
             # own sandbox): stop the guest at its next block; the instance
             # stays with that call and is dropped, never pooled, after it.
+            # That call raises SandboxError even if the guest finishes.
+            self.inst.abandoned = True
             self.inst.interrupt()
             return
         inst, self.inst = self.inst, None

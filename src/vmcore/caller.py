@@ -1,9 +1,13 @@
 """What a hostcall sees: the guest's registers, memory and gas."""
 from __future__ import annotations
 
-from typing import Iterator, Union
+from typing import TYPE_CHECKING, Dict, Iterator, Optional, Union
 
 from vmcore.isa import REGISTER_NAMES
+
+if TYPE_CHECKING:
+    from vmcore.memory import GuestMemory
+    from vmcore.sandbox import Sandbox
 
 _INDEX = {name: i for i, name in enumerate(REGISTER_NAMES)}
 _INDEX.update({f"r{i}": i for i in range(13)})
@@ -44,33 +48,39 @@ class Registers:
     def __repr__(self) -> str:
         return "Registers(" + ", ".join(f"{n}={v:#x}" for n, v in zip(REGISTER_NAMES, self)) + ")"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, int]:
         return dict(zip(REGISTER_NAMES, self))
 
 
 class Caller:
-    """Passed as the first argument to every hostcall."""
+    """Passed as the first argument to every hostcall: the calling guest's
+    registers, memory and gas, and its sandbox."""
 
     __slots__ = ("sandbox",)
+    sandbox: "Sandbox"
 
-    def __init__(self, sandbox) -> None:
+    def __init__(self, sandbox: "Sandbox") -> None:
         self.sandbox = sandbox
 
     @property
     def regs(self) -> Registers:
+        """The guest's registers (a0..a5 hold the hostcall's arguments)."""
         return self.sandbox.regs
 
     @property
-    def memory(self):
+    def memory(self) -> "GuestMemory":
+        """The guest's memory (``sandbox.memory``)."""
         return self.sandbox.memory
 
     @property
-    def gas(self):
+    def gas(self) -> Optional[int]:
+        """Gas left (None when metering is off); settable to charge the guest."""
         return self.sandbox.gas
 
     @gas.setter
-    def gas(self, value) -> None:
+    def gas(self, value: int) -> None:
         self.sandbox.gas = value
 
     def sbrk(self, size: int) -> int:
+        """Grow the guest's heap by ``size`` bytes; the new heap end, or 0."""
         return self.sandbox.sbrk(size)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from vmcore import _decoder
 from vmcore import isa as _isa
@@ -255,10 +255,10 @@ def lines(program: Program, *, pcs: bool = True) -> Iterator[str]:
         value = getattr(program, key)
         if value:
             yield f"%{key} = {value}"
-    if program.ro_data:
-        yield f"%ro_data = {program.ro_data.hex()}"
-    if program.rw_data:
-        yield f"%rw_data = {program.rw_data.hex()}"
+    for name in ("ro_data", "rw_data"):
+        data = getattr(program, name)
+        for i in range(0, len(data), DATA_BYTES_PER_LINE):  # repeated lines concatenate in the assembler
+            yield f"%{name} = {data[i:i + DATA_BYTES_PER_LINE].hex()}"
     for i, name in enumerate(program.imports):
         yield f"%import {label_text(name)}  // ecalli {i}"
     table = program.jump_table
@@ -311,6 +311,32 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
+DATA_BYTES_PER_LINE = 32
+# Sections with an id from 128 up are optional in the .polkavm format (the
+# debug-info sections); the disassembly has no syntax for them.
+_OPTIONAL_SECTION_MIN = 128
+
+
+def optional_sections(data: bytes) -> List[Tuple[int, int]]:
+    """(section id, payload size) of the optional (debug) sections of a
+    .polkavm blob, which the disassembly leaves out."""
+    from vmcore import _program
+    found = []
+    pos = 4 + 1 + 8  # magic, version, blob length
+    while pos < len(data):
+        sid = data[pos]
+        if sid == 0:
+            break
+        got = _program.read_varint(data, pos + 1)
+        if got is None:
+            break
+        size, pos = got[0], pos + 1 + got[1]  # (value, bytes read)
+        if sid >= _OPTIONAL_SECTION_MIN:
+            found.append((sid, size))
+        pos += size
+    return found
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _Parser(prog="vmcore disasm", description="Disassemble a .polkavm blob (or a raw JAM code blob).")
     parser.add_argument("input", help="program file ('-' for stdin)")
@@ -322,12 +348,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except _UsageError as e:
-        print(f"vmcore disasm: error: {e}", file=sys.stderr)
+        print(f"vmcore: error: {e}", file=sys.stderr)
         return 2
     except SystemExit as e:  # --help
         return int(e.code or 0)
     if args.isa and not args.raw:
-        print("vmcore disasm: error: --isa only applies to --raw blobs (a .polkavm blob names its own)",
+        print("vmcore: error: --isa only applies to --raw blobs (a .polkavm blob names its own)",
               file=sys.stderr)
         return 2
     try:
@@ -337,7 +363,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             with open(args.input, "rb") as f:
                 data = f.read()
     except OSError as e:
-        print(f"vmcore disasm: error: cannot read {args.input}: {e.strerror or e}", file=sys.stderr)
+        print(f"vmcore: error: cannot read {args.input}: {e.strerror or e}", file=sys.stderr)
         return 2
     try:
         if args.raw:
@@ -345,8 +371,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             program = Program.from_bytes(data)
     except ProgramError as e:
-        print(f"vmcore disasm: error: {args.input}: {e}", file=sys.stderr)
+        print(f"vmcore: error: {args.input}: {e}", file=sys.stderr)
         return 2
+    dropped = [] if args.raw else optional_sections(data)
+    if dropped:
+        total = sum(size for _, size in dropped)
+        ids = ", ".join(str(sid) for sid, _ in dropped)
+        print(f"vmcore: note: {args.input}: left out {len(dropped)} debug section(s) (id {ids}, {total} bytes); "
+              "the disassembly has no syntax for debug info, so a reassembled blob will not have it",
+              file=sys.stderr)
     try:
         if args.output and args.output != "-":
             with open(args.output, "w", encoding="utf-8") as f:
@@ -366,7 +399,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             pass
         return 0
     except OSError as e:
-        print(f"vmcore disasm: error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
+        print(f"vmcore: error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
         return 2
     return 0
 

@@ -72,10 +72,33 @@ class SandboxError(VmError):
 
 
 class Timeout(VmError):
-    """A call passed its deadline; the guest was stopped at ``pc``."""
+    """A call passed its deadline (``call(..., timeout=)`` or
+    ``run(timeout=)``, in seconds); the guest was stopped at ``pc``."""
+
+
+class _LookupVmError(VmError, KeyError):
+    """A VmError that is also a KeyError (``except KeyError`` keeps
+    working); str() is the plain message, not KeyError's repr of it."""
+
+    def __init__(self, message: str, *, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ExportNotFound(_LookupVmError):
+    """``call()`` / ``prepare_call()`` / ``Program.export_pc()`` named an
+    export the program does not have; ``name`` is the name asked for."""
+
+
+class ImportNotFound(_LookupVmError):
+    """``register_hostcall()`` / ``hostcall()`` named an import the program
+    does not have; ``name`` is the name asked for."""
 
 
 __all__ = [
     "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError",
-    "MemoryAccessError", "SandboxError", "Timeout",
+    "MemoryAccessError", "SandboxError", "Timeout", "ExportNotFound", "ImportNotFound",
 ]

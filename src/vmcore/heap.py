@@ -8,9 +8,13 @@ from typing import Optional
 
 @dataclass(frozen=True)
 class HeapPolicy:
-    """``initial_size``: bytes of heap accessible before the guest calls
-    sbrk; ``max_size``: the heap may not grow past this many bytes (None:
-    as far as the memory map allows; past it sbrk returns 0 to the guest);
+    """``initial_size``: bytes of heap the sandbox starts with, already
+    allocated: ``Sandbox.heap_size`` reports it, the guest's sbrk grows the
+    heap from its end and the pages under it are accessible (rounded up to
+    whole pages).  PolkaVM's heap starts empty (``heap_size()`` 0, grown
+    only by sbrk), which is the default 0.  ``max_size``: the heap (initial
+    part included) may not grow past this many bytes (None: as far as the
+    memory map allows; past it sbrk returns 0 to the guest);
     ``grow_by_pages``: make at least this many pages accessible each time
     the heap grows past what is mapped (fewer, larger growths)."""
 

@@ -1,11 +1,22 @@
-"""What ``Sandbox.run()`` returns: why the guest stopped."""
+"""What ``Sandbox.run()`` returns: why the guest stopped.
+
+These are values, not exceptions.  The three that share a concept with an
+exception of :mod:`vmcore.errors` carry an ``Interrupt`` suffix so the two
+cannot be confused: ``run()`` *returns* :class:`TrapInterrupt`, while
+``call()`` *raises* :class:`vmcore.Trap` (likewise ``OutOfGasInterrupt`` /
+``vmcore.OutOfGas`` and ``PageFaultInterrupt`` / ``vmcore.PageFault``).
+The old names ``interrupts.Trap``, ``.OutOfGas`` and ``.PageFault`` still
+resolve, with a DeprecationWarning."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Interrupt:
+    """Base of every ``run()`` result; ``pc`` is where the guest stopped."""
     pc: int
 
 
@@ -22,18 +33,20 @@ class Ecalli(Interrupt):
 
 
 @dataclass(frozen=True)
-class Trap(Interrupt):
-    """The guest panicked."""
+class TrapInterrupt(Interrupt):
+    """The guest panicked (``call()`` raises :class:`vmcore.Trap` for this)."""
 
 
 @dataclass(frozen=True)
-class OutOfGas(Interrupt):
-    """Not enough gas for the block at ``pc``; add gas and run() again."""
+class OutOfGasInterrupt(Interrupt):
+    """Not enough gas for the block at ``pc``; add gas and run() again
+    (``call()`` raises :class:`vmcore.OutOfGas` for this)."""
 
 
 @dataclass(frozen=True)
-class PageFault(Interrupt):
-    """The guest touched the inaccessible page at ``address``."""
+class PageFaultInterrupt(Interrupt):
+    """The guest touched the inaccessible page at ``address`` (``call()``
+    raises :class:`vmcore.PageFault` for this)."""
     address: int
 
 
@@ -42,4 +55,16 @@ class Step(Interrupt):
     """Single-step mode: the guest is about to execute ``pc``."""
 
 
-__all__ = ["Interrupt", "Finished", "Ecalli", "Trap", "OutOfGas", "PageFault", "Step"]
+_DEPRECATED = {"Trap": TrapInterrupt, "OutOfGas": OutOfGasInterrupt, "PageFault": PageFaultInterrupt}
+
+
+def __getattr__(name: str) -> Any:
+    cls = _DEPRECATED.get(name)
+    if cls is None:
+        raise AttributeError(f"module 'vmcore.interrupts' has no attribute {name!r}")
+    warnings.warn(f"vmcore.interrupts.{name} is deprecated; use vmcore.interrupts.{cls.__name__} (vmcore.{name} "
+                  "is the exception call() raises)", DeprecationWarning, stacklevel=2)
+    return cls
+
+
+__all__ = ["Interrupt", "Finished", "Ecalli", "TrapInterrupt", "OutOfGasInterrupt", "PageFaultInterrupt", "Step"]

@@ -23,6 +23,7 @@ class Region:
 @dataclass(frozen=True)
 class HeapLayout:
     base: int        # first heap byte
+    top: int         # the heap's initial end: base + HeapPolicy.initial_size
     mapped_end: int  # accessible up to here initially
     max_top: int     # sbrk fails past this
     grow_pages: int
@@ -48,4 +49,8 @@ def initial_layout(program, memory_map: MemoryMap, heap: HeapPolicy):
         regions.append(Region(memory_map.stack_address_low, memory_map.stack_size, WRITE))
     if memory_map.aux_data_size:
         regions.append(Region(memory_map.aux_data_address, memory_map.aux_data_size, READ))
-    return regions, HeapLayout(memory_map.heap_base, mapped_end, max_top, heap.grow_by_pages)
+    # The initial heap counts as allocated (heap_size == initial_size, the
+    # guest's sbrk grows from its end); PolkaVM's heap starts empty, which is
+    # the default initial_size=0.
+    top = min(memory_map.heap_base + heap.initial_size, max_top)
+    return regions, HeapLayout(memory_map.heap_base, top, mapped_end, max_top, heap.grow_by_pages)

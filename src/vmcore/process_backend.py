@@ -16,9 +16,11 @@ page and the guest memory with this process through memfds.
 """
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import threading
+import time
 import weakref
 from typing import Dict, List, Optional
 
@@ -30,6 +32,10 @@ ZYGOTE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote"
 ISOLATION_FEATURES = tuple(name for name, _ in _process.ISOLATION_FEATURES)
 
 _image_lock = threading.Lock()
+# Never logged from on the call/hostcall path: only process and pool
+# life-cycle events and compiles.
+log = logging.getLogger("vmcore.process")
+pool_log = logging.getLogger("vmcore.pool")
 
 
 def _load_image() -> None:
@@ -102,6 +108,7 @@ class SandboxPool:
         zy = _process.Zygote()
         zy.start(self._flags, self._namespaces, 10.0, avoid_cpu)
         self.started += 1
+        log.debug("started sandbox process pid %s (pool %#x, %d started)", zy.pid, id(self), self.started)
         return zy
 
     def acquire(self) -> "_process.Zygote":
@@ -113,11 +120,14 @@ class SandboxPool:
             if low:
                 self._kick()
             if zy is None:
+                pool_log.debug("pool %#x has no idle sandbox process: starting one", id(self))
                 return self._start()
             if zy.idle():
                 self.reused += 1
                 zy.refresh()
+                pool_log.debug("reusing idle sandbox process pid %s (pool %#x)", zy.pid, id(self))
                 return zy
+            pool_log.info("idle sandbox process pid %s died in pool %#x; discarding it", zy.pid, id(self))
             zy.release()  # died while pooled
 
     def release(self, zy: "_process.Zygote", reusable: bool = True) -> None:
@@ -129,7 +139,10 @@ class SandboxPool:
             with self._lock:
                 if len(self._idle) < self.size:
                     self._idle.append(zy)
+                    pool_log.debug("recycled sandbox process pid %s into pool %#x (%d idle)", zy.pid, id(self),
+                                   len(self._idle))
                     return
+        pool_log.debug("ending sandbox process pid %s (pool %#x)", zy.pid, id(self))
         zy.release()
 
     def prestart(self, count: Optional[int] = None) -> None:
@@ -165,6 +178,8 @@ class SandboxPool:
         """End every idle zygote (the pool stays usable)."""
         with self._lock:
             idle, self._idle = self._idle, []
+        if idle:
+            pool_log.debug("ending %d idle sandbox process(es) of pool %#x", len(idle), id(self))
         for zy in idle:
             zy.release()
 
@@ -201,10 +216,19 @@ def _shared_module(program, gas_metering: bool, step_tracing: bool, native: bool
     key = ("native-shm" if native else "interpreter-shm", gas_metering, step_tracing)
     module = program._cache.get(key)
     if module is None:
+        start = time.perf_counter()
         module = _process.SharedModule(program.isa_index, program.code, program.bitmask, program.jump_table,
                                        gas_metering, step_tracing, native)
         program._cache[key] = module
+        _log_compile("native code" if native else "threaded code (shared)", program, time.perf_counter() - start)
     return module
+
+
+def _log_compile(what: str, program, seconds: float) -> None:
+    from vmcore import backend
+    level = logging.INFO if seconds >= backend.SLOW_COMPILE_SECONDS else logging.DEBUG
+    backend.compile_log.log(level, "compiled %s for %d bytes of %s code in %.1f ms", what, len(program.code),
+                            program.isa, seconds * 1e3)
 
 
 def drain_module_memory() -> int:
@@ -272,6 +296,7 @@ class ProcessInterpreter(InstanceBackend):
 
     def _restart(self) -> None:
         """A fresh zygote for a sandbox whose process died (auto_restart)."""
+        log.info("restarting a dead sandbox process (auto_restart): %s", self.inst.death)
         self.inst.attach(self._acquire())
         self._install()
         if self._initial_gas is not None:
@@ -284,7 +309,7 @@ class ProcessInterpreter(InstanceBackend):
             inst.set_perms(region.address, region.size, region.perm)
             if region.data:
                 inst.write(region.address, region.data)
-        inst.configure_heap(heap.base, heap.base, heap.mapped_end, heap.max_top, heap.grow_pages)
+        inst.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
         self.regions = regions
 
     def _touched(self):
@@ -309,6 +334,7 @@ class ProcessInterpreter(InstanceBackend):
         if inst.in_call:
             # A call is running (another thread) or this is a hostcall closing
             # its own sandbox: the calling thread cleans up.
+            log.debug("killing sandbox process pid %s: closed during a call", inst.pid)
             inst.abort()
             return
         zygote = inst.zygote

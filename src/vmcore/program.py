@@ -8,7 +8,7 @@ import os
 from typing import Dict, List, Optional, Union
 
 from vmcore import _decoder, _program, isa as _isa
-from vmcore.errors import ProgramError
+from vmcore.errors import ExportNotFound, ProgramError
 from vmcore.memory_map import MAX_PAGE_SIZE, MemoryMap
 
 BytesLike = Union[bytes, bytearray, memoryview]
@@ -167,12 +167,25 @@ class Program:
         # The JAM standard layout reserves the argument zone (Z_I) at the top.
         return 1 << 24 if self.format == "jam-standard" else 0
 
+    # -- pickling and copying: the parts, never the caches ---------------
+    def __getstate__(self) -> dict:
+        """Everything but ``_cache`` (compiled modules, shared memfds and
+        layouts are per process and rebuilt on demand)."""
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._cache = {}
+
     def export_pc(self, name: str) -> int:
+        """The pc of export ``name``; ExportNotFound (a KeyError) if none."""
         try:
             return self.exports[name]
         except KeyError:
             known = ", ".join(sorted(self.exports)) or "none"
-            raise KeyError(f"no export named {name!r} (exports: {known})") from None
+            raise ExportNotFound(f"no export named {name!r} (exports: {known})", name=name) from None
 
     def instruction_count(self) -> int:
         return _program.code_stats(self.isa_index, self.code, self.bitmask)[0]

@@ -8,23 +8,34 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+import math
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 from vmcore import _interp, abi, interrupts
 from vmcore.backend import select
 from vmcore.caller import Caller, Registers
-from vmcore.errors import HostcallError, OutOfGas, PageFault, SandboxError, Timeout, Trap, VmError
+from vmcore.errors import (HostcallError, ImportNotFound, OutOfGas, PageFault, SandboxError, Timeout, Trap,
+                           VmError)
 from vmcore.heap import HeapPolicy
 from vmcore.memory import GuestMemory
 from vmcore.memory_map import check_page_size
 from vmcore.program import DEFAULT_PAGE_SIZE, Program
 from vmcore.watchdog import WATCHDOG
 
+if TYPE_CHECKING:
+    from vmcore.process_backend import SandboxPool
+
 Hostcall = Callable[..., Any]
+#: What ``Sandbox(backend=)`` accepts and what ``Sandbox.backend`` reports
+#: ("auto" is resolved at construction, never reported).
+Backend = Literal["auto", "interpreter", "compiler"]
+#: What ``Sandbox(isolation=)`` accepts and what ``Sandbox.isolation`` reports.
+Isolation = Literal["auto", "inline", "process"]
 
 RETURN_TO_HOST = abi.VM_ADDR_RETURN_TO_HOST
 # Argument registers in the reference calling convention's order.
 ARG_REGS = (7, 8, 9, 10, 11, 12, 2, 3, 4)  # a0-a5, t0-t2
+_ARG_NAMES = ("a0", "a1", "a2", "a3", "a4", "a5", "t0", "t1", "t2")
 RA, SP, A0, A1 = 0, 1, 7, 8
 
 
@@ -79,19 +90,61 @@ def _limit_heap(heap: HeapPolicy, memory_map, memory_limit: Optional[int]) -> He
 
 
 class Sandbox:
-    """One guest instance.
+    """One guest instance of a :class:`~vmcore.Program`.
 
     >>> sb = Sandbox(program, gas=10_000_000)
     >>> @sb.hostcall("get_third_number")
     ... def get_third_number(caller) -> int:
     ...     return 100
     >>> sb.call("add_numbers", 1, 10)
+
+    Args:
+        program: the parsed guest (:class:`vmcore.Program`); one Program may
+            back any number of sandboxes, its compiled code is shared.
+        backend: ``"interpreter"`` (the C interpreter), ``"compiler"``
+            (native x86-64 code from the recompiler; implies
+            ``isolation="process"``) or ``"auto"``: the interpreter inline,
+            or with ``isolation="process"`` the compiler where the CPU can
+            run it.  ``SandboxError`` if the combination cannot run here.
+        isolation: ``"inline"`` (the guest runs in this process, no extra
+            process), ``"process"`` (a confined sandbox process per sandbox,
+            taken from ``pool``) or ``"auto"`` (inline, unless ``strict`` or
+            ``backend="compiler"`` asks for a process).
+        gas: the gas the guest starts with (and gets back on :meth:`reset`);
+            ``None`` turns metering off (``gas`` then reads ``None``).
+        page_size: guest page size in bytes, a power of two from 4 KiB to
+            64 KiB (default 4 KiB); it shapes the memory map.
+        heap: a :class:`vmcore.HeapPolicy` (initial heap, maximum, growth
+            step); default: an empty heap that may grow up to the stack.
+        hostcalls: ``{import name: function}`` registered at once, as with
+            :meth:`register_hostcall`.
+        strict: refuse to start unless every protection of the sandbox
+            process is active (see :meth:`isolation_report`); implies
+            ``isolation="process"``.
+        auto_restart: (process isolation) replace a sandbox process that
+            died with a fresh one at the next call instead of staying
+            closed; the guest starts over from its initial state.
+        pool: (process isolation) the :class:`vmcore.SandboxPool` to take
+            the sandbox process from and give it back to on close; default
+            ``SandboxPool.default()``.
+        memory_limit: cap in bytes on all guest memory that can ever be
+            accessible (data, stack, aux data, the heap at its largest);
+            ``SandboxError`` if the program needs more before any heap.
+            ``None``: no cap beyond the memory map.
+
+    Raises:
+        TypeError: ``program``, ``gas``, ``heap`` or ``pool`` of the wrong type.
+        ValueError: an unknown ``backend``/``isolation`` or a bad
+            ``page_size``/``memory_limit``.
+        SandboxError: the backend cannot run here, ``strict`` cannot be
+            met, or ``memory_limit`` is too small.
     """
 
-    def __init__(self, program: Program, *, backend: str = "auto", isolation: str = "auto",
+    def __init__(self, program: Program, *, backend: Backend = "auto", isolation: Isolation = "auto",
                  gas: Optional[int] = None, page_size: Optional[int] = None, heap: Optional[HeapPolicy] = None,
                  hostcalls: Optional[Dict[str, Hostcall]] = None, strict: bool = False,
-                 auto_restart: bool = False, pool: Any = None, memory_limit: Optional[int] = None) -> None:
+                 auto_restart: bool = False, pool: Optional["SandboxPool"] = None,
+                 memory_limit: Optional[int] = None) -> None:
         if not isinstance(program, Program):
             raise TypeError(f"Sandbox needs a vmcore.Program, got {type(program).__name__}")
         if gas is not None and (not isinstance(gas, int) or isinstance(gas, bool)):
@@ -132,12 +185,14 @@ class Sandbox:
 
     # -- configuration ----------------------------------------------------
     @property
-    def backend(self) -> str:
-        return self._backend.backend
+    def backend(self) -> Literal["interpreter", "compiler"]:
+        """The backend running the guest: ``"interpreter"`` or ``"compiler"``."""
+        return self._live().backend
 
     @property
-    def isolation(self) -> str:
-        return self._backend.isolation
+    def isolation(self) -> Literal["inline", "process"]:
+        """Where the guest runs: ``"inline"`` or ``"process"``."""
+        return self._live().isolation
 
     @property
     def pid(self) -> Optional[int]:
@@ -161,10 +216,11 @@ class Sandbox:
         return dict(getattr(self._live(), "counters", {}))
 
     def register_hostcall(self, name: str, fn: Hostcall) -> None:
-        """Serve the import ``name`` with ``fn(caller, *args)``."""
+        """Serve the import ``name`` with ``fn(caller, *args)``; raises
+        ImportNotFound (a KeyError) if the program has no such import."""
         if name not in self.program.imports:
             known = ", ".join(self.program.imports) or "none"
-            raise KeyError(f"the program has no import named {name!r} (imports: {known})")
+            raise ImportNotFound(f"the program has no import named {name!r} (imports: {known})", name=name)
         entry = (fn, _hostcall_arity(fn, name))
         for i, imported in enumerate(self.program.imports):
             if imported == name:
@@ -206,6 +262,9 @@ class Sandbox:
 
     @property
     def heap_size(self) -> int:
+        """Bytes of heap allocated: ``HeapPolicy.initial_size`` plus what
+        sbrk added since (PolkaVM's ``heap_size()``; 0 with the default
+        policy, as in PolkaVM)."""
         b = self._live()
         return b.heap_top - b.heap_base
 
@@ -229,9 +288,10 @@ class Sandbox:
         pc = self._entry_pc(export)
         if len(args) > len(ARG_REGS):
             raise TypeError(f"at most {len(ARG_REGS)} arguments can be passed in registers, got {len(args)}")
-        for reg, value in zip(ARG_REGS, args):
+        for i, (reg, value) in enumerate(zip(ARG_REGS, args)):
             if not isinstance(value, int):
-                raise TypeError(f"call arguments must be ints, got {type(value).__name__}")
+                raise TypeError(f"call argument {i + 1} ({_ARG_NAMES[i]}) must be an int, got "
+                                f"{type(value).__name__}: {value!r:.40}")
             b.set_reg(reg, value & 0xFFFFFFFFFFFFFFFF)
         b.set_reg(RA, RETURN_TO_HOST)
         b.set_reg(SP, self.memory_map.stack_address_high)
@@ -247,8 +307,22 @@ class Sandbox:
     def call(self, export: Union[str, int], *args: int, timeout: Optional[float] = None) -> int:
         """Call an export with integer arguments (a0..a5, then t0..t2); runs
         through any number of hostcalls and returns a0 (masked to the
-        register width).  Guest faults raise Trap, OutOfGas, PageFault or
-        HostcallError; the sandbox stays usable afterwards."""
+        register width).
+
+        ``export`` is an export name (ExportNotFound, a KeyError, if the
+        program has none such) or a pc.  Arguments must be ``int`` (bools
+        count as 0/1); each is taken modulo 2**64 and then masked to the
+        register width, so negative numbers pass as two's complement.
+        Anything else raises TypeError naming the argument.
+
+        ``timeout`` is a deadline in seconds (``None`` or ``math.inf``: no
+        deadline); past it the guest is stopped and Timeout raised.  Zero,
+        negative or NaN raise ValueError.
+
+        Guest faults raise Trap, OutOfGas, PageFault or HostcallError; the
+        sandbox stays usable afterwards.  A hostcall that closes its own
+        sandbox makes the call raise SandboxError ("closed during the
+        call") in every backend, as closing from another thread does."""
         return self._call_slow(export, args, timeout, None)
 
     def _call_slow(self, export, args: tuple, timeout: Optional[float], pc: Optional[int]) -> int:
@@ -269,6 +343,8 @@ class Sandbox:
                           pc=b.pc)
         while reason == _interp.EXIT_STEP:  # stepping: keep going
             reason = b.serve(self._handlers, self._caller, self._mask)
+            if self._backend is None:
+                raise SandboxError("the sandbox was closed during the call", pc=b.pc)
             if reason == _interp.EXIT_FINISHED:
                 return b.get_reg(A0) & self._mask
         if reason < 0:
@@ -311,12 +387,17 @@ class Sandbox:
 
     @contextlib.contextmanager
     def _deadline(self, timeout: Optional[float]):
-        """Stop the guest (EXIT_INTERRUPTED) if it runs past ``timeout`` seconds."""
+        """Stop the guest (EXIT_INTERRUPTED) if it runs past ``timeout``
+        seconds; None or infinity: no deadline."""
         if timeout is None:
             yield
             return
-        if not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:  # also NaN
+            raise ValueError(f"timeout must be a positive number of seconds (or None / math.inf for no "
+                             f"deadline), got {timeout!r}")
+        if math.isinf(timeout):
+            yield
+            return
         b = self._backend
         b.clear_interrupt()
         handle = WATCHDOG.arm(timeout, b.interrupt)
@@ -328,9 +409,11 @@ class Sandbox:
 
     def run(self, timeout: Optional[float] = None) -> interrupts.Interrupt:
         """Run until the guest stops and say why, without serving hostcalls
-        or raising for guest faults (the low-level interface).  Past
-        ``timeout`` seconds the guest is stopped and Timeout raised; run()
-        again resumes it."""
+        or raising for guest faults (the low-level interface): returns
+        Finished, Ecalli, TrapInterrupt, OutOfGasInterrupt,
+        PageFaultInterrupt or Step (vmcore.interrupts).  Past ``timeout``
+        seconds (None / math.inf: no deadline) the guest is stopped and
+        Timeout raised; run() again resumes it."""
         b = self._live()
         try:
             with self._deadline(timeout):
@@ -349,11 +432,11 @@ class Sandbox:
             name = self.program.imports[n] if n < len(self.program.imports) else ""
             return interrupts.Ecalli(pc, n, name)
         if reason == _interp.EXIT_TRAP:
-            return interrupts.Trap(pc)
+            return interrupts.TrapInterrupt(pc)
         if reason == _interp.EXIT_OUT_OF_GAS:
-            return interrupts.OutOfGas(pc)
+            return interrupts.OutOfGasInterrupt(pc)
         if reason == _interp.EXIT_PAGEFAULT:
-            return interrupts.PageFault(pc, b.arg)
+            return interrupts.PageFaultInterrupt(pc, b.arg)
         if reason == _interp.EXIT_STEP:
             return interrupts.Step(pc)
         raise SandboxError(f"unexpected exit {reason}", pc=pc)
@@ -375,6 +458,9 @@ class Sandbox:
             b.gas = self._initial_gas
 
     def close(self) -> None:
+        """Stop the guest and give its memory (and sandbox process) back;
+        idempotent.  A call in progress (another thread, or the hostcall
+        that closes its own sandbox) raises SandboxError."""
         if self._backend is not None:
             self._backend.close()
             self._backend = None
@@ -382,7 +468,17 @@ class Sandbox:
 
     @property
     def closed(self) -> bool:
-        return self._backend is None
+        """True after close(), and once the sandbox process died (without
+        ``auto_restart``, such a sandbox can never run again)."""
+        b = self._backend
+        if b is None:
+            return True
+        inst = getattr(b, "inst", None)
+        if b.isolation != "process" or inst is None:
+            return False
+        if getattr(inst, "closed", False):
+            return True
+        return getattr(inst, "restart", None) is None and not inst.alive
 
     def __enter__(self) -> "Sandbox":
         return self

@@ -47,7 +47,8 @@ class Watchdog:
                 deadline, handle = self._heap[0]
                 delay = deadline - time.monotonic()
                 if delay > 0:
-                    self._cond.wait(delay)
+                    # capped: Condition.wait() overflows on huge or infinite delays
+                    self._cond.wait(min(delay, 3600.0))
                     continue
                 heapq.heappop(self._heap)
                 callback = self._callbacks.pop(handle, None)
