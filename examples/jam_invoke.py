@@ -48,12 +48,13 @@ def main() -> int:
     host = jam.HostCalls()
 
     @host.function("fetch")                      # GP 0.8 host call 2
-    def fetch(call):
+    def fetch(call: jam.HostCallState) -> None:
         salt = (1000).to_bytes(8, "little") if call.regs[10] == 0 else None
         call.reply(salt, call.regs[7], call.regs[8], call.regs[9])
 
     args = bytes(range(1, 11))
     result = jam.invoke(program, 0, 100_000, args, host)
+    assert result.output is not None           # None unless the guest halted
     total = int.from_bytes(result.output, "little")
     print(f"status {result.status.name}, output {total}, gas used {result.gas_used} "
           f"({result.gas_model} model), gas left {result.gas_left}")

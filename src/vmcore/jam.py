@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 from vmcore import abi, interrupts
 from vmcore.errors import HostcallError, MemoryAccessError, OutOfGas, ProgramError, Trap, VmError
@@ -295,6 +295,7 @@ class HostCallState:
 
 
 HostFunction = Callable[[HostCallState], Optional[Status]]
+_F = TypeVar("_F", bound=HostFunction)
 
 
 class HostCalls:
@@ -341,9 +342,9 @@ class HostCalls:
             raise ValueError(f"gas must be a non-negative int, got {gas!r}")
         self._table[self.number(key)] = (fn, gas)
 
-    def function(self, key: Union[int, str], *, gas: int = HOSTCALL_GAS):
+    def function(self, key: Union[int, str], *, gas: int = HOSTCALL_GAS) -> Callable[[_F], _F]:
         """Decorator form of :meth:`register`."""
-        def decorate(fn: HostFunction) -> HostFunction:
+        def decorate(fn: _F) -> _F:
             self.register(key, fn, gas=gas)
             return fn
         return decorate
