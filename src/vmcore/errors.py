@@ -2,16 +2,43 @@
 sandbox can do wrong surfaces as a VmError subclass."""
 from __future__ import annotations
 
-from typing import Optional
+import pickle
+from typing import Any, Dict, Optional, Tuple
+
+
+def _rebuild(cls: type, args: Tuple[Any, ...], state: Dict[str, Any]) -> "VmError":
+    """Unpickle a VmError without calling its __init__ (subclasses take
+    keyword-only fields): the same message, attributes and cause."""
+    error = cls.__new__(cls)
+    error.args = args
+    cause = state.pop("__cause__", None)
+    error.__dict__.update(state)
+    if cause is not None:
+        error.__cause__ = cause
+    return error
 
 
 class VmError(Exception):
     """Base of every vmcore error.  ``pc`` is the guest program counter
-    where it happened, when that applies."""
+    where it happened, when that applies.  Every VmError pickles with its
+    message, its fields (pc, address, ...) and its ``__cause__`` (replaced
+    by a plain Exception with the same text when the cause itself does not
+    pickle), so it crosses process and machine boundaries unchanged."""
 
     def __init__(self, message: str, *, pc: Optional[int] = None) -> None:
         super().__init__(message)
         self.pc = pc
+
+    def __reduce__(self):
+        state = dict(self.__dict__)
+        cause = self.__cause__
+        if cause is not None:
+            try:
+                pickle.dumps(cause)
+            except Exception:
+                cause = Exception(f"{type(cause).__name__}: {cause}")
+            state["__cause__"] = cause
+        return (_rebuild, (type(self), self.args, state))
 
 
 class ProgramError(VmError):
