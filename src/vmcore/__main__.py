@@ -249,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", type=int, default=None, metavar="I", help="run case I only, in this process")
     p.add_argument("--oracle", nargs="?", const="", default=None, metavar="PATH",
                    help="also compare with the Python model of the semantics (tests/oracle.py, or PATH)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="split the campaign across a Ray cluster (ADDRESS, or a local one; needs vmcore[ray])")
+    p.add_argument("--ray-actors", type=int, default=None, metavar="N", help="with --ray: N actors (default: one "
+                   "per node)")
+    p.add_argument("--ray-chunk", type=int, default=None, metavar="N", help="with --ray: cases per chunk (200)")
     p.set_defaults(func=cmd_fuzz)
 
     p = sub.add_parser("demo", help="run the bundled demo guest with a Python hostcall")

@@ -1293,6 +1293,10 @@ def main(args) -> int:
             ok = ok and good
         return 0 if ok else 1
 
+    if getattr(args, "ray", None) is not None:  # --ray [ADDRESS]: split across a Ray cluster
+        from vmcore.ray_fuzz import main as ray_main
+        return ray_main(args, targets, options)
+
     tty = sys.stderr.isatty()
     last = [0.0]
 

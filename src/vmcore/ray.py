@@ -333,7 +333,9 @@ class NodeWorker:
                        options: Optional[dict] = None, plant: Optional[dict] = None) -> dict:
         """Cases start..stop-1 of a fuzz target (vmcore.ray_fuzz.run_chunk)."""
         from vmcore.ray_fuzz import run_chunk
-        return run_chunk(target, seed, start, stop, budget, options or {}, plant)
+        out = run_chunk(target, seed, start, stop, budget, options or {}, plant)
+        out["worker"] = (self.slot, os.getpid())
+        return out
 
     def stats(self) -> dict:
         """What this actor did: jobs, errors, programs held, blobs fetched
