@@ -654,7 +654,9 @@ class Cluster:
         arguments), in input order (``ordered=True``) or as completed;
         ``JobResult.index`` is the input's position.  Inputs are read
         lazily, as in-flight room frees up.  ``progress=True`` (or a string
-        label) shows a tqdm bar."""
+        label) shows a tqdm bar.  In order, at most max(64, 4 x actors x
+        max_in_flight x batch_size) results are held ahead of the one
+        being waited for."""
         self._open()
         remote = self.program(program)
         self._check(remote, export, gas, timeout)
