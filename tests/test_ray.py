@@ -208,9 +208,8 @@ def test_killed_actor_jobs_are_retried_nothing_lost(ray_session):
         got, victim, slot = [], None, -1
         for r in c.results(SUM, "main", inputs, gas=None, batch_size=1):
             got.append(r)
-            if victim is None and len(got) == 3:
-                slot = max(range(2), key=lambda s: c._per_slot[s])
-                assert c._per_slot[slot] > 0  # the victim has calls in flight right now
+            slot = max(range(2), key=lambda s: c._per_slot[s])
+            if victim is None and len(got) >= 2 and c._per_slot[slot] > 0:  # calls in flight right now
                 victim = c.actors[slot]
                 ray.kill(victim, no_restart=True)
         assert [r.index for r in got] == list(range(n))
@@ -219,7 +218,7 @@ def test_killed_actor_jobs_are_retried_nothing_lost(ray_session):
         assert c.counters["replaced"] == 1 and c.counters["retried"] >= 1
         assert any(r.attempts == 2 for r in got)
         assert c.counters["submitted"] == c.counters["completed"] == n
-        assert c.actors[slot] is not victim and c.call(SUM, "main", 7) == local(SUM, "main", 7)[0]
+        assert victim is not None and victim not in c.actors and c.call(SUM, "main", 7) == local(SUM, "main", 7)[0]
 
 
 @needs_ray
@@ -227,13 +226,13 @@ def test_retries_are_bounded_then_worker_lost(ray_session):
     from vmcore.ray import Cluster, WorkerLost
     with Cluster(actors=2, num_cpus=0.25, isolation="inline", max_retries=1, batch_size=1) as c:
         # the hostcall kills whichever actor runs it, every time
-        out = list(c.results(HOSTCALL, "main", [1, 2, 3], gas=GAS, hostcalls={"inc": "ray_helpers:die"}))
-        assert len(out) == 3
+        out = list(c.results(HOSTCALL, "main", [1, 2], gas=GAS, hostcalls={"inc": "ray_helpers:die"}))
+        assert len(out) == 2
         for r in out:
             assert isinstance(r.error, WorkerLost) and isinstance(r.error, vmcore.SandboxError)
             assert r.error.attempts == 2 and r.attempts == 2
         assert pickle.loads(pickle.dumps(out[0].error)).attempts == 2
-        assert c.counters["lost"] == 3 and c.counters["completed"] == c.counters["submitted"] == 3
+        assert c.counters["lost"] == 2 and c.counters["completed"] == c.counters["submitted"] == 2
         # the cluster carries on with replacements
         assert c.call(SUM, "main", 9, gas=GAS) == local(SUM, "main", 9)[0]
 

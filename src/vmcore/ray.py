@@ -417,7 +417,7 @@ class Cluster:
     ``per="cpu"``: one per CPU); ``threads`` calls run concurrently in each
     actor (the GIL is released while guests run).  ``max_in_flight``
     batches are queued per actor at most; ``batch_size`` jobs go in one
-    actor call in map() (default 8).  ``max_retries``: how often a job whose
+    actor call in map() (default 32).  ``max_retries``: how often a job whose
     actor died is retried on the replacement before it fails with
     WorkerLost.
 
@@ -428,7 +428,7 @@ class Cluster:
     """
 
     def __init__(self, address: Optional[str] = None, *, actors: Optional[int] = None, per: str = "node",
-                 threads: int = 1, max_in_flight: int = 2, batch_size: int = 8, max_retries: int = 2,
+                 threads: int = 1, max_in_flight: int = 2, batch_size: int = 32, max_retries: int = 2,
                  backend: str = "auto", isolation: str = "auto", memory_limit: Optional[int] = None,
                  strict: bool = False, page_size: Optional[int] = None, heap: Any = None,
                  hostcalls: Optional[Mapping[str, Any]] = None, pool_size: int = 4, num_cpus: float = 1,
