@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     finally:
         ray.shutdown()
 
-    print(f"\n| mode | actors | batch | jobs/s | µs/job | overhead/job vs local |")
+    print("\n| mode | actors | batch | jobs/s | µs/job | overhead/job vs local |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['mode']} | {r['actors'] or '-'} | {r['batch'] or '-'} | {r['jobs_per_s']:,.0f} | "

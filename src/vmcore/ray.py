@@ -537,7 +537,7 @@ class Cluster:
                 self._per_slot[task.slot] -= 1
                 try:
                     value = ray.get(ref)
-                except ray.exceptions.RayActorError as e:
+                except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as e:  # actor/node gone
                     self._replace(task.slot, task.generation)
                     if task.attempts <= self.max_retries:
                         self.counters["retried"] += task.size
