@@ -263,6 +263,18 @@ def test_dead_sandbox_process_is_a_sandbox_error(ray_session):
 
 
 @needs_ray
+def test_threaded_actor_runs_calls_concurrently(ray_session):
+    from vmcore.ray import Cluster
+    with Cluster(actors=1, threads=2, num_cpus=0.25, isolation="inline", max_in_flight=4) as c:
+        inputs = [1 + (i * 7919) % 5000 for i in range(200)]
+        got = list(c.map(HOSTCALL, "main", inputs[:50], gas=GAS, batch_size=5, hostcalls={"inc": "ray_helpers:inc"}))
+        assert got == [2 * n for n in inputs[:50]]
+        assert list(c.map(SUM, "main", inputs, gas=GAS, batch_size=5)) == [local(SUM, "main", n)[0] for n in inputs]
+        [s] = c.stats()
+        assert s["jobs"] == 250 and s["errors"] == 0
+
+
+@needs_ray
 def test_back_pressure_bounds_calls_in_flight(ray_session):
     from vmcore.ray import Cluster
     with Cluster(actors=2, num_cpus=0.25, isolation="inline", max_in_flight=1) as c:

@@ -315,14 +315,15 @@ class NodeWorker:
             value = sb.call(export, *args, timeout=timeout)
         except BaseException as e:
             error = e
-            self.errors += 1
         if error is None or not isinstance(error, SandboxError):
             try:
                 left = sb.gas
             except VmError:
                 left = None
         self._give_back(key, sb, error)
-        self.jobs += 1
+        with self._lock:
+            self.jobs += 1
+            self.errors += error is not None
         return index, value, None if error is None else _portable(error), left, time.perf_counter() - t0
 
     def run_batch(self, jobs: Sequence[tuple]) -> List[tuple]:
