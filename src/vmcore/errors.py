@@ -71,11 +71,16 @@ class SandboxError(VmError):
         self.sandbox_message = sandbox_message
 
 
+class SandboxBusy(VmError):
+    """The operation cannot be done now: the sandbox is running a call (in
+    another thread, or this is one of its own hostcalls)."""
+
+
 class Timeout(VmError):
     """A call passed its deadline; the guest was stopped at ``pc``."""
 
 
 __all__ = [
     "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError",
-    "MemoryAccessError", "SandboxError", "Timeout",
+    "MemoryAccessError", "SandboxError", "SandboxBusy", "Timeout",
 ]
