@@ -168,7 +168,15 @@ def _in_thread(fn, limit: float):
     t = threading.Thread(target=run, daemon=True)
     t.start()
     t.join(limit)
+    if t.is_alive():  # where it is stuck, for the report
+        import sys
+        frame = sys._current_frames().get(t.ident)
+        box["stack"] = "".join(traceback.format_stack(frame)) if frame is not None else ""
+        _LAST_STACK[0] = box["stack"]
     return box.get("result"), box.get("error"), not t.is_alive()
+
+
+_LAST_STACK = [""]
 
 
 # -- hostile-sandbox -------------------------------------------------------------
@@ -177,11 +185,11 @@ def _sandbox_step(rng: random.Random, sb) -> None:
     """One random public operation on a sandbox whose process is hostile."""
     rw = sb.memory_map.rw_data_address
     ops = [
-        lambda: sb.call("quick"),
+        lambda: sb.call("quick", timeout=2.0),
         lambda: sb.call("hcall", timeout=0.5),
         lambda: sb.call("hloop", rng.randrange(1, 50), timeout=0.5),
-        lambda: sb.call("grow", rng.choice((0, 1, 4096, 1 << 20))),
-        lambda: sb.call("touch", rw + 8 * rng.randrange(0, 64), rng.getrandbits(64)),
+        lambda: sb.call("grow", rng.choice((0, 1, 4096, 1 << 20)), timeout=2.0),
+        lambda: sb.call("touch", rw + 8 * rng.randrange(0, 64), rng.getrandbits(64), timeout=2.0),
         lambda: sb.call("memset", rw, rng.randrange(256), rng.randrange(0, 9000), timeout=0.5),
         lambda: sb.call("spin", timeout=0.05),
         lambda: sb.gas, lambda: sb.pc, lambda: sb.next_pc, lambda: sb.heap_size, lambda: sb.counters,
@@ -244,9 +252,10 @@ class HostileSandboxTarget:
             finally:
                 if sb is not None:
                     attempt(sb.close)
-        _, error, finished = _in_thread(case, 30.0)
+        _, error, finished = _in_thread(case, 60.0)
         if not finished:
-            return Failure(self.name, index, "hang", f"{backend}: a case did not finish in 30 s", "", None, self.seed)
+            return Failure(self.name, index, "hang", f"{backend}: a case did not finish in 60 s", _LAST_STACK[0],
+                           None, self.seed)
         if error is not None:
             return Failure(self.name, index, "exception", str(error).splitlines()[0], str(error), None, self.seed)
         # the host keeps working with the normal zygote
@@ -347,7 +356,8 @@ class HostileApiTarget:
                     problems.append(f"close ({name}): {e}")
         _, error, finished = _in_thread(case, 60.0)
         if not finished:
-            return Failure(self.name, index, "hang", f"{name}: a case did not finish in 60 s", "", None, self.seed)
+            return Failure(self.name, index, "hang", f"{name}: a case did not finish in 60 s", _LAST_STACK[0], None,
+                           self.seed)
         if error is not None:
             problems.append(f"harness ({name}): {type(error).__name__}: {error}")
         if problems:
