@@ -44,6 +44,7 @@ CORE_SOURCES = [
     "src/vmcore/_native/x64_runtime.c",
     "src/vmcore/_native/module_memory.c",
     "src/vmcore/_native/host.c",
+    "src/vmcore/_native/scrub.c",
 ]
 
 # The zygote: no libc (raw system calls), static, not position independent,
@@ -51,6 +52,8 @@ CORE_SOURCES = [
 # compiler helpers.  Never sanitized (no runtime to link).
 ZYGOTE_SOURCES = [
     "src/vmcore/_native/zygote.c",
+    "src/vmcore/_native/zygote_libc.c",
+    "src/vmcore/_native/zygote_hostile.c",  # empty unless -DVMCORE_HOSTILE_ZYGOTE (tests only)
     "src/vmcore/_native/interp.c",
     "src/vmcore/_native/decoder.c",
     "src/vmcore/_native/x64_runtime.c",

@@ -68,6 +68,7 @@ typedef struct vm_host_zygote {
     uint64_t module_generation;
     uint64_t wait_loop_start, futex_wait; /* host-side counters */
     uint64_t repin;                       /* times the zygote was moved off the caller's CPU */
+    uint32_t isolation;                   /* VM_ISO_* as reported at start-up, before any guest code ran */
 } vm_host_zygote;
 
 /* Start a zygote and wait until it is confined and idle.  0, or -1 with a

@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=60.0, help="time budget (default 60; targets run in parallel)")
     p.add_argument("--cases", type=int, default=None, help="stop each target after this many cases")
     p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
-    p.add_argument("--target", choices=["loader", "diff", "all"], default="all")
+    p.add_argument("--target", choices=["loader", "diff", "all", "hostile-sandbox", "hostile-api"], default="all")
     p.add_argument("--out", default="fuzz-out", help="directory for reproducers (default ./fuzz-out)")
     p.add_argument("--replay", type=int, default=None, metavar="I", help="run case I only, in this process")
     p.add_argument("--oracle", nargs="?", const="", default=None, metavar="PATH",

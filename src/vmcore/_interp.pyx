@@ -12,6 +12,9 @@ cdef extern from "vmcore/vmctx.h":
         VM_ADDR_RETURN_TO_HOST
 from vmcore.includes.decoder cimport vm_decoder_init, VM_OP_COUNT
 from vmcore.includes.interp cimport *
+from vmcore.includes.scrub cimport vm_span, vm_scrub_spans, vm_state_fresh
+
+from vmcore.errors import SandboxBusy, SandboxError
 
 vm_decoder_init()
 
@@ -121,12 +124,17 @@ cdef class Instance:
     # -- execution ------------------------------------------------------
     def set_module(self, CompiledModule module):
         """Switch to other threaded code for the same program (e.g. tracing);
-        the guest's pc is preserved by the caller through set_pc."""
+        the guest's pc is preserved by the caller through set_pc.  Never
+        under a running call (its hostcall loop resumes in the old code)."""
+        if self.in_call:
+            raise SandboxBusy("cannot switch the sandbox's code while a call is in progress")
         self.module = module
         self.state.resume = VM_INDEX_NONE
 
     def set_pc(self, uint32_t pc):
         """0 ok; -1 not an instruction; -2 not enough gas to enter mid-block."""
+        if self.in_call:
+            raise SandboxBusy("cannot move the program counter while a call is in progress")
         return vm_state_set_pc(&self.state, &self.module.module, pc)
 
     def can_resume(self):
@@ -138,7 +146,7 @@ cdef class Instance:
         if self.in_call:
             return EXIT_BUSY
         if self.state.resume == VM_INDEX_NONE:
-            raise RuntimeError("no program counter set: prepare a call first")
+            raise SandboxError("no program counter set: prepare a call first")
         self.in_call = True
         try:
             reason = _run_guest(self)
@@ -222,6 +230,8 @@ cdef class Instance:
         return (h.base, h.top, h.mapped_end, h.max_top)
 
     def sbrk(self, uint32_t size):
+        if self.running:
+            raise SandboxBusy("the heap cannot be changed while the guest is running")
         return vm_heap_sbrk(&self.state, &self.memory, size)
 
     # -- memory ---------------------------------------------------------
@@ -243,33 +253,35 @@ cdef class Instance:
         vm_guest_memory_reset(&self.memory)
 
     def scrub(self, spans):
-        """Zero and make inaccessible every (address, length) span, keeping
-        small spans' pages resident (memset) so reuse costs no page faults;
-        large spans go back to the kernel.  Used to recycle instances.
-        Everything set_perms made accessible since the last scrub is
-        scrubbed too, whether or not it is among ``spans``."""
-        cdef uint64_t address, length, first, count
+        """Recycle: zero and make inaccessible every (address, length) span
+        (vmcore/scrub.h, shared with the process engine), and the state
+        back to a new instance's (registers, gas, pc, next_pc, arg, heap,
+        nothing to resume).  Never under a running call."""
+        cdef uint32_t lo, hi
+        cdef vm_span *v
+        cdef size_t n = len(spans), i = 0
+        cdef int rc
+        if self.in_call or self.running:
+            raise SandboxBusy("cannot reset the sandbox while a call is in progress")
         if self.granted:
+            # also whatever set_perms made accessible outside ``spans``
             spans = set(spans) | self.granted
             self.granted = None
+            n = len(spans)
+        v = <vm_span *>malloc((n + 1) * sizeof(vm_span))
+        if v == NULL:
+            raise MemoryError()
         for address, length in spans:
-            if length == 0:
-                continue
-            if address + length > (<uint64_t>1 << 32):
-                raise ValueError("span outside the address space")
-            if length <= SCRUB_MEMSET_LIMIT:
-                memset(self.memory.base + address, 0, length)
-                first = address >> self.memory.page_shift
-                count = (address + length - 1 - ((address >> self.memory.page_shift) << self.memory.page_shift)
-                         + self.memory.page_size) >> self.memory.page_shift
-                memset(self.memory.perms + first, 0, count)
-            else:
-                vm_guest_memory_discard(&self.memory, <uint32_t>address, length)
-        memset(self.state.regs, 0, sizeof(self.state.regs))
-        self.state.gas = 0
-        self.state.resume = VM_INDEX_NONE
-        self.state.interrupt = 0
+            v[i].address = address
+            v[i].length = length
+            i += 1
+        rc = vm_scrub_spans(&self.memory, v, n, SCRUB_MEMSET_LIMIT, _discard, &self.memory, &lo, &hi)
+        free(v)
+        vm_state_fresh(&self.state)
         self.hostcall_error = None
+        self.last_exit = 0
+        if rc != 0:
+            raise SandboxError("a span to scrub lies outside the address space")
 
     def first_inaccessible(self, uint32_t address, uint32_t length, bint writable):
         """The first page in the range the guest could not access, or None."""
@@ -285,7 +297,7 @@ cdef class Instance:
         if address + length > (<uint64_t>1 << 32):
             raise ValueError(f"range {address:#x}+{length:#x} is outside the 32-bit address space")
         if self.running:
-            raise RuntimeError("guest memory cannot be accessed while the guest is running")
+            raise SandboxBusy("guest memory cannot be accessed while the guest is running")
         return 0
 
     def read(self, uint64_t address, uint64_t length):
@@ -313,6 +325,11 @@ cdef class Instance:
 
 
 cdef object _NONE = None
+
+
+cdef int _discard(void *memory, uint64_t offset, uint64_t length) noexcept nogil:
+    vm_guest_memory_discard(<vm_memory *>memory, <uint32_t>offset, length)
+    return 0
 
 
 cdef inline uint64_t _to_reg(object value, uint64_t mask) except? 0:
@@ -367,6 +384,10 @@ cdef int _serve(Instance inst, list handlers, object caller, uint64_t mask) exce
     cdef uint64_t *regs = inst.state.regs
     cdef int nargs
     while True:
+        if inst.state.resume == VM_INDEX_NONE:
+            # nothing to resume (cannot happen through the API: the engine
+            # refuses to change its code or state under a call)
+            raise SandboxError("the sandbox lost its resume point during a hostcall")
         reason = _run_guest(inst)
         if reason != VM_EXIT_ECALLI:
             if reason == VM_EXIT_FINISHED or reason == VM_EXIT_TRAP:
@@ -418,7 +439,7 @@ def serve_hostcalls(Instance inst, list handlers, object caller, uint64_t mask):
     if inst.in_call:
         return EXIT_BUSY
     if inst.state.resume == VM_INDEX_NONE:
-        raise RuntimeError("no program counter set: prepare a call first")
+        raise SandboxError("no program counter set: prepare a call first")
     inst.in_call = True
     try:
         return _serve(inst, handlers, caller, mask)

@@ -14,12 +14,13 @@ from vmcore.includes.decoder cimport vm_decoder_init
 from vmcore.includes.interp cimport *
 from vmcore.includes.host cimport *
 from vmcore.includes.compiler cimport vm_x64_config, vm_x64_enter
+from vmcore.includes.scrub cimport vm_span, vm_scrub_spans, vm_state_fresh, vm_ctx_fresh
 
 import os
 import time
 
 from vmcore import _interp
-from vmcore.errors import SandboxError
+from vmcore.errors import SandboxBusy, SandboxError
 
 # The same exit codes as the inline engine, so the Sandbox policy is shared.
 EXIT_HOSTCALL_ERROR = _interp.EXIT_HOSTCALL_ERROR
@@ -116,6 +117,16 @@ def have_image():
     return _image_fd >= 0
 
 
+def test_image(bytes elf):
+    """Tests only (vmcore.fuzz_hostile): another zygote executable in its
+    own sealed memfd, for Zygote.start(image_fd=); never the default."""
+    cdef char error[VM_HOST_ERROR_SIZE]
+    fd = vm_host_image_create(<const char *>elf, len(elf), error)
+    if fd < 0:
+        raise SandboxError(error.decode(errors="replace"))
+    return fd
+
+
 _X64_ERRORS = {
     -1: "bad configuration", -2: "output buffer too small (internal error)", -3: "out of memory",
     -4: "the program is too large for the recompiler",
@@ -146,6 +157,7 @@ cdef class SharedModule:
     cdef readonly bint step_tracing
     cdef readonly bint native
     cdef readonly double compile_seconds
+    cdef readonly uint32_t code_len
 
     def __cinit__(self, int isa, const uint8_t[:] code, const uint8_t[:] bitmask, jump_table, bint gas_metering,
                   bint step_tracing=False, bint native=False):
@@ -165,6 +177,7 @@ cdef class SharedModule:
         self.gas_metering = gas_metering
         self.step_tracing = step_tracing
         self.native = native
+        self.code_len = n
         config.isa = isa
         config.gas_metering = gas_metering
         config.step_tracing = step_tracing
@@ -256,7 +269,7 @@ cdef class Zygote:
         self.z.reaped = 1
         self.started = False
 
-    def start(self, uint32_t flags=0, bint namespaces=True, double timeout=10.0, int avoid_cpu=-2):
+    def start(self, uint32_t flags=0, bint namespaces=True, double timeout=10.0, int avoid_cpu=-2, int image_fd=-1):
         """Spawn and wait until it is confined and idle (SandboxError if it
         cannot start).  It is pinned to a CPU other than ``avoid_cpu``
         (default: the calling thread's) when there are two or more."""
@@ -265,11 +278,11 @@ cdef class Zygote:
         cdef int rc
         if self.started:
             raise RuntimeError("already started")
-        if _image_fd < 0:
+        if _image_fd < 0 and image_fd < 0:
             raise SandboxError("the zygote image is not loaded")
         if avoid_cpu == -2:
             avoid_cpu = vm_host_current_cpu()
-        o.image_fd = _image_fd
+        o.image_fd = image_fd if image_fd >= 0 else _image_fd
         o.flags = flags
         o.spin_iterations = _sandbox_spin
         o.cpu = vm_host_pick_cpu(avoid_cpu)
@@ -313,7 +326,9 @@ cdef class Zygote:
 
     @property
     def isolation(self):
-        return vm_host_isolation(self.z.ctx) if self.z.ctx != NULL else 0
+        """VM_ISO_* as the process reported them at start-up, before any
+        guest code ran (the live word is the sandbox's to write)."""
+        return self.z.isolation if self.z.ctx != NULL else 0
 
     def alive(self):
         return self.z.ctx != NULL and vm_host_alive(&self.z) != 0
@@ -335,6 +350,12 @@ cdef class Zygote:
 
 
 cdef object _NONE = None
+
+
+cdef int _punch(void *z, uint64_t offset, uint64_t length) noexcept nogil:
+    return vm_host_punch(<vm_host_zygote *>z, offset, length)
+
+
 cdef int[9] _ARG_REGS = [7, 8, 9, 10, 11, 12, 2, 3, 4]  # a0-a5, t0-t2
 
 
@@ -377,6 +398,11 @@ cdef class Process:
     # zygote spins on it.
     cdef set granted  # (address, length) made accessible since the last scrub
     cdef bint resumable
+    # What the host knows independently of the VmCtx (the sandbox can write
+    # every word of it): the heap as configured / last validated, and the
+    # highest gas the guest can have now (metered gas only goes down).
+    cdef vm_heap heap_
+    cdef int64_t gas_ceiling
 
     def __cinit__(self, Zygote zygote, SharedModule module, uint32_t page_size):
         self.page_size_ = page_size
@@ -394,8 +420,14 @@ cdef class Process:
         self.mem.perms = zygote.z.perms
         self.mem.page_shift = self.page_shift
         self.mem.page_size = self.page_size_
+        # A recycled process starts as a new one: nothing of the last
+        # tenant's (or of what the sandbox wrote) in the context or counters.
+        vm_ctx_fresh(self.ctx)
+        zygote.z.wait_loop_start = zygote.z.futex_wait = zygote.z.repin = 0
         self.ctx.page_size = self.page_size_
         self.resumable = False
+        memset(&self.heap_, 0, sizeof(self.heap_))
+        self.gas_ceiling = 0
         vm_host_set_interrupt(self.ctx, 0)
         vm_host_set_spin_iterations(self.ctx, _sandbox_spin)
         self.death = None
@@ -413,6 +445,10 @@ cdef class Process:
     @property
     def zygote(self):
         return self.zy
+
+    def ctx_address(self):
+        """Tests only: where the VmCtx is mapped here (0 when detached)."""
+        return <size_t>self.ctx
 
     # -- liveness ---------------------------------------------------------
     cdef int _ensure(self) except -1:
@@ -442,8 +478,10 @@ cdef class Process:
             n = VMCTX_MESSAGE_BUFFER_SIZE
         message = self.ctx.message_buffer[:n].decode("utf-8", "replace")
         pid = z.z.pid
-        if state == VMCTX_FUTEX_GUEST_SIGNAL:
-            vm_host_signal(&z.z, 9)
+        # Kill before reaping, always: whatever the context says (the
+        # robust-futex word, the futex state) is the sandbox's to write; a
+        # live process that claims to be dead must not block the reap.
+        vm_host_signal(&z.z, 9)
         with nogil:
             vm_host_reap(&z.z)
         vm_host_describe_exit(&z.z, how, sizeof(how))
@@ -468,6 +506,63 @@ cdef class Process:
             description = f"the sandbox process was stopped (SIGSTOP?) and stopped answering; it was killed ({description})"
         raise SandboxError(description, pc=None, sandbox_message=message)
 
+    cdef int _anomaly(self, what) except -1:
+        """The sandbox handed back a value it cannot legitimately produce:
+        it is treated as compromised, killed and never reused."""
+        if self.zy is None:
+            raise SandboxError("the sandbox is closed")
+        description, message = self._bury(VMCTX_FUTEX_BUSY)
+        self.death = f"{description} after sending back {what} (treated as compromised)"
+        raise SandboxError(f"the sandbox process sent back {what}; it was killed and will not be reused "
+                           f"({description})", sandbox_message=message)
+
+    cdef int _check_answer(self, uint32_t v) except -1:
+        """Range checks on what an answer carries on the handshake line
+        (one cache line, already here)."""
+        cdef uint32_t pc = vm_host_pc(self.ctx)
+        if pc > self.module.code_len:
+            self._anomaly(f"a program counter past the code ({pc})")
+        if v == VMCTX_FUTEX_GUEST_ECALLI:
+            if vm_host_next_pc(self.ctx) > self.module.code_len:
+                self._anomaly(f"a next program counter past the code ({vm_host_next_pc(self.ctx)})")
+        elif v == VMCTX_FUTEX_GUEST_PAGEFAULT:
+            if vm_host_arg(self.ctx) & (self.page_size_ - 1):
+                self._anomaly(f"a page-fault address that is not a page ({vm_host_arg(self.ctx):#x})")
+        elif v != VMCTX_FUTEX_GUEST_TRAP and v != VMCTX_FUTEX_GUEST_STEP and \
+                v != VMCTX_FUTEX_GUEST_NOT_ENOUGH_GAS and v != VMCTX_FUTEX_IDLE:
+            self._anomaly(f"an unknown futex state ({v:#x})")
+        return 0
+
+    cdef int64_t _gas(self) except? -1:
+        """vmctx.gas, checked: with metering it can only have gone down
+        since the host last set or read it."""
+        cdef int64_t g = vm_host_get_gas(self.ctx)
+        if self.module.gas_metering:
+            if g > self.gas_ceiling:
+                self._anomaly(f"more gas than it was given ({g} > {self.gas_ceiling})")
+            self.gas_ceiling = g
+        return g
+
+    cdef int _heap_load(self, vm_state *s) except -1:
+        """The registers and heap from the context; the heap's base,
+        maximum and growth step are the host's own, its top and mapped end
+        are checked against them (they only grow, up to the maximum)."""
+        cdef uint64_t limit
+        vm_host_state_load(self.ctx, s)
+        s.heap.base = self.heap_.base
+        s.heap.max_top = self.heap_.max_top
+        s.heap.grow_pages = self.heap_.grow_pages
+        limit = (<uint64_t>self.heap_.max_top + self.page_size_ - 1) & ~(<uint64_t>self.page_size_ - 1)
+        if limit < self.heap_.mapped_end:
+            limit = self.heap_.mapped_end
+        if not (self.heap_.top <= s.heap.top <= self.heap_.max_top and s.heap.top <= s.heap.mapped_end
+                and self.heap_.mapped_end <= s.heap.mapped_end <= limit):
+            self._anomaly(f"an impossible heap (top {s.heap.top:#x}, mapped to {s.heap.mapped_end:#x}; the host "
+                          f"knows top {self.heap_.top:#x}, mapped {self.heap_.mapped_end:#x}, max {self.heap_.max_top:#x})")
+        self.heap_.top = s.heap.top
+        self.heap_.mapped_end = s.heap.mapped_end
+        return 0
+
     def abort(self):
         """Close while a call is in progress (another thread, or a hostcall):
         kill the process; the calling thread notices, releases the zygote's
@@ -490,7 +585,7 @@ cdef class Process:
         return self.zy.isolation if self.zy is not None else 0
 
     def counters(self):
-        if self.zy is None:
+        if self.zy is None or self.ctx == NULL:
             return {}
         return {
             "syscall_wait_loop_start": vm_host_counter_wait_loop_start(self.ctx),
@@ -502,6 +597,8 @@ cdef class Process:
 
     # -- execution ------------------------------------------------------
     def set_module(self, SharedModule module):
+        if self.in_call:
+            raise SandboxBusy("cannot switch the sandbox's code while a call is in progress")
         self.module = module
         self.resumable = False
 
@@ -510,27 +607,36 @@ cdef class Process:
         cdef int rc
         cdef uint64_t native = 0
         cdef int64_t gas
+        # The host validates the entry and charges its gas on its own copy
+        # of the module; where the code resumes (native address, threaded
+        # code index) the sandbox computes itself from the pc and the module
+        # it has mapped: the request says only "enter at program_counter"
+        # (next_native_program_counter 0 / jump_into VM_INDEX_NONE).
         if self.module.native:
-            gas = vm_host_get_gas(self.ctx)
+            gas = self._gas()
             rc = vm_x64_enter(self.module.m.x64, &self.module.m.map, NULL, pc, &gas, &native)
             vm_host_set_pc(self.ctx, pc)
             if rc == 0:
                 vm_host_set_gas(self.ctx, gas)
-                vm_host_set_native_pc(self.ctx, native)
+                self.gas_ceiling = gas
+                vm_host_set_native_pc(self.ctx, 0)
                 self.resumable = True
             return rc
-        s.gas = vm_host_get_gas(self.ctx)
+        s.gas = self._gas()
         rc = vm_state_set_pc(&s, &self.module.m.module, pc)
         vm_host_set_pc(self.ctx, pc)
         if rc == 0:
             vm_host_set_gas(self.ctx, s.gas)
-            vm_host_set_resume_index(self.ctx, s.resume)
+            self.gas_ceiling = s.gas
+            vm_host_set_resume_index(self.ctx, VM_INDEX_NONE)
             self.resumable = True
         return rc
 
     def set_pc(self, uint32_t pc):
         """0 ok; -1 not an instruction; -2 not enough gas to enter mid-block."""
         self._ensure()
+        if self.in_call:
+            raise SandboxBusy("cannot move the program counter while a call is in progress")
         return self._set_pc(pc)
 
     def can_resume(self):
@@ -574,11 +680,13 @@ cdef class Process:
         if v == VMCTX_FUTEX_GUEST_SIGNAL:
             self._died(v)
         self.running = False
+        self._check_answer(v)
         return v
 
     cdef int _exit_code(self, uint32_t v) except? -1:
         if v == VMCTX_FUTEX_GUEST_ECALLI:
             return VM_EXIT_ECALLI
+        self._gas()  # off the hostcall path: the gas line costs a transfer
         if v == VMCTX_FUTEX_GUEST_TRAP:
             self.resumable = False
             return VM_EXIT_TRAP
@@ -605,7 +713,7 @@ cdef class Process:
             return C_EXIT_BUSY
         self._ensure()
         if not self.resumable:
-            raise RuntimeError("no program counter set: prepare a call first")
+            raise SandboxError("no program counter set: prepare a call first")
         self.in_call = True
         try:
             self._start()
@@ -657,12 +765,17 @@ cdef class Process:
     @property
     def gas(self):
         self._ensure()
-        return vm_host_get_gas(self.ctx)
+        if self.running:
+            raise SandboxBusy("the gas cannot be read while the guest is running")
+        return self._gas()
 
     @gas.setter
     def gas(self, int64_t value):
         self._ensure()
+        if self.running:
+            raise SandboxBusy("the gas cannot be set while the guest is running")
         vm_host_set_gas(self.ctx, value)
+        self.gas_ceiling = value
 
     def get_reg(self, unsigned int index):
         if index >= 13:
@@ -693,18 +806,23 @@ cdef class Process:
                        uint32_t grow_pages):
         cdef vm_state s
         self._ensure()
+        if self.in_call:
+            raise SandboxBusy("the heap cannot be reconfigured while a call is in progress")
         vm_host_state_load(self.ctx, &s)
         s.heap.base = base
         s.heap.top = top
         s.heap.mapped_end = mapped_end
         s.heap.max_top = max_top
         s.heap.grow_pages = grow_pages
+        self.heap_ = s.heap
         vm_host_state_store(self.ctx, &s)
 
     def heap_state(self):
         cdef vm_state s
         self._ensure()
-        vm_host_state_load(self.ctx, &s)
+        if self.running:
+            raise SandboxBusy("the heap cannot be read while the guest is running")
+        self._heap_load(&s)
         return (s.heap.base, s.heap.top, s.heap.mapped_end, s.heap.max_top)
 
     def sbrk(self, uint32_t size):
@@ -712,10 +830,11 @@ cdef class Process:
         cdef uint32_t r, first
         self._ensure()
         if self.running:
-            raise RuntimeError("the heap cannot be changed while the guest is running")
-        vm_host_state_load(self.ctx, &s)
+            raise SandboxBusy("the heap cannot be changed while the guest is running")
+        self._heap_load(&s)
         first = s.heap.mapped_end >> self.page_shift
         r = vm_heap_sbrk(&s, &self.mem, size)
+        self.heap_ = s.heap
         vm_host_perms_changed(self.ctx, first, s.heap.mapped_end >> self.page_shift)
         vm_host_state_store(self.ctx, &s)
         return r
@@ -739,39 +858,45 @@ cdef class Process:
         vm_host_perms_changed(self.ctx, address >> self.page_shift, <uint32_t>min(end, (<uint64_t>1 << 32) >> self.page_shift))
 
     def scrub(self, spans):
-        """Zero and make inaccessible every (address, length) span; small
-        spans in place (pages stay resident in both processes), large ones
-        are punched out of the memfd.  Registers, gas, heap and the resume
-        point are cleared too: what recycling needs."""
-        cdef uint64_t address, length, first, count
-        cdef vm_state s
+        """Recycle: zero and make inaccessible every (address, length) span
+        (vmcore/scrub.h, the implementation the inline engine uses too;
+        large spans are punched out of the memfd), the state back to a new
+        instance's and the VmCtx back to a new process's (vm_ctx_fresh).
+        Never under a running call."""
+        cdef uint32_t lo, hi
+        cdef vm_span *v
+        cdef size_t n = len(spans), i = 0
+        cdef int rc
+        cdef vm_state st
         self._ensure()
-        if self.running:
-            raise RuntimeError("cannot scrub while the guest is running")
+        if self.in_call or self.running:
+            raise SandboxBusy("cannot reset the sandbox while a call is in progress")
         if self.granted:
             # also whatever set_perms made accessible outside ``spans``
             spans = set(spans) | self.granted
             self.granted = None
+            n = len(spans)
+        v = <vm_span *>malloc((n + 1) * sizeof(vm_span))
+        if v == NULL:
+            raise MemoryError()
         for address, length in spans:
-            if length == 0:
-                continue
-            if address + length > (<uint64_t>1 << 32):
-                raise ValueError("span outside the address space")
-            first = address >> self.page_shift
-            count = ((address + length + self.page_size_ - 1) >> self.page_shift) - first
-            if length <= SCRUB_MEMSET_LIMIT:
-                memset(self.mem.base + address, 0, length)
-            else:
-                vm_host_punch(&self.zy.z, first << self.page_shift, count << self.page_shift)
-            memset(self.mem.perms + first, 0, count)
-            vm_host_perms_changed(self.ctx, <uint32_t>first, <uint32_t>(first + count))
-        memset(&s, 0, sizeof(s))
-        s.resume = VM_INDEX_NONE
-        vm_host_state_store(self.ctx, &s)
+            v[i].address = address
+            v[i].length = length
+            i += 1
+        rc = vm_scrub_spans(&self.mem, v, n, SCRUB_MEMSET_LIMIT, _punch, &self.zy.z, &lo, &hi)
+        free(v)
+        vm_host_perms_changed(self.ctx, lo, hi)
+        vm_state_fresh(&st)
+        vm_host_state_store(self.ctx, &st)
+        vm_ctx_fresh(self.ctx)
+        self.zy.z.wait_loop_start = self.zy.z.futex_wait = self.zy.z.repin = 0
+        memset(&self.heap_, 0, sizeof(self.heap_))
+        self.gas_ceiling = 0
         self.resumable = False
-        vm_host_set_interrupt(self.ctx, 0)
-        self.ctx.message_length = 0
         self.hostcall_error = None
+        self.last_exit = 0
+        if rc != 0:
+            raise SandboxError("a span to scrub lies outside the address space")
 
     def first_inaccessible(self, uint32_t address, uint32_t length, bint writable):
         cdef uint32_t page
@@ -789,7 +914,7 @@ cdef class Process:
         if address + length > (<uint64_t>1 << 32):
             raise ValueError(f"range {address:#x}+{length:#x} is outside the 32-bit address space")
         if self.running:
-            raise RuntimeError("guest memory cannot be accessed while the guest is running")
+            raise SandboxBusy("guest memory cannot be accessed while the guest is running")
         return 0
 
     def read(self, uint64_t address, uint64_t length):
@@ -885,7 +1010,7 @@ def serve_hostcalls(Process p, list handlers, object caller, uint64_t mask):
         return C_EXIT_BUSY
     p._ensure()
     if not p.resumable:
-        raise RuntimeError("no program counter set: prepare a call first")
+        raise SandboxError("no program counter set: prepare a call first")
     p.in_call = True
     try:
         return _serve(p, handlers, caller, mask)

@@ -1,6 +1,9 @@
 """Program containers parsed in C; returns plain Python values for
 vmcore.program to build a Program from.  No policy here."""
 from libc.stdint cimport uint8_t, uint32_t, int64_t
+from cpython cimport array
+import array as _array_module
+cdef array.array _U32_TEMPLATE = _array_module.array("I")
 from vmcore.includes.decoder cimport vm_decoder_init
 from vmcore.includes.program cimport *
 
@@ -36,7 +39,10 @@ cdef dict _parts_to_dict(const uint8_t[:] data, vm_blob_parts *p):
         if rc == 0:
             break
         exports.append((_span(data, sym), pc, sym.offset))
-    jump_table = [vm_jump_table_entry(base, p, i) for i in range(p.jump_table_count)]
+    # 4 bytes per entry (a list of ints cost ~36: issue #15, host memory)
+    cdef array.array jump_table = array.clone(_U32_TEMPLATE, p.jump_table_count, zero=False)
+    for i in range(p.jump_table_count):
+        jump_table.data.as_uints[i] = vm_jump_table_entry(base, p, i)
     return {
         "isa": p.isa,
         "ro_data_size": p.ro_data_size,

@@ -67,11 +67,6 @@ class InlineInterpreter(InstanceBackend):
         self.closed = False
         self._install()
 
-    def _touched(self):
-        """Every span the guest could have written: the layout's regions and
-        the heap as far as it was mapped."""
-        return self._touched_of(self.inst)
-
     def _install(self) -> None:
         regions, heap = self._layout()
         inst = self.inst
@@ -81,12 +76,6 @@ class InlineInterpreter(InstanceBackend):
                 inst.write(region.address, region.data)
         inst.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
         self.regions = regions
-
-    def reset(self) -> None:
-        """Back to the freshly-instantiated state: registers, gas, memory
-        (only the spans the guest could have touched are scrubbed)."""
-        self.inst.scrub(self._touched())
-        self._install()
 
     def set_step_tracing(self, enabled: bool) -> None:
         self.inst.set_module(_compiled(self.program, self.gas_metering, enabled))
@@ -103,19 +92,16 @@ class InlineInterpreter(InstanceBackend):
             self.inst.abandoned = True
             self.inst.interrupt()
             return
-        inst, self.inst = self.inst, None
         pool = _POOL.setdefault(self.memory_map.page_size, [])
-        if len(pool) < POOL_LIMIT and not inst.running:
+        reusable = len(pool) < POOL_LIMIT and not self.inst.running
+        if reusable:
             try:
-                inst.scrub(self._touched_of(inst))
+                self.scrub()
             except Exception:
-                return
+                reusable = False
+        inst, self.inst = self.inst, None
+        if reusable:
             pool.append(inst)
-
-    def _touched_of(self, inst):
-        _, _, mapped_end, _ = inst.heap_state()
-        rw = self.memory_map.rw_data_address
-        return [(r.address, r.size) for r in self.regions] + [(rw, max(0, mapped_end - rw))]
 
     def __del__(self) -> None:
         try:

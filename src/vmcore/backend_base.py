@@ -53,6 +53,33 @@ class InstanceBackend:
     def last_exit(self): return self.inst.last_exit
     def take_hostcall_error(self): return self.inst.take_hostcall_error()
     def interrupt(self): self.inst.interrupt()
+    def can_resume(self): return self.inst.can_resume()
+
+    @property
+    def in_call(self): return self.inst.in_call
+
+    def _touched(self):
+        """Every span the guest could have written since the last scrub:
+        the layout's regions and the heap as far as it was mapped (the
+        engine adds whatever set_perms made accessible)."""
+        _, _, mapped_end, _ = self.inst.heap_state()
+        rw = self.memory_map.rw_data_address
+        spans = {(r.address, r.size) for r in self.regions}
+        spans.add((rw, max(0, mapped_end - rw)))
+        return spans
+
+    def scrub(self) -> None:
+        """Wipe for reuse (reset, or a closed sandbox's instance going back
+        to a pool): the one recycling path of every backend; the engine
+        zeroes the spans and puts its state (and a sandbox process's VmCtx)
+        back to a new one's (vmcore/scrub.h)."""
+        self.inst.scrub(self._touched())
+
+    def reset(self) -> None:
+        """Back to the freshly-instantiated state: registers, gas, memory
+        (only the spans the guest could have touched are scrubbed)."""
+        self.scrub()
+        self._install()
     def clear_interrupt(self): self.inst.clear_interrupt()
 
     @property

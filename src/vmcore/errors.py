@@ -98,6 +98,11 @@ class SandboxError(VmError):
         self.sandbox_message = sandbox_message
 
 
+class SandboxBusy(VmError):
+    """The operation cannot be done now: the sandbox is running a call (in
+    another thread, or this is one of its own hostcalls)."""
+
+
 class Timeout(VmError):
     """A call passed its deadline (``call(..., timeout=)`` or
     ``run(timeout=)``, in seconds); the guest was stopped at ``pc``."""
@@ -127,5 +132,5 @@ class ImportNotFound(_LookupVmError):
 
 __all__ = [
     "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError",
-    "MemoryAccessError", "SandboxError", "Timeout", "ExportNotFound", "ImportNotFound",
+    "MemoryAccessError", "SandboxError", "SandboxBusy", "Timeout", "ExportNotFound", "ImportNotFound",
 ]

@@ -52,6 +52,7 @@ from vmcore.program import Program
 from vmcore.vectors import PAGE_SIZE, STATUS, Outcome, run_vector
 
 TARGETS = ("loader", "diff")
+HOSTILE_TARGETS = ("hostile-sandbox", "hostile-api")  # not in "all": run by name
 DEFAULT_OUT = "fuzz-out"
 HANG_SECONDS = 30.0  # no progress on one case for this long: a hang
 M32, M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
@@ -979,6 +980,9 @@ class DiffTarget:
 def _make_target(name: str, seed: int, options: dict):
     if name == "loader":
         return LoaderTarget(seed)
+    if name in HOSTILE_TARGETS:  # vmcore.fuzz_hostile (threat model)
+        from vmcore.fuzz_hostile import TARGETS as hostile
+        return hostile[name](seed)
     return DiffTarget(seed, **options)
 
 

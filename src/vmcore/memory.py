@@ -27,7 +27,7 @@ class GuestMemory:
     def _check(self, address: int, length: int, writable: bool) -> None:
         if not isinstance(address, int) or not isinstance(length, int):
             raise TypeError("address and length must be ints")
-        if address < 0 or length < 0 or address + length > 1 << 32:
+        if address < 0 or length < 0 or address + length > 1 << 32 or address >= 1 << 32 or length >= 1 << 32:
             raise MemoryAccessError(f"range {address:#x}..{address + length:#x} is outside the 32-bit address space",
                                     address=address, length=length)
         page = self._backend.first_inaccessible(address, length, False)
@@ -37,7 +37,9 @@ class GuestMemory:
 
     def is_accessible(self, address: int, length: int, writable: bool = False) -> bool:
         """Whether the guest could read (or, with writable=True, write) the range."""
-        if address < 0 or length < 0 or address + length > 1 << 32:
+        if not isinstance(address, int) or not isinstance(length, int):
+            raise TypeError("address and length must be ints")
+        if address < 0 or length < 0 or address + length > 1 << 32 or address >= 1 << 32 or length >= 1 << 32:
             return False
         return self._backend.first_inaccessible(address, length, writable) is None
 

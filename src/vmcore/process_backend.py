@@ -73,7 +73,7 @@ class SandboxPool:
     _default_lock = threading.Lock()
 
     def __init__(self, size: int = 8, *, min_idle: int = 0, recycle: bool = True, _flags: int = 0,
-                 _namespaces: bool = True) -> None:
+                 _namespaces: bool = True, _image_fd: int = -1) -> None:
         if size < 0 or min_idle < 0:
             raise ValueError("size and min_idle must be >= 0")
         self.size = size
@@ -81,6 +81,7 @@ class SandboxPool:
         self.recycle = recycle
         self._flags = _flags
         self._namespaces = _namespaces
+        self._image_fd = _image_fd  # tests only: another zygote build (vmcore.fuzz_hostile)
         self._idle: List[_process.Zygote] = []
         self._lock = threading.Lock()
         self._refill = threading.Event()
@@ -106,7 +107,7 @@ class SandboxPool:
     def _start(self, avoid_cpu: int = -2) -> "_process.Zygote":
         _load_image()
         zy = _process.Zygote()
-        zy.start(self._flags, self._namespaces, 10.0, avoid_cpu)
+        zy.start(self._flags, self._namespaces, 10.0, avoid_cpu, self._image_fd)
         self.started += 1
         log.debug("started sandbox process pid %s (pool %#x, %d started)", zy.pid, id(self), self.started)
         return zy
@@ -312,15 +313,6 @@ class ProcessInterpreter(InstanceBackend):
         inst.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
         self.regions = regions
 
-    def _touched(self):
-        _, _, mapped_end, _ = self.inst.heap_state()
-        rw = self.memory_map.rw_data_address
-        return [(r.address, r.size) for r in self.regions] + [(rw, max(0, mapped_end - rw))]
-
-    def reset(self) -> None:
-        self.inst.scrub(self._touched())
-        self._install()
-
     def set_step_tracing(self, enabled: bool) -> None:
         self.inst.set_module(_shared_module(self.program, self.gas_metering, enabled, self.native))
 
@@ -345,7 +337,7 @@ class ProcessInterpreter(InstanceBackend):
         reusable = False
         if zygote is not None:
             try:
-                inst.scrub(self._touched())
+                self.scrub()
                 reusable = True
             except Exception:
                 reusable = False

@@ -3,6 +3,7 @@ format.  Parsing and validation run in C (vmcore._program); this module
 turns the parts into a Python object and C parse errors into ProgramError."""
 from __future__ import annotations
 
+import array
 import dataclasses
 import os
 from typing import Dict, List, Optional, Union
@@ -19,10 +20,31 @@ DEFAULT_PAGE_SIZE = 0x1000
 DEFAULT_RAW_ISA = "latest64"
 
 
-def _as_bytes(data: object, what: str) -> bytes:
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
-    raise TypeError(f"{what} must be bytes-like, got {type(data).__name__}")
+# Host memory per program (issue #15): loading, and each engine a
+# sandbox uses, costs up to ~30 bytes of host memory per byte of guest code
+# (the interpreter's threaded code is a 24-byte record per instruction plus
+# a 4-byte pc index per code byte; native code ~5 bytes plus its pc map),
+# before any guest code runs and outside memory_limit=.  So the blob size
+# is capped before anything is parsed or compiled: 16 MiB by default (at
+# most ~0.5 GB per engine), per call with max_size=, or for the process
+# with vmcore.program.MAX_PROGRAM_SIZE.
+MAX_PROGRAM_SIZE = 16 << 20
+
+
+def _as_bytes(data: object, what: str, max_size: Optional[int] = None) -> bytes:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{what} must be bytes-like, got {type(data).__name__}")
+    _check_size(memoryview(data).nbytes, what, max_size)
+    return bytes(data)
+
+
+def _check_size(size: int, what: str, max_size: Optional[int]) -> None:
+    limit = MAX_PROGRAM_SIZE if max_size is None else max_size
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise ValueError(f"max_size must be a number of bytes, got {limit!r}")
+    if size > limit:
+        raise ProgramError(f"the {what} is {size:,} bytes, more than the {limit:,} allowed (max_size=, default "
+                           f"vmcore.program.MAX_PROGRAM_SIZE): loading it could cost ~30x that in host memory")
 
 
 def _parse(fn, *args) -> dict:
@@ -31,6 +53,33 @@ def _parse(fn, *args) -> dict:
     except _program.ParseError as e:
         offset, message = e.args
         raise ProgramError(message, offset=offset) from None
+
+
+class JumpTable(array.array):
+    """The jump table's targets: a compact array of uint32 (4 bytes per
+    entry, not a list's ~36) that compares equal to a list of the same
+    ints."""
+
+    def __new__(cls, values=()):
+        table = super().__new__(cls, "I")
+        if isinstance(values, array.array):
+            table.frombytes(memoryview(values).cast("B"))
+        else:
+            table.extend(values)
+        return table
+
+    def __eq__(self, other):
+        if isinstance(other, (list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return super().__eq__(other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return repr(self.tolist())
 
 
 class Program:
@@ -59,7 +108,7 @@ class Program:
         self._is_64_bit = _isa.is_64_bit(self.isa)
         self.code = parts["code"]
         self.bitmask = parts["bitmask"]
-        self.jump_table = parts["jump_table"]
+        self.jump_table = JumpTable(parts["jump_table"])
         self.jump_table_entry_size = parts["jump_table_entry_size"]
         self.ro_data = parts["ro_data"]
         self.rw_data = parts["rw_data"]
@@ -115,27 +164,31 @@ class Program:
 
     # -- construction -------------------------------------------------
     @classmethod
-    def from_bytes(cls, data: BytesLike, *, strict: bool = False) -> "Program":
-        """Parse a ``.polkavm`` blob (any instruction set)."""
-        data = _as_bytes(data, "program data")
+    def from_bytes(cls, data: BytesLike, *, strict: bool = False, max_size: Optional[int] = None) -> "Program":
+        """Parse a ``.polkavm`` blob (any instruction set); at most
+        ``max_size`` bytes (default MAX_PROGRAM_SIZE, 16 MiB)."""
+        data = _as_bytes(data, "program data", max_size)
         return cls(_parse(_program.parse_polkavm, data), format="polkavm", strict=strict)
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike], *, strict: bool = False) -> "Program":
-        """Read and parse a ``.polkavm`` file."""
+    def load(cls, path: Union[str, os.PathLike], *, strict: bool = False, max_size: Optional[int] = None) -> "Program":
+        """Read and parse a ``.polkavm`` file (size checked before reading)."""
         with open(path, "rb") as f:
-            return cls.from_bytes(f.read(), strict=strict)
+            _check_size(os.fstat(f.fileno()).st_size, "program file", max_size)
+            return cls.from_bytes(f.read(), strict=strict, max_size=max_size)
 
     @classmethod
-    def from_raw_code(cls, blob: BytesLike, *, isa: str = DEFAULT_RAW_ISA, strict: bool = False) -> "Program":
+    def from_raw_code(cls, blob: BytesLike, *, isa: str = DEFAULT_RAW_ISA, strict: bool = False,
+                      max_size: Optional[int] = None) -> "Program":
         """Parse a JAM code blob ("deblob": jump table, code, bitmask)."""
-        blob = _as_bytes(blob, "code blob")
+        blob = _as_bytes(blob, "code blob", max_size)
         return cls(_parse(_program.parse_code_blob, blob, _isa.isa_index(isa)), format="raw", strict=strict)
 
     @classmethod
-    def from_jam_standard(cls, blob: BytesLike, *, strict: bool = False) -> "Program":
+    def from_jam_standard(cls, blob: BytesLike, *, strict: bool = False,
+                          max_size: Optional[int] = None) -> "Program":
         """Parse a JAM standard program (ro/rw data, heap pages, stack, code blob)."""
-        blob = _as_bytes(blob, "JAM standard program")
+        blob = _as_bytes(blob, "JAM standard program", max_size)
         return cls(_parse(_program.parse_jam_standard, blob), format="jam-standard", strict=strict)
 
     # -- derived ------------------------------------------------------

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, 
 from vmcore import _interp, abi, interrupts
 from vmcore.backend import select
 from vmcore.caller import Caller, Registers
-from vmcore.errors import (HostcallError, ImportNotFound, OutOfGas, PageFault, SandboxError, Timeout, Trap,
-                           VmError)
+from vmcore.errors import (HostcallError, ImportNotFound, OutOfGas, PageFault, SandboxBusy, SandboxError, Timeout,
+                           Trap, VmError)
 from vmcore.heap import HeapPolicy
 from vmcore.memory import GuestMemory
 from vmcore.memory_map import check_page_size
@@ -40,10 +40,6 @@ RA, SP, A0, A1 = 0, 1, 7, 8
 
 
 _DEFAULT_HEAP = HeapPolicy()
-
-
-class SandboxBusy(VmError):
-    """The sandbox is already running a call in another thread."""
 
 
 def _hostcall_arity(fn: Hostcall, name: str) -> int:
@@ -282,9 +278,18 @@ class Sandbox:
             return export
         raise TypeError(f"export must be a name or a program counter, got {export!r}")
 
+    def _idle(self):
+        """The backend, if no call is in progress (SandboxBusy otherwise:
+        what follows would pull the state out from under the call)."""
+        b = self._live()
+        if b.in_call:
+            raise SandboxBusy("this sandbox is running a call (another thread, or one of its own hostcalls); "
+                              "this can only be done between calls")
+        return b
+
     def prepare_call(self, export: Union[str, int], *args: int) -> None:
         """Set up registers and pc for a call, for hosts driving :meth:`run`."""
-        b = self._live()
+        b = self._idle()
         pc = self._entry_pc(export)
         if len(args) > len(ARG_REGS):
             raise TypeError(f"at most {len(ARG_REGS)} arguments can be passed in registers, got {len(args)}")
@@ -415,11 +420,8 @@ class Sandbox:
         seconds (None / math.inf: no deadline) the guest is stopped and
         Timeout raised; run() again resumes it."""
         b = self._live()
-        try:
-            with self._deadline(timeout):
-                reason = b.run()
-        except RuntimeError as e:
-            raise SandboxError(str(e)) from None
+        with self._deadline(timeout):
+            reason = b.run()
         if reason == _interp.EXIT_INTERRUPTED:
             raise Timeout(f"run() passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}", pc=b.pc)
         if reason == _interp.EXIT_BUSY:
@@ -442,17 +444,22 @@ class Sandbox:
         raise SandboxError(f"unexpected exit {reason}", pc=pc)
 
     def set_step_tracing(self, enabled: bool) -> None:
-        """Stop before every instruction (run() returns Step)."""
-        b = self._live()
+        """Stop before every instruction (run() returns Step).  Between
+        calls only (SandboxBusy from a hostcall or while another thread's
+        call runs); a prepared or stopped guest continues at its pc."""
+        b = self._idle()
+        resume = b.can_resume()
         pc = b.pc
         b.set_step_tracing(enabled)
         self._stepping = enabled
-        b.set_pc(pc)
+        if resume:
+            b.set_pc(pc)
 
     # -- lifecycle ----------------------------------------------------------
     def reset(self) -> None:
-        """Restore registers, gas and memory to the freshly-instantiated state."""
-        b = self._live()
+        """Restore registers, gas and memory to the freshly-instantiated
+        state.  Between calls only (SandboxBusy during one)."""
+        b = self._idle()
         b.reset()
         if self._gas_metering:
             b.gas = self._initial_gas

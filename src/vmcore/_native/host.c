@@ -726,6 +726,7 @@ int vm_host_spawn(vm_host_zygote *z, const vm_host_spawn_options *o, char *error
             goto fail;
         }
     }
+    z->isolation = atomic_load(&c->isolation); /* before any guest code: later values are the sandbox's word */
     return 0;
 fail:
     close_fd(&pipe_fds[0]);
@@ -894,7 +895,7 @@ int vm_host_wait(vm_host_zygote *z, uint32_t spin, uint32_t *state)
         *state = v;
         return 0;
     }
-    int robust = (atomic_load_explicit(&c->isolation, memory_order_relaxed) & VM_ISO_ROBUST_FUTEX) != 0;
+    int robust = (z->isolation & VM_ISO_ROBUST_FUTEX) != 0;
     double interrupt_since = 0;
     int stopped_checks = 0;
     for (;;) {

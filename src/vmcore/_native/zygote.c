@@ -31,46 +31,14 @@
 #include "vmcore/vmctx.h"
 #include "vmcore/zygote.h"
 
-/* ---- freestanding support: the compiler may emit calls to these ---- */
+/* memcpy, memmove, memset, memcmp: zygote_libc.c; the hostile test build
+ * (VMCORE_HOSTILE_ZYGOTE): zygote_hostile.c. */
+#include "zygote_hostile.h"
 
 void *memcpy(void *dst, const void *src, size_t n);
 void *memmove(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
-
-void *memcpy(void *dst, const void *src, size_t n)
-{
-    void *d = dst;
-    __asm__ volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(n) : : "memory");
-    return dst;
-}
-
-void *memmove(void *dst, const void *src, size_t n)
-{
-    unsigned char *d = dst;
-    const unsigned char *s = src;
-    if (d <= s || d >= s + n)
-        return memcpy(dst, src, n);
-    while (n--)
-        d[n] = s[n];
-    return dst;
-}
-
-void *memset(void *dst, int c, size_t n)
-{
-    void *d = dst;
-    __asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
-    return dst;
-}
-
-int memcmp(const void *a, const void *b, size_t n)
-{
-    const unsigned char *x = a, *y = b;
-    for (size_t i = 0; i < n; i++)
-        if (x[i] != y[i])
-            return x[i] < y[i] ? -1 : 1;
-    return 0;
-}
 
 /* The entry point: the kernel's initial stack holds argc/argv/envp, which
  * the zygote does not need. */
@@ -112,6 +80,13 @@ static volatile int serving;          /* holds the context (BUSY): answers go th
 static volatile int x64_running;      /* between entering generated code and its exit */
 static volatile int x64_interrupt;    /* the host asked to stop */
 static volatile int x64_bias_applied; /* VM_X64_INTERRUPT_GAS_BIAS taken from vmctx.gas */
+/* Where the guest resumes is this process's own record, never a value
+ * from the VmCtx: the host only asks "enter at program_counter" (native:
+ * next_native_program_counter 0; interpreter: jump_into VM_INDEX_NONE),
+ * which is looked up in the module mapped here, or "resume", which
+ * continues where the last exit of this module left off. */
+static uint64_t resume_native; /* native: absolute address */
+static int resumable;          /* the last exit of the loaded module can be resumed */
 /* Page shift the guest window's protections mirror the permission map at
  * (0: they do not; the window is read + write, as the interpreter wants). */
 static uint32_t protections_shift;
@@ -219,6 +194,7 @@ static int lifetime_check(void)
 static void answer(uint32_t value)
 {
     vmctx_counters *c = &CTX->counters;
+    ZY_HOSTILE_SCRIBBLE(CTX, &value);
     atomic_store_explicit(&c->syscall_wait_loop_start,
                           atomic_load_explicit(&c->syscall_wait_loop_start, RELAXED) + 1, RELAXED);
     publish(value);
@@ -746,6 +722,7 @@ static void load_module(uint64_t generation)
         }
         sys1(SYS_close, fd);
         module_generation = generation;
+        resumable = 0;
         return;
     }
 }
@@ -808,9 +785,21 @@ static uint32_t run_native(void)
     STORE_IF_CHANGED(exit_stubs[VMCTX_STUB_SBRK], (uint64_t)(uintptr_t)helper_sbrk);
     STORE_IF_CHANGED(exit_stubs[VMCTX_STUB_MEMSET], (uint64_t)(uintptr_t)helper_memset);
 
-    uint64_t target = atomic_load_explicit(&c->next_native_program_counter, RELAXED);
+    uint64_t target;
+    if (atomic_load_explicit(&c->next_native_program_counter, RELAXED) == 0) {
+        uint32_t pc = atomic_load_explicit(&c->program_counter, RELAXED);
+        vm_x64_map_entry e;
+        if (pc > x64->code_len || vm_x64_find_pc(x64, &x64_map, pc, &e) < 0 || !(e.info & VM_X64_INFO_ENTRY_OK))
+            fatal("the host asked to enter the native code at a pc that is not an entry point", pc);
+        target = VM_ADDR_NATIVE_CODE + e.entry;
+    } else if (resumable) {
+        target = resume_native;
+    } else {
+        fatal("the host asked to resume native code that has nothing to resume", 0);
+    }
     if (target < VM_ADDR_NATIVE_CODE + x64->first_insn || target >= VM_ADDR_NATIVE_CODE + x64->code_size)
-        fatal("bad native resume address from the host", 0);
+        fatal("bad native resume address", 0);
+    atomic_store_explicit(&c->next_native_program_counter, target, RELAXED); /* the trampoline reads it */
     int metering = x64->gas_metering;
     /* Without metering the gas word only carries interrupts (compiled
      * interruptible: blocks charge 0 and test the sign). */
@@ -872,6 +861,8 @@ static uint32_t run_native(void)
     case VMCTX_STUB_STEP: reason = VM_EXIT_STEP; break;
     default: fatal("native code left by an unknown exit", 0);
     }
+    resumable = reason != VM_EXIT_FINISHED && reason != VM_EXIT_TRAP;
+    resume_native = atomic_load_explicit(&c->next_native_program_counter, RELAXED);
     STORE_IF_CHANGED(arg2, (uint32_t)reason);
     return futex_state_for(reason);
 }
@@ -918,11 +909,18 @@ static uint32_t run_once(void)
     for (int i = 0; i < VMCTX_REG_COUNT; i++)
         state.regs[i] = atomic_load_explicit(&c->regs[i], RELAXED);
     state.gas = atomic_load_explicit(&c->gas, RELAXED);
-    uint64_t resume = atomic_load_explicit(&c->jump_into, RELAXED);
-    if (resume > module.insn_count)
-        fatal("bad resume index from the host", 0);
-    state.resume = (uint32_t)resume;
     state.pc = atomic_load_explicit(&c->program_counter, RELAXED);
+    if (atomic_load_explicit(&c->jump_into, RELAXED) == VM_INDEX_NONE) {
+        vm_state entry = state;
+        entry.gas = INT64_MAX; /* the host charged the entry already */
+        if (vm_state_set_pc(&entry, &module, state.pc) != 0)
+            fatal("the host asked to enter at a pc that is not an entry point", state.pc);
+        state.resume = entry.resume;
+    } else if (!resumable) {
+        fatal("the host asked to resume a guest that has nothing to resume", 0);
+    } /* else state.resume is where the last run of this module stopped */
+    if (state.resume > module.insn_count)
+        fatal("bad resume index", 0);
 
     uint64_t regs_in[VMCTX_REG_COUNT];
     memcpy(regs_in, state.regs, sizeof regs_in);
@@ -930,6 +928,7 @@ static uint32_t run_once(void)
     uint32_t top_in = state.heap.top, mapped_in = state.heap.mapped_end;
 
     vm_exit reason = vm_run(&module, &state, &memory);
+    resumable = reason != VM_EXIT_FINISHED && reason != VM_EXIT_TRAP;
 
     /* Write back only what changed: every store takes the cache line away
      * from the host, which then pays for the transfer. */

@@ -104,6 +104,7 @@ cdef extern from "vmcore/host.h":
         uint64_t wait_loop_start
         uint64_t futex_wait
         uint64_t repin
+        uint32_t isolation
 
     int vm_host_image_create(const void *elf, size_t length, char *error)
     int vm_host_module_build(vm_host_module *m, const vm_module_config *config, const uint8_t *code,
@@ -125,7 +126,7 @@ cdef extern from "vmcore/host.h":
     int vm_host_cpu_count()
     int vm_host_pick_cpu(int avoid)
     int vm_host_current_cpu()
-    int vm_host_punch(vm_host_zygote *z, uint64_t offset, uint64_t length)
+    int vm_host_punch(vm_host_zygote *z, uint64_t offset, uint64_t length) nogil
 
     void vm_host_resume(vmctx *ctx)
     void vm_host_wake(vmctx *ctx)

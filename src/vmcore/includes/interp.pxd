@@ -73,5 +73,5 @@ cdef extern from "vmcore/interp.h":
 cdef extern from "vmcore/guest_memory.h":
     int vm_guest_memory_init(vm_memory *memory, uint32_t page_size)
     void vm_guest_memory_free(vm_memory *memory)
-    void vm_guest_memory_discard(vm_memory *memory, uint32_t address, uint64_t length)
+    void vm_guest_memory_discard(vm_memory *memory, uint32_t address, uint64_t length) nogil
     void vm_guest_memory_reset(vm_memory *memory)
