@@ -728,7 +728,7 @@ L_CHARGE:
         goto interrupted;
     if (__builtin_expect(--fuel == 0, 0))
         goto yield;
-    if (__builtin_expect(gas - (int64_t)ip->x < 0, 0)) {
+    if (__builtin_expect(gas < (int64_t)ip->x, 0)) { /* no overflow near INT64_MIN */
         state->pc = ip->pc;
         state->resume = (uint32_t)(ip - insns);
         exit_reason = VM_EXIT_OUT_OF_GAS;
