@@ -252,7 +252,7 @@ def emit(name: str, isa: str, program, *, regs: Optional[Sequence[int]] = None, 
     vector = {
         "name": full,
         "isa": isa,
-        "initial-regs": list(regs),
+        "initial-regs": [oracle.reported(v, ISA.is_64_bit(isa)) for v in regs],
         "initial-pc": pc,
         "initial-page-map": [{"address": a, "length": n, "is-writable": w} for a, n, w in pages],
         "initial-memory": [{"address": a, "contents": list(d)} for a, d in memory if any(d)],

@@ -16,12 +16,14 @@ vmcore's deliberate choices (see the brief / DESIGN.md) are modelled too:
   * gas is charged per basic block on entry, one unit per instruction,
     including the implicit trap at the end of the code; out-of-gas leaves the
     gas unchanged and reports the block's pc;
-  * `fallthrough` into the end of the code enters the implicit trap as a
-    block of its own (the official JAM vector `inst_fallthrough`).
+  * `fallthrough` into the end of the code panics at the `fallthrough`,
+    charging nothing more (PolkaVM 0.35; the v0.4 vector `inst_fallthrough`
+    expected the implicit trap past the end to run as a block of its own).
 
 Register values are Python ints in [0, 2**64).  In the 32-bit instruction set
 registers always hold 32-bit values sign-extended to 64 bits (the reference's
-internal representation; its `set_reg` canonicalises on input).
+internal representation; its `set_reg` canonicalises on input); results report
+them as the reference's `reg` does, as their low 32 bits (see `reported`).
 
 Layout of this module:
   * integer helpers;
@@ -654,7 +656,8 @@ class Machine:
 
     def _result(self, stop: _Stop) -> Result:
         self.pc = stop.pc
-        return Result(stop.status, stop.pc, self.gas, list(self.regs), stop.fault, stop.hostcall)
+        return Result(stop.status, stop.pc, self.gas, [reported(v, self.is64) for v in self.regs], stop.fault,
+                      stop.hostcall)
 
     def resume_after_host(self, next_pc: int) -> Result:
         self.pc = next_pc
@@ -668,6 +671,8 @@ class Machine:
         if name in ("invalid", "trap"):
             raise _Stop("panic", ins.pc)
         if name == "fallthrough":
+            if ins.next >= len(code.code):  # PolkaVM 0.35: a panic at the fallthrough, nothing more charged
+                raise _Stop("panic", ins.pc)
             return ins.next
         if name == "unlikely":
             return ins.next
@@ -799,6 +804,12 @@ def alu_operands(ins: Insn, regs: List[int]) -> Tuple[int, int, int]:
 def canonical(value: int, is64: bool) -> int:
     """A register value as the reference stores it (set_reg)."""
     return value & M64 if is64 else r32(value)
+
+
+def reported(value: int, is64: bool) -> int:
+    """A register value as the reference reports it (reg): a 32-bit
+    program's as its low 32 bits (vm_reg_to_host)."""
+    return value & M64 if is64 else value & M32
 
 
 def apply(name: str, a: int, b: int, is64: bool, old: int = 0) -> int:

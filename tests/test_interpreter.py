@@ -6,7 +6,6 @@ out-of-gas / page faults, gas metering off, the heap and sbrk, other page
 sizes, and seeded random differential runs against the oracle."""
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
@@ -52,8 +51,7 @@ def _vector_params(directory: Path, with_known_bugs: bool):
 
 
 def _load(path: Path) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    return vectors.load_vector(str(path))  # with vectors.SUPERSEDED applied
 
 
 # ------------------------------------------------------------------ vectors

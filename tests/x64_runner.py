@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from oracle import canonical, reported
 from vmcore import _compiler, _interp, vectors
 from vmcore.program import Program
 
@@ -257,7 +258,9 @@ def run_vector(runner: Runner, vector: dict, split: bool = False) -> vectors.Out
         start = entry["address"] - entry["address"] % page
         pages.extend(range(start, entry["address"] + entry["length"], page))
     chunks = [(c["address"], bytes(c["contents"])) for c in vector["initial-memory"]]
-    regs = [int(v) for v in vector["initial-regs"]]
+    # The runner takes and gives registers as the engines keep them; vectors
+    # hold them as programs see them (vm_reg_from_host / vm_reg_to_host).
+    regs = [canonical(int(v), program.is_64_bit) for v in vector["initial-regs"]]
     out, _ = run_compiled(runner, cc, regs=regs, gas=int(vector["initial-gas"]), pc=int(vector["initial-pc"]),
                           page_size=page, perms=perms, chunks=chunks, pages_of_interest=set(pages))
     if out.status in ("panic", "out-of-gas") and _ is None:
@@ -272,4 +275,5 @@ def run_vector(runner: Runner, vector: dict, split: bool = False) -> vectors.Out
             if any(p <= a < p + page or a <= p < a + ln for a, ln, _perm in perms):
                 mem[p] = bytes(data)
         out.memory = mem
-    return vectors.Outcome(out.status, out.pc, out.gas, out.regs, out.memory, out.fault, out.hostcall)
+    return vectors.Outcome(out.status, out.pc, out.gas, [reported(r, program.is_64_bit) for r in out.regs], out.memory,
+                           out.fault, out.hostcall)

@@ -111,7 +111,19 @@ extern const uint8_t vm_x64_guest_regs[VMCTX_REG_COUNT];
 #define VM_X64_MEMBASE X64_R15
 /* The VmCtx alias relative to the guest-memory base register. */
 #define VM_X64_VMCTX_DISP ((int32_t)((int64_t)VM_ADDR_VMCTX_ALIAS - (int64_t)VM_ADDR_GUEST_MEMORY))
-#define VM_X64_INTERRUPT_GAS_BIAS (1ll << 62)
+/* 2^63, applied with wrapping arithmetic (signed atomics wrap, C11
+ * 7.17.7.5; the helpers below use unsigned arithmetic): every gas value a
+ * running guest can have (0..INT64_MAX) becomes negative, so the next block
+ * start exits whatever the gas, and comes back exactly. */
+#define VM_X64_INTERRUPT_GAS_BIAS (-0x7fffffffffffffffll - 1)
+static inline int64_t vm_x64_gas_bias(int64_t gas)
+{
+    return (int64_t)((uint64_t)gas - (uint64_t)VM_X64_INTERRUPT_GAS_BIAS);
+}
+static inline int64_t vm_x64_gas_unbias(int64_t gas)
+{
+    return (int64_t)((uint64_t)gas + (uint64_t)VM_X64_INTERRUPT_GAS_BIAS);
+}
 
 typedef struct vm_x64_config {
     int isa;              /* vm_isa */

@@ -103,6 +103,31 @@ typedef struct vm_state {
     uint64_t fuel;          /* stop with VM_EXIT_YIELD after this many blocks; 0 = no limit */
 } vm_state;
 
+/* Register values at the host boundary.
+ *
+ * A 32-bit program's registers hold 32-bit values.  Inside every engine
+ * (interpreter, zygote, recompiled code) they are 64 bits wide and kept as
+ * PolkaVM 0.35 keeps them: a value from the host is truncated to 32 bits
+ * and sign-extended (InterpretedInstance::set_reg), 32-bit instructions
+ * write sign-extended results, and the few that PolkaVM writes as 64-bit
+ * values (load_u32 zero-extends, memset's a0/a2 updates) are written the
+ * same way here.  Registers are reported as their low 32 bits,
+ * zero-extended (InterpretedInstance::reg), as the JAM vectors and
+ * PolkaVM's oracle give them.  Everything that hands a register value to an engine
+ * goes through vm_reg_from_host() and everything that reads one through
+ * vm_reg_to_host(); 64-bit programs' values pass unchanged.  These two are
+ * the only definition of the rule (the Cython register accessors and the
+ * hostcall argument/return paths call them). */
+static inline uint64_t vm_reg_from_host(int is_64_bit, uint64_t value)
+{
+    return is_64_bit ? value : (uint64_t)(int64_t)(int32_t)(uint32_t)value;
+}
+
+static inline uint64_t vm_reg_to_host(int is_64_bit, uint64_t value)
+{
+    return is_64_bit ? value : (uint64_t)(uint32_t)value;
+}
+
 /* Point the state at a program counter as the host does to start a call:
  * returns 0, or -1 (with state->pc set) when pc is not an instruction. */
 int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc);

@@ -244,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=60.0, help="time budget (default 60; targets run in parallel)")
     p.add_argument("--cases", type=int, default=None, help="stop each target after this many cases")
     p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
-    p.add_argument("--target", choices=["loader", "diff", "all", "hostile-sandbox", "hostile-api"], default="all")
+    p.add_argument("--target", choices=["loader", "diff", "reference", "all", "hostile-sandbox", "hostile-api"],
+                   default="all", help="all = loader and diff; reference = against PolkaVM (needs --reference); "
+                   "hostile-sandbox / hostile-api = the threat model's targets")
     p.add_argument("--out", default="fuzz-out", help="directory for reproducers (default ./fuzz-out)")
     p.add_argument("--replay", type=int, default=None, metavar="I", help="run case I only, in this process")
     p.add_argument("--oracle", nargs="?", const="", default=None, metavar="PATH",
@@ -254,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-actors", type=int, default=None, metavar="N", help="with --ray: N actors (default: one "
                    "per node)")
     p.add_argument("--ray-chunk", type=int, default=None, metavar="N", help="with --ray: cases per chunk (200)")
+    p.add_argument("--reference", default=None, metavar="PATH",
+                   help="the refharness binary (PolkaVM 0.35) for --target reference (default $VMCORE_REFHARNESS, "
+                        "else ../shared/tools/refharness beside the repository)")
+    p.add_argument("--gas-model", choices=["naive", "full"], default="naive",
+                   help="the reference's cost model for --target reference (default naive: 1 per instruction)")
     p.set_defaults(func=cmd_fuzz)
 
     p = sub.add_parser("demo", help="run the bundled demo guest with a Python hostcall")

@@ -12,6 +12,7 @@ EXIT_BUSY: int
 PERM_NONE: int
 PERM_READ: int
 PERM_WRITE: int
+LOW_MEMORY_PANIC_LIMIT: int
 
 class CompiledModule:
     gas_metering: bool

@@ -32,6 +32,8 @@ EXIT_INTERRUPTED = VM_EXIT_INTERRUPTED  # the host's deadline stopped the guest
 PERM_NONE = VM_PERM_NONE
 PERM_READ = VM_PERM_READ
 PERM_WRITE = VM_PERM_WRITE
+# Accesses to pages below this panic instead of faulting (the Gray Paper's 64 KiB)
+LOW_MEMORY_PANIC_LIMIT = VM_LOW_MEMORY_PANIC_LIMIT
 
 
 cdef class CompiledModule:
@@ -196,25 +198,29 @@ cdef class Instance:
     def gas(self, int64_t value):
         self.state.gas = value
 
+    # Registers as the program sees them: 32-bit programs' values are
+    # 32-bit (vm_reg_from_host / vm_reg_to_host in interp.h).
     def get_reg(self, unsigned int index):
         if index >= 13:
             raise IndexError("register index out of range (0..12)")
-        return self.state.regs[index]
+        return vm_reg_to_host(self.module.module.is_64_bit, self.state.regs[index])
 
     def set_reg(self, unsigned int index, uint64_t value):
         if index >= 13:
             raise IndexError("register index out of range (0..12)")
-        self.state.regs[index] = value
+        self.state.regs[index] = vm_reg_from_host(self.module.module.is_64_bit, value)
 
     def get_regs(self):
-        return [self.state.regs[i] for i in range(13)]
+        cdef int is64 = self.module.module.is_64_bit
+        return [vm_reg_to_host(is64, self.state.regs[i]) for i in range(13)]
 
     def set_regs(self, values):
         cdef int i
+        cdef int is64 = self.module.module.is_64_bit
         if len(values) != 13:
             raise ValueError("expected 13 register values")
         for i in range(13):
-            self.state.regs[i] = values[i]
+            self.state.regs[i] = vm_reg_from_host(is64, values[i])
 
     # -- heap -----------------------------------------------------------
     def configure_heap(self, uint32_t base, uint32_t top, uint32_t mapped_end, uint32_t max_top,
@@ -333,12 +339,9 @@ cdef int _discard(void *memory, uint64_t offset, uint64_t length) noexcept nogil
 
 
 cdef inline uint64_t _to_reg(object value, uint64_t mask) except? 0:
-    """A Python int as a register value: masked to the register width and,
-    for 32-bit programs, sign-extended the way the guest keeps registers."""
-    cdef uint64_t v = <uint64_t>(value & mask)
-    if mask == 0xffffffff:
-        return <uint64_t><int64_t><int32_t><uint32_t>v
-    return v
+    """A Python int as a register value (mask: the program's register width;
+    see vm_reg_from_host)."""
+    return vm_reg_from_host(mask != 0xffffffff, <uint64_t>(value & mask))
 cdef int[9] _ARG_REGS = [7, 8, 9, 10, 11, 12, 2, 3, 4]  # a0-a5, t0-t2: the reference's order
 EXIT_HOSTCALL_ERROR = 100   # a hostcall raised; see Instance.take_hostcall_error()
 EXIT_BUSY = 101             # the instance is already in a call

@@ -10,7 +10,7 @@ from libc.string cimport memcpy, memset
 cdef extern from "vmcore/vmctx.h":
     enum:
         VM_ADDR_RETURN_TO_HOST
-from vmcore.includes.decoder cimport vm_decoder_init
+from vmcore.includes.decoder cimport vm_decoder_init, vm_isa_is_64_bit
 from vmcore.includes.interp cimport *
 from vmcore.includes.host cimport *
 from vmcore.includes.compiler cimport vm_x64_config, vm_x64_enter
@@ -156,6 +156,7 @@ cdef class SharedModule:
     cdef readonly bint gas_metering
     cdef readonly bint step_tracing
     cdef readonly bint native
+    cdef readonly bint is_64_bit
     cdef readonly double compile_seconds
     cdef readonly uint32_t code_len
 
@@ -178,6 +179,7 @@ cdef class SharedModule:
         self.step_tracing = step_tracing
         self.native = native
         self.code_len = n
+        self.is_64_bit = vm_isa_is_64_bit(isa)
         config.isa = isa
         config.gas_metering = gas_metering
         config.step_tracing = step_tracing
@@ -369,10 +371,8 @@ cdef int _bad_arg(Py_ssize_t i, object value) except -1:
 
 
 cdef inline uint64_t _to_reg(object value, uint64_t mask) except? 0:
-    cdef uint64_t v = <uint64_t>(value & mask)
-    if mask == 0xffffffff:
-        return <uint64_t><int64_t><int32_t><uint32_t>v
-    return v
+    """A Python int as a register value (see vm_reg_from_host)."""
+    return vm_reg_from_host(mask != 0xffffffff, <uint64_t>(value & mask))
 
 
 cdef class Process:
@@ -777,21 +777,25 @@ cdef class Process:
         vm_host_set_gas(self.ctx, value)
         self.gas_ceiling = value
 
+    # Registers as the program sees them (vm_reg_from_host / vm_reg_to_host).
+    cdef inline int _is64(self):
+        return self.module is None or self.module.is_64_bit
+
     def get_reg(self, unsigned int index):
         if index >= 13:
             raise IndexError("register index out of range (0..12)")
         self._ensure()
-        return vm_host_get_reg(self.ctx, index)
+        return vm_reg_to_host(self._is64(), vm_host_get_reg(self.ctx, index))
 
     def set_reg(self, unsigned int index, uint64_t value):
         if index >= 13:
             raise IndexError("register index out of range (0..12)")
         self._ensure()
-        vm_host_set_reg(self.ctx, index, value)
+        vm_host_set_reg(self.ctx, index, vm_reg_from_host(self._is64(), value))
 
     def get_regs(self):
         self._ensure()
-        return [vm_host_get_reg(self.ctx, i) for i in range(13)]
+        return [vm_reg_to_host(self._is64(), vm_host_get_reg(self.ctx, i)) for i in range(13)]
 
     def set_regs(self, values):
         cdef int i
@@ -799,7 +803,7 @@ cdef class Process:
             raise ValueError("expected 13 register values")
         self._ensure()
         for i in range(13):
-            vm_host_set_reg(self.ctx, i, values[i])
+            vm_host_set_reg(self.ctx, i, vm_reg_from_host(self._is64(), values[i]))
 
     # -- heap -----------------------------------------------------------
     def configure_heap(self, uint32_t base, uint32_t top, uint32_t mapped_end, uint32_t max_top,

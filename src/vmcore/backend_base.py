@@ -7,15 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 
-def _widen(value: int, mask: int) -> int:
-    """A register value as the engine keeps it: 32-bit programs' registers
-    are sign-extended internally but read and written as 32-bit values."""
-    value &= mask
-    if mask == 0xFFFFFFFF and value & 0x80000000:
-        value |= 0xFFFFFFFF00000000
-    return value
-
-
 class InstanceBackend:
     """Forwards to ``self.inst``; subclasses set ``engine``, ``program``,
     ``memory_map``, ``heap_policy``, ``mask`` and ``inst``."""
@@ -31,11 +22,12 @@ class InstanceBackend:
             layout = self.program._cache[key] = initial_layout(self.program, self.memory_map, self.heap_policy)
         return layout
 
-    # Registers as the program sees them (see _widen).
-    def get_reg(self, i): return self.inst.get_reg(i) & self.mask
-    def set_reg(self, i, v): self.inst.set_reg(i, _widen(v, self.mask))
-    def get_regs(self): return [v & self.mask for v in self.inst.get_regs()]
-    def set_regs(self, values): self.inst.set_regs([_widen(v, self.mask) for v in values])
+    # Registers as the program sees them: the engines convert at their
+    # accessors (vm_reg_from_host / vm_reg_to_host in include/vmcore/interp.h).
+    def get_reg(self, i): return self.inst.get_reg(i)
+    def set_reg(self, i, v): self.inst.set_reg(i, v)
+    def get_regs(self): return self.inst.get_regs()
+    def set_regs(self, values): self.inst.set_regs(values)
     def first_inaccessible(self, a, n, w): return self.inst.first_inaccessible(a, n, w)
     def read(self, a, n): return self.inst.read(a, n)
     def read_into(self, a, buf): self.inst.read_into(a, buf)

@@ -93,13 +93,10 @@ PAGE_CANDIDATES = [0x10000, 0x11000, 0x12000, 0x20000, 0x21000, 0x7FFFF000, 0x80
 
 
 def _canonical(value: int, is64: bool) -> int:
-    """How registers hold values: 32-bit ISAs keep them sign-extended."""
-    value &= M64
-    if not is64:
-        value &= M32
-        if value & 0x80000000:
-            value |= 0xFFFFFFFF00000000
-    return value
+    """A register value as programs (and vectors) see it: 32 bits for a
+    32-bit ISA (the engines keep it sign-extended inside; see
+    vm_reg_from_host in include/vmcore/interp.h)."""
+    return value & (M64 if is64 else M32)
 
 
 class _Ctx:
@@ -983,6 +980,9 @@ def _make_target(name: str, seed: int, options: dict):
     if name in HOSTILE_TARGETS:  # vmcore.fuzz_hostile (threat model)
         from vmcore.fuzz_hostile import TARGETS as hostile
         return hostile[name](seed)
+    if name == "reference":  # against PolkaVM: vmcore/fuzz_reference.py
+        from vmcore.fuzz_reference import ReferenceTarget
+        return ReferenceTarget(seed, **options)
     return DiffTarget(seed, **options)
 
 
@@ -1288,6 +1288,15 @@ def main(args) -> int:
                   file=sys.stderr)
             return 2
         options["diff"] = {"oracle": path}
+    if args.target == "reference":
+        from vmcore.fuzz_reference import ENV, find_reference
+        wanted = getattr(args, "reference", None)
+        binary = find_reference(wanted)
+        if binary is None:
+            print(f"vmcore: error: no reference binary at {wanted or '$' + ENV + ' or ../shared/tools/refharness'}"
+                  " (--reference PATH: PolkaVM's refharness)", file=sys.stderr)
+            return 2
+        options["reference"] = {"binary": binary, "gas_model": getattr(args, "gas_model", "naive")}
 
     if args.replay is not None:
         ok = True

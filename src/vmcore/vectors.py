@@ -50,9 +50,38 @@ class Result:
     diffs: List[str] = field(default_factory=list)
 
 
+# Expectations of the shared v0.4 vectors (Gray Paper 0.5.4) that PolkaVM
+# 0.35, the reference, no longer meets.  Kept here, not deleted from the
+# files: name -> (the program the entry is for, why, the expected-* fields
+# PolkaVM 0.35 gives instead).  load_vector() applies them and keeps the old
+# values under "superseded".
+SUPERSEDED = {
+    "inst_fallthrough": (
+        [0, 0, 1, 1, 1],
+        "a fallthrough as the last instruction: PolkaVM 0.35 panics at the fallthrough itself (pc 0) and charges "
+        "nothing more (gas 9999); GP 0.5.4 ran the implicit trap past the end of the code as a block of its own "
+        "(pc 1, gas 9998)",
+        {"expected-pc": 0, "expected-gas": 9999},
+    ),
+}
+
+
+def current_expectations(vector: dict) -> dict:
+    """The vector with any SUPERSEDED expectations replaced (a copy when
+    one applies); the replaced values go under "superseded"."""
+    entry = SUPERSEDED.get(vector.get("name", ""))
+    if entry is None or list(vector.get("program", ())) != entry[0] or "superseded" in vector:
+        return vector
+    program, reason, fields = entry
+    out = dict(vector)
+    out["superseded"] = {"reason": reason, **{k: vector.get(k) for k in fields}}
+    out.update(fields)
+    return out
+
+
 def load_vector(path: str) -> dict:
     with open(path) as f:
-        return json.load(f)
+        return current_expectations(json.load(f))
 
 
 CONFIGURATIONS = (("interpreter", "inline"), ("interpreter", "process"), ("compiler", "process"))

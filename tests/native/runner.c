@@ -134,8 +134,10 @@ static uint32_t helper_memset(uint32_t metering)
 {
     uint32_t fault = 0;
     int64_t gas = atomic_load(&ctx->gas);
+    if (interrupt_applied) /* as the zygote: memset counts the real gas down */
+        gas = vm_x64_gas_unbias(gas);
     uint32_t r = vm_x64_memset((uint64_t *)ctx->regs, &gas, (int)metering, &memory, &fault);
-    atomic_store(&ctx->gas, gas);
+    atomic_store(&ctx->gas, interrupt_applied ? vm_x64_gas_bias(gas) : gas);
     if (r == VMCTX_STUB_PAGEFAULT)
         atomic_store(&ctx->arg, fault);
     return r;
@@ -439,8 +441,8 @@ static int run_case(void)
         }
         int64_t g = atomic_load(&ctx->gas);
         if (kind == VMCTX_STUB_NOT_ENOUGH_GAS && interrupt_applied) {
-            atomic_store(&ctx->gas, g + VM_X64_INTERRUPT_GAS_BIAS);
-            g += VM_X64_INTERRUPT_GAS_BIAS;
+            g = vm_x64_gas_unbias(g);
+            atomic_store(&ctx->gas, g);
             kind = RUN_INTERRUPTED;
         }
         if (count < MAX_RECORDED_EXITS)

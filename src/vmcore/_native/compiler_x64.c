@@ -90,7 +90,6 @@ static inline x64_mem ctx_at(size_t offset) { return x64_base_disp(MB, VM_X64_VM
 #define CTX_REG(i) ctx_at(offsetof(vmctx, regs) + 8u * (size_t)(i))
 #define CTX_STUB(i) ctx_at(offsetof(vmctx, exit_stubs) + 8u * (size_t)(i))
 
-
 typedef struct fixup {
     uint32_t at;        /* offset of a rel32 field */
     uint32_t target_pc; /* guest pc whose entry it jumps to */
@@ -840,8 +839,9 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         return;
     case VM_OP_unlikely:
         return; /* a hint: costs gas, executes nothing */
-    case VM_OP_fallthrough:
-        return; /* the next instruction's code follows */
+    case VM_OP_fallthrough: /* the next instruction's code follows; past the end of the code, a panic here */
+        if (ins->next >= c->code_len) emit_trap(c, pc);
+        return;
     case VM_OP_jump:
         if (!valid_target(c, ins->imm1)) {
             emit_trap(c, pc);

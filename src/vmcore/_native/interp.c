@@ -416,8 +416,14 @@ static void emit_instruction(builder *b, const vm_instruction *ins)
         emit(b, H_TRAP, pc);
         return;
     case VM_OP_fallthrough:
-        /* Into the next block, even the implicit trap past the end (the
-         * vectors charge that trap as a block of its own). */
+        /* Into the next block.  Past the end of the code PolkaVM 0.35
+         * panics at the fallthrough itself and charges nothing more (the
+         * v0.4 vector inst_fallthrough expected the implicit trap past the
+         * end to run as a block of its own: superseded). */
+        if (ins->next >= b->code_len) {
+            emit(b, H_TRAP, pc);
+            return;
+        }
         i = emit(b, H_JUMP, pc);
         i->y = ins->next;
         i->z = 1; /* target needs no jump-target check */
@@ -722,7 +728,7 @@ L_CHARGE:
         goto interrupted;
     if (__builtin_expect(--fuel == 0, 0))
         goto yield;
-    if (__builtin_expect(gas - (int64_t)ip->x < 0, 0)) {
+    if (__builtin_expect(gas < (int64_t)ip->x, 0)) { /* no overflow near INT64_MIN */
         state->pc = ip->pc;
         state->resume = (uint32_t)(ip - insns);
         exit_reason = VM_EXIT_OUT_OF_GAS;

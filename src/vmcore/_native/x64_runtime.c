@@ -162,7 +162,7 @@ int vm_x64_out_of_gas(const vm_x64_module *module, const vm_x64_map *map, uint32
     uint32_t site = e.entry + (module->step_tracing ? VM_X64_STEP_BYTES : 0u);
     uint32_t cost;
     __builtin_memcpy(&cost, (const uint8_t *)(uintptr_t)module->code_address + site + VM_X64_CHARGE_COST_AT, 4);
-    *gas += (int64_t)cost;
+    *gas = (int64_t)((uint64_t)*gas + cost); /* the charge wrapped when gas was near INT64_MIN */
     *resume = module->code_address + site;
     return 0;
 }

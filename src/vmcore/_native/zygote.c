@@ -768,8 +768,10 @@ static uint32_t helper_memset(uint32_t metering)
 {
     uint32_t fault = 0;
     int64_t gas = atomic_load_explicit(&CTX->gas, RELAXED);
+    if (x64_bias_applied) /* memset counts the real gas down (the bias cannot change in a helper) */
+        gas = vm_x64_gas_unbias(gas);
     uint32_t r = vm_x64_memset((uint64_t *)(uintptr_t)CTX->regs, &gas, (int)metering, &memory, &fault);
-    atomic_store_explicit(&CTX->gas, gas, RELAXED);
+    atomic_store_explicit(&CTX->gas, x64_bias_applied ? vm_x64_gas_bias(gas) : gas, RELAXED);
     if (r == VMCTX_STUB_PAGEFAULT)
         atomic_store_explicit(&CTX->arg, fault, RELAXED);
     apply_interrupt_bias();

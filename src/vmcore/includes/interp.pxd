@@ -16,6 +16,7 @@ cdef extern from "vmcore/interp.h":
         VM_PERM_READ
         VM_PERM_WRITE
         VM_INDEX_NONE
+        VM_LOW_MEMORY_PANIC_LIMIT
 
     ctypedef struct vm_memory:
         uint8_t *base
@@ -62,6 +63,8 @@ cdef extern from "vmcore/interp.h":
     void vm_module_build(vm_module *module, const vm_module_config *config, const uint8_t *code, uint32_t code_len,
                          const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
                          vm_insn *insns, uint32_t *pc_to_index, uint32_t *jump_table) nogil
+    uint64_t vm_reg_from_host(int is_64_bit, uint64_t value)
+    uint64_t vm_reg_to_host(int is_64_bit, uint64_t value)
     int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc)
     vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory) nogil
     uint32_t vm_heap_sbrk(vm_state *state, const vm_memory *memory, uint32_t size)
