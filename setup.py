@@ -36,6 +36,7 @@ STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fPIC", "-fno-strict-alias
 
 CORE_SOURCES = [
     "src/vmcore/_native/decoder.c",
+    "src/vmcore/_native/gas.c",
     "src/vmcore/_native/program.c",
     "src/vmcore/_native/interp.c",
     "src/vmcore/_native/guest_memory.c",
@@ -53,6 +54,7 @@ ZYGOTE_SOURCES = [
     "src/vmcore/_native/zygote.c",
     "src/vmcore/_native/interp.c",
     "src/vmcore/_native/decoder.c",
+    "src/vmcore/_native/gas.c",
     "src/vmcore/_native/x64_runtime.c",
 ]
 ZYGOTE_FLAGS = [

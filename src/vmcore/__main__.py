@@ -36,6 +36,16 @@ def _load(path: str, raw: bool = False, isa: Optional[str] = None):
 def cmd_info(args) -> int:
     program = _load(args.file, args.raw, args.isa)
     print(describe(program, args.page_size))
+    if args.gas:
+        from vmcore import gas
+        try:
+            model = gas.resolve(args.gas_model, program.isa)
+        except ValueError as e:
+            return _fail(str(e))
+        costs = program.block_gas_costs(model)
+        print(f"block gas costs ({model.name} model, {len(costs)} blocks; pc: cost):")
+        for pc, cost in costs.items():
+            print(f"  {pc:>8}: {cost}")
     return 0
 
 
@@ -78,13 +88,16 @@ def cmd_run(args) -> int:
     if args.export not in program.exports:
         known = ", ".join(program.exports) or "none"
         return _fail(f"{args.file} has no export {args.export!r} (exports: {known})")
-    sb = Sandbox(program, backend=args.backend, isolation=args.isolation, gas=args.gas)
+    try:
+        sb = Sandbox(program, backend=args.backend, isolation=args.isolation, gas=args.gas, gas_model=args.gas_model)
+    except ValueError as e:
+        return _fail(str(e))
     start = time.perf_counter()
     result = sb.call(args.export, *args.args)
     elapsed = time.perf_counter() - start
     print(f"result:  {result}")
     if args.gas is not None:
-        print(f"gas:     {args.gas - sb.gas} used, {sb.gas} left")
+        print(f"gas:     {args.gas - sb.gas} used, {sb.gas} left ({sb.gas_model} model)")
     print(f"time:    {elapsed * 1e3:.3f} ms ({sb.backend}/{sb.isolation})")
     return 0
 
@@ -114,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="FILE is a raw JAM code blob")
     p.add_argument("--isa", help="instruction set of a raw blob (default latest64)")
     p.add_argument("--page-size", type=_parse_int, default=0x1000)
+    p.add_argument("--gas", action="store_true", help="also list every basic block's gas cost")
+    p.add_argument("--gas-model", default=None,
+                   help="cost model for --gas: naive, full, full-l1, full-l3 (default: the program's, "
+                        "full for jam_v1)")
     p.set_defaults(func=cmd_info)
 
     sub.add_parser("asm", help="assemble FILE.asm into a .polkavm blob (see asm --help)", add_help=False)
@@ -124,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("export")
     p.add_argument("args", nargs="*", type=_parse_int, help="integer arguments (a0..a5)")
     p.add_argument("--gas", type=_parse_int, default=None, help="gas limit (default: metering off)")
+    p.add_argument("--gas-model", default=None,
+                   help="cost model: naive, full, full-l1, full-l3 (default: full for jam_v1, else naive)")
     p.add_argument("--backend", default="auto", choices=["auto", "interpreter", "compiler"])
     p.add_argument("--isolation", default="auto", choices=["auto", "inline", "process"])
     p.add_argument("--raw", action="store_true", help="FILE is a raw JAM code blob")

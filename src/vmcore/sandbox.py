@@ -10,7 +10,7 @@ import contextlib
 import inspect
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from vmcore import _interp, abi, interrupts
+from vmcore import _interp, abi, gas as _gas, interrupts
 from vmcore.backend import select
 from vmcore.caller import Caller, Registers
 from vmcore.errors import HostcallError, OutOfGas, PageFault, SandboxError, Timeout, Trap, VmError
@@ -86,18 +86,26 @@ class Sandbox:
     ... def get_third_number(caller) -> int:
     ...     return 100
     >>> sb.call("add_numbers", 1, 10)
+
+    ``gas_model`` picks the cost model gas is metered with (vmcore.gas):
+    ``"naive"`` (1 per instruction), ``"full"`` (the Gray Paper 0.8
+    pipeline model with L2-hit loads, PolkaVM's Full(L2Hit)), ``"full-l1"``
+    or ``"full-l3"``; None (the default) is ``"full"`` for jam_v1 programs
+    and ``"naive"`` for the other instruction sets.
     """
 
     def __init__(self, program: Program, *, backend: str = "auto", isolation: str = "auto",
                  gas: Optional[int] = None, page_size: Optional[int] = None, heap: Optional[HeapPolicy] = None,
                  hostcalls: Optional[Dict[str, Hostcall]] = None, strict: bool = False,
-                 auto_restart: bool = False, pool: Any = None, memory_limit: Optional[int] = None) -> None:
+                 auto_restart: bool = False, pool: Any = None, memory_limit: Optional[int] = None,
+                 gas_model: Optional[str] = None) -> None:
         if not isinstance(program, Program):
             raise TypeError(f"Sandbox needs a vmcore.Program, got {type(program).__name__}")
         if gas is not None and (not isinstance(gas, int) or isinstance(gas, bool)):
             raise TypeError(f"gas must be an int or None, got {type(gas).__name__}")
         if heap is not None and not isinstance(heap, HeapPolicy):
             raise TypeError(f"heap must be a vmcore.HeapPolicy, got {type(heap).__name__}")
+        model = _gas.resolve(gas_model, program.isa)
         page_size = DEFAULT_PAGE_SIZE if page_size is None else check_page_size(page_size)
         if strict and isolation == "auto":
             isolation = "process"  # strict isolation only exists in a sandbox process
@@ -109,6 +117,8 @@ class Sandbox:
         self._gas_metering = gas is not None
         # Options only a sandbox process has; the inline backend refuses strict.
         options = {k: v for k, v in (("strict", strict), ("auto_restart", auto_restart)) if v}
+        options["gas_model"] = model
+        self._gas_model = model
         if pool is not None:
             options["pool"] = pool
         self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering, **options)
@@ -138,6 +148,11 @@ class Sandbox:
     @property
     def isolation(self) -> str:
         return self._backend.isolation
+
+    @property
+    def gas_model(self) -> str:
+        """The cost model's name ("naive", "full", "full-l1", "full-l3")."""
+        return self._gas_model.name
 
     @property
     def pid(self) -> Optional[int]:

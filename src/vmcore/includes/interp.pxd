@@ -1,5 +1,6 @@
 # C declarations for include/vmcore/interp.h and guest_memory.h.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from vmcore.includes.gas cimport vm_gas_model
 
 cdef extern from "vmcore/interp.h":
     ctypedef int vm_exit
@@ -31,7 +32,7 @@ cdef extern from "vmcore/interp.h":
         int isa
         int gas_metering
         int step_tracing
-        const uint32_t *cost
+        vm_gas_model gas
 
     ctypedef struct vm_module:
         vm_module_config config
@@ -62,6 +63,7 @@ cdef extern from "vmcore/interp.h":
     void vm_module_build(vm_module *module, const vm_module_config *config, const uint8_t *code, uint32_t code_len,
                          const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
                          vm_insn *insns, uint32_t *pc_to_index, uint32_t *jump_table) nogil
+    uint32_t vm_module_block_costs(const vm_module *module, uint32_t *pcs, uint32_t *costs, uint32_t capacity)
     int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc)
     vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory) nogil
     uint32_t vm_heap_sbrk(vm_state *state, const vm_memory *memory, uint32_t size)
