@@ -53,6 +53,8 @@ int vm_gas_model_check(const vm_gas_model *model);
 
 /* The reorder buffer size of the full model's pipeline (a power of two). */
 #define VM_GAS_ROB_SIZE 32
+/* Cycles the simulator schedules ahead (a power of two above every latency). */
+#define VM_GAS_WHEEL 128
 
 /* A block-cost calculator.  Feed it a block's instructions in order; after
  * the block's last one (an instruction that ends a basic block, or the
@@ -82,7 +84,11 @@ typedef struct vm_gas_sim {
     uint32_t dependents[VM_GAS_ROB_SIZE]; /* the slots waiting for each slot */
     uint16_t required[VM_GAS_ROB_SIZE];   /* units each slot holds while executing */
     uint16_t writes[VM_GAS_ROB_SIZE];     /* registers whose newest value each slot produces */
-    int8_t remaining[VM_GAS_ROB_SIZE];    /* cycles of execution left */
+    uint8_t latency[VM_GAS_ROB_SIZE];     /* each slot's latency (cycles of execution) */
+    /* Executing slots by the cycle their result is ready (mod
+     * VM_GAS_WHEEL: latencies are below it), and which entries are used. */
+    uint32_t wheel[VM_GAS_WHEEL];
+    uint64_t wheel_used[VM_GAS_WHEEL / 64];
     int8_t producer[16];                  /* slot producing each register, -1: none */
 } vm_gas_sim;
 

@@ -173,8 +173,47 @@ static inline uint32_t rotr32(uint32_t v, uint32_t n) { n &= 31u; return n ? (v 
 static inline uint32_t rotl32(uint32_t v, uint32_t n) { n &= 31u; return n ? (v << n) | (v >> (32u - n)) : v; }
 static inline uint32_t ctz32(uint32_t v) { return (uint32_t)__builtin_ctz(v); }
 
+#define WHEEL_MASK (VM_GAS_WHEEL - 1u)
+_Static_assert(VM_GAS_WHEEL == 128 && VM_GAS_MAX_MEMORY_COST < VM_GAS_WHEEL, "two words of wheel_used");
+
+/* Cycles from `now` to the next cycle a result is due (VM_GAS_WHEEL: none). */
+static inline uint32_t next_used(const vm_gas_sim *s, uint32_t now)
+{
+    uint32_t p = now & WHEEL_MASK;
+    uint64_t lo = s->wheel_used[0], hi = s->wheel_used[1];
+    /* the 128 bits rotated right by p: bit d = cycle now + d */
+    uint64_t r0, r1;
+    if (p == 0) {
+        r0 = lo;
+        r1 = hi;
+    } else if (p < 64) {
+        r0 = (lo >> p) | (hi << (64 - p));
+        r1 = (hi >> p) | (lo << (64 - p));
+    } else if (p == 64) {
+        r0 = hi;
+        r1 = lo;
+    } else {
+        uint32_t q = p - 64;
+        r0 = (hi >> q) | (lo << (64 - q));
+        r1 = (lo >> q) | (hi << (64 - q));
+    }
+    if (r0)
+        return (uint32_t)__builtin_ctzll(r0);
+    if (r1)
+        return 64u + (uint32_t)__builtin_ctzll(r1);
+    return VM_GAS_WHEEL;
+}
+
 static void clear(vm_gas_sim *s)
 {
+    /* (a drained pipeline leaves the wheel empty) */
+    for (uint32_t w = 0; w < VM_GAS_WHEEL / 64; w++) {
+        if (s->wheel_used[w]) {
+            for (uint32_t k = 0; k < 64; k++)
+                s->wheel[w * 64 + k] = 0;
+            s->wheel_used[w] = 0;
+        }
+    }
     s->cycles = 0;
     s->finished = 0;
     s->head = s->tail = 0;
@@ -214,7 +253,7 @@ static inline void result_ready(vm_gas_sim *s, uint32_t slot)
     s->required[slot] = 0;
 }
 
-static void tick(vm_gas_sim *s, int finishing, int decoded_pending)
+static inline __attribute__((always_inline)) void tick(vm_gas_sim *s, int finishing, int decoded_pending)
 {
     /* 1. retire the executed run at the head */
     uint32_t head = s->head;
@@ -241,39 +280,40 @@ static void tick(vm_gas_sim *s, int finishing, int decoded_pending)
                 s->resources = left;
                 started |= 1u << slot;
                 starts++;
+                uint32_t due = (s->cycles + s->latency[slot]) & WHEEL_MASK;
+                s->wheel[due] |= 1u << slot;
+                s->wheel_used[due >> 6] |= 1ull << (due & 63);
             }
         }
         s->waiting &= ~started;
         s->executing |= started;
     }
 
-    /* 3. execute */
-    int8_t step = 1;
-    uint32_t x = s->executing;
-    if (!decoded_pending && (finishing || !retired) && x) {
-        uint32_t least = 255, m = x;
-        while (m) {
-            uint32_t k = ctz32(m);
-            m &= m - 1;
-            uint32_t v = (uint8_t)s->remaining[k];
-            least = v < least ? v : least;
-        }
-        if (least > 0 && least < 128)
-            step = (int8_t)least;
+    /* 3. execute: an executing slot's result is ready at the cycle the
+     * wheel files it under (its start + latency), and it is executed one
+     * cycle later.  Jumping ahead: to the next ready result. */
+    uint32_t now = s->cycles;
+    uint32_t step = 1;
+    if (!decoded_pending && (finishing || !retired) && s->executing) {
+        uint32_t ahead = next_used(s, now);
+        if (ahead > 0 && ahead < VM_GAS_WHEEL)
+            step = ahead;
     }
-    while (x) {
-        uint32_t k = ctz32(x);
-        x &= x - 1;
-        int v = s->remaining[k] - step;
-        if (v < -128)
-            v = -128;
-        s->remaining[k] = (int8_t)v;
-        if (v == 0) {
-            result_ready(s, k);
-        } else if (v == -1) {
-            s->executing &= ~(1u << k);
-            s->executed |= 1u << k;
-        }
+    uint32_t at = now & WHEEL_MASK;
+    uint32_t done = s->wheel[at];
+    if (done) {
+        /* ready since the last cycle: executed now (the jump was 1) */
+        s->executing &= ~done;
+        s->executed |= done;
+        s->wheel[at] = 0;
+        s->wheel_used[at >> 6] &= ~(1ull << (at & 63));
+    }
+    uint32_t later = (now + step) & WHEEL_MASK;
+    uint32_t results = s->wheel[later];
+    while (results) {
+        uint32_t k = ctz32(results);
+        results &= results - 1;
+        result_ready(s, k);
     }
 
     /* 4. decoded -> waiting */
@@ -282,10 +322,10 @@ static void tick(vm_gas_sim *s, int finishing, int decoded_pending)
         s->decoding = 0;
         s->decode_left = DECODE_PER_CYCLE;
     }
-    s->cycles += (uint32_t)step;
+    s->cycles += step;
 }
 
-static void tick_loop(vm_gas_sim *s, int finishing)
+static __attribute__((noinline)) void tick_loop(vm_gas_sim *s, int finishing)
 {
     tick(s, finishing, 1);
     uint32_t target = finishing ? 0u : VM_GAS_ROB_SIZE - 1u;
@@ -299,13 +339,13 @@ static inline void make_room(vm_gas_sim *s, uint32_t slots)
         tick_loop(s, 0);
 }
 
-static void dispatch(vm_gas_sim *s, int dst, int src1, int src2, int8_t latency, uint32_t slots, uint32_t units)
+static inline __attribute__((always_inline)) void dispatch(vm_gas_sim *s, int dst, int src1, int src2, int8_t latency, uint32_t slots, uint32_t units)
 {
     make_room(s, slots);
     uint32_t slot = s->tail;
     uint32_t bit = 1u << slot;
     s->tail = (uint8_t)((slot + 1u) & ROB_MASK);
-    s->remaining[slot] = latency;
+    s->latency[slot] = (uint8_t)latency;
     s->required[slot] = (uint16_t)units;
     uint32_t deps = 0;
     if (src1 >= 0 && s->producer[src1] >= 0)
@@ -336,7 +376,7 @@ static void dispatch(vm_gas_sim *s, int dst, int src1, int src2, int8_t latency,
     s->decode_left -= slots;
 }
 
-static void move_reg(vm_gas_sim *s, int dst, int src)
+static inline __attribute__((always_inline)) void move_reg(vm_gas_sim *s, int dst, int src)
 {
     make_room(s, 1);
     int old = s->producer[dst];
@@ -401,7 +441,12 @@ void vm_gas_init(vm_gas_sim *s, const vm_gas_model *model, vm_isa isa, const uin
     for (uint32_t k = 0; k < VM_GAS_ROB_SIZE; k++) {
         s->deps[k] = s->dependents[k] = 0;
         s->required[k] = s->writes[k] = 0;
-        s->remaining[k] = 0;
+        s->latency[k] = 0;
+    }
+    for (uint32_t k = 0; k < VM_GAS_WHEEL; k++)
+        s->wheel[k] = 0;
+    for (uint32_t k = 0; k < VM_GAS_WHEEL / 64; k++) {
+        s->wheel_used[k] = 0;
     }
     clear(s);
 }
