@@ -36,6 +36,7 @@ STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fPIC", "-fno-strict-alias
 
 CORE_SOURCES = [
     "src/vmcore/_native/decoder.c",
+    "src/vmcore/_native/gas.c",
     "src/vmcore/_native/program.c",
     "src/vmcore/_native/interp.c",
     "src/vmcore/_native/guest_memory.c",
@@ -56,6 +57,7 @@ ZYGOTE_SOURCES = [
     "src/vmcore/_native/zygote_hostile.c",  # empty unless -DVMCORE_HOSTILE_ZYGOTE (tests only)
     "src/vmcore/_native/interp.c",
     "src/vmcore/_native/decoder.c",
+    "src/vmcore/_native/gas.c",
     "src/vmcore/_native/x64_runtime.c",
 ]
 ZYGOTE_FLAGS = [

@@ -9,6 +9,11 @@ run as native code in the sandbox process next to the interpreter.
   memory of the module compiled before is reused), per MB;
 * compile-1mb-cold: the same, as the first compile of a new process (one
   child process per value);
+* compile-1mb-full: compile-1mb with the Gray Paper 0.8 (full) gas model
+  instead of the naive one (every block's cost from the pipeline
+  simulation, computed while compiling); predecode-1mb / predecode-1mb-full:
+  the interpreter's threaded-code build of the same program, naive / full;
+  the full/naive ratios are printed at the end;
 * compiler-sum / compiler-sieve: `sum` (n = 100,000,000) and `sieve`
   (n = 16,000,000) from the blobs in ../shared/programs, gas metering on,
   `sb.call` on backend="compiler" (native code in the sandbox process);
@@ -33,7 +38,7 @@ sys.path.insert(0, str(HERE))
 from _programs import timed_kernel  # noqa: E402
 from _synthetic import synthetic_program  # noqa: E402
 
-from vmcore import _process, isa as ISA  # noqa: E402
+from vmcore import _decoder, _process, isa as ISA  # noqa: E402
 from vmcore.process_backend import cpu_supports_native  # noqa: E402
 
 GAS = 1 << 62
@@ -47,14 +52,27 @@ def _synthetic():
     return _SYNTH["prog"]
 
 
-def _compile_once() -> float:
+def _compile_once(native: bool = True, gas_kind: int = _decoder.GAS_NAIVE) -> float:
     code, bitmask, table = _synthetic()
-    module = _process.SharedModule(ISA.isa_index("jam_v1"), code, bitmask, table, True, False, True)
+    module = _process.SharedModule(ISA.isa_index("jam_v1"), code, bitmask, table, True, False, native,
+                                   gas_kind=gas_kind)
     return module.compile_seconds * (1 << 20) / len(code)  # seconds per MB
 
 
 def bench_compile(loops: int) -> float:
     return sum(_compile_once() for _ in range(loops))
+
+
+def bench_compile_full(loops: int) -> float:
+    return sum(_compile_once(True, _decoder.GAS_FULL) for _ in range(loops))
+
+
+def bench_predecode(loops: int) -> float:
+    return sum(_compile_once(False) for _ in range(loops))
+
+
+def bench_predecode_full(loops: int) -> float:
+    return sum(_compile_once(False, _decoder.GAS_FULL) for _ in range(loops))
 
 
 _COLD_CHILD = """
@@ -103,7 +121,10 @@ def main() -> None:
     runner = pyperf.Runner(processes=3, values=2, warmups=1, loops=1)
     runner.metadata["description"] = "vmcore recompiler: compile time and the sum/sieve kernels"
     results = {"compile-1mb": runner.bench_time_func("compile-1mb", bench_compile),
-               "compile-1mb-cold": runner.bench_time_func("compile-1mb-cold", bench_compile_cold)}
+               "compile-1mb-cold": runner.bench_time_func("compile-1mb-cold", bench_compile_cold),
+               "compile-1mb-full": runner.bench_time_func("compile-1mb-full", bench_compile_full),
+               "predecode-1mb": runner.bench_time_func("predecode-1mb", bench_predecode),
+               "predecode-1mb-full": runner.bench_time_func("predecode-1mb-full", bench_predecode_full)}
     for name in ("sum", "sieve"):
         results[f"compiler-{name}"] = runner.bench_time_func(f"compiler-{name}",
                                                              bench_kernel(name, "compiler", "process"))
@@ -117,6 +138,9 @@ def main() -> None:
         mean = results[key].mean()
         print(f"{key}: {mean * 1e3:.2f} ms per MB of guest code ({len(code):,} bytes); reference "
               f"{REFERENCE[key] * 1e3:.0f} ms = {mean / REFERENCE[key]:.2f}x")
+    for key in ("compile-1mb", "predecode-1mb"):
+        naive, full = results[key].mean(), results[key + "-full"].mean()
+        print(f"{key}: naive gas {naive * 1e3:.2f} ms, full gas {full * 1e3:.2f} ms per MB = {full / naive:.2f}x")
     print(f"{'kernel':<8} {'interpreter':>12} {'compiler':>10} {'speed-up':>9} {'reference':>10} {'vs ref':>7}")
     for name in ("sum", "sieve"):
         i, c = results[f"interpreter-{name}"].mean(), results[f"compiler-{name}"].mean()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import vmcore
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "src" / "vmcore" / "data"
 
@@ -40,8 +42,20 @@ def test_demo():
 def test_info_run_vectors():
     out = run("-m", "vmcore", "info", str(DATA / "sieve.polkavm")).stdout
     assert "jam_v1" in out and "main @ 0" in out and "rw data" in out
-    out = run("-m", "vmcore", "run", str(DATA / "sum.polkavm"), "main", "1000", "--gas", "100000").stdout
+    out = run("-m", "vmcore", "run", str(DATA / "sum.polkavm"), "main", "1000", "--gas", "100000",
+              "--gas-model", "naive").stdout
     assert "result:  332833500" in out and "gas:     5006 used" in out
+    # the default for jam_v1 is the full model: the loop's block costs what block_gas_costs says
+    costs = vmcore.Program.load(DATA / "sum.polkavm").block_gas_costs("full")
+    used = []
+    for n in (1000, 1001):
+        out = run("-m", "vmcore", "run", str(DATA / "sum.polkavm"), "main", str(n), "--gas", "1000000").stdout
+        assert "result:  " in out and "(full model)" in out
+        used.append(int(out.split("gas:")[1].split()[0]))
+    assert used[1] - used[0] in costs.values()
+    out = run("-m", "vmcore", "info", str(DATA / "sum.polkavm"), "--gas").stdout
+    assert "block gas costs (full model" in out
+    assert all(f"{pc:>8}: {cost}" in out for pc, cost in costs.items())
     out = run("-m", "vmcore", "vectors", "tests/vectors/official/inst_add_32.json").stdout
     assert out.strip().endswith("1 passed, 0 failed")
 

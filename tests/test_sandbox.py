@@ -271,10 +271,23 @@ def test_stack_pointer_set_by_call():
 
 
 def test_gas_accounting_and_metering_off():
-    sb = vmcore.Sandbox(vmcore.Program.load(DATA / "sum.polkavm"), gas=10_000)
+    program = vmcore.Program.load(DATA / "sum.polkavm")
+    sb = vmcore.Sandbox(program, gas=10_000, gas_model="naive")
+    assert sb.gas_model == "naive"
     sb.call("main", 10)
     used = 10_000 - sb.gas
     assert used == 5 * 10 + 6
+    # jam_v1 defaults to the full model: the loop block's full cost per iteration
+    full = vmcore.Sandbox(program, gas=100_000)
+    assert full.gas_model == "full"
+    spent = []
+    for n in (0, 1, 10):
+        full.gas = 100_000
+        full.call("main", n)
+        spent.append(100_000 - full.gas)
+    per_iteration = spent[1] - spent[0]
+    assert per_iteration in program.block_gas_costs("full").values() and per_iteration > 5
+    assert spent[2] == spent[0] + 10 * per_iteration
     off = vmcore.Sandbox(vmcore.Program.load(DATA / "sum.polkavm"))
     assert off.gas is None
     assert off.call("main", 10) == sum(i * i for i in range(10))

@@ -101,6 +101,7 @@
 #include <stdint.h>
 
 #include "vmcore/decoder.h"
+#include "vmcore/gas.h"
 #include "vmcore/interp.h"
 #include "vmcore/vmctx.h"
 #include "vmcore/x64_asm.h"
@@ -130,7 +131,7 @@ typedef struct vm_x64_config {
     int gas_metering;     /* charge gas per basic block */
     int step_tracing;     /* exit before every instruction (VMCTX_STUB_STEP) */
     int interruptible;    /* without metering: still check the gas word at block starts (see above) */
-    const uint32_t *cost; /* gas per vm_op (VM_OP_COUNT + 1 entries), NULL = 1 each */
+    vm_gas_model gas;     /* the cost model (gas.h); all-zero = naive */
     uint64_t code_address;/* where the code will run (VM_ADDR_NATIVE_CODE) */
     int parallel;         /* code of VM_X64_PARALLEL_MIN bytes or more: two threads, each compiling half */
     uint32_t split_hint;  /* tests: always split, at the first block start at or after this offset */
@@ -250,9 +251,16 @@ int vm_x64_map_read(const vm_x64_module *module, const vm_x64_map *map, uint32_t
 /* Host side of starting a call at `pc`, as vm_state_set_pc does for the
  * interpreter: 0 with *native_address set (and *gas charged for the whole
  * block when entering mid-block), -1 when pc cannot be entered, -2 when
- * there is not enough gas.  `cost` as in the config (NULL = 1 each). */
-int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint32_t *cost, uint32_t pc,
+ * there is not enough gas.  `native_code`: the generated code as the host
+ * sees it (the mid-block charge is the cost in the block's gas charge). */
+int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint8_t *native_code, uint32_t pc,
                  int64_t *gas, uint64_t *native_address);
+
+/* The gas charge of every basic block (program order), read back from the
+ * generated code (`native_code` as in vm_x64_enter): up to `capacity`
+ * (pc, cost) pairs; returns how many there are (0 without gas metering). */
+uint32_t vm_x64_block_costs(const vm_x64_module *module, const vm_x64_map *map, const uint8_t *native_code,
+                            uint32_t *pcs, uint32_t *costs, uint32_t capacity);
 
 /* Test hook: the recompiler's inlined decoder against vm_decode at every
  * offset it is used at; -1 when they agree, else the first offset that

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "vmcore/decoder.h"
+#include "vmcore/gas.h"
 
 /* Why run() returned. */
 typedef enum vm_exit {
@@ -58,7 +59,7 @@ typedef struct vm_module_config {
     int isa;                 /* vm_isa */
     int gas_metering;        /* charge gas per basic block */
     int step_tracing;        /* stop before every instruction */
-    const uint32_t *cost;    /* gas per vm_op (VM_OP_COUNT + 1 entries), NULL = 1 each */
+    vm_gas_model gas;        /* the cost model (gas.h); all-zero = naive */
 } vm_module_config;
 
 typedef struct vm_module {
@@ -131,6 +132,11 @@ static inline uint64_t vm_reg_to_host(int is_64_bit, uint64_t value)
 /* Point the state at a program counter as the host does to start a call:
  * returns 0, or -1 (with state->pc set) when pc is not an instruction. */
 int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc);
+
+/* The gas charge of every basic block, as laid out (program order): up to
+ * `capacity` (pc, cost) pairs; returns how many there are (0 without
+ * gas metering). */
+uint32_t vm_module_block_costs(const vm_module *module, uint32_t *pcs, uint32_t *costs, uint32_t capacity);
 
 /* Run until the guest stops; returns the reason. */
 vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory);

@@ -107,7 +107,7 @@ static inline int vm_shm_module_attach(vm_module *module, const uint8_t *base, u
     module->config.isa = h->isa;
     module->config.gas_metering = h->gas_metering;
     module->config.step_tracing = h->step_tracing;
-    module->config.cost = 0; /* only the builder reads it */
+    module->config.gas = (vm_gas_model){0, 0, 0}; /* only the builder reads it */
     module->is_64_bit = h->is_64_bit;
     module->code_len = h->code_len;
     module->insns = (vm_insn *)(uintptr_t)(base + h->insns_offset);

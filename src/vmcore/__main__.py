@@ -58,6 +58,16 @@ def _load(path: str, raw: bool = False, isa: Optional[str] = None, fmt: str = "a
 def cmd_info(args) -> int:
     program = _load(args.file, args.raw, args.isa, args.format)
     print(describe(program, args.page_size))
+    if args.gas:
+        from vmcore import gas
+        try:
+            model = gas.resolve(args.gas_model, program.isa)
+        except ValueError as e:
+            return _fail(str(e))
+        costs = program.block_gas_costs(model)
+        print(f"block gas costs ({model.name} model, {len(costs)} blocks; pc: cost):")
+        for pc, cost in costs.items():
+            print(f"  {pc:>8}: {cost}")
     return 0
 
 
@@ -129,12 +139,16 @@ def cmd_run(args) -> int:
         if name not in program.imports:
             known = ", ".join(program.imports) or "none"
             return _fail(f"--hostcall {name}=...: {args.file} has no import {name!r} (imports: {known})")
-    sb = Sandbox(program, backend=args.backend, isolation=args.isolation, gas=args.gas)
+    try:
+        sb = Sandbox(program, backend=args.backend, isolation=args.isolation, gas=args.gas,
+                     gas_model=args.gas_model)
+    except ValueError as e:
+        return _fail(str(e))
     for name, value in stubs.items():
         sb.register_hostcall(name, lambda caller, _value=value: _value)
     timeout = None if args.timeout is None or args.timeout == float("inf") else args.timeout
     record: Dict[str, object] = {"export": args.export, "args": args.args, "backend": sb.backend,
-                                 "isolation": sb.isolation}
+                                 "isolation": sb.isolation, "gas_model": sb.gas_model}
     start = time.perf_counter()
     try:
         result = sb.call(args.export, *args.args, timeout=timeout)
@@ -156,7 +170,7 @@ def cmd_run(args) -> int:
     if not args.json:
         print(f"result:  {result}")
         if args.gas is not None:
-            print(f"gas:     {record['gas_used']} used, {gas_left} left")
+            print(f"gas:     {record['gas_used']} used, {gas_left} left ({record['gas_model']} model)")
         print(f"time:    {elapsed * 1e3:.3f} ms ({record['backend']}/{record['isolation']})")
     return 0
 
@@ -207,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="FILE is a raw JAM code blob (--format raw)")
     p.add_argument("--isa", help="instruction set of a raw blob (default latest64)")
     p.add_argument("--page-size", type=_parse_int, default=0x1000)
+    p.add_argument("--gas", action="store_true", help="also list every basic block's gas cost")
+    p.add_argument("--gas-model", default=None,
+                   help="cost model for --gas: naive, full, full-l1, full-l3 (default: the program's, "
+                        "full for jam_v1)")
     p.set_defaults(func=cmd_info)
 
     sub.add_parser("asm", help="assemble FILE.asm into a .polkavm blob (see asm --help)", add_help=False)
@@ -223,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve import NAME with a hostcall returning VALUE in a0 (repeatable)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON line: status, result, pc, gas used/left, seconds, error")
+    p.add_argument("--gas-model", default=None,
+                   help="cost model: naive, full, full-l1, full-l3 (default: full for jam_v1, else naive)")
     p.add_argument("--backend", default="auto", choices=["auto", "interpreter", "compiler"])
     p.add_argument("--isolation", default="auto", choices=["auto", "inline", "process"])
     p.add_argument("--format", choices=FORMATS, default="auto",

@@ -10,6 +10,7 @@ from libc.string cimport memcpy, memset
 cdef extern from "vmcore/vmctx.h":
     enum:
         VM_ADDR_NATIVE_CODE
+from vmcore.includes.gas cimport *
 from vmcore.includes.decoder cimport vm_decoder_init, VM_OP_COUNT
 from vmcore.includes.compiler cimport *
 
@@ -94,7 +95,8 @@ cdef class CompiledCode:
 
     def __cinit__(self, int isa, const uint8_t[:] code, const uint8_t[:] bitmask, jump_table,
                   bint gas_metering=True, bint step_tracing=False, bint interruptible=False, cost=None,
-                  uint64_t code_address=VM_ADDR_NATIVE_CODE, bint parallel=False, uint32_t split_hint=0):
+                  uint64_t code_address=VM_ADDR_NATIVE_CODE, bint parallel=False, uint32_t split_hint=0,
+                  int gas_kind=VM_GAS_NAIVE, int memory_access_cost=VM_GAS_CACHE_L2_HIT):
         cdef vm_x64_config config
         cdef vm_x64_capacity cap
         cdef uint32_t n = <uint32_t>code.shape[0]
@@ -117,7 +119,9 @@ cdef class CompiledCode:
         config.code_address = code_address
         config.parallel = parallel
         config.split_hint = split_hint
-        config.cost = NULL
+        config.gas.kind = gas_kind
+        config.gas.memory_access_cost = memory_access_cost
+        config.gas.cost = NULL
         if cost is not None:
             if len(cost) != VM_OP_COUNT + 1:
                 raise ValueError(f"cost model needs {VM_OP_COUNT + 1} entries")
@@ -126,7 +130,10 @@ cdef class CompiledCode:
                 raise MemoryError()
             for i in range(VM_OP_COUNT + 1):
                 self.cost[i] = cost[i]
-            config.cost = self.cost
+            config.gas.cost = self.cost
+        if vm_gas_model_check(&config.gas) != 0:
+            raise ValueError(f"bad gas model: kind {gas_kind}, memory access cost {memory_access_cost}"
+                             + (" (a cost table needs the naive kind)" if cost is not None else ""))
         if n:
             code_ptr = &code[0]
             bitmask_ptr = &bitmask[0]
@@ -214,10 +221,26 @@ cdef class CompiledCode:
         vm_state_set_pc's -1 (cannot enter) / -2 (not enough gas)."""
         cdef uint64_t native = 0
         cdef int64_t g = gas
-        cdef int rc = vm_x64_enter(&self.module, &self.map, self.cost, pc, &g, &native)
+        cdef int rc = vm_x64_enter(&self.module, &self.map, self.code_buf, pc, &g, &native)
         if rc != 0:
             return rc, gas, 0
         return 0, g, native
+
+    def block_costs(self):
+        """[(pc, cost)] of every block's gas charge, read back from the code."""
+        cdef uint32_t n = vm_x64_block_costs(&self.module, &self.map, self.code_buf, NULL, NULL, 0), i
+        if n == 0:
+            return []
+        cdef uint32_t *pcs = <uint32_t *>malloc(n * sizeof(uint32_t))
+        cdef uint32_t *costs = <uint32_t *>malloc(n * sizeof(uint32_t))
+        try:
+            if pcs == NULL or costs == NULL:
+                raise MemoryError()
+            n = vm_x64_block_costs(&self.module, &self.map, self.code_buf, pcs, costs, n)
+            return [(pcs[i], costs[i]) for i in range(n)]
+        finally:
+            free(pcs)
+            free(costs)
 
     def find_pc(self, uint32_t pc):
         """The index of guest pc's record, or -1."""

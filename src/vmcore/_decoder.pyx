@@ -1,11 +1,19 @@
 """Instruction-set tables and the C decoder, for Python tools (isa.py,
 disasm.py, asm.py).  The tables come from include/vmcore/opcodes.h."""
 from libc.stdint cimport uint8_t, uint32_t
+from libc.stdlib cimport malloc, free
 from vmcore.includes.decoder cimport *
+from vmcore.includes.gas cimport *
 
 vm_decoder_init()
 
 OP_INVALID = VM_OP_INVALID
+GAS_NAIVE = VM_GAS_NAIVE
+GAS_FULL = VM_GAS_FULL
+GAS_CACHE_L1_HIT = VM_GAS_CACHE_L1_HIT
+GAS_CACHE_L2_HIT = VM_GAS_CACHE_L2_HIT
+GAS_CACHE_L3_HIT = VM_GAS_CACHE_L3_HIT
+GAS_MAX_MEMORY_COST = VM_GAS_MAX_MEMORY_COST
 FLAG_ENDS_BLOCK = VM_F_ENDS_BLOCK
 FLAG_TERMINATOR = VM_F_TERMINATOR
 
@@ -99,3 +107,54 @@ def is_basic_block_start(int isa, const uint8_t[:] code, const uint8_t[:] bitmas
     if <size_t>bitmask.shape[0] < (<size_t>code.shape[0] + 7) // 8:
         raise ValueError("bitmask too short for the code")
     return bool(vm_is_basic_block_start(isa, &code[0], <uint32_t>code.shape[0], &bitmask[0], offset))
+
+
+cdef int _gas_model(vm_gas_model *model, int kind, int memory_access_cost) except -1:
+    model.kind = kind
+    model.memory_access_cost = memory_access_cost
+    model.cost = NULL
+    if vm_gas_model_check(model) != 0:
+        raise ValueError(f"bad gas model: kind {kind}, memory access cost {memory_access_cost}")
+    return 0
+
+
+def block_gas_costs(int isa, const uint8_t[:] code, const uint8_t[:] bitmask, int kind,
+                    int memory_access_cost=VM_GAS_CACHE_L2_HIT, bint bounded=False):
+    """Every basic block's cost under a gas model (gas.h): a list of
+    (pc, cost) in program order, as the engines charge them."""
+    cdef vm_gas_model model
+    _gas_model(&model, kind, memory_access_cost)
+    if not 0 <= isa < VM_ISA_COUNT:
+        raise ValueError(f"bad isa {isa}")
+    cdef uint32_t n = <uint32_t>code.shape[0]
+    if n == 0:
+        return []
+    if <size_t>bitmask.shape[0] < (<size_t>n + 7) // 8:
+        raise ValueError("bitmask too short for the code")
+    cdef uint32_t capacity = n + 1, count, i
+    cdef uint32_t *pcs = <uint32_t *>malloc(capacity * sizeof(uint32_t))
+    cdef uint32_t *costs = <uint32_t *>malloc(capacity * sizeof(uint32_t))
+    try:
+        if pcs == NULL or costs == NULL:
+            raise MemoryError()
+        with nogil:
+            count = vm_gas_blocks(&model, isa, &code[0], n, &bitmask[0], bounded, pcs, costs, capacity)
+        return [(pcs[i], costs[i]) for i in range(min(count, capacity))]
+    finally:
+        free(pcs)
+        free(costs)
+
+
+def block_gas_cost_at(int isa, const uint8_t[:] code, const uint8_t[:] bitmask, uint32_t pc, int kind,
+                      int memory_access_cost=VM_GAS_CACHE_L2_HIT):
+    """The cost of the block that starts at `pc` (gas.h: vm_gas_block_cost_at)."""
+    cdef vm_gas_model model
+    _gas_model(&model, kind, memory_access_cost)
+    if not 0 <= isa < VM_ISA_COUNT:
+        raise ValueError(f"bad isa {isa}")
+    cdef uint32_t n = <uint32_t>code.shape[0]
+    if n == 0:
+        return vm_gas_block_cost_at(&model, isa, NULL, 0, NULL, pc)
+    if <size_t>bitmask.shape[0] < (<size_t>n + 7) // 8:
+        raise ValueError("bitmask too short for the code")
+    return vm_gas_block_cost_at(&model, isa, &code[0], n, &bitmask[0], pc)

@@ -19,7 +19,9 @@ class CompiledModule:
     step_tracing: bool
     instruction_records: int
     def __init__(self, isa: int, code: bytes, bitmask: bytes, jump_table: Sequence[int], gas_metering: bool,
-                 step_tracing: bool = ..., cost: Optional[Sequence[int]] = ...) -> None: ...
+                 step_tracing: bool = ..., cost: Optional[Sequence[int]] = ..., gas_kind: int = ...,
+                 memory_access_cost: int = ...) -> None: ...
+    def block_costs(self) -> List[Tuple[int, int]]: ...
 
 class Instance:
     module: CompiledModule

@@ -10,6 +10,7 @@ from libc.errno cimport errno
 cdef extern from "vmcore/vmctx.h":
     enum:
         VM_ADDR_RETURN_TO_HOST
+from vmcore.includes.gas cimport *
 from vmcore.includes.decoder cimport vm_decoder_init, VM_OP_COUNT
 from vmcore.includes.interp cimport *
 from vmcore.includes.scrub cimport vm_span, vm_scrub_spans, vm_state_fresh
@@ -47,7 +48,8 @@ cdef class CompiledModule:
     cdef readonly bint step_tracing
 
     def __cinit__(self, int isa, const uint8_t[:] code, const uint8_t[:] bitmask, jump_table, bint gas_metering,
-                  bint step_tracing=False, cost=None):
+                  bint step_tracing=False, cost=None, int gas_kind=VM_GAS_NAIVE,
+                  int memory_access_cost=VM_GAS_CACHE_L2_HIT):
         cdef vm_module_config config
         cdef size_t capacity
         cdef uint32_t n = <uint32_t>code.shape[0]
@@ -61,7 +63,9 @@ cdef class CompiledModule:
         config.isa = isa
         config.gas_metering = gas_metering
         config.step_tracing = step_tracing
-        config.cost = NULL
+        config.gas.kind = gas_kind
+        config.gas.memory_access_cost = memory_access_cost
+        config.gas.cost = NULL
         if cost is not None:
             if len(cost) != VM_OP_COUNT + 1:
                 raise ValueError(f"cost model needs {VM_OP_COUNT + 1} entries")
@@ -70,7 +74,10 @@ cdef class CompiledModule:
                 raise MemoryError()
             for i in range(VM_OP_COUNT + 1):
                 self.cost[i] = cost[i]
-            config.cost = self.cost
+            config.gas.cost = self.cost
+        if vm_gas_model_check(&config.gas) != 0:
+            raise ValueError(f"bad gas model: kind {gas_kind}, memory access cost {memory_access_cost}"
+                             + (" (a cost table needs the naive kind)" if cost is not None else ""))
         vm_module_sizes(n, jt_count, &config, &capacity)
         self.insns = <vm_insn *>malloc(capacity * sizeof(vm_insn))
         self.pc_to_index = <uint32_t *>malloc((<size_t>n + 1) * sizeof(uint32_t))
@@ -98,6 +105,22 @@ cdef class CompiledModule:
     @property
     def instruction_records(self):
         return self.module.insn_count
+
+    def block_costs(self):
+        """[(pc, cost)] of every block's gas charge as laid out ([] without metering)."""
+        cdef uint32_t n = vm_module_block_costs(&self.module, NULL, NULL, 0), i
+        if n == 0:
+            return []
+        cdef uint32_t *pcs = <uint32_t *>malloc(n * sizeof(uint32_t))
+        cdef uint32_t *costs = <uint32_t *>malloc(n * sizeof(uint32_t))
+        try:
+            if pcs == NULL or costs == NULL:
+                raise MemoryError()
+            n = vm_module_block_costs(&self.module, pcs, costs, n)
+            return [(pcs[i], costs[i]) for i in range(n)]
+        finally:
+            free(pcs)
+            free(costs)
 
 
 cdef class Instance:

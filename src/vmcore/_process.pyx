@@ -10,10 +10,11 @@ from libc.string cimport memcpy, memset
 cdef extern from "vmcore/vmctx.h":
     enum:
         VM_ADDR_RETURN_TO_HOST
+from vmcore.includes.gas cimport *
 from vmcore.includes.decoder cimport vm_decoder_init, vm_isa_is_64_bit
 from vmcore.includes.interp cimport *
 from vmcore.includes.host cimport *
-from vmcore.includes.compiler cimport vm_x64_config, vm_x64_enter
+from vmcore.includes.compiler cimport vm_x64_config, vm_x64_enter, vm_x64_block_costs
 from vmcore.includes.scrub cimport vm_span, vm_scrub_spans, vm_state_fresh, vm_ctx_fresh
 
 import os
@@ -159,9 +160,12 @@ cdef class SharedModule:
     cdef readonly bint is_64_bit
     cdef readonly double compile_seconds
     cdef readonly uint32_t code_len
+    cdef readonly int gas_kind
+    cdef readonly int memory_access_cost
 
     def __cinit__(self, int isa, const uint8_t[:] code, const uint8_t[:] bitmask, jump_table, bint gas_metering,
-                  bint step_tracing=False, bint native=False):
+                  bint step_tracing=False, bint native=False, int gas_kind=VM_GAS_NAIVE,
+                  int memory_access_cost=VM_GAS_CACHE_L2_HIT):
         cdef vm_module_config config
         cdef vm_x64_config x64_config
         cdef int x64_error = 0
@@ -183,7 +187,13 @@ cdef class SharedModule:
         config.isa = isa
         config.gas_metering = gas_metering
         config.step_tracing = step_tracing
-        config.cost = NULL
+        config.gas.kind = gas_kind
+        config.gas.memory_access_cost = memory_access_cost
+        config.gas.cost = NULL
+        if vm_gas_model_check(&config.gas) != 0:
+            raise ValueError(f"bad gas model: kind {gas_kind}, memory access cost {memory_access_cost}")
+        self.gas_kind = gas_kind
+        self.memory_access_cost = memory_access_cost
         targets = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
         if targets == NULL:
             raise MemoryError()
@@ -199,7 +209,7 @@ cdef class SharedModule:
             x64_config.gas_metering = gas_metering
             x64_config.step_tracing = step_tracing
             x64_config.interruptible = True  # deadlines work without metering too
-            x64_config.cost = NULL
+            x64_config.gas = config.gas
             with nogil:
                 rc = vm_host_x64_build(&self.m, &x64_config, code_ptr, n, bitmask_ptr, targets, jt_count,
                                        &x64_error, error)
@@ -216,9 +226,41 @@ cdef class SharedModule:
     def __dealloc__(self):
         vm_host_module_free(&self.m)
 
+    cdef const uint8_t *native_code_view(self):
+        """The generated code as mapped here (NULL for an interpreter module)."""
+        if not self.native or self.m.base == NULL:
+            return NULL
+        cdef const vm_shm_module *h = <const vm_shm_module *>self.m.base
+        return <const uint8_t *>self.m.base + h.native_offset
+
     @property
     def size(self):
         return self.m.size
+
+    def block_costs(self):
+        """[(pc, cost)] of every block's gas charge in the module as the
+        sandbox maps it (threaded code records, or read back from the
+        native code); [] without metering."""
+        cdef uint32_t n, i
+        if self.native:
+            n = vm_x64_block_costs(self.m.x64, &self.m.map, self.native_code_view(), NULL, NULL, 0)
+        else:
+            n = vm_module_block_costs(&self.m.module, NULL, NULL, 0)
+        if n == 0:
+            return []
+        cdef uint32_t *pcs = <uint32_t *>malloc(n * sizeof(uint32_t))
+        cdef uint32_t *costs = <uint32_t *>malloc(n * sizeof(uint32_t))
+        try:
+            if pcs == NULL or costs == NULL:
+                raise MemoryError()
+            if self.native:
+                n = vm_x64_block_costs(self.m.x64, &self.m.map, self.native_code_view(), pcs, costs, n)
+            else:
+                n = vm_module_block_costs(&self.m.module, pcs, costs, n)
+            return [(pcs[i], costs[i]) for i in range(n)]
+        finally:
+            free(pcs)
+            free(costs)
 
     @property
     def instruction_records(self):
@@ -614,7 +656,8 @@ cdef class Process:
         # (next_native_program_counter 0 / jump_into VM_INDEX_NONE).
         if self.module.native:
             gas = self._gas()
-            rc = vm_x64_enter(self.module.m.x64, &self.module.m.map, NULL, pc, &gas, &native)
+            rc = vm_x64_enter(self.module.m.x64, &self.module.m.map, self.module.native_code_view(), pc, &gas,
+                              &native)
             vm_host_set_pc(self.ctx, pc)
             if rc == 0:
                 vm_host_set_gas(self.ctx, gas)

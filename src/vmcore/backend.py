@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Callable, Dict, Tuple
 
-from vmcore import _interp
+from vmcore import _interp, gas as _gas
 from vmcore.backend_base import InstanceBackend
 from vmcore.errors import SandboxError
 
@@ -18,14 +18,23 @@ SLOW_COMPILE_SECONDS = 0.1
 compile_log = logging.getLogger("vmcore.compile")
 
 
-def _compiled(program, gas_metering: bool, step_tracing: bool) -> "_interp.CompiledModule":
-    """Threaded code is cached per Program and configuration."""
-    key = ("interpreter", gas_metering, step_tracing)
+#: Compiles taking at least this long are logged at INFO on "vmcore.compile"
+#: (quicker ones at DEBUG).
+SLOW_COMPILE_SECONDS = 0.1
+compile_log = logging.getLogger("vmcore.compile")
+
+
+def _compiled(program, gas_metering: bool, step_tracing: bool, gas_model=None) -> "_interp.CompiledModule":
+    """Threaded code is cached per Program and configuration (gas_model:
+    a vmcore.gas name or model, None = the program's default)."""
+    model = _gas.resolve(gas_model, program.isa) if gas_metering else _gas.NAIVE
+    key = ("interpreter", gas_metering, step_tracing, model)
     module = program._cache.get(key)
     if module is None:
         start = time.perf_counter()
         module = _interp.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
-                                        gas_metering, step_tracing)
+                                        gas_metering, step_tracing, gas_kind=model.kind,
+                                        memory_access_cost=model.memory_access_cost)
         program._cache[key] = module
         seconds = time.perf_counter() - start
         compile_log.log(logging.INFO if seconds >= SLOW_COMPILE_SECONDS else logging.DEBUG,
@@ -56,8 +65,9 @@ class InlineInterpreter(InstanceBackend):
         self.memory_map = memory_map
         self.heap_policy = heap
         self.gas_metering = gas_metering
+        self.gas_model = _gas.resolve(options.get("gas_model"), program.isa)
         self.mask = 0xFFFFFFFFFFFFFFFF if program.is_64_bit else 0xFFFFFFFF
-        module = _compiled(program, gas_metering, False)
+        module = _compiled(program, gas_metering, False, self.gas_model)
         pool = _POOL.get(memory_map.page_size)
         if pool:
             self.inst = pool.pop()
@@ -78,7 +88,7 @@ class InlineInterpreter(InstanceBackend):
         self.regions = regions
 
     def set_step_tracing(self, enabled: bool) -> None:
-        self.inst.set_module(_compiled(self.program, self.gas_metering, enabled))
+        self.inst.set_module(_compiled(self.program, self.gas_metering, enabled, self.gas_model))
 
     def close(self) -> None:
         if self.closed:

@@ -36,7 +36,7 @@ def main(args) -> int:
     def scale(caller, i: int) -> int:
         return (i * i) % 1000
 
-    gas = 10 * n + 100
+    gas = 1000 * n + 10_000  # ample under any cost model
     t3 = time.perf_counter()
     sb = Sandbox(program, gas=gas, hostcalls={"scale": scale})
     t4 = time.perf_counter()
@@ -46,7 +46,7 @@ def main(args) -> int:
     print()
     print(f"== call main({n}) with a Python hostcall 'scale' ({sb.backend}/{sb.isolation}) ==")
     print(f"result:        {result} ({'matches' if result == expected else 'DOES NOT MATCH'} the Python computation)")
-    print(f"gas used:      {gas - sb.gas} of {gas}")
+    print(f"gas used:      {gas - sb.gas} of {gas} ({sb.gas_model} model)")
     print(f"instantiate:   {(t4 - t3) * 1e6:.1f} us")
     print(f"call:          {(t5 - t4) * 1e3:.3f} ms, {n} hostcalls"
           + (f", {(t5 - t4) / n * 1e9:.0f} ns per guest->host->guest round trip" if n else ""))

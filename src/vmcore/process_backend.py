@@ -24,7 +24,7 @@ import time
 import weakref
 from typing import Dict, List, Optional
 
-from vmcore import _compiler, _process
+from vmcore import _compiler, _process, gas as _gas
 from vmcore.errors import SandboxError
 from vmcore.backend_base import InstanceBackend
 
@@ -211,15 +211,19 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _shared_module(program, gas_metering: bool, step_tracing: bool, native: bool = False) -> "_process.SharedModule":
+def _shared_module(program, gas_metering: bool, step_tracing: bool, native: bool = False,
+                   gas_model=None) -> "_process.SharedModule":
     """Compiled once per Program and configuration into a sealed memfd
-    (threaded code, or native code from the recompiler)."""
-    key = ("native-shm" if native else "interpreter-shm", gas_metering, step_tracing)
+    (threaded code, or native code from the recompiler; gas_model: a
+    vmcore.gas name or model, None = the program's default)."""
+    model = _gas.resolve(gas_model, program.isa) if gas_metering else _gas.NAIVE
+    key = ("native-shm" if native else "interpreter-shm", gas_metering, step_tracing, model)
     module = program._cache.get(key)
     if module is None:
         start = time.perf_counter()
         module = _process.SharedModule(program.isa_index, program.code, program.bitmask, program.jump_table,
-                                       gas_metering, step_tracing, native)
+                                       gas_metering, step_tracing, native, gas_kind=model.kind,
+                                       memory_access_cost=model.memory_access_cost)
         program._cache[key] = module
         _log_compile("native code" if native else "threaded code (shared)", program, time.perf_counter() - start)
     return module
@@ -261,19 +265,20 @@ class ProcessInterpreter(InstanceBackend):
     engine = _process
 
     def __init__(self, program, memory_map, heap, gas_metering: bool, *, strict: bool = False,
-                 auto_restart: bool = False, pool: Optional[SandboxPool] = None) -> None:
+                 auto_restart: bool = False, pool: Optional[SandboxPool] = None, gas_model=None) -> None:
         if pool is not None and not isinstance(pool, SandboxPool):
             raise TypeError(f"pool must be a vmcore.SandboxPool, got {type(pool).__name__}")
         self.program = program
         self.memory_map = memory_map
         self.heap_policy = heap
         self.gas_metering = gas_metering
+        self.gas_model = _gas.resolve(gas_model, program.isa)
         self.strict = strict
         self.mask = 0xFFFFFFFFFFFFFFFF if program.is_64_bit else 0xFFFFFFFF
         self.pool = pool if pool is not None else SandboxPool.default()
         self.closed = False
         self._initial_gas: Optional[int] = None
-        module = _shared_module(program, gas_metering, False, self.native)
+        module = _shared_module(program, gas_metering, False, self.native, self.gas_model)
         self.inst = None
         self.inst = _process.Process(self._acquire(), module, memory_map.page_size)
         if auto_restart:
@@ -314,7 +319,7 @@ class ProcessInterpreter(InstanceBackend):
         self.regions = regions
 
     def set_step_tracing(self, enabled: bool) -> None:
-        self.inst.set_module(_shared_module(self.program, self.gas_metering, enabled, self.native))
+        self.inst.set_module(_shared_module(self.program, self.gas_metering, enabled, self.native, self.gas_model))
 
     def close(self) -> None:
         if self.closed:

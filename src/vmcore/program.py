@@ -8,7 +8,7 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Union
 
-from vmcore import _decoder, _program, isa as _isa
+from vmcore import _decoder, _program, gas as _gas, isa as _isa
 from vmcore.errors import ExportNotFound, ProgramError
 from vmcore.memory_map import MAX_PAGE_SIZE, MemoryMap
 
@@ -248,6 +248,25 @@ class Program:
 
     def is_jump_target(self, offset: int) -> bool:
         return _decoder.is_basic_block_start(self.isa_index, self.code, self.bitmask, offset)
+
+    @property
+    def default_gas_model(self) -> str:
+        """The gas model a Sandbox of this program uses unless told
+        otherwise: ``"full"`` for jam_v1, ``"naive"`` otherwise (vmcore.gas)."""
+        return _gas.default_for(self.isa).name
+
+    def block_gas_costs(self, model: Optional[str] = "full") -> Dict[int, int]:
+        """The gas each basic block costs under a cost model (see
+        vmcore.gas: "naive", "full", "full-l1", "full-l3"; None: this
+        program's default), as the engines charge it on entering the block:
+        ``{block start pc: cost}`` in program order, every block of the
+        code (the implicit trap at the end included)."""
+        m = _gas.resolve(model, self.isa)
+        key = ("block-gas", m)
+        if key not in self._cache:
+            self._cache[key] = dict(_decoder.block_gas_costs(self.isa_index, self.code, self.bitmask, m.kind,
+                                                             m.memory_access_cost))
+        return dict(self._cache[key])
 
     def __repr__(self) -> str:
         return (f"<Program {self.isa} code={len(self.code)}B exports={list(self.exports)} "

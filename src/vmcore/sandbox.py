@@ -11,7 +11,7 @@ import inspect
 import math
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
-from vmcore import _interp, abi, interrupts
+from vmcore import _interp, abi, gas as _gas, interrupts
 from vmcore.backend import select
 from vmcore.caller import Caller, Registers
 from vmcore.errors import (HostcallError, ImportNotFound, OutOfGas, PageFault, SandboxBusy, SandboxError, Timeout,
@@ -127,6 +127,11 @@ class Sandbox:
             accessible (data, stack, aux data, the heap at its largest);
             ``SandboxError`` if the program needs more before any heap.
             ``None``: no cap beyond the memory map.
+        gas_model: the cost model gas is metered with (:mod:`vmcore.gas`):
+            ``"naive"`` (1 per instruction), ``"full"`` (the Gray Paper 0.8
+            pipeline model with L2-hit loads, PolkaVM's Full(L2Hit)),
+            ``"full-l1"`` or ``"full-l3"``; ``None`` (the default) is
+            ``"full"`` for jam_v1 programs and ``"naive"`` for the others.
 
     Raises:
         TypeError: ``program``, ``gas``, ``heap`` or ``pool`` of the wrong type.
@@ -140,13 +145,15 @@ class Sandbox:
                  gas: Optional[int] = None, page_size: Optional[int] = None, heap: Optional[HeapPolicy] = None,
                  hostcalls: Optional[Dict[str, Hostcall]] = None, strict: bool = False,
                  auto_restart: bool = False, pool: Optional["SandboxPool"] = None,
-                 memory_limit: Optional[int] = None) -> None:
+                 memory_limit: Optional[int] = None,
+                 gas_model: Optional[str] = None) -> None:
         if not isinstance(program, Program):
             raise TypeError(f"Sandbox needs a vmcore.Program, got {type(program).__name__}")
         if gas is not None and (not isinstance(gas, int) or isinstance(gas, bool)):
             raise TypeError(f"gas must be an int or None, got {type(gas).__name__}")
         if heap is not None and not isinstance(heap, HeapPolicy):
             raise TypeError(f"heap must be a vmcore.HeapPolicy, got {type(heap).__name__}")
+        model = _gas.resolve(gas_model, program.isa)
         page_size = DEFAULT_PAGE_SIZE if page_size is None else check_page_size(page_size)
         if strict and isolation == "auto":
             isolation = "process"  # strict isolation only exists in a sandbox process
@@ -158,6 +165,8 @@ class Sandbox:
         self._gas_metering = gas is not None
         # Options only a sandbox process has; the inline backend refuses strict.
         options = {k: v for k, v in (("strict", strict), ("auto_restart", auto_restart)) if v}
+        options["gas_model"] = model
+        self._gas_model = model
         if pool is not None:
             options["pool"] = pool
         self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering, **options)
@@ -189,6 +198,11 @@ class Sandbox:
     def isolation(self) -> Literal["inline", "process"]:
         """Where the guest runs: ``"inline"`` or ``"process"``."""
         return self._live().isolation
+
+    @property
+    def gas_model(self) -> str:
+        """The cost model's name ("naive", "full", "full-l1", "full-l3")."""
+        return self._gas_model.name
 
     @property
     def pid(self) -> Optional[int]:

@@ -9,7 +9,12 @@
 
 Each vector runs on a fresh instance with the memory pages it lists; the
 result is compared field by field (status, registers, pc, gas, page-fault
-address, every accessible byte)."""
+address, every accessible byte).  These v0.4 vectors are metered with the
+naive cost model (1 gas per instruction).
+
+The v0.5 format (``steps``, ``block-gas-costs``; Gray Paper 0.8, the full
+cost model) is run by vmcore.vectors_v05; run_paths and the CLI take
+both."""
 from __future__ import annotations
 
 import json
@@ -19,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, List, Optional
 
 from vmcore.program import Program
-from vmcore import _interp
+from vmcore import _interp, vectors_v05
 
 STATUS = {
     _interp.EXIT_FINISHED: "halt",
@@ -113,7 +118,8 @@ def _run_vector_in_process(vector: dict, program: Program, native: bool, gas_met
     from vmcore import _process
     from vmcore.process_backend import SandboxPool, _shared_module
     pool = SandboxPool.default()
-    inst = _process.Process(pool.acquire(), _shared_module(program, gas_metering, step, native), PAGE_SIZE)
+    inst = _process.Process(pool.acquire(), _shared_module(program, gas_metering, step, native, "naive"),
+                            PAGE_SIZE)
     pages: List[int] = []
     try:
         return _run_on(inst, vector, pages, step)
@@ -202,7 +208,8 @@ def collect(paths: Iterable[str]) -> List[str]:
     for path in paths:
         if os.path.isdir(path):
             for root, _, names in os.walk(path):
-                files.extend(os.path.join(root, n) for n in names if n.endswith(".json"))
+                # (schema.json: the format's JSON Schema, shipped next to the v0.5 vectors)
+                files.extend(os.path.join(root, n) for n in names if n.endswith(".json") and n != "schema.json")
         else:
             files.append(path)
     return sorted(files)
@@ -214,7 +221,10 @@ def run_paths(paths: Iterable[str], *, backend: str = "interpreter", isolation: 
         try:
             vector = load_vector(path)
             name = vector.get("name", os.path.basename(path))
-            diffs = compare(vector, run_vector(vector, backend=backend, isolation=isolation))
+            if vectors_v05.is_v05(vector):
+                diffs = vectors_v05.run_vector_v05(vector, backend=backend, isolation=isolation)
+            else:
+                diffs = compare(vector, run_vector(vector, backend=backend, isolation=isolation))
         except (OSError, ValueError, KeyError, TypeError) as e:
             name, diffs = os.path.basename(path), [f"cannot run: {type(e).__name__}: {e}"]
         except Exception as e:  # a vmcore error is a failure of this vector, not of the runner

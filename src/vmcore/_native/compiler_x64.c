@@ -182,7 +182,7 @@ typedef struct compiler {
     /* The open basic block. */
     int block_open;
     uint32_t block_pc;
-    uint32_t block_cost;
+    vm_gas_sim gas;      /* its cost so far (gas metering only) */
     size_t charge_at;    /* offset of the gas charge */
 } compiler;
 
@@ -538,7 +538,6 @@ HOT_INLINE void open_block(compiler *c, uint32_t pc)
 {
     c->block_open = 1;
     c->block_pc = pc;
-    c->block_cost = 0;
     if (!c->charges)
         return;
     /* sub qword [gas], cost (patched by close_block); jl oog stub */
@@ -554,7 +553,7 @@ HOT_INLINE void close_block(compiler *c)
     c->block_open = 0;
     if (!c->charges)
         return;
-    uint32_t cost = c->config->gas_metering ? c->block_cost : 0u;
+    uint32_t cost = c->config->gas_metering ? vm_gas_take(&c->gas) : 0u;
     uint8_t *site = c->out.start + c->charge_at;
     if (cost > 0x7fffffffu) {
         /* too big for the sub's sign-extended imm32: jmp to a stub that
@@ -1557,7 +1556,7 @@ static void compile_segment(compiler *c)
     const uint32_t code_len = c->code_len;
     const uint32_t jump_table_count = c->jump_table_count;
     const int step_tracing = config->step_tracing;
-    const uint32_t *const cost_table = config->cost;
+    const int metering = config->gas_metering;
     uint32_t entry_flag = 0;
     uint32_t offset = c->lo;
     vm_instruction ins;
@@ -1658,7 +1657,6 @@ static void compile_segment(compiler *c)
             c->error = VM_X64_ERR_SPACE; /* the map derives the body from these lengths */
             break;
         }
-        c->block_cost += cost_table ? cost_table[ins.op] : 1u;
         if (fast) {
             /* One dispatch per instruction: the operands are decoded and
              * the code emitted by a copy specialised for the op. */
@@ -1667,16 +1665,22 @@ static void compile_segment(compiler *c)
     case VM_OP_##name: {                                                                          \
         vm_instruction fi = ins;                                                                  \
         fast_operands(code + pc + 1, fast_skip, pc, VM_FMT_##fmt, &fi);                           \
+        if (metering)                                                                             \
+            vm_gas_feed(&c->gas, &fi);                                                            \
         emit_instruction(c, VM_OP_##name, &fi, rec, body, jump_table_count);                               \
         break;                                                                                    \
     }
                 VM_OPCODES(EMIT_CASE)
 #undef EMIT_CASE
             default:
+                if (metering)
+                    vm_gas_feed(&c->gas, &ins);
                 emit_instruction(c, (vm_op)ins.op, &ins, rec, body, jump_table_count);
                 break;
             }
         } else {
+            if (metering)
+                vm_gas_feed(&c->gas, &ins);
             emit_instruction(c, (vm_op)ins.op, &ins, rec, body, jump_table_count);
         }
         if (fd->flags_of[ins.op] & VM_F_ENDS_BLOCK)
@@ -1920,7 +1924,8 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
                    uint8_t *code_out, uint64_t *jump_table_out, uint32_t *records_out, vm_x64_mark *marks_out,
                    vm_x64_module *module)
 {
-    if (!config || (unsigned)config->isa >= VM_ISA_COUNT || !module || !capacity || (!code && code_len) ||
+    if (!config || (unsigned)config->isa >= VM_ISA_COUNT ||
+        (config->gas_metering && vm_gas_model_check(&config->gas) != 0) || !module || !capacity || (!code && code_len) ||
         (!bitmask && code_len) || (!jump_table_targets && jump_table_count) || (!jump_table_out && jump_table_count))
         return VM_X64_ERR_CONFIG;
     if (code_len > VM_MAXIMUM_CODE_SIZE || jump_table_count > VM_MAXIMUM_JUMP_TABLE_ENTRIES)
@@ -1942,6 +1947,8 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     c->code_len = code_len;
     c->jump_table_count = jump_table_count;
     c->charges = config->gas_metering || config->interruptible;
+    if (config->gas_metering)
+        vm_gas_init(&c->gas, &config->gas, c->isa, code, code_len);
     c->out.start = c->out.p = code_out;
     c->limit = code_out + code_capacity;
     c->records = records_out;
@@ -2063,7 +2070,7 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
 
 /* ---- host side: entering a call ---- */
 
-int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint32_t *cost, uint32_t pc,
+int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint8_t *native_code, uint32_t pc,
                  int64_t *gas, uint64_t *native_address)
 {
     if (pc > module->code_len)
@@ -2074,19 +2081,17 @@ int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint3
         return -1;
     if (module->gas_metering && !(e.info & VM_X64_INFO_BLOCK_START)) {
         /* entering mid-block charges the whole block up front (the
-         * interpreter's charge-on-entry); the op and flags are in the
-         * records themselves */
+         * interpreter's charge-on-entry): the cost its charge holds */
         const uint32_t *r = map->records;
         int64_t start = k;
         while (start > 0 && !(r[start] & VM_X64_INFO_BLOCK_START))
             start--;
-        uint32_t block = 0;
-        for (int64_t i = start; i < (int64_t)map->count; i++) {
-            if (i > start && (r[i] & VM_X64_INFO_BLOCK_START))
-                break;
-            vm_op op = (vm_op)(r[i] & VM_X64_INFO_OP_MASK);
-            block += cost ? cost[op] : 1u;
-        }
+        vm_x64_map_entry first;
+        if (!native_code || !module->charges || vm_x64_map_read(module, map, (uint32_t)start, 1, &first) != 0)
+            return -1;
+        uint32_t block;
+        memcpy(&block, native_code + first.entry + (module->step_tracing ? VM_X64_STEP_BYTES : 0u) +
+                           VM_X64_CHARGE_COST_AT, 4);
         if ((int64_t)block > *gas)
             return -2;
         *gas -= (int64_t)block;

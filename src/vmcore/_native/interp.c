@@ -223,11 +223,6 @@ uint32_t vm_heap_sbrk(vm_state *state, const vm_memory *memory, uint32_t size)
 
 /* ---- module building ---- */
 
-static uint32_t op_cost(const vm_module_config *config, vm_op op)
-{
-    return config->cost ? config->cost[op] : 1u;
-}
-
 void vm_module_sizes(uint32_t code_len, uint32_t jump_table_count, const vm_module_config *config,
                      size_t *insn_capacity)
 {
@@ -251,6 +246,7 @@ typedef struct builder {
     uint32_t *pc_to_index;
     uint32_t charge_index; /* open block's CHARGE record, or NONE */
     uint8_t entry_flag;    /* ENTRY_OK while emitting a block the host may enter */
+    vm_gas_sim gas;        /* the open block's cost so far (gas metering only) */
 } builder;
 
 /* vm_insn.pad: the host may start execution at this record's pc (the
@@ -532,7 +528,9 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
                      vm_insn *insns, uint32_t *pc_to_index, uint32_t *jump_table)
 {
     builder b = {config, vm_isa_is_64_bit((vm_isa)config->isa), code, bitmask, code_len, insns, 0, pc_to_index,
-                 VM_INDEX_NONE, 0};
+                 VM_INDEX_NONE, 0, {0}};
+    if (config->gas_metering)
+        vm_gas_init(&b.gas, &config->gas, (vm_isa)config->isa, code, code_len);
     for (uint32_t pc = 0; pc <= code_len; pc++)
         pc_to_index[pc] = VM_INDEX_NONE;
 
@@ -586,11 +584,14 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
                 pc_to_index[ins.offset] = b.count - (config->step_tracing ? 1u : 0u);
         }
         if (config->gas_metering)
-            b.insns[b.charge_index].x += op_cost(config, (vm_op)ins.op);
+            vm_gas_feed(&b.gas, &ins);
         emit_instruction(&b, &ins);
 
-        if (vm_op_flags((vm_op)ins.op) & VM_F_ENDS_BLOCK)
+        if (vm_op_flags((vm_op)ins.op) & VM_F_ENDS_BLOCK) {
             block_open = 0;
+            if (config->gas_metering)
+                b.insns[b.charge_index].x = vm_gas_take(&b.gas);
+        }
 
         next_enterable = !pending_invalid && !ins.next_is_invalid;
         if (pending_invalid) {
@@ -609,6 +610,8 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
             invalid_at = ins.next;
         }
     }
+    if (block_open && config->gas_metering) /* (every walk ends a block; just in case) */
+        b.insns[b.charge_index].x = vm_gas_take(&b.gas);
     /* A guard record: running past the last record traps. */
     emit(&b, H_TRAP, code_len);
 
@@ -679,6 +682,24 @@ int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc)
     }
     state->resume = index;
     return 0;
+}
+
+uint32_t vm_module_block_costs(const vm_module *module, uint32_t *pcs, uint32_t *costs, uint32_t capacity)
+{
+    uint32_t count = 0;
+    if (!module->config.gas_metering)
+        return 0;
+    for (uint32_t k = 0; k < module->insn_count; k++) {
+        const vm_insn *i = &module->insns[k];
+        if (i->op != H_CHARGE)
+            continue;
+        if (count < capacity) {
+            pcs[count] = i->pc;
+            costs[count] = i->x;
+        }
+        count++;
+    }
+    return count;
 }
 
 /* ---- the dispatch loop ---- */

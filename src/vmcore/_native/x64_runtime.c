@@ -167,6 +167,30 @@ int vm_x64_out_of_gas(const vm_x64_module *module, const vm_x64_map *map, uint32
     return 0;
 }
 
+uint32_t vm_x64_block_costs(const vm_x64_module *module, const vm_x64_map *map, const uint8_t *native_code,
+                            uint32_t *pcs, uint32_t *costs, uint32_t capacity)
+{
+    if (!module->gas_metering || !module->charges || !native_code)
+        return 0;
+    uint32_t count = 0;
+    for (uint32_t k = 0; k < map->count; k++) {
+        if (!(map->records[k] & VM_X64_INFO_BLOCK_START))
+            continue;
+        if (count < capacity) {
+            vm_x64_map_entry e;
+            if (vm_x64_map_read(module, map, k, 1, &e) != 0)
+                return count;
+            uint32_t site = e.entry + (module->step_tracing ? VM_X64_STEP_BYTES : 0u);
+            uint32_t cost;
+            __builtin_memcpy(&cost, native_code + site + VM_X64_CHARGE_COST_AT, 4);
+            pcs[count] = e.pc;
+            costs[count] = cost;
+        }
+        count++;
+    }
+    return count;
+}
+
 enum { ACCESS_OK = 0, ACCESS_FAULT = 1, ACCESS_PANIC = 2 };
 
 static inline uint32_t page_of(const vm_memory *m, uint32_t address) { return address & ~(m->page_size - 1); }

@@ -1,5 +1,6 @@
 # C declarations for include/vmcore/compiler.h and x64_asm.h (the recompiler).
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from vmcore.includes.gas cimport vm_gas_model
 
 cdef extern from "vmcore/compiler.h":
     ctypedef struct vm_x64_config:
@@ -7,7 +8,7 @@ cdef extern from "vmcore/compiler.h":
         int gas_metering
         int step_tracing
         int interruptible
-        const uint32_t *cost
+        vm_gas_model gas
         uint64_t code_address
         bint parallel
         uint32_t split_hint
@@ -81,8 +82,10 @@ cdef extern from "vmcore/compiler.h":
                                vm_x64_map_entry *out)
     int vm_x64_map_read(const vm_x64_module *module, const vm_x64_map *map, uint32_t first, uint32_t count,
                         vm_x64_map_entry *out)
-    int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint32_t *cost, uint32_t pc,
+    int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint8_t *native_code, uint32_t pc,
                      int64_t *gas, uint64_t *native_address)
+    uint32_t vm_x64_block_costs(const vm_x64_module *module, const vm_x64_map *map, const uint8_t *native_code,
+                                uint32_t *pcs, uint32_t *costs, uint32_t capacity)
     int vm_x64_cpu_check(const char **missing)
     int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask)
 

@@ -1,5 +1,6 @@
 # C declarations for include/vmcore/interp.h and guest_memory.h.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from vmcore.includes.gas cimport vm_gas_model
 
 cdef extern from "vmcore/interp.h":
     ctypedef int vm_exit
@@ -32,7 +33,7 @@ cdef extern from "vmcore/interp.h":
         int isa
         int gas_metering
         int step_tracing
-        const uint32_t *cost
+        vm_gas_model gas
 
     ctypedef struct vm_module:
         vm_module_config config
@@ -65,6 +66,7 @@ cdef extern from "vmcore/interp.h":
                          vm_insn *insns, uint32_t *pc_to_index, uint32_t *jump_table) nogil
     uint64_t vm_reg_from_host(int is_64_bit, uint64_t value)
     uint64_t vm_reg_to_host(int is_64_bit, uint64_t value)
+    uint32_t vm_module_block_costs(const vm_module *module, uint32_t *pcs, uint32_t *costs, uint32_t capacity)
     int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc)
     vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory) nogil
     uint32_t vm_heap_sbrk(vm_state *state, const vm_memory *memory, uint32_t size)
