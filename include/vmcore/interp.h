@@ -33,7 +33,10 @@ typedef enum vm_exit {
 #define VM_PERM_WRITE 2 /* implies read */
 
 /* Pages whose address is below this stop the guest with a panic instead
- * of a page fault (the Gray Paper's inaccessible low zone). */
+ * of a page fault (the Gray Paper's inaccessible low zone, 64 KiB).
+ * PolkaVM 0.35's interpreter reports a page fault for some of these
+ * accesses (its guard there is 16 KiB); vmcore follows the Gray Paper, and
+ * the reference fuzzer normalises such results (vmcore/fuzz_reference.py). */
 #define VM_LOW_MEMORY_PANIC_LIMIT 0x10000u
 
 typedef struct vm_memory {

@@ -501,13 +501,13 @@ class Machine:
             return self._exit(Status.HALT, 0, stop_pc=pc)
         if isinstance(stop, interrupts.Ecalli):
             return self._exit(Status.HOST, pc, host_call=stop.number, stop_pc=pc)
-        if isinstance(stop, interrupts.OutOfGas):
+        if isinstance(stop, interrupts.OutOfGasInterrupt):
             return self._exit(Status.OOG, pc, stop_pc=pc)
-        if isinstance(stop, interrupts.PageFault):
+        if isinstance(stop, interrupts.PageFaultInterrupt):
             if stop.address < ZONE_SIZE:  # GP 0.8: below 2^16 always panics
                 return self._exit(Status.PANIC, 0, stop_pc=pc)
             return self._exit(Status.FAULT, pc, fault_address=stop.address, stop_pc=pc)
-        if isinstance(stop, interrupts.Trap):
+        if isinstance(stop, interrupts.TrapInterrupt):
             return self._exit(Status.PANIC, 0, stop_pc=pc)
         raise VmError(f"unexpected stop {stop!r}", pc=pc)
 
