@@ -39,7 +39,7 @@ docs-deps:
 	$(PYTHON) .ci/project.py extra docs | $(PYTHON) -m pip install -q -r /dev/stdin
 
 docs:
-	$(PYTHON) -m mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict
 
 docs-serve:
 	$(PYTHON) -m mkdocs serve
