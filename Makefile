@@ -1,10 +1,13 @@
 # Developer shortcuts.  The README's two commands are the supported entry
-# points; these wrap the longer ones.
+# points; these wrap the longer ones.  Development builds treat warnings in
+# our C as errors (setup.py: VMCORE_WERROR; end-user builds only warn).
 PYTHON ?= python
+export VMCORE_WERROR ?= 1
 ASAN_LIB := $(shell gcc -print-file-name=libasan.so)
 UBSAN_LIB := $(shell gcc -print-file-name=libubsan.so)
 
-.PHONY: build test test-asan vectors bench clean
+.PHONY: build build-deps test test-asan vectors bench clean docs docs-deps docs-serve wheel \
+	test-aarch64 test-aarch64-deps
 
 build:
 	$(PYTHON) -m pip install -e ".[test]"
@@ -16,21 +19,68 @@ test: build
 # AddressSanitizer + UndefinedBehaviorSanitizer (in-place build).  Python
 # itself is not instrumented, so the runtime is preloaded and leak checking
 # (which would report CPython's own allocations) is off.
-test-asan:
+test-asan: build-deps
 	rm -rf build && VMCORE_SANITIZE=1 $(PYTHON) setup.py -q build_clib --force build_ext --inplace --force
 	VMCORE_UNDER_ASAN=1 LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); \
 	status=$$?; rm -rf build && $(PYTHON) setup.py -q build_clib --force build_ext --inplace --force; exit $$status
 
+# What `setup.py` itself needs (pyproject.toml's build requirements): for
+# the in-place builds of test-asan and the fuzz builds (pip builds isolated).
+build-deps:
+	$(PYTHON) .ci/project.py build-requires | $(PYTHON) -m pip install -q -r /dev/stdin
+
 vectors:
 	$(PYTHON) -m vmcore vectors tests/vectors
+
+# The documentation site (mkdocs.yml, docs/) into site/; warnings are errors.
+# The API reference is read from the sources and stubs (nothing is imported).
+docs-deps:
+	$(PYTHON) .ci/project.py extra docs | $(PYTHON) -m pip install -q -r /dev/stdin
+
+docs:
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict
+
+docs-serve:
+	$(PYTHON) -m mkdocs serve
+
+# A wheel for this machine in dist/ (cibuildwheel --platform linux builds the
+# manylinux ones: pyproject.toml [tool.cibuildwheel]).
+wheel:
+	rm -rf dist && $(PYTHON) -m pip wheel . -w dist --no-deps
+	$(PYTHON) .ci/project.py check-wheel dist/vmcore-*.whl
+
+# ---- Linux aarch64 -----------------------------------------------------
+# The whole C core cross-compiled (-Werror; the x86-64-only zygote is not
+# part of an aarch64 build) and the interpreter running every JSON vector
+# under qemu-user (tests/native/vectors_runner.c, no Python on aarch64).
+# `make test-aarch64-deps` installs the cross compiler and qemu (apt-get).
+AARCH64_CC ?= aarch64-linux-gnu-gcc
+QEMU_AARCH64 ?= qemu-aarch64
+AARCH64_FLAGS = -std=c11 -Wall -Wextra -Werror -fno-strict-aliasing -O2 -Iinclude
+AARCH64_CORE = $(filter-out %/zygote.c,$(wildcard src/vmcore/_native/*.c))
+AARCH64_RUNNER = tests/native/vectors_runner.c $(addprefix src/vmcore/_native/,decoder.c program.c interp.c guest_memory.c)
+
+test-aarch64-deps:
+	@if ! command -v $(AARCH64_CC) >/dev/null || ! command -v $(QEMU_AARCH64) >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-aarch64-linux-gnu \
+	    libc6-dev-arm64-cross qemu-user >/dev/null; fi
+
+build/aarch64/vectors_runner: $(AARCH64_RUNNER) $(wildcard include/vmcore/*.h)
+	mkdir -p build/aarch64/core
+	for f in $(AARCH64_CORE); do \
+	  $(AARCH64_CC) $(AARCH64_FLAGS) -fPIC -c $$f -o build/aarch64/core/$$(basename $$f .c).o || exit 1; done
+	$(AARCH64_CC) $(AARCH64_FLAGS) -static $(AARCH64_RUNNER) -o $@
+
+test-aarch64: build/aarch64/vectors_runner
+	$(PYTHON) tests/native/vectors.py --runner "$(QEMU_AARCH64) build/aarch64/vectors_runner" tests/vectors
 
 bench:
 	$(PYTHON) perf/bench_interpreter.py --fast
 	$(PYTHON) perf/bench_api.py --fast
 
 clean:
-	rm -rf build *.egg-info src/vmcore/*.so src/vmcore/*.c src/vmcore/_zygote
+	rm -rf build dist site *.egg-info src/*.egg-info src/vmcore/*.so src/vmcore/*.c src/vmcore/_zygote
 
 # ---- Fuzzing (see fuzz/README.md) --------------------------------------
 # `make fuzz`: the built-in campaign (loaders + differential), long form.

@@ -20,11 +20,17 @@ def run(*args, check=True):
     return proc
 
 
-def test_ci_runs_the_readme_test_command_verbatim():
+def test_ci_runs_the_readme_quick_start_verbatim():
+    """.ci/run executes the README's quick-start block line by line (read
+    by .ci/project.py): the README cannot drift from what CI runs."""
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"## Quick start\s+```sh\n(.*?)```", readme, re.S).group(1).strip().splitlines()
-    assert len(block) == 2 and block[0].endswith("python -m vmcore demo")
-    assert block[1] in (ROOT / ".ci" / "run").read_text().splitlines()
+    assert block == ['pip install . && python -m vmcore demo', 'pip install -e ".[test]" && python -m pytest -q']
+    extracted = run(".ci/project.py", "quickstart").stdout.strip().splitlines()
+    assert extracted == block
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python .ci/project.py quickstart" in ci
+    assert re.search(r'^step "README quick start, verbatim" readme_quickstart$', ci, re.M)
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in (ROOT / "examples").glob("*.py")))

@@ -112,13 +112,25 @@ static inline void vm_host_resume(vmctx *ctx)
         vm_host_wake(ctx);
 }
 
+/* The spin-wait hint: `pause` on x86-64, `yield` on aarch64. */
+static inline void vm_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield" ::: "memory");
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
 /* Spin (holding whatever lock the caller holds, e.g. the GIL) for up to
  * `iterations` pauses; returns the futex value (BUSY if still running). */
 static inline uint32_t vm_host_spin(vmctx *ctx, uint32_t iterations)
 {
     uint32_t v = atomic_load_explicit(&ctx->futex, memory_order_acquire);
     for (uint32_t i = 0; v == VMCTX_FUTEX_BUSY && i < iterations; i++) {
-        __builtin_ia32_pause();
+        vm_cpu_relax();
         v = atomic_load_explicit(&ctx->futex, memory_order_acquire);
     }
     return v;

@@ -1,5 +1,14 @@
 """vmcore: run untrusted PolkaVM / JAM PVM guest programs inside a Python
 host application — fast, metered, isolated."""
+import importlib.util as _util
+
+# An unbuilt checkout (e.g. PYTHONPATH=src) says so in one line instead of a
+# circular-import traceback from the first module that needs the C core.
+if _util.find_spec("vmcore._decoder") is None:
+    raise ImportError("vmcore's compiled extensions are not built: run `pip install .` (or, for development, "
+                      "`pip install -e \".[test]\"`) from the repository root", name="vmcore")
+del _util
+
 from vmcore._version import __version__
 from vmcore.errors import (ExportNotFound, HostcallError, ImportNotFound, MemoryAccessError, OutOfGas, PageFault,
                            ProgramError, SandboxError, Timeout, Trap, VmError)

@@ -44,6 +44,9 @@ def _load_image() -> None:
     with _image_lock:
         if _process.have_image():
             return
+        if platform.machine() not in ("x86_64", "AMD64"):
+            raise SandboxError(f"isolation='process' needs Linux x86-64: the sandbox process is x86-64 only "
+                               f"(this is {platform.system()} {platform.machine()}); use isolation='inline'")
         try:
             with open(ZYGOTE_PATH, "rb") as f:
                 elf = f.read()

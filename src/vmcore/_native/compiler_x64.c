@@ -1457,6 +1457,7 @@ int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len,
         n += count((uint64_t)(bitmask[full] & ((1u << (code_len % 8)) - 1u)));      \
     return (uint32_t)n;
 
+#if defined(__x86_64__)
 __attribute__((target("popcnt"))) static uint32_t count_starts_popcnt(const uint8_t *bitmask, uint32_t code_len)
 {
     COUNT_STARTS_BODY(__builtin_popcountll)
@@ -1472,6 +1473,13 @@ static uint32_t count_starts(const uint8_t *bitmask, uint32_t code_len)
     return __builtin_cpu_supports("popcnt") ? count_starts_popcnt(bitmask, code_len)
                                             : count_starts_swar(bitmask, code_len);
 }
+#else
+/* Other hosts (e.g. aarch64) have a population count in the base ISA. */
+static uint32_t count_starts(const uint8_t *bitmask, uint32_t code_len)
+{
+    COUNT_STARTS_BODY(__builtin_popcountll)
+}
+#endif
 
 static size_t instruction_bound(const uint8_t *bitmask, uint32_t code_len)
 {
@@ -2104,6 +2112,13 @@ int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint8
 
 int vm_x64_cpu_check(const char **missing)
 {
+#if !defined(__x86_64__)
+    /* Compiling x86-64 code is plain data transformation and works on any
+     * host; running it needs an x86-64 CPU. */
+    if (missing)
+        *missing = "an x86-64 CPU";
+    return 1;
+#else
     uint32_t a, b, c, d;
     const char *what = 0;
     __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0u), "c"(0u));
@@ -2133,4 +2148,5 @@ int vm_x64_cpu_check(const char **missing)
     if (missing)
         *missing = what;
     return what != 0;
+#endif
 }

@@ -1,0 +1,202 @@
+"""Run the JSON test vectors on tests/native/vectors_runner.c: the C
+interpreter with no Python extension, natively or cross-built (e.g. for
+aarch64 under qemu-user: `make test-aarch64`).
+
+    python tests/native/vectors.py [--runner PROGRAM ...] PATH...
+
+``--runner`` is the command to start (default: build the runner here with
+CC or cc); the JSON is turned into the runner's binary cases and its
+results compared field by field with the expectations, as
+``python -m vmcore vectors`` does.  Needs only the standard library (it
+does not import vmcore).  Prints "N passed, M failed"; exit status 1 on
+any failure."""
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE_SIZE = 4096
+SOURCES = ["tests/native/vectors_runner.c"] + [f"src/vmcore/_native/{n}.c"
+                                               for n in ("decoder", "program", "interp", "guest_memory")]
+STATUS = {0: "halt", 1: "panic", 2: "host", 3: "out-of-gas", 4: "page-fault", 100: "load error",
+          101: "panic", 102: "out-of-gas"}
+
+
+def isa_numbers():
+    """Instruction-set name -> vm_isa, from VM_ISAS in opcodes.h."""
+    text = (ROOT / "include" / "vmcore" / "opcodes.h").read_text()
+    block = re.search(r"#define VM_ISAS\(X\)(.*?)\n\n", text, re.S).group(1)
+    return {name: i for i, name in enumerate(re.findall(r'X\(\w+, "(\w+)", \d\)', block))}
+
+
+def build_native(out_dir):
+    cc = shlex.split(os.environ.get("CC") or "cc")
+    out = Path(out_dir) / "vectors_runner"
+    subprocess.run([*cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'include'}",
+                    *[str(ROOT / s) for s in SOURCES], "-o", str(out)], check=True)
+    return [str(out)]
+
+
+def pages_of(vector):
+    pages = set()
+    for entry in vector["initial-page-map"]:
+        start = entry["address"] - entry["address"] % PAGE_SIZE
+        pages.update(range(start, entry["address"] + entry["length"], PAGE_SIZE))
+    return sorted(pages)
+
+
+def encode(vector, isas):
+    blob = bytes(vector["program"])
+    out = [struct.pack("<4sII", b"VMVC", isas[vector.get("isa", "latest64")], len(blob)), blob]
+    page_map = vector["initial-page-map"]
+    out.append(struct.pack("<I", len(page_map)))
+    for e in page_map:
+        out.append(struct.pack("<III", e["address"], e["length"], 1 if e["is-writable"] else 0))
+    chunks = vector["initial-memory"]
+    out.append(struct.pack("<I", len(chunks)))
+    for c in chunks:
+        data = bytes(c["contents"])
+        out.append(struct.pack("<II", c["address"], len(data)) + data)
+    out.append(struct.pack("<13Q", *[int(r) for r in vector["initial-regs"]]))
+    pages = pages_of(vector)
+    out.append(struct.pack("<qII", int(vector["initial-gas"]), int(vector["initial-pc"]), len(pages)))
+    out.append(struct.pack(f"<{len(pages)}I", *pages))
+    return b"".join(out)
+
+
+def decode(stream, vector):
+    head = stream.read(20)
+    if len(head) < 20:
+        raise EOFError("the runner stopped answering")
+    magic, status, pc, gas = struct.unpack("<4sIIq", head)
+    if magic != b"VMVR":
+        raise RuntimeError("the runner's output is out of step")
+    regs = list(struct.unpack("<13Q", stream.read(13 * 8)))
+    (arg,) = struct.unpack("<I", stream.read(4))
+    memory = {}
+    for page in pages_of(vector):
+        (perm,) = struct.unpack("<I", stream.read(4))
+        if perm:
+            memory[page] = stream.read(PAGE_SIZE)
+    name = STATUS.get(status, f"unexpected exit {status}")
+    return {"status": name, "pc": pc, "gas": gas, "regs": regs, "memory": memory,
+            "page-fault": arg if status == 4 else None, "hostcall": arg if status == 2 else None}
+
+
+def compare(vector, got):
+    """The differences vmcore.vectors.compare reports, on the runner's result."""
+    diffs = []
+    want_status = vector["expected-status"]
+    if got["status"] != want_status:
+        diffs.append(f"status: expected {want_status}, got {got['status']}")
+    if got["pc"] != vector["expected-pc"]:
+        diffs.append(f"pc: expected {vector['expected-pc']}, got {got['pc']}")
+    if got["gas"] != vector["expected-gas"]:
+        diffs.append(f"gas: expected {vector['expected-gas']}, got {got['gas']}")
+    for i, (want, value) in enumerate(zip(vector["expected-regs"], got["regs"])):
+        if int(want) != value:
+            diffs.append(f"r{i}: expected {int(want):#x}, got {value:#x}")
+    if want_status == "page-fault" and "expected-page-fault-address" in vector:
+        if got["page-fault"] != vector["expected-page-fault-address"]:
+            diffs.append(f"page-fault address: expected {vector['expected-page-fault-address']:#x}, "
+                         f"got {got['page-fault']}")
+    if want_status == "host" and "expected-hostcall" in vector:
+        if got["hostcall"] != vector["expected-hostcall"]:
+            diffs.append(f"hostcall: expected {vector['expected-hostcall']}, got {got['hostcall']}")
+    expected = {}
+    for chunk in vector.get("expected-memory", []):
+        for i, byte in enumerate(chunk["contents"]):
+            expected[chunk["address"] + i] = byte
+    for page, data in got["memory"].items():
+        for i, byte in enumerate(data):
+            want = expected.pop(page + i, 0)
+            if byte != want:
+                diffs.append(f"memory[{page + i:#x}]: expected {want:#04x}, got {byte:#04x}")
+                if len(diffs) > 40:
+                    return diffs + ["..."]
+    for address, byte in sorted(expected.items()):
+        if byte:
+            diffs.append(f"memory[{address:#x}]: expected {byte:#04x}, but the page is not accessible")
+            break
+    return diffs
+
+
+def collect(paths):
+    files = []
+    for path in paths:
+        p = Path(path)
+        files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
+    return files
+
+
+def run(runner, files, verbose=False):
+    isas = isa_numbers()
+    vectors = [json.loads(f.read_text()) for f in files]
+    with tempfile.TemporaryFile() as cases:
+        for v in vectors:
+            cases.write(encode(v, isas))
+        cases.seek(0)
+        proc = subprocess.Popen(runner, stdin=cases, stdout=subprocess.PIPE)
+        passed = failed = 0
+        try:
+            for path, v in zip(files, vectors):
+                try:
+                    got = decode(proc.stdout, v)
+                except EOFError as e:
+                    print(f"FAIL {v.get('name', path.name)} ({path}): {e}")
+                    failed += 1
+                    break
+                diffs = compare(v, got)
+                if diffs:
+                    failed += 1
+                    print(f"FAIL {v.get('name', path.name)} ({path})")
+                    for d in diffs:
+                        print(f"    {d}")
+                else:
+                    passed += 1
+                    if verbose:
+                        print(f"PASS {v.get('name', path.name)}")
+        finally:
+            proc.stdout.close()
+            rc = proc.wait()
+    if rc != 0:
+        print(f"the runner exited with status {rc}")
+        failed = failed or 1
+    return passed, failed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runner", help="command that starts the runner (default: build one with CC)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("paths", nargs="+")
+    args = parser.parse_args(argv)
+    files = collect(args.paths)
+    if not files:
+        print("error: no vector files found", file=sys.stderr)
+        return 2
+    tmp = None
+    try:
+        if args.runner:
+            runner = shlex.split(args.runner)
+        else:
+            tmp = tempfile.mkdtemp()
+            runner = build_native(tmp)
+        passed, failed = run(runner, files, args.verbose)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
