@@ -348,24 +348,22 @@ class Sandbox:
         """The general path of call(); also where the fast gate lands after
         anything but a clean return (then ``pc`` is set and the call ran)."""
         b = self._live()
-        if pc is None:
-            pc = self._entry_pc(export)
-            with self._deadline(timeout):
+        with self._deadline(timeout):  # the stepping loop too: a traced runaway guest stops at the deadline
+            if pc is None:
+                pc = self._entry_pc(export)
                 result = b.call(pc, args, self._stack_top, self._handlers, self._caller, self._mask)
-            if result is not None:
-                return result
-        reason = b.last_exit
+                if result is not None:
+                    return result
+            reason = b.last_exit
+            while reason == _interp.EXIT_STEP and self._backend is not None:  # stepping: keep going
+                reason = b.serve(self._handlers, self._caller, self._mask)
+                if reason == _interp.EXIT_FINISHED:
+                    return b.get_reg(A0) & self._mask
         if self._backend is None:
             raise SandboxError("the sandbox was closed during the call", pc=b.pc)
         if reason == _interp.EXIT_INTERRUPTED and timeout is not None:
             raise Timeout(f"the call passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}",
                           pc=b.pc)
-        while reason == _interp.EXIT_STEP:  # stepping: keep going
-            reason = b.serve(self._handlers, self._caller, self._mask)
-            if self._backend is None:
-                raise SandboxError("the sandbox was closed during the call", pc=b.pc)
-            if reason == _interp.EXIT_FINISHED:
-                return b.get_reg(A0) & self._mask
         if reason < 0:
             self._check_entry(reason, pc)
         raise self._error_for(reason)
