@@ -146,7 +146,9 @@ static inline uint32_t vm_host_spin(vmctx *ctx, uint32_t iterations)
 #define VM_HOST_WAIT_DIED (-1)
 #define VM_HOST_WAIT_UNRESPONSIVE (-2) /* ignored an interrupt past the grace: killed */
 #define VM_HOST_WAIT_STOPPED (-3)      /* stopped (SIGSTOP) for ~0.3 s: killed */
-#define VM_HOST_INTERRUPT_GRACE 0.05
+/* Long enough for a runnable sandbox on a loaded machine to be scheduled
+ * (50 ms killed healthy sandboxes at load 12 on 2 cores). */
+#define VM_HOST_INTERRUPT_GRACE 0.5
 int vm_host_wait(vm_host_zygote *z, uint32_t spin, uint32_t *state);
 
 /* Relaxed accessors for Cython (the futex's acquire/release orders them). */
