@@ -114,7 +114,8 @@ static int load(loaded *out, vm_isa isa, const uint8_t *blob, uint32_t length)
     uint32_t *targets = xmalloc(((size_t)jt_count + 1) * sizeof *targets);
     for (uint32_t i = 0; i < jt_count; i++)
         targets[i] = vm_jump_table_entry(blob, &parts, i);
-    vm_module_config config = {.isa = (int)isa, .gas_metering = 1, .step_tracing = 0, .cost = NULL};
+    vm_module_config config = {.isa = (int)isa, .gas_metering = 1, .step_tracing = 0,
+                               .gas = {.kind = VM_GAS_NAIVE}};
     size_t capacity;
     vm_module_sizes(code_len, jt_count, &config, &capacity);
     out->insns = xmalloc(capacity * sizeof *out->insns);
@@ -198,8 +199,9 @@ static int run_case(vm_memory *memory)
     vm_state state;
     memset(&state, 0, sizeof state);
     state.resume = VM_INDEX_NONE;
+    int wide = vm_isa_is_64_bit((vm_isa)isa); /* the register rule of interp.h */
     for (int r = 0; r < 13; r++)
-        state.regs[r] = read_u64();
+        state.regs[r] = vm_reg_from_host(wide, read_u64());
     state.gas = (int64_t)read_u64();
     uint32_t pc = read_u32();
     n = read_u32();
@@ -231,7 +233,7 @@ static int run_case(vm_memory *memory)
     write_u32(state.pc);
     write_u64((uint64_t)state.gas);
     for (int r = 0; r < 13; r++)
-        write_u64(state.regs[r]);
+        write_u64(vm_reg_to_host(wide, state.regs[r]));
     write_u32(state.arg);
     for (uint32_t i = 0; i < n; i++) {
         uint8_t perm = memory->perms[pages[i] >> memory->page_shift];
