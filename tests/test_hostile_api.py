@@ -28,22 +28,9 @@ MODES = {"inline": ("interpreter", "inline"), "process": ("interpreter", "proces
 if cpu_supports_native() is None:
     MODES["compiler"] = ("compiler", "process")
 
-GUEST = vmcore.Program.from_bytes(asm.assemble("""
-%isa = latest64
-%rw_data_size = 8192
-%stack_size = 8192
-%import note
-pub @quick:
-    a0 = 7
-    ret
-pub @spin:
-@spin_loop:
-    jump @spin_loop
-pub @hcall:
-    ecalli 0
-    a0 = a0 + 1
-    ret
-"""))
+from vmcore.fuzz_hostile import GUEST_SOURCE
+
+GUEST = vmcore.Program.from_bytes(asm.assemble(GUEST_SOURCE))  # the hostile-api fuzz target's guest
 RW = GUEST.memory_map(4096).rw_data_address
 
 
