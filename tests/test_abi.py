@@ -192,3 +192,21 @@ def test_every_struct_member_is_introspected(layout, header):
     assert {"gas", "futex", "regs", "message_buffer", "heap_info.heap_top"} <= expected, "header parse broke"
     assert expected - set(layout) == set(), f"struct members without introspection: {expected - set(layout)}"
     assert set(layout) - expected == set(), f"introspected names not in the struct: {set(layout) - expected}"
+
+
+def test_guest_abi_constants_come_from_abi_h():
+    """include/vmcore/abi.h is the one definition: the calling convention,
+    register count, exit/entry codes, permissions and page sizes."""
+    text = (ROOT / "include" / "vmcore" / "abi.h").read_text()
+    assert abi.ARG_REGS == (7, 8, 9, 10, 11, 12, 2, 3, 4)
+    assert abi.ARG_NAMES == ("a0", "a1", "a2", "a3", "a4", "a5", "t0", "t1", "t2")
+    assert abi.REG_COUNT == 13 and abi.vmctx_layout()["regs"][1] == 13 * 8
+    assert abi.RETURN_TO_HOST == abi.VM_ADDR_RETURN_TO_HOST == 0xFFFF0000
+    assert (abi.ENTRY_NOT_AN_INSTRUCTION, abi.ENTRY_OUT_OF_GAS) == (-1, -2)
+    assert (abi.PERM_NONE, abi.PERM_READ, abi.PERM_WRITE) == (0, 1, 2)
+    assert (abi.MIN_PAGE_SIZE, abi.DEFAULT_PAGE_SIZE, abi.MAX_PAGE_SIZE) == (4096, 4096, 65536)
+    exits = {k: v for k, v in abi.CONSTANTS.items() if k.startswith("EXIT_")}
+    assert len(set(exits.values())) == len(exits) == 10
+    for name in abi.CONSTANTS:
+        assert f'X("{name}",' in text, name
+    assert abi.COMPILE_ERRORS[-4] == "program too big" and set(abi.COMPILE_ERRORS) == {-1, -2, -3, -4}

@@ -210,12 +210,21 @@ typedef struct vm_x64_module {
     int charges;               /* blocks start with a gas check (metering or interruptible) */
 } vm_x64_module;
 
+/* Why a compile failed (X(name, code, message); vmcore.abi.COMPILE_ERRORS):
+ * bad isa / arguments; an output buffer smaller than vm_x64_bounds() said;
+ * scratch allocation failed; code past VM_MAXIMUM_CODE_SIZE or native code
+ * past 2 GiB. */
+#define VM_X64_ERRORS(X) \
+    X(VM_X64_ERR_CONFIG, -1, "bad configuration") \
+    X(VM_X64_ERR_SPACE, -2, "output buffer too small (internal budget exceeded)") \
+    X(VM_X64_ERR_NOMEM, -3, "out of memory") \
+    X(VM_X64_ERR_TOO_BIG, -4, "program too big")
+
 enum {
     VM_X64_OK = 0,
-    VM_X64_ERR_CONFIG = -1,   /* bad isa / arguments */
-    VM_X64_ERR_SPACE = -2,    /* an output buffer is smaller than vm_x64_bounds() said */
-    VM_X64_ERR_NOMEM = -3,    /* scratch allocation failed */
-    VM_X64_ERR_TOO_BIG = -4,  /* code past VM_MAXIMUM_CODE_SIZE / native code past 2 GiB */
+#define VM_X64_ERROR_ENUM(name, code, message) name = code,
+    VM_X64_ERRORS(VM_X64_ERROR_ENUM)
+#undef VM_X64_ERROR_ENUM
 };
 
 /* Capacities vm_x64_compile needs: code bytes, map records and marks. */

@@ -12,33 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmcore/abi.h"
 #include "vmcore/decoder.h"
 #include "vmcore/gas.h"
 
-/* Why run() returned. */
-typedef enum vm_exit {
-    VM_EXIT_FINISHED = 0,  /* jumped to VM_ADDR_RETURN_TO_HOST */
-    VM_EXIT_TRAP = 1,      /* panic: trap, invalid instruction or jump, end of code */
-    VM_EXIT_ECALLI = 2,    /* hostcall; arg = number, next_pc = where to resume */
-    VM_EXIT_OUT_OF_GAS = 3,/* at a block start; gas unchanged, pc = the block */
-    VM_EXIT_PAGEFAULT = 4, /* arg = page address; resumable (retries the access) */
-    VM_EXIT_STEP = 5,      /* single-step: about to execute pc */
-    VM_EXIT_INTERRUPTED = 6, /* the host asked the guest to stop (deadline) */
-    VM_EXIT_YIELD = 7,     /* ran `fuel` blocks; resumable (lets the host drop the GIL) */
-} vm_exit;
-
-/* Guest memory: a 4 GiB window plus one permission byte per page. */
-#define VM_PERM_NONE 0
-#define VM_PERM_READ 1
-#define VM_PERM_WRITE 2 /* implies read */
-
-/* Pages whose address is below this stop the guest with a panic instead
- * of a page fault (the Gray Paper's inaccessible low zone, 64 KiB).
- * PolkaVM 0.35's interpreter reports a page fault for some of these
- * accesses (its guard there is 16 KiB); vmcore follows the Gray Paper, and
- * the reference fuzzer normalises such results (vmcore/fuzz_reference.py). */
-#define VM_LOW_MEMORY_PANIC_LIMIT 0x10000u
-
+/* Guest memory: a 4 GiB window plus one permission byte per page
+ * (VM_PERM_* in vmcore/abi.h). */
 typedef struct vm_memory {
     uint8_t *base;       /* guest address 0; 4 GiB + 8 bytes addressable */
     uint8_t *perms;      /* 2^32 >> page_shift entries */

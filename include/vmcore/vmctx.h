@@ -17,8 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmcore/abi.h"
+
 #define VMCTX_CACHE_LINE 64
-#define VMCTX_REG_COUNT 13
+#define VMCTX_REG_COUNT VM_REG_COUNT
 #define VMCTX_MESSAGE_BUFFER_SIZE 512
 
 /* Futex states.  The futex word is the single source of truth for who owns
@@ -52,9 +54,7 @@
 #define VMCTX_STUB_COUNT 8
 
 /* Guest address space (the program ABI, shared by every backend). */
-#define VM_MIN_PAGE_SIZE 0x1000u
-#define VM_MAX_PAGE_SIZE 0x10000u
-#define VM_ADDR_RETURN_TO_HOST 0xffff0000u
+/* (page sizes and VM_ADDR_RETURN_TO_HOST: vmcore/abi.h) */
 #define VM_CODE_ADDRESS_ALIGNMENT 2u
 #define VM_MAXIMUM_CODE_SIZE (32u * 1024u * 1024u)
 #define VM_MAXIMUM_JUMP_TABLE_ENTRIES (16u * 1024u * 1024u)

@@ -14,6 +14,8 @@ from vmcore.includes.gas cimport *
 from vmcore.includes.decoder cimport vm_decoder_init, VM_OP_COUNT
 from vmcore.includes.compiler cimport *
 
+from vmcore import abi
+
 vm_decoder_init()
 
 INFO_OP_MASK = VM_X64_INFO_OP_MASK
@@ -24,14 +26,8 @@ INFO_STORE = VM_X64_INFO_STORE
 INFO_SIZE_SHIFT = VM_X64_INFO_SIZE_SHIFT
 INFO_JUMP_TARGET = VM_X64_INFO_JUMP_TARGET
 VMCTX_DISP = VM_X64_VMCTX_DISP
-GUEST_REGS = tuple(vm_x64_guest_regs[i] for i in range(13))
+GUEST_REGS = tuple(vm_x64_guest_regs[i] for i in range(abi.REG_COUNT))
 
-_ERRORS = {
-    VM_X64_ERR_CONFIG: "bad configuration",
-    VM_X64_ERR_SPACE: "output buffer too small (internal budget exceeded)",
-    VM_X64_ERR_NOMEM: "out of memory",
-    VM_X64_ERR_TOO_BIG: "program too big",
-}
 
 
 class CompileError(Exception):
@@ -156,7 +152,7 @@ cdef class CompiledCode:
         self.seconds = time.perf_counter() - t0
         free(targets)
         if rc != VM_X64_OK:
-            raise CompileError(_ERRORS.get(rc, f"error {rc}"))
+            raise CompileError(abi.COMPILE_ERRORS.get(rc, f"error {rc}"))
         self.map.records = self.records
         self.map.marks = self.marks
         self.map.count = self.module.map_count

@@ -20,7 +20,7 @@ from vmcore.includes.scrub cimport vm_span, vm_scrub_spans, vm_state_fresh, vm_c
 import os
 import time
 
-from vmcore import _interp
+from vmcore import _interp, abi
 from vmcore.errors import SandboxBusy, SandboxError
 
 # The same exit codes as the inline engine, so the Sandbox policy is shared.
@@ -128,12 +128,6 @@ def test_image(bytes elf):
     return fd
 
 
-_X64_ERRORS = {
-    -1: "bad configuration", -2: "output buffer too small (internal error)", -3: "out of memory",
-    -4: "the program is too large for the recompiler",
-}
-
-
 def module_memory_pool():
     """(memfds, bytes of module) kept from freed native modules for the
     next compile to write over (module_memory.h)."""
@@ -220,7 +214,7 @@ cdef class SharedModule:
         free(targets)
         if rc != 0:
             if x64_error:
-                raise SandboxError(f"the recompiler failed: {_X64_ERRORS.get(x64_error, x64_error)}")
+                raise SandboxError(f"the recompiler failed: {abi.COMPILE_ERRORS.get(x64_error, x64_error)}")
             raise SandboxError(error.decode(errors="replace"))
 
     def __dealloc__(self):

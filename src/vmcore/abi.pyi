@@ -33,5 +33,37 @@ VM_ADDR_VMCTX_ALIAS: int
 VM_GUEST_MEMORY_SIZE: int
 VM_GUEST_MEMORY_SLACK: int
 VM_GUEST_PERMS_SIZE: int
+REG_COUNT: int
+REG_RA: int
+REG_SP: int
+REG_A0: int
+REG_A1: int
+ARG_REG_COUNT: int
+HOSTCALL_ARG_COUNT: int
+RETURN_TO_HOST: int
+EXIT_FINISHED: int
+EXIT_TRAP: int
+EXIT_ECALLI: int
+EXIT_OUT_OF_GAS: int
+EXIT_PAGEFAULT: int
+EXIT_STEP: int
+EXIT_INTERRUPTED: int
+EXIT_YIELD: int
+EXIT_HOSTCALL_ERROR: int
+EXIT_BUSY: int
+ENTRY_OK: int
+ENTRY_NOT_AN_INSTRUCTION: int
+ENTRY_OUT_OF_GAS: int
+PERM_NONE: int
+PERM_READ: int
+PERM_WRITE: int
+MIN_PAGE_SIZE: int
+MAX_PAGE_SIZE: int
+DEFAULT_PAGE_SIZE: int
+LOW_MEMORY_PANIC_LIMIT: int
+CONSTANTS: Dict[str, int]
+ARG_REGS: Tuple[int, ...]
+ARG_NAMES: Tuple[str, ...]
+COMPILE_ERRORS: Dict[int, str]
 
 def vmctx_layout() -> Dict[str, Tuple[int, int]]: ...

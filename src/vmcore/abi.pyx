@@ -1,7 +1,9 @@
-"""The VmCtx ABI as compiled: field offsets and sizes, futex states and
-fixed sandbox addresses, all read from include/vmcore/vmctx.h through the C
-compiler (offsetof/sizeof), never re-typed."""
-from libc.stdint cimport uint64_t
+"""The ABI as compiled, never re-typed: the guest ABI of
+include/vmcore/abi.h (register count, argument registers, exit and entry
+codes, permissions, page sizes), the VmCtx of include/vmcore/vmctx.h (field
+offsets and sizes, futex states, fixed sandbox addresses, through the C
+compiler's offsetof/sizeof) and the recompiler's error codes."""
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 cdef extern from "vmcore/abi_table.h":
     ctypedef struct vm_abi_field:
@@ -18,6 +20,16 @@ cdef extern from "vmcore/abi_table.h":
     const size_t vm_abi_futex_state_count
     const size_t vm_abi_address_count
     const size_t vm_abi_vmctx_size
+    ctypedef struct vm_abi_int:
+        const char *name
+        int64_t value
+    const vm_abi_int vm_abi_constants[]
+    const size_t vm_abi_constant_count
+    const uint8_t vm_abi_arg_regs[]
+    const char *const vm_abi_arg_names[]
+    const size_t vm_abi_arg_reg_count
+    const vm_abi_int vm_abi_compile_errors[]
+    const size_t vm_abi_compile_error_count
 
 
 def vmctx_layout():
@@ -41,3 +53,21 @@ ADDRESSES = _consts(vm_abi_addresses, vm_abi_address_count)
 
 globals().update({"FUTEX_" + name: value for name, value in FUTEX_STATES.items()})
 globals().update(ADDRESSES)
+
+
+cdef dict _ints(const vm_abi_int *table, size_t n):
+    cdef size_t i
+    return {table[i].name.decode(): int(table[i].value) for i in range(n)}
+
+
+#: Every scalar of include/vmcore/abi.h (also module attributes: REG_COUNT,
+#: EXIT_*, ENTRY_*, PERM_*, MIN/MAX/DEFAULT_PAGE_SIZE, RETURN_TO_HOST, ...).
+CONSTANTS = _ints(vm_abi_constants, vm_abi_constant_count)
+globals().update(CONSTANTS)
+#: Call argument registers in the calling convention's order (a0-a5, t0-t2)
+#: and their names.
+ARG_REGS = tuple(int(vm_abi_arg_regs[i]) for i in range(vm_abi_arg_reg_count))
+ARG_NAMES = tuple(vm_abi_arg_names[i].decode() for i in range(vm_abi_arg_reg_count))
+#: The recompiler's error codes: {code: what went wrong}.
+COMPILE_ERRORS = {code: message for message, code in _ints(vm_abi_compile_errors,
+                                                           vm_abi_compile_error_count).items()}

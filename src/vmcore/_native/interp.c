@@ -662,10 +662,10 @@ int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc)
 {
     state->pc = pc;
     if (pc > module->code_len || module->pc_to_index[pc] == VM_INDEX_NONE)
-        return -1;
+        return VM_ENTRY_NOT_AN_INSTRUCTION;
     uint32_t index = module->pc_to_index[pc];
     if (!(module->insns[index].pad & ENTRY_OK))
-        return -1;
+        return VM_ENTRY_NOT_AN_INSTRUCTION;
     /* Entering mid-block charges the whole block up front (the reference's
      * charge-on-entry); a block start charges through its CHARGE record. */
     const vm_insn *first = &module->insns[index];
@@ -677,11 +677,11 @@ int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc)
             k--;
         int64_t cost = module->insns[k].x;
         if (cost > state->gas)
-            return -2;
+            return VM_ENTRY_OUT_OF_GAS;
         state->gas -= cost;
     }
     state->resume = index;
-    return 0;
+    return VM_ENTRY_OK;
 }
 
 uint32_t vm_module_block_costs(const vm_module *module, uint32_t *pcs, uint32_t *costs, uint32_t capacity)
