@@ -58,7 +58,7 @@ wheel:
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 QEMU_AARCH64 ?= qemu-aarch64
 AARCH64_FLAGS = -std=c11 -Wall -Wextra -Werror -fno-strict-aliasing -O2 -Iinclude
-AARCH64_CORE = $(filter-out %/zygote.c %/zygote_libc.c %/zygote_hostile.c,$(wildcard src/vmcore/_native/*.c))
+AARCH64_CORE = $(filter-out %/zygote.c %/zygote_libc.c %/zygote_hostile.c,$(wildcard src/vmcore/_native/*.c src/vmcore/_native/x64/*.c))
 AARCH64_RUNNER = tests/native/vectors_runner.c $(addprefix src/vmcore/_native/,decoder.c program.c interp.c guest_memory.c gas.c)
 
 test-aarch64-deps:

@@ -1,4 +1,4 @@
-"""The recompiler (vmcore/_native/compiler_x64.c) against the interpreter.
+"""The recompiler (vmcore/_native/x64/) against the interpreter.
 
 Generated code runs only inside tests/native/runner.c (a stand-in for the
 zygote, built here with the system C compiler and driven over pipes), never
