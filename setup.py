@@ -65,7 +65,6 @@ CORE_SOURCES = [
     "src/vmcore/_native/x64/scratch.c",
     "src/vmcore/_native/x64/compile.c",
     "src/vmcore/_native/x64/host_entry.c",
-    "src/vmcore/_native/x64/decoder_selftest.c",
     "src/vmcore/_native/x64_runtime.c",
     "src/vmcore/_native/module_memory.c",
     "src/vmcore/_native/host.c",

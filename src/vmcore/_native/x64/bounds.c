@@ -8,7 +8,7 @@
     uint64_t n = 0;                                                                 \
     uint32_t full = code_len / 8, i = 0;                                            \
     for (; i + 8 <= full; i += 8)                                                   \
-        n += count(load_u64(bitmask + i));                                          \
+        n += count(vm_decode_le64(bitmask + i));                                          \
     for (; i < full; i++)                                                           \
         n += count(bitmask[i]);                                                     \
     if (code_len % 8)                                                               \

@@ -6,12 +6,12 @@
 
 /* Where a second thread can take over: the first basic block start at or
  * after `hint` (0: the middle of the code), or 0 for none. */
-static uint32_t split_point(const fast_decoder *d, vm_isa isa, const uint8_t *code, uint32_t code_len,
+static uint32_t split_point(const decode_tables *d, vm_isa isa, const uint8_t *code, uint32_t code_len,
                             const uint8_t *bitmask, uint32_t hint)
 {
     uint32_t t = hint ? hint : code_len / 2;
     for (uint32_t stop = code_len - t > (1u << 20) ? t + (1u << 20) : code_len; t > 0 && t < stop; t++) {
-        int b = fast_block_start(d, code, code_len, bitmask, t);
+        int b = tables_block_start(d, code, code_len, bitmask, t);
         if (b < 0)
             b = vm_is_basic_block_start(isa, code, code_len, bitmask, t);
         if (b)
@@ -66,8 +66,8 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     c->hi = code_len;
     vm_x64_emit_routines(c);
     uint32_t first_insn = here(c);
-    fast_decoder fd;
-    fast_decoder_init(&fd, c->isa);
+    decode_tables fd;
+    decode_tables_init(&fd, c->isa);
     c->decoder = &fd;
 
     /* Two threads, each compiling about half the code into its own part of

@@ -44,6 +44,7 @@
 #define _GNU_SOURCE /* pthread_sigmask, madvise, CPU affinity */
 #endif
 #include "vmcore/compiler.h"
+#include "vmcore/decoder_inline.h"
 
 /* Forced inlining lets every per-opcode copy of the emitter fold to its
  * own case; without optimisation (debug and sanitizer builds) nothing
@@ -116,13 +117,13 @@ typedef struct pending {
     uint32_t x, y; /* OOG: cost, charge offset; BIG: cost, jl offset; DIV: packed regs/flags, resume offset */
 } pending;
 
-typedef struct fast_decoder fast_decoder;
+typedef struct decode_tables decode_tables;
 
 /* Cache-line aligned (so sized too): two segments compile side by side
  * from an array of these, and sharing a line between them costs 15%. */
 typedef struct compiler {
     _Alignas(64) const vm_x64_config *config;
-    const fast_decoder *decoder;
+    const decode_tables *decoder;
     vm_isa isa;
     int is64;
     const uint8_t *code;
@@ -308,18 +309,18 @@ static inline void mov64(x64_buf *h, int dst, int src)
 static inline void sext_result(x64_buf *h, int a) { x64_sext32(h, a, a); }
 
 /* ---- decoding ----
- * vm_decode (decoder.c) is the definition.  The pass uses this inlined copy
- * of it where every byte it reads is inside the code (all but the last 72
- * bytes), and vm_decode itself elsewhere; vm_x64_decoder_selftest() checks
- * the two agree at every offset of any code. */
+ * The decoder is vm_decode's own (vmcore/decoder_inline.h), inlined where
+ * every byte it reads is inside the code (all but the last
+ * VM_DECODE_MARGIN bytes); vm_decode itself elsewhere.  These are its
+ * lookup tables for one ISA. */
 
-struct fast_decoder {
+struct decode_tables {
     uint8_t op_of[256];                 /* opcode byte -> vm_op for the ISA */
     uint8_t format_of[VM_OP_COUNT + 1];
     uint8_t flags_of[VM_OP_COUNT + 1];
 };
 
-static inline void fast_decoder_init(fast_decoder *d, vm_isa isa)
+static inline void decode_tables_init(decode_tables *d, vm_isa isa)
 {
     for (int k = 0; k < 256; k++)
         d->op_of[k] = (uint8_t)vm_isa_decode_opcode(isa, (uint8_t)k);
@@ -329,163 +330,13 @@ static inline void fast_decoder_init(fast_decoder *d, vm_isa isa)
     }
 }
 
-static inline uint32_t load_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static inline uint64_t load_u64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-/* length (0..4) little-endian bytes, sign-extended to 32 bits; p has 4
- * readable bytes */
-static inline uint32_t fast_imm(const uint8_t *p, uint32_t length)
-{
-    if (length == 0)
-        return 0;
-    uint32_t shift = 32 - 8 * length;
-    return (uint32_t)((int32_t)(load_u32(p) << shift) >> shift);
-}
-
-static inline uint32_t fast_clamp4(int32_t v) { return v < 0 ? 0u : (v > 4 ? 4u : (uint32_t)v); }
-static inline uint8_t fast_reg(uint32_t nibble) { nibble &= 15; return (uint8_t)(nibble > 12 ? 12 : nibble); }
-
-/* The operands of an instruction of `format` whose operand bytes start at
- * c (skip of them before the next start); with a constant format the
- * switch folds away. */
-HOT_INLINE void fast_operands(const uint8_t *c, uint32_t skip, uint32_t offset,
-                                                                uint32_t format, vm_instruction *out)
-{
-    int32_t s = (int32_t)skip;
-    uint32_t l1, l2;
-    switch ((vm_format)format) {
-    case VM_FMT_ARGLESS:
-        break;
-    case VM_FMT_IMM:
-        out->imm1 = fast_imm(c, skip < 4 ? skip : 4);
-        break;
-    case VM_FMT_OFFSET:
-        out->imm1 = offset + fast_imm(c, skip < 4 ? skip : 4);
-        break;
-    case VM_FMT_IMM_IMM:
-        l1 = c[0] & 7u;
-        if (l1 > 4)
-            l1 = 4;
-        l2 = fast_clamp4(s - (int32_t)l1 - 1);
-        out->imm1 = fast_imm(c + 1, l1);
-        out->imm2 = fast_imm(c + 1 + l1, l2);
-        break;
-    case VM_FMT_REG_IMM:
-        out->reg[0] = fast_reg(c[0]);
-        out->imm1 = fast_imm(c + 1, fast_clamp4(s - 1));
-        break;
-    case VM_FMT_REG_IMM_IMM:
-    case VM_FMT_REG_IMM_OFFSET:
-        out->reg[0] = fast_reg(c[0]);
-        l1 = (c[0] >> 4) & 7u;
-        if (l1 > 4)
-            l1 = 4;
-        l2 = fast_clamp4(s - (int32_t)l1 - 1);
-        out->imm1 = fast_imm(c + 1, l1);
-        out->imm2 = fast_imm(c + 1 + l1, l2);
-        if (format == VM_FMT_REG_IMM_OFFSET)
-            out->imm2 += offset;
-        break;
-    case VM_FMT_REG_REG_IMM_IMM:
-        out->reg[0] = fast_reg(c[0]);
-        out->reg[1] = fast_reg((uint32_t)c[0] >> 4);
-        l1 = c[1] & 7u;
-        if (l1 > 4)
-            l1 = 4;
-        l2 = fast_clamp4(s - (int32_t)l1 - 2);
-        out->imm1 = fast_imm(c + 2, l1);
-        out->imm2 = fast_imm(c + 2 + l1, l2);
-        break;
-    case VM_FMT_REG_REG_IMM:
-    case VM_FMT_REG_REG_OFFSET:
-        out->reg[0] = fast_reg(c[0]);
-        out->reg[1] = fast_reg((uint32_t)c[0] >> 4);
-        out->imm1 = fast_imm(c + 1, fast_clamp4(s - 1));
-        if (format == VM_FMT_REG_REG_OFFSET)
-            out->imm1 += offset;
-        break;
-    case VM_FMT_REG_REG_REG:
-        out->reg[0] = fast_reg(c[1]);
-        out->reg[1] = fast_reg(c[0]);
-        out->reg[2] = fast_reg((uint32_t)c[0] >> 4);
-        break;
-    case VM_FMT_REG_REG:
-        out->reg[0] = fast_reg(c[0]);
-        out->reg[1] = fast_reg((uint32_t)c[0] >> 4);
-        break;
-    case VM_FMT_REG_IMM64:
-        out->reg[0] = fast_reg(c[0]);
-        out->imm64 = load_u64(c + 1);
-        break;
-    default:
-        break;
-    }
-}
-
-/* What every instruction needs: op, length, next start.  Needs offset +
- * FAST_DECODE_MARGIN <= code_len: then the 8-byte bitmask window and the
- * operand bytes are all in range, and the next instruction start or the
- * implicit-trap cap lies inside the code. */
-HOT_INLINE uint32_t fast_head(const fast_decoder *d, const uint8_t *code,
-                                                                const uint8_t *bitmask, uint32_t offset,
-                                                                vm_instruction *out)
-{
-    uint32_t origin = offset + 1;
-    uint64_t w = (load_u64(bitmask + (origin >> 3)) >> (origin & 7)) & ((1ull << (VM_BITMASK_MAX + 1)) - 1);
-    /* w == 0: the next start is past the cap, an implicit trap follows */
-    uint32_t skip = w ? (uint32_t)__builtin_ctzll(w) : VM_BITMASK_MAX;
-    uint32_t op = d->op_of[code[offset]];
-    out->offset = offset;
-    out->next = offset + skip + 1;
-    out->op = (uint16_t)op;
-    out->format = d->format_of[op];
-    out->next_is_invalid = (uint8_t)(w == 0);
-    out->reg[0] = out->reg[1] = out->reg[2] = 0;
-    out->imm1 = out->imm2 = 0;
-    out->imm64 = 0;
-    return skip;
-}
-
-HOT_INLINE void fast_decode(const fast_decoder *d, const uint8_t *code,
-                                                              const uint8_t *bitmask, uint32_t offset,
-                                                              vm_instruction *out)
-{
-    uint32_t skip = fast_head(d, code, bitmask, offset, out);
-    fast_operands(code + offset + 1, skip, offset, out->format, out);
-}
-
-/* origin + 64 bits of bitmask and 16 operand bytes stay inside the code */
-#define FAST_DECODE_MARGIN 72u
-
-/* vm_is_basic_block_start (decoder.c) with one bitmask load: an
- * instruction start whose nearest earlier start within the bitmask's reach
- * ends a basic block. */
-static inline int fast_block_start(const fast_decoder *d, const uint8_t *code, uint32_t code_len,
+/* vm_is_basic_block_start, with the tables where it can (-1: not here) */
+static inline int tables_block_start(const decode_tables *d, const uint8_t *code, uint32_t code_len,
                                    const uint8_t *bitmask, uint32_t t)
 {
     if (t < 64 || (uint64_t)t + 64 > code_len)
-        return -1; /* not here: ask vm_is_basic_block_start */
-    if (!((bitmask[t >> 3] >> (t & 7)) & 1))
-        return 0;
-    uint32_t reach = VM_BITMASK_MAX + ((t & 7) ? 1u : 0u);
-    uint32_t lo = t - reach;
-    uint64_t w = (load_u64(bitmask + (lo >> 3)) >> (lo & 7)) & ((1ull << reach) - 1);
-    if (!w)
-        return 0;
-    uint32_t prev = lo + 63u - (uint32_t)__builtin_clzll(w);
-    uint32_t op = d->op_of[code[prev]];
-    return op != VM_OP_INVALID && (d->flags_of[op] & VM_F_ENDS_BLOCK);
+        return -1;
+    return vm_block_start_unchecked(d->op_of, d->flags_of, code, bitmask, t);
 }
 
 HOT_INLINE int valid_target(const compiler *c, uint32_t target)
@@ -494,7 +345,7 @@ HOT_INLINE int valid_target(const compiler *c, uint32_t target)
      * pc order) */
     if (target <= c->current_pc && target >= c->lo)
         return is_emitted_target(c, target);
-    int fast = fast_block_start(c->decoder, c->code, c->code_len, c->bitmask, target);
+    int fast = tables_block_start(c->decoder, c->code, c->code_len, c->bitmask, target);
     return fast >= 0 ? fast : vm_is_basic_block_start(c->isa, c->code, c->code_len, c->bitmask, target);
 }
 

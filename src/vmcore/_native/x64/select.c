@@ -537,7 +537,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
 void vm_x64_compile_segment(compiler *c)
 {
     const vm_x64_config *config = c->config;
-    const fast_decoder *fd = c->decoder;
+    const decode_tables *fd = c->decoder;
     const uint8_t *code = c->code;
     const uint8_t *bitmask = c->bitmask;
     const uint32_t code_len = c->code_len;
@@ -582,8 +582,8 @@ void vm_x64_compile_segment(compiler *c)
             ins.imm64 = 0;
         } else if (offset >= c->hi) {
             break;
-        } else if (offset + FAST_DECODE_MARGIN <= code_len) {
-            fast_skip = fast_head(fd, code, bitmask, offset, &ins);
+        } else if (offset + VM_DECODE_MARGIN <= code_len) {
+            fast_skip = vm_decode_head_unchecked(fd->op_of, fd->format_of, code, bitmask, offset, &ins);
             fast = 1;
         } else if (offset < code_len) {
             vm_decode(c->isa, code, code_len, bitmask, offset, &ins);
@@ -651,7 +651,7 @@ void vm_x64_compile_segment(compiler *c)
 #define EMIT_CASE(name, fmt, ...)                                                                 \
     case VM_OP_##name: {                                                                          \
         vm_instruction fi = ins;                                                                  \
-        fast_operands(code + pc + 1, fast_skip, pc, VM_FMT_##fmt, &fi);                           \
+        vm_decode_operands(code + pc + 1, fast_skip, pc, VM_FMT_##fmt, &fi);                           \
         if (metering)                                                                             \
             vm_gas_feed(&c->gas, &fi);                                                            \
         emit_instruction(c, VM_OP_##name, &fi, rec, body, jump_table_count);                               \
