@@ -53,6 +53,7 @@ CORE_SOURCES = [
     "src/vmcore/_native/gas.c",
     "src/vmcore/_native/program.c",
     "src/vmcore/_native/interp.c",
+    "src/vmcore/_native/interp_build.c",
     "src/vmcore/_native/guest_memory.c",
     "src/vmcore/_native/x64_asm.c",
     "src/vmcore/_native/x64/routines.c",
@@ -68,6 +69,7 @@ CORE_SOURCES = [
     "src/vmcore/_native/x64_runtime.c",
     "src/vmcore/_native/module_memory.c",
     "src/vmcore/_native/host.c",
+    "src/vmcore/_native/host_handshake.c",
     "src/vmcore/_native/scrub.c",
 ]
 
@@ -76,9 +78,11 @@ CORE_SOURCES = [
 # compiler helpers.  Never sanitized (no runtime to link).
 ZYGOTE_SOURCES = [
     "src/vmcore/_native/zygote.c",
+    "src/vmcore/_native/zygote_confine.c",
     "src/vmcore/_native/zygote_libc.c",
     "src/vmcore/_native/zygote_hostile.c",  # empty unless -DVMCORE_HOSTILE_ZYGOTE (tests only)
     "src/vmcore/_native/interp.c",
+    "src/vmcore/_native/interp_build.c",
     "src/vmcore/_native/decoder.c",
     "src/vmcore/_native/gas.c",
     "src/vmcore/_native/x64_runtime.c",

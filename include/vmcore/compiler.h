@@ -107,7 +107,7 @@
 #include "vmcore/x64_asm.h"
 
 /* Where each guest register lives (hardware register numbers). */
-extern const uint8_t vm_x64_guest_regs[VMCTX_REG_COUNT];
+extern const uint8_t vm_x64_guest_regs[VM_REG_COUNT];
 #define VM_X64_SCRATCH X64_RAX
 #define VM_X64_MEMBASE X64_R15
 /* The VmCtx alias relative to the guest-memory base register. */

@@ -6,13 +6,13 @@
 
 static void save_regs(x64_buf *b)
 {
-    for (int i = 0; i < VMCTX_REG_COUNT; i++)
+    for (int i = 0; i < VM_REG_COUNT; i++)
         x64_store(b, 8, CTX_REG(i), R(i));
 }
 
 static void load_regs(x64_buf *b)
 {
-    for (int i = 0; i < VMCTX_REG_COUNT; i++)
+    for (int i = 0; i < VM_REG_COUNT; i++)
         x64_load(b, 8, R(i), CTX_REG(i));
 }
 
