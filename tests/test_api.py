@@ -98,9 +98,9 @@ def test_interrupts_cannot_be_confused_with_exceptions():
 
 
 def test_closed_after_the_sandbox_process_died():
-    from vmcore import _process
+    from vmcore import _engine
     from vmcore.process_backend import SandboxPool
-    pool = SandboxPool(0, _flags=_process.FLAG_TEST_FORBIDDEN_SYSCALL)
+    pool = SandboxPool(0, _flags=_engine.FLAG_TEST_FORBIDDEN_SYSCALL)
     sb = vmcore.Sandbox(PROG, isolation="process", backend="interpreter", pool=pool)
     assert not sb.closed
     with pytest.raises(vmcore.SandboxError):

@@ -32,7 +32,7 @@ import gen_vectors as gen
 import oracle
 import x64_runner as XR
 from oracle import canonical, reported
-from vmcore import _compiler, _interp, isa as ISA, vectors
+from vmcore import _engine, isa as ISA, vectors
 from vmcore.program import Program
 
 HERE = Path(__file__).resolve().parent
@@ -47,8 +47,8 @@ M64 = (1 << 64) - 1
 
 if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
     pytest.skip("the recompiler targets x86-64 Linux", allow_module_level=True)
-if _compiler.cpu_check() is not None:
-    pytest.skip(f"this CPU lacks {_compiler.cpu_check()}", allow_module_level=True)
+if _engine.cpu_check() is not None:
+    pytest.skip(f"this CPU lacks {_engine.cpu_check()}", allow_module_level=True)
 if not (os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")):
     pytest.skip("no C compiler for the test runner", allow_module_level=True)
 
@@ -102,8 +102,8 @@ class Setup:
 
 
 def run_interpreter(s: Setup):
-    module = _interp.CompiledModule(ISA.isa_index(s.isa), s.code, s.bitmask, s.table, s.metering, s.tracing, s.cost)
-    inst = _interp.Instance(module, s.page_size)
+    module = _engine.CompiledModule(ISA.isa_index(s.isa), s.code, s.bitmask, s.table, s.metering, s.tracing, s.cost)
+    inst = _engine.Instance(module, s.page_size)
     for address, length, perm in s.perms:
         inst.set_perms(address, length, perm)
     for address, data in s.chunks:
@@ -131,7 +131,7 @@ def run_interpreter(s: Setup):
             inst.gas = inst.gas + s.refill
             continue
         if status == "page-fault" and s.map_on_fault and mapped < XR.MAX_MAPPED_ON_FAULT:
-            inst.set_perms(inst.arg, s.page_size, _interp.PERM_WRITE)
+            inst.set_perms(inst.arg, s.page_size, _engine.PERM_WRITE)
             mapped += 1
             continue
         break
@@ -139,7 +139,7 @@ def run_interpreter(s: Setup):
 
 
 def run_compiled(runner, s: Setup, split_hint=0):
-    cc = _compiler.CompiledCode(ISA.isa_index(s.isa), s.code, s.bitmask, s.table, s.metering, s.tracing,
+    cc = _engine.CompiledCode(ISA.isa_index(s.isa), s.code, s.bitmask, s.table, s.metering, s.tracing,
                                 cost=s.cost, split_hint=split_hint)
     rc, gas, native = cc.enter(s.pc, s.gas)
     if rc != 0:
@@ -246,7 +246,7 @@ def rand_regs(rng, isa, keep=None):
 def standard_memory(rng):
     fill_rw = bytes(rng.getrandbits(8) for _ in range(64))
     fill_ro = bytes(rng.getrandbits(8) for _ in range(64))
-    perms = [(RW, PAGE, _interp.PERM_WRITE), (RO, PAGE, _interp.PERM_READ)]
+    perms = [(RW, PAGE, _engine.PERM_WRITE), (RO, PAGE, _engine.PERM_READ)]
     chunks = [(RW + PAGE - 64, fill_rw), (RO, fill_ro), (RW, fill_ro[:16])]
     return perms, chunks
 
@@ -415,7 +415,7 @@ def heap_setup(rng, page_size=PAGE):
     mapped_end = (top + page_size - 1) // page_size * page_size
     max_top = top + rng.choice((0, 100, page_size, 5 * page_size, 1 << 20))
     grow = rng.choice((0, 1, 2, 4))
-    perm = [(base & ~(page_size - 1), mapped_end - (base & ~(page_size - 1)), _interp.PERM_WRITE)] \
+    perm = [(base & ~(page_size - 1), mapped_end - (base & ~(page_size - 1)), _engine.PERM_WRITE)] \
         if mapped_end > base else []
     return (base, top, mapped_end, max_top, grow), perm
 
@@ -486,9 +486,9 @@ def test_overflow_rule_and_low_zone(runner, page_size):
     for isa in ("latest64", "latest32"):
         sizes = [("u8", 1), ("u16", 2), ("u32", 4), ("u64", 8)] if isa == "latest64" else \
             [("u8", 1), ("u16", 2), ("u32", 4)]
-        for top_perm in (None, _interp.PERM_READ, _interp.PERM_WRITE):
-            for low_perm in (None, _interp.PERM_WRITE):
-                perms = [(RW, page_size, _interp.PERM_WRITE), (RW + page_size, page_size, _interp.PERM_READ)]
+        for top_perm in (None, _engine.PERM_READ, _engine.PERM_WRITE):
+            for low_perm in (None, _engine.PERM_WRITE):
+                perms = [(RW, page_size, _engine.PERM_WRITE), (RW + page_size, page_size, _engine.PERM_READ)]
                 if top_perm:
                     perms.append((top, page_size, top_perm))
                 if low_perm:
@@ -540,7 +540,7 @@ def test_page_sizes_random_memory(runner):
         for n in range(60):
             isa = rng.choice(ISAS)
             code, bitmask = memory_program(isa, rng)
-            perms = [(RW, PAGE, _interp.PERM_WRITE), (RO, PAGE, _interp.PERM_READ)]
+            perms = [(RW, PAGE, _engine.PERM_WRITE), (RO, PAGE, _engine.PERM_READ)]
             differ(runner, Setup(isa, code, bitmask, regs=rand_regs(rng, isa, {12: RW}), page_size=page_size,
                                  perms=perms, chunks=[(RW + 100, b"abcdef")]), f"page {page_size:#x} #{n}")
 
@@ -572,9 +572,9 @@ def test_memset_and_sbrk(runner, isa):
             if rng.random() < 0.5:
                 regs[k] = canonical(rng.choice((0, 1, 100, page_size, 1 << 20, 0xFFFFFFFF, 1 << 33)),
                                     isa == "latest64")
-        perms = [(RW, page_size, _interp.PERM_WRITE), (RW + page_size, page_size, _interp.PERM_READ)] + heap_perms
+        perms = [(RW, page_size, _engine.PERM_WRITE), (RW + page_size, page_size, _engine.PERM_READ)] + heap_perms
         if rng.random() < 0.3:
-            perms.append(((1 << 32) - page_size, page_size, rng.choice((_interp.PERM_READ, _interp.PERM_WRITE))))
+            perms.append(((1 << 32) - page_size, page_size, rng.choice((_engine.PERM_READ, _engine.PERM_WRITE))))
         gas = rng.choice((1_000_000, rng.randrange(0, 50), rng.randrange(0, 5000)))
         metering = rng.random() < 0.85
         differ(runner, Setup(isa, code, bitmask, regs=regs, gas=gas, page_size=page_size, perms=perms, heap=heap,
@@ -673,7 +673,7 @@ def test_interrupt_stops_at_a_block_start(runner):
     asm.op("trap")
     code, bitmask, _ = assemble(asm)
     for metering in (True, False):
-        cc = _compiler.CompiledCode(ISA.isa_index("latest64"), code, bitmask, [], metering, False,
+        cc = _engine.CompiledCode(ISA.isa_index("latest64"), code, bitmask, [], metering, False,
                                     interruptible=True)
         gas = 1 << 50
         rc, gas_after, native = cc.enter(0, gas)
@@ -725,11 +725,11 @@ def test_compile_one_megabyte():
     from _synthetic import synthetic_program
     code, bitmask, table = synthetic_program(1 << 20, seed=1, isa="jam_v1")
     idx = ISA.isa_index("jam_v1")
-    _compiler.CompiledCode(idx, code[:4096], bitmask[:512], [])  # warm up
-    best = min(_compiler.CompiledCode(idx, code, bitmask, table).seconds for _ in range(5))
-    cc = _compiler.CompiledCode(idx, code, bitmask, table)
+    _engine.CompiledCode(idx, code[:4096], bitmask[:512], [])  # warm up
+    best = min(_engine.CompiledCode(idx, code, bitmask, table).seconds for _ in range(5))
+    cc = _engine.CompiledCode(idx, code, bitmask, table)
     q = len(code) // 32 * 8
-    quarter = min(_compiler.CompiledCode(idx, code[:q], bitmask[:q // 8], [t for t in table if t < q]).seconds
+    quarter = min(_engine.CompiledCode(idx, code[:q], bitmask[:q // 8], [t for t in table if t < q]).seconds
                   for _ in range(5))
     mb = len(code) / (1 << 20)
     print(f"\ncompile: {len(code):,} bytes of guest code, {cc.info['map_count']:,} instructions -> "
@@ -754,10 +754,10 @@ def test_inlined_decoder_matches_vm_decode(isa):
                 bitmask[i >> 3] |= 1 << (i & 7)
         if rng.random() < 0.2 and bitmask:
             bitmask[-1] |= 0xFF  # bits past the end of the code
-        assert _compiler.decoder_selftest(idx, code, bytes(bitmask)) is None, (n, code.hex(), bytes(bitmask).hex())
+        assert _engine.decoder_selftest(idx, code, bytes(bitmask)) is None, (n, code.hex(), bytes(bitmask).hex())
     code, bitmask, _ = __import__("_synthetic").synthetic_program(1 << 14, seed=3, isa=isa if isa != "latest32" else
                                                                    "latest64")
-    assert _compiler.decoder_selftest(idx, code, bitmask) is None
+    assert _engine.decoder_selftest(idx, code, bitmask) is None
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -765,7 +765,6 @@ def test_map_records(isa):
     """The pc map: one record per instruction the interpreter lays out (the
     implicit traps included), sorted by pc and by native offset, the jump
     target flag exactly vm_is_basic_block_start, lookups both ways."""
-    from vmcore import _decoder
     rng = random.Random(f"x64-map-{isa}")
     idx = ISA.isa_index(isa)
     for n in range(60):
@@ -777,18 +776,18 @@ def test_map_records(isa):
             bitmask = bytes(rng.getrandbits(8) & rng.getrandbits(8) for _ in range((length + 7) // 8))
             table = [rng.randrange(0, length + 2) for _ in range(5)]
         split = XR.split_hint_for(code) if n % 3 == 0 else 0
-        cc = _compiler.CompiledCode(idx, code, bitmask, table, split_hint=split)
+        cc = _engine.CompiledCode(idx, code, bitmask, table, split_hint=split)
         entries = cc.map_entries()
         if split:  # the same records as one thread makes, at other native offsets
-            one = _compiler.CompiledCode(idx, code, bitmask, table).map_entries()
+            one = _engine.CompiledCode(idx, code, bitmask, table).map_entries()
             assert [(e[0], e[3]) for e in entries] == [(e[0], e[3]) for e in one]
         pcs = [e[0] for e in entries]
         assert pcs == sorted(set(pcs))
         assert [e[1] for e in entries] == sorted(e[1] for e in entries)
         for pc, entry, body, info in entries:
             assert entry <= body
-            want = pc < len(code) and _decoder.is_basic_block_start(idx, code, bitmask, pc)
-            assert bool(info & _compiler.INFO_JUMP_TARGET) == want, (n, pc)
+            want = pc < len(code) and _engine.is_basic_block_start(idx, code, bitmask, pc)
+            assert bool(info & _engine.INFO_JUMP_TARGET) == want, (n, pc)
             assert cc.find_pc(pc) == pcs.index(pc)
             k = cc.find_native(body)  # the last record starting at or before body (empty ones share offsets)
             assert entries[k][1] <= body and (k + 1 == len(entries) or entries[k + 1][1] > body)
@@ -797,7 +796,7 @@ def test_map_records(isa):
         jt = cc.jump_table
         for k, target in enumerate(table):
             address = int.from_bytes(jt[8 * k:8 * k + 8], "little")
-            valid = target < len(code) and _decoder.is_basic_block_start(idx, code, bitmask, target)
+            valid = target < len(code) and _engine.is_basic_block_start(idx, code, bitmask, target)
             assert (address != 0) == valid
             if valid:
                 assert address == cc.info["code_address"] + entries[cc.find_pc(target)][1]
@@ -808,8 +807,8 @@ def test_split_compile_leaves_a_hole_between_halves():
     first half's worst case ends."""
     import vmcore
     program = vmcore.Program.load(HERE.parent / "src" / "vmcore" / "data" / "sieve.polkavm")
-    one = _compiler.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table)
-    two = _compiler.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table,
+    one = _engine.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table)
+    two = _engine.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table,
                                  split_hint=len(program.code) // 2)
     assert two.info["code_size"] > one.info["code_size"]
     entries = two.map_entries()
@@ -819,11 +818,11 @@ def test_split_compile_leaves_a_hole_between_halves():
 
 
 def test_compile_errors_and_cpu_check():
-    assert _compiler.cpu_check() is None  # (the module is skipped otherwise)
+    assert _engine.cpu_check() is None  # (the module is skipped otherwise)
     with pytest.raises(ValueError):
-        _compiler.CompiledCode(0, b"\x00" * 16, b"", [])
-    with pytest.raises(_compiler.CompileError):
-        _compiler.CompiledCode(99, b"\x00", b"\x01", [])
-    cc = _compiler.CompiledCode(ISA.isa_index("latest64"), b"", b"", [5])
+        _engine.CompiledCode(0, b"\x00" * 16, b"", [])
+    with pytest.raises(_engine.CompileError):
+        _engine.CompiledCode(99, b"\x00", b"\x01", [])
+    cc = _engine.CompiledCode(ISA.isa_index("latest64"), b"", b"", [5])
     assert cc.enter(0, 10)[0] == -1
     assert cc.jump_table == bytes(8)  # an entry that is not a jump target is 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vmcore import _decoder, fuzz, isa as ISA
+from vmcore import _engine, fuzz, isa as ISA
 from vmcore.program import Program
 from vmcore.vectors import main_vectors
 
@@ -59,7 +59,7 @@ def test_generated_programs_cover_every_opcode_of_every_isa():
     for i in range(600):
         vector = fuzz.generate_vector(11, i)
         program = Program.from_raw_code(bytes(vector["program"]), isa=vector["isa"])
-        for entry in _decoder.instructions(program.isa_index, program.code, program.bitmask):
+        for entry in _engine.instructions(program.isa_index, program.code, program.bitmask):
             seen[vector["isa"]].add(entry[2])
     for name in ISA.ISA_NAMES:
         want = {o.id for o in ISA.OPCODES if o.byte_for(name) is not None}

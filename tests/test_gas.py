@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import vmcore
-from vmcore import _compiler, _decoder, _interp, _process, gas, isa as ISA
+from vmcore import _engine, gas, isa as ISA
 from vmcore.process_backend import cpu_supports_native
 from vmcore.vectors_v05 import run_vector_v05
 
@@ -85,7 +85,7 @@ def _costs(asm: "gen.Asm", model="full"):
     code, starts, _ = asm.assemble()
     bitmask = gen.bitmask_bytes(len(code), starts)
     m = gas.resolve(model)
-    return _decoder.block_gas_costs(ISA.isa_index(asm.isa), code, bitmask, m.kind, m.memory_access_cost)
+    return _engine.block_gas_costs(ISA.isa_index(asm.isa), code, bitmask, m.kind, m.memory_access_cost)
 
 
 def test_timelines_from_the_reference():
@@ -122,7 +122,7 @@ def test_naive_is_one_per_instruction():
     for _ in range(20):
         program = _random_program(rng)
         blocks = program.block_gas_costs("naive")
-        insns = _decoder.instructions(program.isa_index, program.code, program.bitmask)
+        insns = _engine.instructions(program.isa_index, program.code, program.bitmask)
         assert sum(blocks.values()) == len(insns)
 
 
@@ -156,17 +156,17 @@ def test_engines_charge_the_gas_modules_costs(model):
         program = _random_program(rng, size=rng.choice((2000, 20000)))
         want = list(program.block_gas_costs(m).items())
         args = (program.isa_index, program.code, program.bitmask, program.jump_table)
-        interp = _interp.CompiledModule(*args, True, gas_kind=m.kind, memory_access_cost=m.memory_access_cost)
+        interp = _engine.CompiledModule(*args, True, gas_kind=m.kind, memory_access_cost=m.memory_access_cost)
         assert interp.block_costs() == want
-        shared = _process.SharedModule(*args, True, False, False, gas_kind=m.kind,
+        shared = _engine.SharedModule(*args, True, False, False, gas_kind=m.kind,
                                        memory_access_cost=m.memory_access_cost)
         assert shared.block_costs() == want
         if NATIVE is None:
             for split in (0, len(program.code) // 2):
-                cc = _compiler.CompiledCode(*args, True, split_hint=split, gas_kind=m.kind,
+                cc = _engine.CompiledCode(*args, True, split_hint=split, gas_kind=m.kind,
                                             memory_access_cost=m.memory_access_cost)
                 assert cc.block_costs() == want
-            native = _process.SharedModule(*args, True, False, True, gas_kind=m.kind,
+            native = _engine.SharedModule(*args, True, False, True, gas_kind=m.kind,
                                            memory_access_cost=m.memory_access_cost)
             assert native.block_costs() == want
 
@@ -174,17 +174,17 @@ def test_engines_charge_the_gas_modules_costs(model):
 def test_mid_block_entry_charges_the_whole_block():
     program = vmcore.Program.load(ROOT / "src" / "vmcore" / "data" / "sum.polkavm")
     costs = program.block_gas_costs("full")
-    insns = _decoder.instructions(program.isa_index, program.code, program.bitmask)
+    insns = _engine.instructions(program.isa_index, program.code, program.bitmask)
     starts = set(costs)
     inside = [i[0] for i in insns if i[0] not in starts]
     assert inside
     args = (program.isa_index, program.code, program.bitmask, program.jump_table)
     m = gas.FULL
-    module = _interp.CompiledModule(*args, True, gas_kind=m.kind, memory_access_cost=m.memory_access_cost)
-    cc = _compiler.CompiledCode(*args, True, gas_kind=m.kind) if NATIVE is None else None
+    module = _engine.CompiledModule(*args, True, gas_kind=m.kind, memory_access_cost=m.memory_access_cost)
+    cc = _engine.CompiledCode(*args, True, gas_kind=m.kind) if NATIVE is None else None
     for pc in inside:
         block = max(s for s in starts if s < pc)
-        inst = _interp.Instance(module, 4096)
+        inst = _engine.Instance(module, 4096)
         inst.gas = 10_000
         rc = inst.set_pc(pc)
         if rc == -1:
@@ -205,11 +205,11 @@ def test_bad_models_are_refused():
         program.block_gas_costs("bogus")
     args = (program.isa_index, program.code, program.bitmask, program.jump_table, True)
     with pytest.raises(ValueError):
-        _interp.CompiledModule(*args, gas_kind=_decoder.GAS_FULL, memory_access_cost=0)
+        _engine.CompiledModule(*args, gas_kind=_engine.GAS_FULL, memory_access_cost=0)
     with pytest.raises(ValueError):
-        _interp.CompiledModule(*args, gas_kind=7)
+        _engine.CompiledModule(*args, gas_kind=7)
     with pytest.raises(ValueError):
-        _process.SharedModule(*args, gas_kind=_decoder.GAS_FULL, memory_access_cost=200)
+        _engine.SharedModule(*args, gas_kind=_engine.GAS_FULL, memory_access_cost=200)
 
 
 def test_defaults_and_names():

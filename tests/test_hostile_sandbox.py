@@ -15,7 +15,7 @@ import threading
 import pytest
 
 import vmcore
-from vmcore import _process, fuzz_hostile
+from vmcore import _engine, fuzz_hostile
 from vmcore.process_backend import SandboxPool, cpu_supports_native
 
 PROCESS_MODES = {"process": ("interpreter", "process")}

@@ -42,7 +42,7 @@ import time
 import pytest
 
 import vmcore
-from vmcore import _process, asm, process_backend
+from vmcore import _engine, asm, process_backend
 from vmcore.process_backend import SandboxPool, cpu_supports_native
 
 from conftest import ROOT, child_processes
@@ -790,7 +790,7 @@ def test_seccomp_kills_repeatedly_with_auto_restart():
     dies of SIGSYS on its first run, so auto_restart keeps replacing it;
     each call fails cleanly, then a normal sandbox works."""
     before = Snapshot()
-    pool = SandboxPool(0, _flags=_process.FLAG_TEST_FORBIDDEN_SYSCALL)
+    pool = SandboxPool(0, _flags=_engine.FLAG_TEST_FORBIDDEN_SYSCALL)
     sb = new_sandbox("process", pool=pool, auto_restart=True)
     pids = set()
     for _ in range(15):
@@ -822,10 +822,10 @@ def test_fatal_signal_right_after_the_answer_is_a_sandbox_error():
     the GIL long enough for the guest to finish and answer, then SIGSEGVs
     the sandbox process; the host only then reads the exit reason.  The call
     must return the guest's result (it finished) or raise SandboxError."""
-    host_spin, _ = _process.spin_settings()
+    host_spin, _ = _engine.spin_settings()
     switch = sys.getswitchinterval()
     outcomes = []
-    _process.configure_spin(host=0)  # the host sleeps with the GIL released while the guest runs
+    _engine.configure_spin(host=0)  # the host sleeps with the GIL released while the guest runs
     sys.setswitchinterval(0.2)  # ... and another thread may keep the GIL meanwhile
     try:
         for _ in range(3):
@@ -857,7 +857,7 @@ def test_fatal_signal_right_after_the_answer_is_a_sandbox_error():
             target.close()
             sb.close()
     finally:
-        _process.configure_spin(host=host_spin)
+        _engine.configure_spin(host=host_spin)
         sys.setswitchinterval(switch)
     for outcome in outcomes:
         assert outcome == 0 or isinstance(outcome, vmcore.SandboxError), repr(outcome)

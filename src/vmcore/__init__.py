@@ -4,7 +4,7 @@ import importlib.util as _util
 
 # An unbuilt checkout (e.g. PYTHONPATH=src) says so in one line instead of a
 # circular-import traceback from the first module that needs the C core.
-if _util.find_spec("vmcore._decoder") is None:
+if _util.find_spec("vmcore._engine") is None:
     raise ImportError("vmcore's compiled extensions are not built: run `pip install .` (or, for development, "
                       "`pip install -e \".[test]\"`) from the repository root", name="vmcore")
 del _util

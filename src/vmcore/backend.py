@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Callable, Dict, Tuple
 
-from vmcore import _interp, gas as _gas
+from vmcore import _engine, gas as _gas
 from vmcore.backend_base import InstanceBackend
 from vmcore.errors import SandboxError
 
@@ -24,7 +24,7 @@ SLOW_COMPILE_SECONDS = 0.1
 compile_log = logging.getLogger("vmcore.compile")
 
 
-def _compiled(program, gas_metering: bool, step_tracing: bool, gas_model=None) -> "_interp.CompiledModule":
+def _compiled(program, gas_metering: bool, step_tracing: bool, gas_model=None) -> "_engine.CompiledModule":
     """Threaded code is cached per Program and configuration (gas_model:
     a vmcore.gas name or model, None = the program's default)."""
     model = _gas.resolve(gas_model, program.isa) if gas_metering else _gas.NAIVE
@@ -32,7 +32,7 @@ def _compiled(program, gas_metering: bool, step_tracing: bool, gas_model=None) -
     module = program._cache.get(key)
     if module is None:
         start = time.perf_counter()
-        module = _interp.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
+        module = _engine.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
                                         gas_metering, step_tracing, gas_kind=model.kind,
                                         memory_access_cost=model.memory_access_cost)
         program._cache[key] = module
@@ -54,7 +54,6 @@ class InlineInterpreter(InstanceBackend):
 
     backend = "interpreter"
     isolation = "inline"
-    engine = _interp
     pid = None
 
     def __init__(self, program, memory_map, heap, gas_metering: bool, **options) -> None:
@@ -73,7 +72,7 @@ class InlineInterpreter(InstanceBackend):
             self.inst = pool.pop()
             self.inst.set_module(module)
         else:
-            self.inst = _interp.Instance(module, memory_map.page_size)
+            self.inst = _engine.Instance(module, memory_map.page_size)
         self.closed = False
         self._install()
 

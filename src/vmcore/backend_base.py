@@ -1,17 +1,15 @@
-"""What every backend shares: a backend owns one engine instance (an
-``_interp.Instance`` inline, a ``_process.Process`` in a sandbox process)
-and forwards state access to it; the engine module (``engine``) provides
-the Cython hostcall loop, call and call gate for that instance type."""
+"""What every backend shares: a backend owns one engine guest (an
+``_engine.Instance`` inline, a ``_engine.Process`` in a sandbox process)
+and forwards state access to it; the hostcall loop, call and call gate
+are the Guest's (vmcore/engine/guest.pyx)."""
 from __future__ import annotations
 
-from typing import Any
+from vmcore import _engine
 
 
 class InstanceBackend:
-    """Forwards to ``self.inst``; subclasses set ``engine``, ``program``,
+    """Forwards to ``self.inst``; subclasses set ``program``,
     ``memory_map``, ``heap_policy``, ``mask`` and ``inst``."""
-
-    engine: Any = None
 
     def _layout(self):
         """The initial memory layout, computed once per Program and policy."""
@@ -36,11 +34,11 @@ class InstanceBackend:
     def sbrk(self, n): return self.inst.sbrk(n)
     def set_pc(self, pc): return self.inst.set_pc(pc)
     def run(self): return self.inst.run()
-    def serve(self, handlers, caller, mask): return self.engine.serve_hostcalls(self.inst, handlers, caller, mask)
+    def serve(self, handlers, caller, mask): return self.inst.serve_hostcalls(handlers, caller, mask)
     def call(self, pc, args, sp, handlers, caller, mask):
-        return self.engine.call(self.inst, pc, args, sp, handlers, caller, mask)
+        return self.inst.call(pc, args, sp, handlers, caller, mask)
     def call_gate(self, exports, sp, handlers, caller, mask, slow, doc):
-        return self.engine.CallGate(self.inst, exports, sp, handlers, caller, mask, slow, doc)
+        return _engine.CallGate(self.inst, exports, sp, handlers, caller, mask, slow, doc)
     @property
     def last_exit(self): return self.inst.last_exit
     def take_hostcall_error(self): return self.inst.take_hostcall_error()

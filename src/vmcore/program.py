@@ -1,5 +1,5 @@
 """vmcore.Program: a parsed, validated guest program of any container
-format.  Parsing and validation run in C (vmcore._program); this module
+format.  Parsing and validation run in C (vmcore._engine); this module
 turns the parts into a Python object and C parse errors into ProgramError."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Union
 
-from vmcore import _decoder, _program, gas as _gas, isa as _isa
+from vmcore import _engine, gas as _gas, isa as _isa
 from vmcore.errors import ExportNotFound, ProgramError
 from vmcore.memory_map import MAX_PAGE_SIZE, MemoryMap
 
@@ -50,7 +50,7 @@ def _check_size(size: int, what: str, max_size: Optional[int]) -> None:
 def _parse(fn, *args) -> dict:
     try:
         return fn(*args)
-    except _program.ParseError as e:
+    except _engine.ParseError as e:
         offset, message = e.args
         raise ProgramError(message, offset=offset) from None
 
@@ -143,7 +143,7 @@ class Program:
         its strict mode also refuses); returns the non-fatal findings."""
         code_len = len(self.code)
         if self.isa == "jam_v1":
-            bad = _program.validate_code(_isa.isa_index(self.isa), self.code, self.bitmask)
+            bad = _engine.validate_code(_isa.isa_index(self.isa), self.code, self.bitmask)
             if bad >= 0:
                 error = ProgramError(f"invalid instruction at code offset {bad}: jam_v1 code must decode cleanly "
                                      "and end with a terminator", offset=self._code_offset + bad)
@@ -168,7 +168,7 @@ class Program:
         """Parse a ``.polkavm`` blob (any instruction set); at most
         ``max_size`` bytes (default MAX_PROGRAM_SIZE, 16 MiB)."""
         data = _as_bytes(data, "program data", max_size)
-        return cls(_parse(_program.parse_polkavm, data), format="polkavm", strict=strict)
+        return cls(_parse(_engine.parse_polkavm, data), format="polkavm", strict=strict)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, strict: bool = False, max_size: Optional[int] = None) -> "Program":
@@ -182,14 +182,14 @@ class Program:
                       max_size: Optional[int] = None) -> "Program":
         """Parse a JAM code blob ("deblob": jump table, code, bitmask)."""
         blob = _as_bytes(blob, "code blob", max_size)
-        return cls(_parse(_program.parse_code_blob, blob, _isa.isa_index(isa)), format="raw", strict=strict)
+        return cls(_parse(_engine.parse_code_blob, blob, _isa.isa_index(isa)), format="raw", strict=strict)
 
     @classmethod
     def from_jam_standard(cls, blob: BytesLike, *, strict: bool = False,
                           max_size: Optional[int] = None) -> "Program":
         """Parse a JAM standard program (ro/rw data, heap pages, stack, code blob)."""
         blob = _as_bytes(blob, "JAM standard program", max_size)
-        return cls(_parse(_program.parse_jam_standard, blob), format="jam-standard", strict=strict)
+        return cls(_parse(_engine.parse_jam_standard, blob), format="jam-standard", strict=strict)
 
     # -- derived ------------------------------------------------------
     @property
@@ -241,13 +241,13 @@ class Program:
             raise ExportNotFound(f"no export named {name!r} (exports: {known})", name=name) from None
 
     def instruction_count(self) -> int:
-        return _program.code_stats(self.isa_index, self.code, self.bitmask)[0]
+        return _engine.code_stats(self.isa_index, self.code, self.bitmask)[0]
 
     def basic_block_count(self) -> int:
-        return _program.code_stats(self.isa_index, self.code, self.bitmask)[1]
+        return _engine.code_stats(self.isa_index, self.code, self.bitmask)[1]
 
     def is_jump_target(self, offset: int) -> bool:
-        return _decoder.is_basic_block_start(self.isa_index, self.code, self.bitmask, offset)
+        return _engine.is_basic_block_start(self.isa_index, self.code, self.bitmask, offset)
 
     @property
     def default_gas_model(self) -> str:
@@ -264,7 +264,7 @@ class Program:
         m = _gas.resolve(model, self.isa)
         key = ("block-gas", m)
         if key not in self._cache:
-            self._cache[key] = dict(_decoder.block_gas_costs(self.isa_index, self.code, self.bitmask, m.kind,
+            self._cache[key] = dict(_engine.block_gas_costs(self.isa_index, self.code, self.bitmask, m.kind,
                                                              m.memory_access_cost))
         return dict(self._cache[key])
 

@@ -11,7 +11,7 @@ import inspect
 import math
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
-from vmcore import _interp, abi, gas as _gas, interrupts
+from vmcore import _engine, abi, gas as _gas, interrupts
 from vmcore.backend import select
 from vmcore.caller import Caller, Registers
 from vmcore.errors import (HostcallError, ImportNotFound, OutOfGas, PageFault, SandboxBusy, SandboxError, Timeout,
@@ -355,13 +355,13 @@ class Sandbox:
                 if result is not None:
                     return result
             reason = b.last_exit
-            while reason == _interp.EXIT_STEP and self._backend is not None:  # stepping: keep going
+            while reason == _engine.EXIT_STEP and self._backend is not None:  # stepping: keep going
                 reason = b.serve(self._handlers, self._caller, self._mask)
-                if reason == _interp.EXIT_FINISHED:
+                if reason == _engine.EXIT_FINISHED:
                     return b.get_reg(A0) & self._mask
         if self._backend is None:
             raise SandboxError("the sandbox was closed during the call", pc=b.pc)
-        if reason == _interp.EXIT_INTERRUPTED and timeout is not None:
+        if reason == _engine.EXIT_INTERRUPTED and timeout is not None:
             raise Timeout(f"the call passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}",
                           pc=b.pc)
         if reason < 0:
@@ -380,18 +380,18 @@ class Sandbox:
     def _error_for(self, reason: int) -> VmError:
         b = self._backend
         pc = b.pc
-        if reason == _interp.EXIT_HOSTCALL_ERROR:
+        if reason == _engine.EXIT_HOSTCALL_ERROR:
             return self._hostcall_failed(b.take_hostcall_error())
-        if reason == _interp.EXIT_BUSY:
+        if reason == _engine.EXIT_BUSY:
             return SandboxBusy("this sandbox is already running a call (another thread, or a hostcall "
                                "calling back into its own sandbox)")
-        if reason == _interp.EXIT_TRAP:
+        if reason == _engine.EXIT_TRAP:
             return Trap(f"the guest panicked at pc {pc}", pc=pc)
-        if reason == _interp.EXIT_OUT_OF_GAS:
+        if reason == _engine.EXIT_OUT_OF_GAS:
             return OutOfGas(f"out of gas at pc {pc} (gas left: {b.gas})", pc=pc)
-        if reason == _interp.EXIT_PAGEFAULT:
+        if reason == _engine.EXIT_PAGEFAULT:
             return PageFault(f"page fault at pc {pc}: page {b.arg:#x} is not accessible", pc=pc, address=b.arg)
-        if reason == _interp.EXIT_ECALLI:
+        if reason == _engine.EXIT_ECALLI:
             n = b.arg
             if n < len(self.program.imports):
                 name = self.program.imports[n]
@@ -434,24 +434,24 @@ class Sandbox:
         b = self._live()
         with self._deadline(timeout):
             reason = b.run()
-        if reason == _interp.EXIT_INTERRUPTED:
+        if reason == _engine.EXIT_INTERRUPTED:
             raise Timeout(f"run() passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}", pc=b.pc)
-        if reason == _interp.EXIT_BUSY:
+        if reason == _engine.EXIT_BUSY:
             raise self._error_for(reason)
         pc = b.pc
-        if reason == _interp.EXIT_FINISHED:
+        if reason == _engine.EXIT_FINISHED:
             return interrupts.Finished(pc)
-        if reason == _interp.EXIT_ECALLI:
+        if reason == _engine.EXIT_ECALLI:
             n = b.arg
             name = self.program.imports[n] if n < len(self.program.imports) else ""
             return interrupts.Ecalli(pc, n, name)
-        if reason == _interp.EXIT_TRAP:
+        if reason == _engine.EXIT_TRAP:
             return interrupts.TrapInterrupt(pc)
-        if reason == _interp.EXIT_OUT_OF_GAS:
+        if reason == _engine.EXIT_OUT_OF_GAS:
             return interrupts.OutOfGasInterrupt(pc)
-        if reason == _interp.EXIT_PAGEFAULT:
+        if reason == _engine.EXIT_PAGEFAULT:
             return interrupts.PageFaultInterrupt(pc, b.arg)
-        if reason == _interp.EXIT_STEP:
+        if reason == _engine.EXIT_STEP:
             return interrupts.Step(pc)
         raise SandboxError(f"unexpected exit {reason}", pc=pc)
 
