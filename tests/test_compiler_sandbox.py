@@ -136,6 +136,11 @@ def test_cpu_without_bmi2_falls_back(monkeypatch):
     monkeypatch.setattr(vmcore.process_backend, "cpu_supports_native", lambda: "this CPU lacks BMI2")
     with vmcore.Sandbox(program, isolation="process") as sb:
         assert sb.backend == "interpreter"
+        report = sb.isolation_report()
+        assert isinstance(report, vmcore.IsolationReport) and report["seccomp"] in (True, False)
+        assert report.fallback == "backend='auto' runs the interpreter instead of the compiler: this CPU lacks BMI2"
+    with vmcore.Sandbox(program, isolation="process", backend="interpreter") as sb:
+        assert sb.isolation_report().fallback is None  # asked for, not a fallback
     with pytest.raises(vmcore.SandboxError, match="lacks BMI2.*backend='interpreter'"):
         vmcore.Sandbox(program, backend="compiler")
 

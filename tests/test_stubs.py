@@ -53,7 +53,6 @@ def test_stubs_match_the_runtime():
 
 REVEAL = '''
 import vmcore
-from vmcore import _engine
 
 def hostcall(caller: vmcore.Caller) -> int:
     reveal_type(caller.memory)
@@ -65,7 +64,7 @@ sb = vmcore.Sandbox(vmcore.Program.from_bytes(b""), backend="interpreter", isola
 reveal_type(sb.backend)
 reveal_type(sb.isolation)
 reveal_type(sb.run())
-reveal_type(_engine.configure_spin)
+reveal_type(vmcore.configure_spin)
 vmcore.Sandbox(vmcore.Program.from_bytes(b""), backend="jit")
 '''
 

@@ -21,11 +21,13 @@ from vmcore.memory_map import MemoryMap
 from vmcore.program import Program
 from vmcore.sandbox import Backend, Isolation, Sandbox, SandboxBusy
 from vmcore.process_backend import SandboxPool, drain_module_memory
+from vmcore.backend import IsolationReport
+from vmcore._engine import configure_spin, spin_settings
 from vmcore import interrupts
 
 __all__ = [
     "__version__", "Program", "MemoryMap", "Sandbox", "SandboxBusy", "HeapPolicy", "Caller", "Registers",
-    "SandboxPool", "drain_module_memory", "GuestMemory", "interrupts", "Interrupt", "Finished", "Ecalli", "Step",
+    "SandboxPool", "drain_module_memory", "IsolationReport", "configure_spin", "spin_settings", "GuestMemory", "interrupts", "Interrupt", "Finished", "Ecalli", "Step",
     "TrapInterrupt", "OutOfGasInterrupt", "PageFaultInterrupt", "Backend", "Isolation",
     "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError", "MemoryAccessError",
     "SandboxError", "Timeout", "ExportNotFound", "ImportNotFound",

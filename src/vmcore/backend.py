@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from vmcore import _engine, gas as _gas
 from vmcore.backend_base import InstanceBackend
@@ -134,31 +134,48 @@ BACKENDS[("compiler", "process")] = ProcessCompiler
 _AUTO_ORDER = [("interpreter", "inline"), ("compiler", "process"), ("interpreter", "process")]
 
 
-_SELECTED: Dict[Tuple[str, str], Callable] = {}
+_SELECTED: Dict[Tuple[str, str], Tuple[Callable, Optional[str]]] = {}
 
 
-def select(backend: str, isolation: str) -> Callable:
-    """Resolve 'auto' and check the combination exists."""
-    factory = _SELECTED.get((backend, isolation))
-    if factory is None:
-        factory = _SELECTED[(backend, isolation)] = _resolve(backend, isolation)
-    return factory
+class IsolationReport(dict):
+    """What ``Sandbox.isolation_report()`` returns: {protection: active}
+    for a sandbox process (empty inline), and ``fallback``: why
+    ``backend="auto"`` did not get its first choice (None when nothing
+    fell back)."""
+
+    def __init__(self, protections: Optional[Dict[str, bool]] = None, fallback: Optional[str] = None) -> None:
+        super().__init__(protections or {})
+        self.fallback = fallback
 
 
-def _resolve(backend: str, isolation: str) -> Callable:
+def select(backend: str, isolation: str) -> Tuple[Callable, Optional[str]]:
+    """Resolve 'auto' and check the combination exists: (factory, why
+    'auto' fell back from its first choice, or None)."""
+    selected = _SELECTED.get((backend, isolation))
+    if selected is None:
+        selected = _SELECTED[(backend, isolation)] = _resolve(backend, isolation)
+    return selected
+
+
+def _resolve(backend: str, isolation: str) -> Tuple[Callable, Optional[str]]:
     if backend not in ("auto", "interpreter", "compiler"):
         raise ValueError(f"unknown backend {backend!r}; expected 'auto', 'interpreter' or 'compiler'")
     if isolation not in ("auto", "inline", "process"):
         raise ValueError(f"unknown isolation {isolation!r}; expected 'auto', 'inline' or 'process'")
     order = _AUTO_ORDER + [key for key in BACKENDS if key not in _AUTO_ORDER]
-    candidates = [(b, i) for (b, i) in order
-                  if (b, i) in BACKENDS and backend in ("auto", b) and isolation in ("auto", i)
-                  and not (backend == "auto" and b == "compiler" and cpu_supports_native() is not None)]
+    wanted = [(b, i) for (b, i) in order
+              if (b, i) in BACKENDS and backend in ("auto", b) and isolation in ("auto", i)]
+    native_missing = cpu_supports_native() if backend == "auto" else None
+    candidates = [(b, i) for (b, i) in wanted if not (native_missing is not None and b == "compiler")]
     if not candidates:
         available = ", ".join(f"{b}/{i}" for b, i in BACKENDS)
         raise ValueError(f"backend={backend!r} with isolation={isolation!r} is not available in this build "
                          f"(available: {available})")
-    return BACKENDS[candidates[0]]
+    fallback = None
+    if candidates[0] != wanted[0]:
+        fallback = (f"backend='auto' runs the {candidates[0][0]} instead of the {wanted[0][0]}: "
+                    f"{native_missing}")
+    return BACKENDS[candidates[0]], fallback
 
 
-__all__ = ["BACKENDS", "select", "InlineInterpreter", "ProcessInterpreter", "ProcessCompiler", "SandboxError"]
+__all__ = ["BACKENDS", "IsolationReport", "select", "InlineInterpreter", "ProcessInterpreter", "ProcessCompiler", "SandboxError"]

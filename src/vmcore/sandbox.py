@@ -12,7 +12,7 @@ import math
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 from vmcore import _engine, abi, gas as _gas, interrupts
-from vmcore.backend import select
+from vmcore.backend import IsolationReport, select
 from vmcore.caller import Caller, Registers
 from vmcore.errors import (HostcallError, ImportNotFound, OutOfGas, PageFault, SandboxBusy, SandboxError, Timeout,
                            Trap, VmError)
@@ -157,7 +157,7 @@ class Sandbox:
         page_size = DEFAULT_PAGE_SIZE if page_size is None else check_page_size(page_size)
         if strict and isolation == "auto":
             isolation = "process"  # strict isolation only exists in a sandbox process
-        factory = select(backend, isolation)
+        factory, self._fallback = select(backend, isolation)
         self.program = program
         self.memory_map = program.memory_map(page_size)
         self.heap_policy = _limit_heap(heap or _DEFAULT_HEAP, self.memory_map, memory_limit)
@@ -209,12 +209,14 @@ class Sandbox:
         """The sandbox process's pid (None for inline isolation)."""
         return self._backend.pid
 
-    def isolation_report(self) -> Dict[str, bool]:
+    def isolation_report(self) -> IsolationReport:
         """Which protections the sandbox process has in place (name ->
         active); empty for inline isolation.  Sandbox(..., strict=True)
-        refuses to start unless every one is active."""
+        refuses to start unless every one is active.  ``.fallback`` says
+        why backend="auto" fell back from its first choice (e.g. the
+        recompiler is unavailable on this CPU), None when it did not."""
         report = getattr(self._live(), "isolation_report", None)
-        return report() if report is not None else {}
+        return IsolationReport(report() if report is not None else {}, self._fallback)
 
     @property
     def counters(self) -> Dict[str, int]:
