@@ -8,13 +8,13 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Union
 
-from vmcore import _engine, gas as _gas, isa as _isa
+from vmcore import _engine, abi as _abi, gas as _gas, isa as _isa
 from vmcore.errors import ExportNotFound, ProgramError
 from vmcore.memory_map import MAX_PAGE_SIZE, MemoryMap
 
 BytesLike = Union[bytes, bytearray, memoryview]
 
-DEFAULT_PAGE_SIZE = 0x1000
+DEFAULT_PAGE_SIZE = _abi.DEFAULT_PAGE_SIZE
 # Vectors and raw code blobs default to latest64's numbering (what the JAM
 # test vectors use).
 DEFAULT_RAW_ISA = "latest64"

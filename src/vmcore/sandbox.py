@@ -32,11 +32,11 @@ Backend = Literal["auto", "interpreter", "compiler"]
 #: What ``Sandbox(isolation=)`` accepts and what ``Sandbox.isolation`` reports.
 Isolation = Literal["auto", "inline", "process"]
 
-RETURN_TO_HOST = abi.VM_ADDR_RETURN_TO_HOST
-# Argument registers in the reference calling convention's order.
-ARG_REGS = (7, 8, 9, 10, 11, 12, 2, 3, 4)  # a0-a5, t0-t2
-_ARG_NAMES = ("a0", "a1", "a2", "a3", "a4", "a5", "t0", "t1", "t2")
-RA, SP, A0, A1 = 0, 1, 7, 8
+RETURN_TO_HOST = abi.RETURN_TO_HOST
+# Argument registers in the reference calling convention's order (abi.h).
+ARG_REGS = abi.ARG_REGS
+_ARG_NAMES = abi.ARG_NAMES
+RA, SP, A0, A1 = abi.REG_RA, abi.REG_SP, abi.REG_A0, abi.REG_A1
 
 
 _DEFAULT_HEAP = HeapPolicy()
@@ -320,9 +320,9 @@ class Sandbox:
 
     @staticmethod
     def _check_entry(rc: int, pc: int) -> None:
-        if rc == -1:
+        if rc == abi.ENTRY_NOT_AN_INSTRUCTION:
             raise Trap(f"cannot start at pc {pc}: not an instruction of this program", pc=pc)
-        if rc == -2:
+        if rc == abi.ENTRY_OUT_OF_GAS:
             raise OutOfGas(f"not enough gas to enter the block containing pc {pc}", pc=pc)
 
     def call(self, export: Union[str, int], *args: int, timeout: Optional[float] = None) -> int:
