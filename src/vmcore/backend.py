@@ -76,16 +76,6 @@ class InlineInterpreter(InstanceBackend):
         self.closed = False
         self._install()
 
-    def _install(self) -> None:
-        regions, heap = self._layout()
-        inst = self.inst
-        for region in regions:
-            inst.set_perms(region.address, region.size, region.perm)
-            if region.data:
-                inst.write(region.address, region.data)
-        inst.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
-        self.regions = regions
-
     def set_step_tracing(self, enabled: bool) -> None:
         self.inst.set_module(_compiled(self.program, self.gas_metering, enabled, self.gas_model))
 

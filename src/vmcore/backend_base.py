@@ -20,6 +20,18 @@ class InstanceBackend:
             layout = self.program._cache[key] = initial_layout(self.program, self.memory_map, self.heap_policy)
         return layout
 
+    def _install(self) -> None:
+        """The initial memory layout and heap into the guest (new, reset
+        or restarted): the one install path of every backend."""
+        regions, heap = self._layout()
+        inst = self.inst
+        for region in regions:
+            inst.set_perms(region.address, region.size, region.perm)
+            if region.data:
+                inst.write(region.address, region.data)
+        inst.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
+        self.regions = regions
+
     # Registers as the program sees them: the engines convert at their
     # accessors (vm_reg_from_host / vm_reg_to_host in include/vmcore/interp.h).
     def get_reg(self, i): return self.inst.get_reg(i)

@@ -310,16 +310,6 @@ class ProcessInterpreter(InstanceBackend):
         if self._initial_gas is not None:
             self.inst.gas = self._initial_gas
 
-    def _install(self) -> None:
-        regions, heap = self._layout()
-        inst = self.inst
-        for region in regions:
-            inst.set_perms(region.address, region.size, region.perm)
-            if region.data:
-                inst.write(region.address, region.data)
-        inst.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
-        self.regions = regions
-
     def set_step_tracing(self, enabled: bool) -> None:
         self.inst.set_module(_shared_module(self.program, self.gas_metering, enabled, self.native, self.gas_model))
 
