@@ -225,7 +225,7 @@ pub @add:
         assert sb.call("add", 2, 3) == 5
     assert p._cache  # compiled code is cached on it
     for clone in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p), copy.copy(p)):
-        assert clone is not p and clone._cache == {} or clone._cache is not p._cache
+        assert clone is not p and not clone._cache and clone._cache is not p._cache
         assert clone.exports == p.exports and clone.code == p.code and clone.isa == p.isa
         with vmcore.Sandbox(clone, backend=mode[0], isolation=mode[1]) as sb:
             assert sb.call("add", 4, 5) == 9

@@ -28,19 +28,19 @@ def _compiled(program, gas_metering: bool, step_tracing: bool, gas_model=None) -
     """Threaded code is cached per Program and configuration (gas_model:
     a vmcore.gas name or model, None = the program's default)."""
     model = _gas.resolve(gas_model, program.isa) if gas_metering else _gas.NAIVE
-    key = ("interpreter", gas_metering, step_tracing, model)
-    module = program._cache.get(key)
-    if module is None:
+
+    def build() -> "_engine.CompiledModule":
         start = time.perf_counter()
         module = _engine.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
                                         gas_metering, step_tracing, gas_kind=model.kind,
                                         memory_access_cost=model.memory_access_cost)
-        program._cache[key] = module
         seconds = time.perf_counter() - start
         compile_log.log(logging.INFO if seconds >= SLOW_COMPILE_SECONDS else logging.DEBUG,
                         "compiled threaded code for %d bytes of %s code in %.1f ms", len(program.code), program.isa,
                         seconds * 1e3)
-    return module
+        return module
+
+    return program._cache.threaded_code(gas_metering, step_tracing, model, build)
 
 
 # Closed sandboxes' guest memory, scrubbed and ready for reuse: creating a

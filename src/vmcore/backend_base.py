@@ -14,11 +14,8 @@ class InstanceBackend:
     def _layout(self):
         """The initial memory layout, computed once per Program and policy."""
         from vmcore.layout import initial_layout
-        key = ("layout", self.memory_map.page_size, self.heap_policy)
-        layout = self.program._cache.get(key)
-        if layout is None:
-            layout = self.program._cache[key] = initial_layout(self.program, self.memory_map, self.heap_policy)
-        return layout
+        return self.program._cache.layout(self.memory_map.page_size, self.heap_policy,
+                                          lambda: initial_layout(self.program, self.memory_map, self.heap_policy))
 
     def _install(self) -> None:
         """The initial memory layout and heap into the guest (new, reset

@@ -220,16 +220,17 @@ def _shared_module(program, gas_metering: bool, step_tracing: bool, native: bool
     (threaded code, or native code from the recompiler; gas_model: a
     vmcore.gas name or model, None = the program's default)."""
     model = _gas.resolve(gas_model, program.isa) if gas_metering else _gas.NAIVE
-    key = ("native-shm" if native else "interpreter-shm", gas_metering, step_tracing, model)
-    module = program._cache.get(key)
-    if module is None:
+
+    def build() -> "_engine.SharedModule":
         start = time.perf_counter()
         module = _engine.SharedModule(program.isa_index, program.code, program.bitmask, program.jump_table,
-                                       gas_metering, step_tracing, native, gas_kind=model.kind,
-                                       memory_access_cost=model.memory_access_cost)
-        program._cache[key] = module
+                                      gas_metering, step_tracing, native, gas_kind=model.kind,
+                                      memory_access_cost=model.memory_access_cost)
         _log_compile("native code" if native else "threaded code (shared)", program, time.perf_counter() - start)
-    return module
+        return module
+
+    cache = program._cache.native_module if native else program._cache.shared_module
+    return cache(gas_metering, step_tracing, model, build)
 
 
 def _log_compile(what: str, program, seconds: float) -> None:
