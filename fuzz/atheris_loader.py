@@ -29,7 +29,7 @@ def _import_vmcore() -> None:
     """Imported after atheris.Setup(): Setup loads atheris' libFuzzer into
     the global symbol namespace, where an instrumented vmcore's coverage
     callbacks (__sanitizer_cov_*) resolve when its modules load."""
-    global _decoder, _interp, _program, ISA, ProgramError, Program, ISA_NAMES
+    global _engine, ISA, ProgramError, Program, ISA_NAMES
     with atheris.instrument_imports(include=["vmcore"]):
         from vmcore import _engine, isa as ISA
         from vmcore.errors import ProgramError
