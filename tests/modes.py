@@ -26,6 +26,11 @@ class Mode:
     def config(self) -> tuple:
         return (self.backend, self.isolation)
 
+    @property
+    def kwargs(self) -> dict:
+        """backend= and isolation= for the APIs that take them."""
+        return {"backend": self.backend, "isolation": self.isolation}
+
     def sandbox(self, program: vmcore.Program, **kwargs) -> vmcore.Sandbox:
         """A Sandbox in this mode (an explicit backend/isolation wins)."""
         kwargs.setdefault("backend", self.backend)
@@ -55,13 +60,13 @@ def _no_native_reason() -> Optional[str]:
 
 
 NO_PROCESS = _no_process_reason()
-NO_NATIVE = NO_PROCESS or _no_native_reason()
+NO_NATIVE_CODE = _no_native_reason()  # this CPU cannot run generated code
 
 
 def unavailable(mode: Mode) -> Optional[str]:
     """None when ``mode`` can run here, else why not."""
     if mode.backend == "compiler":
-        return NO_NATIVE
+        return NO_PROCESS or NO_NATIVE_CODE
     return NO_PROCESS if mode.isolation == "process" else None
 
 
