@@ -74,10 +74,14 @@ def select(*, process_only: bool = False) -> tuple:
     return tuple(m for m in MODES if m.isolation == "process" or not process_only)
 
 
+def skip_marks(mode: Mode) -> list:
+    """The marks of a pytest.param that needs ``mode``: a skip with the reason when it cannot run."""
+    return [pytest.mark.skip(reason=unavailable(mode))] if unavailable(mode) else []
+
+
 def params(*, process_only: bool = False) -> list:
     """pytest.param per mode (id: the mode's name), unavailable ones skipped with the reason."""
-    return [pytest.param(m, id=m.name, marks=[pytest.mark.skip(reason=unavailable(m))] if unavailable(m) else [])
-            for m in select(process_only=process_only)]
+    return [pytest.param(m, id=m.name, marks=skip_marks(m)) for m in select(process_only=process_only)]
 
 
 def available(*, process_only: bool = False) -> tuple:
