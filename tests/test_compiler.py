@@ -67,6 +67,7 @@ def _vector_files(kind: str) -> List[Path]:
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-thread", "split"])
 @pytest.mark.parametrize("kind", ["official", "own"])
+@pytest.mark.slow
 def test_vectors(runner, kind, split):
     files = _vector_files(kind)
     if not files:
@@ -460,6 +461,7 @@ def test_random_bytes(runner, isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.slow
 def test_entry_points(runner, isa):
     """Host entries at every pc of structured programs: block starts,
     mid-block (charged up front), not enterable, not enough gas."""
@@ -475,6 +477,7 @@ def test_entry_points(runner, isa):
 
 # ------------------------------------------------------------------ memory rules
 @pytest.mark.parametrize("page_size", [0x1000, 0x4000, 0x10000])
+@pytest.mark.slow
 def test_overflow_rule_and_low_zone(runner, page_size):
     """Accesses at the top of the address space (the checked_add wrap rule,
     with the top page mapped read-only, writable or not at all), around the
@@ -718,6 +721,7 @@ def test_kernels_match_the_interpreter(runner, name, n):
     assert last[0] == "halt"
 
 
+@pytest.mark.slow
 def test_compile_one_megabyte():
     """Compile time of 1 MB of compiled-code-shaped guest code (printed,
     not asserted; perf/bench_compiler.py measures it properly), and the

@@ -234,6 +234,7 @@ def test_sandbox_gas_same_on_every_backend(mode):
 
 # ------------------------------------------------------------------ the reference
 @needs_refharness
+@pytest.mark.slow
 def test_random_programs_against_polkavm(tmp_path_factory, mode):
     """Random jam_v1 programs run by PolkaVM 0.35's interpreter (full cost
     model): vmcore's block costs and every step's result agree."""

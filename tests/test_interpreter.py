@@ -91,6 +91,7 @@ def test_oracle_agrees_with_official_vectors():
         assert got == memory, vector["name"]
 
 
+@pytest.mark.slow
 def test_own_vectors_present_and_current():
     """The committed vectors are exactly what the generator writes."""
     assert OWN, f"no vectors in {OWN_DIR}: run python tests/gen_vectors.py"

@@ -17,7 +17,10 @@ from vmcore import _process, asm
 from vmcore.process_backend import ISOLATION_FEATURES, SandboxPool
 from vmcore.vectors import run_paths
 
+import modes
 from conftest import ROOT, child_processes
+
+pytestmark = pytest.mark.skipif(modes.NO_PROCESS is not None, reason=str(modes.NO_PROCESS))
 
 DATA = ROOT / "src" / "vmcore" / "data"
 
@@ -137,6 +140,7 @@ def test_forbidden_syscall_kills_the_sandbox():
     assert pid not in [p for p, _ in children_states()]
 
 
+@pytest.mark.slow
 def test_sandbox_dies_with_the_host():
     script = f"""
 import sys, time
@@ -322,6 +326,7 @@ def test_switching_programs_on_one_zygote():
     pool.close()
 
 
+@pytest.mark.slow
 def test_thousands_of_create_close_cycles_leak_nothing():
     pool = SandboxPool(2)
     for _ in range(20):  # warm up (module, pool)
@@ -358,6 +363,7 @@ def test_thousands_of_create_close_cycles_leak_nothing():
 
 # -- conformance -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_all_vectors_pass_in_a_sandbox_process():
     results = run_paths([str(ROOT / "tests" / "vectors")], isolation="process")
     assert len(results) > 300
@@ -528,9 +534,8 @@ def test_shared_modules_are_sealed(native):
     """A module's memfd can be neither written nor mapped writable (by the
     host or by a sandbox that got hold of it), nor resized."""
     import mmap
-    from vmcore.process_backend import cpu_supports_native
-    if native and cpu_supports_native() is not None:
-        pytest.skip(str(cpu_supports_native()))
+    if native and modes.NO_NATIVE_CODE is not None:
+        pytest.skip(modes.NO_NATIVE_CODE)
     program = vmcore.Program.load(DATA / "sieve.polkavm")
     name = "vmcore-native" if native else "vmcore-module"
 

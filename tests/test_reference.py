@@ -60,6 +60,7 @@ def test_reference_vectors_are_what_polkavm_says(tmp_path):
 
 # ----------------------------------------------------------------- campaign
 @needs_binary
+@pytest.mark.slow
 def test_short_reference_campaign(tmp_path):
     summary = fuzz.campaign(seconds=60, cases=150, seed=7, targets=["reference"], out_dir=str(tmp_path),
                             options={"reference": {"binary": BINARY}})

@@ -660,6 +660,7 @@ STORM_KINDS = ["guest loop", "hostcall loop", "inside hostcall", "finite guest",
 STORM_SIGNALS = [signal.SIGKILL] * 6 + [signal.SIGSEGV, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL]
 
 
+@pytest.mark.slow
 def test_kill_storm():
     """Random kill points, random signals, random auto_restart / deadline /
     gas metering, both process backends sharing one small pool that is
@@ -1495,6 +1496,7 @@ LEAK_KINDS = [("inline", INLINE, 2), ("process, pooled", PROCESS, 2),
 
 @pytest.mark.parametrize("kind, mode, pool_size", [pytest.param(*k, id=k[0], marks=modes.skip_marks(k[1]))
                                                    for k in LEAK_KINDS])
+@pytest.mark.slow
 def test_create_call_close_cycles_leak_nothing(kind, mode, pool_size):
     pool = SandboxPool(pool_size) if mode.isolation != "inline" else None
     kw = {"heap": vmcore.HeapPolicy(max_size=4 * PAGE)}
