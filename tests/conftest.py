@@ -57,6 +57,13 @@ def process_mode(request) -> modes.Mode:
     return request.param
 
 
+def program(source: str):
+    """A Program from vmcore.asm source text."""
+    import vmcore
+    from vmcore import asm
+    return vmcore.Program.from_bytes(asm.assemble(source))
+
+
 def child_processes() -> dict:
     """{pid: state} of this process's children, from /proc (zombies: 'Z')."""
     import os

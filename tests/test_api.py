@@ -11,11 +11,9 @@ import warnings
 import pytest
 
 import vmcore
-from vmcore import asm, interrupts
+from vmcore import interrupts
 
-def program(source: str) -> vmcore.Program:
-    return vmcore.Program.from_bytes(asm.assemble(source))
-
+from conftest import program
 
 PROG = program("""
 %isa = latest64

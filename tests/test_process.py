@@ -13,20 +13,16 @@ import time
 import pytest
 
 import vmcore
-from vmcore import _process, asm
+from vmcore import _process
 from vmcore.process_backend import ISOLATION_FEATURES, SandboxPool
 from vmcore.vectors import run_paths
 
 import modes
-from conftest import ROOT, child_processes
+from conftest import ROOT, child_processes, program
 
 pytestmark = pytest.mark.skipif(modes.NO_PROCESS is not None, reason=str(modes.NO_PROCESS))
 
 DATA = ROOT / "src" / "vmcore" / "data"
-
-
-def program(source: str) -> vmcore.Program:
-    return vmcore.Program.from_bytes(asm.assemble(source))
 
 
 PROG = program("""
@@ -520,7 +516,7 @@ def test_recycled_sandbox_forgets_pages_mapped_outside_the_layout(backend):
 
 def test_inline_instance_scrub_covers_granted_pages():
     from vmcore import _interp
-    prog = vmcore.Program.from_bytes(asm.assemble("%isa = jam_v1\npub @f:\n    ret\n"))
+    prog = program("%isa = jam_v1\npub @f:\n    ret\n")
     module = _interp.CompiledModule(prog.isa_index, prog.code, prog.bitmask, prog.jump_table, True)
     inst = _interp.Instance(module, 4096)
     inst.set_perms(0x30000, 4096, 2)

@@ -42,11 +42,11 @@ import time
 import pytest
 
 import vmcore
-from vmcore import _process, asm, process_backend
+from vmcore import _process, process_backend
 from vmcore.process_backend import SandboxPool
 
 import modes
-from conftest import ROOT, child_processes
+from conftest import ROOT, child_processes, program
 
 INLINE, PROCESS, COMPILER = (modes.BY_NAME[name] for name in ("inline", "process", "compiler"))
 
@@ -54,10 +54,6 @@ PAGE = 4096
 RW_SIZE = 8192
 M64 = (1 << 64) - 1
 FIGURES = collections.OrderedDict()  # measured numbers, printed at the end
-
-
-def program(source: str) -> vmcore.Program:
-    return vmcore.Program.from_bytes(asm.assemble(source))
 
 
 GUEST = program(f"""

@@ -8,18 +8,15 @@ import time
 import pytest
 
 import vmcore
-from vmcore import asm
 from vmcore.interrupts import Ecalli, Finished, OutOfGasInterrupt, PageFaultInterrupt, Step, TrapInterrupt
+
+from conftest import program
 
 DATA = __import__("pathlib").Path(vmcore.__file__).parent / "data"
 
 
 # every test runs in every mode (conftest's mode fixture)
 pytestmark = pytest.mark.usefixtures("mode")
-
-
-def program(source: str) -> vmcore.Program:
-    return vmcore.Program.from_bytes(asm.assemble(source))
 
 
 ADD = program("""
