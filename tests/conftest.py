@@ -64,6 +64,15 @@ def program(source: str):
     return vmcore.Program.from_bytes(asm.assemble(source))
 
 
+def load_example(name: str):
+    """examples/<name>.py as a module (its main() is not run)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def child_processes() -> dict:
     """{pid: state} of this process's children, from /proc (zombies: 'Z')."""
     import os

@@ -327,6 +327,16 @@ def control_program(isa, rng):
     return code, bitmask, table
 
 
+def control_case(isa, rng):
+    """A random control-flow program with the standard memory, a random heap
+    and random registers (r0 the halt address, r12 the RW base): (code,
+    bitmask, table, perms, chunks, heap, heap_perms, regs)."""
+    code, bitmask, table = control_program(isa, rng)
+    perms, chunks = standard_memory(rng)
+    heap, heap_perms = heap_setup(rng)
+    return code, bitmask, table, perms, chunks, heap, heap_perms, rand_regs(rng, isa, {0: HALT, 12: RW})
+
+
 def heap_setup(rng, page_size=PAGE):
     base = 0x40000 + rng.randrange(0, 64)
     top = base + rng.randrange(0, 3 * page_size)
@@ -342,10 +352,7 @@ def heap_setup(rng, page_size=PAGE):
 def test_random_control_flow(runner, isa):
     rng = random.Random(f"x64-cf-{isa}")
     for n in range(300):
-        code, bitmask, table = control_program(isa, rng)
-        perms, chunks = standard_memory(rng)
-        heap, heap_perms = heap_setup(rng)
-        regs = rand_regs(rng, isa, {0: HALT, 12: RW})
+        code, bitmask, table, perms, chunks, heap, heap_perms, regs = control_case(isa, rng)
         regs[7] = canonical(rng.choice((RW + rng.randrange(0, 64), heap[1], 0x3FF0, RO + 8, 0xFFFFFFF0)), True)
         regs[8] = rand_value(rng)
         regs[9] = canonical(rng.choice((0, 1, 16, 300, PAGE + 5, rng.getrandbits(33))), ISA.is_64_bit(isa))
@@ -531,10 +538,7 @@ def test_step_tracing(runner, isa):
     """Single stepping: the same sequence of stops (pc and gas at each)."""
     rng = random.Random(f"x64-step-{isa}")
     for n in range(40):
-        code, bitmask, table = control_program(isa, rng)
-        perms, chunks = standard_memory(rng)
-        heap, heap_perms = heap_setup(rng)
-        regs = rand_regs(rng, isa, {0: HALT, 12: RW})
+        code, bitmask, table, perms, chunks, heap, heap_perms, regs = control_case(isa, rng)
         differ(runner, Setup(isa, code, bitmask, table, regs=regs, gas=rng.choice((40, 400)), perms=perms + heap_perms,
                              chunks=chunks, heap=heap, tracing=True, continue_ecalli=True, max_exits=300),
                f"step #{n}")

@@ -10,7 +10,7 @@ import pytest
 import vmcore
 from vmcore.interrupts import Ecalli, Finished, OutOfGasInterrupt, PageFaultInterrupt, Step, TrapInterrupt
 
-from conftest import program
+from conftest import load_example, program
 
 DATA = __import__("pathlib").Path(vmcore.__file__).parent / "data"
 
@@ -19,15 +19,7 @@ DATA = __import__("pathlib").Path(vmcore.__file__).parent / "data"
 pytestmark = pytest.mark.usefixtures("mode")
 
 
-ADD = program("""
-%isa = jam_v1
-%import get_third_number
-pub @add_numbers:
-    s0 = a0 + a1
-    ecalli 0
-    a0 = a0 + s0
-    ret
-""")
+ADD = program(load_example("quickstart").GUEST)  # the README example's guest
 
 MEMORY = program("""
 %isa = latest64
