@@ -32,6 +32,7 @@ import gen_vectors as gen
 import oracle
 import x64_runner as XR
 from oracle import canonical, reported
+from random_programs import RANDOM_VALUES, alu_ops, assemble, emit_alu, memory_program, rand_imm, rand_value
 from vmcore import _engine, isa as ISA, vectors
 from vmcore.program import Program
 
@@ -67,6 +68,7 @@ def _vector_files(kind: str) -> List[Path]:
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-thread", "split"])
 @pytest.mark.parametrize("kind", ["official", "own"])
+@pytest.mark.slow
 def test_vectors(runner, kind, split):
     files = _vector_files(kind)
     if not files:
@@ -200,41 +202,6 @@ def _differ(runner, s: Setup, what, split_hint):
 
 
 # ------------------------------------------------------------------ random programs
-RANDOM_VALUES = gen.EDGE + [0x5555555555555555, 0xAAAAAAAAAAAAAAAA, 0x00000000DEADBEEF, 0xFFFFFFFF, 0x80000000,
-                            0x7FFFFFFF, 0xFFFFFFFF80000000]
-
-
-def rand_value(rng):
-    return rng.choice(RANDOM_VALUES) if rng.random() < 0.6 else rng.getrandbits(rng.choice((8, 16, 32, 33, 64)))
-
-
-def rand_imm(rng):
-    if rng.random() < 0.5:
-        return oracle.sx(rng.choice(gen.IMMS), 32)
-    return oracle.sx(rng.getrandbits(rng.choice((4, 8, 16, 24, 32))), 32)
-
-
-def alu_ops(isa):
-    return [o for o in ISA.OPCODES if o.byte_for(isa) is not None and o.name in oracle.ALU]
-
-
-def emit_alu(asm, op, rng, regs=range(13)):
-    r = lambda: rng.choice(regs)
-    fmt = op.format.upper()
-    if fmt == "REG_REG_REG":
-        asm.op(op.name, r(), r(), r())
-    elif fmt == "REG_REG_IMM":
-        asm.op(op.name, r(), r(), rand_imm(rng))
-    elif fmt == "REG_REG":
-        asm.op(op.name, r(), r())
-    elif fmt == "REG_IMM":
-        asm.op(op.name, r(), rand_imm(rng))
-    elif fmt == "REG_IMM64":
-        asm.op(op.name, r(), rand_value(rng))
-    else:
-        raise AssertionError(fmt)
-
-
 def rand_regs(rng, isa, keep=None):
     is64 = ISA.is_64_bit(isa)
     regs = [canonical(rand_value(rng), is64) for _ in range(13)]
@@ -249,11 +216,6 @@ def standard_memory(rng):
     perms = [(RW, PAGE, _engine.PERM_WRITE), (RO, PAGE, _engine.PERM_READ)]
     chunks = [(RW + PAGE - 64, fill_rw), (RO, fill_ro), (RW, fill_ro[:16])]
     return perms, chunks
-
-
-def assemble(asm):
-    code, starts, labels = asm.assemble()
-    return code, gen.bitmask_bytes(len(code), starts), labels
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -287,55 +249,11 @@ def test_every_alu_op_with_edge_operands(runner, isa):
             differ(runner, Setup(isa, code, bitmask, regs=regs), f"{op.name} #{round_}")
 
 
-def memory_program(isa, rng):
-    """Loads and stores of every kind around the RW/RO pages (r12 is the
-    base), with ALU ops and forward branches."""
-    loads = [n for n, _, _ in gen._loads(isa)]
-    stores = [n for n, _, _ in gen._stores(isa)]
-    alu = alu_ops(isa)
-    asm = gen.Asm(isa)
-    addr = lambda: oracle.sx(RW + rng.randrange(-16, 0x2010), 32)
-    offset = lambda: rng.choice((rng.randrange(-16, 0x2010), rng.randrange(PAGE - 8, PAGE + 8),
-                                 rng.randrange(2 * PAGE - 8, 2 * PAGE + 8)))
-    labels = 0
-    for k in range(rng.randrange(2, 18)):
-        kind = rng.random()
-        if kind < 0.3:
-            name = rng.choice(loads)
-            if name.startswith("load_indirect"):
-                asm.op(name, rng.randrange(12), 12, offset())
-            else:
-                asm.op(name, rng.randrange(12), addr())
-        elif kind < 0.6:
-            name = rng.choice(stores)
-            if name.startswith("store_imm_indirect"):
-                asm.op(name, 12, offset(), rand_imm(rng))
-            elif name.startswith("store_imm"):
-                asm.op(name, addr(), rand_imm(rng))
-            elif name.startswith("store_indirect"):
-                asm.op(name, rng.randrange(13), 12, offset())
-            else:
-                asm.op(name, rng.randrange(13), addr())
-        elif kind < 0.72:
-            name = rng.choice(list(oracle.BRANCHES))
-            target = f"l{labels}"
-            if ISA.BY_NAME[name].format.upper() == "REG_REG_OFFSET":
-                asm.op(name, rng.randrange(12), rng.randrange(12), target)
-            else:
-                asm.op(name, rng.randrange(12), rand_imm(rng), target)
-            asm.op("load_imm", rng.randrange(12), k).op("fallthrough").label(target)
-            labels += 1
-        else:
-            emit_alu(asm, rng.choice(alu), rng, regs=range(12))
-    asm.op("trap")
-    return assemble(asm)[:2]
-
-
 @pytest.mark.parametrize("isa", ISAS)
 def test_random_memory(runner, isa):
     rng = random.Random(f"x64-mem-{isa}")
     for n in range(300):
-        code, bitmask = memory_program(isa, rng)
+        code, bitmask = memory_program(isa, rng, RW)
         perms, chunks = standard_memory(rng)
         gas = rng.choice((10_000, 10_000, rng.randrange(0, 40)))
         differ(runner, Setup(isa, code, bitmask, regs=rand_regs(rng, isa, {12: RW}), gas=gas, perms=perms,
@@ -409,6 +327,16 @@ def control_program(isa, rng):
     return code, bitmask, table
 
 
+def control_case(isa, rng):
+    """A random control-flow program with the standard memory, a random heap
+    and random registers (r0 the halt address, r12 the RW base): (code,
+    bitmask, table, perms, chunks, heap, heap_perms, regs)."""
+    code, bitmask, table = control_program(isa, rng)
+    perms, chunks = standard_memory(rng)
+    heap, heap_perms = heap_setup(rng)
+    return code, bitmask, table, perms, chunks, heap, heap_perms, rand_regs(rng, isa, {0: HALT, 12: RW})
+
+
 def heap_setup(rng, page_size=PAGE):
     base = 0x40000 + rng.randrange(0, 64)
     top = base + rng.randrange(0, 3 * page_size)
@@ -424,10 +352,7 @@ def heap_setup(rng, page_size=PAGE):
 def test_random_control_flow(runner, isa):
     rng = random.Random(f"x64-cf-{isa}")
     for n in range(300):
-        code, bitmask, table = control_program(isa, rng)
-        perms, chunks = standard_memory(rng)
-        heap, heap_perms = heap_setup(rng)
-        regs = rand_regs(rng, isa, {0: HALT, 12: RW})
+        code, bitmask, table, perms, chunks, heap, heap_perms, regs = control_case(isa, rng)
         regs[7] = canonical(rng.choice((RW + rng.randrange(0, 64), heap[1], 0x3FF0, RO + 8, 0xFFFFFFF0)), True)
         regs[8] = rand_value(rng)
         regs[9] = canonical(rng.choice((0, 1, 16, 300, PAGE + 5, rng.getrandbits(33))), ISA.is_64_bit(isa))
@@ -460,6 +385,7 @@ def test_random_bytes(runner, isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.slow
 def test_entry_points(runner, isa):
     """Host entries at every pc of structured programs: block starts,
     mid-block (charged up front), not enterable, not enough gas."""
@@ -475,6 +401,7 @@ def test_entry_points(runner, isa):
 
 # ------------------------------------------------------------------ memory rules
 @pytest.mark.parametrize("page_size", [0x1000, 0x4000, 0x10000])
+@pytest.mark.slow
 def test_overflow_rule_and_low_zone(runner, page_size):
     """Accesses at the top of the address space (the checked_add wrap rule,
     with the top page mapped read-only, writable or not at all), around the
@@ -539,7 +466,7 @@ def test_page_sizes_random_memory(runner):
     for page_size in (0x2000, 0x10000):
         for n in range(60):
             isa = rng.choice(ISAS)
-            code, bitmask = memory_program(isa, rng)
+            code, bitmask = memory_program(isa, rng, RW)
             perms = [(RW, PAGE, _engine.PERM_WRITE), (RO, PAGE, _engine.PERM_READ)]
             differ(runner, Setup(isa, code, bitmask, regs=rand_regs(rng, isa, {12: RW}), page_size=page_size,
                                  perms=perms, chunks=[(RW + 100, b"abcdef")]), f"page {page_size:#x} #{n}")
@@ -591,7 +518,7 @@ def test_resuming_after_out_of_gas_and_page_faults(runner, isa):
         if n % 2:
             code, bitmask, table = control_program(isa, rng)
         else:
-            code, bitmask = memory_program(isa, rng)
+            code, bitmask = memory_program(isa, rng, RW)
             table = []
         perms, chunks = standard_memory(rng)
         perms = [p for p in perms if rng.random() < 0.7]  # sometimes nothing mapped at all
@@ -611,10 +538,7 @@ def test_step_tracing(runner, isa):
     """Single stepping: the same sequence of stops (pc and gas at each)."""
     rng = random.Random(f"x64-step-{isa}")
     for n in range(40):
-        code, bitmask, table = control_program(isa, rng)
-        perms, chunks = standard_memory(rng)
-        heap, heap_perms = heap_setup(rng)
-        regs = rand_regs(rng, isa, {0: HALT, 12: RW})
+        code, bitmask, table, perms, chunks, heap, heap_perms, regs = control_case(isa, rng)
         differ(runner, Setup(isa, code, bitmask, table, regs=regs, gas=rng.choice((40, 400)), perms=perms + heap_perms,
                              chunks=chunks, heap=heap, tracing=True, continue_ecalli=True, max_exits=300),
                f"step #{n}")
@@ -718,6 +642,7 @@ def test_kernels_match_the_interpreter(runner, name, n):
     assert last[0] == "halt"
 
 
+@pytest.mark.slow
 def test_compile_one_megabyte():
     """Compile time of 1 MB of compiled-code-shaped guest code (printed,
     not asserted; perf/bench_compiler.py measures it properly), and the

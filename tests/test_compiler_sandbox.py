@@ -10,12 +10,14 @@ import pytest
 import vmcore
 from vmcore import asm, backend as backend_module, fuzz
 from vmcore.crosscheck import Divergence, crosscheck
-from vmcore.process_backend import _shared_module, cpu_supports_native
+from vmcore.process_backend import _shared_module
 from vmcore.vectors import run_paths
 
+import modes
 from conftest import ROOT
 
-pytestmark = pytest.mark.skipif(cpu_supports_native() is not None, reason=str(cpu_supports_native()))
+NO_COMPILER = modes.unavailable(modes.BY_NAME["compiler"])
+pytestmark = pytest.mark.skipif(NO_COMPILER is not None, reason=str(NO_COMPILER))
 
 DATA = ROOT / "src" / "vmcore" / "data"
 
@@ -24,6 +26,7 @@ def load(name):
     return vmcore.Program.load(DATA / f"{name}.polkavm")
 
 
+@pytest.mark.slow
 def test_every_vector_passes_as_native_code():
     results = run_paths([str(ROOT / "tests" / "vectors")], backend="compiler", isolation="process")
     failed = [(r.path, r.diffs) for r in results if r.diffs]
@@ -32,6 +35,7 @@ def test_every_vector_passes_as_native_code():
 
 
 @pytest.mark.parametrize("name,args", [("sum", (5000,)), ("sieve", (3000, None))])
+@pytest.mark.slow
 def test_kernels_in_lockstep(name, args):
     program = load(name)
     if args[-1] is None:
@@ -107,6 +111,7 @@ def test_guest_errors_are_the_same_on_both_sides():
         crosscheck(load("sum"), "main", 1000, gas=500, lockstep=False)
 
 
+@pytest.mark.slow
 def test_seeded_random_programs_agree(tmp_path):
     """The fuzzer's differential target (random valid programs of every
     ISA, random registers, pages and gas) with the compiler among the

@@ -281,6 +281,7 @@ def test_lines_iterator_and_pc_column():
     assert assemble("\n".join(no_pcs)) == data_file("sum.polkavm")
 
 
+@pytest.mark.slow
 def test_megabyte_program():
     """A ~1 MB program disassembles (in C-decoded bulk) and keeps every instruction."""
     rng = random.Random(3)

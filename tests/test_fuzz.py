@@ -27,6 +27,7 @@ def cli(*args, timeout=120):
 
 
 # ------------------------------------------------------------- the campaign
+@pytest.mark.slow
 def test_short_campaign_passes(tmp_path):
     proc = cli("--seconds", "4", "--seed", "1", "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -38,6 +39,7 @@ def test_short_campaign_passes(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing failed, nothing written
 
 
+@pytest.mark.slow
 def test_fixed_case_count_is_deterministic(tmp_path):
     a = fuzz.campaign(seconds=60, cases=60, seed=5, out_dir=str(tmp_path))
     b = fuzz.campaign(seconds=60, cases=60, seed=5, out_dir=str(tmp_path))

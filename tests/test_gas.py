@@ -12,9 +12,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,25 +21,20 @@ import pytest
 
 import vmcore
 from vmcore import _engine, gas, isa as ISA
-from vmcore.process_backend import cpu_supports_native
 from vmcore.vectors_v05 import run_vector_v05
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 V05_DIR = HERE / "vectors" / "v0.5" / "programs"
 V05 = sorted(V05_DIR.glob("*.json"))
-CONFIGS = [("interpreter", "inline"), ("interpreter", "process"), ("compiler", "process")]
-NATIVE = cpu_supports_native()
 sys.path.insert(0, str(ROOT / "perf"))
 sys.path.insert(0, str(HERE))
 
 import gen_vectors as gen  # noqa: E402
+import modes  # noqa: E402
+from conftest import REFHARNESS, needs_refharness  # noqa: E402
 
-
-def _config_params():
-    for backend, isolation in CONFIGS:
-        marks = [pytest.mark.skipif(NATIVE is not None, reason=str(NATIVE))] if backend == "compiler" else []
-        yield pytest.param(backend, isolation, id=f"{backend}-{isolation}", marks=marks)
+NATIVE = modes.NO_NATIVE_CODE
 
 
 # ------------------------------------------------------------------ v0.5 vectors
@@ -51,11 +44,10 @@ def test_v05_vectors_are_all_here():
     assert names == {"gas", "inst", "multistep"}
 
 
-@pytest.mark.parametrize("backend,isolation", list(_config_params()))
 @pytest.mark.parametrize("path", V05, ids=[p.stem for p in V05])
-def test_v05_vector(path, backend, isolation):
+def test_v05_vector(path, mode):
     vector = json.loads(path.read_text())
-    assert run_vector_v05(vector, backend=backend, isolation=isolation) == []
+    assert run_vector_v05(vector, **mode.kwargs) == []
 
 
 def test_v05_runner_can_fail():
@@ -227,12 +219,11 @@ def test_defaults_and_names():
     assert blocks == program.block_gas_costs("full") and blocks != program.block_gas_costs("naive")
 
 
-@pytest.mark.parametrize("backend,isolation", list(_config_params()))
-def test_sandbox_gas_same_on_every_backend(backend, isolation):
+def test_sandbox_gas_same_on_every_backend(mode):
     program = vmcore.Program.load(ROOT / "src" / "vmcore" / "data" / "sum.polkavm")
     got = []
     for model in ("full", "full-l3", "naive"):
-        with vmcore.Sandbox(program, gas=10**6, gas_model=model, backend=backend, isolation=isolation) as sb:
+        with vmcore.Sandbox(program, gas=10**6, gas_model=model, **mode.kwargs) as sb:
             assert sb.call("main", 100) == sum(i * i for i in range(100))
             got.append(10**6 - sb.gas)
     with vmcore.Sandbox(program, gas=10**6, backend="interpreter", isolation="inline", gas_model="full") as ref:
@@ -242,17 +233,9 @@ def test_sandbox_gas_same_on_every_backend(backend, isolation):
 
 
 # ------------------------------------------------------------------ the reference
-def _refharness():
-    path = os.environ.get("VMCORE_REFHARNESS") or str(ROOT.parent / "shared" / "tools" / "refharness")
-    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-
-
-REFHARNESS = _refharness()
-
-
-@pytest.mark.skipif(REFHARNESS is None, reason="no refharness binary (set VMCORE_REFHARNESS)")
-@pytest.mark.parametrize("backend,isolation", list(_config_params()))
-def test_random_programs_against_polkavm(tmp_path_factory, backend, isolation):
+@needs_refharness
+@pytest.mark.slow
+def test_random_programs_against_polkavm(tmp_path_factory, mode):
     """Random jam_v1 programs run by PolkaVM 0.35's interpreter (full cost
     model): vmcore's block costs and every step's result agree."""
     out = tmp_path_factory.getbasetemp() / "refharness-random"
@@ -264,7 +247,7 @@ def test_random_programs_against_polkavm(tmp_path_factory, backend, isolation):
     assert len(files) >= 30
     failures = []
     for path in files:
-        diffs = run_vector_v05(json.loads(path.read_text()), backend=backend, isolation=isolation)
+        diffs = run_vector_v05(json.loads(path.read_text()), **mode.kwargs)
         if diffs:
             failures.append((path.name, diffs[:3]))
     assert not failures, failures[:5]

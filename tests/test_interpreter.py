@@ -15,6 +15,7 @@ import pytest
 
 import gen_vectors as gen
 import oracle
+from random_programs import alu_ops, emit_alu, memory_program, rand_value
 from oracle import M32, M64, canonical
 from vmcore import _engine, isa as ISA, vectors
 from vmcore.program import Program
@@ -91,6 +92,7 @@ def test_oracle_agrees_with_official_vectors():
         assert got == memory, vector["name"]
 
 
+@pytest.mark.slow
 def test_own_vectors_present_and_current():
     """The committed vectors are exactly what the generator writes."""
     assert OWN, f"no vectors in {OWN_DIR}: run python tests/gen_vectors.py"
@@ -221,8 +223,8 @@ def test_step_tracing_random(isa):
     are the oracle's instruction trace and the end state is the same."""
     rng = random.Random(f"step-{isa}")
     for n in range(60):
-        code, bitmask = _random_program(isa, rng)
-        regs = [canonical(_random_value(rng), ISA.is_64_bit(isa)) for _ in range(12)] + [RW]
+        code, bitmask = memory_program(isa, rng, RW)
+        regs = [canonical(rand_value(rng), ISA.is_64_bit(isa)) for _ in range(12)] + [RW]
         gas = rng.choice((10_000, rng.randrange(40)))
         module = _engine.CompiledModule(ISA.isa_index(isa), code, bitmask, [], True, step_tracing=True)
         inst = _engine.Instance(module, 4096)
@@ -455,40 +457,6 @@ def test_other_page_sizes(page_size):
 
 
 # ------------------------------------------------------------ random differential
-RANDOM_VALUES = gen.EDGE + [0x5555555555555555, 0xAAAAAAAAAAAAAAAA, 0x00000000DEADBEEF]
-
-
-def _random_value(rng: random.Random) -> int:
-    return rng.choice(RANDOM_VALUES) if rng.random() < 0.6 else rng.getrandbits(rng.choice((8, 16, 32, 33, 64)))
-
-
-def _random_imm(rng: random.Random) -> int:
-    if rng.random() < 0.5:
-        return oracle.sx(rng.choice(gen.IMMS), 32)
-    return oracle.sx(rng.getrandbits(rng.choice((4, 8, 16, 24, 32))), 32)
-
-
-def _alu_ops(isa: str) -> List[ISA.Opcode]:
-    return [o for o in ISA.OPCODES if o.byte_for(isa) is not None and o.name in oracle.ALU]
-
-
-def _random_alu_insn(asm: gen.Asm, op: ISA.Opcode, rng: random.Random):
-    r = lambda: rng.randrange(13)
-    fmt = op.format.upper()
-    if fmt == "REG_REG_REG":
-        asm.op(op.name, r(), r(), r())
-    elif fmt == "REG_REG_IMM":
-        asm.op(op.name, r(), r(), _random_imm(rng))
-    elif fmt == "REG_REG":
-        asm.op(op.name, r(), r())
-    elif fmt == "REG_IMM":
-        asm.op(op.name, r(), _random_imm(rng))
-    elif fmt == "REG_IMM64":
-        asm.op(op.name, r(), _random_value(rng))
-    else:
-        raise AssertionError(fmt)
-
-
 class _Runner:
     """One Instance per ISA, reused across many small modules."""
 
@@ -514,69 +482,21 @@ class _Runner:
 @pytest.mark.parametrize("isa", ISAS)
 def test_random_straight_line_alu(isa):
     rng = random.Random(f"alu-{isa}")
-    ops = _alu_ops(isa)
+    ops = alu_ops(isa)
     runner = _Runner()
     is64 = ISA.is_64_bit(isa)
     for n in range(2000):
         asm = gen.Asm(isa)
         for _ in range(rng.randrange(1, 24)):
-            _random_alu_insn(asm, rng.choice(ops), rng)
+            emit_alu(asm, rng.choice(ops), rng)
         asm.op("trap")
         code, starts, _ = asm.assemble()
         bitmask = gen.bitmask_bytes(len(code), starts)
-        regs = [canonical(_random_value(rng), is64) for _ in range(13)]
+        regs = [canonical(rand_value(rng), is64) for _ in range(13)]
         gas = rng.choice((10_000, len(starts), len(starts) - 1))
         _, got = runner.run(isa, code, bitmask, regs, gas)
         want = oracle.Machine(oracle.Code(isa, code, bitmask, []), regs, gas).run()
         assert got == (want.status, want.pc, want.gas, want.regs, want.fault), (n, code.hex())
-
-
-def _random_program(isa: str, rng: random.Random):
-    """Random loads/stores around RW (r12 is the base), ALU ops and forward
-    branches; ends with a trap."""
-    alu = _alu_ops(isa)
-    loads = [n for n, _, _ in gen._loads(isa)]
-    stores = [n for n, _, _ in gen._stores(isa)]
-    branches = list(oracle.BRANCHES)
-    asm = gen.Asm(isa)
-    labels = 0
-    addr = lambda: oracle.sx(RW + rng.randrange(-8, 0x2008), 32)
-    offset = lambda: rng.randrange(-8, 0x2008)
-    for k in range(rng.randrange(2, 16)):
-        kind = rng.random()
-        if kind < 0.3:
-            name = rng.choice(loads)
-            if name.startswith("load_indirect"):
-                asm.op(name, rng.randrange(12), 12, offset())
-            else:
-                asm.op(name, rng.randrange(12), addr())
-        elif kind < 0.6:
-            name = rng.choice(stores)
-            if name.startswith("store_imm_indirect"):
-                asm.op(name, 12, offset(), _random_imm(rng))
-            elif name.startswith("store_imm"):
-                asm.op(name, addr(), _random_imm(rng))
-            elif name.startswith("store_indirect"):
-                asm.op(name, rng.randrange(13), 12, offset())
-            else:
-                asm.op(name, rng.randrange(13), addr())
-        elif kind < 0.75:
-            name = rng.choice(branches)
-            target = f"l{labels}"
-            if ISA.BY_NAME[name].format.upper() == "REG_REG_OFFSET":
-                asm.op(name, rng.randrange(12), rng.randrange(12), target)
-            else:
-                asm.op(name, rng.randrange(12), _random_imm(rng), target)
-            asm.op("load_imm", rng.randrange(12), k).op("fallthrough").label(target)
-            labels += 1
-        else:
-            _random_alu_insn(asm, rng.choice(alu), rng)
-            kind_, name, ops, pad = asm.items[-1]
-            if ops[0] == 12:  # keep r12 the base register
-                asm.items[-1] = (kind_, name, (11,) + ops[1:], pad)
-    asm.op("trap")
-    code, starts, _ = asm.assemble()
-    return code, gen.bitmask_bytes(len(code), starts)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -587,8 +507,8 @@ def test_random_memory_and_branches(isa):
     is64 = ISA.is_64_bit(isa)
     inst = None
     for n in range(300):
-        code, bitmask = _random_program(isa, rng)
-        regs = [canonical(_random_value(rng), is64) for _ in range(12)] + [RW]
+        code, bitmask = memory_program(isa, rng, RW)
+        regs = [canonical(rand_value(rng), is64) for _ in range(12)] + [RW]
         module = _engine.CompiledModule(ISA.isa_index(isa), code, bitmask, [], True)
         if inst is None:
             inst = _engine.Instance(module, 4096)

@@ -119,6 +119,7 @@ def test_every_truncation(seeds):
     assert stats.rejected > 5000
 
 
+@pytest.mark.slow
 def test_single_byte_mutations(seeds):
     """Every byte of the shipped programs and the hand-built blob with five
     values each; sampled bytes of the vectors and JAM standard seeds."""

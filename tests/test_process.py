@@ -13,17 +13,16 @@ import time
 import pytest
 
 import vmcore
-from vmcore import _engine, asm
+from vmcore import _engine
 from vmcore.process_backend import ISOLATION_FEATURES, SandboxPool
 from vmcore.vectors import run_paths
 
-from conftest import ROOT, child_processes
+import modes
+from conftest import ROOT, child_processes, program
+
+pytestmark = pytest.mark.skipif(modes.NO_PROCESS is not None, reason=str(modes.NO_PROCESS))
 
 DATA = ROOT / "src" / "vmcore" / "data"
-
-
-def program(source: str) -> vmcore.Program:
-    return vmcore.Program.from_bytes(asm.assemble(source))
 
 
 PROG = program("""
@@ -138,6 +137,7 @@ def test_forbidden_syscall_kills_the_sandbox():
     assert pid not in [p for p, _ in children_states()]
 
 
+@pytest.mark.slow
 def test_sandbox_dies_with_the_host():
     script = f"""
 import sys, time
@@ -323,6 +323,7 @@ def test_switching_programs_on_one_zygote():
     pool.close()
 
 
+@pytest.mark.slow
 def test_thousands_of_create_close_cycles_leak_nothing():
     pool = SandboxPool(2)
     for _ in range(20):  # warm up (module, pool)
@@ -359,6 +360,7 @@ def test_thousands_of_create_close_cycles_leak_nothing():
 
 # -- conformance -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_all_vectors_pass_in_a_sandbox_process():
     results = run_paths([str(ROOT / "tests" / "vectors")], isolation="process")
     assert len(results) > 300
@@ -514,7 +516,8 @@ def test_recycled_sandbox_forgets_pages_mapped_outside_the_layout(backend):
 
 
 def test_inline_instance_scrub_covers_granted_pages():
-    prog = vmcore.Program.from_bytes(asm.assemble("%isa = jam_v1\npub @f:\n    ret\n"))
+    from vmcore import _engine
+    prog = program("%isa = jam_v1\npub @f:\n    ret\n")
     module = _engine.CompiledModule(prog.isa_index, prog.code, prog.bitmask, prog.jump_table, True)
     inst = _engine.Instance(module, 4096)
     inst.set_perms(0x30000, 4096, 2)
@@ -528,9 +531,8 @@ def test_shared_modules_are_sealed(native):
     """A module's memfd can be neither written nor mapped writable (by the
     host or by a sandbox that got hold of it), nor resized."""
     import mmap
-    from vmcore.process_backend import cpu_supports_native
-    if native and cpu_supports_native() is not None:
-        pytest.skip(str(cpu_supports_native()))
+    if native and modes.NO_NATIVE_CODE is not None:
+        pytest.skip(modes.NO_NATIVE_CODE)
     program = vmcore.Program.load(DATA / "sieve.polkavm")
     name = "vmcore-native" if native else "vmcore-module"
 

@@ -39,6 +39,7 @@ def test_every_compiled_module_has_a_stub():
     assert (PACKAGE / "py.typed").exists()
 
 
+@pytest.mark.slow
 def test_stubs_match_the_runtime():
     """mypy.stubtest works on Cython modules; its allowlist holds only
     Cython artifacts (tests/stubtest_allowlist.txt)."""
@@ -69,6 +70,7 @@ vmcore.Sandbox(vmcore.Program.from_bytes(b""), backend="jit")
 '''
 
 
+@pytest.mark.slow
 def test_mypy_sees_the_installed_package_from_outside_the_tree(tmp_path):
     """Run where the source tree is not on the path: mypy must find vmcore
     through the installation (editable or not), typed, stubs included."""
@@ -86,6 +88,7 @@ def test_mypy_sees_the_installed_package_from_outside_the_tree(tmp_path):
     assert out.count("error:") == 1, out
 
 
+@pytest.mark.slow
 def test_examples_pass_mypy_strict(tmp_path):
     for example in (ROOT / "examples").glob("*.py"):
         shutil.copy(example, tmp_path / example.name)
