@@ -9,6 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+# Tests of the x86-64-only sandbox process / recompiler skip elsewhere.
+pytest_plugins = ["x86_64_only"]
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "src" / "vmcore" / "data"
 VECTORS_DIR = ROOT / "tests" / "vectors" / "official"
