@@ -13,6 +13,9 @@ import pytest
 
 import modes
 
+# Tests of the x86-64-only sandbox process / recompiler skip elsewhere.
+pytest_plugins = ["x86_64_only"]
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "src" / "vmcore" / "data"
 VECTORS_DIR = ROOT / "tests" / "vectors" / "official"
