@@ -40,6 +40,8 @@ class InstanceBackend:
     def read_into(self, a, buf): self.inst.read_into(a, buf)
     def write(self, a, data): self.inst.write(a, data)
     def zero(self, a, n): self.inst.zero(a, n)
+    def set_perms(self, a, n, perm): self.inst.set_perms(a, n, perm)
+    def perm(self, a): return self.inst.perm(a)
     def sbrk(self, n): return self.inst.sbrk(n)
     def set_pc(self, pc): return self.inst.set_pc(pc)
     def run(self): return self.inst.run()

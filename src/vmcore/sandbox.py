@@ -469,6 +469,18 @@ class Sandbox:
         if resume:
             b.set_pc(pc)
 
+    # -- public entry points for tools and embedders (vectors, JAM, crosscheck) --
+    def jump(self, pc: int) -> None:
+        """Make the guest continue at ``pc`` with its registers, gas and
+        memory as they are (for hosts driving :meth:`run`; :meth:`prepare_call`
+        also sets up the arguments, return address and stack).  Raises Trap
+        if ``pc`` is not an instruction (``vmcore.abi.ENTRY_NOT_AN_INSTRUCTION``)
+        and OutOfGas if the gas does not cover the block it starts
+        (``vmcore.abi.ENTRY_OUT_OF_GAS``); between calls only."""
+        if not isinstance(pc, int) or isinstance(pc, bool) or not 0 <= pc <= 0xFFFFFFFF:
+            raise TypeError(f"pc must be an int 0..2**32-1, got {pc!r}")
+        self._check_entry(self._idle().set_pc(pc), pc)
+
     # -- lifecycle ----------------------------------------------------------
     def reset(self) -> None:
         """Restore registers, gas and memory to the freshly-instantiated

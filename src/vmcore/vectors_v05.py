@@ -16,16 +16,16 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from vmcore import _engine, gas as _gas
+from vmcore import _engine, abi, gas as _gas
 from vmcore.program import Program
 
-PAGE_SIZE = 4096
+PAGE_SIZE = abi.MIN_PAGE_SIZE  # the vectors' pages are 4 KiB
 STATUS = {
-    _engine.EXIT_FINISHED: "halt",
-    _engine.EXIT_TRAP: "panic",
-    _engine.EXIT_ECALLI: "ecalli",
-    _engine.EXIT_OUT_OF_GAS: "out-of-gas",
-    _engine.EXIT_PAGEFAULT: "page-fault",
+    abi.EXIT_FINISHED: "halt",
+    abi.EXIT_TRAP: "panic",
+    abi.EXIT_ECALLI: "ecalli",
+    abi.EXIT_OUT_OF_GAS: "out-of-gas",
+    abi.EXIT_PAGEFAULT: "page-fault",
 }
 
 
@@ -73,9 +73,9 @@ def run_vector_v05(vector: dict, *, backend: str = "interpreter", isolation: str
         for n, step in enumerate(vector["steps"]):
             (kind, arg), = step.items()
             if kind == "map":
-                perm = _engine.PERM_WRITE if arg["is-writable"] else _engine.PERM_READ
+                perm = abi.PERM_WRITE if arg["is-writable"] else abi.PERM_READ
                 # mapping (again) gives fresh zeroed pages, as PolkaVM's zero_memory does
-                inst.set_perms(arg["address"], arg["length"], _engine.PERM_WRITE)
+                inst.set_perms(arg["address"], arg["length"], abi.PERM_WRITE)
                 inst.write(arg["address"], bytes(arg["length"]))
                 inst.set_perms(arg["address"], arg["length"], perm)
                 start = arg["address"] - arg["address"] % PAGE_SIZE
@@ -90,16 +90,16 @@ def run_vector_v05(vector: dict, *, backend: str = "interpreter", isolation: str
                 if not started:
                     started = True
                     rc = inst.set_pc(int(vector["initial-pc"]))
-                    if rc == -1:
+                    if rc == abi.ENTRY_NOT_AN_INSTRUCTION:
                         last = ("panic", None, None)
                         continue
-                    if rc == -2:
+                    if rc == abi.ENTRY_OUT_OF_GAS:
                         last = ("out-of-gas", None, None)
                         continue
                 reason = inst.run()
                 status = STATUS.get(reason, f"unexpected exit {reason}")
-                last = (status, inst.arg if reason == _engine.EXIT_PAGEFAULT else None,
-                        inst.arg if reason == _engine.EXIT_ECALLI else None)
+                last = (status, inst.arg if reason == abi.EXIT_PAGEFAULT else None,
+                        inst.arg if reason == abi.EXIT_ECALLI else None)
             elif kind == "assert":
                 diffs += [f"step {n}: {d}" for d in _compare(arg, inst, last, pages)]
             else:
@@ -150,7 +150,7 @@ def _compare(expected: dict, inst, last, pages) -> List[str]:
             for i, byte in enumerate(chunk["contents"]):
                 want[chunk["address"] + i] = byte
         for page in sorted(set(pages)):
-            if inst.perm(page) == _engine.PERM_NONE:
+            if inst.perm(page) == abi.PERM_NONE:
                 continue
             data = inst.read(page, PAGE_SIZE)
             for i, byte in enumerate(data):
