@@ -113,6 +113,19 @@ cdef class Process(Guest):
     cdef uint32_t _hostcall_number(self)
 
 
+cdef class SandboxCore:
+    """What Sandbox.call needs (vmcore/engine/sandbox_core.pyx)."""
+    cdef public Guest _guest      # None once closed
+    cdef public object program
+    cdef public dict _exports
+    cdef public uint64_t _stack_top
+    cdef public list _handlers
+    cdef public object _caller
+    cdef public uint64_t _mask
+    cdef object _entry_pc(self, export)
+    cdef object _finish(self, Guest g, object pc, object timeout)
+
+
 ctypedef fused AnyGuest:
     Instance
     Process

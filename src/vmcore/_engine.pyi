@@ -2,7 +2,7 @@
 vmcore/engine/*.pyx): the ABI, decoder, program parser, Guest with its two
 engines Instance (inline interpreter) and Process (process sandbox), and
 the recompiler."""
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from vmcore.errors import SandboxBusy as SandboxBusy, SandboxError as SandboxError
 
@@ -133,10 +133,9 @@ class Guest:
     def write(self, address: int, data: Any) -> None: ...
     def zero(self, address: int, length: int) -> None: ...
 
-class CallGate:
-    def __init__(self, guest: Guest, exports: dict, sp: int, handlers: list, caller: Any, mask: int,
-                 slow: Callable[..., int], doc: Optional[str] = ...) -> None: ...
-    def __call__(self, export: Any, *args: int, timeout: Optional[float] = ...) -> int: ...
+class SandboxCore:
+    program: Any
+    def call(self, export: Union[str, int], *args: int, timeout: Optional[float] = ...) -> int: ...
 
 class CompiledModule:
     gas_metering: bool

@@ -9,6 +9,7 @@ an include of vmcore/engine/:
   interp.pyx    threaded code and Instance, the inline interpreter
   compiler.pyx  the x86-64 recompiler (compiling only; never run here)
   process.pyx   shared modules, zygotes and Process, the process sandbox
+  sandbox_core.pyx  SandboxCore: Sandbox.call, down to C and back
 
 No policy: vmcore.sandbox and vmcore.backends decide what to map, when to
 stop and how to report it."""
@@ -35,7 +36,8 @@ import array as _array_module
 import os
 import time
 
-from vmcore.errors import SandboxBusy, SandboxError
+from vmcore.errors import SandboxBusy, SandboxError, Timeout
+from vmcore.watchdog import deadline
 
 vm_decoder_init()
 
@@ -46,3 +48,4 @@ include "engine/guest.pyx"
 include "engine/interp.pyx"
 include "engine/compiler.pyx"
 include "engine/process.pyx"
+include "engine/sandbox_core.pyx"

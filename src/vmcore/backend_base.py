@@ -1,10 +1,9 @@
 """What every backend shares: a backend owns one engine guest (an
 ``_engine.Instance`` inline, a ``_engine.Process`` in a sandbox process)
-and forwards state access to it; the hostcall loop, call and call gate
-are the Guest's (vmcore/engine/guest.pyx)."""
+and forwards state access to it; the hostcall loop and call are the
+Guest's (vmcore/engine/guest.pyx), Sandbox.call is SandboxCore's
+(vmcore/engine/sandbox_core.pyx)."""
 from __future__ import annotations
-
-from vmcore import _engine
 
 
 class InstanceBackend:
@@ -48,8 +47,6 @@ class InstanceBackend:
     def serve(self, handlers, caller, mask): return self.inst.serve_hostcalls(handlers, caller, mask)
     def call(self, pc, args, sp, handlers, caller, mask):
         return self.inst.call(pc, args, sp, handlers, caller, mask)
-    def call_gate(self, exports, sp, handlers, caller, mask, slow, doc):
-        return _engine.CallGate(self.inst, exports, sp, handlers, caller, mask, slow, doc)
     @property
     def last_exit(self): return self.inst.last_exit
     def take_hostcall_error(self): return self.inst.take_hostcall_error()
