@@ -369,7 +369,7 @@ class Sandbox(_engine.SandboxCore):
         (``vmcore.abi.ENTRY_OUT_OF_GAS``); between calls only."""
         if not isinstance(pc, int) or isinstance(pc, bool) or not 0 <= pc <= 0xFFFFFFFF:
             raise TypeError(f"pc must be an int 0..2**32-1, got {pc!r}")
-        self._check_entry(self._idle().set_pc(pc), pc)
+        exits.check_entry(self._idle().set_pc(pc), pc)
 
     # -- lifecycle ----------------------------------------------------------
     def reset(self) -> None:
