@@ -7,7 +7,7 @@ ASAN_LIB := $(shell gcc -print-file-name=libasan.so)
 UBSAN_LIB := $(shell gcc -print-file-name=libubsan.so)
 
 .PHONY: build build-deps test test-asan vectors bench clean docs docs-deps docs-serve wheel \
-	test-aarch64 test-aarch64-deps
+	test-aarch64 test-aarch64-deps test-aarch64-python
 
 build:
 	$(PYTHON) -m pip install -e ".[test]"
@@ -74,6 +74,14 @@ build/aarch64/vectors_runner: $(AARCH64_RUNNER) $(wildcard include/vmcore/*.h)
 
 test-aarch64: build/aarch64/vectors_runner
 	$(PYTHON) tests/native/vectors.py --runner "$(QEMU_AARCH64) build/aarch64/vectors_runner" tests/vectors
+
+# vmcore cross-built for aarch64 CPython (Debian bookworm's arm64
+# python3.11, extracted into build/aarch64-python) and the interpreter's
+# pytest suites run on it under trixie's qemu-user (extracted there too):
+# .ci/aarch64_python.sh.  Needs the cross compiler (test-aarch64-deps) and
+# the build requirements; PYTEST_ARGS picks the tests.
+test-aarch64-python: test-aarch64-deps build-deps
+	PYTHON="$(PYTHON)" .ci/aarch64_python.sh $(PYTEST_ARGS)
 
 bench:
 	$(PYTHON) perf/bench_interpreter.py --fast

@@ -1,4 +1,4 @@
-"""Build vmcore: our C core (strict warnings) plus thin Cython modules.
+"""Build vmcore: our C core (strict warnings) plus one thin Cython extension.
 
 Our own C lives in src/vmcore/_native and include/vmcore and is compiled as a
 static library with -Wall -Wextra (and -Werror in development and CI builds,
@@ -24,6 +24,7 @@ and vmcore runs guests with the inline interpreter (isolation="process" and
 backend="compiler" raise SandboxError saying why).
 """
 import functools
+import glob
 import os
 import shlex
 import shutil
@@ -190,14 +191,10 @@ def ext(name, **kw):
     )
 
 
-extensions = [
-    ext("vmcore.abi"),
-    ext("vmcore._decoder"),
-    ext("vmcore._program"),
-    ext("vmcore._interp"),
-    ext("vmcore._compiler"),
-    ext("vmcore._process"),
-]
+# One extension (vmcore/_engine.pyx includes vmcore/engine/*.pyx): the C
+# core is linked once, so one process has one set of decoder tables and
+# one recompiler scratch pool.
+extensions = [ext("vmcore._engine", depends=["src/vmcore/_engine.pxd", *glob.glob("src/vmcore/engine/*.pyx")])]
 
 setup(
     package_dir={"": "src"},

@@ -132,10 +132,10 @@ def build_hostile_zygote(out_dir: Optional[str] = None) -> str:
 
 def hostile_pool(size: int = 2, recycle: bool = True):
     """A SandboxPool whose processes run the hostile zygote."""
-    from vmcore import _process
+    from vmcore import _engine
     from vmcore.process_backend import SandboxPool
     with open(build_hostile_zygote(), "rb") as f:
-        fd = _process.test_image(f.read())
+        fd = _engine.test_image(f.read())
     return SandboxPool(size, recycle=recycle, _image_fd=fd)
 
 
