@@ -21,26 +21,6 @@
 #define VM_DECODE_INLINE static inline __attribute__((always_inline))
 #else
 #define VM_DECODE_INLINE static inline
-/* vm_is_basic_block_start with one bitmask load, for 64 <= t and
- * t + 64 <= code_len: an instruction start whose nearest earlier start
- * within the bitmask's reach (24 bytes back, 25 unless t is a multiple of
- * 8: the reference looks in the 32 bits ending with t's byte) is an
- * instruction that ends a basic block.  flags_of: vm_op -> VM_F_* flags. */
-static inline int vm_block_start_unchecked(const uint8_t *op_of, const uint8_t *flags_of, const uint8_t *code,
-                                           const uint8_t *bitmask, uint32_t t)
-{
-    if (!((bitmask[t >> 3] >> (t & 7)) & 1))
-        return 0;
-    uint32_t reach = VM_BITMASK_MAX + ((t & 7) ? 1u : 0u);
-    uint32_t lo = t - reach;
-    uint64_t w = (vm_decode_le64(bitmask + (lo >> 3)) >> (lo & 7)) & ((1ull << reach) - 1);
-    if (!w)
-        return 0;
-    uint32_t prev = lo + 63u - (uint32_t)__builtin_clzll(w);
-    uint32_t op = op_of[code[prev]];
-    return op != VM_OP_INVALID && (flags_of[op] & VM_F_ENDS_BLOCK);
-}
-
 #endif
 
 /* origin + 64 bits of bitmask and 16 operand bytes stay inside the code */
