@@ -7,7 +7,7 @@ ASAN_LIB := $(shell gcc -print-file-name=libasan.so)
 UBSAN_LIB := $(shell gcc -print-file-name=libubsan.so)
 
 .PHONY: build build-deps test test-asan vectors bench clean docs docs-deps docs-serve wheel \
-	test-aarch64 test-aarch64-deps
+	test-aarch64 test-aarch64-deps test-aarch64-python
 
 build:
 	$(PYTHON) -m pip install -e ".[test]"
@@ -58,8 +58,8 @@ wheel:
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 QEMU_AARCH64 ?= qemu-aarch64
 AARCH64_FLAGS = -std=c11 -Wall -Wextra -Werror -fno-strict-aliasing -O2 -Iinclude
-AARCH64_CORE = $(filter-out %/zygote.c %/zygote_libc.c %/zygote_hostile.c,$(wildcard src/vmcore/_native/*.c))
-AARCH64_RUNNER = tests/native/vectors_runner.c $(addprefix src/vmcore/_native/,decoder.c program.c interp.c guest_memory.c gas.c)
+AARCH64_CORE = $(filter-out %/zygote.c %/zygote_confine.c %/zygote_libc.c %/zygote_hostile.c,$(wildcard src/vmcore/_native/*.c src/vmcore/_native/x64/*.c))
+AARCH64_RUNNER = tests/native/vectors_runner.c $(addprefix src/vmcore/_native/,decoder.c program.c interp.c interp_build.c guest_memory.c gas.c)
 
 test-aarch64-deps:
 	@if ! command -v $(AARCH64_CC) >/dev/null || ! command -v $(QEMU_AARCH64) >/dev/null; then \
@@ -74,6 +74,14 @@ build/aarch64/vectors_runner: $(AARCH64_RUNNER) $(wildcard include/vmcore/*.h)
 
 test-aarch64: build/aarch64/vectors_runner
 	$(PYTHON) tests/native/vectors.py --runner "$(QEMU_AARCH64) build/aarch64/vectors_runner" tests/vectors
+
+# vmcore cross-built for aarch64 CPython (Debian bookworm's arm64
+# python3.11, extracted into build/aarch64-python) and the interpreter's
+# pytest suites run on it under trixie's qemu-user (extracted there too):
+# .ci/aarch64_python.sh.  Needs the cross compiler (test-aarch64-deps) and
+# the build requirements; PYTEST_ARGS picks the tests.
+test-aarch64-python: test-aarch64-deps build-deps
+	PYTHON="$(PYTHON)" .ci/aarch64_python.sh $(PYTEST_ARGS)
 
 bench:
 	$(PYTHON) perf/bench_interpreter.py --fast
@@ -136,7 +144,8 @@ fuzz-atheris-asan: fuzz-build-asan fuzz-corpus
 
 # The C loader and decoder alone under libFuzzer + ASan + UBSan (no Python):
 # fuzz/libfuzzer_loader.c, same seeds, native speed.
-build/fuzz/libfuzzer_loader: fuzz/libfuzzer_loader.c src/vmcore/_native/decoder.c src/vmcore/_native/program.c src/vmcore/_native/interp.c
+build/fuzz/libfuzzer_loader: fuzz/libfuzzer_loader.c src/vmcore/_native/decoder.c src/vmcore/_native/program.c src/vmcore/_native/interp.c \
+	  src/vmcore/_native/interp_build.c src/vmcore/_native/gas.c
 	mkdir -p build/fuzz
 	$(CLANG) -std=c11 -g -O1 -Wall -Wextra -Wno-unused-function -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -Iinclude $^ -o $@

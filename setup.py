@@ -1,4 +1,4 @@
-"""Build vmcore: our C core (strict warnings) plus thin Cython modules.
+"""Build vmcore: our C core (strict warnings) plus one thin Cython extension.
 
 Our own C lives in src/vmcore/_native and include/vmcore and is compiled as a
 static library with -Wall -Wextra (and -Werror in development and CI builds,
@@ -24,6 +24,7 @@ and vmcore runs guests with the inline interpreter (isolation="process" and
 backend="compiler" raise SandboxError saying why).
 """
 import functools
+import glob
 import os
 import shlex
 import shutil
@@ -53,12 +54,23 @@ CORE_SOURCES = [
     "src/vmcore/_native/gas.c",
     "src/vmcore/_native/program.c",
     "src/vmcore/_native/interp.c",
+    "src/vmcore/_native/interp_build.c",
     "src/vmcore/_native/guest_memory.c",
     "src/vmcore/_native/x64_asm.c",
-    "src/vmcore/_native/compiler_x64.c",
+    "src/vmcore/_native/x64/routines.c",
+    "src/vmcore/_native/x64/stubs.c",
+    "src/vmcore/_native/x64/ops.c",
+    "src/vmcore/_native/x64/select.c",
+    "src/vmcore/_native/x64/bounds.c",
+    "src/vmcore/_native/x64/prefault.c",
+    "src/vmcore/_native/x64/threads.c",
+    "src/vmcore/_native/x64/scratch.c",
+    "src/vmcore/_native/x64/compile.c",
+    "src/vmcore/_native/x64/host_entry.c",
     "src/vmcore/_native/x64_runtime.c",
     "src/vmcore/_native/module_memory.c",
     "src/vmcore/_native/host.c",
+    "src/vmcore/_native/host_handshake.c",
     "src/vmcore/_native/scrub.c",
 ]
 
@@ -67,9 +79,11 @@ CORE_SOURCES = [
 # compiler helpers.  Never sanitized (no runtime to link).
 ZYGOTE_SOURCES = [
     "src/vmcore/_native/zygote.c",
+    "src/vmcore/_native/zygote_confine.c",
     "src/vmcore/_native/zygote_libc.c",
     "src/vmcore/_native/zygote_hostile.c",  # empty unless -DVMCORE_HOSTILE_ZYGOTE (tests only)
     "src/vmcore/_native/interp.c",
+    "src/vmcore/_native/interp_build.c",
     "src/vmcore/_native/decoder.c",
     "src/vmcore/_native/gas.c",
     "src/vmcore/_native/x64_runtime.c",
@@ -177,14 +191,10 @@ def ext(name, **kw):
     )
 
 
-extensions = [
-    ext("vmcore.abi"),
-    ext("vmcore._decoder"),
-    ext("vmcore._program"),
-    ext("vmcore._interp"),
-    ext("vmcore._compiler"),
-    ext("vmcore._process"),
-]
+# One extension (vmcore/_engine.pyx includes vmcore/engine/*.pyx): the C
+# core is linked once, so one process has one set of decoder tables and
+# one recompiler scratch pool.
+extensions = [ext("vmcore._engine", depends=["src/vmcore/_engine.pxd", *glob.glob("src/vmcore/engine/*.pyx")])]
 
 setup(
     package_dir={"": "src"},

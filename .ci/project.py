@@ -59,8 +59,8 @@ def check_wheel(path):
                 problems.append(f"missing from the wheel: {name}")
         if "x86_64" in Path(path).name and "vmcore/_zygote" not in names:
             problems.append("missing from the wheel: vmcore/_zygote")
-        if not any(n.startswith("vmcore/_interp.") and n.endswith(".so") for n in names):
-            problems.append("missing from the wheel: the compiled vmcore._interp")
+        if not any(n.startswith("vmcore/_engine.") and n.endswith(".so") for n in names):
+            problems.append("missing from the wheel: the compiled vmcore._engine")
     size = Path(path).stat().st_size
     if size > MAX_WHEEL_BYTES:
         problems.append(f"the wheel is {size:,} bytes (more than {MAX_WHEEL_BYTES:,})")

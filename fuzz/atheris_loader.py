@@ -29,9 +29,9 @@ def _import_vmcore() -> None:
     """Imported after atheris.Setup(): Setup loads atheris' libFuzzer into
     the global symbol namespace, where an instrumented vmcore's coverage
     callbacks (__sanitizer_cov_*) resolve when its modules load."""
-    global _decoder, _interp, _program, ISA, ProgramError, Program, ISA_NAMES
+    global _engine, ISA, ProgramError, Program, ISA_NAMES
     with atheris.instrument_imports(include=["vmcore"]):
-        from vmcore import _decoder, _interp, _program, isa as ISA
+        from vmcore import _engine, isa as ISA
         from vmcore.errors import ProgramError
         from vmcore.program import Program
     ISA_NAMES = list(ISA.ISA_NAMES)
@@ -43,14 +43,14 @@ MAX_WALK = 4096  # bytes of code walked instruction by instruction
 def _walk(isa_index: int, code: bytes, bitmask: bytes, jump_table) -> None:
     n = len(code)
     for offset in (0, 1, 2, 7, 8, 24, 25, n // 2, max(0, n - 1), n, n + 1):
-        _decoder.decode(isa_index, code, bitmask, offset)
-        _decoder.is_basic_block_start(isa_index, code, bitmask, offset)
+        _engine.decode(isa_index, code, bitmask, offset)
+        _engine.is_basic_block_start(isa_index, code, bitmask, offset)
     if n <= MAX_WALK:
-        _decoder.instructions(isa_index, code, bitmask)
-        _program.validate_code(isa_index, code, bitmask)
-        _program.code_stats(isa_index, code, bitmask)
-        _interp.CompiledModule(isa_index, code, bitmask, jump_table, True, False)
-        _interp.CompiledModule(isa_index, code, bitmask, jump_table, False, True)
+        _engine.instructions(isa_index, code, bitmask)
+        _engine.validate_code(isa_index, code, bitmask)
+        _engine.code_stats(isa_index, code, bitmask)
+        _engine.CompiledModule(isa_index, code, bitmask, jump_table, True, False)
+        _engine.CompiledModule(isa_index, code, bitmask, jump_table, False, True)
 
 
 def _exercise(program: Program) -> None:
@@ -97,7 +97,7 @@ def TestOneInput(data: bytes) -> None:
 def main() -> None:
     atheris.Setup(sys.argv, TestOneInput)
     _import_vmcore()
-    with open(_program.__file__, "rb") as f:
+    with open(_engine.__file__, "rb") as f:
         instrumented = b"__sanitizer_cov_8bit_counters_init" in f.read()
     print(f"atheris_loader: vmcore from {os.path.dirname(sys.modules['vmcore'].__file__)}; "
           + ("C code instrumented for coverage" if instrumented else

@@ -24,33 +24,26 @@ from vmcore.backend import BACKENDS  # noqa: E402
 HOSTCALL_ITERATIONS = 10_000
 
 
-def bench_hostcall(config):
-    program = load("hostcall")
-
+def _timed_calls(config, program, export, *args, **sandbox_kw):
+    """timed(loops): ``loops`` calls of export(*args) on one sandbox."""
     def timed(loops):
-        sb = vmcore.Sandbox(program, backend=config[0], isolation=config[1], hostcalls={"inc": lambda caller: None})
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            sb.call("main", HOSTCALL_ITERATIONS)
-        dt = time.perf_counter() - t0
-        sb.close()
-        return dt
-    return timed
-
-
-def bench_call(config):
-    program = load("noop")
-
-    def timed(loops):
-        sb = vmcore.Sandbox(program, backend=config[0], isolation=config[1])
+        sb = vmcore.Sandbox(program, backend=config[0], isolation=config[1], **sandbox_kw)
         call = sb.call
         t0 = time.perf_counter()
         for _ in range(loops):
-            call("noop")
+            call(export, *args)
         dt = time.perf_counter() - t0
         sb.close()
         return dt
     return timed
+
+
+def bench_hostcall(config):
+    return _timed_calls(config, load("hostcall"), "main", HOSTCALL_ITERATIONS, hostcalls={"inc": lambda caller: None})
+
+
+def bench_call(config):
+    return _timed_calls(config, load("noop"), "noop")
 
 
 def bench_instantiate(config):

@@ -38,7 +38,7 @@ sys.path.insert(0, str(HERE))
 from _programs import timed_kernel  # noqa: E402
 from _synthetic import synthetic_program  # noqa: E402
 
-from vmcore import _decoder, _process, isa as ISA  # noqa: E402
+from vmcore import _engine, isa as ISA  # noqa: E402
 from vmcore.process_backend import cpu_supports_native  # noqa: E402
 
 GAS = 1 << 62
@@ -52,9 +52,9 @@ def _synthetic():
     return _SYNTH["prog"]
 
 
-def _compile_once(native: bool = True, gas_kind: int = _decoder.GAS_NAIVE) -> float:
+def _compile_once(native: bool = True, gas_kind: int = _engine.GAS_NAIVE) -> float:
     code, bitmask, table = _synthetic()
-    module = _process.SharedModule(ISA.isa_index("jam_v1"), code, bitmask, table, True, False, native,
+    module = _engine.SharedModule(ISA.isa_index("jam_v1"), code, bitmask, table, True, False, native,
                                    gas_kind=gas_kind)
     return module.compile_seconds * (1 << 20) / len(code)  # seconds per MB
 
@@ -64,7 +64,7 @@ def bench_compile(loops: int) -> float:
 
 
 def bench_compile_full(loops: int) -> float:
-    return sum(_compile_once(True, _decoder.GAS_FULL) for _ in range(loops))
+    return sum(_compile_once(True, _engine.GAS_FULL) for _ in range(loops))
 
 
 def bench_predecode(loops: int) -> float:
@@ -72,15 +72,15 @@ def bench_predecode(loops: int) -> float:
 
 
 def bench_predecode_full(loops: int) -> float:
-    return sum(_compile_once(False, _decoder.GAS_FULL) for _ in range(loops))
+    return sum(_compile_once(False, _engine.GAS_FULL) for _ in range(loops))
 
 
 _COLD_CHILD = """
 import struct, sys
-from vmcore import _process, isa as ISA
+from vmcore import _engine, isa as ISA
 code, bitmask, table = (open(path, "rb").read() for path in sys.argv[1:4])
 table = struct.unpack(f"<{len(table) // 4}I", table)
-module = _process.SharedModule(ISA.isa_index("jam_v1"), code, bitmask, table, True, False, True)
+module = _engine.SharedModule(ISA.isa_index("jam_v1"), code, bitmask, table, True, False, True)
 print(module.compile_seconds)
 """
 

@@ -226,7 +226,18 @@ def memory_program() -> vmcore.Program:
         f"%isa = jam_v1\n%rw_data_size = {MEMORY_BYTES}\npub @main:\n    ret\n"))
 
 
-class VmcoreBench:
+class ComputeKernels:
+    """compute-sum and compute-sieve for every runtime: its _compute(name,
+    n, expected) times main(n[, buffer]) of that kernel."""
+
+    def compute_sum(self):
+        return self._compute("sum", SUM_N, SUM_RESULT)
+
+    def compute_sieve(self):
+        return self._compute("sieve", SIEVE_N, SIEVE_RESULT)
+
+
+class VmcoreBench(ComputeKernels):
     runtime = "vmcore"
 
     def __init__(self, config):
@@ -309,12 +320,6 @@ class VmcoreBench:
                 sb.close()
         return timed
 
-    def compute_sum(self):
-        return self._compute("sum", SUM_N, SUM_RESULT)
-
-    def compute_sieve(self):
-        return self._compute("sieve", SIEVE_N, SIEVE_RESULT)
-
     def memory_read(self):
         program = memory_program()
 
@@ -349,7 +354,7 @@ class VmcoreBench:
         return timed
 
 
-class WasmtimeBench:
+class WasmtimeBench(ComputeKernels):
     """wasmtime-py, default Engine (Cranelift, parallel compilation on).
     One Store per instance, as a sandbox per guest would have."""
     runtime = "wasmtime"
@@ -416,8 +421,9 @@ class WasmtimeBench:
             return time.perf_counter() - t0
         return timed
 
-    def _compute(self, name, args, expected):
+    def _compute(self, name, n, expected):
         module = self.module(name)
+        args = (n,) if name == "sum" else (n, 0)  # the sieve's buffer at address 0
 
         def timed(loops):
             total = 0.0
@@ -430,12 +436,6 @@ class WasmtimeBench:
                 check(f"{name}{args}", result, expected)
             return total
         return timed
-
-    def compute_sum(self):
-        return self._compute("sum", (SUM_N,), SUM_RESULT)
-
-    def compute_sieve(self):
-        return self._compute("sieve", (SIEVE_N, 0), SIEVE_RESULT)
 
     def memory_read(self):
         module = self.module("memory")
@@ -468,7 +468,7 @@ class WasmtimeBench:
         return timed
 
 
-class Wasm3Bench:
+class Wasm3Bench(ComputeKernels):
     """pywasm3: a Module can be loaded into one Runtime only, so a new
     instance is new_runtime + parse_module + load.  wasm3 compiles a function
     when it is first looked up or called."""
@@ -529,7 +529,9 @@ class Wasm3Bench:
             return time.perf_counter() - t0
         return timed
 
-    def _compute(self, name, args, expected):
+    def _compute(self, name, n, expected):
+        args = (n,) if name == "sum" else (n, 0)  # the sieve's buffer at address 0
+
         def timed(loops):
             total = 0.0
             for _ in range(loops):
@@ -540,12 +542,6 @@ class Wasm3Bench:
                 check(f"{name}{args}", result, expected)
             return total
         return timed
-
-    def compute_sum(self):
-        return self._compute("sum", (SUM_N,), SUM_RESULT)
-
-    def compute_sieve(self):
-        return self._compute("sieve", (SIEVE_N, 0), SIEVE_RESULT)
 
     def memory_read(self):
         def timed(loops):

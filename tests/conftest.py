@@ -1,6 +1,8 @@
-"""Shared test fixtures: where the sample programs live, and a tiny,
-independent writer for the program containers (written from the format
-description, not from vmcore's C parser)."""
+"""Shared test fixtures: the execution-mode matrix (``mode``,
+``process_mode``: see modes.py), where the sample programs and the optional
+tools outside the repository live, and a tiny, independent writer for the
+program containers (written from the format description, not from vmcore's
+C parser)."""
 import json
 import os
 import struct
@@ -8,6 +10,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+import modes
+
+# Tests of the x86-64-only sandbox process / recompiler skip elsewhere.
+pytest_plugins = ["x86_64_only"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "src" / "vmcore" / "data"
@@ -18,6 +25,55 @@ VECTORS_DIR = ROOT / "tests" / "vectors" / "official"
 REFERENCE_PROGRAM_RS = (Path(os.environ["VMCORE_POLKAVM_SRC"]) / "crates/polkavm-common/src/program.rs"
                         if os.environ.get("VMCORE_POLKAVM_SRC")
                         else ROOT / "tests" / "data" / "polkavm" / "program_rs_excerpt.rs")
+
+
+def shared_dir():
+    """The team's shared/ folder (programs, tools) from $VMCORE_SHARED: never
+    a path guessed outside the repository; None when unset."""
+    value = os.environ.get("VMCORE_SHARED")
+    return Path(value) if value else None
+
+
+def refharness_path():
+    """PolkaVM's refharness binary: $VMCORE_REFHARNESS, else
+    $VMCORE_SHARED/tools/refharness; None when neither names an executable."""
+    candidates = [os.environ.get("VMCORE_REFHARNESS")]
+    if shared_dir() is not None:
+        candidates.append(str(shared_dir() / "tools" / "refharness"))
+    return next((c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)), None)
+
+
+REFHARNESS = refharness_path()
+NO_REFHARNESS = "no refharness binary (set VMCORE_REFHARNESS, or VMCORE_SHARED to the shared/ folder)"
+needs_refharness = pytest.mark.skipif(REFHARNESS is None, reason=NO_REFHARNESS)
+
+
+@pytest.fixture(params=modes.params())
+def mode(request) -> modes.Mode:
+    """Every execution mode (inline, process, compiler); unavailable ones skip."""
+    return request.param
+
+
+@pytest.fixture(params=modes.params(process_only=True))
+def process_mode(request) -> modes.Mode:
+    """The modes running in a sandbox process (process, compiler)."""
+    return request.param
+
+
+def program(source: str):
+    """A Program from vmcore.asm source text."""
+    import vmcore
+    from vmcore import asm
+    return vmcore.Program.from_bytes(asm.assemble(source))
+
+
+def load_example(name: str):
+    """examples/<name>.py as a module (its main() is not run)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def child_processes() -> dict:

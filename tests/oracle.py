@@ -192,23 +192,8 @@ ALU: Dict[str, Callable[[int, int, bool, int], int]] = {
     "rotate_right_32": lambda a, b, w, o: r32(rotr(u32(a), u32(b), 32)),
     "rotate_right_64": lambda a, b, w, o: rotr(a, u32(b), 64),
     # ---- two registers and an immediate: (register, imm) ----
-    "add_imm_32": lambda a, b, w, o: r32(a + b),
-    "add_imm_64": lambda a, b, w, o: u64(a + b),
-    "and_imm": lambda a, b, w, o: a & b,
-    "xor_imm": lambda a, b, w, o: a ^ b,
-    "or_imm": lambda a, b, w, o: a | b,
-    "mul_imm_32": lambda a, b, w, o: r32(u32(a) * u32(b)),
-    "mul_imm_64": lambda a, b, w, o: u64(a * b),
-    "set_less_than_unsigned_imm": lambda a, b, w, o: int(a < b),
-    "set_less_than_signed_imm": lambda a, b, w, o: int(i64(a) < i64(b)),
     "set_greater_than_unsigned_imm": lambda a, b, w, o: int(a > b),
     "set_greater_than_signed_imm": lambda a, b, w, o: int(i64(a) > i64(b)),
-    "shift_logical_left_imm_32": lambda a, b, w, o: r32(u32(a) << (b & 31)),
-    "shift_logical_left_imm_64": lambda a, b, w, o: u64(a << (b & 63)),
-    "shift_logical_right_imm_32": lambda a, b, w, o: r32(u32(a) >> (b & 31)),
-    "shift_logical_right_imm_64": lambda a, b, w, o: a >> (b & 63),
-    "shift_arithmetic_right_imm_32": lambda a, b, w, o: r32(i32(a) >> (b & 31)),
-    "shift_arithmetic_right_imm_64": lambda a, b, w, o: u64(i64(a) >> (b & 63)),
     "negate_and_add_imm_32": lambda a, b, w, o: r32(b - a),
     "negate_and_add_imm_64": lambda a, b, w, o: u64(b - a),
     # the _alt forms shift/rotate the immediate by the register: (register, imm) still
@@ -220,9 +205,7 @@ ALU: Dict[str, Callable[[int, int, bool, int], int]] = {
     "shift_logical_left_imm_alt_64": lambda a, b, w, o: u64(b << (a & 63)),
     "cmov_if_zero_imm": lambda a, b, w, o: b if a == 0 else o,      # (c, imm)
     "cmov_if_not_zero_imm": lambda a, b, w, o: b if a != 0 else o,  # (c, imm)
-    "rotate_right_imm_32": lambda a, b, w, o: r32(rotr(u32(a), u32(b), 32)),
     "rotate_right_imm_alt_32": lambda a, b, w, o: r32(rotr(u32(b), u32(a), 32)),
-    "rotate_right_imm_64": lambda a, b, w, o: rotr(a, u32(b), 64),
     "rotate_right_imm_alt_64": lambda a, b, w, o: rotr(b, u32(a), 64),
     # ---- two registers: (s, unused) ----
     "move_reg": lambda a, b, w, o: a,
@@ -240,6 +223,18 @@ ALU: Dict[str, Callable[[int, int, bool, int], int]] = {
     "load_imm": lambda a, b, w, o: b,
     "load_imm64": lambda a, b, w, o: b,
 }
+# The immediate forms computing what the register form does, on (register, imm).
+ALU.update({imm: ALU[reg] for imm, reg in (
+    ("add_imm_32", "add_32"), ("add_imm_64", "add_64"), ("and_imm", "and"), ("xor_imm", "xor"), ("or_imm", "or"),
+    ("mul_imm_32", "mul_32"), ("mul_imm_64", "mul_64"), ("set_less_than_unsigned_imm", "set_less_than_unsigned"),
+    ("set_less_than_signed_imm", "set_less_than_signed"), ("shift_logical_left_imm_32", "shift_logical_left_32"),
+    ("shift_logical_left_imm_64", "shift_logical_left_64"),
+    ("shift_logical_right_imm_32", "shift_logical_right_32"),
+    ("shift_logical_right_imm_64", "shift_logical_right_64"),
+    ("shift_arithmetic_right_imm_32", "shift_arithmetic_right_32"),
+    ("shift_arithmetic_right_imm_64", "shift_arithmetic_right_64"), ("rotate_right_imm_32", "rotate_right_32"),
+    ("rotate_right_imm_64", "rotate_right_64"),
+)})
 
 
 # ------------------------------------------------------------- instructions

@@ -11,15 +11,9 @@ import warnings
 import pytest
 
 import vmcore
-from vmcore import asm, interrupts
+from vmcore import interrupts
 
-MODES = [("inline", "interpreter", "inline"), ("process", "interpreter", "process"),
-         ("compiler", "compiler", "process")]
-
-
-def program(source: str) -> vmcore.Program:
-    return vmcore.Program.from_bytes(asm.assemble(source))
-
+from conftest import program
 
 PROG = program("""
 %isa = latest64
@@ -43,20 +37,10 @@ pub @trap:
 PAGE = 0x1000
 
 
-@pytest.fixture(params=MODES, ids=[m[0] for m in MODES])
-def mode(request):
-    return request.param[1:]
-
-
-def new(mode, **kwargs) -> vmcore.Sandbox:
-    backend, isolation = mode
-    return vmcore.Sandbox(PROG, backend=backend, isolation=isolation, **kwargs)
-
-
 # -- errors and types ----------------------------------------------------------
 
 def test_unknown_export_is_a_vm_error_and_a_key_error(mode):
-    with new(mode) as sb:
+    with mode.sandbox(PROG) as sb:
         for attempt in (lambda: sb.call("missing"), lambda: sb.prepare_call("missing"),
                         lambda: sb.call("missing", timeout=5)):
             with pytest.raises(vmcore.ExportNotFound) as e:
@@ -98,9 +82,9 @@ def test_interrupts_cannot_be_confused_with_exceptions():
 
 
 def test_closed_after_the_sandbox_process_died():
-    from vmcore import _process
+    from vmcore import _engine
     from vmcore.process_backend import SandboxPool
-    pool = SandboxPool(0, _flags=_process.FLAG_TEST_FORBIDDEN_SYSCALL)
+    pool = SandboxPool(0, _flags=_engine.FLAG_TEST_FORBIDDEN_SYSCALL)
     sb = vmcore.Sandbox(PROG, isolation="process", backend="interpreter", pool=pool)
     assert not sb.closed
     with pytest.raises(vmcore.SandboxError):
@@ -133,7 +117,7 @@ def test_closed_after_kill_while_idle():
 
 
 def test_hostcall_closing_its_own_sandbox_raises_in_every_mode(mode):
-    sb = new(mode)
+    sb = mode.sandbox(PROG)
     sb.register_hostcall("note", lambda caller: caller.sandbox.close())
     with pytest.raises(vmcore.SandboxError, match="closed"):
         sb.call("note_then_return")
@@ -141,18 +125,18 @@ def test_hostcall_closing_its_own_sandbox_raises_in_every_mode(mode):
     with pytest.raises(vmcore.SandboxError, match="closed"):
         sb.call("add", 1, 2)
     # the same through the general path (a deadline) and a fresh sandbox
-    sb = new(mode)
+    sb = mode.sandbox(PROG)
     sb.register_hostcall("note", lambda caller: caller.sandbox.close())
     with pytest.raises(vmcore.SandboxError, match="closed"):
         sb.call("note_then_return", timeout=10)
     # a hostcall that does not close leaves the normal result
-    with new(mode) as sb:
+    with mode.sandbox(PROG) as sb:
         sb.register_hostcall("note", lambda caller: None)
         assert sb.call("note_then_return") == 42
 
 
 def test_infinite_timeout_means_no_deadline(mode):
-    with new(mode) as sb:
+    with mode.sandbox(PROG) as sb:
         assert sb.call("add", 1, 2, timeout=math.inf) == 3
         assert sb.call("add", 1, 2, timeout=None) == 3
         sb.prepare_call("add", 3, 4)
@@ -187,7 +171,7 @@ def test_watchdog_survives_an_infinite_deadline():
 
 
 def test_call_arguments_must_be_ints(mode):
-    with new(mode) as sb:
+    with mode.sandbox(PROG) as sb:
         for args, position, name in [((1.5,), 1, "a0"), ((1, "2"), 2, "a1"), ((1, 2, 3, None), 4, "a3")]:
             for attempt in (lambda: sb.call("add", *args), lambda: sb.call("add", *args, timeout=5),
                             lambda: sb.prepare_call("add", *args)):
@@ -201,7 +185,7 @@ def test_call_arguments_must_be_ints(mode):
 
 def test_initial_heap_counts_as_allocated(mode):
     heap = vmcore.HeapPolicy(initial_size=10000, max_size=16 * PAGE)
-    with new(mode, heap=heap) as sb:
+    with mode.sandbox(PROG, heap=heap) as sb:
         base = sb.memory_map.heap_base
         assert sb.heap_size == 10000
         assert sb.memory.is_accessible(base, 10000, writable=True)
@@ -210,7 +194,7 @@ def test_initial_heap_counts_as_allocated(mode):
         assert sb.sbrk(16 * PAGE) == 0  # the maximum includes the initial part
         sb.reset()
         assert sb.heap_size == 10000
-    with new(mode) as sb:
+    with mode.sandbox(PROG) as sb:
         assert sb.heap_size == 0  # PolkaVM's default: an empty heap
 
 
@@ -221,20 +205,20 @@ pub @add:
     a0 = a0 + a1
     ret
 """)
-    with vmcore.Sandbox(p, backend=mode[0], isolation=mode[1]) as sb:
+    with vmcore.Sandbox(p, backend=mode.backend, isolation=mode.isolation) as sb:
         assert sb.call("add", 2, 3) == 5
     assert p._cache  # compiled code is cached on it
     for clone in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p), copy.copy(p)):
-        assert clone is not p and clone._cache == {} or clone._cache is not p._cache
+        assert clone is not p and not clone._cache and clone._cache is not p._cache
         assert clone.exports == p.exports and clone.code == p.code and clone.isa == p.isa
-        with vmcore.Sandbox(clone, backend=mode[0], isolation=mode[1]) as sb:
+        with vmcore.Sandbox(clone, backend=mode.backend, isolation=mode.isolation) as sb:
             assert sb.call("add", 4, 5) == 9
     assert p._cache  # the original keeps its cache
 
 
 def test_backend_and_isolation_report_resolved_values(mode):
-    with new(mode) as sb:
-        assert (sb.backend, sb.isolation) == mode
+    with mode.sandbox(PROG) as sb:
+        assert (sb.backend, sb.isolation) == mode.config
     with pytest.raises(vmcore.SandboxError, match="closed"):
         sb.backend
 

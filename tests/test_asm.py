@@ -5,7 +5,7 @@ from importlib import resources
 
 import pytest
 
-from vmcore import Program, ProgramError, _decoder, _program, isa
+from vmcore import Program, ProgramError, _engine, isa
 from vmcore.asm import AsmError, assemble, encode_instruction, main, varint
 from vmcore.errors import VmError
 
@@ -35,7 +35,7 @@ def decoded(blob: bytes):
     """[(op name, regs, imm1, imm2, imm64)] of a blob's code, implicit traps left out."""
     program = Program.from_bytes(blob)
     out = []
-    for off, nxt, op, r0, r1, r2, i1, i2, i64 in _decoder.instructions(program.isa_index, program.code,
+    for off, nxt, op, r0, r1, r2, i1, i2, i64 in _engine.instructions(program.isa_index, program.code,
                                                                       program.bitmask):
         if op != isa.OP_INVALID:
             out.append((isa.OPCODES[op].name, (r0, r1, r2), i1, i2, i64))
@@ -188,7 +188,7 @@ def test_labels_fallthrough_and_exports():
     assert names == ["load_imm", "fallthrough", "add_imm_64", "branch_less_unsigned_imm", "jump_indirect",
                      "trap"]
     assert program.exports == {"entry": 0, "second": 11, "mid": 13}
-    branch = _decoder.instructions(program.isa_index, program.code, program.bitmask)[3]
+    branch = _engine.instructions(program.isa_index, program.code, program.bitmask)[3]
     assert branch[7] == 4  # the fallthrough ends the block; @loop starts at offset 4
 
 
@@ -251,7 +251,7 @@ def test_varint_matches_the_loader():
     values = [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000, 0xFFFFFFF, 0x10000000, M32]
     for value in values + [rng.getrandbits(rng.randrange(1, 33)) for _ in range(2000)]:
         encoded = varint(value)
-        assert _program.read_varint(encoded + b"\0" * 4, 0) == (value, len(encoded))
+        assert _engine.read_varint(encoded + b"\0" * 4, 0) == (value, len(encoded))
 
 
 def test_encode_instruction_matches_decoder():
@@ -270,7 +270,7 @@ def test_encode_instruction_matches_decoder():
                 bitmask = bytearray(len(data) // 8 + 1)
                 bitmask[0] |= 1
                 bitmask[len(data) >> 3] |= 1 << (len(data) & 7)
-                got = _decoder.decode(isa.isa_index(isa_name), data + b"\0", bytes(bitmask), 0)
+                got = _engine.decode(isa.isa_index(isa_name), data + b"\0", bytes(bitmask), 0)
                 assert got[0] == op.id and got[1] == len(data), (isa_name, op.name)
                 used = {"argless": 0, "reg_imm": 1, "reg_imm_offset": 1, "reg_imm_imm": 1, "reg_reg_imm": 2,
                         "reg_reg_offset": 2, "reg_reg_reg": 3, "offset": 0, "imm": 0, "imm_imm": 0, "reg_reg": 2,

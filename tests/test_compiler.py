@@ -1,4 +1,4 @@
-"""The recompiler (vmcore/_native/compiler_x64.c) against the interpreter.
+"""The recompiler (vmcore/_native/x64/) against the interpreter.
 
 Generated code runs only inside tests/native/runner.c (a stand-in for the
 zygote, built here with the system C compiler and driven over pipes), never
@@ -32,7 +32,8 @@ import gen_vectors as gen
 import oracle
 import x64_runner as XR
 from oracle import canonical, reported
-from vmcore import _compiler, _interp, isa as ISA, vectors
+from random_programs import RANDOM_VALUES, alu_ops, assemble, emit_alu, memory_program, rand_imm, rand_value
+from vmcore import _engine, isa as ISA, vectors
 from vmcore.program import Program
 
 HERE = Path(__file__).resolve().parent
@@ -47,8 +48,8 @@ M64 = (1 << 64) - 1
 
 if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
     pytest.skip("the recompiler targets x86-64 Linux", allow_module_level=True)
-if _compiler.cpu_check() is not None:
-    pytest.skip(f"this CPU lacks {_compiler.cpu_check()}", allow_module_level=True)
+if _engine.cpu_check() is not None:
+    pytest.skip(f"this CPU lacks {_engine.cpu_check()}", allow_module_level=True)
 if not (os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")):
     pytest.skip("no C compiler for the test runner", allow_module_level=True)
 
@@ -67,6 +68,7 @@ def _vector_files(kind: str) -> List[Path]:
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-thread", "split"])
 @pytest.mark.parametrize("kind", ["official", "own"])
+@pytest.mark.slow
 def test_vectors(runner, kind, split):
     files = _vector_files(kind)
     if not files:
@@ -102,8 +104,8 @@ class Setup:
 
 
 def run_interpreter(s: Setup):
-    module = _interp.CompiledModule(ISA.isa_index(s.isa), s.code, s.bitmask, s.table, s.metering, s.tracing, s.cost)
-    inst = _interp.Instance(module, s.page_size)
+    module = _engine.CompiledModule(ISA.isa_index(s.isa), s.code, s.bitmask, s.table, s.metering, s.tracing, s.cost)
+    inst = _engine.Instance(module, s.page_size)
     for address, length, perm in s.perms:
         inst.set_perms(address, length, perm)
     for address, data in s.chunks:
@@ -131,7 +133,7 @@ def run_interpreter(s: Setup):
             inst.gas = inst.gas + s.refill
             continue
         if status == "page-fault" and s.map_on_fault and mapped < XR.MAX_MAPPED_ON_FAULT:
-            inst.set_perms(inst.arg, s.page_size, _interp.PERM_WRITE)
+            inst.set_perms(inst.arg, s.page_size, _engine.PERM_WRITE)
             mapped += 1
             continue
         break
@@ -139,7 +141,7 @@ def run_interpreter(s: Setup):
 
 
 def run_compiled(runner, s: Setup, split_hint=0):
-    cc = _compiler.CompiledCode(ISA.isa_index(s.isa), s.code, s.bitmask, s.table, s.metering, s.tracing,
+    cc = _engine.CompiledCode(ISA.isa_index(s.isa), s.code, s.bitmask, s.table, s.metering, s.tracing,
                                 cost=s.cost, split_hint=split_hint)
     rc, gas, native = cc.enter(s.pc, s.gas)
     if rc != 0:
@@ -200,41 +202,6 @@ def _differ(runner, s: Setup, what, split_hint):
 
 
 # ------------------------------------------------------------------ random programs
-RANDOM_VALUES = gen.EDGE + [0x5555555555555555, 0xAAAAAAAAAAAAAAAA, 0x00000000DEADBEEF, 0xFFFFFFFF, 0x80000000,
-                            0x7FFFFFFF, 0xFFFFFFFF80000000]
-
-
-def rand_value(rng):
-    return rng.choice(RANDOM_VALUES) if rng.random() < 0.6 else rng.getrandbits(rng.choice((8, 16, 32, 33, 64)))
-
-
-def rand_imm(rng):
-    if rng.random() < 0.5:
-        return oracle.sx(rng.choice(gen.IMMS), 32)
-    return oracle.sx(rng.getrandbits(rng.choice((4, 8, 16, 24, 32))), 32)
-
-
-def alu_ops(isa):
-    return [o for o in ISA.OPCODES if o.byte_for(isa) is not None and o.name in oracle.ALU]
-
-
-def emit_alu(asm, op, rng, regs=range(13)):
-    r = lambda: rng.choice(regs)
-    fmt = op.format.upper()
-    if fmt == "REG_REG_REG":
-        asm.op(op.name, r(), r(), r())
-    elif fmt == "REG_REG_IMM":
-        asm.op(op.name, r(), r(), rand_imm(rng))
-    elif fmt == "REG_REG":
-        asm.op(op.name, r(), r())
-    elif fmt == "REG_IMM":
-        asm.op(op.name, r(), rand_imm(rng))
-    elif fmt == "REG_IMM64":
-        asm.op(op.name, r(), rand_value(rng))
-    else:
-        raise AssertionError(fmt)
-
-
 def rand_regs(rng, isa, keep=None):
     is64 = ISA.is_64_bit(isa)
     regs = [canonical(rand_value(rng), is64) for _ in range(13)]
@@ -246,14 +213,9 @@ def rand_regs(rng, isa, keep=None):
 def standard_memory(rng):
     fill_rw = bytes(rng.getrandbits(8) for _ in range(64))
     fill_ro = bytes(rng.getrandbits(8) for _ in range(64))
-    perms = [(RW, PAGE, _interp.PERM_WRITE), (RO, PAGE, _interp.PERM_READ)]
+    perms = [(RW, PAGE, _engine.PERM_WRITE), (RO, PAGE, _engine.PERM_READ)]
     chunks = [(RW + PAGE - 64, fill_rw), (RO, fill_ro), (RW, fill_ro[:16])]
     return perms, chunks
-
-
-def assemble(asm):
-    code, starts, labels = asm.assemble()
-    return code, gen.bitmask_bytes(len(code), starts), labels
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -287,55 +249,11 @@ def test_every_alu_op_with_edge_operands(runner, isa):
             differ(runner, Setup(isa, code, bitmask, regs=regs), f"{op.name} #{round_}")
 
 
-def memory_program(isa, rng):
-    """Loads and stores of every kind around the RW/RO pages (r12 is the
-    base), with ALU ops and forward branches."""
-    loads = [n for n, _, _ in gen._loads(isa)]
-    stores = [n for n, _, _ in gen._stores(isa)]
-    alu = alu_ops(isa)
-    asm = gen.Asm(isa)
-    addr = lambda: oracle.sx(RW + rng.randrange(-16, 0x2010), 32)
-    offset = lambda: rng.choice((rng.randrange(-16, 0x2010), rng.randrange(PAGE - 8, PAGE + 8),
-                                 rng.randrange(2 * PAGE - 8, 2 * PAGE + 8)))
-    labels = 0
-    for k in range(rng.randrange(2, 18)):
-        kind = rng.random()
-        if kind < 0.3:
-            name = rng.choice(loads)
-            if name.startswith("load_indirect"):
-                asm.op(name, rng.randrange(12), 12, offset())
-            else:
-                asm.op(name, rng.randrange(12), addr())
-        elif kind < 0.6:
-            name = rng.choice(stores)
-            if name.startswith("store_imm_indirect"):
-                asm.op(name, 12, offset(), rand_imm(rng))
-            elif name.startswith("store_imm"):
-                asm.op(name, addr(), rand_imm(rng))
-            elif name.startswith("store_indirect"):
-                asm.op(name, rng.randrange(13), 12, offset())
-            else:
-                asm.op(name, rng.randrange(13), addr())
-        elif kind < 0.72:
-            name = rng.choice(list(oracle.BRANCHES))
-            target = f"l{labels}"
-            if ISA.BY_NAME[name].format.upper() == "REG_REG_OFFSET":
-                asm.op(name, rng.randrange(12), rng.randrange(12), target)
-            else:
-                asm.op(name, rng.randrange(12), rand_imm(rng), target)
-            asm.op("load_imm", rng.randrange(12), k).op("fallthrough").label(target)
-            labels += 1
-        else:
-            emit_alu(asm, rng.choice(alu), rng, regs=range(12))
-    asm.op("trap")
-    return assemble(asm)[:2]
-
-
 @pytest.mark.parametrize("isa", ISAS)
 def test_random_memory(runner, isa):
     rng = random.Random(f"x64-mem-{isa}")
     for n in range(300):
-        code, bitmask = memory_program(isa, rng)
+        code, bitmask = memory_program(isa, rng, RW)
         perms, chunks = standard_memory(rng)
         gas = rng.choice((10_000, 10_000, rng.randrange(0, 40)))
         differ(runner, Setup(isa, code, bitmask, regs=rand_regs(rng, isa, {12: RW}), gas=gas, perms=perms,
@@ -409,13 +327,23 @@ def control_program(isa, rng):
     return code, bitmask, table
 
 
+def control_case(isa, rng):
+    """A random control-flow program with the standard memory, a random heap
+    and random registers (r0 the halt address, r12 the RW base): (code,
+    bitmask, table, perms, chunks, heap, heap_perms, regs)."""
+    code, bitmask, table = control_program(isa, rng)
+    perms, chunks = standard_memory(rng)
+    heap, heap_perms = heap_setup(rng)
+    return code, bitmask, table, perms, chunks, heap, heap_perms, rand_regs(rng, isa, {0: HALT, 12: RW})
+
+
 def heap_setup(rng, page_size=PAGE):
     base = 0x40000 + rng.randrange(0, 64)
     top = base + rng.randrange(0, 3 * page_size)
     mapped_end = (top + page_size - 1) // page_size * page_size
     max_top = top + rng.choice((0, 100, page_size, 5 * page_size, 1 << 20))
     grow = rng.choice((0, 1, 2, 4))
-    perm = [(base & ~(page_size - 1), mapped_end - (base & ~(page_size - 1)), _interp.PERM_WRITE)] \
+    perm = [(base & ~(page_size - 1), mapped_end - (base & ~(page_size - 1)), _engine.PERM_WRITE)] \
         if mapped_end > base else []
     return (base, top, mapped_end, max_top, grow), perm
 
@@ -424,10 +352,7 @@ def heap_setup(rng, page_size=PAGE):
 def test_random_control_flow(runner, isa):
     rng = random.Random(f"x64-cf-{isa}")
     for n in range(300):
-        code, bitmask, table = control_program(isa, rng)
-        perms, chunks = standard_memory(rng)
-        heap, heap_perms = heap_setup(rng)
-        regs = rand_regs(rng, isa, {0: HALT, 12: RW})
+        code, bitmask, table, perms, chunks, heap, heap_perms, regs = control_case(isa, rng)
         regs[7] = canonical(rng.choice((RW + rng.randrange(0, 64), heap[1], 0x3FF0, RO + 8, 0xFFFFFFF0)), True)
         regs[8] = rand_value(rng)
         regs[9] = canonical(rng.choice((0, 1, 16, 300, PAGE + 5, rng.getrandbits(33))), ISA.is_64_bit(isa))
@@ -460,6 +385,7 @@ def test_random_bytes(runner, isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.slow
 def test_entry_points(runner, isa):
     """Host entries at every pc of structured programs: block starts,
     mid-block (charged up front), not enterable, not enough gas."""
@@ -475,6 +401,7 @@ def test_entry_points(runner, isa):
 
 # ------------------------------------------------------------------ memory rules
 @pytest.mark.parametrize("page_size", [0x1000, 0x4000, 0x10000])
+@pytest.mark.slow
 def test_overflow_rule_and_low_zone(runner, page_size):
     """Accesses at the top of the address space (the checked_add wrap rule,
     with the top page mapped read-only, writable or not at all), around the
@@ -486,9 +413,9 @@ def test_overflow_rule_and_low_zone(runner, page_size):
     for isa in ("latest64", "latest32"):
         sizes = [("u8", 1), ("u16", 2), ("u32", 4), ("u64", 8)] if isa == "latest64" else \
             [("u8", 1), ("u16", 2), ("u32", 4)]
-        for top_perm in (None, _interp.PERM_READ, _interp.PERM_WRITE):
-            for low_perm in (None, _interp.PERM_WRITE):
-                perms = [(RW, page_size, _interp.PERM_WRITE), (RW + page_size, page_size, _interp.PERM_READ)]
+        for top_perm in (None, _engine.PERM_READ, _engine.PERM_WRITE):
+            for low_perm in (None, _engine.PERM_WRITE):
+                perms = [(RW, page_size, _engine.PERM_WRITE), (RW + page_size, page_size, _engine.PERM_READ)]
                 if top_perm:
                     perms.append((top, page_size, top_perm))
                 if low_perm:
@@ -539,8 +466,8 @@ def test_page_sizes_random_memory(runner):
     for page_size in (0x2000, 0x10000):
         for n in range(60):
             isa = rng.choice(ISAS)
-            code, bitmask = memory_program(isa, rng)
-            perms = [(RW, PAGE, _interp.PERM_WRITE), (RO, PAGE, _interp.PERM_READ)]
+            code, bitmask = memory_program(isa, rng, RW)
+            perms = [(RW, PAGE, _engine.PERM_WRITE), (RO, PAGE, _engine.PERM_READ)]
             differ(runner, Setup(isa, code, bitmask, regs=rand_regs(rng, isa, {12: RW}), page_size=page_size,
                                  perms=perms, chunks=[(RW + 100, b"abcdef")]), f"page {page_size:#x} #{n}")
 
@@ -572,9 +499,9 @@ def test_memset_and_sbrk(runner, isa):
             if rng.random() < 0.5:
                 regs[k] = canonical(rng.choice((0, 1, 100, page_size, 1 << 20, 0xFFFFFFFF, 1 << 33)),
                                     isa == "latest64")
-        perms = [(RW, page_size, _interp.PERM_WRITE), (RW + page_size, page_size, _interp.PERM_READ)] + heap_perms
+        perms = [(RW, page_size, _engine.PERM_WRITE), (RW + page_size, page_size, _engine.PERM_READ)] + heap_perms
         if rng.random() < 0.3:
-            perms.append(((1 << 32) - page_size, page_size, rng.choice((_interp.PERM_READ, _interp.PERM_WRITE))))
+            perms.append(((1 << 32) - page_size, page_size, rng.choice((_engine.PERM_READ, _engine.PERM_WRITE))))
         gas = rng.choice((1_000_000, rng.randrange(0, 50), rng.randrange(0, 5000)))
         metering = rng.random() < 0.85
         differ(runner, Setup(isa, code, bitmask, regs=regs, gas=gas, page_size=page_size, perms=perms, heap=heap,
@@ -591,7 +518,7 @@ def test_resuming_after_out_of_gas_and_page_faults(runner, isa):
         if n % 2:
             code, bitmask, table = control_program(isa, rng)
         else:
-            code, bitmask = memory_program(isa, rng)
+            code, bitmask = memory_program(isa, rng, RW)
             table = []
         perms, chunks = standard_memory(rng)
         perms = [p for p in perms if rng.random() < 0.7]  # sometimes nothing mapped at all
@@ -611,10 +538,7 @@ def test_step_tracing(runner, isa):
     """Single stepping: the same sequence of stops (pc and gas at each)."""
     rng = random.Random(f"x64-step-{isa}")
     for n in range(40):
-        code, bitmask, table = control_program(isa, rng)
-        perms, chunks = standard_memory(rng)
-        heap, heap_perms = heap_setup(rng)
-        regs = rand_regs(rng, isa, {0: HALT, 12: RW})
+        code, bitmask, table, perms, chunks, heap, heap_perms, regs = control_case(isa, rng)
         differ(runner, Setup(isa, code, bitmask, table, regs=regs, gas=rng.choice((40, 400)), perms=perms + heap_perms,
                              chunks=chunks, heap=heap, tracing=True, continue_ecalli=True, max_exits=300),
                f"step #{n}")
@@ -673,7 +597,7 @@ def test_interrupt_stops_at_a_block_start(runner):
     asm.op("trap")
     code, bitmask, _ = assemble(asm)
     for metering in (True, False):
-        cc = _compiler.CompiledCode(ISA.isa_index("latest64"), code, bitmask, [], metering, False,
+        cc = _engine.CompiledCode(ISA.isa_index("latest64"), code, bitmask, [], metering, False,
                                     interruptible=True)
         gas = 1 << 50
         rc, gas_after, native = cc.enter(0, gas)
@@ -718,6 +642,7 @@ def test_kernels_match_the_interpreter(runner, name, n):
     assert last[0] == "halt"
 
 
+@pytest.mark.slow
 def test_compile_one_megabyte():
     """Compile time of 1 MB of compiled-code-shaped guest code (printed,
     not asserted; perf/bench_compiler.py measures it properly), and the
@@ -725,11 +650,11 @@ def test_compile_one_megabyte():
     from _synthetic import synthetic_program
     code, bitmask, table = synthetic_program(1 << 20, seed=1, isa="jam_v1")
     idx = ISA.isa_index("jam_v1")
-    _compiler.CompiledCode(idx, code[:4096], bitmask[:512], [])  # warm up
-    best = min(_compiler.CompiledCode(idx, code, bitmask, table).seconds for _ in range(5))
-    cc = _compiler.CompiledCode(idx, code, bitmask, table)
+    _engine.CompiledCode(idx, code[:4096], bitmask[:512], [])  # warm up
+    best = min(_engine.CompiledCode(idx, code, bitmask, table).seconds for _ in range(5))
+    cc = _engine.CompiledCode(idx, code, bitmask, table)
     q = len(code) // 32 * 8
-    quarter = min(_compiler.CompiledCode(idx, code[:q], bitmask[:q // 8], [t for t in table if t < q]).seconds
+    quarter = min(_engine.CompiledCode(idx, code[:q], bitmask[:q // 8], [t for t in table if t < q]).seconds
                   for _ in range(5))
     mb = len(code) / (1 << 20)
     print(f"\ncompile: {len(code):,} bytes of guest code, {cc.info['map_count']:,} instructions -> "
@@ -754,10 +679,10 @@ def test_inlined_decoder_matches_vm_decode(isa):
                 bitmask[i >> 3] |= 1 << (i & 7)
         if rng.random() < 0.2 and bitmask:
             bitmask[-1] |= 0xFF  # bits past the end of the code
-        assert _compiler.decoder_selftest(idx, code, bytes(bitmask)) is None, (n, code.hex(), bytes(bitmask).hex())
+        assert _engine.decoder_selftest(idx, code, bytes(bitmask)) is None, (n, code.hex(), bytes(bitmask).hex())
     code, bitmask, _ = __import__("_synthetic").synthetic_program(1 << 14, seed=3, isa=isa if isa != "latest32" else
                                                                    "latest64")
-    assert _compiler.decoder_selftest(idx, code, bitmask) is None
+    assert _engine.decoder_selftest(idx, code, bitmask) is None
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -765,7 +690,6 @@ def test_map_records(isa):
     """The pc map: one record per instruction the interpreter lays out (the
     implicit traps included), sorted by pc and by native offset, the jump
     target flag exactly vm_is_basic_block_start, lookups both ways."""
-    from vmcore import _decoder
     rng = random.Random(f"x64-map-{isa}")
     idx = ISA.isa_index(isa)
     for n in range(60):
@@ -777,18 +701,18 @@ def test_map_records(isa):
             bitmask = bytes(rng.getrandbits(8) & rng.getrandbits(8) for _ in range((length + 7) // 8))
             table = [rng.randrange(0, length + 2) for _ in range(5)]
         split = XR.split_hint_for(code) if n % 3 == 0 else 0
-        cc = _compiler.CompiledCode(idx, code, bitmask, table, split_hint=split)
+        cc = _engine.CompiledCode(idx, code, bitmask, table, split_hint=split)
         entries = cc.map_entries()
         if split:  # the same records as one thread makes, at other native offsets
-            one = _compiler.CompiledCode(idx, code, bitmask, table).map_entries()
+            one = _engine.CompiledCode(idx, code, bitmask, table).map_entries()
             assert [(e[0], e[3]) for e in entries] == [(e[0], e[3]) for e in one]
         pcs = [e[0] for e in entries]
         assert pcs == sorted(set(pcs))
         assert [e[1] for e in entries] == sorted(e[1] for e in entries)
         for pc, entry, body, info in entries:
             assert entry <= body
-            want = pc < len(code) and _decoder.is_basic_block_start(idx, code, bitmask, pc)
-            assert bool(info & _compiler.INFO_JUMP_TARGET) == want, (n, pc)
+            want = pc < len(code) and _engine.is_basic_block_start(idx, code, bitmask, pc)
+            assert bool(info & _engine.INFO_JUMP_TARGET) == want, (n, pc)
             assert cc.find_pc(pc) == pcs.index(pc)
             k = cc.find_native(body)  # the last record starting at or before body (empty ones share offsets)
             assert entries[k][1] <= body and (k + 1 == len(entries) or entries[k + 1][1] > body)
@@ -797,7 +721,7 @@ def test_map_records(isa):
         jt = cc.jump_table
         for k, target in enumerate(table):
             address = int.from_bytes(jt[8 * k:8 * k + 8], "little")
-            valid = target < len(code) and _decoder.is_basic_block_start(idx, code, bitmask, target)
+            valid = target < len(code) and _engine.is_basic_block_start(idx, code, bitmask, target)
             assert (address != 0) == valid
             if valid:
                 assert address == cc.info["code_address"] + entries[cc.find_pc(target)][1]
@@ -808,8 +732,8 @@ def test_split_compile_leaves_a_hole_between_halves():
     first half's worst case ends."""
     import vmcore
     program = vmcore.Program.load(HERE.parent / "src" / "vmcore" / "data" / "sieve.polkavm")
-    one = _compiler.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table)
-    two = _compiler.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table,
+    one = _engine.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table)
+    two = _engine.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table,
                                  split_hint=len(program.code) // 2)
     assert two.info["code_size"] > one.info["code_size"]
     entries = two.map_entries()
@@ -819,11 +743,11 @@ def test_split_compile_leaves_a_hole_between_halves():
 
 
 def test_compile_errors_and_cpu_check():
-    assert _compiler.cpu_check() is None  # (the module is skipped otherwise)
+    assert _engine.cpu_check() is None  # (the module is skipped otherwise)
     with pytest.raises(ValueError):
-        _compiler.CompiledCode(0, b"\x00" * 16, b"", [])
-    with pytest.raises(_compiler.CompileError):
-        _compiler.CompiledCode(99, b"\x00", b"\x01", [])
-    cc = _compiler.CompiledCode(ISA.isa_index("latest64"), b"", b"", [5])
+        _engine.CompiledCode(0, b"\x00" * 16, b"", [])
+    with pytest.raises(_engine.CompileError):
+        _engine.CompiledCode(99, b"\x00", b"\x01", [])
+    cc = _engine.CompiledCode(ISA.isa_index("latest64"), b"", b"", [5])
     assert cc.enter(0, 10)[0] == -1
     assert cc.jump_table == bytes(8)  # an entry that is not a jump target is 0

@@ -10,12 +10,14 @@ import pytest
 import vmcore
 from vmcore import asm, backend as backend_module, fuzz
 from vmcore.crosscheck import Divergence, crosscheck
-from vmcore.process_backend import _shared_module, cpu_supports_native
+from vmcore.process_backend import _shared_module
 from vmcore.vectors import run_paths
 
+import modes
 from conftest import ROOT
 
-pytestmark = pytest.mark.skipif(cpu_supports_native() is not None, reason=str(cpu_supports_native()))
+NO_COMPILER = modes.unavailable(modes.BY_NAME["compiler"])
+pytestmark = pytest.mark.skipif(NO_COMPILER is not None, reason=str(NO_COMPILER))
 
 DATA = ROOT / "src" / "vmcore" / "data"
 
@@ -24,6 +26,7 @@ def load(name):
     return vmcore.Program.load(DATA / f"{name}.polkavm")
 
 
+@pytest.mark.slow
 def test_every_vector_passes_as_native_code():
     results = run_paths([str(ROOT / "tests" / "vectors")], backend="compiler", isolation="process")
     failed = [(r.path, r.diffs) for r in results if r.diffs]
@@ -32,6 +35,7 @@ def test_every_vector_passes_as_native_code():
 
 
 @pytest.mark.parametrize("name,args", [("sum", (5000,)), ("sieve", (3000, None))])
+@pytest.mark.slow
 def test_kernels_in_lockstep(name, args):
     program = load(name)
     if args[-1] is None:
@@ -107,6 +111,7 @@ def test_guest_errors_are_the_same_on_both_sides():
         crosscheck(load("sum"), "main", 1000, gas=500, lockstep=False)
 
 
+@pytest.mark.slow
 def test_seeded_random_programs_agree(tmp_path):
     """The fuzzer's differential target (random valid programs of every
     ISA, random registers, pages and gas) with the compiler among the
@@ -136,6 +141,11 @@ def test_cpu_without_bmi2_falls_back(monkeypatch):
     monkeypatch.setattr(vmcore.process_backend, "cpu_supports_native", lambda: "this CPU lacks BMI2")
     with vmcore.Sandbox(program, isolation="process") as sb:
         assert sb.backend == "interpreter"
+        report = sb.isolation_report()
+        assert isinstance(report, vmcore.IsolationReport) and report["seccomp"] in (True, False)
+        assert report.fallback == "backend='auto' runs the interpreter instead of the compiler: this CPU lacks BMI2"
+    with vmcore.Sandbox(program, isolation="process", backend="interpreter") as sb:
+        assert sb.isolation_report().fallback is None  # asked for, not a fallback
     with pytest.raises(vmcore.SandboxError, match="lacks BMI2.*backend='interpreter'"):
         vmcore.Sandbox(program, backend="compiler")
 
@@ -156,11 +166,11 @@ def test_shared_module_holds_the_compiled_code(size):
     import sys
     sys.path.insert(0, str(ROOT / "perf"))
     from _synthetic import synthetic_program
-    from vmcore import _compiler, _process, isa as ISA
+    from vmcore import _engine, isa as ISA
     code, bitmask, table = synthetic_program(size, seed=5, isa="jam_v1")
     idx = ISA.isa_index("jam_v1")
-    shared = _process.SharedModule(idx, code, bitmask, table, True, False, True)
-    compiled = _compiler.CompiledCode(idx, code, bitmask, table, gas_metering=True, interruptible=True,
+    shared = _engine.SharedModule(idx, code, bitmask, table, True, False, True)
+    compiled = _engine.CompiledCode(idx, code, bitmask, table, gas_metering=True, interruptible=True,
                                       parallel=True)
     info = compiled.info
     assert (info["gap_start"] < info["gap_end"]) == (len(code) >= 64 * 1024)
@@ -179,9 +189,9 @@ def _synthetic_module(size, seed):
     import sys
     sys.path.insert(0, str(ROOT / "perf"))
     from _synthetic import synthetic_program
-    from vmcore import _process, isa as ISA
+    from vmcore import _engine, isa as ISA
     code, bitmask, table = synthetic_program(size, seed=seed, isa="jam_v1")
-    return lambda: _process.SharedModule(ISA.isa_index("jam_v1"), code, bitmask, table, True, False, True)
+    return lambda: _engine.SharedModule(ISA.isa_index("jam_v1"), code, bitmask, table, True, False, True)
 
 
 def _module_bytes(module):
@@ -192,51 +202,51 @@ def test_freed_module_memory_is_reused_and_cleared():
     """A freed native module's memfd is written over by the next compile
     that fits, and the new module is byte for byte what a new memfd would
     hold: nothing of the earlier (bigger) module is left in it."""
-    from vmcore import _process
+    from vmcore import _engine
     big, small = _synthetic_module(1 << 18, 11), _synthetic_module(1 << 17, 12)
-    _process.drain_module_memory()
+    _engine.drain_module_memory()
     fresh = small()
     expected = _module_bytes(fresh)
     del fresh
-    _process.drain_module_memory()
+    _engine.drain_module_memory()
     first = big()
     inode = os.fstat(first.memfd).st_ino
     del first
-    assert _process.module_memory_pool()[0] == 1
+    assert _engine.module_memory_pool()[0] == 1
     reused = small()
-    assert os.fstat(reused.memfd).st_ino == inode and _process.module_memory_pool()[0] == 0
+    assert os.fstat(reused.memfd).st_ino == inode and _engine.module_memory_pool()[0] == 0
     assert _module_bytes(reused) == expected
     del reused
     # the pool is bounded
     keep = [small() for _ in range(6)]
     del keep
-    count, held = _process.module_memory_pool()
+    count, held = _engine.module_memory_pool()
     assert 1 <= count <= 4 and held <= 64 << 20
-    assert vmcore.drain_module_memory() == count and _process.module_memory_pool() == (0, 0)
+    assert vmcore.drain_module_memory() == count and _engine.module_memory_pool() == (0, 0)
 
 
 def test_a_forked_child_never_writes_its_parents_modules():
-    from vmcore import _process
+    from vmcore import _engine
     make = _synthetic_module(1 << 17, 13)
-    _process.drain_module_memory()
+    _engine.drain_module_memory()
     live = make()
     before = _module_bytes(live)
     pooled = make()
     del pooled  # one memfd in the pool
-    assert _process.module_memory_pool()[0] == 1
+    assert _engine.module_memory_pool()[0] == 1
     pid = os.fork()
     if pid == 0:  # child: its pool starts empty, and what it frees is not pooled
-        ok = _process.module_memory_pool() == (0, 0)
+        ok = _engine.module_memory_pool() == (0, 0)
         inode = os.fstat(live.memfd).st_ino
         del live
-        ok = ok and _process.module_memory_pool() == (0, 0)
+        ok = ok and _engine.module_memory_pool() == (0, 0)
         child = make()
         ok = ok and os.fstat(child.memfd).st_ino != inode
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert _module_bytes(live) == before
-    assert _process.module_memory_pool()[0] == 1
+    assert _engine.module_memory_pool()[0] == 1
 
 
 def test_step_tracing_and_resume_after_faults():

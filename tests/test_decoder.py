@@ -1,4 +1,4 @@
-"""The C decoder (vmcore._decoder) against an independent pure-Python model
+"""The C decoder (vmcore._engine) against an independent pure-Python model
 written from the reference's simple operand formulas (PolkaVM program.rs,
 the `simple_read_args_*` definitions), its bitmask rules and its jump-target
 rule, plus the opcode tables against the reference's."""
@@ -8,7 +8,7 @@ import re
 import pytest
 
 from conftest import REFERENCE_PROGRAM_RS
-from vmcore import _decoder, isa
+from vmcore import _engine, isa
 
 ISAS = list(isa.ISA_NAMES)
 M32 = 0xFFFFFFFF
@@ -147,11 +147,11 @@ def model_is_block_start(isa_name: str, code: bytes, bitmask: bytes, offset: int
 
 
 def c_decode(isa_name, code, bitmask, offset):
-    return _decoder.decode(isa.isa_index(isa_name), bytes(code), bytes(bitmask), offset)
+    return _engine.decode(isa.isa_index(isa_name), bytes(code), bytes(bitmask), offset)
 
 
 def c_is_block_start(isa_name, code, bitmask, offset):
-    return _decoder.is_basic_block_start(isa.isa_index(isa_name), bytes(code), bytes(bitmask), offset)
+    return _engine.is_basic_block_start(isa.isa_index(isa_name), bytes(code), bytes(bitmask), offset)
 
 
 def mask(code_len, starts):
@@ -391,12 +391,12 @@ def test_reference_iterator_examples():
 
 
 def test_short_bitmask_is_rejected_not_read_past():
-    for fn in (_decoder.decode, _decoder.is_basic_block_start, _decoder.instructions):
-        args = (0, b"\0" * 9, b"\x01") + ((8,) if fn is not _decoder.instructions else ())
+    for fn in (_engine.decode, _engine.is_basic_block_start, _engine.instructions):
+        args = (0, b"\0" * 9, b"\x01") + ((8,) if fn is not _engine.instructions else ())
         with pytest.raises(ValueError, match="bitmask"):
             fn(*args)
     with pytest.raises(ValueError):
-        _decoder.is_basic_block_start(2, bytes(1000), bytearray(b"\x01"), 40)
+        _engine.is_basic_block_start(2, bytes(1000), bytearray(b"\x01"), 40)
 
 
 # ---------------------------------------------------------- the opcode table
@@ -448,7 +448,7 @@ def _reference_text():
 
 def test_opcode_tables_match_reference_source():
     text = _reference_text()
-    formats = _decoder.format_names()
+    formats = _engine.format_names()
     blocks = list(re.finditer(r"define_instruction_set!\s*\{\s*\(\$\)\s*(ISA_\w+),\s*\w+,(.*?)\n\}", text, re.S))
     assert sorted(m.group(1) for m in blocks) == sorted(REF_ISA_NAMES)
     for m in blocks:

@@ -6,7 +6,7 @@ from importlib import resources
 
 import pytest
 
-from vmcore import Program, _decoder, isa
+from vmcore import Program, _engine, isa
 from vmcore.asm import assemble, encode_instruction, varint
 from vmcore.disasm import disassemble, format_instruction, lines, main
 
@@ -97,7 +97,7 @@ def test_every_instruction_round_trips(isa_name):
             assert again.code == code, (op.name, text)
             assert disassemble(again) == text, (op.name, text)
             # the operands survive exactly, as the decoder reports them
-            got = _decoder.instructions(program.isa_index, again.code, again.bitmask)[0]
+            got = _engine.instructions(program.isa_index, again.code, again.bitmask)[0]
             assert got[2] == op.id
             assert list(got[3:3 + REGS_USED[op.format]]) == regs[:REGS_USED[op.format]]
             n = IMMS_USED.get(op.format, 0)
@@ -181,7 +181,7 @@ def test_random_program_round_trip(isa_name):
     program = Program.from_bytes(blob)
 
     # The assembler picked exactly the instructions the text describes.
-    decoded = [d for d in _decoder.instructions(program.isa_index, program.code, program.bitmask)
+    decoded = [d for d in _engine.instructions(program.isa_index, program.code, program.bitmask)
                if d[2] != isa.OP_INVALID]
     assert len(decoded) == len(expected)
     offsets = [d[0] for d in decoded]
@@ -213,7 +213,7 @@ def test_random_program_round_trip(isa_name):
 def test_raw_code_blob_round_trip():
     blob = assemble(data_file("sieve.asm").decode() + "\n@extra:\n a0 = @extra\n jump [a0]\n")
     program = Program.from_bytes(blob)
-    raw = raw_blob(program.code, [d[0] for d in _decoder.instructions(program.isa_index, program.code,
+    raw = raw_blob(program.code, [d[0] for d in _engine.instructions(program.isa_index, program.code,
                                                                        program.bitmask)
                                   if d[2] != isa.OP_INVALID], program.jump_table)
     raw_program = Program.from_raw_code(raw, isa="jam_v1")
@@ -281,6 +281,7 @@ def test_lines_iterator_and_pc_column():
     assert assemble("\n".join(no_pcs)) == data_file("sum.polkavm")
 
 
+@pytest.mark.slow
 def test_megabyte_program():
     """A ~1 MB program disassembles (in C-decoded bulk) and keeps every instruction."""
     rng = random.Random(3)
@@ -313,7 +314,7 @@ def test_main_prints_disassembly(tmp_path, capsys):
 
     program = Program.from_bytes(data_file("sum.polkavm"))
     raw = tmp_path / "sum.bin"
-    raw.write_bytes(raw_blob(program.code, [d[0] for d in _decoder.instructions(program.isa_index, program.code,
+    raw.write_bytes(raw_blob(program.code, [d[0] for d in _engine.instructions(program.isa_index, program.code,
                                                                                  program.bitmask)]))
     out_file = tmp_path / "sum.txt"
     assert main([str(raw), "--raw", "--isa", "jam_v1", "-o", str(out_file), "--no-pcs"]) == 0

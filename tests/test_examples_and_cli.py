@@ -45,6 +45,7 @@ def test_demo():
     assert "ecalli 0" in out and "gas used:" in out
 
 
+@pytest.mark.slow
 def test_info_run_vectors():
     out = run("-m", "vmcore", "info", str(DATA / "sieve.polkavm")).stdout
     assert "jam_v1" in out and "main @ 0" in out and "rw data" in out
@@ -158,6 +159,7 @@ def test_vectors_on_a_non_json_file_is_a_usage_error(tmp_path):
     assert "failed" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_jam_standard_files_are_recognised_by_content(tmp_path):
     from conftest import code_blob, jam_standard
     blob = jam_standard(b"", b"", 0, 4096, code_blob(bytes([0]), [0]))  # one trap instruction

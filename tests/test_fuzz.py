@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vmcore import _decoder, fuzz, isa as ISA
+from vmcore import _engine, fuzz, isa as ISA
 from vmcore.program import Program
 from vmcore.vectors import main_vectors
 
@@ -27,6 +27,7 @@ def cli(*args, timeout=120):
 
 
 # ------------------------------------------------------------- the campaign
+@pytest.mark.slow
 def test_short_campaign_passes(tmp_path):
     proc = cli("--seconds", "4", "--seed", "1", "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -38,6 +39,7 @@ def test_short_campaign_passes(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing failed, nothing written
 
 
+@pytest.mark.slow
 def test_fixed_case_count_is_deterministic(tmp_path):
     a = fuzz.campaign(seconds=60, cases=60, seed=5, out_dir=str(tmp_path))
     b = fuzz.campaign(seconds=60, cases=60, seed=5, out_dir=str(tmp_path))
@@ -59,7 +61,7 @@ def test_generated_programs_cover_every_opcode_of_every_isa():
     for i in range(600):
         vector = fuzz.generate_vector(11, i)
         program = Program.from_raw_code(bytes(vector["program"]), isa=vector["isa"])
-        for entry in _decoder.instructions(program.isa_index, program.code, program.bitmask):
+        for entry in _engine.instructions(program.isa_index, program.code, program.bitmask):
             seen[vector["isa"]].add(entry[2])
     for name in ISA.ISA_NAMES:
         want = {o.id for o in ISA.OPCODES if o.byte_for(name) is not None}

@@ -12,9 +12,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,26 +20,21 @@ from pathlib import Path
 import pytest
 
 import vmcore
-from vmcore import _compiler, _decoder, _interp, _process, gas, isa as ISA
-from vmcore.process_backend import cpu_supports_native
+from vmcore import _engine, gas, isa as ISA
 from vmcore.vectors_v05 import run_vector_v05
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 V05_DIR = HERE / "vectors" / "v0.5" / "programs"
 V05 = sorted(V05_DIR.glob("*.json"))
-CONFIGS = [("interpreter", "inline"), ("interpreter", "process"), ("compiler", "process")]
-NATIVE = cpu_supports_native()
 sys.path.insert(0, str(ROOT / "perf"))
 sys.path.insert(0, str(HERE))
 
 import gen_vectors as gen  # noqa: E402
+import modes  # noqa: E402
+from conftest import REFHARNESS, needs_refharness  # noqa: E402
 
-
-def _config_params():
-    for backend, isolation in CONFIGS:
-        marks = [pytest.mark.skipif(NATIVE is not None, reason=str(NATIVE))] if backend == "compiler" else []
-        yield pytest.param(backend, isolation, id=f"{backend}-{isolation}", marks=marks)
+NATIVE = modes.NO_NATIVE_CODE
 
 
 # ------------------------------------------------------------------ v0.5 vectors
@@ -51,11 +44,10 @@ def test_v05_vectors_are_all_here():
     assert names == {"gas", "inst", "multistep"}
 
 
-@pytest.mark.parametrize("backend,isolation", list(_config_params()))
 @pytest.mark.parametrize("path", V05, ids=[p.stem for p in V05])
-def test_v05_vector(path, backend, isolation):
+def test_v05_vector(path, mode):
     vector = json.loads(path.read_text())
-    assert run_vector_v05(vector, backend=backend, isolation=isolation) == []
+    assert run_vector_v05(vector, **mode.kwargs) == []
 
 
 def test_v05_runner_can_fail():
@@ -85,7 +77,7 @@ def _costs(asm: "gen.Asm", model="full"):
     code, starts, _ = asm.assemble()
     bitmask = gen.bitmask_bytes(len(code), starts)
     m = gas.resolve(model)
-    return _decoder.block_gas_costs(ISA.isa_index(asm.isa), code, bitmask, m.kind, m.memory_access_cost)
+    return _engine.block_gas_costs(ISA.isa_index(asm.isa), code, bitmask, m.kind, m.memory_access_cost)
 
 
 def test_timelines_from_the_reference():
@@ -122,7 +114,7 @@ def test_naive_is_one_per_instruction():
     for _ in range(20):
         program = _random_program(rng)
         blocks = program.block_gas_costs("naive")
-        insns = _decoder.instructions(program.isa_index, program.code, program.bitmask)
+        insns = _engine.instructions(program.isa_index, program.code, program.bitmask)
         assert sum(blocks.values()) == len(insns)
 
 
@@ -156,17 +148,17 @@ def test_engines_charge_the_gas_modules_costs(model):
         program = _random_program(rng, size=rng.choice((2000, 20000)))
         want = list(program.block_gas_costs(m).items())
         args = (program.isa_index, program.code, program.bitmask, program.jump_table)
-        interp = _interp.CompiledModule(*args, True, gas_kind=m.kind, memory_access_cost=m.memory_access_cost)
+        interp = _engine.CompiledModule(*args, True, gas_kind=m.kind, memory_access_cost=m.memory_access_cost)
         assert interp.block_costs() == want
-        shared = _process.SharedModule(*args, True, False, False, gas_kind=m.kind,
+        shared = _engine.SharedModule(*args, True, False, False, gas_kind=m.kind,
                                        memory_access_cost=m.memory_access_cost)
         assert shared.block_costs() == want
         if NATIVE is None:
             for split in (0, len(program.code) // 2):
-                cc = _compiler.CompiledCode(*args, True, split_hint=split, gas_kind=m.kind,
+                cc = _engine.CompiledCode(*args, True, split_hint=split, gas_kind=m.kind,
                                             memory_access_cost=m.memory_access_cost)
                 assert cc.block_costs() == want
-            native = _process.SharedModule(*args, True, False, True, gas_kind=m.kind,
+            native = _engine.SharedModule(*args, True, False, True, gas_kind=m.kind,
                                            memory_access_cost=m.memory_access_cost)
             assert native.block_costs() == want
 
@@ -174,17 +166,17 @@ def test_engines_charge_the_gas_modules_costs(model):
 def test_mid_block_entry_charges_the_whole_block():
     program = vmcore.Program.load(ROOT / "src" / "vmcore" / "data" / "sum.polkavm")
     costs = program.block_gas_costs("full")
-    insns = _decoder.instructions(program.isa_index, program.code, program.bitmask)
+    insns = _engine.instructions(program.isa_index, program.code, program.bitmask)
     starts = set(costs)
     inside = [i[0] for i in insns if i[0] not in starts]
     assert inside
     args = (program.isa_index, program.code, program.bitmask, program.jump_table)
     m = gas.FULL
-    module = _interp.CompiledModule(*args, True, gas_kind=m.kind, memory_access_cost=m.memory_access_cost)
-    cc = _compiler.CompiledCode(*args, True, gas_kind=m.kind) if NATIVE is None else None
+    module = _engine.CompiledModule(*args, True, gas_kind=m.kind, memory_access_cost=m.memory_access_cost)
+    cc = _engine.CompiledCode(*args, True, gas_kind=m.kind) if NATIVE is None else None
     for pc in inside:
         block = max(s for s in starts if s < pc)
-        inst = _interp.Instance(module, 4096)
+        inst = _engine.Instance(module, 4096)
         inst.gas = 10_000
         rc = inst.set_pc(pc)
         if rc == -1:
@@ -205,11 +197,11 @@ def test_bad_models_are_refused():
         program.block_gas_costs("bogus")
     args = (program.isa_index, program.code, program.bitmask, program.jump_table, True)
     with pytest.raises(ValueError):
-        _interp.CompiledModule(*args, gas_kind=_decoder.GAS_FULL, memory_access_cost=0)
+        _engine.CompiledModule(*args, gas_kind=_engine.GAS_FULL, memory_access_cost=0)
     with pytest.raises(ValueError):
-        _interp.CompiledModule(*args, gas_kind=7)
+        _engine.CompiledModule(*args, gas_kind=7)
     with pytest.raises(ValueError):
-        _process.SharedModule(*args, gas_kind=_decoder.GAS_FULL, memory_access_cost=200)
+        _engine.SharedModule(*args, gas_kind=_engine.GAS_FULL, memory_access_cost=200)
 
 
 def test_defaults_and_names():
@@ -227,12 +219,11 @@ def test_defaults_and_names():
     assert blocks == program.block_gas_costs("full") and blocks != program.block_gas_costs("naive")
 
 
-@pytest.mark.parametrize("backend,isolation", list(_config_params()))
-def test_sandbox_gas_same_on_every_backend(backend, isolation):
+def test_sandbox_gas_same_on_every_backend(mode):
     program = vmcore.Program.load(ROOT / "src" / "vmcore" / "data" / "sum.polkavm")
     got = []
     for model in ("full", "full-l3", "naive"):
-        with vmcore.Sandbox(program, gas=10**6, gas_model=model, backend=backend, isolation=isolation) as sb:
+        with vmcore.Sandbox(program, gas=10**6, gas_model=model, **mode.kwargs) as sb:
             assert sb.call("main", 100) == sum(i * i for i in range(100))
             got.append(10**6 - sb.gas)
     with vmcore.Sandbox(program, gas=10**6, backend="interpreter", isolation="inline", gas_model="full") as ref:
@@ -242,17 +233,9 @@ def test_sandbox_gas_same_on_every_backend(backend, isolation):
 
 
 # ------------------------------------------------------------------ the reference
-def _refharness():
-    path = os.environ.get("VMCORE_REFHARNESS") or str(ROOT.parent / "shared" / "tools" / "refharness")
-    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-
-
-REFHARNESS = _refharness()
-
-
-@pytest.mark.skipif(REFHARNESS is None, reason="no refharness binary (set VMCORE_REFHARNESS)")
-@pytest.mark.parametrize("backend,isolation", list(_config_params()))
-def test_random_programs_against_polkavm(tmp_path_factory, backend, isolation):
+@needs_refharness
+@pytest.mark.slow
+def test_random_programs_against_polkavm(tmp_path_factory, mode):
     """Random jam_v1 programs run by PolkaVM 0.35's interpreter (full cost
     model): vmcore's block costs and every step's result agree."""
     out = tmp_path_factory.getbasetemp() / "refharness-random"
@@ -264,7 +247,7 @@ def test_random_programs_against_polkavm(tmp_path_factory, backend, isolation):
     assert len(files) >= 30
     failures = []
     for path in files:
-        diffs = run_vector_v05(json.loads(path.read_text()), backend=backend, isolation=isolation)
+        diffs = run_vector_v05(json.loads(path.read_text()), **mode.kwargs)
         if diffs:
             failures.append((path.name, diffs[:3]))
     assert not failures, failures[:5]

@@ -3,7 +3,7 @@
 A generated matrix: every public Sandbox / Caller / GuestMemory method
 (``ACTIONS``) x the context it is called from (``CONTEXTS``: a hostcall of
 the same sandbox; another thread while the guest runs; another thread while
-the call sits in a hostcall) x every backend and isolation (``MODES``).
+the call sits in a hostcall) x every backend and isolation (tests/modes.py).
 Each case must either do what the docs say or raise a typed
 ``vmcore.VmError`` (``SandboxBusy`` where it cannot be done now): never a
 crash, a hang or an untyped exception.  Afterwards the call has ended
@@ -22,13 +22,10 @@ import pytest
 
 import vmcore
 from vmcore import asm
-from vmcore.process_backend import SandboxPool, cpu_supports_native
-
-MODES = {"inline": ("interpreter", "inline"), "process": ("interpreter", "process")}
-if cpu_supports_native() is None:
-    MODES["compiler"] = ("compiler", "process")
-
 from vmcore.fuzz_hostile import GUEST_SOURCE
+from vmcore.process_backend import SandboxPool
+
+import modes
 
 GUEST = vmcore.Program.from_bytes(asm.assemble(GUEST_SOURCE))  # the hostile-api fuzz target's guest
 RW = GUEST.memory_map(4096).rw_data_address
@@ -100,8 +97,7 @@ def _finish(sb, mode):
         pass
     finally:
         sb.close()
-    backend, isolation = MODES[mode]
-    with vmcore.Sandbox(GUEST, backend=backend, isolation=isolation, gas=1_000_000) as fresh:
+    with mode.sandbox(GUEST, gas=1_000_000) as fresh:
         assert fresh.call("quick") == 7
 
 
@@ -114,12 +110,11 @@ def _run_call(sb, export, box, **kw):
         box["call_untyped"] = e
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("mode", modes.params())
 @pytest.mark.parametrize("context", CONTEXTS)
 @pytest.mark.parametrize("action", list(ACTIONS))
 def test_api_matrix(action, context, mode):
-    backend, isolation = MODES[mode]
-    sb = vmcore.Sandbox(GUEST, backend=backend, isolation=isolation, gas=10**12)
+    sb = mode.sandbox(GUEST, gas=10**12)
     fn = ACTIONS[action]
     box, call = {}, {}
     if context == "own-hostcall":
@@ -161,7 +156,7 @@ def test_api_matrix(action, context, mode):
 
 def test_matrix_size():
     """The matrix is what the issue asks for: every method x context x mode."""
-    assert len(ACTIONS) * len(CONTEXTS) * len(MODES) >= 35 * 3 * 2
+    assert len(ACTIONS) * len(CONTEXTS) * len(modes.MODES) >= 35 * 3 * 3
 
 
 # -- the issue's reproducers ---------------------------------------------------
@@ -181,15 +176,14 @@ pub @main:
 """))
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("mode", modes.params())
 @pytest.mark.parametrize("what", ["reset", "tracing-off", "tracing-on"])
 def test_state_changes_from_own_hostcall_are_refused(mode, what):
     """Inline this segfaulted the host; in a process it ended in RuntimeError
     or a dead sandbox; on the compiler it resumed mid-instruction in the
     other variant (guest immediates run as code).  Now: SandboxBusy inside
     the hostcall, and the call completes correctly."""
-    backend, isolation = MODES[mode]
-    sb = vmcore.Sandbox(TRACED, backend=backend, isolation=isolation, gas=10**6)
+    sb = mode.sandbox(TRACED, gas=10**6)
     if what == "tracing-off":
         sb.set_step_tracing(True)
     seen = []
@@ -208,12 +202,11 @@ def test_state_changes_from_own_hostcall_are_refused(mode, what):
     sb.close()
 
 
-@pytest.mark.parametrize("mode", [m for m in MODES if MODES[m][1] == "process"])
+@pytest.mark.parametrize("mode", modes.params(process_only=True))
 def test_recycled_process_starts_clean(mode):
-    backend, isolation = MODES[mode]
     pool = SandboxPool(1)
     try:
-        sb = vmcore.Sandbox(GUEST, backend=backend, isolation=isolation, pool=pool, gas=1000)
+        sb = mode.sandbox(GUEST, pool=pool, gas=1000)
         sb.register_hostcall("note", lambda caller: None)
         for _ in range(20):
             sb.call("hcall")
@@ -221,7 +214,7 @@ def test_recycled_process_starts_clean(mode):
         before = sb.counters
         assert before["host_wait_loop_start"] >= 20
         sb.close()
-        sb2 = vmcore.Sandbox(GUEST, backend=backend, isolation=isolation, pool=pool, gas=1000)
+        sb2 = mode.sandbox(GUEST, pool=pool, gas=1000)
         assert sb2.pid == pid, "the test needs the process to be recycled"
         c = sb2.counters
         assert c["host_wait_loop_start"] == 0 and c["syscall_wait_loop_start"] == 0, c
@@ -249,10 +242,9 @@ def test_recycled_inline_instance_starts_clean():
     sb2.close()
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("mode", modes.params())
 def test_oversized_memory_ranges_are_typed(mode):
-    backend, isolation = MODES[mode]
-    with vmcore.Sandbox(GUEST, backend=backend, isolation=isolation) as sb:
+    with mode.sandbox(GUEST) as sb:
         for address, length in ((0, 1 << 32), (RW, 1 << 32), ((1 << 32) - 1, 2), (1 << 32, 0)):
             with pytest.raises(vmcore.MemoryAccessError):
                 sb.memory.read(address, length)

@@ -15,12 +15,10 @@ import threading
 import pytest
 
 import vmcore
-from vmcore import _process, fuzz_hostile
-from vmcore.process_backend import SandboxPool, cpu_supports_native
+from vmcore import _engine, fuzz_hostile
+from vmcore.process_backend import SandboxPool
 
-PROCESS_MODES = {"process": ("interpreter", "process")}
-if cpu_supports_native() is None:
-    PROCESS_MODES["compiler"] = ("compiler", "process")
+import modes
 
 GUEST = fuzz_hostile.guest()
 
@@ -35,9 +33,9 @@ def hostile():
     pool.close()
 
 
-@pytest.mark.parametrize("mode", list(PROCESS_MODES))
+@pytest.mark.parametrize("mode", modes.params(process_only=True))
 def test_hostile_zygote_gets_typed_errors_only(hostile, mode):
-    target = fuzz_hostile.HostileSandboxTarget(seed=7 + len(mode))
+    target = fuzz_hostile.HostileSandboxTarget(seed=7 + len(mode.name))
     target.pool = hostile
     failures = []
     for i in range(25):
@@ -57,12 +55,11 @@ def _write_ctx_u32(sb, name, value):
     ctypes.c_uint32.from_address(base + offset).value = value
 
 
-@pytest.mark.parametrize("mode", list(PROCESS_MODES))
+@pytest.mark.parametrize("mode", modes.params(process_only=True))
 def test_claiming_death_while_alive_does_not_block_the_host(mode):
-    backend, isolation = PROCESS_MODES[mode]
     pool = SandboxPool(1)
     try:
-        sb = vmcore.Sandbox(GUEST, backend=backend, isolation=isolation, pool=pool)
+        sb = mode.sandbox(GUEST, pool=pool)
         pid = sb.pid
 
         def note(caller):
@@ -79,7 +76,7 @@ def test_claiming_death_while_alive_does_not_block_the_host(mode):
         assert kind == "typed" and isinstance(value, vmcore.SandboxError), value
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/status").read().find("zombie") < 0
         sb.close()
-        sb2 = vmcore.Sandbox(GUEST, backend=backend, isolation=isolation, pool=pool)
+        sb2 = mode.sandbox(GUEST, pool=pool)
         assert sb2.pid != pid and sb2.call("quick") == 7
         sb2.close()
     finally:
@@ -88,13 +85,11 @@ def test_claiming_death_while_alive_does_not_block_the_host(mode):
 
 @pytest.mark.parametrize("field,value", [("heap_info.heap_top", 0), ("heap_info.heap_threshold", 0xFFFFF000),
                                          ("gas", 0x7FFFFFFF)])
-@pytest.mark.parametrize("mode", list(PROCESS_MODES))
+@pytest.mark.parametrize("mode", modes.params(process_only=True))
 def test_bad_values_read_back_kill_the_sandbox(mode, field, value):
-    backend, isolation = PROCESS_MODES[mode]
     pool = SandboxPool(1)
     try:
-        sb = vmcore.Sandbox(GUEST, backend=backend, isolation=isolation, pool=pool, gas=1000,
-                            heap=vmcore.HeapPolicy(initial_size=8192))
+        sb = mode.sandbox(GUEST, pool=pool, gas=1000, heap=vmcore.HeapPolicy(initial_size=8192))
         pid = sb.pid
         assert sb.call("quick") == 7
 
@@ -109,7 +104,7 @@ def test_bad_values_read_back_kill_the_sandbox(mode, field, value):
             sb.gas
             sb.call("hcall")
         sb.close()
-        sb2 = vmcore.Sandbox(GUEST, backend=backend, isolation=isolation, pool=pool)
+        sb2 = mode.sandbox(GUEST, pool=pool)
         assert sb2.pid != pid, "a process that sent back a bad value was recycled"
         sb2.close()
     finally:

@@ -7,21 +7,10 @@ import pytest
 import vmcore
 from vmcore import ProgramError, VmError, asm, jam
 from vmcore.jam import HostCalls, Status
-from vmcore.process_backend import cpu_supports_native
 
-MODES = [("inline", "interpreter", "inline"), ("process", "interpreter", "process"),
-         ("compiler", "compiler", "process")]
 Z_Z, Z_I, Z_P = 1 << 16, 1 << 24, 1 << 12
 ARGS = (1 << 32) - Z_Z - Z_I
 SP = (1 << 32) - 2 * Z_Z - Z_I
-
-
-@pytest.fixture(params=MODES, ids=[m[0] for m in MODES])
-def mode(request):
-    _, backend, isolation = request.param
-    if backend == "compiler" and cpu_supports_native() is not None:
-        pytest.skip(f"no native code here: {cpu_supports_native()}")
-    return {"backend": backend, "isolation": isolation}
 
 
 def blob(source, **sections):
@@ -34,7 +23,7 @@ def std(source, **sections):
 
 
 def machine(mode, source, args=b"", gas=10_000, **sections):
-    return jam.initialize(std(source, **sections), args, gas=gas, **mode)
+    return jam.initialize(std(source, **sections), args, gas=gas, **mode.kwargs)
 
 
 HALT_SRC = "ret\n"  # a0/a1 still point at the arguments: the output echoes them
@@ -102,7 +91,7 @@ def test_guest_sees_registers_and_arguments(mode):
     a1 = 24
     ret
     """
-    r = jam.invoke(blob(src, rw_data=bytes(32)), 0, 1000, b"\x99xyz", **mode)
+    r = jam.invoke(blob(src, rw_data=bytes(32)), 0, 1000, b"\x99xyz", **mode.kwargs)
     assert r.status is Status.HALT
     out = r.output
     assert int.from_bytes(out[:8], "little") == jam.HALT_ADDRESS
@@ -112,14 +101,14 @@ def test_guest_sees_registers_and_arguments(mode):
 
 # -- Psi_M results ------------------------------------------------------------------
 def test_halt_output_echoes_arguments(mode):
-    r = jam.invoke(blob(HALT_SRC), 0, 100, b"hello", **mode)
+    r = jam.invoke(blob(HALT_SRC), 0, 100, b"hello", **mode.kwargs)
     assert (r.status, r.output) == (Status.HALT, b"hello")
     assert r.gas_used + r.gas_left == 100 and r.gas_used > 0
     assert r.exit.pc == 0 and r.exit.status is Status.HALT and r.error is None
 
 
 def test_halt_output_from_rw_data(mode):
-    r = jam.invoke(blob("a0 = 0x20000\na1 = 4\nret\n", rw_data=b"DATAmore"), 0, 100, **mode)
+    r = jam.invoke(blob("a0 = 0x20000\na1 = 4\nret\n", rw_data=b"DATAmore"), 0, 100, **mode.kwargs)
     assert r.output == b"DATA"
 
 
@@ -127,25 +116,25 @@ def test_halt_output_from_rw_data(mode):
                                             (1 << 40, 1), (ARGS, 1 << 40)])
 def test_halt_output_unreadable_is_empty(mode, address, length):
     src = f"a0 = {address:#x}\na1 = {length:#x}\nret\n"
-    r = jam.invoke(blob(src), 0, 100, b"x", **mode)
+    r = jam.invoke(blob(src), 0, 100, b"x", **mode.kwargs)
     assert (r.status, r.output) == (Status.HALT, b"")
 
 
 def test_halt_output_zero_length(mode):
-    r = jam.invoke(blob("a0 = 0x20000000\na1 = 0\nret\n"), 0, 100, **mode)
+    r = jam.invoke(blob("a0 = 0x20000000\na1 = 0\nret\n"), 0, 100, **mode.kwargs)
     assert (r.status, r.output) == (Status.HALT, b"")
 
 
 def test_panic(mode):
-    r = jam.invoke(blob("a0 = 1\ntrap\n"), 0, 100, **mode)
+    r = jam.invoke(blob("a0 = 1\ntrap\n"), 0, 100, **mode.kwargs)
     assert r.status is Status.PANIC and r.output is None
     assert r.exit.pc == 0 and r.exit.registers[7] == 1 and 0 < r.gas_used < 100
 
 
 def test_out_of_gas(mode):
-    r = jam.invoke(blob(HALT_SRC), 0, 0, **mode)
+    r = jam.invoke(blob(HALT_SRC), 0, 0, **mode.kwargs)
     assert (r.status, r.gas_used, r.gas_left, r.output) == (Status.OOG, 0, 0, None)
-    r = jam.invoke(blob("@loop:\njump @loop\n"), 0, 1000, **mode)
+    r = jam.invoke(blob("@loop:\njump @loop\n"), 0, 1000, **mode.kwargs)
     # the block that does not fit is not charged (any model): used + left = given
     assert (r.status, r.gas_used + r.gas_left, r.gas_left) == (Status.OOG, 1000, r.exit.gas)
     assert r.exit.gas >= 0 and r.exit.pc == 0
@@ -153,7 +142,7 @@ def test_out_of_gas(mode):
 
 def test_page_fault_is_panic_for_psi_m_and_fault_for_psi(mode):
     src = "a0 = 0x20000000\na1 = u32 [a0]\nret\n"
-    r = jam.invoke(blob(src), 0, 100, **mode)
+    r = jam.invoke(blob(src), 0, 100, **mode.kwargs)
     assert r.status is Status.PANIC and r.exit.status is Status.FAULT
     assert r.exit.fault_address == 0x20000000 and r.exit.pc == r.exit.stop_pc > 0
     with machine(mode, "a0 = 0x10000\nu8 [a0] = 1\nret\n", ro_data=b"x") as m:  # read-only page
@@ -171,22 +160,22 @@ def test_low_addresses_panic(mode):
 
 def test_entry_pc(mode):
     src = "trap\n@b:\nret\n"  # trap at 0, ret at 1 (a block start after the trap)
-    assert jam.invoke(blob(src), 1, 100, b"k", **mode).output == b"k"
+    assert jam.invoke(blob(src), 1, 100, b"k", **mode.kwargs).output == b"k"
     for pc in (0, 2, 1000, 1 << 40):  # trap, past the code, far away
-        r = jam.invoke(blob(src), pc, 100, **mode)
+        r = jam.invoke(blob(src), pc, 100, **mode.kwargs)
         assert r.status is Status.PANIC, pc
 
 
 def test_reuses_a_parsed_program(mode):
     program = std(HALT_SRC)
     for i in range(3):
-        assert jam.invoke(program, 0, 100, bytes([i]) * i, **mode).output == bytes([i]) * i
+        assert jam.invoke(program, 0, 100, bytes([i]) * i, **mode.kwargs).output == bytes([i]) * i
 
 
 # -- host calls ---------------------------------------------------------------------------
 def cost(mode, source, **kw):
     """The PVM's own charge for a program that halts (whatever the model)."""
-    r = jam.invoke(blob(source), 0, 10**9, host=HostCalls(), **mode, **kw)
+    r = jam.invoke(blob(source), 0, 10**9, host=HostCalls(), **mode.kwargs, **kw)
     assert r.status is Status.HALT, r
     return r.gas_used
 
@@ -200,9 +189,9 @@ def test_unknown_host_call_returns_what(mode):
 def test_unknown_host_call_gas_boundary(mode):
     src = "ecalli 200\nret\n"
     pvm = cost(mode, src) - jam.HOSTCALL_GAS
-    ok = jam.invoke(blob(src), 0, pvm + 10, **mode)
+    ok = jam.invoke(blob(src), 0, pvm + 10, **mode.kwargs)
     assert ok.status is Status.HALT and ok.gas_left == 0 and ok.gas_used == pvm + 10
-    short = jam.invoke(blob(src), 0, pvm + 9, **mode)
+    short = jam.invoke(blob(src), 0, pvm + 9, **mode.kwargs)
     assert short.status is Status.OOG and short.gas_used == pvm + 9 and short.gas_left == 0
     assert short.exit.gas == -1 and short.exit.registers[7] == jam.WHAT and short.exit.pc == 0
 
@@ -220,13 +209,13 @@ def test_gas_charge_boundary_for_a_registered_function(mode):
     host = HostCalls({"fetch": lambda call: calls.append(call.gas)})
     src = "ecalli 2\nret\n"
     pvm = cost(mode, src) - jam.HOSTCALL_GAS
-    r = jam.invoke(blob(src), 0, pvm + 10, b"", host, **mode)
+    r = jam.invoke(blob(src), 0, pvm + 10, b"", host, **mode.kwargs)
     assert r.status is Status.HALT and calls == [0]
-    r = jam.invoke(blob(src), 0, pvm + 9, b"q", host, **mode)
+    r = jam.invoke(blob(src), 0, pvm + 9, b"q", host, **mode.kwargs)
     assert r.status is Status.OOG and calls == [0] and r.gas_used == pvm + 9
     assert r.exit.registers[7] == ARGS  # registers untouched by the charge
     host.register("fetch", lambda call: None, gas=0)
-    assert jam.invoke(blob(src), 0, pvm, b"", host, **mode).status is Status.HALT
+    assert jam.invoke(blob(src), 0, pvm, b"", host, **mode.kwargs).status is Status.HALT
 
 
 def test_known_host_call_writes_memory(mode):
@@ -249,13 +238,13 @@ def test_known_host_call_writes_memory(mode):
     a1 = s0
     ret
     """
-    r = jam.invoke(blob(src, rw_data=bytes(64)), 0, 1000, b"", host, **mode)
+    r = jam.invoke(blob(src, rw_data=bytes(64)), 0, 1000, b"", host, **mode.kwargs)
     assert r.status is Status.HALT and r.output[:11] == constants[3:] and r.output[11:] == bytes(3)
     none = jam.invoke(blob(src.replace("ecalli 2", "a3 = 1\necalli 2"), rw_data=bytes(64)), 0, 1000, b"", host,
-                      **mode)
+                      **mode.kwargs)
     assert none.exit.registers[8] == jam.NONE and none.output == b""
     # out not writable (read-only data): the GP panics
-    bad = jam.invoke(blob(src.replace("0x20000", "0x10000"), ro_data=b"x" * 64), 0, 1000, b"", host, **mode)
+    bad = jam.invoke(blob(src.replace("0x20000", "0x10000"), ro_data=b"x" * 64), 0, 1000, b"", host, **mode.kwargs)
     assert bad.status is Status.PANIC and bad.exit.status is Status.PANIC and bad.exit.pc != 0
 
 
@@ -271,7 +260,7 @@ def test_host_function_outcomes_and_context(mode):
     host = HostCalls({"write": write})
     for outcome, status in ((None, Status.HALT), (Status.HALT, Status.HALT), (Status.PANIC, Status.PANIC),
                             (Status.OOG, Status.OOG)):
-        r = jam.invoke(blob(src), 0, 1000, b"ab", host, ["start"], **mode)
+        r = jam.invoke(blob(src), 0, 1000, b"ab", host, ["start"], **mode.kwargs)
         assert r.status is status and r.context == ["start", "wrote"]
         if outcome is Status.HALT:  # halted at the ecalli: a0 still points at the arguments
             assert r.output == b"ab" and r.exit.pc == 0
@@ -289,12 +278,12 @@ def test_host_function_raising(mode):
 
     src = "ecalli 3\nret\n"
     with pytest.raises(vmcore.HostcallError) as info:
-        jam.invoke(blob(src), 0, 1000, host=HostCalls({3: boom}), **mode)
+        jam.invoke(blob(src), 0, 1000, host=HostCalls({3: boom}), **mode.kwargs)
     assert isinstance(info.value.__cause__, RuntimeError) and info.value.number == 3
-    r = jam.invoke(blob(src), 0, 1000, host=HostCalls({"lookup": panics}), **mode)
+    r = jam.invoke(blob(src), 0, 1000, host=HostCalls({"lookup": panics}), **mode.kwargs)
     assert r.status is Status.PANIC
     with pytest.raises(vmcore.HostcallError):
-        jam.invoke(blob(src), 0, 1000, host=HostCalls({"lookup": lambda call: "weird"}), **mode)
+        jam.invoke(blob(src), 0, 1000, host=HostCalls({"lookup": lambda call: "weird"}), **mode.kwargs)
 
 
 def test_psi_stops_at_host_calls(mode):
@@ -368,7 +357,7 @@ def test_grow_heap_to_the_limit(mode):
 def test_grow_heap_out_of_gas(mode):
     src = "a0 = 0x30\n" + GROW
     base = cost(mode, src) - 100 - 16 * 10
-    r = jam.invoke(blob(src), 0, base + 99, **mode)
+    r = jam.invoke(blob(src), 0, base + 99, **mode.kwargs)
     assert r.status is Status.OOG and r.exit.gas == 99 and r.gas_used == base
 
 
@@ -394,7 +383,7 @@ def test_largest_encodable_sections(mode):
     lay = program.layout(0)
     assert lay.rw_data_end == 2 * Z_Z + 0xFFFF * Z_P
     assert lay.stack_address_low == SP - 0x1000000
-    with jam.initialize(program, gas=10, **mode) as m:
+    with jam.initialize(program, gas=10, **mode.kwargs) as m:
         assert m.writable(lay.rw_data_end - Z_P, Z_P) and not m.readable(lay.rw_data_end, 1)
         assert m.writable(lay.stack_address_low, 8) and not m.readable(lay.stack_address_low - 1, 1)
     with pytest.raises(ValueError):
@@ -428,7 +417,7 @@ COUNTED = "a1 = 1\na2 = 2\na3 = a1 + a2\nret\n"
 
 
 def test_naive_gas_model_costs_one_per_instruction(mode):
-    r = jam.invoke(blob("ecalli 200\n" + COUNTED), 0, 1000, gas_model="naive", **mode)
+    r = jam.invoke(blob("ecalli 200\n" + COUNTED), 0, 1000, gas_model="naive", **mode.kwargs)
     assert r.gas_used == 5 + jam.HOSTCALL_GAS and r.gas_model == "naive"
 
 
@@ -437,9 +426,9 @@ def test_naive_gas_model_costs_one_per_instruction(mode):
                            "naive model exists and jam runs with it")
 def test_full_gas_model_is_passed_through(mode):
     program = std("ecalli 200\n" + COUNTED)
-    r = jam.invoke(program, 0, 10**6, **mode)
+    r = jam.invoke(program, 0, 10**6, **mode.kwargs)
     assert r.gas_model == "full"
-    sb = vmcore.Sandbox(program.program, gas=10**6, gas_model="full", **mode)
+    sb = vmcore.Sandbox(program.program, gas=10**6, gas_model="full", **mode.kwargs)
     sb.prepare_call(0)
     assert isinstance(sb.run(), vmcore.interrupts.Ecalli)
     assert isinstance(sb.run(), vmcore.interrupts.Finished)
@@ -473,7 +462,7 @@ def test_host_memory_helpers(mode):
             seen["panic"] = True
 
     r = jam.invoke(blob("ecalli 4\nret\n", ro_data=b"r", rw_data=b"\0\0"), 0, 1000, host=HostCalls({4: probe}),
-                   **mode)
+                   **mode.kwargs)
     assert r.status is Status.HALT
     assert seen == {"empty": (b"", None), "read": b"hi", "ro": (True, False), "panic": True}
 
@@ -507,7 +496,7 @@ def test_split_code_preimage(mode):
     meta = b"service metadata" * 10
     m, c = jam.split_code_preimage(jam._natural(len(meta)) + meta + code)
     assert (m, c) == (meta, code)
-    assert jam.invoke(c, jam.REFINE_PC, 100, b"ok", **mode).output == b"ok"
+    assert jam.invoke(c, jam.REFINE_PC, 100, b"ok", **mode.kwargs).output == b"ok"
     for bad in (b"", b"\x05abc", b"\x80"):
         with pytest.raises(ProgramError):
             jam.split_code_preimage(bad)

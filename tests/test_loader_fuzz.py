@@ -8,7 +8,7 @@ import random
 import pytest
 
 from conftest import WRITER as W, load_shared_programs, load_vector_programs
-from vmcore import ProgramError, _decoder
+from vmcore import ProgramError, _engine
 from vmcore.program import Program
 
 LOADERS = {
@@ -26,10 +26,10 @@ def exercise(program):
     n = len(code)
     for offset in (0, 1, 2, 7, 8, 24, 25, 31, 32, n // 2, n - 1, n, n + 1):
         if offset >= 0:
-            _decoder.is_basic_block_start(isa_index, code, bitmask, offset)
-            _decoder.decode(isa_index, code, bitmask, offset)
+            _engine.is_basic_block_start(isa_index, code, bitmask, offset)
+            _engine.decode(isa_index, code, bitmask, offset)
     if n <= 1024:
-        _decoder.instructions(isa_index, code, bitmask)
+        _engine.instructions(isa_index, code, bitmask)
     try:
         program.memory_map(0x10000)  # loading checked 4 KiB pages; 64 KiB ones may not fit
     except ProgramError:
@@ -119,6 +119,7 @@ def test_every_truncation(seeds):
     assert stats.rejected > 5000
 
 
+@pytest.mark.slow
 def test_single_byte_mutations(seeds):
     """Every byte of the shipped programs and the hand-built blob with five
     values each; sampled bytes of the vectors and JAM standard seeds."""

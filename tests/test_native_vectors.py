@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
+@pytest.mark.slow
 def test_vectors_runner_passes_the_official_vectors():
     proc = subprocess.run([sys.executable, "tests/native/vectors.py", "tests/vectors/official"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)

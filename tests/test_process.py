@@ -13,17 +13,16 @@ import time
 import pytest
 
 import vmcore
-from vmcore import _process, asm
+from vmcore import _engine
 from vmcore.process_backend import ISOLATION_FEATURES, SandboxPool
 from vmcore.vectors import run_paths
 
-from conftest import ROOT, child_processes
+import modes
+from conftest import ROOT, child_processes, program
+
+pytestmark = pytest.mark.skipif(modes.NO_PROCESS is not None, reason=str(modes.NO_PROCESS))
 
 DATA = ROOT / "src" / "vmcore" / "data"
-
-
-def program(source: str) -> vmcore.Program:
-    return vmcore.Program.from_bytes(asm.assemble(source))
 
 
 PROG = program("""
@@ -106,11 +105,12 @@ def test_isolation_report_and_strict():
         assert sb.isolation == "process"
     with pytest.raises(vmcore.SandboxError, match="strict"):
         vmcore.Sandbox(PROG, isolation="inline", strict=True)
-    assert vmcore.Sandbox(PROG, isolation="inline").isolation_report() == {}
+    report = vmcore.Sandbox(PROG, isolation="inline").isolation_report()
+    assert report == {} and report.fallback is None
 
 
 def test_strict_refuses_a_sandbox_without_seccomp():
-    pool = SandboxPool(0, _flags=_process.FLAG_NO_SECCOMP)
+    pool = SandboxPool(0, _flags=_engine.FLAG_NO_SECCOMP)
     with sandbox(pool=pool) as sb:  # not strict: runs, and says what is missing
         assert sb.isolation_report()["seccomp"] is False
         assert sb.call("quick") == 7
@@ -122,7 +122,7 @@ def test_strict_refuses_a_sandbox_without_seccomp():
 def test_forbidden_syscall_kills_the_sandbox():
     # Test hook (host start-up flag only): the zygote attempts openat() on
     # its first run; the seccomp filter kills the whole process.
-    pool = SandboxPool(0, _flags=_process.FLAG_TEST_FORBIDDEN_SYSCALL)
+    pool = SandboxPool(0, _flags=_engine.FLAG_TEST_FORBIDDEN_SYSCALL)
     sb = sandbox(pool=pool)
     pid = sb.pid
     with pytest.raises(vmcore.SandboxError, match="SIGSYS") as e:
@@ -137,6 +137,7 @@ def test_forbidden_syscall_kills_the_sandbox():
     assert pid not in [p for p, _ in children_states()]
 
 
+@pytest.mark.slow
 def test_sandbox_dies_with_the_host():
     script = f"""
 import sys, time
@@ -259,9 +260,9 @@ def test_counters():
 
 
 def test_spin_settings_can_be_tuned():
-    host, sbx = _process.spin_settings()
+    host, sbx = _engine.spin_settings()
     try:
-        _process.configure_spin(host=0, sandbox=0)  # wait at once: futex every time
+        _engine.configure_spin(host=0, sandbox=0)  # wait at once: futex every time
         with sandbox() as sb:
             before = sb.counters
             for _ in range(5):
@@ -269,7 +270,7 @@ def test_spin_settings_can_be_tuned():
             after = sb.counters
             assert after["host_futex_wait"] > before["host_futex_wait"]
     finally:
-        _process.configure_spin(host=host, sandbox=sbx)
+        _engine.configure_spin(host=host, sandbox=sbx)
 
 
 # -- pooling ---------------------------------------------------------------
@@ -322,6 +323,7 @@ def test_switching_programs_on_one_zygote():
     pool.close()
 
 
+@pytest.mark.slow
 def test_thousands_of_create_close_cycles_leak_nothing():
     pool = SandboxPool(2)
     for _ in range(20):  # warm up (module, pool)
@@ -358,6 +360,7 @@ def test_thousands_of_create_close_cycles_leak_nothing():
 
 # -- conformance -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_all_vectors_pass_in_a_sandbox_process():
     results = run_paths([str(ROOT / "tests" / "vectors")], isolation="process")
     assert len(results) > 300
@@ -513,10 +516,10 @@ def test_recycled_sandbox_forgets_pages_mapped_outside_the_layout(backend):
 
 
 def test_inline_instance_scrub_covers_granted_pages():
-    from vmcore import _interp
-    prog = vmcore.Program.from_bytes(asm.assemble("%isa = jam_v1\npub @f:\n    ret\n"))
-    module = _interp.CompiledModule(prog.isa_index, prog.code, prog.bitmask, prog.jump_table, True)
-    inst = _interp.Instance(module, 4096)
+    from vmcore import _engine
+    prog = program("%isa = jam_v1\npub @f:\n    ret\n")
+    module = _engine.CompiledModule(prog.isa_index, prog.code, prog.bitmask, prog.jump_table, True)
+    inst = _engine.Instance(module, 4096)
     inst.set_perms(0x30000, 4096, 2)
     inst.write(0x30000, b"secret")
     inst.scrub([])
@@ -528,9 +531,8 @@ def test_shared_modules_are_sealed(native):
     """A module's memfd can be neither written nor mapped writable (by the
     host or by a sandbox that got hold of it), nor resized."""
     import mmap
-    from vmcore.process_backend import cpu_supports_native
-    if native and cpu_supports_native() is not None:
-        pytest.skip(str(cpu_supports_native()))
+    if native and modes.NO_NATIVE_CODE is not None:
+        pytest.skip(modes.NO_NATIVE_CODE)
     program = vmcore.Program.load(DATA / "sieve.polkavm")
     name = "vmcore-native" if native else "vmcore-module"
 
@@ -544,9 +546,9 @@ def test_shared_modules_are_sealed(native):
                 pass
         return found
 
-    _process.drain_module_memory()  # a new memfd, not a pooled one
+    _engine.drain_module_memory()  # a new memfd, not a pooled one
     before = memfds()
-    module = _process.SharedModule(program.isa_index, program.code, program.bitmask, program.jump_table, True,
+    module = _engine.SharedModule(program.isa_index, program.code, program.bitmask, program.jump_table, True,
                                    False, native)
     fds = sorted(memfds() - before)
     assert len(fds) == 1, fds

@@ -10,7 +10,7 @@ import pytest
 
 import vmcore
 from conftest import DATA_DIR, WRITER as W, load_vector_programs
-from vmcore import ProgramError, _program, isa
+from vmcore import ProgramError, _engine, isa
 from vmcore.program import Program
 
 TRAP = bytes([0])
@@ -106,22 +106,22 @@ VARINT_VALUES = [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000, 0xFFFFFFF
 @pytest.mark.parametrize("value", VARINT_VALUES)
 def test_varint_roundtrip(value):
     encoded = W.varint(value)
-    assert _program.write_varint(value) == encoded
-    assert _program.read_varint(encoded, 0) == (value, len(encoded))
-    assert _program.read_varint(b"\xAA" + encoded + b"\xBB", 1) == (value, len(encoded))
+    assert _engine.write_varint(value) == encoded
+    assert _engine.read_varint(encoded, 0) == (value, len(encoded))
+    assert _engine.read_varint(b"\xAA" + encoded + b"\xBB", 1) == (value, len(encoded))
     # one byte short is malformed
-    assert _program.read_varint(encoded[:-1], 0) is None or len(encoded) == 1
+    assert _engine.read_varint(encoded[:-1], 0) is None or len(encoded) == 1
 
 
 def test_varint_edge_cases():
     # with four extra bytes the first byte's low bits land in the low bits
     # (the reference shifts them by 32, which wraps to 0)
-    assert _program.read_varint(b"\xf5\x00\x00\x00\x00", 0) == (5, 5)
-    assert _program.read_varint(b"\xf0\x78\x56\x34\x12", 0) == (0x12345678, 5)
+    assert _engine.read_varint(b"\xf5\x00\x00\x00\x00", 0) == (5, 5)
+    assert _engine.read_varint(b"\xf0\x78\x56\x34\x12", 0) == (0x12345678, 5)
     for first in range(0xF8, 0x100):  # five or more extra bytes: malformed
-        assert _program.read_varint(bytes([first]) + bytes(8), 0) is None
-    assert _program.read_varint(b"", 0) is None
-    assert _program.read_varint(b"\x05", 1) is None
+        assert _engine.read_varint(bytes([first]) + bytes(8), 0) is None
+    assert _engine.read_varint(b"", 0) is None
+    assert _engine.read_varint(b"\x05", 1) is None
 
 
 # --------------------------------------------------------- hand-built blobs

@@ -4,7 +4,7 @@
   and fixed, expectations filled in by PolkaVM's interpreter (refharness
   oracle), run on every backend;
 * a short ``fuzz --target reference`` campaign (skipped without the
-  refharness binary: $VMCORE_REFHARNESS, else ../shared/tools/refharness);
+  refharness binary: $VMCORE_REFHARNESS, else $VMCORE_SHARED/tools/refharness);
 * gas from INT64_MIN to INT64_MAX: the same outcome on every backend (and
   PolkaVM's, when the binary is there), and deadlines raise Timeout
   whatever the gas.
@@ -20,13 +20,12 @@ import vmcore
 from vmcore import asm, fuzz, fuzz_reference, vectors
 from vmcore.fuzz import code_blob
 
+import modes
+from conftest import REFHARNESS as BINARY, needs_refharness as needs_binary
+
 HERE = Path(__file__).resolve().parent
 REFERENCE_DIR = HERE / "vectors" / "reference"
 REFERENCE_VECTORS = sorted(REFERENCE_DIR.glob("*.json"))
-BINARY = fuzz_reference.find_reference()
-needs_binary = pytest.mark.skipif(BINARY is None, reason="no refharness binary ($VMCORE_REFHARNESS or "
-                                                         "../shared/tools/refharness)")
-CONFIGS = [pytest.param(c, id=f"{c[0]}-{c[1]}") for c in vectors.CONFIGURATIONS]
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
@@ -39,11 +38,10 @@ def test_reference_vectors_present():
         assert "divergence" in vector, f"{path.name}: says which divergence class it pins down"
 
 
-@pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("path", REFERENCE_VECTORS, ids=[p.stem for p in REFERENCE_VECTORS])
-def test_reference_vector(path, config):
+def test_reference_vector(path, mode):
     vector = vectors.load_vector(str(path))
-    assert vectors.compare(vector, vectors.run_vector(vector, backend=config[0], isolation=config[1])) == []
+    assert vectors.compare(vector, vectors.run_vector(vector, **mode.kwargs)) == []
 
 
 @needs_binary
@@ -62,6 +60,7 @@ def test_reference_vectors_are_what_polkavm_says(tmp_path):
 
 # ----------------------------------------------------------------- campaign
 @needs_binary
+@pytest.mark.slow
 def test_short_reference_campaign(tmp_path):
     summary = fuzz.campaign(seconds=60, cases=150, seed=7, targets=["reference"], out_dir=str(tmp_path),
                             options={"reference": {"binary": BINARY}})
@@ -118,11 +117,11 @@ def test_gas_extremes_agree_on_every_backend(isa):
     used = 1000 - used
     for k, gas in enumerate(GAS_EXTREMES):
         vector = _loop_vector(isa, gas)
-        outcomes = {c: vectors.run_vector(vector, backend=c[0], isolation=c[1]) for c in vectors.CONFIGURATIONS}
+        outcomes = {m.name: vectors.run_vector(vector, **m.kwargs) for m in modes.available()}
         first = next(iter(outcomes.values()))
-        for config, outcome in outcomes.items():
+        for name, outcome in outcomes.items():
             assert (outcome.status, outcome.pc, outcome.gas, outcome.regs) == \
-                (first.status, first.pc, first.gas, first.regs), (gas, config)
+                (first.status, first.pc, first.gas, first.regs), (gas, name)
         # the rule: out of gas, unchanged, whenever the block costs more than what is left
         if gas <= 1:
             assert (first.status, first.pc, first.gas) == ("out-of-gas", 0, gas), gas
@@ -143,10 +142,9 @@ pub @spin:
 """))
 
 
-@pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("gas", [0, 1 << 40, (1 << 62) + 1, INT64_MAX - 1, INT64_MAX, None])
-def test_deadline_is_a_timeout_whatever_the_gas(config, gas):
-    with vmcore.Sandbox(SPIN, backend=config[0], isolation=config[1], gas=gas) as sb:
+def test_deadline_is_a_timeout_whatever_the_gas(mode, gas):
+    with mode.sandbox(SPIN, gas=gas) as sb:
         with pytest.raises((vmcore.Timeout, vmcore.OutOfGas)) as info:
             sb.call("spin", timeout=0.05)
         if gas == 0:
@@ -170,8 +168,7 @@ pub @echo:
 """))
 
 
-@pytest.mark.parametrize("config", CONFIGS)
-def test_32_bit_registers_are_32_bit_on_every_path(config):
+def test_32_bit_registers_are_32_bit_on_every_path(mode):
     seen = []
 
     def back(caller, a0, a1):
@@ -179,7 +176,7 @@ def test_32_bit_registers_are_32_bit_on_every_path(config):
         caller.regs["a2"] = 0xFFFFFFFFFFFF0000  # truncated to 32 bits, as PolkaVM's set_reg does
         return 0xFFFFFFFE
 
-    with vmcore.Sandbox(ECHO32, backend=config[0], isolation=config[1]) as sb:
+    with mode.sandbox(ECHO32) as sb:
         sb.register_hostcall("back", back)
         assert sb.call("echo", 0xFFFFFFFF) == 0xFFFFFFFE
         assert seen == [(0xFFFFFFFF, 1, 0xFFFFFFFF)]  # the argument is sign-extended inside: negative

@@ -42,25 +42,18 @@ import time
 import pytest
 
 import vmcore
-from vmcore import _process, asm, process_backend
-from vmcore.process_backend import SandboxPool, cpu_supports_native
+from vmcore import _engine, process_backend
+from vmcore.process_backend import SandboxPool
 
-from conftest import ROOT, child_processes
+import modes
+from conftest import ROOT, child_processes, program
 
-MODES = {"inline": ("interpreter", "inline"), "process": ("interpreter", "process")}
-if cpu_supports_native() is None:
-    MODES["compiler"] = ("compiler", "process")
-ALL_MODES = list(MODES)
-PROCESS_MODES = [m for m in MODES if MODES[m][1] == "process"]
+INLINE, PROCESS, COMPILER = (modes.BY_NAME[name] for name in ("inline", "process", "compiler"))
 
 PAGE = 4096
 RW_SIZE = 8192
 M64 = (1 << 64) - 1
 FIGURES = collections.OrderedDict()  # measured numbers, printed at the end
-
-
-def program(source: str) -> vmcore.Program:
-    return vmcore.Program.from_bytes(asm.assemble(source))
 
 
 GUEST = program(f"""
@@ -153,9 +146,8 @@ HLOOP_PCS = range(GUEST.exports["hloop"], GUEST.exports["hcall"])  # where a dea
 
 # -- helpers ---------------------------------------------------------------
 
-def new_sandbox(mode: str, **kw) -> vmcore.Sandbox:
-    backend, isolation = MODES[mode]
-    return vmcore.Sandbox(GUEST, backend=backend, isolation=isolation, **kw)
+def new_sandbox(mode: modes.Mode, **kw) -> vmcore.Sandbox:
+    return mode.sandbox(GUEST, **kw)
 
 
 def hostcall_returning(value):
@@ -404,9 +396,9 @@ def warm_caches() -> None:
     if _warmed:
         return
     pool = SandboxPool(0)
-    for mode in ALL_MODES:
+    for mode in modes.available():
         for gas in (None, 10**6):
-            kw = {"pool": pool} if mode != "inline" else {}
+            kw = {"pool": pool} if mode.isolation != "inline" else {}
             with new_sandbox(mode, gas=gas, **kw) as sb:
                 sb.call("quick", timeout=1.0)  # (the watchdog thread starts once)
     pool.close()
@@ -450,9 +442,10 @@ class Snapshot:
         return figures
 
 
-def assert_fresh_sandbox_works(mode: str = "process", **kw) -> None:
+def assert_fresh_sandbox_works(mode: modes.Mode = PROCESS, **kw) -> None:
     private = None
-    if mode != "inline" and "pool" not in kw:  # (the default pool would keep processes: not a leak, but noise)
+    # (the default pool would keep processes: not a leak, but noise)
+    if mode.isolation != "inline" and "pool" not in kw:
         private = kw["pool"] = SandboxPool(0)
     with new_sandbox(mode, hostcalls={"note": increment}, **kw) as sb:
         assert sb.call("quick") == 7
@@ -495,7 +488,7 @@ NOTICE_LIMIT = 2.0
 FATAL_SIGNALS = [signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE]
 
 
-@pytest.mark.parametrize("mode", PROCESS_MODES)
+@pytest.mark.parametrize("mode", modes.params(process_only=True))
 @pytest.mark.parametrize("sig", FATAL_SIGNALS, ids=lambda s: s.name)
 @pytest.mark.parametrize("where", ["guest loop", "hostcall loop", "inside hostcall"])
 def test_killed_during_a_call_raises_sandbox_error_quickly(where, sig, mode):
@@ -544,7 +537,7 @@ def test_killed_during_a_call_raises_sandbox_error_quickly(where, sig, mode):
     assert not zombies()
 
 
-@pytest.mark.parametrize("mode", PROCESS_MODES)
+@pytest.mark.parametrize("mode", modes.params(process_only=True))
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV], ids=lambda s: s.name)
 def test_killed_while_idle(sig, mode):
     for auto_restart in (False, True):
@@ -570,7 +563,7 @@ def test_killed_while_idle(sig, mode):
     assert not zombies()
 
 
-@pytest.mark.parametrize("mode", PROCESS_MODES)
+@pytest.mark.parametrize("mode", modes.params(process_only=True))
 def test_hostcall_kills_its_sandbox_then_raises(mode):
     """A hostcall that kills the process and then raises: the call ends in a
     typed error (HostcallError or SandboxError, whichever is noticed first),
@@ -596,7 +589,7 @@ def test_hostcall_kills_its_sandbox_then_raises(mode):
     assert not zombies()
 
 
-@pytest.mark.parametrize("mode", PROCESS_MODES)
+@pytest.mark.parametrize("mode", modes.params(process_only=True))
 def test_stop_and_continue_during_a_call_is_survived(mode):
     with new_sandbox(mode) as sb:
         target = Target(sb.pid)
@@ -611,7 +604,7 @@ def test_stop_and_continue_during_a_call_is_survived(mode):
         target.close()
 
 
-@pytest.mark.parametrize("mode", PROCESS_MODES)
+@pytest.mark.parametrize("mode", modes.params(process_only=True))
 @pytest.mark.parametrize("timeout", [0.05, None], ids=["deadline", "no deadline"])
 @pytest.mark.parametrize("where", ["during the call", "while idle", "inside hostcall"])
 def test_stopped_sandbox_fails_the_call_instead_of_hanging(where, timeout, mode):
@@ -663,6 +656,7 @@ STORM_KINDS = ["guest loop", "hostcall loop", "inside hostcall", "finite guest",
 STORM_SIGNALS = [signal.SIGKILL] * 6 + [signal.SIGSEGV, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL]
 
 
+@pytest.mark.slow
 def test_kill_storm():
     """Random kill points, random signals, random auto_restart / deadline /
     gas metering, both process backends sharing one small pool that is
@@ -676,7 +670,7 @@ def test_kill_storm():
     latencies = []
     started = time.monotonic()
     for i in range(STORM_ITERATIONS):
-        mode = rng.choice(PROCESS_MODES)
+        mode = rng.choice(modes.available(process_only=True))
         kind = rng.choice(STORM_KINDS)
         sig = rng.choice(STORM_SIGNALS)
         auto_restart = rng.random() < 0.4
@@ -771,9 +765,9 @@ def test_kill_storm():
         first.signal(signal.SIGCONT)
         first.close()
     elapsed = time.monotonic() - started
-    for mode in PROCESS_MODES:
+    for mode in modes.available(process_only=True):
         assert_fresh_sandbox_works(mode, pool=pool)
-    assert_fresh_sandbox_works("inline")
+    assert_fresh_sandbox_works(INLINE)
     close_pool(pool)
     FIGURES["kill storm"] = {
         "iterations": STORM_ITERATIONS, "seed": seed, "seconds": round(elapsed, 2),
@@ -790,8 +784,8 @@ def test_seccomp_kills_repeatedly_with_auto_restart():
     dies of SIGSYS on its first run, so auto_restart keeps replacing it;
     each call fails cleanly, then a normal sandbox works."""
     before = Snapshot()
-    pool = SandboxPool(0, _flags=_process.FLAG_TEST_FORBIDDEN_SYSCALL)
-    sb = new_sandbox("process", pool=pool, auto_restart=True)
+    pool = SandboxPool(0, _flags=_engine.FLAG_TEST_FORBIDDEN_SYSCALL)
+    sb = new_sandbox(PROCESS, pool=pool, auto_restart=True)
     pids = set()
     for _ in range(15):
         _, error, _ = guarded(lambda: sb.call("quick"), 3.0, rescue=kill_rescue(sb))
@@ -822,10 +816,10 @@ def test_fatal_signal_right_after_the_answer_is_a_sandbox_error():
     the GIL long enough for the guest to finish and answer, then SIGSEGVs
     the sandbox process; the host only then reads the exit reason.  The call
     must return the guest's result (it finished) or raise SandboxError."""
-    host_spin, _ = _process.spin_settings()
+    host_spin, _ = _engine.spin_settings()
     switch = sys.getswitchinterval()
     outcomes = []
-    _process.configure_spin(host=0)  # the host sleeps with the GIL released while the guest runs
+    _engine.configure_spin(host=0)  # the host sleeps with the GIL released while the guest runs
     sys.setswitchinterval(0.2)  # ... and another thread may keep the GIL meanwhile
     try:
         for _ in range(3):
@@ -857,7 +851,7 @@ def test_fatal_signal_right_after_the_answer_is_a_sandbox_error():
             target.close()
             sb.close()
     finally:
-        _process.configure_spin(host=host_spin)
+        _engine.configure_spin(host=host_spin)
         sys.setswitchinterval(switch)
     for outcome in outcomes:
         assert outcome == 0 or isinstance(outcome, vmcore.SandboxError), repr(outcome)
@@ -873,7 +867,7 @@ def test_more_sandboxes_than_the_pool_holds():
     pool = SandboxPool(2)
     pool.prestart()
     assert len(pool) == 2
-    sandboxes, _, _ = guarded(lambda: [new_sandbox("process", pool=pool) for _ in range(7)], 10.0,
+    sandboxes, _, _ = guarded(lambda: [new_sandbox(PROCESS, pool=pool) for _ in range(7)], 10.0,
                               what="creating 7 sandboxes on a pool of 2")
     assert len(pool) == 0
     assert pool.started == 7 and pool.reused == 2
@@ -906,11 +900,12 @@ def test_many_threads_share_a_tiny_pool():
     pool = SandboxPool(1, min_idle=1)
     errors = []
     done = collections.Counter()
+    process_modes = modes.available(process_only=True)
 
     def worker(n):
         try:
             for i in range(15):
-                with new_sandbox(PROCESS_MODES[i % len(PROCESS_MODES)], pool=pool, gas=10_000) as sb:
+                with new_sandbox(process_modes[i % len(process_modes)], pool=pool, gas=10_000) as sb:
                     sb.register_hostcall("note", hostcall_returning(i + n))
                     assert sb.call("hcall", i) == i + n
                     done[n] += 1
@@ -938,20 +933,20 @@ def test_closed_pool_and_zero_size_pool():
     zero = SandboxPool(0)
     pids = []
     for _ in range(3):
-        with new_sandbox("process", pool=zero) as sb:
+        with new_sandbox(PROCESS, pool=zero) as sb:
             pids.append(sb.pid)
             assert sb.call("quick") == 7
     assert len(set(pids)) == 3 and len(zero) == 0 and zero.started == 3
     assert not set(pids) & set(children())
     pool = SandboxPool(2)
-    out = new_sandbox("process", pool=pool)
+    out = new_sandbox(PROCESS, pool=pool)
     pool.close()
     assert out.call("quick") == 7  # sandboxes outlive their pool
     pid = out.pid
     out.close()
     assert len(pool) == 0 and pid not in children()  # not kept by a closed pool
     # a closed pool still hands out working (unpooled) processes
-    with new_sandbox("process", pool=pool) as sb:
+    with new_sandbox(PROCESS, pool=pool) as sb:
         assert sb.call("quick") == 7
     assert len(pool) == 0
     before.assert_nothing_leaked("zero-size and closed pools", rss_slack_mib=20)
@@ -959,7 +954,7 @@ def test_closed_pool_and_zero_size_pool():
 
 def test_closing_a_pool_with_min_idle_keeps_no_process():
     pool = SandboxPool(1, min_idle=1)
-    new_sandbox("process", pool=pool).close()  # starts the refill thread
+    new_sandbox(PROCESS, pool=pool).close()  # starts the refill thread
     pool.close()
     if pool._refiller is not None:
         pool._refiller.join(5.0)
@@ -992,7 +987,7 @@ def start_closers(sb, count, delay=0.0):
     return threads, errors
 
 
-@pytest.mark.parametrize("mode", PROCESS_MODES)
+@pytest.mark.parametrize("mode", modes.params(process_only=True))
 @pytest.mark.parametrize("export", ["spin", "hloop"])
 def test_close_from_other_threads_during_a_process_call(export, mode):
     pool = SandboxPool(0)  # a closed sandbox's process always ends (whichever of call and close came first)
@@ -1020,7 +1015,7 @@ def test_close_from_another_thread_during_a_finite_inline_call():
     its instance) or raises a typed error; the closed instance is not
     recycled under the running call."""
     for i in range(10):
-        sb = new_sandbox("inline")
+        sb = new_sandbox(INLINE)
         timer = threading.Timer(0.001 * i, sb.close)
         timer.start()
         result, error, _ = guarded(lambda: sb.call("count", 3_000_000), 10.0)
@@ -1031,7 +1026,7 @@ def test_close_from_another_thread_during_a_finite_inline_call():
         assert sb.closed
         sb.close()
         # recycled inline instances are clean and not shared
-        a, b = new_sandbox("inline"), new_sandbox("inline")
+        a, b = new_sandbox(INLINE), new_sandbox(INLINE)
         rw = a.memory_map.rw_data_address
         a.call("store8", rw, 1)
         assert b.call("load8", rw) == 0
@@ -1097,7 +1092,7 @@ def test_closing_an_inline_sandbox_during_a_call(scenario):
     assert "OUTCOME SandboxError" in out and "DONE" in out, out[-800:]
 
 
-@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("mode", modes.params())
 def test_concurrent_close_is_idempotent(mode):
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)
@@ -1148,7 +1143,7 @@ RAISING = [
 ]
 
 
-@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("mode", modes.params())
 def test_raising_hostcalls_are_wrapped(mode):
     sb = new_sandbox(mode, gas=10**9)
     for fn, cause in RAISING:
@@ -1185,7 +1180,7 @@ def test_raising_hostcalls_are_wrapped(mode):
     sb.close()
 
 
-@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("mode", modes.params())
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
 def test_keyboard_interrupt_and_system_exit_pass_through(mode, exc):
     """Deliberately not wrapped (Ctrl-C must reach the application); the
@@ -1214,7 +1209,7 @@ WRAPPED = [  # returned value -> (a0, a1) as the guest sees them: ints wrap modu
 NOT_INTS = [1.5, "7", b"7", [1, 2], (1,), (1, 2, 3), (1.0, 2), (1, None), object(), {}, 1j]
 
 
-@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("mode", modes.params())
 def test_hostcall_return_values(mode):
     sb = new_sandbox(mode)
     for value, (a0, a1) in WRAPPED:
@@ -1272,7 +1267,7 @@ def _expected(address: int, size: int, write: bool, m):
     return "ok"
 
 
-@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("mode", modes.params())
 def test_guest_accesses_at_hostile_addresses(mode):
     sb = new_sandbox(mode, gas=10**12)
     m = sb.memory_map
@@ -1324,7 +1319,7 @@ def test_guest_accesses_at_hostile_addresses(mode):
     sb.close()
 
 
-@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("mode", modes.params())
 def test_host_memory_api_rejects_hostile_ranges(mode):
     sb = new_sandbox(mode)
     rw = sb.memory_map.rw_data_address
@@ -1353,11 +1348,11 @@ def _stray_pages(sb) -> list:
             if inst.perm(a) and not any(lo <= a < hi for lo, hi in spans)]
 
 
-@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("mode", modes.params())
 def test_nothing_crosses_between_sandboxes(mode):
     """Recycled instances / processes start wiped: a new sandbox's guest sees
     none of its predecessor's rw data, heap or stack."""
-    pool = SandboxPool(1) if mode != "inline" else None
+    pool = SandboxPool(1) if mode.isolation != "inline" else None
     kw = {"pool": pool} if pool else {}
     capped = vmcore.HeapPolicy(max_size=8 * PAGE)
     a = new_sandbox(mode, heap=capped, **kw)
@@ -1418,9 +1413,9 @@ def _assert_confined(pid: int, host_file: str) -> None:
 @pytest.mark.parametrize("origin", ["fresh", "recycled", "auto_restart replacement", "pre-started", "default pool",
                                     "after guest faults", "compiler"])
 def test_every_sandbox_process_is_confined(origin):
-    if origin == "compiler" and "compiler" not in MODES:
-        pytest.skip("no native code on this CPU")
-    mode = "compiler" if origin == "compiler" else "process"
+    if origin == "compiler" and modes.unavailable(COMPILER):
+        pytest.skip(modes.unavailable(COMPILER))
+    mode = COMPILER if origin == "compiler" else PROCESS
     # an inheritable host descriptor that must not reach the sandbox
     with tempfile.NamedTemporaryFile(prefix="vmcore-host-secret-") as secret:
         fd = os.open(secret.name, os.O_RDONLY)
@@ -1491,15 +1486,15 @@ def _cycle(sb, i):
         sb.reset()
 
 
-LEAK_KINDS = [("inline", "inline", 2), ("process, pooled", "process", 2),
-              ("process, a fresh process each time", "process", 0)]
-if "compiler" in MODES:
-    LEAK_KINDS.append(("compiler, pooled", "compiler", 2))
+LEAK_KINDS = [("inline", INLINE, 2), ("process, pooled", PROCESS, 2),
+              ("process, a fresh process each time", PROCESS, 0), ("compiler, pooled", COMPILER, 2)]
 
 
-@pytest.mark.parametrize("kind, mode, pool_size", LEAK_KINDS, ids=[k[0] for k in LEAK_KINDS])
+@pytest.mark.parametrize("kind, mode, pool_size", [pytest.param(*k, id=k[0], marks=modes.skip_marks(k[1]))
+                                                   for k in LEAK_KINDS])
+@pytest.mark.slow
 def test_create_call_close_cycles_leak_nothing(kind, mode, pool_size):
-    pool = SandboxPool(pool_size) if mode != "inline" else None
+    pool = SandboxPool(pool_size) if mode.isolation != "inline" else None
     kw = {"heap": vmcore.HeapPolicy(max_size=4 * PAGE)}
     if pool is not None:
         kw["pool"] = pool
@@ -1533,7 +1528,7 @@ def test_create_call_close_cycles_leak_nothing(kind, mode, pool_size):
 
 # == 7. memory limits =========================================================
 
-@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("mode", modes.params())
 @pytest.mark.parametrize("policy", [dict(max_size=64 * PAGE), dict(max_size=64 * PAGE, grow_by_pages=16),
                                     dict(initial_size=16 * PAGE, max_size=64 * PAGE), dict(max_size=0)],
                          ids=["max", "max+grow16", "initial+max", "zero"])
@@ -1562,7 +1557,7 @@ def test_sbrk_until_full_stops_at_the_heap_max(mode, policy):
     sb.close()
 
 
-@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("mode", modes.params())
 def test_default_heap_is_bounded_by_the_memory_map(mode):
     """Without max_size the heap may grow up to the stack; sbrk only makes
     pages accessible, so growing costs the host nothing until touched."""
@@ -1581,14 +1576,14 @@ def test_default_heap_is_bounded_by_the_memory_map(mode):
     sb.close()
 
 
-@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("mode", modes.params())
 def test_touching_pages_is_bounded_by_the_heap_cap(mode):
     """A guest writing every page it can get: HeapPolicy.max_size bounds it,
     and closing gives the memory back (inline: this process's RSS; process:
     the sandbox process's shared memory, punched out when recycled)."""
     cap = 32 << 20
     heap = vmcore.HeapPolicy(max_size=cap, grow_by_pages=64)
-    pool = SandboxPool(1) if mode != "inline" else None
+    pool = SandboxPool(1) if mode.isolation != "inline" else None
     kw = {"pool": pool} if pool else {}
     gc.collect()
     base_rss = rss_mib()
@@ -1623,7 +1618,7 @@ def test_touching_pages_is_bounded_by_the_heap_cap(mode):
 DEADLINE = 0.02
 
 
-@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("mode", modes.params())
 @pytest.mark.parametrize("export", ["spin", "hloop"])
 @pytest.mark.parametrize("gas", [None, 10**15], ids=["unmetered", "metered"])
 def test_deadline_precision(mode, export, gas):

@@ -8,47 +8,18 @@ import time
 import pytest
 
 import vmcore
-from vmcore import asm
 from vmcore.interrupts import Ecalli, Finished, OutOfGasInterrupt, PageFaultInterrupt, Step, TrapInterrupt
+
+from conftest import load_example, program
 
 DATA = __import__("pathlib").Path(vmcore.__file__).parent / "data"
 
 
-# (test id, backend, isolation)
-MODES = [("inline", "interpreter", "inline"), ("process", "interpreter", "process"),
-         ("compiler", "compiler", "process")]
+# every test runs in every mode (conftest's mode fixture)
+pytestmark = pytest.mark.usefixtures("mode")
 
 
-@pytest.fixture(autouse=True, params=MODES, ids=[m[0] for m in MODES])
-def isolation(request, monkeypatch):
-    """Sandbox(...) without an explicit backend/isolation gets this test's
-    mode; the fixture's value is the isolation."""
-    _, backend, mode = request.param
-    init = vmcore.Sandbox.__init__
-
-    def init_with_mode(self, program, *, isolation="auto", **kwargs):
-        explicit_backend = kwargs.pop("backend", "auto")
-        if isolation == "auto" and explicit_backend == "auto":
-            isolation, explicit_backend = mode, backend
-        init(self, program, isolation=isolation, backend=explicit_backend, **kwargs)
-
-    monkeypatch.setattr(vmcore.Sandbox, "__init__", init_with_mode)
-    return mode
-
-
-def program(source: str) -> vmcore.Program:
-    return vmcore.Program.from_bytes(asm.assemble(source))
-
-
-ADD = program("""
-%isa = jam_v1
-%import get_third_number
-pub @add_numbers:
-    s0 = a0 + a1
-    ecalli 0
-    a0 = a0 + s0
-    ret
-""")
+ADD = program(load_example("quickstart").GUEST)  # the README example's guest
 
 MEMORY = program("""
 %isa = latest64
@@ -80,8 +51,8 @@ pub @push:
 
 
 @pytest.fixture
-def add_sandbox():
-    sb = vmcore.Sandbox(ADD, gas=1_000_000)
+def add_sandbox(mode):
+    sb = mode.sandbox(ADD, gas=1_000_000)
 
     @sb.hostcall("get_third_number")
     def get_third_number(caller) -> int:
@@ -95,20 +66,20 @@ def test_readme_example(add_sandbox):
     assert add_sandbox.call("add_numbers", 1, 10) == 111
 
 
-def test_hostcall_arguments_and_returns():
+def test_hostcall_arguments_and_returns(mode):
     seen = []
 
     def third(caller, a0, a1):
         seen.append((a0, a1))
         return (a0 * 2, 7)  # writes a0 and a1
 
-    sb = vmcore.Sandbox(ADD, hostcalls={"get_third_number": third})
+    sb = mode.sandbox(ADD, hostcalls={"get_third_number": third})
     assert sb.call("add_numbers", 3, 4) == 6 + 7
     assert seen == [(3, 4)]
 
 
-def test_hostcall_return_masked_to_register_width():
-    sb = vmcore.Sandbox(ADD, hostcalls={"get_third_number": lambda c: -1})
+def test_hostcall_return_masked_to_register_width(mode):
+    sb = mode.sandbox(ADD, hostcalls={"get_third_number": lambda c: -1})
     assert sb.call("add_numbers", 0, 1) == 0  # -1 + 1 wraps to 0
 
 
@@ -117,10 +88,10 @@ def test_hostcall_none_leaves_registers(add_sandbox):
     assert add_sandbox.call("add_numbers", 5, 6) == 5 + 11
 
 
-def test_hostcall_sees_registers_memory_and_gas():
-    sb = vmcore.Sandbox(MEMORY, gas=10_000)
+def test_hostcall_sees_registers_memory_and_gas(mode):
+    sb = mode.sandbox(MEMORY, gas=10_000)
     calls = []
-    sb2 = vmcore.Sandbox(ADD, gas=10_000)
+    sb2 = mode.sandbox(ADD, gas=10_000)
 
     @sb2.hostcall("get_third_number")
     def inspect(caller):
@@ -156,14 +127,14 @@ def test_hostcall_bad_return_type(add_sandbox):
     assert isinstance(info.value.__cause__, TypeError)
 
 
-def test_missing_hostcall_names_the_import():
-    sb = vmcore.Sandbox(ADD)
+def test_missing_hostcall_names_the_import(mode):
+    sb = mode.sandbox(ADD)
     with pytest.raises(vmcore.HostcallError, match="get_third_number"):
         sb.call("add_numbers", 1, 2)
 
 
-def test_register_unknown_import_and_bad_signature():
-    sb = vmcore.Sandbox(ADD)
+def test_register_unknown_import_and_bad_signature(mode):
+    sb = mode.sandbox(ADD)
     with pytest.raises(KeyError, match="no import named"):
         sb.register_hostcall("nope", lambda c: 0)
     with pytest.raises(TypeError):
@@ -172,25 +143,25 @@ def test_register_unknown_import_and_bad_signature():
         sb.register_hostcall("get_third_number", lambda c, a, b, d, e, f, g, h: 0)
 
 
-def test_unknown_export():
-    sb = vmcore.Sandbox(ADD)
+def test_unknown_export(mode):
+    sb = mode.sandbox(ADD)
     with pytest.raises(KeyError, match="add_numbers"):
         sb.call("missing")
 
 
-def test_bad_combinations_raise_value_error():
+def test_bad_combinations_raise_value_error(mode):
     with pytest.raises(ValueError):
-        vmcore.Sandbox(ADD, backend="jit")
+        mode.sandbox(ADD, backend="jit")
     with pytest.raises(ValueError):
-        vmcore.Sandbox(ADD, isolation="vm")
+        mode.sandbox(ADD, isolation="vm")
     with pytest.raises(ValueError):
-        vmcore.Sandbox(ADD, page_size=3000)
+        mode.sandbox(ADD, page_size=3000)
     with pytest.raises(TypeError):
-        vmcore.Sandbox(b"not a program")
+        mode.sandbox(b"not a program")
 
 
-def test_memory_roundtrip_and_typed_access():
-    sb = vmcore.Sandbox(MEMORY)
+def test_memory_roundtrip_and_typed_access(mode):
+    sb = mode.sandbox(MEMORY)
     rw = sb.memory_map.rw_data_address
     assert sb.call("store", rw + 16, 0xDEADBEEF) == 0xDEADBEEF
     assert sb.memory.read_u32(rw + 16) == 0xDEADBEEF
@@ -208,8 +179,8 @@ def test_memory_roundtrip_and_typed_access():
         assert getattr(sb.memory, f"read_u{width}")(rw + 100) == (1 << width) - 2
 
 
-def test_memory_access_errors_never_corrupt():
-    sb = vmcore.Sandbox(MEMORY)
+def test_memory_access_errors_never_corrupt(mode):
+    sb = mode.sandbox(MEMORY)
     rw = sb.memory_map.rw_data_address
     with pytest.raises(vmcore.MemoryAccessError):
         sb.memory.read(0, 4)
@@ -225,8 +196,8 @@ def test_memory_access_errors_never_corrupt():
     assert sb.memory.is_accessible(rw, 4, writable=True)
 
 
-def test_guest_faults_raise_typed_errors_and_sandbox_recovers():
-    sb = vmcore.Sandbox(MEMORY, gas=100_000)
+def test_guest_faults_raise_typed_errors_and_sandbox_recovers(mode):
+    sb = mode.sandbox(MEMORY, gas=100_000)
     with pytest.raises(vmcore.Trap) as t:
         sb.call("trap")
     assert t.value.pc == MEMORY.exports["trap"]
@@ -243,7 +214,7 @@ def test_guest_faults_raise_typed_errors_and_sandbox_recovers():
     assert sb.call("store", rw, 5) == 5
 
 
-def test_read_only_data_is_read_only():
+def test_read_only_data_is_read_only(mode):
     prog = program("""
 %isa = jam_v1
 %ro_data_size = 4
@@ -255,7 +226,7 @@ pub @read:
     a0 = u32 [a0]
     ret
 """)
-    sb = vmcore.Sandbox(prog)
+    sb = mode.sandbox(prog)
     ro = sb.memory_map.ro_data_address
     assert sb.call("read", ro) == 0x04030201
     with pytest.raises(vmcore.PageFault) as e:
@@ -264,21 +235,21 @@ pub @read:
     assert not sb.memory.is_accessible(ro, 1, writable=True)
 
 
-def test_stack_pointer_set_by_call():
-    sb = vmcore.Sandbox(MEMORY)
+def test_stack_pointer_set_by_call(mode):
+    sb = mode.sandbox(MEMORY)
     assert sb.call("push", 0xABCDEF) == 0xABCDEF
     assert sb.regs["sp"] == sb.memory_map.stack_address_high
 
 
-def test_gas_accounting_and_metering_off():
+def test_gas_accounting_and_metering_off(mode):
     program = vmcore.Program.load(DATA / "sum.polkavm")
-    sb = vmcore.Sandbox(program, gas=10_000, gas_model="naive")
+    sb = mode.sandbox(program, gas=10_000, gas_model="naive")
     assert sb.gas_model == "naive"
     sb.call("main", 10)
     used = 10_000 - sb.gas
     assert used == 5 * 10 + 6
     # jam_v1 defaults to the full model: the loop block's full cost per iteration
-    full = vmcore.Sandbox(program, gas=100_000)
+    full = mode.sandbox(program, gas=100_000)
     assert full.gas_model == "full"
     spent = []
     for n in (0, 1, 10):
@@ -288,15 +259,15 @@ def test_gas_accounting_and_metering_off():
     per_iteration = spent[1] - spent[0]
     assert per_iteration in program.block_gas_costs("full").values() and per_iteration > 5
     assert spent[2] == spent[0] + 10 * per_iteration
-    off = vmcore.Sandbox(vmcore.Program.load(DATA / "sum.polkavm"))
+    off = mode.sandbox(vmcore.Program.load(DATA / "sum.polkavm"))
     assert off.gas is None
     assert off.call("main", 10) == sum(i * i for i in range(10))
     with pytest.raises(ValueError):
         off.gas = 5
 
 
-def test_heap_policy_and_sbrk():
-    sb = vmcore.Sandbox(MEMORY, heap=vmcore.HeapPolicy(max_size=3 * 4096, grow_by_pages=2))
+def test_heap_policy_and_sbrk(mode):
+    sb = mode.sandbox(MEMORY, heap=vmcore.HeapPolicy(max_size=3 * 4096, grow_by_pages=2))
     base = sb.memory_map.heap_base
     assert sb.heap_size == 0
     top = sb.call("grow", 100)
@@ -309,13 +280,13 @@ def test_heap_policy_and_sbrk():
         vmcore.HeapPolicy(initial_size=10, max_size=5)
 
 
-def test_heap_initial_size_maps_pages():
-    sb = vmcore.Sandbox(MEMORY, heap=vmcore.HeapPolicy(initial_size=5 * 4096))
+def test_heap_initial_size_maps_pages(mode):
+    sb = mode.sandbox(MEMORY, heap=vmcore.HeapPolicy(initial_size=5 * 4096))
     base = sb.memory_map.heap_base
     assert sb.memory.is_accessible(base, 4 * 4096, writable=True)
 
 
-def test_reset_restores_fresh_state():
+def test_reset_restores_fresh_state(mode):
     prog = program("""
 %isa = jam_v1
 %rw_data = 2a
@@ -327,7 +298,7 @@ pub @bump:
     a0 = a1
     ret
 """)
-    sb = vmcore.Sandbox(prog, gas=1000)
+    sb = mode.sandbox(prog, gas=1000)
     rw = sb.memory_map.rw_data_address
     assert sb.call("bump", rw) == 43
     assert sb.call("bump", rw) == 44
@@ -339,8 +310,8 @@ pub @bump:
     assert sb.call("bump", rw) == 43
 
 
-def test_low_level_run_loop():
-    sb = vmcore.Sandbox(ADD, gas=1000)
+def test_low_level_run_loop(mode):
+    sb = mode.sandbox(ADD, gas=1000)
     sb.prepare_call("add_numbers", 2, 3)
     first = sb.run()
     assert isinstance(first, Ecalli) and first.number == 0 and first.name == "get_third_number"
@@ -351,8 +322,8 @@ def test_low_level_run_loop():
     assert sb.regs["a0"] == 45
 
 
-def test_run_reports_faults_without_raising():
-    sb = vmcore.Sandbox(MEMORY, gas=50)
+def test_run_reports_faults_without_raising(mode):
+    sb = mode.sandbox(MEMORY, gas=50)
     sb.prepare_call("trap")
     assert isinstance(sb.run(), TrapInterrupt)
     sb.prepare_call("store", 0x7000_0000, 1)
@@ -362,8 +333,8 @@ def test_run_reports_faults_without_raising():
     assert isinstance(sb.run(), OutOfGasInterrupt)
 
 
-def test_single_step():
-    sb = vmcore.Sandbox(vmcore.Program.load(DATA / "sum.polkavm"), gas=1000)
+def test_single_step(mode):
+    sb = mode.sandbox(vmcore.Program.load(DATA / "sum.polkavm"), gas=1000)
     sb.prepare_call("main", 2)
     sb.set_step_tracing(True)
     pcs = []
@@ -377,8 +348,8 @@ def test_single_step():
     assert sb.regs["a0"] == 1
 
 
-def test_registers_view():
-    sb = vmcore.Sandbox(ADD)
+def test_registers_view(mode):
+    sb = mode.sandbox(ADD)
     sb.regs["t0"] = 5
     assert sb.regs[2] == 5 and sb.regs["r2"] == 5
     sb.regs[12] = -1
@@ -390,10 +361,10 @@ def test_registers_view():
         sb.regs[13]
 
 
-def test_context_manager_and_closed_errors(isolation):
-    with vmcore.Sandbox(ADD) as sb:
-        assert sb.isolation == isolation
-        assert (sb.pid is None) == (isolation == "inline")
+def test_context_manager_and_closed_errors(mode):
+    with mode.sandbox(ADD) as sb:
+        assert sb.isolation == mode.isolation
+        assert (sb.pid is None) == (mode.isolation == "inline")
     assert sb.closed
     with pytest.raises(vmcore.SandboxError):
         sb.call("add_numbers", 1, 2)
@@ -401,12 +372,12 @@ def test_context_manager_and_closed_errors(isolation):
         sb.memory.read(0x20000, 1)
 
 
-def test_parallel_sandboxes_in_threads():
+def test_parallel_sandboxes_in_threads(mode):
     prog = vmcore.Program.load(DATA / "sum.polkavm")
     results = {}
 
     def work(i):
-        sb = vmcore.Sandbox(prog)
+        sb = mode.sandbox(prog)
         results[i] = sb.call("main", 200_000 + i)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
@@ -419,9 +390,9 @@ def test_parallel_sandboxes_in_threads():
         assert results[i] == sum((k * k) % 1000000007 for k in range(n)) % (1 << 64)
 
 
-def test_same_sandbox_from_two_threads_is_refused():
+def test_same_sandbox_from_two_threads_is_refused(mode):
     prog = vmcore.Program.load(DATA / "sum.polkavm")
-    sb = vmcore.Sandbox(prog)
+    sb = mode.sandbox(prog)
     errors = []
     started = threading.Event()
 
@@ -442,8 +413,8 @@ def test_same_sandbox_from_two_threads_is_refused():
     assert sb.call("main", 10) == 285
 
 
-def test_reentrant_call_from_hostcall_is_refused():
-    sb = vmcore.Sandbox(ADD)
+def test_reentrant_call_from_hostcall_is_refused(mode):
+    sb = mode.sandbox(ADD)
 
     def reenter(caller):
         caller.sandbox.call("add_numbers", 1, 2)
@@ -454,18 +425,18 @@ def test_reentrant_call_from_hostcall_is_refused():
     assert isinstance(e.value.__cause__, vmcore.SandboxBusy)
 
 
-def test_bundled_programs_run():
+def test_bundled_programs_run(mode):
     sieve = vmcore.Program.load(DATA / "sieve.polkavm")
-    sb = vmcore.Sandbox(sieve)
+    sb = mode.sandbox(sieve)
     assert sb.call("main", 100_000, sb.memory_map.rw_data_address) == 9592
     hc = vmcore.Program.load(DATA / "hostcall.polkavm")
     n = []
-    sb = vmcore.Sandbox(hc, hostcalls={"inc": lambda c: n.append(1)})
+    sb = mode.sandbox(hc, hostcalls={"inc": lambda c: n.append(1)})
     sb.call("main", 1000)
     assert len(n) == 1000
 
 
-def test_latest32_registers_are_32_bit():
+def test_latest32_registers_are_32_bit(mode):
     prog = program("""
 %isa = latest32
 %import echo
@@ -480,7 +451,7 @@ pub @main:
         got.append((a0, a1))
         return (a0, 0x80000000)
 
-    sb = vmcore.Sandbox(prog, hostcalls={"echo": echo})
+    sb = mode.sandbox(prog, hostcalls={"echo": echo})
     assert sb.call("main", 0xFFFFFFFF, 5) == (0xFFFFFFFF + 0x80000000) & 0xFFFFFFFF
     assert got == [(0xFFFFFFFF, 5)]
     sb.regs["a0"] = 0x80000000
@@ -505,8 +476,8 @@ pub @quick:
 
 
 @pytest.mark.parametrize("gas", [None, 10**15])
-def test_timeout_stops_a_runaway_guest(gas):
-    sb = vmcore.Sandbox(SPIN, gas=gas, hostcalls={"tick": lambda c: None})
+def test_timeout_stops_a_runaway_guest(gas, mode):
+    sb = mode.sandbox(SPIN, gas=gas, hostcalls={"tick": lambda c: None})
     for export in ("spin", "spin_with_hostcalls"):
         start = time.perf_counter()
         with pytest.raises(vmcore.Timeout) as e:
@@ -518,8 +489,8 @@ def test_timeout_stops_a_runaway_guest(gas):
     assert sb.call("quick") == 7  # no stale deadline
 
 
-def test_run_timeout_is_resumable():
-    sb = vmcore.Sandbox(SPIN, gas=10**15)
+def test_run_timeout_is_resumable(mode):
+    sb = mode.sandbox(SPIN, gas=10**15)
     sb.prepare_call("spin")
     with pytest.raises(vmcore.Timeout):
         sb.run(timeout=0.02)
@@ -529,15 +500,15 @@ def test_run_timeout_is_resumable():
     assert sb.gas < gas  # it resumed and kept spinning
 
 
-def test_bad_timeout_values():
-    sb = vmcore.Sandbox(SPIN)
+def test_bad_timeout_values(mode):
+    sb = mode.sandbox(SPIN)
     for bad in (0, -1, "1"):
         with pytest.raises(ValueError):
             sb.call("quick", timeout=bad)
 
 
-def test_gil_is_released_while_the_guest_runs():
-    sb = vmcore.Sandbox(vmcore.Program.load(DATA / "sum.polkavm"))
+def test_gil_is_released_while_the_guest_runs(mode):
+    sb = mode.sandbox(vmcore.Program.load(DATA / "sum.polkavm"))
     done = threading.Event()
     ticks = 0
 
@@ -563,21 +534,21 @@ pub @f:
 """)
 
 
-def test_memory_limit_caps_all_guest_memory(isolation):
+def test_memory_limit_caps_all_guest_memory(mode):
     m = LIMITED.memory_map(4096)
     fixed = m.ro_data_size + m.rw_data_size + m.stack_size + m.aux_data_size
     assert fixed == 3 * 4096
-    with vmcore.Sandbox(LIMITED, memory_limit=fixed + 3 * 4096) as sb:
+    with mode.sandbox(LIMITED, memory_limit=fixed + 3 * 4096) as sb:
         assert sb.heap_policy.max_size == 3 * 4096
         assert sb.sbrk(2 * 4096) != 0
         assert sb.sbrk(4096) != 0
         assert sb.sbrk(1) == 0  # past the cap: as for the guest's sbrk, 0
         assert sb.heap_size == 3 * 4096
-    with vmcore.Sandbox(LIMITED, memory_limit=fixed, heap=vmcore.HeapPolicy(max_size=1 << 20)) as sb:
+    with mode.sandbox(LIMITED, memory_limit=fixed, heap=vmcore.HeapPolicy(max_size=1 << 20)) as sb:
         assert sb.sbrk(1) == 0
     with pytest.raises(vmcore.SandboxError, match="needs .* bytes of guest memory .* memory_limit"):
-        vmcore.Sandbox(LIMITED, memory_limit=fixed - 1)
+        mode.sandbox(LIMITED, memory_limit=fixed - 1)
     with pytest.raises(vmcore.SandboxError, match="initial_size"):
-        vmcore.Sandbox(LIMITED, memory_limit=fixed + 4096, heap=vmcore.HeapPolicy(initial_size=8192))
+        mode.sandbox(LIMITED, memory_limit=fixed + 4096, heap=vmcore.HeapPolicy(initial_size=8192))
     with pytest.raises(ValueError):
-        vmcore.Sandbox(LIMITED, memory_limit=-1)
+        mode.sandbox(LIMITED, memory_limit=-1)

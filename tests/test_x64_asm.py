@@ -18,7 +18,7 @@ if os.environ.get("VMCORE_UNDER_ASAN"):
 capstone = pytest.importorskip("capstone")
 from capstone import x86_const as X  # noqa: E402
 
-from vmcore import _compiler  # noqa: E402
+from vmcore import _engine  # noqa: E402
 
 REG64 = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi"] + [f"r{i}" for i in range(8, 16)]
 REG32 = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"] + [f"r{i}d" for i in range(8, 16)]
@@ -78,7 +78,7 @@ def operand_view(insn, op, want):
 
 
 def check(form, operands, mnemonic, expected):
-    code = _compiler.assemble([(form, *operands)])
+    code = _engine.assemble([(form, *operands)])
     insn = decode_one(code)
     assert insn.mnemonic == mnemonic, (form, operands, code.hex(), insn.mnemonic, insn.op_str)
     got = [operand_view(insn, op, w) for op, w in zip(insn.operands, expected)]
@@ -300,7 +300,7 @@ def test_stack_and_branches():
     check("ud2", (), "ud2", [])
     check("int3", (), "int3", [])
     for n in range(1, 10):
-        code = _compiler.assemble([("nops", n)])
+        code = _engine.assemble([("nops", n)])
         assert len(code) == n
         assert [i.mnemonic for i in MD.disasm(code, 0)] == ["nop"], code.hex()
 
@@ -313,17 +313,17 @@ def test_every_form_is_covered():
               "unary_m", "cdq_cqo", "shift_ri", "shift_rcl", "shiftx", "rorx", "andn", "mulx", "bitcount", "bswap",
               "bts_ri", "cmov", "setcc", "push", "pop", "jmp_rel32", "jcc_rel32", "call_rel32", "jmp_rel8",
               "jcc_rel8", "jmp_r", "call_r", "jmp_m", "call_m", "ret", "ud2", "int3", "nops"}
-    assert set(_compiler.forms()) == tested
+    assert set(_engine.forms()) == tested
 
 
 def test_bad_operands_are_refused():
     for bad in [("mov_rr", 3, 0, 0), ("mov_rr", 8, 16, 0), ("load", 8, 0, 0, 4, 0, 0), ("lea", 8, 0, RIP, 1, 0, 0),
                 ("shift_ri", 2, 8, 0, 1), ("nope",)]:
         with pytest.raises(ValueError):
-            _compiler.assemble([bad])
+            _engine.assemble([bad])
 
 
 def test_rip_relative_displacement_is_from_the_end():
-    code = _compiler.assemble([("lea", 8, 0, RIP, NONE, 0, 0x10)])
+    code = _engine.assemble([("lea", 8, 0, RIP, NONE, 0, 0x10)])
     insn = decode_one(code)
     assert insn.op_str == "rax, [rip + 0x10]"

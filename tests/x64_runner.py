@@ -2,7 +2,7 @@
 for the zygote) with the system C compiler and drives it over pipes.
 
 Generated code only ever runs inside that child process, never in the
-process running the tests.  Compiling (vmcore._compiler) happens here: it is
+process running the tests.  Compiling (vmcore._engine) happens here: it is
 pure data transformation.
 
     runner = Runner.start(tmp_dir)
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from oracle import canonical, reported
-from vmcore import _compiler, _interp, vectors
+from vmcore import _engine, vectors
 from vmcore.program import Program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +31,7 @@ RUNNER_SOURCES = [
     ROOT / "tests" / "native" / "runner.c",
     ROOT / "src" / "vmcore" / "_native" / "x64_runtime.c",
     ROOT / "src" / "vmcore" / "_native" / "interp.c",
+    ROOT / "src" / "vmcore" / "_native" / "interp_build.c",
     ROOT / "src" / "vmcore" / "_native" / "decoder.c",
     ROOT / "src" / "vmcore" / "_native" / "gas.c",
 ]
@@ -44,8 +45,8 @@ STATUS = {FINISHED: "halt", TRAP: "panic", ECALLI: "host", NOT_ENOUGH_GAS: "out-
           STEP: "step", INTERRUPTED: "interrupted", CRASH: "crash"}
 # the interpreter's exit codes in the same words
 INTERP_STATUS = dict(vectors.STATUS)
-INTERP_STATUS[_interp.EXIT_STEP] = "step"
-INTERP_STATUS[_interp.EXIT_INTERRUPTED] = "interrupted"
+INTERP_STATUS[_engine.EXIT_STEP] = "step"
+INTERP_STATUS[_engine.EXIT_INTERRUPTED] = "interrupted"
 
 
 def build_runner(out_dir: Path) -> Path:
@@ -61,7 +62,7 @@ def build_runner(out_dir: Path) -> Path:
 
 @dataclass
 class Case:
-    compiled: "_compiler.CompiledCode"
+    compiled: "_engine.CompiledCode"
     regs: Sequence[int]
     gas: int
     entry: int                      # absolute native address (CompiledCode.enter)
@@ -195,11 +196,11 @@ class Runner:
 
 
 # ------------------------------------------------------------------ helpers
-_MODULES: Dict[tuple, "_compiler.CompiledCode"] = {}
+_MODULES: Dict[tuple, "_engine.CompiledCode"] = {}
 
 
 def compile_program(program: Program, gas_metering: bool = True, step_tracing: bool = False, **kw):
-    return _compiler.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table,
+    return _engine.CompiledCode(program.isa_index, program.code, program.bitmask, program.jump_table,
                                   gas_metering, step_tracing, **kw)
 
 
@@ -254,7 +255,7 @@ def run_vector(runner: Runner, vector: dict, split: bool = False) -> vectors.Out
     page = vectors.PAGE_SIZE
     perms, pages = [], []
     for entry in vector["initial-page-map"]:
-        perm = _interp.PERM_WRITE if entry["is-writable"] else _interp.PERM_READ
+        perm = _engine.PERM_WRITE if entry["is-writable"] else _engine.PERM_READ
         perms.append((entry["address"], entry["length"], perm))
         start = entry["address"] - entry["address"] % page
         pages.extend(range(start, entry["address"] + entry["length"], page))

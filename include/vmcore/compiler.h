@@ -107,7 +107,7 @@
 #include "vmcore/x64_asm.h"
 
 /* Where each guest register lives (hardware register numbers). */
-extern const uint8_t vm_x64_guest_regs[VMCTX_REG_COUNT];
+extern const uint8_t vm_x64_guest_regs[VM_REG_COUNT];
 #define VM_X64_SCRATCH X64_RAX
 #define VM_X64_MEMBASE X64_R15
 /* The VmCtx alias relative to the guest-memory base register. */
@@ -270,11 +270,6 @@ int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint8
  * (pc, cost) pairs; returns how many there are (0 without gas metering). */
 uint32_t vm_x64_block_costs(const vm_x64_module *module, const vm_x64_map *map, const uint8_t *native_code,
                             uint32_t *pcs, uint32_t *costs, uint32_t capacity);
-
-/* Test hook: the recompiler's inlined decoder against vm_decode at every
- * offset it is used at; -1 when they agree, else the first offset that
- * differs (-2: bad isa). */
-int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask);
 
 /* CPU support: 0 when BMI1, BMI2, LZCNT and POPCNT are all present; else
  * nonzero with *missing naming the first absent feature. */

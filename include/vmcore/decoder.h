@@ -78,4 +78,11 @@ void vm_decode(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t
 int vm_is_basic_block_start(vm_isa isa, const uint8_t *code, uint32_t code_len,
                             const uint8_t *bitmask, uint32_t offset);
 
+/* Test hook: vm_decode's two paths (the unchecked one inside the code,
+ * which the recompiler inlines, and the bounds-checked one) and
+ * vm_is_basic_block_start's two, at every offset the fast ones take; -1
+ * when they agree, else the first offset that differs (-2: bad isa).
+ * (Named for its first home, the recompiler: the Cython layer calls it.) */
+int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask);
+
 #endif

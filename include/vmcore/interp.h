@@ -75,7 +75,7 @@ typedef struct vm_heap {
 } vm_heap;
 
 typedef struct vm_state {
-    uint64_t regs[14];      /* 13 guest registers + a constant zero */
+    uint64_t regs[VM_REG_COUNT + 1]; /* the guest registers + a constant zero */
     int64_t gas;
     uint32_t resume;        /* compiled index run() continues at */
     uint32_t pc;            /* where the guest stopped */

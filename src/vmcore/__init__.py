@@ -4,7 +4,7 @@ import importlib.util as _util
 
 # An unbuilt checkout (e.g. PYTHONPATH=src) says so in one line instead of a
 # circular-import traceback from the first module that needs the C core.
-if _util.find_spec("vmcore._decoder") is None:
+if _util.find_spec("vmcore._engine") is None:
     raise ImportError("vmcore's compiled extensions are not built: run `pip install .` (or, for development, "
                       "`pip install -e \".[test]\"`) from the repository root", name="vmcore")
 del _util
@@ -21,11 +21,13 @@ from vmcore.memory_map import MemoryMap
 from vmcore.program import Program
 from vmcore.sandbox import Backend, Isolation, Sandbox, SandboxBusy
 from vmcore.process_backend import SandboxPool, drain_module_memory
+from vmcore.backend import IsolationReport
+from vmcore._engine import configure_spin, spin_settings
 from vmcore import interrupts
 
 __all__ = [
     "__version__", "Program", "MemoryMap", "Sandbox", "SandboxBusy", "HeapPolicy", "Caller", "Registers",
-    "SandboxPool", "drain_module_memory", "GuestMemory", "interrupts", "Interrupt", "Finished", "Ecalli", "Step",
+    "SandboxPool", "drain_module_memory", "IsolationReport", "configure_spin", "spin_settings", "GuestMemory", "interrupts", "Interrupt", "Finished", "Ecalli", "Step",
     "TrapInterrupt", "OutOfGasInterrupt", "PageFaultInterrupt", "Backend", "Isolation",
     "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError", "MemoryAccessError",
     "SandboxError", "Timeout", "ExportNotFound", "ImportNotFound",

@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from vmcore.abi import DEFAULT_PAGE_SIZE
 from vmcore.errors import VmError
 
 EXIT_RUNTIME = 1
@@ -71,7 +72,7 @@ def cmd_info(args) -> int:
     return 0
 
 
-def describe(program, page_size: int = 0x1000) -> str:
+def describe(program, page_size: int = DEFAULT_PAGE_SIZE) -> str:
     mm = program.memory_map(page_size)
     lines = [
         f"format:        {program.format}",
@@ -220,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): .polkavm by its magic, else a JAM standard program")
     p.add_argument("--raw", action="store_true", help="FILE is a raw JAM code blob (--format raw)")
     p.add_argument("--isa", help="instruction set of a raw blob (default latest64)")
-    p.add_argument("--page-size", type=_parse_int, default=0x1000)
+    p.add_argument("--page-size", type=_parse_int, default=DEFAULT_PAGE_SIZE)
     p.add_argument("--gas", action="store_true", help="also list every basic block's gas cost")
     p.add_argument("--gas-model", default=None,
                    help="cost model for --gas: naive, full, full-l1, full-l3 (default: the program's, "

@@ -170,7 +170,7 @@ _TARGET_SLOT = {"reg_imm_offset": 2, "reg_reg_offset": 1, "offset": 1}
 def encode_instruction(isa: str, op: str, regs: Sequence[int] = (), imm1: int = 0, imm2: int = 0, imm64: int = 0,
                        position: int = 0) -> bytes:
     """Encode one instruction.  Operands use the decoder's convention
-    (``vmcore._decoder.instructions``): registers in the order the
+    (``vmcore._engine.instructions``): registers in the order the
     assembler writes them (destination first for three-register forms),
     immediates as 32-bit patterns, jump targets absolute."""
     opcode = _isa.BY_NAME[op]

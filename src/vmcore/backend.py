@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
-from vmcore import _interp, gas as _gas
+from vmcore import _engine, gas as _gas
 from vmcore.backend_base import InstanceBackend
 from vmcore.errors import SandboxError
 
@@ -24,23 +24,23 @@ SLOW_COMPILE_SECONDS = 0.1
 compile_log = logging.getLogger("vmcore.compile")
 
 
-def _compiled(program, gas_metering: bool, step_tracing: bool, gas_model=None) -> "_interp.CompiledModule":
+def _compiled(program, gas_metering: bool, step_tracing: bool, gas_model=None) -> "_engine.CompiledModule":
     """Threaded code is cached per Program and configuration (gas_model:
     a vmcore.gas name or model, None = the program's default)."""
     model = _gas.resolve(gas_model, program.isa) if gas_metering else _gas.NAIVE
-    key = ("interpreter", gas_metering, step_tracing, model)
-    module = program._cache.get(key)
-    if module is None:
+
+    def build() -> "_engine.CompiledModule":
         start = time.perf_counter()
-        module = _interp.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
+        module = _engine.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
                                         gas_metering, step_tracing, gas_kind=model.kind,
                                         memory_access_cost=model.memory_access_cost)
-        program._cache[key] = module
         seconds = time.perf_counter() - start
         compile_log.log(logging.INFO if seconds >= SLOW_COMPILE_SECONDS else logging.DEBUG,
                         "compiled threaded code for %d bytes of %s code in %.1f ms", len(program.code), program.isa,
                         seconds * 1e3)
-    return module
+        return module
+
+    return program._cache.threaded_code(gas_metering, step_tracing, model, build)
 
 
 # Closed sandboxes' guest memory, scrubbed and ready for reuse: creating a
@@ -54,7 +54,6 @@ class InlineInterpreter(InstanceBackend):
 
     backend = "interpreter"
     isolation = "inline"
-    engine = _interp
     pid = None
 
     def __init__(self, program, memory_map, heap, gas_metering: bool, **options) -> None:
@@ -73,19 +72,9 @@ class InlineInterpreter(InstanceBackend):
             self.inst = pool.pop()
             self.inst.set_module(module)
         else:
-            self.inst = _interp.Instance(module, memory_map.page_size)
+            self.inst = _engine.Instance(module, memory_map.page_size)
         self.closed = False
         self._install()
-
-    def _install(self) -> None:
-        regions, heap = self._layout()
-        inst = self.inst
-        for region in regions:
-            inst.set_perms(region.address, region.size, region.perm)
-            if region.data:
-                inst.write(region.address, region.data)
-        inst.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
-        self.regions = regions
 
     def set_step_tracing(self, enabled: bool) -> None:
         self.inst.set_module(_compiled(self.program, self.gas_metering, enabled, self.gas_model))
@@ -135,31 +124,48 @@ BACKENDS[("compiler", "process")] = ProcessCompiler
 _AUTO_ORDER = [("interpreter", "inline"), ("compiler", "process"), ("interpreter", "process")]
 
 
-_SELECTED: Dict[Tuple[str, str], Callable] = {}
+_SELECTED: Dict[Tuple[str, str], Tuple[Callable, Optional[str]]] = {}
 
 
-def select(backend: str, isolation: str) -> Callable:
-    """Resolve 'auto' and check the combination exists."""
-    factory = _SELECTED.get((backend, isolation))
-    if factory is None:
-        factory = _SELECTED[(backend, isolation)] = _resolve(backend, isolation)
-    return factory
+class IsolationReport(dict):
+    """What ``Sandbox.isolation_report()`` returns: {protection: active}
+    for a sandbox process (empty inline), and ``fallback``: why
+    ``backend="auto"`` did not get its first choice (None when nothing
+    fell back)."""
+
+    def __init__(self, protections: Optional[Dict[str, bool]] = None, fallback: Optional[str] = None) -> None:
+        super().__init__(protections or {})
+        self.fallback = fallback
 
 
-def _resolve(backend: str, isolation: str) -> Callable:
+def select(backend: str, isolation: str) -> Tuple[Callable, Optional[str]]:
+    """Resolve 'auto' and check the combination exists: (factory, why
+    'auto' fell back from its first choice, or None)."""
+    selected = _SELECTED.get((backend, isolation))
+    if selected is None:
+        selected = _SELECTED[(backend, isolation)] = _resolve(backend, isolation)
+    return selected
+
+
+def _resolve(backend: str, isolation: str) -> Tuple[Callable, Optional[str]]:
     if backend not in ("auto", "interpreter", "compiler"):
         raise ValueError(f"unknown backend {backend!r}; expected 'auto', 'interpreter' or 'compiler'")
     if isolation not in ("auto", "inline", "process"):
         raise ValueError(f"unknown isolation {isolation!r}; expected 'auto', 'inline' or 'process'")
     order = _AUTO_ORDER + [key for key in BACKENDS if key not in _AUTO_ORDER]
-    candidates = [(b, i) for (b, i) in order
-                  if (b, i) in BACKENDS and backend in ("auto", b) and isolation in ("auto", i)
-                  and not (backend == "auto" and b == "compiler" and cpu_supports_native() is not None)]
+    wanted = [(b, i) for (b, i) in order
+              if (b, i) in BACKENDS and backend in ("auto", b) and isolation in ("auto", i)]
+    native_missing = cpu_supports_native() if backend == "auto" else None
+    candidates = [(b, i) for (b, i) in wanted if not (native_missing is not None and b == "compiler")]
     if not candidates:
         available = ", ".join(f"{b}/{i}" for b, i in BACKENDS)
         raise ValueError(f"backend={backend!r} with isolation={isolation!r} is not available in this build "
                          f"(available: {available})")
-    return BACKENDS[candidates[0]]
+    fallback = None
+    if candidates[0] != wanted[0]:
+        fallback = (f"backend='auto' runs the {candidates[0][0]} instead of the {wanted[0][0]}: "
+                    f"{native_missing}")
+    return BACKENDS[candidates[0]], fallback
 
 
-__all__ = ["BACKENDS", "select", "InlineInterpreter", "ProcessInterpreter", "ProcessCompiler", "SandboxError"]
+__all__ = ["BACKENDS", "IsolationReport", "select", "InlineInterpreter", "ProcessInterpreter", "ProcessCompiler", "SandboxError"]

@@ -1,26 +1,32 @@
-"""What every backend shares: a backend owns one engine instance (an
-``_interp.Instance`` inline, a ``_process.Process`` in a sandbox process)
-and forwards state access to it; the engine module (``engine``) provides
-the Cython hostcall loop, call and call gate for that instance type."""
+"""What every backend shares: a backend owns one engine guest (an
+``_engine.Instance`` inline, a ``_engine.Process`` in a sandbox process)
+and forwards state access to it; the hostcall loop and call are the
+Guest's (vmcore/engine/guest.pyx), Sandbox.call is SandboxCore's
+(vmcore/engine/sandbox_core.pyx)."""
 from __future__ import annotations
-
-from typing import Any
 
 
 class InstanceBackend:
-    """Forwards to ``self.inst``; subclasses set ``engine``, ``program``,
+    """Forwards to ``self.inst``; subclasses set ``program``,
     ``memory_map``, ``heap_policy``, ``mask`` and ``inst``."""
-
-    engine: Any = None
 
     def _layout(self):
         """The initial memory layout, computed once per Program and policy."""
         from vmcore.layout import initial_layout
-        key = ("layout", self.memory_map.page_size, self.heap_policy)
-        layout = self.program._cache.get(key)
-        if layout is None:
-            layout = self.program._cache[key] = initial_layout(self.program, self.memory_map, self.heap_policy)
-        return layout
+        return self.program._cache.layout(self.memory_map.page_size, self.heap_policy,
+                                          lambda: initial_layout(self.program, self.memory_map, self.heap_policy))
+
+    def _install(self) -> None:
+        """The initial memory layout and heap into the guest (new, reset
+        or restarted): the one install path of every backend."""
+        regions, heap = self._layout()
+        inst = self.inst
+        for region in regions:
+            inst.set_perms(region.address, region.size, region.perm)
+            if region.data:
+                inst.write(region.address, region.data)
+        inst.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
+        self.regions = regions
 
     # Registers as the program sees them: the engines convert at their
     # accessors (vm_reg_from_host / vm_reg_to_host in include/vmcore/interp.h).
@@ -33,14 +39,14 @@ class InstanceBackend:
     def read_into(self, a, buf): self.inst.read_into(a, buf)
     def write(self, a, data): self.inst.write(a, data)
     def zero(self, a, n): self.inst.zero(a, n)
+    def set_perms(self, a, n, perm): self.inst.set_perms(a, n, perm)
+    def perm(self, a): return self.inst.perm(a)
     def sbrk(self, n): return self.inst.sbrk(n)
     def set_pc(self, pc): return self.inst.set_pc(pc)
     def run(self): return self.inst.run()
-    def serve(self, handlers, caller, mask): return self.engine.serve_hostcalls(self.inst, handlers, caller, mask)
+    def serve(self, handlers, caller, mask): return self.inst.serve_hostcalls(handlers, caller, mask)
     def call(self, pc, args, sp, handlers, caller, mask):
-        return self.engine.call(self.inst, pc, args, sp, handlers, caller, mask)
-    def call_gate(self, exports, sp, handlers, caller, mask, slow, doc):
-        return self.engine.CallGate(self.inst, exports, sp, handlers, caller, mask, slow, doc)
+        return self.inst.call(pc, args, sp, handlers, caller, mask)
     @property
     def last_exit(self): return self.inst.last_exit
     def take_hostcall_error(self): return self.inst.take_hostcall_error()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, Iterator, Optional, Union
 
+from vmcore.abi import REG_COUNT
 from vmcore.isa import REGISTER_NAMES
 
 if TYPE_CHECKING:
@@ -10,7 +11,7 @@ if TYPE_CHECKING:
     from vmcore.sandbox import Sandbox
 
 _INDEX = {name: i for i, name in enumerate(REGISTER_NAMES)}
-_INDEX.update({f"r{i}": i for i in range(13)})
+_INDEX.update({f"r{i}": i for i in range(REG_COUNT)})
 
 
 def register_index(key: Union[int, str]) -> int:
@@ -19,9 +20,9 @@ def register_index(key: Union[int, str]) -> int:
             return _INDEX[key.lower()]
         except KeyError:
             raise KeyError(f"unknown register {key!r}; expected one of {', '.join(REGISTER_NAMES)}") from None
-    if isinstance(key, int) and 0 <= key < 13:
+    if isinstance(key, int) and 0 <= key < REG_COUNT:
         return key
-    raise IndexError(f"register index must be 0..12 or a name, got {key!r}")
+    raise IndexError(f"register index must be 0..{REG_COUNT - 1} or a name, got {key!r}")
 
 
 class Registers:
@@ -40,7 +41,7 @@ class Registers:
         self._owner._live().set_reg(register_index(key), int(value) & 0xFFFFFFFFFFFFFFFF)
 
     def __len__(self) -> int:
-        return 13
+        return REG_COUNT
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._owner._live().get_regs())

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from vmcore import _interp
+from vmcore import abi
 from vmcore.errors import VmError
 from vmcore.sandbox import Sandbox
 
-A0 = 7
+A0 = abi.ARG_REGS[0]
 _EXIT_NAMES = {
-    _interp.EXIT_FINISHED: "finished", _interp.EXIT_TRAP: "trap", _interp.EXIT_OUT_OF_GAS: "out-of-gas",
-    _interp.EXIT_PAGEFAULT: "page-fault", _interp.EXIT_ECALLI: "ecalli", _interp.EXIT_STEP: "step",
-    _interp.EXIT_HOSTCALL_ERROR: "hostcall-error",
+    abi.EXIT_FINISHED: "finished", abi.EXIT_TRAP: "trap", abi.EXIT_OUT_OF_GAS: "out-of-gas",
+    abi.EXIT_PAGEFAULT: "page-fault", abi.EXIT_ECALLI: "ecalli", abi.EXIT_STEP: "step",
+    abi.EXIT_HOSTCALL_ERROR: "hostcall-error",
 }
 
 
@@ -39,8 +39,8 @@ class Divergence(VmError):
 def _state(sb: Sandbox, reason: int) -> Dict[str, Any]:
     b = sb._backend
     state = {"exit": _EXIT_NAMES.get(reason, reason), "pc": b.pc, "gas": b.gas,
-             "regs": [b.get_reg(i) for i in range(13)], "heap_top": b.heap_top}
-    if reason in (_interp.EXIT_PAGEFAULT, _interp.EXIT_ECALLI):
+             "regs": [b.get_reg(i) for i in range(abi.REG_COUNT)], "heap_top": b.heap_top}
+    if reason in (abi.EXIT_PAGEFAULT, abi.EXIT_ECALLI):
         state["arg"] = b.arg
     return state
 
@@ -87,17 +87,17 @@ def crosscheck(program, export, *args: int, gas: Optional[int] = None, hostcalls
                 raise Divergence(f"interpreter and compiler differ at step {step} in {', '.join(fields)}: "
                                  f"interpreter {states[0]}, compiler {states[1]}",
                                  step=step, interpreter=states[0], compiler=states[1])
-            if reasons[0] != _interp.EXIT_STEP or step % 4096 == 0:
+            if reasons[0] != abi.EXIT_STEP or step % 4096 == 0:
                 difference = _memory_difference(a, b)
                 if difference:
                     raise Divergence(f"{difference} (step {step})", step=step, interpreter=states[0],
                                      compiler=states[1])
-            if reasons[0] != _interp.EXIT_STEP:
+            if reasons[0] != abi.EXIT_STEP:
                 break
             step += 1
             if step > max_steps:
                 raise VmError(f"crosscheck stopped after {max_steps} steps (raise max_steps)")
-        if reasons[0] == _interp.EXIT_FINISHED:
+        if reasons[0] == abi.EXIT_FINISHED:
             return a._backend.get_reg(A0) & a._mask
         b._backend.take_hostcall_error()
         raise a._error_for(reasons[0])

@@ -16,7 +16,7 @@ for any program the assembler made (and for any canonically encoded one):
 * an undefined opcode prints as ``invalid <its raw bytes>``, the implicit
   trap (end of code, bitmask gaps) as a ``// invalid`` comment.
 
-Decoding is done in C (``vmcore._decoder.instructions``); this module only
+Decoding is done in C (``vmcore._engine.instructions``); this module only
 formats, so a 1 MB program disassembles in about a second.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ import os
 import sys
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from vmcore import _decoder
+from vmcore import _engine
 from vmcore import isa as _isa
 from vmcore.asm import (BRANCH_RI, BRANCH_RR, MINMAX_OPS, RIR_OPS, RRI_OPS, RRR_OPS, RRR_UNSIZED, UNARY_OPS,
                         label_text)
@@ -170,7 +170,7 @@ def _build(is64: bool) -> Dict[str, Formatter]:
 
 _FORMATTERS = {is64: _build(is64) for is64 in (False, True)}
 _BY_ID = {is64: [_FORMATTERS[is64][o.name] for o in _isa.OPCODES] for is64 in (False, True)}
-# Where the absolute jump target sits in a _decoder.instructions row (6: imm1,
+# Where the absolute jump target sits in a _engine.instructions row (6: imm1,
 # 7: imm2, 0: no target).
 _TARGET_SLOT = [{"reg_imm_offset": 7, "reg_reg_offset": 6, "offset": 6}.get(o.format, 0) for o in _isa.OPCODES]
 _ENDS_BLOCK = [o.ends_block for o in _isa.OPCODES] + [True]
@@ -178,7 +178,7 @@ _ENDS_BLOCK = [o.ends_block for o in _isa.OPCODES] + [True]
 
 def format_instruction(isa: str, op: str, regs: Sequence[int] = (), imm1: int = 0, imm2: int = 0, imm64: int = 0,
                        target: Optional[str] = None) -> str:
-    """One instruction as text (operands as ``vmcore._decoder`` reports
+    """One instruction as text (operands as ``vmcore._engine`` reports
     them); ``target`` replaces the numeric jump target, e.g. '@loop'."""
     opcode = _isa.BY_NAME[op]
     r = tuple(regs) + (0, 0, 0)
@@ -199,7 +199,7 @@ def lines(program: Program, *, pcs: bool = True) -> Iterator[str]:
         program = Program.from_bytes(program)
     is64 = program.is_64_bit
     code = program.code
-    decoded = _decoder.instructions(program.isa_index, code, program.bitmask) if code else []
+    decoded = _engine.instructions(program.isa_index, code, program.bitmask) if code else []
 
     # Instruction starts and basic-block starts, as the assembler will see them.
     starts = set()
@@ -320,14 +320,13 @@ _OPTIONAL_SECTION_MIN = 128
 def optional_sections(data: bytes) -> List[Tuple[int, int]]:
     """(section id, payload size) of the optional (debug) sections of a
     .polkavm blob, which the disassembly leaves out."""
-    from vmcore import _program
     found = []
     pos = 4 + 1 + 8  # magic, version, blob length
     while pos < len(data):
         sid = data[pos]
         if sid == 0:
             break
-        got = _program.read_varint(data, pos + 1)
+        got = _engine.read_varint(data, pos + 1)
         if got is None:
             break
         size, pos = got[0], pos + 1 + got[1]  # (value, bytes read)

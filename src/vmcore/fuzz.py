@@ -45,11 +45,11 @@ from multiprocessing.connection import wait as _wait
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from vmcore import _decoder, _interp, _program, isa as _isa
+from vmcore import _engine, isa as _isa
 from vmcore.asm import encode_instruction, varint
 from vmcore.errors import ProgramError
 from vmcore.program import Program
-from vmcore.vectors import PAGE_SIZE, STATUS, Outcome, run_vector
+from vmcore.vectors import PAGE_SIZE, Outcome, run_vector
 
 TARGETS = ("loader", "diff")
 HOSTILE_TARGETS = ("hostile-sandbox", "hostile-api")  # not in "all": run by name
@@ -526,14 +526,14 @@ def _exercise(program: Program) -> None:
     isa_index, code, bitmask = program.isa_index, program.code, program.bitmask
     n = len(code)
     for offset in {0, 1, 2, 7, 8, 24, 25, 31, 32, n // 2, max(0, n - 1), n, n + 1, n + 100}:
-        _decoder.is_basic_block_start(isa_index, code, bitmask, offset)
-        _decoder.decode(isa_index, code, bitmask, offset)
+        _engine.is_basic_block_start(isa_index, code, bitmask, offset)
+        _engine.decode(isa_index, code, bitmask, offset)
     if n <= 4096:
-        _decoder.instructions(isa_index, code, bitmask)
-        _program.validate_code(isa_index, code, bitmask)
+        _engine.instructions(isa_index, code, bitmask)
+        _engine.validate_code(isa_index, code, bitmask)
         table = program.jump_table
-        _interp.CompiledModule(isa_index, code, bitmask, table, True, False)
-        _interp.CompiledModule(isa_index, code, bitmask, table, False, True)
+        _engine.CompiledModule(isa_index, code, bitmask, table, True, False)
+        _engine.CompiledModule(isa_index, code, bitmask, table, False, True)
     try:
         program.memory_map(0x10000)
     except ProgramError:
@@ -642,50 +642,10 @@ class LoaderTarget:
 Runner = Callable[[dict], Outcome]
 
 
-def _setup_instance(vector: dict, gas_metering: bool, step: bool):
-    """As vectors.run_vector prepares one, with a choice of module."""
-    program = Program.from_raw_code(bytes(vector["program"]), isa=vector.get("isa", "latest64"))
-    module = _interp.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
-                                    gas_metering, step)
-    inst = _interp.Instance(module, PAGE_SIZE)
-    pages = []
-    for entry in vector["initial-page-map"]:
-        perm = _interp.PERM_WRITE if entry["is-writable"] else _interp.PERM_READ
-        inst.set_perms(entry["address"], entry["length"], perm)
-        start = entry["address"] - entry["address"] % PAGE_SIZE
-        pages.extend(range(start, entry["address"] + entry["length"], PAGE_SIZE))
-    for chunk in vector["initial-memory"]:
-        inst.write(chunk["address"], bytes(chunk["contents"]))
-    inst.set_regs([int(v) for v in vector["initial-regs"]])
-    inst.gas = int(vector["initial-gas"])
-    return inst, sorted(set(pages))
-
-
-def run_inline(vector: dict, *, gas_metering: bool = True, step: bool = False, step_limit: int = 2_000_000
-               ) -> Outcome:
+def run_inline(vector: dict, *, gas_metering: bool = True, step: bool = False) -> Outcome:
     """Run a vector on the inline interpreter, optionally without gas
-    metering and/or single-stepped (run() again after every EXIT_STEP)."""
-    inst, pages = _setup_instance(vector, gas_metering, step)
-    rc = inst.set_pc(int(vector["initial-pc"]))
-    fault = hostcall = None
-    if rc == -1:
-        status = "panic"
-    elif rc == -2:
-        status = "out-of-gas"
-    else:
-        steps = 0
-        while True:
-            reason = inst.run()
-            if reason != _interp.EXIT_STEP or not step:
-                break
-            steps += 1
-            if steps > step_limit:
-                raise RuntimeError(f"still stepping after {step_limit} steps (pc {inst.pc})")
-        status = STATUS.get(reason, f"unexpected exit {reason}")
-        fault = inst.arg if reason == _interp.EXIT_PAGEFAULT else None
-        hostcall = inst.arg if reason == _interp.EXIT_ECALLI else None
-    memory = {p: inst.read(p, PAGE_SIZE) for p in pages if inst.perm(p) != _interp.PERM_NONE}
-    return Outcome(status, inst.pc, inst.gas, inst.get_regs(), memory, fault, hostcall)
+    metering and/or single-stepped (vectors.run_vector: the one runner)."""
+    return run_vector(vector, gas_metering=gas_metering, step=step)
 
 
 @dataclass

@@ -96,7 +96,7 @@ _ZYGOTE_FLAGS = [
     "-fno-unwind-tables", "-fcf-protection=none", "-ffunction-sections", "-fdata-sections", "-Wl,--gc-sections",
     "-Wl,-z,noexecstack", "-Wl,--build-id=none", "-DVMCORE_HOSTILE_ZYGOTE",
 ]
-_ZYGOTE_SOURCES = ["zygote.c", "zygote_libc.c", "zygote_hostile.c", "interp.c", "decoder.c", "x64_runtime.c"]
+_ZYGOTE_SOURCES = ["zygote.c", "zygote_confine.c", "zygote_libc.c", "zygote_hostile.c", "interp.c", "interp_build.c", "decoder.c", "x64_runtime.c"]
 
 
 def _source_dirs():
@@ -132,10 +132,10 @@ def build_hostile_zygote(out_dir: Optional[str] = None) -> str:
 
 def hostile_pool(size: int = 2, recycle: bool = True):
     """A SandboxPool whose processes run the hostile zygote."""
-    from vmcore import _process
+    from vmcore import _engine
     from vmcore.process_backend import SandboxPool
     with open(build_hostile_zygote(), "rb") as f:
-        fd = _process.test_image(f.read())
+        fd = _engine.test_image(f.read())
     return SandboxPool(size, recycle=recycle, _image_fd=fd)
 
 

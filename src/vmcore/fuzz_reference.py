@@ -27,7 +27,7 @@ of the semantics):
 And one documented difference of the semantics: PolkaVM's interpreter
 reports a page fault for an access that first fails on a page between its
 16 KiB guard and 64 KiB, where vmcore follows the Gray Paper and panics
-below 64 KiB (``vmcore._interp.LOW_MEMORY_PANIC_LIMIT``).  Such results are
+below 64 KiB (``vmcore._engine.LOW_MEMORY_PANIC_LIMIT``).  Such results are
 normalised to a panic (same pc, gas, registers and memory) before
 comparing; the case counts as ``low-memory`` in the statistics.
 """
@@ -42,7 +42,7 @@ import traceback
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vmcore import _interp, isa as _isa
+from vmcore import _engine, isa as _isa
 from vmcore.program import Program
 from vmcore.vectors import CONFIGURATIONS, compare, run_vector
 
@@ -89,7 +89,7 @@ def adapt_for_reference(vector: dict) -> dict:
     if changed:
         out["program"] = list(code_blob(bytes(code), program.bitmask, program.jump_table,
                                         program.jump_table_entry_size))
-    low = _interp.LOW_MEMORY_PANIC_LIMIT
+    low = _engine.LOW_MEMORY_PANIC_LIMIT
     pages = []
     for e in vector["initial-page-map"]:
         if e["address"] < low:
@@ -120,13 +120,13 @@ def normalise(filled: dict) -> Tuple[dict, bool]:
     applied (a page fault below LOW_MEMORY_PANIC_LIMIT is a panic); returns
     (vector, whether it applied)."""
     address = filled.get("expected-page-fault-address")
-    if filled.get("expected-status") != "page-fault" or address is None or address >= _interp.LOW_MEMORY_PANIC_LIMIT:
+    if filled.get("expected-status") != "page-fault" or address is None or address >= _engine.LOW_MEMORY_PANIC_LIMIT:
         return filled, False
     out = dict(filled)
     out["expected-status"] = "panic"
     del out["expected-page-fault-address"]
     out["reference-normalised"] = (f"PolkaVM reported a page fault at {address:#x}; below "
-                                   f"{_interp.LOW_MEMORY_PANIC_LIMIT:#x} the Gray Paper (and vmcore) panic")
+                                   f"{_engine.LOW_MEMORY_PANIC_LIMIT:#x} the Gray Paper (and vmcore) panic")
     return out, True
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from vmcore import _decoder
+from vmcore import _engine
 
 __all__ = ["GasModel", "NAIVE", "FULL", "FULL_L1", "FULL_L3", "MODEL_NAMES", "resolve", "default_for"]
 
@@ -39,16 +39,16 @@ class GasModel:
 
     @property
     def is_full(self) -> bool:
-        return self.kind == _decoder.GAS_FULL
+        return self.kind == _engine.GAS_FULL
 
     def __str__(self) -> str:
         return self.name
 
 
-NAIVE = GasModel("naive", _decoder.GAS_NAIVE, 0)
-FULL = GasModel("full", _decoder.GAS_FULL, _decoder.GAS_CACHE_L2_HIT)
-FULL_L1 = GasModel("full-l1", _decoder.GAS_FULL, _decoder.GAS_CACHE_L1_HIT)
-FULL_L3 = GasModel("full-l3", _decoder.GAS_FULL, _decoder.GAS_CACHE_L3_HIT)
+NAIVE = GasModel("naive", _engine.GAS_NAIVE, 0)
+FULL = GasModel("full", _engine.GAS_FULL, _engine.GAS_CACHE_L2_HIT)
+FULL_L1 = GasModel("full-l1", _engine.GAS_FULL, _engine.GAS_CACHE_L1_HIT)
+FULL_L3 = GasModel("full-l3", _engine.GAS_FULL, _engine.GAS_CACHE_L3_HIT)
 
 _BY_NAME = {
     "naive": NAIVE,

@@ -1,17 +1,17 @@
 """The instruction sets as Python sees them, read from the C table
-(include/vmcore/opcodes.h) through vmcore._decoder; nothing re-typed."""
+(include/vmcore/opcodes.h) through vmcore._engine; nothing re-typed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from vmcore import _decoder
+from vmcore import _engine
 
-ISA_NAMES: List[str] = _decoder.isa_names()
+ISA_NAMES: List[str] = _engine.isa_names()
 """Instruction-set names in blob-version order: the byte after ``PVM\\0``."""
 
 REGISTER_NAMES: Tuple[str, ...] = ("ra", "sp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4", "a5")
-OP_INVALID: int = _decoder.OP_INVALID
+OP_INVALID: int = _engine.OP_INVALID
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,10 @@ class Opcode:
 
 OPCODES: List[Opcode] = [
     Opcode(op, name, fmt,
-           bool(flags & _decoder.FLAG_ENDS_BLOCK),
-           (flags & _decoder.FLAG_TERMINATOR) == _decoder.FLAG_TERMINATOR,
+           bool(flags & _engine.FLAG_ENDS_BLOCK),
+           (flags & _engine.FLAG_TERMINATOR) == _engine.FLAG_TERMINATOR,
            tuple(bytes_))
-    for op, name, fmt, flags, bytes_ in _decoder.opcode_rows()
+    for op, name, fmt, flags, bytes_ in _engine.opcode_rows()
 ]
 BY_NAME: Dict[str, Opcode] = {o.name: o for o in OPCODES}
 
@@ -45,7 +45,7 @@ def isa_index(isa: str) -> int:
 
 
 def is_64_bit(isa: str) -> bool:
-    return _decoder.isa_is_64_bit(isa_index(isa))
+    return _engine.isa_is_64_bit(isa_index(isa))
 
 
 def opcode_table(isa: str) -> Dict[int, Opcode]:

@@ -68,7 +68,6 @@ _SANDBOX_PARAMETERS = inspect.signature(Sandbox).parameters
 GAS_MODEL_SUPPORTED = "gas_model" in _SANDBOX_PARAMETERS
 GAS_MODELS = ("naive", "full")
 
-_READ_NONE = 0  # vm_memory permission "no access" (layout.READ is 1)
 
 
 class Status(enum.IntEnum):
@@ -440,7 +439,7 @@ class Machine:
         # P(|a|) of it.
         rest = lay.args_address + INPUT_SIZE - lay.args_end
         if rest:
-            sb._live().inst.set_perms(lay.args_end, rest, _READ_NONE)
+            sb.memory.protect(lay.args_end, rest, "none")
         if args:
             sb.memory.write(lay.args_address, args)
         if not isinstance(pc, int) or isinstance(pc, bool) or pc < 0:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import struct
 from typing import Union
 
+from vmcore import abi
 from vmcore.errors import MemoryAccessError
 
 Buffer = Union[bytes, bytearray, memoryview]
 _U16, _U32, _U64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q")
+#: Page access names (what protect() takes and access() returns) -> vmcore.abi permission.
+ACCESS = {"none": abi.PERM_NONE, "read": abi.PERM_READ, "write": abi.PERM_WRITE}
+_ACCESS_NAMES = {perm: name for name, perm in ACCESS.items()}
 
 
 class GuestMemory:
@@ -84,3 +88,29 @@ class GuestMemory:
 
     def write_u64(self, address: int, value: int) -> None:
         self.write(address, _U64.pack(value & 0xFFFFFFFFFFFFFFFF))
+
+    def protect(self, address: int, length: int, access: Union[str, int]) -> None:
+        """Set the guest's access to every page overlapping the range:
+        ``"none"``, ``"read"`` or ``"write"`` (read and write), or the
+        ``vmcore.abi.PERM_*`` number.  Pages keep their bytes.  Between
+        calls only, as every host access."""
+        if not isinstance(address, int) or not isinstance(length, int):
+            raise TypeError("address and length must be ints")
+        perm = ACCESS.get(access) if isinstance(access, str) else access
+        if perm not in _ACCESS_NAMES or isinstance(perm, bool):
+            raise ValueError(f"access must be one of {', '.join(ACCESS)} or a vmcore.abi.PERM_* value, got {access!r}")
+        if address < 0 or length < 0 or address + length > 1 << 32:
+            raise MemoryAccessError(f"range {address:#x}..{address + length:#x} is outside the 32-bit address space",
+                                    address=address, length=length)
+        if length:
+            self._backend.set_perms(address, length, perm)
+
+    def access(self, address: int) -> str:
+        """The guest's access to the page holding ``address``: ``"none"``,
+        ``"read"`` or ``"write"``."""
+        if not isinstance(address, int):
+            raise TypeError("address must be an int")
+        if not 0 <= address < 1 << 32:
+            raise MemoryAccessError(f"address {address:#x} is outside the 32-bit address space", address=address,
+                                    length=0)
+        return _ACCESS_NAMES[self._backend.perm(address)]

@@ -9,9 +9,9 @@ page and the guest memory with this process through memfds.
   vmcore.backend.InlineInterpreter): the host compiles the program into a
   sealed memfd the zygote maps read only, writes the initial memory layout
   straight into shared memory, and drives runs through the futex handshake
-  in Cython (vmcore._process).
+  in Cython (vmcore._engine).
 * :class:`ProcessCompiler` is the same with native code: the host
-  recompiles the program to x86-64 (vmcore/_native/compiler_x64.c) into the
+  recompiles the program to x86-64 (vmcore/_native/x64/) into the
   sealed memfd instead, and the zygote maps it executable and jumps into it.
 """
 from __future__ import annotations
@@ -24,12 +24,12 @@ import time
 import weakref
 from typing import Dict, List, Optional
 
-from vmcore import _compiler, _process, gas as _gas
+from vmcore import _engine, gas as _gas
 from vmcore.errors import SandboxError
 from vmcore.backend_base import InstanceBackend
 
 ZYGOTE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote")
-ISOLATION_FEATURES = tuple(name for name, _ in _process.ISOLATION_FEATURES)
+ISOLATION_FEATURES = tuple(name for name, _ in _engine.ISOLATION_FEATURES)
 
 _image_lock = threading.Lock()
 # Never logged from on the call/hostcall path: only process and pool
@@ -39,10 +39,10 @@ pool_log = logging.getLogger("vmcore.pool")
 
 
 def _load_image() -> None:
-    if _process.have_image():
+    if _engine.have_image():
         return
     with _image_lock:
-        if _process.have_image():
+        if _engine.have_image():
             return
         if platform.machine() not in ("x86_64", "AMD64"):
             raise SandboxError(f"isolation='process' needs Linux x86-64: the sandbox process is x86-64 only "
@@ -53,11 +53,11 @@ def _load_image() -> None:
         except OSError as e:
             raise SandboxError(f"the zygote executable is missing ({ZYGOTE_PATH}: {e.strerror}); "
                                "rebuild vmcore (pip install .)") from None
-        _process.set_image(elf)
+        _engine.set_image(elf)
 
 
 def isolation_report_of(bits: int) -> Dict[str, bool]:
-    return {name: bool(bits & bit) for name, bit in _process.ISOLATION_FEATURES}
+    return {name: bool(bits & bit) for name, bit in _engine.ISOLATION_FEATURES}
 
 
 class SandboxPool:
@@ -85,7 +85,7 @@ class SandboxPool:
         self._flags = _flags
         self._namespaces = _namespaces
         self._image_fd = _image_fd  # tests only: another zygote build (vmcore.fuzz_hostile)
-        self._idle: List[_process.Zygote] = []
+        self._idle: List[_engine.Zygote] = []
         self._lock = threading.Lock()
         self._refill = threading.Event()
         self._refiller: Optional[threading.Thread] = None
@@ -107,15 +107,15 @@ class SandboxPool:
     def __len__(self) -> int:
         return len(self._idle)
 
-    def _start(self, avoid_cpu: int = -2) -> "_process.Zygote":
+    def _start(self, avoid_cpu: int = -2) -> "_engine.Zygote":
         _load_image()
-        zy = _process.Zygote()
+        zy = _engine.Zygote()
         zy.start(self._flags, self._namespaces, 10.0, avoid_cpu, self._image_fd)
         self.started += 1
         log.debug("started sandbox process pid %s (pool %#x, %d started)", zy.pid, id(self), self.started)
         return zy
 
-    def acquire(self) -> "_process.Zygote":
+    def acquire(self) -> "_engine.Zygote":
         """An idle zygote: from the pool, or started now."""
         while True:
             with self._lock:
@@ -134,7 +134,7 @@ class SandboxPool:
             pool_log.info("idle sandbox process pid %s died in pool %#x; discarding it", zy.pid, id(self))
             zy.release()  # died while pooled
 
-    def release(self, zy: "_process.Zygote", reusable: bool = True) -> None:
+    def release(self, zy: "_engine.Zygote", reusable: bool = True) -> None:
         """Take a zygote back (already wiped by its sandbox), or end it."""
         if not zy.owned:
             zy.forget()
@@ -215,21 +215,22 @@ if hasattr(os, "register_at_fork"):
 
 
 def _shared_module(program, gas_metering: bool, step_tracing: bool, native: bool = False,
-                   gas_model=None) -> "_process.SharedModule":
+                   gas_model=None) -> "_engine.SharedModule":
     """Compiled once per Program and configuration into a sealed memfd
     (threaded code, or native code from the recompiler; gas_model: a
     vmcore.gas name or model, None = the program's default)."""
     model = _gas.resolve(gas_model, program.isa) if gas_metering else _gas.NAIVE
-    key = ("native-shm" if native else "interpreter-shm", gas_metering, step_tracing, model)
-    module = program._cache.get(key)
-    if module is None:
+
+    def build() -> "_engine.SharedModule":
         start = time.perf_counter()
-        module = _process.SharedModule(program.isa_index, program.code, program.bitmask, program.jump_table,
-                                       gas_metering, step_tracing, native, gas_kind=model.kind,
-                                       memory_access_cost=model.memory_access_cost)
-        program._cache[key] = module
+        module = _engine.SharedModule(program.isa_index, program.code, program.bitmask, program.jump_table,
+                                      gas_metering, step_tracing, native, gas_kind=model.kind,
+                                      memory_access_cost=model.memory_access_cost)
         _log_compile("native code" if native else "threaded code (shared)", program, time.perf_counter() - start)
-    return module
+        return module
+
+    cache = program._cache.native_module if native else program._cache.shared_module
+    return cache(gas_metering, step_tracing, model, build)
 
 
 def _log_compile(what: str, program, seconds: float) -> None:
@@ -246,14 +247,14 @@ def drain_module_memory() -> int:
     is kept with its pages (at most 4 of them and 64 MiB) for the next
     compile to write over: a compile into pages already in place costs
     about half as much.  Returns how many memfds were freed."""
-    return _process.drain_module_memory()
+    return _engine.drain_module_memory()
 
 
 def cpu_supports_native() -> Optional[str]:
     """None when generated code can run here, else why not."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         return f"the recompiler targets Linux x86-64 (this is {platform.system()} {platform.machine()})"
-    missing = _compiler.cpu_check()
+    missing = _engine.cpu_check()
     if missing is not None:
         return f"the recompiler needs x86-64 with BMI1, BMI2, LZCNT and POPCNT; this CPU lacks {missing}"
     return None
@@ -265,7 +266,6 @@ class ProcessInterpreter(InstanceBackend):
     backend = "interpreter"
     isolation = "process"
     native = False
-    engine = _process
 
     def __init__(self, program, memory_map, heap, gas_metering: bool, *, strict: bool = False,
                  auto_restart: bool = False, pool: Optional[SandboxPool] = None, gas_model=None) -> None:
@@ -283,7 +283,7 @@ class ProcessInterpreter(InstanceBackend):
         self._initial_gas: Optional[int] = None
         module = _shared_module(program, gas_metering, False, self.native, self.gas_model)
         self.inst = None
-        self.inst = _process.Process(self._acquire(), module, memory_map.page_size)
+        self.inst = _engine.Process(self._acquire(), module, memory_map.page_size)
         if auto_restart:
             ref = weakref.ref(self)
 
@@ -294,7 +294,7 @@ class ProcessInterpreter(InstanceBackend):
             self.inst.restart = restart
         self._install()
 
-    def _acquire(self) -> "_process.Zygote":
+    def _acquire(self) -> "_engine.Zygote":
         zy = self.pool.acquire()
         if self.strict:
             missing = [name for name, on in isolation_report_of(zy.isolation).items() if not on]
@@ -310,16 +310,6 @@ class ProcessInterpreter(InstanceBackend):
         self._install()
         if self._initial_gas is not None:
             self.inst.gas = self._initial_gas
-
-    def _install(self) -> None:
-        regions, heap = self._layout()
-        inst = self.inst
-        for region in regions:
-            inst.set_perms(region.address, region.size, region.perm)
-            if region.data:
-                inst.write(region.address, region.data)
-        inst.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
-        self.regions = regions
 
     def set_step_tracing(self, enabled: bool) -> None:
         self.inst.set_module(_shared_module(self.program, self.gas_metering, enabled, self.native, self.gas_model))

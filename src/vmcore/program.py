@@ -1,5 +1,5 @@
 """vmcore.Program: a parsed, validated guest program of any container
-format.  Parsing and validation run in C (vmcore._program); this module
+format.  Parsing and validation run in C (vmcore._engine); this module
 turns the parts into a Python object and C parse errors into ProgramError."""
 from __future__ import annotations
 
@@ -8,13 +8,55 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Union
 
-from vmcore import _decoder, _program, gas as _gas, isa as _isa
+from vmcore import _engine, abi as _abi, gas as _gas, isa as _isa
 from vmcore.errors import ExportNotFound, ProgramError
 from vmcore.memory_map import MAX_PAGE_SIZE, MemoryMap
 
 BytesLike = Union[bytes, bytearray, memoryview]
 
-DEFAULT_PAGE_SIZE = 0x1000
+DEFAULT_PAGE_SIZE = _abi.DEFAULT_PAGE_SIZE
+
+
+class ModuleCache:
+    """What a Program builds once per process and configuration: memory
+    maps, initial layouts, block gas costs, threaded code and modules in
+    shared memory (interpreter or native).  Per process: a pickled or
+    copied Program starts with an empty one.  Each getter takes the key's
+    parts and ``build()``, called on a miss."""
+
+    __slots__ = ("_maps", "_layouts", "_block_gas", "_threaded", "_shared", "_native")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, {})
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, name) for name in self.__slots__)
+
+    @staticmethod
+    def _get(table: dict, key, build):
+        value = table.get(key)
+        if value is None:
+            value = table[key] = build()
+        return value
+
+    def memory_map(self, page_size: int, build):
+        return self._get(self._maps, page_size, build)
+
+    def layout(self, page_size: int, heap_policy, build):
+        return self._get(self._layouts, (page_size, heap_policy), build)
+
+    def block_gas_costs(self, model, build):
+        return self._get(self._block_gas, model, build)
+
+    def threaded_code(self, gas_metering: bool, step_tracing: bool, model, build):
+        return self._get(self._threaded, (gas_metering, step_tracing, model), build)
+
+    def shared_module(self, gas_metering: bool, step_tracing: bool, model, build):
+        return self._get(self._shared, (gas_metering, step_tracing, model), build)
+
+    def native_module(self, gas_metering: bool, step_tracing: bool, model, build):
+        return self._get(self._native, (gas_metering, step_tracing, model), build)
 # Vectors and raw code blobs default to latest64's numbering (what the JAM
 # test vectors use).
 DEFAULT_RAW_ISA = "latest64"
@@ -50,7 +92,7 @@ def _check_size(size: int, what: str, max_size: Optional[int]) -> None:
 def _parse(fn, *args) -> dict:
     try:
         return fn(*args)
-    except _program.ParseError as e:
+    except _engine.ParseError as e:
         offset, message = e.args
         raise ProgramError(message, offset=offset) from None
 
@@ -117,7 +159,7 @@ class Program:
         self.stack_size = parts["stack_size"]
         self.heap_pages = parts["heap_pages"]
         self._code_offset: int = parts["code_offset"]
-        self._cache: dict = {}
+        self._cache = ModuleCache()
 
         self.imports = []
         for raw, offset in parts["imports"]:
@@ -143,7 +185,7 @@ class Program:
         its strict mode also refuses); returns the non-fatal findings."""
         code_len = len(self.code)
         if self.isa == "jam_v1":
-            bad = _program.validate_code(_isa.isa_index(self.isa), self.code, self.bitmask)
+            bad = _engine.validate_code(_isa.isa_index(self.isa), self.code, self.bitmask)
             if bad >= 0:
                 error = ProgramError(f"invalid instruction at code offset {bad}: jam_v1 code must decode cleanly "
                                      "and end with a terminator", offset=self._code_offset + bad)
@@ -168,7 +210,7 @@ class Program:
         """Parse a ``.polkavm`` blob (any instruction set); at most
         ``max_size`` bytes (default MAX_PROGRAM_SIZE, 16 MiB)."""
         data = _as_bytes(data, "program data", max_size)
-        return cls(_parse(_program.parse_polkavm, data), format="polkavm", strict=strict)
+        return cls(_parse(_engine.parse_polkavm, data), format="polkavm", strict=strict)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, strict: bool = False, max_size: Optional[int] = None) -> "Program":
@@ -182,14 +224,14 @@ class Program:
                       max_size: Optional[int] = None) -> "Program":
         """Parse a JAM code blob ("deblob": jump table, code, bitmask)."""
         blob = _as_bytes(blob, "code blob", max_size)
-        return cls(_parse(_program.parse_code_blob, blob, _isa.isa_index(isa)), format="raw", strict=strict)
+        return cls(_parse(_engine.parse_code_blob, blob, _isa.isa_index(isa)), format="raw", strict=strict)
 
     @classmethod
     def from_jam_standard(cls, blob: BytesLike, *, strict: bool = False,
                           max_size: Optional[int] = None) -> "Program":
         """Parse a JAM standard program (ro/rw data, heap pages, stack, code blob)."""
         blob = _as_bytes(blob, "JAM standard program", max_size)
-        return cls(_parse(_program.parse_jam_standard, blob), format="jam-standard", strict=strict)
+        return cls(_parse(_engine.parse_jam_standard, blob), format="jam-standard", strict=strict)
 
     # -- derived ------------------------------------------------------
     @property
@@ -202,19 +244,18 @@ class Program:
 
     def memory_map(self, page_size: int = DEFAULT_PAGE_SIZE) -> MemoryMap:
         """The guest memory layout for a page size (4 KiB..64 KiB)."""
-        key = ("map", page_size)
-        if key not in self._cache:
-            rw = self.rw_data_size + self.heap_pages * page_size
-            self._cache[key] = MemoryMap.build(page_size=page_size, ro_data_size=self.ro_data_size,
-                                               rw_data_size=rw, stack_size=self.stack_size,
-                                               aux_data_size=self._aux_size())
-            if self.format == "jam-standard":
-                # GP 0.8 (grow_heap's b): the heap may reach one major zone
-                # below the page-rounded stack, not the zone-rounded one.
-                m = self._cache[key]
-                limit = m.stack_address_low - MAX_PAGE_SIZE
-                self._cache[key] = dataclasses.replace(m, max_heap_size=limit - m.heap_base)
-        return self._cache[key]
+        return self._cache.memory_map(page_size, lambda: self._build_memory_map(page_size))
+
+    def _build_memory_map(self, page_size: int) -> MemoryMap:
+        rw = self.rw_data_size + self.heap_pages * page_size
+        m = MemoryMap.build(page_size=page_size, ro_data_size=self.ro_data_size, rw_data_size=rw,
+                            stack_size=self.stack_size, aux_data_size=self._aux_size())
+        if self.format == "jam-standard":
+            # GP 0.8 (grow_heap's b): the heap may reach one major zone
+            # below the page-rounded stack, not the zone-rounded one.
+            limit = m.stack_address_low - MAX_PAGE_SIZE
+            m = dataclasses.replace(m, max_heap_size=limit - m.heap_base)
+        return m
 
     def _aux_size(self) -> int:
         # The JAM standard layout reserves the argument zone (Z_I) at the top.
@@ -225,12 +266,12 @@ class Program:
         """Everything but ``_cache`` (compiled modules, shared memfds and
         layouts are per process and rebuilt on demand)."""
         state = self.__dict__.copy()
-        state["_cache"] = {}
+        state["_cache"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._cache = {}
+        self._cache = ModuleCache()
 
     def export_pc(self, name: str) -> int:
         """The pc of export ``name``; ExportNotFound (a KeyError) if none."""
@@ -241,13 +282,13 @@ class Program:
             raise ExportNotFound(f"no export named {name!r} (exports: {known})", name=name) from None
 
     def instruction_count(self) -> int:
-        return _program.code_stats(self.isa_index, self.code, self.bitmask)[0]
+        return _engine.code_stats(self.isa_index, self.code, self.bitmask)[0]
 
     def basic_block_count(self) -> int:
-        return _program.code_stats(self.isa_index, self.code, self.bitmask)[1]
+        return _engine.code_stats(self.isa_index, self.code, self.bitmask)[1]
 
     def is_jump_target(self, offset: int) -> bool:
-        return _decoder.is_basic_block_start(self.isa_index, self.code, self.bitmask, offset)
+        return _engine.is_basic_block_start(self.isa_index, self.code, self.bitmask, offset)
 
     @property
     def default_gas_model(self) -> str:
@@ -262,11 +303,8 @@ class Program:
         ``{block start pc: cost}`` in program order, every block of the
         code (the implicit trap at the end included)."""
         m = _gas.resolve(model, self.isa)
-        key = ("block-gas", m)
-        if key not in self._cache:
-            self._cache[key] = dict(_decoder.block_gas_costs(self.isa_index, self.code, self.bitmask, m.kind,
-                                                             m.memory_access_cost))
-        return dict(self._cache[key])
+        return dict(self._cache.block_gas_costs(m, lambda: dict(_engine.block_gas_costs(
+            self.isa_index, self.code, self.bitmask, m.kind, m.memory_access_cost))))
 
     def __repr__(self) -> str:
         return (f"<Program {self.isa} code={len(self.code)}B exports={list(self.exports)} "

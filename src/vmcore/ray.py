@@ -89,7 +89,7 @@ def _program_blob(program: Program) -> bytes:
     caches (the same content gives the same bytes, hence the same hash)."""
     clone = Program.__new__(Program)
     clone.__dict__.update(program.__dict__)
-    clone.__dict__["_cache"] = {}
+    clone.__dict__["_cache"] = None
     return pickle.dumps(clone, protocol=4)
 
 

@@ -6,21 +6,18 @@ exit becomes an exception); a backend (vmcore.backend) holds the guest and
 runs it."""
 from __future__ import annotations
 
-import contextlib
 import inspect
-import math
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
-from vmcore import _interp, abi, gas as _gas, interrupts
-from vmcore.backend import select
+from vmcore import _engine, abi, exits, gas as _gas, interrupts
+from vmcore.backend import IsolationReport, select
 from vmcore.caller import Caller, Registers
-from vmcore.errors import (HostcallError, ImportNotFound, OutOfGas, PageFault, SandboxBusy, SandboxError, Timeout,
-                           Trap, VmError)
+from vmcore.errors import ImportNotFound, SandboxBusy, SandboxError, Timeout, VmError
 from vmcore.heap import HeapPolicy
 from vmcore.memory import GuestMemory
 from vmcore.memory_map import check_page_size
 from vmcore.program import DEFAULT_PAGE_SIZE, Program
-from vmcore.watchdog import WATCHDOG
+from vmcore.watchdog import deadline
 
 if TYPE_CHECKING:
     from vmcore.process_backend import SandboxPool
@@ -32,11 +29,11 @@ Backend = Literal["auto", "interpreter", "compiler"]
 #: What ``Sandbox(isolation=)`` accepts and what ``Sandbox.isolation`` reports.
 Isolation = Literal["auto", "inline", "process"]
 
-RETURN_TO_HOST = abi.VM_ADDR_RETURN_TO_HOST
-# Argument registers in the reference calling convention's order.
-ARG_REGS = (7, 8, 9, 10, 11, 12, 2, 3, 4)  # a0-a5, t0-t2
-_ARG_NAMES = ("a0", "a1", "a2", "a3", "a4", "a5", "t0", "t1", "t2")
-RA, SP, A0, A1 = 0, 1, 7, 8
+RETURN_TO_HOST = abi.RETURN_TO_HOST
+# Argument registers in the reference calling convention's order (abi.h).
+ARG_REGS = abi.ARG_REGS
+_ARG_NAMES = abi.ARG_NAMES
+RA, SP, A0, A1 = abi.REG_RA, abi.REG_SP, abi.REG_A0, abi.REG_A1
 
 
 _DEFAULT_HEAP = HeapPolicy()
@@ -85,7 +82,7 @@ def _limit_heap(heap: HeapPolicy, memory_map, memory_limit: Optional[int]) -> He
     return HeapPolicy(initial_size=heap.initial_size, max_size=max_size, grow_by_pages=heap.grow_by_pages)
 
 
-class Sandbox:
+class Sandbox(_engine.SandboxCore):
     """One guest instance of a :class:`~vmcore.Program`.
 
     >>> sb = Sandbox(program, gas=10_000_000)
@@ -141,6 +138,8 @@ class Sandbox:
             met, or ``memory_limit`` is too small.
     """
 
+    # Sandbox.call is SandboxCore.call (vmcore/engine/sandbox_core.pyx).
+
     def __init__(self, program: Program, *, backend: Backend = "auto", isolation: Isolation = "auto",
                  gas: Optional[int] = None, page_size: Optional[int] = None, heap: Optional[HeapPolicy] = None,
                  hostcalls: Optional[Dict[str, Hostcall]] = None, strict: bool = False,
@@ -157,7 +156,7 @@ class Sandbox:
         page_size = DEFAULT_PAGE_SIZE if page_size is None else check_page_size(page_size)
         if strict and isolation == "auto":
             isolation = "process"  # strict isolation only exists in a sandbox process
-        factory = select(backend, isolation)
+        factory, self._fallback = select(backend, isolation)
         self.program = program
         self.memory_map = program.memory_map(page_size)
         self.heap_policy = _limit_heap(heap or _DEFAULT_HEAP, self.memory_map, memory_limit)
@@ -170,6 +169,7 @@ class Sandbox:
         if pool is not None:
             options["pool"] = pool
         self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering, **options)
+        self._guest = self._backend.inst
         self._mask = 0xFFFFFFFFFFFFFFFF if program.is_64_bit else 0xFFFFFFFF
         self._initial_gas = gas if gas is not None else 0
         self._backend.gas = self._initial_gas
@@ -182,11 +182,6 @@ class Sandbox:
         self._stepping = False
         for name, fn in (hostcalls or {}).items():
             self.register_hostcall(name, fn)
-        gate = getattr(self._backend, "call_gate", None)
-        if gate is not None:
-            # The backend's fast path shadows call() on this instance.
-            self.call = gate(self._exports, self._stack_top, self._handlers, self._caller, self._mask,
-                             self._call_slow, Sandbox.call.__doc__)
 
     # -- configuration ----------------------------------------------------
     @property
@@ -209,12 +204,14 @@ class Sandbox:
         """The sandbox process's pid (None for inline isolation)."""
         return self._backend.pid
 
-    def isolation_report(self) -> Dict[str, bool]:
+    def isolation_report(self) -> IsolationReport:
         """Which protections the sandbox process has in place (name ->
         active); empty for inline isolation.  Sandbox(..., strict=True)
-        refuses to start unless every one is active."""
+        refuses to start unless every one is active.  ``.fallback`` says
+        why backend="auto" fell back from its first choice (e.g. the
+        recompiler is unavailable on this CPU), None when it did not."""
         report = getattr(self._live(), "isolation_report", None)
-        return report() if report is not None else {}
+        return IsolationReport(report() if report is not None else {}, self._fallback)
 
     @property
     def counters(self) -> Dict[str, int]:
@@ -285,13 +282,6 @@ class Sandbox:
         return self._live().sbrk(size)
 
     # -- running ------------------------------------------------------------
-    def _entry_pc(self, export: Union[str, int]) -> int:
-        if isinstance(export, str):
-            return self.program.export_pc(export)
-        if isinstance(export, int) and 0 <= export <= 0xFFFFFFFF:
-            return export
-        raise TypeError(f"export must be a name or a program counter, got {export!r}")
-
     def _idle(self):
         """The backend, if no call is in progress (SandboxBusy otherwise:
         what follows would pull the state out from under the call)."""
@@ -304,7 +294,12 @@ class Sandbox:
     def prepare_call(self, export: Union[str, int], *args: int) -> None:
         """Set up registers and pc for a call, for hosts driving :meth:`run`."""
         b = self._idle()
-        pc = self._entry_pc(export)
+        if isinstance(export, str):
+            pc = self.program.export_pc(export)
+        elif isinstance(export, int) and 0 <= export <= 0xFFFFFFFF:
+            pc = export
+        else:
+            raise TypeError(f"export must be a name or a program counter, got {export!r}")
         if len(args) > len(ARG_REGS):
             raise TypeError(f"at most {len(ARG_REGS)} arguments can be passed in registers, got {len(args)}")
         for i, (reg, value) in enumerate(zip(ARG_REGS, args)):
@@ -314,115 +309,12 @@ class Sandbox:
             b.set_reg(reg, value & 0xFFFFFFFFFFFFFFFF)
         b.set_reg(RA, RETURN_TO_HOST)
         b.set_reg(SP, self.memory_map.stack_address_high)
-        self._check_entry(b.set_pc(pc), pc)
-
-    @staticmethod
-    def _check_entry(rc: int, pc: int) -> None:
-        if rc == -1:
-            raise Trap(f"cannot start at pc {pc}: not an instruction of this program", pc=pc)
-        if rc == -2:
-            raise OutOfGas(f"not enough gas to enter the block containing pc {pc}", pc=pc)
-
-    def call(self, export: Union[str, int], *args: int, timeout: Optional[float] = None) -> int:
-        """Call an export with integer arguments (a0..a5, then t0..t2); runs
-        through any number of hostcalls and returns a0 (masked to the
-        register width).
-
-        ``export`` is an export name (ExportNotFound, a KeyError, if the
-        program has none such) or a pc.  Arguments must be ``int`` (bools
-        count as 0/1); each is taken modulo 2**64 and then masked to the
-        register width, so negative numbers pass as two's complement.
-        Anything else raises TypeError naming the argument.
-
-        ``timeout`` is a deadline in seconds (``None`` or ``math.inf``: no
-        deadline); past it the guest is stopped and Timeout raised.  Zero,
-        negative or NaN raise ValueError.
-
-        Guest faults raise Trap, OutOfGas, PageFault or HostcallError; the
-        sandbox stays usable afterwards.  A hostcall that closes its own
-        sandbox makes the call raise SandboxError ("closed during the
-        call") in every backend, as closing from another thread does."""
-        return self._call_slow(export, args, timeout, None)
-
-    def _call_slow(self, export, args: tuple, timeout: Optional[float], pc: Optional[int]) -> int:
-        """The general path of call(); also where the fast gate lands after
-        anything but a clean return (then ``pc`` is set and the call ran)."""
-        b = self._live()
-        with self._deadline(timeout):  # the stepping loop too: a traced runaway guest stops at the deadline
-            if pc is None:
-                pc = self._entry_pc(export)
-                result = b.call(pc, args, self._stack_top, self._handlers, self._caller, self._mask)
-                if result is not None:
-                    return result
-            reason = b.last_exit
-            while reason == _interp.EXIT_STEP and self._backend is not None:  # stepping: keep going
-                reason = b.serve(self._handlers, self._caller, self._mask)
-                if reason == _interp.EXIT_FINISHED:
-                    return b.get_reg(A0) & self._mask
-        if self._backend is None:
-            raise SandboxError("the sandbox was closed during the call", pc=b.pc)
-        if reason == _interp.EXIT_INTERRUPTED and timeout is not None:
-            raise Timeout(f"the call passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}",
-                          pc=b.pc)
-        if reason < 0:
-            self._check_entry(reason, pc)
-        raise self._error_for(reason)
-
-    def _hostcall_failed(self, error: BaseException) -> HostcallError:
-        b = self._backend
-        n = b.arg
-        name = self.program.imports[n] if n < len(self.program.imports) else f"#{n}"
-        e = HostcallError(f"hostcall {name!r} (import #{n}) raised {type(error).__name__}: {error}",
-                          pc=b.pc, name=name, number=n)
-        e.__cause__ = error
-        return e
+        exits.check_entry(b.set_pc(pc), pc)
 
     def _error_for(self, reason: int) -> VmError:
-        b = self._backend
-        pc = b.pc
-        if reason == _interp.EXIT_HOSTCALL_ERROR:
-            return self._hostcall_failed(b.take_hostcall_error())
-        if reason == _interp.EXIT_BUSY:
-            return SandboxBusy("this sandbox is already running a call (another thread, or a hostcall "
-                               "calling back into its own sandbox)")
-        if reason == _interp.EXIT_TRAP:
-            return Trap(f"the guest panicked at pc {pc}", pc=pc)
-        if reason == _interp.EXIT_OUT_OF_GAS:
-            return OutOfGas(f"out of gas at pc {pc} (gas left: {b.gas})", pc=pc)
-        if reason == _interp.EXIT_PAGEFAULT:
-            return PageFault(f"page fault at pc {pc}: page {b.arg:#x} is not accessible", pc=pc, address=b.arg)
-        if reason == _interp.EXIT_ECALLI:
-            n = b.arg
-            if n < len(self.program.imports):
-                name = self.program.imports[n]
-                return HostcallError(f"the guest called import {name!r} (#{n}) but no hostcall is registered "
-                                     f"for it; register one with sandbox.hostcall({name!r})", pc=pc, name=name,
-                                     number=n)
-            return HostcallError(f"the guest called hostcall #{n}, which is not one of the program's "
-                                 f"{len(self.program.imports)} imports", pc=pc, number=n)
-        return SandboxError(f"the guest stopped unexpectedly (exit {reason}) at pc {pc}", pc=pc)
-
-    @contextlib.contextmanager
-    def _deadline(self, timeout: Optional[float]):
-        """Stop the guest (EXIT_INTERRUPTED) if it runs past ``timeout``
-        seconds; None or infinity: no deadline."""
-        if timeout is None:
-            yield
-            return
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:  # also NaN
-            raise ValueError(f"timeout must be a positive number of seconds (or None / math.inf for no "
-                             f"deadline), got {timeout!r}")
-        if math.isinf(timeout):
-            yield
-            return
-        b = self._backend
-        b.clear_interrupt()
-        handle = WATCHDOG.arm(timeout, b.interrupt)
-        try:
-            yield
-        finally:
-            WATCHDOG.disarm(handle)
-            b.clear_interrupt()  # a deadline that fired after the guest stopped must not linger
+        """The exception for the guest's last exit ``reason``."""
+        g = self._guest
+        return exits.error_for(reason, g.pc, g.arg, g.gas, self.program.imports, g.take_hostcall_error())
 
     def run(self, timeout: Optional[float] = None) -> interrupts.Interrupt:
         """Run until the guest stops and say why, without serving hostcalls
@@ -432,26 +324,26 @@ class Sandbox:
         seconds (None / math.inf: no deadline) the guest is stopped and
         Timeout raised; run() again resumes it."""
         b = self._live()
-        with self._deadline(timeout):
+        with deadline(b, timeout):
             reason = b.run()
-        if reason == _interp.EXIT_INTERRUPTED:
+        if reason == _engine.EXIT_INTERRUPTED:
             raise Timeout(f"run() passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}", pc=b.pc)
-        if reason == _interp.EXIT_BUSY:
+        if reason == _engine.EXIT_BUSY:
             raise self._error_for(reason)
         pc = b.pc
-        if reason == _interp.EXIT_FINISHED:
+        if reason == _engine.EXIT_FINISHED:
             return interrupts.Finished(pc)
-        if reason == _interp.EXIT_ECALLI:
+        if reason == _engine.EXIT_ECALLI:
             n = b.arg
             name = self.program.imports[n] if n < len(self.program.imports) else ""
             return interrupts.Ecalli(pc, n, name)
-        if reason == _interp.EXIT_TRAP:
+        if reason == _engine.EXIT_TRAP:
             return interrupts.TrapInterrupt(pc)
-        if reason == _interp.EXIT_OUT_OF_GAS:
+        if reason == _engine.EXIT_OUT_OF_GAS:
             return interrupts.OutOfGasInterrupt(pc)
-        if reason == _interp.EXIT_PAGEFAULT:
+        if reason == _engine.EXIT_PAGEFAULT:
             return interrupts.PageFaultInterrupt(pc, b.arg)
-        if reason == _interp.EXIT_STEP:
+        if reason == _engine.EXIT_STEP:
             return interrupts.Step(pc)
         raise SandboxError(f"unexpected exit {reason}", pc=pc)
 
@@ -466,6 +358,18 @@ class Sandbox:
         self._stepping = enabled
         if resume:
             b.set_pc(pc)
+
+    # -- public entry points for tools and embedders (vectors, JAM, crosscheck) --
+    def jump(self, pc: int) -> None:
+        """Make the guest continue at ``pc`` with its registers, gas and
+        memory as they are (for hosts driving :meth:`run`; :meth:`prepare_call`
+        also sets up the arguments, return address and stack).  Raises Trap
+        if ``pc`` is not an instruction (``vmcore.abi.ENTRY_NOT_AN_INSTRUCTION``)
+        and OutOfGas if the gas does not cover the block it starts
+        (``vmcore.abi.ENTRY_OUT_OF_GAS``); between calls only."""
+        if not isinstance(pc, int) or isinstance(pc, bool) or not 0 <= pc <= 0xFFFFFFFF:
+            raise TypeError(f"pc must be an int 0..2**32-1, got {pc!r}")
+        exits.check_entry(self._idle().set_pc(pc), pc)
 
     # -- lifecycle ----------------------------------------------------------
     def reset(self) -> None:
@@ -483,7 +387,7 @@ class Sandbox:
         if self._backend is not None:
             self._backend.close()
             self._backend = None
-            self.__dict__.pop("call", None)
+            self._guest = None
 
     @property
     def closed(self) -> bool:

@@ -24,16 +24,16 @@ from dataclasses import dataclass, field
 from typing import Iterable, List, Optional
 
 from vmcore.program import Program
-from vmcore import _interp, vectors_v05
+from vmcore import _engine, abi, vectors_v05
 
 STATUS = {
-    _interp.EXIT_FINISHED: "halt",
-    _interp.EXIT_TRAP: "panic",
-    _interp.EXIT_ECALLI: "host",
-    _interp.EXIT_OUT_OF_GAS: "out-of-gas",
-    _interp.EXIT_PAGEFAULT: "page-fault",
+    abi.EXIT_FINISHED: "halt",
+    abi.EXIT_TRAP: "panic",
+    abi.EXIT_ECALLI: "host",
+    abi.EXIT_OUT_OF_GAS: "out-of-gas",
+    abi.EXIT_PAGEFAULT: "page-fault",
 }
-PAGE_SIZE = 4096
+PAGE_SIZE = abi.MIN_PAGE_SIZE  # the vectors' pages are 4 KiB
 
 
 @dataclass
@@ -106,19 +106,18 @@ def run_vector(vector: dict, *, backend: str = "interpreter", isolation: str = "
     program = Program.from_raw_code(bytes(vector["program"]), isa=vector.get("isa", "latest64"))
     if isolation == "process":
         return _run_vector_in_process(vector, program, backend == "compiler", gas_metering, step)
-    module = _interp.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
+    module = _engine.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
                                     gas_metering, step)
-    inst = _interp.Instance(module, PAGE_SIZE)
+    inst = _engine.Instance(module, PAGE_SIZE)
     return _run_on(inst, vector, [], step)
 
 
 def _run_vector_in_process(vector: dict, program: Program, native: bool, gas_metering: bool, step: bool) -> Outcome:
     """The same run in a (pooled) sandbox process, interpreted or as
     native code."""
-    from vmcore import _process
     from vmcore.process_backend import SandboxPool, _shared_module
     pool = SandboxPool.default()
-    inst = _process.Process(pool.acquire(), _shared_module(program, gas_metering, step, native, "naive"),
+    inst = _engine.Process(pool.acquire(), _shared_module(program, gas_metering, step, native, "naive"),
                             PAGE_SIZE)
     pages: List[int] = []
     try:
@@ -136,7 +135,7 @@ def _run_on(inst, vector: dict, pages: List[int], step: bool = False, step_limit
     """Run a vector on an interpreter instance (inline or in a process);
     ``pages`` collects the pages it maps."""
     for entry in vector["initial-page-map"]:
-        perm = _interp.PERM_WRITE if entry["is-writable"] else _interp.PERM_READ
+        perm = abi.PERM_WRITE if entry["is-writable"] else abi.PERM_READ
         inst.set_perms(entry["address"], entry["length"], perm)
         start = entry["address"] - entry["address"] % PAGE_SIZE
         pages.extend(range(start, entry["address"] + entry["length"], PAGE_SIZE))
@@ -145,22 +144,22 @@ def _run_on(inst, vector: dict, pages: List[int], step: bool = False, step_limit
     inst.set_regs([int(v) for v in vector["initial-regs"]])
     inst.gas = int(vector["initial-gas"])
     rc = inst.set_pc(int(vector["initial-pc"]))
-    if rc == -1:
+    if rc == abi.ENTRY_NOT_AN_INSTRUCTION:
         status, fault, hostcall = "panic", None, None
-    elif rc == -2:
+    elif rc == abi.ENTRY_OUT_OF_GAS:
         status, fault, hostcall = "out-of-gas", None, None
     else:
         reason = inst.run()
         steps = 0
-        while step and reason == _interp.EXIT_STEP:
+        while step and reason == abi.EXIT_STEP:
             steps += 1
             if steps > step_limit:
                 raise RuntimeError(f"still stepping after {step_limit} steps (pc {inst.pc})")
             reason = inst.run()
         status = STATUS.get(reason, f"unexpected exit {reason}")
-        fault = inst.arg if reason == _interp.EXIT_PAGEFAULT else None
-        hostcall = inst.arg if reason == _interp.EXIT_ECALLI else None
-    memory = {p: inst.read(p, PAGE_SIZE) for p in sorted(set(pages)) if inst.perm(p) != _interp.PERM_NONE}
+        fault = inst.arg if reason == abi.EXIT_PAGEFAULT else None
+        hostcall = inst.arg if reason == abi.EXIT_ECALLI else None
+    memory = {p: inst.read(p, PAGE_SIZE) for p in sorted(set(pages)) if inst.perm(p) != abi.PERM_NONE}
     return Outcome(status, inst.pc, inst.gas, inst.get_regs(), memory, fault, hostcall)
 
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from vmcore import _interp, gas as _gas
+from vmcore import _engine, abi, gas as _gas
 from vmcore.program import Program
 
-PAGE_SIZE = 4096
+PAGE_SIZE = abi.MIN_PAGE_SIZE  # the vectors' pages are 4 KiB
 STATUS = {
-    _interp.EXIT_FINISHED: "halt",
-    _interp.EXIT_TRAP: "panic",
-    _interp.EXIT_ECALLI: "ecalli",
-    _interp.EXIT_OUT_OF_GAS: "out-of-gas",
-    _interp.EXIT_PAGEFAULT: "page-fault",
+    abi.EXIT_FINISHED: "halt",
+    abi.EXIT_TRAP: "panic",
+    abi.EXIT_ECALLI: "ecalli",
+    abi.EXIT_OUT_OF_GAS: "out-of-gas",
+    abi.EXIT_PAGEFAULT: "page-fault",
 }
 
 
@@ -36,11 +36,10 @@ def is_v05(vector: dict) -> bool:
 def _open(program: Program, backend: str, isolation: str, model):
     """(instance, module, cleanup) for one configuration."""
     if isolation == "process":
-        from vmcore import _process
         from vmcore.process_backend import SandboxPool, _shared_module
         pool = SandboxPool.default()
         module = _shared_module(program, True, False, backend == "compiler", model)
-        inst = _process.Process(pool.acquire(), module, PAGE_SIZE)
+        inst = _engine.Process(pool.acquire(), module, PAGE_SIZE)
 
         def cleanup(pages):
             reusable = inst.zygote is not None
@@ -52,7 +51,7 @@ def _open(program: Program, backend: str, isolation: str, model):
         return inst, module, cleanup
     from vmcore.backend import _compiled
     module = _compiled(program, True, False, model)
-    return _interp.Instance(module, PAGE_SIZE), module, lambda pages: None
+    return _engine.Instance(module, PAGE_SIZE), module, lambda pages: None
 
 
 def run_vector_v05(vector: dict, *, backend: str = "interpreter", isolation: str = "inline",
@@ -74,9 +73,9 @@ def run_vector_v05(vector: dict, *, backend: str = "interpreter", isolation: str
         for n, step in enumerate(vector["steps"]):
             (kind, arg), = step.items()
             if kind == "map":
-                perm = _interp.PERM_WRITE if arg["is-writable"] else _interp.PERM_READ
+                perm = abi.PERM_WRITE if arg["is-writable"] else abi.PERM_READ
                 # mapping (again) gives fresh zeroed pages, as PolkaVM's zero_memory does
-                inst.set_perms(arg["address"], arg["length"], _interp.PERM_WRITE)
+                inst.set_perms(arg["address"], arg["length"], abi.PERM_WRITE)
                 inst.write(arg["address"], bytes(arg["length"]))
                 inst.set_perms(arg["address"], arg["length"], perm)
                 start = arg["address"] - arg["address"] % PAGE_SIZE
@@ -91,16 +90,16 @@ def run_vector_v05(vector: dict, *, backend: str = "interpreter", isolation: str
                 if not started:
                     started = True
                     rc = inst.set_pc(int(vector["initial-pc"]))
-                    if rc == -1:
+                    if rc == abi.ENTRY_NOT_AN_INSTRUCTION:
                         last = ("panic", None, None)
                         continue
-                    if rc == -2:
+                    if rc == abi.ENTRY_OUT_OF_GAS:
                         last = ("out-of-gas", None, None)
                         continue
                 reason = inst.run()
                 status = STATUS.get(reason, f"unexpected exit {reason}")
-                last = (status, inst.arg if reason == _interp.EXIT_PAGEFAULT else None,
-                        inst.arg if reason == _interp.EXIT_ECALLI else None)
+                last = (status, inst.arg if reason == abi.EXIT_PAGEFAULT else None,
+                        inst.arg if reason == abi.EXIT_ECALLI else None)
             elif kind == "assert":
                 diffs += [f"step {n}: {d}" for d in _compare(arg, inst, last, pages)]
             else:
@@ -119,8 +118,7 @@ def _check_block_costs(vector: dict, program: Program, module, model) -> List[st
         if got != want:
             diffs.append(f"block-gas-costs[{pc}]: expected {want}, engine charges {got}")
     # the gas module's own listing (every block from offset 0 up to the first gap, as spectool lists them)
-    from vmcore import _decoder
-    listed = _decoder.block_gas_costs(program.isa_index, program.code, program.bitmask, model.kind,
+    listed = _engine.block_gas_costs(program.isa_index, program.code, program.bitmask, model.kind,
                                       model.memory_access_cost, True)
     want_list = [(int(e["pc"]), int(e["cost"])) for e in vector["block-gas-costs"]]
     if listed != want_list:
@@ -152,7 +150,7 @@ def _compare(expected: dict, inst, last, pages) -> List[str]:
             for i, byte in enumerate(chunk["contents"]):
                 want[chunk["address"] + i] = byte
         for page in sorted(set(pages)):
-            if inst.perm(page) == _interp.PERM_NONE:
+            if inst.perm(page) == abi.PERM_NONE:
                 continue
             data = inst.read(page, PAGE_SIZE)
             for i, byte in enumerate(data):

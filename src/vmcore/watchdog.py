@@ -3,11 +3,13 @@ deadline and calls its callback (which asks the guest to stop).  The guest
 runs without the GIL, so the thread gets to run while a guest spins."""
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
+import math
 import threading
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 
 class Watchdog:
@@ -60,3 +62,26 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
+
+
+@contextlib.contextmanager
+def deadline(guest: Any, timeout: Optional[float]) -> Iterator[None]:
+    """Stop ``guest`` (its interrupt(): EXIT_INTERRUPTED) if the block runs
+    past ``timeout`` seconds; None or infinity: no deadline.  ValueError
+    for zero, negative or NaN."""
+    if timeout is None:
+        yield
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:  # also NaN
+        raise ValueError(f"timeout must be a positive number of seconds (or None / math.inf for no "
+                         f"deadline), got {timeout!r}")
+    if math.isinf(timeout):
+        yield
+        return
+    guest.clear_interrupt()
+    handle = WATCHDOG.arm(timeout, guest.interrupt)
+    try:
+        yield
+    finally:
+        WATCHDOG.disarm(handle)
+        guest.clear_interrupt()  # a deadline that fired after the guest stopped must not linger

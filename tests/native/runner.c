@@ -165,7 +165,7 @@ static void on_fault(int sig, siginfo_t *si, void *uc_)
         vm_x64_resolve_fault(&module, &map, &memory, rip - code_base, (uint64_t)g[REG_RAX],
                              atomic_load(&ctx->program_counter), &f);
         if (f.stub >= 0) {
-            for (int i = 0; i < VMCTX_REG_COUNT; i++)
+            for (int i = 0; i < VM_REG_COUNT; i++)
                 atomic_store(&ctx->regs[i], (uint64_t)g[greg_of(vm_x64_guest_regs[i])]);
             atomic_store(&ctx->program_counter, f.pc);
             atomic_store(&ctx->arg, f.arg);
@@ -177,7 +177,7 @@ static void on_fault(int sig, siginfo_t *si, void *uc_)
     crash_signal = sig;
     crash_rip = in_code(rip) ? rip - code_base : rip;
     if (in_code(rip))
-        for (int i = 0; i < VMCTX_REG_COUNT; i++)
+        for (int i = 0; i < VM_REG_COUNT; i++)
             atomic_store(&ctx->regs[i], (uint64_t)g[greg_of(vm_x64_guest_regs[i])]);
     g[REG_RIP] = (greg_t)(uintptr_t)runner_exit_crash;
 }
@@ -330,7 +330,7 @@ static int run_case(void)
     map.count = module.map_count;
     map.mark_count = module.mark_count;
 
-    uint64_t entry, regs[VMCTX_REG_COUNT];
+    uint64_t entry, regs[VM_REG_COUNT];
     int64_t gas;
     READ(entry);
     READ(gas);
@@ -407,7 +407,7 @@ static int run_case(void)
     uint32_t mapped_on_fault = 0;
 
     /* the VmCtx */
-    for (int i = 0; i < VMCTX_REG_COUNT; i++)
+    for (int i = 0; i < VM_REG_COUNT; i++)
         atomic_store(&ctx->regs[i], regs[i]);
     atomic_store(&ctx->gas, gas);
     atomic_store(&ctx->next_native_program_counter, entry);
@@ -479,7 +479,7 @@ static int run_case(void)
     PUT(out_magic);
     PUT(count);
     put(recorded, count * sizeof *recorded);
-    for (int i = 0; i < VMCTX_REG_COUNT; i++) {
+    for (int i = 0; i < VM_REG_COUNT; i++) {
         uint64_t v = atomic_load(&ctx->regs[i]);
         PUT(v);
     }

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_SIZE = 4096
 SOURCES = ["tests/native/vectors_runner.c"] + [f"src/vmcore/_native/{n}.c"
-                                               for n in ("decoder", "program", "interp", "guest_memory", "gas")]
+                                               for n in ("decoder", "program", "interp", "interp_build", "guest_memory", "gas")]
 STATUS = {0: "halt", 1: "panic", 2: "host", 3: "out-of-gas", 4: "page-fault", 100: "load error",
           101: "panic", 102: "out-of-gas"}
 

@@ -1,5 +1,6 @@
 /* Instruction decoding: bitmask, skip, operands.  Freestanding C11. */
 #include "vmcore/decoder.h"
+#include "vmcore/decoder_inline.h"
 
 #include <stddef.h>
 
@@ -112,10 +113,7 @@ static inline uint32_t parse_skip(const uint8_t *bitmask, uint32_t code_len, uin
     uint32_t origin = offset + 1;
     uint32_t byte = origin >> 3;
     if ((uint64_t)byte + 8 <= ((uint64_t)code_len + 7) / 8) {
-        const uint8_t *p = bitmask + byte;
-        uint64_t w = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
-                     (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
-        w = (w >> (origin & 7)) & ((1ull << (VM_BITMASK_MAX + 1)) - 1);
+        uint64_t w = vm_decode_next_window(bitmask, offset);
         if (w) {
             uint32_t d = (uint32_t)__builtin_ctzll(w);
             if ((uint64_t)origin + d < code_len) {
@@ -173,23 +171,9 @@ int64_t vm_validate_code(vm_isa isa, const uint8_t *code, uint32_t code_len, con
     return next < code_len ? (int64_t)next : (int64_t)code_len;
 }
 
-/* Little-endian read of `length` (0..4) bytes, sign-extended to 32 bits. */
-static uint32_t read_imm(const uint8_t *p, uint32_t length)
-{
-    uint32_t value = 0;
-    for (uint32_t i = 0; i < length; i++)
-        value |= (uint32_t)p[i] << (8 * i);
-    if (length == 0 || length == 4)
-        return value;
-    uint32_t sign = 1u << (8 * length - 1);
-    return (value ^ sign) - sign;
-}
-
-static uint32_t clamp4(int32_t v) { return v < 0 ? 0u : (v > 4 ? 4u : (uint32_t)v); }
-static uint8_t reg_of(uint8_t nibble) { nibble &= 15; return nibble > 12 ? 12 : nibble; }
-
-void vm_decode(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
-               uint32_t offset, vm_instruction *out)
+/* vm_decode near the end of the code (or for any offset: the self-test). */
+static void decode_checked(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
+                           uint32_t offset, vm_instruction *out)
 {
     out->offset = offset;
     out->reg[0] = out->reg[1] = out->reg[2] = 0;
@@ -227,75 +211,25 @@ void vm_decode(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t
     out->next = offset + skip + 1;
     out->next_is_invalid = (uint8_t)invalid;
 
-    int32_t s = (int32_t)skip;
-    uint32_t l1, l2;
-    switch ((vm_format)out->format) {
-    case VM_FMT_ARGLESS:
-        break;
-    case VM_FMT_IMM:
-        out->imm1 = read_imm(c, skip < 4 ? skip : 4);
-        break;
-    case VM_FMT_OFFSET:
-        out->imm1 = offset + read_imm(c, skip < 4 ? skip : 4);
-        break;
-    case VM_FMT_IMM_IMM:
-        l1 = c[0] & 7; if (l1 > 4) l1 = 4;
-        l2 = clamp4(s - (int32_t)l1 - 1);
-        out->imm1 = read_imm(c + 1, l1);
-        out->imm2 = read_imm(c + 1 + l1, l2);
-        break;
-    case VM_FMT_REG_IMM:
-        out->reg[0] = reg_of(c[0]);
-        out->imm1 = read_imm(c + 1, clamp4(s - 1));
-        break;
-    case VM_FMT_REG_IMM_IMM:
-    case VM_FMT_REG_IMM_OFFSET:
-        out->reg[0] = reg_of(c[0]);
-        l1 = (c[0] >> 4) & 7; if (l1 > 4) l1 = 4;
-        l2 = clamp4(s - (int32_t)l1 - 1);
-        out->imm1 = read_imm(c + 1, l1);
-        out->imm2 = read_imm(c + 1 + l1, l2);
-        if (out->format == VM_FMT_REG_IMM_OFFSET)
-            out->imm2 += offset;
-        break;
-    case VM_FMT_REG_REG_IMM_IMM:
-        out->reg[0] = reg_of(c[0]);
-        out->reg[1] = reg_of((uint8_t)(c[0] >> 4));
-        l1 = c[1] & 7; if (l1 > 4) l1 = 4;
-        l2 = clamp4(s - (int32_t)l1 - 2);
-        out->imm1 = read_imm(c + 2, l1);
-        out->imm2 = read_imm(c + 2 + l1, l2);
-        break;
-    case VM_FMT_REG_REG_IMM:
-    case VM_FMT_REG_REG_OFFSET:
-        out->reg[0] = reg_of(c[0]);
-        out->reg[1] = reg_of((uint8_t)(c[0] >> 4));
-        out->imm1 = read_imm(c + 1, clamp4(s - 1));
-        if (out->format == VM_FMT_REG_REG_OFFSET)
-            out->imm1 += offset;
-        break;
-    case VM_FMT_REG_REG_REG:
-        /* dst is in the second byte, the sources in the first */
-        out->reg[0] = reg_of(c[1]);
-        out->reg[1] = reg_of(c[0]);
-        out->reg[2] = reg_of((uint8_t)(c[0] >> 4));
-        break;
-    case VM_FMT_REG_REG:
-        out->reg[0] = reg_of(c[0]);
-        out->reg[1] = reg_of((uint8_t)(c[0] >> 4));
-        break;
-    case VM_FMT_REG_IMM64:
-        out->reg[0] = reg_of(c[0]);
-        for (int i = 0; i < 8; i++)
-            out->imm64 |= (uint64_t)c[1 + i] << (8 * i);
-        break;
-    case VM_FMT_COUNT:
-        break;
-    }
+    vm_decode_operands(c, skip, offset, out->format, out);
 }
 
-int vm_is_basic_block_start(vm_isa isa, const uint8_t *code, uint32_t code_len,
-                            const uint8_t *bitmask, uint32_t offset)
+void vm_decode(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
+               uint32_t offset, vm_instruction *out)
+{
+    if ((unsigned)isa < VM_ISA_COUNT && (uint64_t)offset + VM_DECODE_MARGIN <= code_len) {
+        /* inside the code: the path the recompiler inlines */
+        uint32_t skip = vm_decode_head_unchecked(decode_table[isa], op_formats, code, bitmask, offset, out);
+        vm_decode_operands(code + offset + 1, skip, offset, out->format, out);
+        return;
+    }
+    decode_checked(isa, code, code_len, bitmask, offset, out);
+}
+
+/* vm_is_basic_block_start byte by byte (near the ends of the code, and
+ * the self-test). */
+static int block_start_checked(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,
+                               uint32_t offset)
 {
     if (!vm_bitmask_bit(bitmask, code_len, offset))
         return 0;
@@ -315,4 +249,37 @@ int vm_is_basic_block_start(vm_isa isa, const uint8_t *code, uint32_t code_len,
         }
     }
     return 0;
+}
+
+int vm_is_basic_block_start(vm_isa isa, const uint8_t *code, uint32_t code_len,
+                            const uint8_t *bitmask, uint32_t offset)
+{
+    if ((unsigned)isa < VM_ISA_COUNT && offset >= 64 && (uint64_t)offset + 64 <= code_len)
+        return vm_block_start_unchecked(decode_table[isa], op_flags, code, bitmask, offset);
+    return block_start_checked(isa, code, code_len, bitmask, offset);
+}
+
+static int same_instruction(const vm_instruction *a, const vm_instruction *b)
+{
+    return a->offset == b->offset && a->next == b->next && a->op == b->op && a->format == b->format &&
+           a->reg[0] == b->reg[0] && a->reg[1] == b->reg[1] && a->reg[2] == b->reg[2] && a->imm1 == b->imm1 &&
+           a->imm2 == b->imm2 && a->imm64 == b->imm64 && a->next_is_invalid == b->next_is_invalid;
+}
+
+int64_t vm_x64_decoder_selftest(int isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask)
+{
+    if ((unsigned)isa >= VM_ISA_COUNT)
+        return -2;
+    vm_instruction a, b;
+    for (uint32_t offset = 0; offset + VM_DECODE_MARGIN <= code_len; offset++) {
+        vm_decode((vm_isa)isa, code, code_len, bitmask, offset, &a);
+        decode_checked((vm_isa)isa, code, code_len, bitmask, offset, &b);
+        if (!same_instruction(&a, &b))
+            return offset;
+    }
+    for (uint32_t t = 0; t <= code_len + 2; t++)
+        if (vm_is_basic_block_start((vm_isa)isa, code, code_len, bitmask, t) !=
+            block_start_checked((vm_isa)isa, code, code_len, bitmask, t))
+            return t;
+    return -1;
 }

@@ -2,8 +2,18 @@
 from libc.stdint cimport uint8_t, uint32_t, int64_t
 from vmcore.includes.decoder cimport vm_isa
 
+# program.h and scrub.h each define a `vm_span` (an (offset, length) in a
+# blob; an (address, length) of guest memory).  The engine is one C file
+# that includes both, so program.h's is read under another name here.
+cdef extern from *:
+    """
+    #define vm_span vm_blob_span
+    #include "vmcore/program.h"
+    #undef vm_span
+    """
+
 cdef extern from "vmcore/program.h":
-    ctypedef struct vm_span:
+    ctypedef struct vm_blob_span:
         uint32_t offset
         uint32_t length
 
@@ -17,29 +27,29 @@ cdef extern from "vmcore/program.h":
         uint32_t rw_data_size
         uint32_t stack_size
         uint32_t heap_pages
-        vm_span ro_data
-        vm_span rw_data
+        vm_blob_span ro_data
+        vm_blob_span rw_data
         uint32_t import_count
-        vm_span import_offsets
-        vm_span import_symbols
-        vm_span exports
-        vm_span code
-        vm_span bitmask
-        vm_span jump_table
+        vm_blob_span import_offsets
+        vm_blob_span import_symbols
+        vm_blob_span exports
+        vm_blob_span code
+        vm_blob_span bitmask
+        vm_blob_span jump_table
         uint32_t jump_table_entry_size
         uint32_t jump_table_count
-        vm_span debug_strings
-        vm_span debug_line_programs
-        vm_span debug_line_program_ranges
+        vm_blob_span debug_strings
+        vm_blob_span debug_line_programs
+        vm_blob_span debug_line_program_ranges
 
     uint32_t vm_read_varint(const uint8_t *data, size_t length, size_t position, uint32_t *value)
     uint32_t vm_write_varint(uint32_t value, uint8_t *out)
     int vm_parse_polkavm_blob(const uint8_t *data, size_t length, vm_blob_parts *out, vm_error *err) nogil
-    int vm_parse_code_blob(const uint8_t *data, size_t length, vm_span within, vm_blob_parts *out, vm_error *err) nogil
+    int vm_parse_code_blob(const uint8_t *data, size_t length, vm_blob_span within, vm_blob_parts *out, vm_error *err) nogil
     int vm_parse_jam_standard(const uint8_t *data, size_t length, vm_blob_parts *out, vm_error *err) nogil
     int vm_next_export(const uint8_t *data, size_t length, const vm_blob_parts *parts, uint32_t *position,
-                       uint32_t *remaining, uint32_t *pc, vm_span *symbol, vm_error *err)
-    int vm_import_symbol(const uint8_t *data, const vm_blob_parts *parts, uint32_t index, vm_span *symbol, vm_error *err)
+                       uint32_t *remaining, uint32_t *pc, vm_blob_span *symbol, vm_error *err)
+    int vm_import_symbol(const uint8_t *data, const vm_blob_parts *parts, uint32_t index, vm_blob_span *symbol, vm_error *err)
     uint32_t vm_jump_table_entry(const uint8_t *data, const vm_blob_parts *parts, uint32_t index)
     int64_t vm_validate_code(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask) nogil
     void vm_code_stats(vm_isa isa, const uint8_t *code, uint32_t code_len, const uint8_t *bitmask,

@@ -1,37 +1,3 @@
-"""Thin Cython layer over the process sandbox (host.c): modules compiled
-into sealed shared memory, zygote processes, guest memory shared with them,
-and the hostcall loop across the VmCtx futex handshake.  No policy:
-vmcore.process_backend decides what to map, pool and report."""
-from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t, int32_t
-from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy, memset
-
-cdef extern from "vmcore/vmctx.h":
-    enum:
-        VM_ADDR_RETURN_TO_HOST
-from vmcore.includes.gas cimport *
-from vmcore.includes.decoder cimport vm_decoder_init, vm_isa_is_64_bit
-from vmcore.includes.interp cimport *
-from vmcore.includes.host cimport *
-from vmcore.includes.compiler cimport vm_x64_config, vm_x64_enter, vm_x64_block_costs
-from vmcore.includes.scrub cimport vm_span, vm_scrub_spans, vm_state_fresh, vm_ctx_fresh
-
-import os
-import time
-
-from vmcore import _interp, abi
-from vmcore.errors import SandboxBusy, SandboxError
-
-# The same exit codes as the inline engine, so the Sandbox policy is shared.
-EXIT_HOSTCALL_ERROR = _interp.EXIT_HOSTCALL_ERROR
-EXIT_BUSY = _interp.EXIT_BUSY
-cdef int C_EXIT_HOSTCALL_ERROR = _interp.EXIT_HOSTCALL_ERROR
-cdef int C_EXIT_BUSY = _interp.EXIT_BUSY
-DEF SCRUB_MEMSET_LIMIT = 256 * 1024
-
-vm_decoder_init()  # this extension links its own copy of the decoder tables
-
 FLAG_TEST_FORBIDDEN_SYSCALL = VM_INIT_FLAG_TEST_FORBIDDEN_SYSCALL
 FLAG_NO_SECCOMP = VM_INIT_FLAG_NO_SECCOMP
 
@@ -147,15 +113,6 @@ cdef class SharedModule:
     memfd that sandboxes map read only (immutable): threaded code for the
     interpreter, or native x86-64 code (``native=True``) from the
     recompiler."""
-    cdef vm_host_module m
-    cdef readonly bint gas_metering
-    cdef readonly bint step_tracing
-    cdef readonly bint native
-    cdef readonly bint is_64_bit
-    cdef readonly double compile_seconds
-    cdef readonly uint32_t code_len
-    cdef readonly int gas_kind
-    cdef readonly int memory_access_cost
 
     def __cinit__(self, int isa, const uint8_t[:] code, const uint8_t[:] bitmask, jump_table, bint gas_metering,
                   bint step_tracing=False, bint native=False, int gas_kind=VM_GAS_NAIVE,
@@ -214,7 +171,7 @@ cdef class SharedModule:
         free(targets)
         if rc != 0:
             if x64_error:
-                raise SandboxError(f"the recompiler failed: {abi.COMPILE_ERRORS.get(x64_error, x64_error)}")
+                raise SandboxError(f"the recompiler failed: {COMPILE_ERRORS.get(x64_error, x64_error)}")
             raise SandboxError(error.decode(errors="replace"))
 
     def __dealloc__(self):
@@ -295,10 +252,6 @@ cdef class SharedModule:
 cdef class Zygote:
     """One started, confined sandbox process with its VmCtx and guest
     memory mapped here.  Program-agnostic: pools keep these."""
-    cdef vm_host_zygote z
-    cdef readonly bint started
-    cdef readonly uint32_t flags
-    cdef SharedModule module  # what the zygote has mapped (None: nothing)
 
     def __cinit__(self):
         self.z.pid = -1
@@ -387,59 +340,20 @@ cdef class Zygote:
             vm_host_set_spin_iterations(self.z.ctx, _sandbox_spin)
 
 
-cdef object _NONE = None
-
-
 cdef int _punch(void *z, uint64_t offset, uint64_t length) noexcept nogil:
     return vm_host_punch(<vm_host_zygote *>z, offset, length)
 
 
-cdef int[9] _ARG_REGS = [7, 8, 9, 10, 11, 12, 2, 3, 4]  # a0-a5, t0-t2
-
-
-cdef tuple _ARG_NAMES = ("a0", "a1", "a2", "a3", "a4", "a5", "t0", "t1", "t2")
-
-
-cdef int _bad_arg(Py_ssize_t i, object value) except -1:
-    """A call argument that is not an int: say which one (bools are ints)."""
-    raise TypeError(f"call argument {i + 1} ({_ARG_NAMES[i]}) must be an int, got {type(value).__name__}: "
-                    f"{value!r:.40}")
-
-
-cdef inline uint64_t _to_reg(object value, uint64_t mask) except? 0:
-    """A Python int as a register value (see vm_reg_from_host)."""
-    return vm_reg_from_host(mask != 0xffffffff, <uint64_t>(value & mask))
-
-
-cdef class Process:
-    """One sandbox's guest in a zygote: the _interp.Instance interface over
-    the shared VmCtx and guest memory.  When the zygote dies the instance
-    raises SandboxError (or, with a restart hook, gets a fresh zygote)."""
-    cdef Zygote zy
-    cdef vmctx *ctx
-    cdef vm_memory mem
-    cdef readonly SharedModule module
-    cdef bint running
-    cdef bint in_call
-    cdef public int last_exit
-    cdef object hostcall_error
-    cdef public object restart   # callable() -> None, or None
-    cdef readonly object death   # why the zygote died (str) or None
-    cdef readonly bint closed
-    cdef uint32_t page_shift
-    cdef uint32_t page_size_
-    # Whether the guest can be resumed (a pc was set and it has not finished
-    # or trapped since).  Kept here, not as VM_INDEX_NONE in the VmCtx: every
-    # host store to the handshake line costs a cache-line transfer while the
-    # zygote spins on it.
-    cdef set granted  # (address, length) made accessible since the last scrub
-    cdef bint resumable
-    # What the host knows independently of the VmCtx (the sandbox can write
-    # every word of it): the heap as configured / last validated, and the
-    # highest gas the guest can have now (metered gas only goes down).
-    cdef vm_heap heap_
-    cdef int64_t gas_ceiling
-
+cdef class Process(Guest):
+    """One sandbox's guest in a zygote: a Guest over the shared VmCtx and
+    guest memory.  When the zygote dies the instance raises SandboxError
+    (or, with a restart hook, gets a fresh zygote).  Whether the guest can
+    be resumed (a pc was set and it has not finished or trapped since) is
+    kept here, not as VM_INDEX_NONE in the VmCtx: every host store to the
+    handshake line costs a cache-line transfer while the zygote spins on
+    it.  The heap as configured / last validated and the highest gas the
+    guest can have now (metered gas only goes down) are what the host
+    knows independently of the VmCtx (the sandbox can write every word)."""
     def __cinit__(self, Zygote zygote, SharedModule module, uint32_t page_size):
         self.page_size_ = page_size
         self.page_shift = 0
@@ -452,6 +366,8 @@ cdef class Process:
         """Take over a started zygote (fresh or recycled)."""
         self.zy = zygote
         self.ctx = zygote.z.ctx
+        self.discard_fn = _punch
+        self.discard_context = &zygote.z
         self.mem.base = zygote.z.window
         self.mem.perms = zygote.z.perms
         self.mem.page_shift = self.page_shift
@@ -669,15 +585,28 @@ cdef class Process:
             self.resumable = True
         return rc
 
-    def set_pc(self, uint32_t pc):
-        """0 ok; -1 not an instruction; -2 not enough gas to enter mid-block."""
-        self._ensure()
-        if self.in_call:
-            raise SandboxBusy("cannot move the program counter while a call is in progress")
-        return self._set_pc(pc)
+    cdef bint _gone(self):
+        return self.ctx == NULL
 
-    def can_resume(self):
+    cdef bint _resumable(self):
         return self.ctx != NULL and self.resumable
+
+    cdef int _step(self) except -1:
+        """One handshake: hand the context over, wait for the answer."""
+        self._start()
+        return self._exit_code(self._wait())
+
+    cdef bint _is64(self):
+        return self.module is None or self.module.is_64_bit
+
+    cdef uint64_t _get_reg(self, int i):
+        return vm_host_get_reg(self.ctx, i)
+
+    cdef void _set_reg(self, int i, uint64_t v):
+        vm_host_set_reg(self.ctx, i, v)
+
+    cdef uint32_t _hostcall_number(self):
+        return vm_host_arg(self.ctx)
 
     cdef int _start(self) except -1:
         """Hand the context to the zygote, after making sure it has our
@@ -744,25 +673,6 @@ cdef class Process:
             self._died(VMCTX_FUTEX_BUSY)
         return <int>v
 
-    def run(self):
-        """Run until the guest stops; returns the vm_exit code."""
-        if self.in_call:
-            return C_EXIT_BUSY
-        self._ensure()
-        if not self.resumable:
-            raise SandboxError("no program counter set: prepare a call first")
-        self.in_call = True
-        try:
-            self._start()
-            return self._exit_code(self._wait())
-        finally:
-            self.in_call = False
-            self.running = False
-
-    def take_hostcall_error(self):
-        e, self.hostcall_error = self.hostcall_error, None
-        return e
-
     def interrupt(self):
         """Ask a running guest to stop at its next block (any thread)."""
         if self.zy is not None:
@@ -775,14 +685,6 @@ cdef class Process:
     def clear_interrupt(self):
         if self.ctx != NULL:
             vm_host_set_interrupt(self.ctx, 0)
-
-    @property
-    def running(self):
-        return self.running
-
-    @property
-    def in_call(self):
-        return self.in_call
 
     @property
     def pc(self):
@@ -813,34 +715,6 @@ cdef class Process:
             raise SandboxBusy("the gas cannot be set while the guest is running")
         vm_host_set_gas(self.ctx, value)
         self.gas_ceiling = value
-
-    # Registers as the program sees them (vm_reg_from_host / vm_reg_to_host).
-    cdef inline int _is64(self):
-        return self.module is None or self.module.is_64_bit
-
-    def get_reg(self, unsigned int index):
-        if index >= 13:
-            raise IndexError("register index out of range (0..12)")
-        self._ensure()
-        return vm_reg_to_host(self._is64(), vm_host_get_reg(self.ctx, index))
-
-    def set_reg(self, unsigned int index, uint64_t value):
-        if index >= 13:
-            raise IndexError("register index out of range (0..12)")
-        self._ensure()
-        vm_host_set_reg(self.ctx, index, vm_reg_from_host(self._is64(), value))
-
-    def get_regs(self):
-        self._ensure()
-        return [vm_reg_to_host(self._is64(), vm_host_get_reg(self.ctx, i)) for i in range(13)]
-
-    def set_regs(self, values):
-        cdef int i
-        if len(values) != 13:
-            raise ValueError("expected 13 register values")
-        self._ensure()
-        for i in range(13):
-            vm_host_set_reg(self.ctx, i, vm_reg_from_host(self._is64(), values[i]))
 
     # -- heap -----------------------------------------------------------
     def configure_heap(self, uint32_t base, uint32_t top, uint32_t mapped_end, uint32_t max_top,
@@ -881,20 +755,13 @@ cdef class Process:
         return r
 
     # -- memory ---------------------------------------------------------
-    @property
-    def page_size(self):
-        return self.page_size_
-
     def set_perms(self, uint32_t address, uint64_t length, uint8_t perm):
         cdef uint64_t end
         self._ensure()
         if length == 0:
             return
         vm_memory_set_perms(&self.mem, address, length, perm)
-        if perm:
-            if self.granted is None:
-                self.granted = set()
-            self.granted.add((address, length))
+        self._note_granted(address, length, perm)
         end = (<uint64_t>address + length + self.page_size_ - 1) >> self.page_shift
         vm_host_perms_changed(self.ctx, address >> self.page_shift, <uint32_t>min(end, (<uint64_t>1 << 32) >> self.page_shift))
 
@@ -905,27 +772,8 @@ cdef class Process:
         instance's and the VmCtx back to a new process's (vm_ctx_fresh).
         Never under a running call."""
         cdef uint32_t lo, hi
-        cdef vm_span *v
-        cdef size_t n = len(spans), i = 0
-        cdef int rc
         cdef vm_state st
-        self._ensure()
-        if self.in_call or self.running:
-            raise SandboxBusy("cannot reset the sandbox while a call is in progress")
-        if self.granted:
-            # also whatever set_perms made accessible outside ``spans``
-            spans = set(spans) | self.granted
-            self.granted = None
-            n = len(spans)
-        v = <vm_span *>malloc((n + 1) * sizeof(vm_span))
-        if v == NULL:
-            raise MemoryError()
-        for address, length in spans:
-            v[i].address = address
-            v[i].length = length
-            i += 1
-        rc = vm_scrub_spans(&self.mem, v, n, SCRUB_MEMSET_LIMIT, _punch, &self.zy.z, &lo, &hi)
-        free(v)
+        cdef int rc = self._scrub_spans(spans, &lo, &hi)
         vm_host_perms_changed(self.ctx, lo, hi)
         vm_state_fresh(&st)
         vm_host_state_store(self.ctx, &st)
@@ -934,205 +782,5 @@ cdef class Process:
         memset(&self.heap_, 0, sizeof(self.heap_))
         self.gas_ceiling = 0
         self.resumable = False
-        self.hostcall_error = None
-        self.last_exit = 0
         if rc != 0:
             raise SandboxError("a span to scrub lies outside the address space")
-
-    def first_inaccessible(self, uint32_t address, uint32_t length, bint writable):
-        cdef uint32_t page
-        self._ensure()
-        if vm_memory_first_inaccessible(&self.mem, address, length, writable, &page):
-            return page
-        return None
-
-    def perm(self, uint32_t address):
-        self._ensure()
-        return self.mem.perms[address >> self.page_shift]
-
-    cdef int _check(self, uint64_t address, uint64_t length) except -1:
-        self._ensure()
-        if address + length > (<uint64_t>1 << 32):
-            raise ValueError(f"range {address:#x}+{length:#x} is outside the 32-bit address space")
-        if self.running:
-            raise SandboxBusy("guest memory cannot be accessed while the guest is running")
-        return 0
-
-    def read(self, uint64_t address, uint64_t length):
-        self._check(address, length)
-        return PyBytes_FromStringAndSize(<char *>self.mem.base + address, length)
-
-    def read_into(self, uint64_t address, unsigned char[:] buffer):
-        cdef uint64_t n = buffer.shape[0]
-        self._check(address, n)
-        if n:
-            memcpy(&buffer[0], self.mem.base + address, n)
-
-    def write(self, uint64_t address, const uint8_t[:] data):
-        cdef uint64_t n = data.shape[0]
-        self._check(address, n)
-        if n:
-            memcpy(self.mem.base + address, &data[0], n)
-
-    def zero(self, uint64_t address, uint64_t length):
-        self._check(address, length)
-        memset(self.mem.base + address, 0, length)
-
-
-cdef int _serve(Process p, list handlers, object caller, uint64_t mask) except -1:
-    """Resume the guest, answering each ecalli from ``handlers[number] =
-    (fn, nargs)`` without leaving Cython: the registers live in the shared
-    VmCtx, the zygote waits (spinning) for the answer.  Returns the exit
-    code when the guest stops for another reason, EXIT_ECALLI for an import
-    with no handler, EXIT_HOSTCALL_ERROR when a hostcall raised."""
-    cdef uint32_t v
-    cdef uint32_t n
-    cdef Py_ssize_t count = len(handlers)
-    cdef vmctx *ctx
-    cdef int nargs
-    p._start()
-    while True:
-        v = p._wait()
-        if v != VMCTX_FUTEX_GUEST_ECALLI:
-            return p._exit_code(v)
-        ctx = p.ctx
-        n = vm_host_arg(ctx)
-        if n >= count:
-            return VM_EXIT_ECALLI
-        entry = handlers[n]
-        if entry is _NONE:
-            return VM_EXIT_ECALLI
-        fn, nargs = <tuple>entry
-        try:
-            if nargs == 0:
-                result = fn(caller)
-            elif nargs == 1:
-                result = fn(caller, vm_host_get_reg(ctx, 7) & mask)
-            elif nargs == 2:
-                result = fn(caller, vm_host_get_reg(ctx, 7) & mask, vm_host_get_reg(ctx, 8) & mask)
-            elif nargs == 3:
-                result = fn(caller, vm_host_get_reg(ctx, 7) & mask, vm_host_get_reg(ctx, 8) & mask,
-                            vm_host_get_reg(ctx, 9) & mask)
-            elif nargs == 4:
-                result = fn(caller, vm_host_get_reg(ctx, 7) & mask, vm_host_get_reg(ctx, 8) & mask,
-                            vm_host_get_reg(ctx, 9) & mask, vm_host_get_reg(ctx, 10) & mask)
-            elif nargs == 5:
-                result = fn(caller, vm_host_get_reg(ctx, 7) & mask, vm_host_get_reg(ctx, 8) & mask,
-                            vm_host_get_reg(ctx, 9) & mask, vm_host_get_reg(ctx, 10) & mask,
-                            vm_host_get_reg(ctx, 11) & mask)
-            else:
-                result = fn(caller, vm_host_get_reg(ctx, 7) & mask, vm_host_get_reg(ctx, 8) & mask,
-                            vm_host_get_reg(ctx, 9) & mask, vm_host_get_reg(ctx, 10) & mask,
-                            vm_host_get_reg(ctx, 11) & mask, vm_host_get_reg(ctx, 12) & mask)
-            if p.ctx == NULL:
-                # the sandbox died (or was closed and cleaned up) under the hostcall
-                p._ensure()
-                raise SandboxError("the sandbox is gone")
-            if result is not _NONE:
-                if isinstance(result, int):
-                    vm_host_set_reg(ctx, 7, _to_reg(result, mask))
-                elif isinstance(result, tuple) and len(<tuple>result) == 2 \
-                        and isinstance((<tuple>result)[0], int) and isinstance((<tuple>result)[1], int):
-                    vm_host_set_reg(ctx, 7, _to_reg((<tuple>result)[0], mask))
-                    vm_host_set_reg(ctx, 8, _to_reg((<tuple>result)[1], mask))
-                else:
-                    raise TypeError(f"a hostcall must return None, an int or a 2-tuple of ints, got {result!r:.80}")
-        except BaseException as e:
-            if isinstance(e, (KeyboardInterrupt, SystemExit)) or p.ctx == NULL:
-                raise
-            p.hostcall_error = e
-            return C_EXIT_HOSTCALL_ERROR
-        p._start()
-
-
-def serve_hostcalls(Process p, list handlers, object caller, uint64_t mask):
-    """Resume the guest, serving hostcalls; returns the exit code."""
-    if p.in_call:
-        return C_EXIT_BUSY
-    p._ensure()
-    if not p.resumable:
-        raise SandboxError("no program counter set: prepare a call first")
-    p.in_call = True
-    try:
-        return _serve(p, handlers, caller, mask)
-    finally:
-        p.in_call = False
-        p.running = False
-
-
-def call(Process p, uint32_t pc, tuple args, uint64_t sp, list handlers, object caller, uint64_t mask):
-    """See _call."""
-    return _call(p, pc, args, sp, handlers, caller, mask)
-
-
-cdef object _call(Process p, uint32_t pc, tuple args, uint64_t sp, list handlers, object caller, uint64_t mask):
-    """The whole host-to-guest call: registers per the calling convention
-    (written straight into the shared VmCtx), entry, hostcalls.  Returns
-    a0 & mask when the guest returned, else None with the exit code in
-    p.last_exit (negative: bad entry)."""
-    cdef Py_ssize_t nargs = len(args)
-    cdef Py_ssize_t i
-    cdef int rc
-    cdef int reason
-    cdef vmctx *ctx
-    if p.in_call:
-        p.last_exit = C_EXIT_BUSY
-        return None
-    if nargs > 9:
-        raise TypeError(f"at most 9 arguments fit in registers, got {nargs}")
-    p._ensure()
-    ctx = p.ctx
-    for i in range(nargs):
-        if not isinstance(args[i], int):
-            _bad_arg(i, args[i])
-        vm_host_set_reg(ctx, _ARG_REGS[i], _to_reg(args[i], mask))
-    vm_host_set_reg(ctx, 0, VM_ADDR_RETURN_TO_HOST)
-    vm_host_set_reg(ctx, 1, sp)
-    rc = p._set_pc(pc)
-    if rc != 0:
-        p.last_exit = rc
-        return None
-    p.in_call = True
-    try:
-        reason = _serve(p, handlers, caller, mask)
-    finally:
-        p.in_call = False
-        p.running = False
-    p.last_exit = reason
-    if reason == VM_EXIT_FINISHED:
-        return vm_host_get_reg(p.ctx, 7) & mask
-    return None
-
-
-cdef class CallGate:
-    """``sandbox.call`` for the process backend with the fast path in
-    Cython (see _interp.CallGate)."""
-    cdef Process p
-    cdef dict exports
-    cdef uint64_t sp
-    cdef list handlers
-    cdef object caller
-    cdef uint64_t mask
-    cdef object slow
-    cdef public object __doc__
-
-    def __init__(self, Process p, dict exports, uint64_t sp, list handlers, object caller, uint64_t mask,
-                 slow, doc=None):
-        self.p = p
-        self.exports = exports
-        self.sp = sp
-        self.handlers = handlers
-        self.caller = caller
-        self.mask = mask
-        self.slow = slow
-        self.__doc__ = doc
-
-    def __call__(self, export, *args, timeout=None):
-        if timeout is None and type(export) is str:
-            pc = self.exports.get(export)
-            if pc is not None:
-                result = _call(self.p, pc, args, self.sp, self.handlers, self.caller, self.mask)
-                if result is not None:
-                    return result
-                return self.slow(export, args, timeout, pc)
-        return self.slow(export, args, timeout, None)

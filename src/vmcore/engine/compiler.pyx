@@ -1,23 +1,3 @@
-"""Thin Cython layer over the recompiler (compiler_x64.c) and its x86-64
-encoder (x64_asm.h).  Compiling is pure data transformation in this
-process; the generated code is never executed here (only inside a sandbox
-process).  No policy: callers decide where the code goes."""
-from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
-from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy, memset
-
-cdef extern from "vmcore/vmctx.h":
-    enum:
-        VM_ADDR_NATIVE_CODE
-from vmcore.includes.gas cimport *
-from vmcore.includes.decoder cimport vm_decoder_init, VM_OP_COUNT
-from vmcore.includes.compiler cimport *
-
-from vmcore import abi
-
-vm_decoder_init()
-
 INFO_OP_MASK = VM_X64_INFO_OP_MASK
 INFO_BLOCK_START = VM_X64_INFO_BLOCK_START
 INFO_ENTRY_OK = VM_X64_INFO_ENTRY_OK
@@ -26,7 +6,7 @@ INFO_STORE = VM_X64_INFO_STORE
 INFO_SIZE_SHIFT = VM_X64_INFO_SIZE_SHIFT
 INFO_JUMP_TARGET = VM_X64_INFO_JUMP_TARGET
 VMCTX_DISP = VM_X64_VMCTX_DISP
-GUEST_REGS = tuple(vm_x64_guest_regs[i] for i in range(abi.REG_COUNT))
+GUEST_REGS = tuple(vm_x64_guest_regs[i] for i in range(VM_REG_COUNT))
 
 
 
@@ -152,7 +132,7 @@ cdef class CompiledCode:
         self.seconds = time.perf_counter() - t0
         free(targets)
         if rc != VM_X64_OK:
-            raise CompileError(abi.COMPILE_ERRORS.get(rc, f"error {rc}"))
+            raise CompileError(COMPILE_ERRORS.get(rc, f"error {rc}"))
         self.map.records = self.records
         self.map.marks = self.marks
         self.map.count = self.module.map_count

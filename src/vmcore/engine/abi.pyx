@@ -1,10 +1,3 @@
-"""The ABI as compiled, never re-typed: the guest ABI of
-include/vmcore/abi.h (register count, argument registers, exit and entry
-codes, permissions, page sizes), the VmCtx of include/vmcore/vmctx.h (field
-offsets and sizes, futex states, fixed sandbox addresses, through the C
-compiler's offsetof/sizeof) and the recompiler's error codes."""
-from libc.stdint cimport int64_t, uint8_t, uint64_t
-
 cdef extern from "vmcore/abi_table.h":
     ctypedef struct vm_abi_field:
         const char *name
@@ -25,7 +18,6 @@ cdef extern from "vmcore/abi_table.h":
         int64_t value
     const vm_abi_int vm_abi_constants[]
     const size_t vm_abi_constant_count
-    const uint8_t vm_abi_arg_regs[]
     const char *const vm_abi_arg_names[]
     const size_t vm_abi_arg_reg_count
     const vm_abi_int vm_abi_compile_errors[]

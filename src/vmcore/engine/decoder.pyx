@@ -1,12 +1,3 @@
-"""Instruction-set tables and the C decoder, for Python tools (isa.py,
-disasm.py, asm.py).  The tables come from include/vmcore/opcodes.h."""
-from libc.stdint cimport uint8_t, uint32_t
-from libc.stdlib cimport malloc, free
-from vmcore.includes.decoder cimport *
-from vmcore.includes.gas cimport *
-
-vm_decoder_init()
-
 OP_INVALID = VM_OP_INVALID
 GAS_NAIVE = VM_GAS_NAIVE
 GAS_FULL = VM_GAS_FULL

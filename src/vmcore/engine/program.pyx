@@ -1,20 +1,11 @@
-"""Program containers parsed in C; returns plain Python values for
-vmcore.program to build a Program from.  No policy here."""
-from libc.stdint cimport uint8_t, uint32_t, int64_t
-from cpython cimport array
-import array as _array_module
 cdef array.array _U32_TEMPLATE = _array_module.array("I")
-from vmcore.includes.decoder cimport vm_decoder_init
-from vmcore.includes.program cimport *
-
-vm_decoder_init()
 
 
 class ParseError(Exception):
     """Raised with (offset, message); vmcore.program turns it into ProgramError."""
 
 
-cdef bytes _span(const uint8_t[:] data, vm_span s):
+cdef bytes _span(const uint8_t[:] data, vm_blob_span s):
     if s.length == 0:
         return b""
     return bytes(data[s.offset:s.offset + s.length])
@@ -22,7 +13,7 @@ cdef bytes _span(const uint8_t[:] data, vm_span s):
 
 cdef dict _parts_to_dict(const uint8_t[:] data, vm_blob_parts *p):
     cdef uint32_t i, pos = 0, remaining = 0, pc
-    cdef vm_span sym
+    cdef vm_blob_span sym
     cdef vm_error err
     cdef int rc
     cdef const uint8_t *base = &data[0]
@@ -78,7 +69,7 @@ def parse_polkavm(const uint8_t[:] data):
 def parse_code_blob(const uint8_t[:] data, int isa):
     cdef vm_blob_parts parts
     cdef vm_error err
-    cdef vm_span whole
+    cdef vm_blob_span whole
     cdef int rc
     if data.shape[0] == 0:
         raise ParseError(0, "empty input: expected a code blob (jump table count, entry size, code length, ...)")

@@ -1,0 +1,40 @@
+/* The interpreter's record format, shared by its builder (interp_build.c)
+ * and its dispatch loop (interp.c): the handler numbers a vm_insn carries. */
+#ifndef VMCORE_INTERP_HANDLERS_H
+#define VMCORE_INTERP_HANDLERS_H
+
+#include "vmcore/interp.h"
+
+#define ZERO_REG VM_REG_COUNT /* state->regs[VM_REG_COUNT]: a constant zero */
+
+/* Interpreter handlers.  Arguments: a/b/c registers, x/y/z immediates or
+ * compiled indices (see the builder for each). */
+#define HANDLERS(X) \
+    X(CHARGE) X(CHECK) X(STEP) X(TRAP) X(JUMP) X(JUMP_IND) X(LI_JUMP) X(LI_JUMP_IND) X(ECALLI) X(SBRK) X(MEMSET) \
+    X(BEQ) X(BNE) X(BLTU) X(BLTS) X(BGEU) X(BGES) \
+    X(BEQI) X(BNEI) X(BLTUI) X(BLTSI) X(BGEUI) X(BGESI) X(BLEUI) X(BLESI) X(BGTUI) X(BGTSI) \
+    X(LD_U8) X(LD_I8) X(LD_U16) X(LD_I16) X(LD_U32) X(LD_I32) X(LD_U64) \
+    X(ST_U8) X(ST_U16) X(ST_U32) X(ST_U64) X(STI_U8) X(STI_U16) X(STI_U32) X(STI_U64) \
+    X(ADD32) X(ADD64) X(SUB32) X(SUB64) X(AND) X(XOR) X(OR) X(MUL32) X(MUL64) \
+    X(MULHSS32) X(MULHSS64) X(MULHUU32) X(MULHUU64) X(MULHSU32) X(MULHSU64) X(SLTU) X(SLTS) \
+    X(SHL32) X(SHL64) X(SHR32) X(SHR64) X(SAR32) X(SAR64) \
+    X(DIVU32) X(DIVU64) X(DIVS32) X(DIVS64) X(REMU32) X(REMU64) X(REMS32) X(REMS64) \
+    X(CMOVZ) X(CMOVNZ) X(ANDN32) X(ANDN64) X(ORN32) X(ORN64) X(XNOR32) X(XNOR64) \
+    X(MAX32) X(MAX64) X(MAXU32) X(MAXU64) X(MIN32) X(MIN64) X(MINU32) X(MINU64) \
+    X(ROL32) X(ROL64) X(ROR32) X(ROR64) \
+    X(ADDI32) X(ADDI64) X(ANDI) X(XORI) X(ORI) X(MULI32) X(MULI64) X(SLTUI) X(SLTSI) \
+    X(SHLI32) X(SHLI64) X(SHRI32) X(SHRI64) X(SARI32) X(SARI64) X(NEGADDI32) X(NEGADDI64) \
+    X(SGTUI) X(SGTSI) X(SHRI_ALT32) X(SHRI_ALT64) X(SARI_ALT32) X(SARI_ALT64) X(SHLI_ALT32) X(SHLI_ALT64) \
+    X(CMOVZI) X(CMOVNZI) X(RORI32) X(RORI_ALT32) X(RORI64) X(RORI_ALT64) \
+    X(MOV) X(CLZ32) X(CLZ64) X(CTZ32) X(CTZ64) X(POPCNT32) X(POPCNT64) \
+    X(SEXT8_32) X(SEXT8_64) X(SEXT16_32) X(SEXT16_64) X(ZEXT16_32) X(ZEXT16_64) X(REV32) X(REV64) \
+    X(LI) X(LI64) X(NOP) X(END)
+
+enum {
+#define H_ENUM(name) H_##name,
+    HANDLERS(H_ENUM)
+#undef H_ENUM
+    H_COUNT
+};
+
+#endif

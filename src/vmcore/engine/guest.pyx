@@ -1,0 +1,337 @@
+# Included by vmcore/_engine.pyx.  What every engine's guest shares, written
+# once: calls (arguments into registers per the calling convention), the
+# hostcall loop, registers, bounds-checked guest memory access and scrub.
+# The engine-specific step (run the interpreter; one futex handshake with
+# the zygote) is a cdef method of Instance / Process, reached through the
+# AnyGuest fused type: both classes are final, so those are direct C calls.
+
+# Spans up to this size are zeroed in place when recycling (no syscalls, no
+# page faults on reuse); larger ones are handed back to the kernel.
+DEF SCRUB_MEMSET_LIMIT = 256 * 1024
+
+cdef object _NONE = None
+
+
+cdef inline uint64_t _to_reg(object value, uint64_t mask) except? 0:
+    """A Python int as a register value (mask: the program's register width;
+    see vm_reg_from_host)."""
+    return vm_reg_from_host(mask != 0xffffffff, <uint64_t>(value & mask))
+
+
+cdef int _bad_arg(Py_ssize_t i, object value) except -1:
+    """A call argument that is not an int: say which one (bools are ints)."""
+    raise TypeError(f"call argument {i + 1} ({ARG_NAMES[i]}) must be an int, got {type(value).__name__}: "
+                    f"{value!r:.40}")
+
+
+cdef inline object _hostcall(AnyGuest g, object fn, int nargs, object caller, uint64_t mask):
+    """fn(caller, a0, ..., a<nargs-1>), the arguments masked to the register width."""
+    if nargs == 0:
+        return fn(caller)
+    if nargs == 1:
+        return fn(caller, g._get_reg(vm_abi_arg_regs[0]) & mask)
+    if nargs == 2:
+        return fn(caller, g._get_reg(vm_abi_arg_regs[0]) & mask, g._get_reg(vm_abi_arg_regs[1]) & mask)
+    if nargs == 3:
+        return fn(caller, g._get_reg(vm_abi_arg_regs[0]) & mask, g._get_reg(vm_abi_arg_regs[1]) & mask,
+                  g._get_reg(vm_abi_arg_regs[2]) & mask)
+    if nargs == 4:
+        return fn(caller, g._get_reg(vm_abi_arg_regs[0]) & mask, g._get_reg(vm_abi_arg_regs[1]) & mask,
+                  g._get_reg(vm_abi_arg_regs[2]) & mask, g._get_reg(vm_abi_arg_regs[3]) & mask)
+    if nargs == 5:
+        return fn(caller, g._get_reg(vm_abi_arg_regs[0]) & mask, g._get_reg(vm_abi_arg_regs[1]) & mask,
+                  g._get_reg(vm_abi_arg_regs[2]) & mask, g._get_reg(vm_abi_arg_regs[3]) & mask,
+                  g._get_reg(vm_abi_arg_regs[4]) & mask)
+    return fn(caller, g._get_reg(vm_abi_arg_regs[0]) & mask, g._get_reg(vm_abi_arg_regs[1]) & mask,
+              g._get_reg(vm_abi_arg_regs[2]) & mask, g._get_reg(vm_abi_arg_regs[3]) & mask,
+              g._get_reg(vm_abi_arg_regs[4]) & mask, g._get_reg(vm_abi_arg_regs[5]) & mask)
+
+
+cdef int _serve(AnyGuest g, list handlers, object caller, uint64_t mask) except -1:
+    """Run, answering each ecalli from ``handlers[number] = (fn, nargs)``
+    without leaving Cython between guest and hostcall.  Returns the exit
+    code when the guest stops for another reason, EXIT_ECALLI when it calls
+    an import with no handler, EXIT_HOSTCALL_ERROR when a hostcall raised
+    (the exception is kept on the guest)."""
+    cdef int reason
+    cdef uint32_t n
+    cdef Py_ssize_t count = len(handlers)
+    cdef int nargs
+    while True:
+        reason = g._step()
+        if reason != VM_EXIT_ECALLI:
+            return reason
+        n = g._hostcall_number()
+        if n >= count:
+            return reason
+        entry = handlers[n]
+        if entry is _NONE:
+            return reason
+        fn, nargs = <tuple>entry
+        try:
+            result = _hostcall(g, fn, nargs, caller, mask)
+            if g._gone():
+                # the sandbox died (or was closed and cleaned up) under the hostcall
+                g._ensure()
+                raise SandboxError("the sandbox is gone")
+            if result is _NONE:
+                continue
+            if isinstance(result, int):
+                g._set_reg(VM_REG_A0, _to_reg(result, mask))
+            elif isinstance(result, tuple) and len(<tuple>result) == 2 and isinstance((<tuple>result)[0], int) \
+                    and isinstance((<tuple>result)[1], int):
+                g._set_reg(VM_REG_A0, _to_reg((<tuple>result)[0], mask))
+                g._set_reg(VM_REG_A1, _to_reg((<tuple>result)[1], mask))
+            else:
+                raise TypeError(f"a hostcall must return None, an int or a 2-tuple of ints, got {result!r:.80}")
+        except BaseException as e:
+            if isinstance(e, (KeyboardInterrupt, SystemExit)) or g._gone():
+                raise
+            g.hostcall_error = e
+            return VM_EXIT_HOSTCALL_ERROR
+
+
+cdef object _resume(AnyGuest g, list handlers, object caller, uint64_t mask, bint serve):
+    """Resume a prepared guest: one run (serve False) or serving hostcalls."""
+    if g.in_call:
+        return VM_EXIT_BUSY
+    g._ensure()
+    if not g._resumable():
+        raise SandboxError("no program counter set: prepare a call first")
+    g.in_call = True
+    try:
+        if serve:
+            return _serve(g, handlers, caller, mask)
+        return g._step()
+    finally:
+        g.in_call = False
+        g.running = False
+
+
+cdef object _call(AnyGuest g, uint32_t pc, tuple args, uint64_t sp, list handlers, object caller,
+                  uint64_t mask):
+    """The whole host-to-guest call in one step: registers per the calling
+    convention, entry, hostcalls.  Returns a0 & mask when the guest returned,
+    else None with the exit code in g.last_exit (negative: bad entry)."""
+    cdef Py_ssize_t nargs = len(args)
+    cdef Py_ssize_t i
+    cdef int rc
+    cdef int reason
+    if g.in_call:
+        g.last_exit = VM_EXIT_BUSY
+        return None
+    if nargs > VM_ARG_REG_COUNT:
+        raise TypeError(f"at most {VM_ARG_REG_COUNT} arguments fit in registers, got {nargs}")
+    g._ensure()
+    for i in range(nargs):
+        if not isinstance(args[i], int):
+            _bad_arg(i, args[i])
+        g._set_reg(vm_abi_arg_regs[i], _to_reg(args[i], mask))
+    g._set_reg(VM_REG_RA, VM_ADDR_RETURN_TO_HOST)
+    g._set_reg(VM_REG_SP, sp)
+    rc = g._set_pc(pc)
+    if rc != 0:
+        g.last_exit = rc
+        return None
+    g.in_call = True
+    try:
+        reason = _serve(g, handlers, caller, mask)
+    finally:
+        g.in_call = False
+        g.running = False
+    if reason == VM_EXIT_FINISHED and g.abandoned:
+        reason = VM_EXIT_INTERRUPTED
+    g.last_exit = reason
+    if reason == VM_EXIT_FINISHED:
+        return g._get_reg(VM_REG_A0) & mask
+    return None
+
+
+cdef class Guest:
+    """A guest program's registers, memory and call state; Instance (the
+    inline interpreter) and Process (a zygote) are the engines.  No policy:
+    vmcore.sandbox decides what to map, when to stop and how to report it."""
+
+    def __cinit__(self, *args, **kwargs):
+        if type(self) is Guest:
+            raise TypeError("Guest is the engines' common base: create an Instance or a Process")
+
+    # -- the engine-specific part (Instance and Process override all of it)
+    cdef int _ensure(self) except -1:
+        return 0
+
+    cdef bint _gone(self):
+        return False
+
+    cdef bint _resumable(self):
+        return False
+
+    cdef int _set_pc(self, uint32_t pc) except? -3:
+        return VM_ENTRY_NOT_AN_INSTRUCTION
+
+    cdef int _step(self) except -1:
+        return VM_EXIT_TRAP
+
+    cdef bint _is64(self):
+        return True
+
+    cdef uint64_t _get_reg(self, int i):
+        return 0
+
+    cdef void _set_reg(self, int i, uint64_t v):
+        pass
+
+    cdef uint32_t _hostcall_number(self):
+        return 0
+
+    # -- calls ----------------------------------------------------------
+    def call(self, uint32_t pc, tuple args, uint64_t sp, list handlers, object caller, uint64_t mask):
+        """Registers per the calling convention, enter at pc, serve
+        hostcalls: a0 & mask when the guest returned, else None with the
+        exit code in last_exit (negative: the entry was refused)."""
+        if type(self) is Instance:
+            return _call(<Instance>self, pc, args, sp, handlers, caller, mask)
+        return _call(<Process>self, pc, args, sp, handlers, caller, mask)
+
+    def serve_hostcalls(self, list handlers, object caller, uint64_t mask):
+        """Resume the guest, serving hostcalls; returns the exit code."""
+        if type(self) is Instance:
+            return _resume(<Instance>self, handlers, caller, mask, True)
+        return _resume(<Process>self, handlers, caller, mask, True)
+
+    def run(self):
+        """Run until the guest stops (hostcalls not served); the exit code."""
+        if type(self) is Instance:
+            return _resume(<Instance>self, None, None, 0, False)
+        return _resume(<Process>self, None, None, 0, False)
+
+    def set_pc(self, uint32_t pc):
+        """0 ok; -1 not an instruction; -2 not enough gas to enter mid-block."""
+        self._ensure()
+        if self.in_call:
+            raise SandboxBusy("cannot move the program counter while a call is in progress")
+        return self._set_pc(pc)
+
+    def can_resume(self):
+        return self._resumable()
+
+    def take_hostcall_error(self):
+        e, self.hostcall_error = self.hostcall_error, None
+        return e
+
+    @property
+    def running(self):
+        return self.running
+
+    @property
+    def in_call(self):
+        """A call or run is in progress (another thread, or a hostcall)."""
+        return self.in_call
+
+    # -- registers, as the program sees them: 32-bit programs' values are
+    # 32-bit (vm_reg_from_host / vm_reg_to_host in interp.h)
+    def get_reg(self, unsigned int index):
+        if index >= VM_REG_COUNT:
+            raise IndexError(f"register index out of range (0..{VM_REG_COUNT - 1})")
+        self._ensure()
+        return vm_reg_to_host(self._is64(), self._get_reg(index))
+
+    def set_reg(self, unsigned int index, uint64_t value):
+        if index >= VM_REG_COUNT:
+            raise IndexError(f"register index out of range (0..{VM_REG_COUNT - 1})")
+        self._ensure()
+        self._set_reg(index, vm_reg_from_host(self._is64(), value))
+
+    def get_regs(self):
+        self._ensure()
+        return [vm_reg_to_host(self._is64(), self._get_reg(i)) for i in range(VM_REG_COUNT)]
+
+    def set_regs(self, values):
+        cdef int i
+        if len(values) != VM_REG_COUNT:
+            raise ValueError(f"expected {VM_REG_COUNT} register values")
+        self._ensure()
+        for i in range(VM_REG_COUNT):
+            self._set_reg(i, vm_reg_from_host(self._is64(), values[i]))
+
+    # -- memory ---------------------------------------------------------
+    @property
+    def page_size(self):
+        return self.mem.page_size
+
+    def first_inaccessible(self, uint32_t address, uint32_t length, bint writable):
+        """The first page in the range the guest could not access, or None."""
+        cdef uint32_t page
+        self._ensure()
+        if vm_memory_first_inaccessible(&self.mem, address, length, writable, &page):
+            return page
+        return None
+
+    def perm(self, uint32_t address):
+        self._ensure()
+        return self.mem.perms[address >> self.mem.page_shift]
+
+    cdef int _check(self, uint64_t address, uint64_t length) except -1:
+        self._ensure()
+        if address + length > (<uint64_t>1 << 32):
+            raise ValueError(f"range {address:#x}+{length:#x} is outside the 32-bit address space")
+        if self.running:
+            raise SandboxBusy("guest memory cannot be accessed while the guest is running")
+        return 0
+
+    def read(self, uint64_t address, uint64_t length):
+        """Raw read (no permission check; the caller checks)."""
+        self._check(address, length)
+        return PyBytes_FromStringAndSize(<char *>self.mem.base + address, length)
+
+    def read_into(self, uint64_t address, unsigned char[:] buffer):
+        cdef uint64_t n = buffer.shape[0]
+        self._check(address, n)
+        if n:
+            memcpy(&buffer[0], self.mem.base + address, n)
+
+    def write(self, uint64_t address, const uint8_t[:] data):
+        """Raw write (no permission check; the caller checks)."""
+        cdef uint64_t n = data.shape[0]
+        self._check(address, n)
+        if n:
+            memcpy(self.mem.base + address, &data[0], n)
+
+    def zero(self, uint64_t address, uint64_t length):
+        self._check(address, length)
+        memset(self.mem.base + address, 0, length)
+
+    cdef int _scrub_spans(self, spans, uint32_t *lo, uint32_t *hi) except -1:
+        """Zero and make inaccessible every (address, length) span, and
+        whatever set_perms made accessible since (vmcore/scrub.h; large
+        spans go to self.discard_fn).  Never under a running call."""
+        cdef vm_span *v
+        cdef size_t n, i = 0
+        cdef int rc
+        self._ensure()
+        if self.in_call or self.running:
+            raise SandboxBusy("cannot reset the sandbox while a call is in progress")
+        if self.granted:
+            spans = set(spans) | self.granted
+            self.granted = None
+        n = len(spans)
+        v = <vm_span *>malloc((n + 1) * sizeof(vm_span))
+        if v == NULL:
+            raise MemoryError()
+        for address, length in spans:
+            v[i].address = address
+            v[i].length = length
+            i += 1
+        rc = vm_scrub_spans(&self.mem, v, n, SCRUB_MEMSET_LIMIT, self.discard_fn, self.discard_context, lo, hi)
+        free(v)
+        self.hostcall_error = None
+        self.last_exit = 0
+        return rc
+
+    cdef int _note_granted(self, uint32_t address, uint64_t length, unsigned char perm) except -1:
+        if perm and length:
+            if self.granted is None:
+                self.granted = set()
+            self.granted.add((address, length))
+        return 0
+

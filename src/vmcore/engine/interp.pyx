@@ -1,0 +1,225 @@
+cdef class CompiledModule:
+    """Threaded code for one program and configuration (immutable)."""
+
+    def __cinit__(self, int isa, const uint8_t[:] code, const uint8_t[:] bitmask, jump_table, bint gas_metering,
+                  bint step_tracing=False, cost=None, int gas_kind=VM_GAS_NAIVE,
+                  int memory_access_cost=VM_GAS_CACHE_L2_HIT):
+        cdef vm_module_config config
+        cdef size_t capacity
+        cdef uint32_t n = <uint32_t>code.shape[0]
+        cdef uint32_t jt_count = len(jump_table)
+        cdef uint32_t *targets = NULL
+        cdef uint32_t i
+        cdef const uint8_t *code_ptr = NULL
+        cdef const uint8_t *bitmask_ptr = NULL
+        self.gas_metering = gas_metering
+        self.step_tracing = step_tracing
+        config.isa = isa
+        config.gas_metering = gas_metering
+        config.step_tracing = step_tracing
+        config.gas.kind = gas_kind
+        config.gas.memory_access_cost = memory_access_cost
+        config.gas.cost = NULL
+        if cost is not None:
+            if len(cost) != VM_OP_COUNT + 1:
+                raise ValueError(f"cost model needs {VM_OP_COUNT + 1} entries")
+            self.cost = <uint32_t *>malloc((VM_OP_COUNT + 1) * sizeof(uint32_t))
+            if self.cost == NULL:
+                raise MemoryError()
+            for i in range(VM_OP_COUNT + 1):
+                self.cost[i] = cost[i]
+            config.gas.cost = self.cost
+        if vm_gas_model_check(&config.gas) != 0:
+            raise ValueError(f"bad gas model: kind {gas_kind}, memory access cost {memory_access_cost}"
+                             + (" (a cost table needs the naive kind)" if cost is not None else ""))
+        vm_module_sizes(n, jt_count, &config, &capacity)
+        self.insns = <vm_insn *>malloc(capacity * sizeof(vm_insn))
+        self.pc_to_index = <uint32_t *>malloc((<size_t>n + 1) * sizeof(uint32_t))
+        self.jump_table = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
+        targets = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
+        if self.insns == NULL or self.pc_to_index == NULL or self.jump_table == NULL or targets == NULL:
+            free(targets)
+            raise MemoryError()
+        for i in range(jt_count):
+            targets[i] = jump_table[i]
+        if n:
+            code_ptr = &code[0]
+            bitmask_ptr = &bitmask[0]
+        with nogil:
+            vm_module_build(&self.module, &config, code_ptr, n, bitmask_ptr, targets, jt_count,
+                            self.insns, self.pc_to_index, self.jump_table)
+        free(targets)
+
+    def __dealloc__(self):
+        free(self.insns)
+        free(self.pc_to_index)
+        free(self.jump_table)
+        free(self.cost)
+
+    @property
+    def instruction_records(self):
+        return self.module.insn_count
+
+    def block_costs(self):
+        """[(pc, cost)] of every block's gas charge as laid out ([] without metering)."""
+        cdef uint32_t n = vm_module_block_costs(&self.module, NULL, NULL, 0), i
+        if n == 0:
+            return []
+        cdef uint32_t *pcs = <uint32_t *>malloc(n * sizeof(uint32_t))
+        cdef uint32_t *costs = <uint32_t *>malloc(n * sizeof(uint32_t))
+        try:
+            if pcs == NULL or costs == NULL:
+                raise MemoryError()
+            n = vm_module_block_costs(&self.module, pcs, costs, n)
+            return [(pcs[i], costs[i]) for i in range(n)]
+        finally:
+            free(pcs)
+            free(costs)
+
+
+cdef int _discard(void *memory, uint64_t offset, uint64_t length) noexcept nogil:
+    vm_guest_memory_discard(<vm_memory *>memory, <uint32_t>offset, length)
+    return 0
+
+
+# Blocks a guest may run while we still hold the GIL (a microsecond or so):
+# short calls and hostcall round trips then skip the GIL hand-off; anything
+# longer yields and continues with the GIL released.
+DEF GIL_HOLD_BLOCKS = 256
+
+
+cdef class Instance(Guest):
+    """Interpreter state + inline guest memory for one sandbox."""
+
+    def __cinit__(self, CompiledModule module, uint32_t page_size):
+        memset(&self.state, 0, sizeof(vm_state))
+        memset(&self.mem, 0, sizeof(vm_memory))
+        self.module = module
+        if vm_guest_memory_init(&self.mem, page_size) != 0:
+            raise MemoryError(f"cannot reserve guest memory (errno {errno})")
+        self.state.resume = VM_INDEX_NONE
+        self.discard_fn = _discard
+        self.discard_context = &self.mem
+
+    def __dealloc__(self):
+        vm_guest_memory_free(&self.mem)
+
+    # -- the engine step (see engine/guest.pyx) ---------------------------
+    cdef int _ensure(self) except -1:
+        return 0
+
+    cdef bint _gone(self):
+        return False
+
+    cdef bint _resumable(self):
+        return self.state.resume != VM_INDEX_NONE
+
+    cdef int _set_pc(self, uint32_t pc) except? -3:
+        return vm_state_set_pc(&self.state, &self.module.module, pc)
+
+    cdef int _step(self) except -1:
+        cdef vm_exit reason
+        if self.state.resume == VM_INDEX_NONE:
+            # nothing to resume (cannot happen through the API: the engine
+            # refuses to change its code or state under a call)
+            raise SandboxError("the sandbox lost its resume point during a hostcall")
+        self.running = True
+        self.state.fuel = GIL_HOLD_BLOCKS
+        reason = vm_run(&self.module.module, &self.state, &self.mem)
+        if reason == VM_EXIT_YIELD:
+            self.state.fuel = 0
+            with nogil:
+                reason = vm_run(&self.module.module, &self.state, &self.mem)
+        self.running = False
+        if reason == VM_EXIT_FINISHED or reason == VM_EXIT_TRAP:
+            self.state.resume = VM_INDEX_NONE
+        return reason
+
+    cdef bint _is64(self):
+        return self.module.module.is_64_bit
+
+    cdef uint64_t _get_reg(self, int i):
+        return self.state.regs[i]
+
+    cdef void _set_reg(self, int i, uint64_t v):
+        self.state.regs[i] = v
+
+    cdef uint32_t _hostcall_number(self):
+        return self.state.arg
+
+    # -- execution ------------------------------------------------------
+    def set_module(self, CompiledModule module):
+        """Switch to other threaded code for the same program (e.g. tracing);
+        the guest's pc is preserved by the caller through set_pc.  Never
+        under a running call (its hostcall loop resumes in the old code)."""
+        if self.in_call:
+            raise SandboxBusy("cannot switch the sandbox's code while a call is in progress")
+        self.module = module
+        self.state.resume = VM_INDEX_NONE
+
+    def interrupt(self):
+        """Ask a running guest to stop at its next block (any thread)."""
+        self.state.interrupt = 1
+
+    def clear_interrupt(self):
+        self.state.interrupt = 0
+
+    @property
+    def pc(self):
+        return self.state.pc
+
+    @property
+    def next_pc(self):
+        return self.state.next_pc
+
+    @property
+    def arg(self):
+        return self.state.arg
+
+    @property
+    def gas(self):
+        return self.state.gas
+
+    @gas.setter
+    def gas(self, int64_t value):
+        self.state.gas = value
+
+    # -- heap -----------------------------------------------------------
+    def configure_heap(self, uint32_t base, uint32_t top, uint32_t mapped_end, uint32_t max_top,
+                       uint32_t grow_pages):
+        self.state.heap.base = base
+        self.state.heap.top = top
+        self.state.heap.mapped_end = mapped_end
+        self.state.heap.max_top = max_top
+        self.state.heap.grow_pages = grow_pages
+
+    def heap_state(self):
+        h = self.state.heap
+        return (h.base, h.top, h.mapped_end, h.max_top)
+
+    def sbrk(self, uint32_t size):
+        if self.running:
+            raise SandboxBusy("the heap cannot be changed while the guest is running")
+        return vm_heap_sbrk(&self.state, &self.mem, size)
+
+    # -- memory ---------------------------------------------------------
+    def set_perms(self, uint32_t address, uint64_t length, uint8_t perm):
+        vm_memory_set_perms(&self.mem, address, length, perm)
+        self._note_granted(address, length, perm)
+
+    def discard(self, uint32_t address, uint64_t length):
+        vm_guest_memory_discard(&self.mem, address, length)
+
+    def reset_memory(self):
+        vm_guest_memory_reset(&self.mem)
+
+    def scrub(self, spans):
+        """Recycle: zero and make inaccessible every (address, length) span
+        (vmcore/scrub.h, shared with the process engine), and the state
+        back to a new instance's (registers, gas, pc, next_pc, arg, heap,
+        nothing to resume).  Never under a running call."""
+        cdef uint32_t lo, hi
+        cdef int rc = self._scrub_spans(spans, &lo, &hi)
+        vm_state_fresh(&self.state)
+        if rc != 0:
+            raise SandboxError("a span to scrub lies outside the address space")
