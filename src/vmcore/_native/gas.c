@@ -489,16 +489,23 @@ void vm_gas_feed(vm_gas_sim *s, const vm_instruction *ins)
     }
 }
 
+/* The implicit trap at `offset` as an instruction. */
+static void implicit_trap(vm_instruction *ins, uint32_t offset)
+{
+    ins->offset = offset;
+    ins->next = offset + 1u;
+    ins->op = VM_OP_INVALID;
+    ins->format = VM_FMT_ARGLESS;
+    ins->reg[0] = ins->reg[1] = ins->reg[2] = 0;
+    ins->imm1 = ins->imm2 = 0;
+    ins->imm64 = 0;
+    ins->next_is_invalid = 0;
+}
+
 void vm_gas_feed_invalid(vm_gas_sim *s)
 {
     vm_instruction ins;
-    ins.offset = ins.next = 0;
-    ins.op = VM_OP_INVALID;
-    ins.format = VM_FMT_ARGLESS;
-    ins.reg[0] = ins.reg[1] = ins.reg[2] = 0;
-    ins.imm1 = ins.imm2 = 0;
-    ins.imm64 = 0;
-    ins.next_is_invalid = 0;
+    implicit_trap(&ins, 0); /* (the cost does not depend on where it is) */
     vm_gas_feed(s, &ins);
 }
 
@@ -554,14 +561,7 @@ uint32_t vm_gas_blocks(const vm_gas_model *model, vm_isa isa, const uint8_t *cod
     vm_instruction ins;
     for (;;) {
         if (pending_invalid) {
-            ins.offset = invalid_at;
-            ins.next = invalid_at + 1;
-            ins.op = VM_OP_INVALID;
-            ins.format = VM_FMT_ARGLESS;
-            ins.reg[0] = ins.reg[1] = ins.reg[2] = 0;
-            ins.imm1 = ins.imm2 = 0;
-            ins.imm64 = 0;
-            ins.next_is_invalid = 0;
+            implicit_trap(&ins, invalid_at);
         } else if (offset < code_len) {
             vm_decode(isa, code, code_len, bitmask, offset, &ins);
         } else {
