@@ -16,6 +16,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 from vmcore import _engine, pool as _pool
 from vmcore.errors import SandboxError
+from vmcore.layout import initial_layout
 from vmcore.pool import SandboxPool, cpu_supports_native, isolation_report_of
 
 log = logging.getLogger("vmcore.process")
@@ -39,15 +40,18 @@ class Backend:
         self.guest = None
 
     def _layout(self):
-        """The initial memory layout, computed once per Program and policy."""
-        from vmcore.layout import initial_layout
-        return self.program._cache.layout(self.memory_map.page_size, self.heap_policy,
-                                          lambda: initial_layout(self.program, self.memory_map, self.heap_policy))
+        """The initial memory layout (regions, heap, the regions' spans),
+        computed once per Program and policy."""
+        return self.program._cache.layout(self.memory_map.page_size, self.heap_policy, self._build_layout)
+
+    def _build_layout(self):
+        regions, heap = initial_layout(self.program, self.memory_map, self.heap_policy)
+        return regions, heap, frozenset((r.address, r.size) for r in regions)
 
     def install(self) -> None:
         """The initial memory layout, heap and gas into the guest (new, reset
         or restarted): the one install path of every backend."""
-        regions, heap = self._layout()
+        regions, heap, self._region_spans = self._layout()
         guest = self.guest
         for region in regions:
             guest.set_perms(region.address, region.size, region.perm)
@@ -63,9 +67,7 @@ class Backend:
         engine adds whatever set_perms made accessible)."""
         _, _, mapped_end, _ = self.guest.heap_state()
         rw = self.memory_map.rw_data_address
-        spans = {(r.address, r.size) for r in self.regions}
-        spans.add((rw, max(0, mapped_end - rw)))
-        return spans
+        return self._region_spans | {(rw, max(0, mapped_end - rw))}
 
     def scrub(self) -> None:
         """Wipe for reuse (reset, or a closed sandbox's guest going back to
