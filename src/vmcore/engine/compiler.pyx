@@ -104,13 +104,9 @@ cdef class CompiledCode:
         self.records = <uint32_t *>malloc(cap.records * sizeof(uint32_t))
         self.marks = <vm_x64_mark *>malloc(cap.marks * sizeof(vm_x64_mark))
         self.table = <uint64_t *>malloc((<size_t>jt_count + 1) * sizeof(uint64_t))
-        targets = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
-        if self.code_buf == NULL or self.records == NULL or self.marks == NULL or self.table == NULL or \
-                targets == NULL:
-            free(targets)
+        if self.code_buf == NULL or self.records == NULL or self.marks == NULL or self.table == NULL:
             raise MemoryError()
-        for i in range(jt_count):
-            targets[i] = jump_table[i]
+        targets = jump_targets(jump_table)
         t0 = time.perf_counter()
         with nogil:
             rc = vm_x64_compile(&config, code_ptr, n, bitmask_ptr, targets, jt_count, &cap, self.code_buf,

@@ -22,12 +22,9 @@ cdef class CompiledModule:
         self.insns = <vm_insn *>malloc(capacity * sizeof(vm_insn))
         self.pc_to_index = <uint32_t *>malloc((<size_t>n + 1) * sizeof(uint32_t))
         self.jump_table = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
-        targets = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
-        if self.insns == NULL or self.pc_to_index == NULL or self.jump_table == NULL or targets == NULL:
-            free(targets)
+        if self.insns == NULL or self.pc_to_index == NULL or self.jump_table == NULL:
             raise MemoryError()
-        for i in range(jt_count):
-            targets[i] = jump_table[i]
+        targets = jump_targets(jump_table)
         if n:
             code_ptr = &code[0]
             bitmask_ptr = &bitmask[0]

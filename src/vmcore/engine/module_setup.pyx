@@ -28,6 +28,22 @@ cdef int set_gas_model(vm_gas_model *gas, int kind, int memory_access_cost, cost
     return 0
 
 
+cdef uint32_t *jump_targets(jump_table) except NULL:
+    """The jump table as a C array (one spare entry: never empty), for the
+    module's builder; the caller frees it."""
+    cdef uint32_t count = len(jump_table), i
+    cdef uint32_t *targets = <uint32_t *>malloc((<size_t>count + 1) * sizeof(uint32_t))
+    if targets == NULL:
+        raise MemoryError()
+    try:
+        for i in range(count):
+            targets[i] = jump_table[i]
+    except BaseException:
+        free(targets)
+        raise
+    return targets
+
+
 cdef list block_cost_list(object module, block_cost_reader read):
     """[(pc, cost)] of every block's gas charge ([] without metering):
     ``read`` is asked for the count first (no buffers), then fills them."""

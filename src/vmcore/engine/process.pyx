@@ -141,11 +141,7 @@ cdef class SharedModule:
         set_gas_model(&config.gas, gas_kind, memory_access_cost, None, NULL)
         self.gas_kind = gas_kind
         self.memory_access_cost = memory_access_cost
-        targets = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
-        if targets == NULL:
-            raise MemoryError()
-        for i in range(jt_count):
-            targets[i] = jump_table[i]
+        targets = jump_targets(jump_table)
         if n:
             code_ptr = &code[0]
             bitmask_ptr = &bitmask[0]
