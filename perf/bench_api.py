@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _programs import load  # noqa: E402
 
 import vmcore  # noqa: E402
-from vmcore.backend import BACKENDS  # noqa: E402
+from vmcore.backends import BACKENDS  # noqa: E402
 
 HOSTCALL_ITERATIONS = 10_000
 

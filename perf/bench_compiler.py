@@ -39,7 +39,7 @@ from _programs import timed_kernel  # noqa: E402
 from _synthetic import synthetic_program  # noqa: E402
 
 from vmcore import _engine, isa as ISA  # noqa: E402
-from vmcore.process_backend import cpu_supports_native  # noqa: E402
+from vmcore.pool import cpu_supports_native  # noqa: E402
 
 GAS = 1 << 62
 REFERENCE = {"sum": 0.46, "sieve": 0.27, "compile-1mb-cold": 0.014, "compile-1mb": 0.006}

@@ -3,7 +3,7 @@
     python perf/run.py [--quick] [--json OUT] [--md OUT] [--plot OUT.png]
                        [--only NAME[,NAME...]] [pyperf options]
 
-Benchmarks, for every vmcore configuration in vmcore.backend.BACKENDS and for
+Benchmarks, for every vmcore configuration in vmcore.backends.BACKENDS and for
 wasmtime (Cranelift) and pywasm3 (wasm3 interpreter), on equivalent guest code
 (vmcore/data/*.polkavm and perf/wasm/*.wat):
 
@@ -50,7 +50,7 @@ sys.path.insert(0, str(HERE))
 from _programs import SIEVE_N, SIEVE_RESULT, SUM_N, SUM_RESULT, load  # noqa: E402
 
 import vmcore  # noqa: E402
-from vmcore.backend import BACKENDS  # noqa: E402
+from vmcore.backends import BACKENDS  # noqa: E402
 
 WASM_DIR = HERE / "wasm"
 

@@ -55,7 +55,7 @@ def _no_process_reason() -> Optional[str]:
 
 
 def _no_native_reason() -> Optional[str]:
-    from vmcore.process_backend import cpu_supports_native
+    from vmcore.pool import cpu_supports_native
     return cpu_supports_native()
 
 

@@ -83,7 +83,7 @@ def test_interrupts_cannot_be_confused_with_exceptions():
 
 def test_closed_after_the_sandbox_process_died():
     from vmcore import _engine
-    from vmcore.process_backend import SandboxPool
+    from vmcore.pool import SandboxPool
     pool = SandboxPool(0, _flags=_engine.FLAG_TEST_FORBIDDEN_SYSCALL)
     sb = vmcore.Sandbox(PROG, isolation="process", backend="interpreter", pool=pool)
     assert not sb.closed
@@ -226,9 +226,9 @@ def test_backend_and_isolation_report_resolved_values(mode):
 # -- logging -------------------------------------------------------------------
 
 def test_logging_of_process_pool_and_compiles(caplog, monkeypatch):
-    from vmcore import backend
-    from vmcore.process_backend import SandboxPool
-    monkeypatch.setattr(backend, "SLOW_COMPILE_SECONDS", 0.0)  # every compile is "slow"
+    from vmcore import pool
+    from vmcore.pool import SandboxPool
+    monkeypatch.setattr(pool, "SLOW_COMPILE_SECONDS", 0.0)  # every compile is "slow"
     caplog.set_level(logging.DEBUG, logger="vmcore")
     fresh = program("""
 %isa = latest64

@@ -8,9 +8,9 @@ import random
 import pytest
 
 import vmcore
-from vmcore import asm, backend as backend_module, fuzz
+from vmcore import asm, backends, fuzz
 from vmcore.crosscheck import Divergence, crosscheck
-from vmcore.process_backend import _shared_module
+from vmcore.pool import _shared_module
 from vmcore.vectors import run_paths
 
 import modes
@@ -136,9 +136,8 @@ def test_backend_selection(monkeypatch):
 
 def test_cpu_without_bmi2_falls_back(monkeypatch):
     program = load("sum")
-    monkeypatch.setattr(backend_module, "_SELECTED", {})
-    monkeypatch.setattr(backend_module, "cpu_supports_native", lambda: "this CPU lacks BMI2")
-    monkeypatch.setattr(vmcore.process_backend, "cpu_supports_native", lambda: "this CPU lacks BMI2")
+    monkeypatch.setattr(backends, "_SELECTED", {})
+    monkeypatch.setattr(backends, "cpu_supports_native", lambda: "this CPU lacks BMI2")
     with vmcore.Sandbox(program, isolation="process") as sb:
         assert sb.backend == "interpreter"
         report = sb.isolation_report()
@@ -263,7 +262,7 @@ pub @main:
         sb.prepare_call("main", 41)
         fault = sb.run()
         assert isinstance(fault, vmcore.interrupts.PageFaultInterrupt) and fault.address == 0x20000
-        sb._backend.inst.set_perms(0x20000, 4096, 2)  # the host maps the page (no public API yet)
+        sb._guest.set_perms(0x20000, 4096, 2)  # the host maps the page (no public API yet)
         sb.set_step_tracing(True)
         kinds = []
         while True:

@@ -23,7 +23,7 @@ import pytest
 import vmcore
 from vmcore import asm
 from vmcore.fuzz_hostile import GUEST_SOURCE
-from vmcore.process_backend import SandboxPool
+from vmcore.pool import SandboxPool
 
 import modes
 

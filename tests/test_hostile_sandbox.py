@@ -16,7 +16,7 @@ import pytest
 
 import vmcore
 from vmcore import _engine, fuzz_hostile
-from vmcore.process_backend import SandboxPool
+from vmcore.pool import SandboxPool
 
 import modes
 
@@ -51,7 +51,7 @@ def _write_ctx_u32(sb, name, value):
     import ctypes
     from vmcore import abi
     offset = abi.vmctx_layout()[name][0]
-    base = sb._backend.inst.ctx_address()
+    base = sb._guest.ctx_address()
     ctypes.c_uint32.from_address(base + offset).value = value
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import vmcore
 from vmcore import _engine
-from vmcore.process_backend import ISOLATION_FEATURES, SandboxPool
+from vmcore.pool import ISOLATION_FEATURES, SandboxPool
 from vmcore.vectors import run_paths
 
 import modes
@@ -505,12 +505,12 @@ def test_recycled_sandbox_forgets_pages_mapped_outside_the_layout(backend):
         page = 0x40000000  # far from the program's layout
         with vmcore.Sandbox(PROG, backend=backend, isolation="process", pool=pool) as sb:
             pid = sb.pid
-            sb._backend.inst.set_perms(page, 4096, 2)
+            sb._guest.set_perms(page, 4096, 2)
             sb.memory.write(page, b"\x29" * 16)
         with vmcore.Sandbox(PROG, backend=backend, isolation="process", pool=pool) as sb:
             assert sb.pid == pid  # the same process, recycled
             assert not sb.memory.is_accessible(page, 1)
-            assert sb._backend.read(page, 16) == bytes(16)
+            assert sb._guest.read(page, 16) == bytes(16)
     finally:
         pool.close()
 

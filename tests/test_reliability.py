@@ -42,8 +42,8 @@ import time
 import pytest
 
 import vmcore
-from vmcore import _engine, process_backend
-from vmcore.process_backend import SandboxPool
+from vmcore import _engine, pool as pool_module
+from vmcore.pool import SandboxPool
 
 import modes
 from conftest import ROOT, child_processes, program
@@ -359,7 +359,7 @@ def zombies():
 def pooled_pids():
     """Pids of idle processes held by any pool (the default pool's too)."""
     pids = set()
-    for pool in list(process_backend._POOLS):
+    for pool in list(pool_module._POOLS):
         for zy in list(pool._idle):
             if zy.pid is not None:
                 pids.add(zy.pid)
@@ -1061,7 +1061,7 @@ INLINE_CLOSE_SCENARIO = """
         sb = vmcore.Sandbox(p, isolation="inline", hostcalls={{"note": nothing}})
         export = "spin" if scenario == "other thread, guest loop" else "hloop"
         threading.Timer(0.05, sb.close).start()
-    inst = sb._backend.inst
+    inst = sb._guest
     box = []
     def run():
         try:
@@ -1341,7 +1341,7 @@ def test_host_memory_api_rejects_hostile_ranges(mode):
 def _stray_pages(sb) -> list:
     """Pages the guest could access outside its own layout and heap (a
     whole-address-space scan of the permission map; test-only access)."""
-    inst = sb._backend.inst
+    inst = sb._guest
     heap = sb.memory_map.heap_base, sb.memory_map.heap_base + sb.heap_size
     spans = [(r.address, r.address + r.size) for r in sb._backend.regions] + [heap]
     return [hex(a) for a in range(0, 1 << 32, PAGE)

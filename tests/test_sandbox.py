@@ -552,3 +552,48 @@ def test_memory_limit_caps_all_guest_memory(mode):
         mode.sandbox(LIMITED, memory_limit=fixed + 4096, heap=vmcore.HeapPolicy(initial_size=8192))
     with pytest.raises(ValueError):
         mode.sandbox(LIMITED, memory_limit=-1)
+
+
+def _observable(sb):
+    """Everything a guest (or its host) could see of a sandbox's state."""
+    m = sb.memory_map
+    rw_end = m.rw_data_address + 3 * 4096  # the data, and the heap pages a grown heap would add
+    pages = range(m.rw_data_address, rw_end, 4096)
+    return {"regs": list(sb.regs), "gas": sb.gas, "pc": sb.pc, "heap_size": sb.heap_size,
+            "access": [sb.memory.access(p) for p in pages] + [sb.memory.access(0x10000)],
+            "rw": [sb.memory.read(p, 4096) for p in pages if sb.memory.access(p) != "none"],
+            "stack": sb.memory.read(m.stack_address_low, m.stack_size)}
+
+
+def test_reused_guest_is_indistinguishable_from_a_new_one(mode):
+    """A closed sandbox's guest (inline: its engine instance; process: its
+    sandbox process) goes back to a pool; the next sandbox must see none of
+    the previous run: registers, memory, permissions, heap top, gas, pc."""
+    pool = vmcore.SandboxPool(2) if mode.isolation == "process" else None
+    options = {"pool": pool} if pool is not None else {}
+    first = mode.sandbox(MEMORY, gas=10_000, **options)
+    fresh = _observable(first)
+    rw = first.memory_map.rw_data_address
+    assert first.call("store", rw + 16, 0xDEADBEEF) == 0xDEADBEEF
+    assert first.call("push", 0x1234_5678_9ABC) == 0x1234_5678_9ABC
+    assert first.call("grow", 8192) != 0
+    first.memory.write(rw + 4096, b"\xff" * 64)
+    first.memory.protect(0x10000, 4096, "write")
+    first.memory.write(0x10000, b"left over")
+    for i in range(len(first.regs)):
+        first.regs[i] = 0x0101_0101 * (i + 1)
+    first.gas = 7
+    first.prepare_call("load", rw + 16)
+    assert _observable(first) != fresh
+    guest = first._guest
+    first.close()
+    second = mode.sandbox(MEMORY, gas=10_000, **options)
+    if pool is None:
+        assert second._guest is guest  # really the recycled instance
+    else:
+        assert pool.reused == 1  # really the recycled sandbox process
+    assert _observable(second) == fresh
+    assert second.call("load", rw + 16) == 0
+    second.close()
+    if pool is not None:
+        pool.close()

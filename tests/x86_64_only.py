@@ -12,7 +12,7 @@ import pytest
 from vmcore import SandboxError
 
 X86_64 = platform.machine() in ("x86_64", "AMD64")
-# The two refusals (vmcore/process_backend.py) that mean "not on this CPU".
+# The two refusals (vmcore/backends.py) that mean "not on this CPU".
 REFUSALS = ("isolation='process' needs Linux x86-64", "the recompiler targets Linux x86-64")
 
 

@@ -20,8 +20,8 @@ from vmcore.memory import GuestMemory
 from vmcore.memory_map import MemoryMap
 from vmcore.program import Program
 from vmcore.sandbox import Backend, Isolation, Sandbox, SandboxBusy
-from vmcore.process_backend import SandboxPool, drain_module_memory
-from vmcore.backend import IsolationReport
+from vmcore.pool import SandboxPool, drain_module_memory
+from vmcore.backends import IsolationReport
 from vmcore._engine import configure_spin, spin_settings
 from vmcore import interrupts
 

@@ -67,21 +67,14 @@ cdef class Guest:
     cdef int _note_granted(self, uint32_t address, uint64_t length, unsigned char perm) except -1
 
 
-
 cdef class Instance(Guest):
+    # Overrides Guest's engine-specific cdef methods (declared once, there).
     cdef vm_state state
     cdef readonly CompiledModule module
-    cdef bint _resumable(self)
-    cdef int _set_pc(self, uint32_t pc) except? -3
-    cdef int _step(self) except -1
-    cdef bint _is64(self)
-    cdef uint64_t _get_reg(self, int i)
-    cdef void _set_reg(self, int i, uint64_t v)
-    cdef uint32_t _hostcall_number(self)
-
 
 
 cdef class Process(Guest):
+    # Overrides Guest's engine-specific cdef methods too.
     cdef Zygote zy
     cdef vmctx *ctx
     cdef readonly SharedModule module
@@ -93,24 +86,15 @@ cdef class Process(Guest):
     cdef bint resumable
     cdef vm_heap heap_
     cdef int64_t gas_ceiling
-    cdef int _ensure(self) except -1
-    cdef bint _gone(self)
     cdef object _bury(self, uint32_t state)
     cdef int _died(self, uint32_t state, int why=*) except -1
     cdef int _anomaly(self, what) except -1
     cdef int _check_answer(self, uint32_t v) except -1
     cdef int64_t _gas(self) except? -1
     cdef int _heap_load(self, vm_state *s) except -1
-    cdef bint _resumable(self)
-    cdef int _set_pc(self, uint32_t pc) except? -3
     cdef int _start(self) except -1
     cdef uint32_t _wait(self) except 0xffffffff
     cdef int _exit_code(self, uint32_t v) except? -1
-    cdef int _step(self) except -1
-    cdef bint _is64(self)
-    cdef uint64_t _get_reg(self, int i)
-    cdef void _set_reg(self, int i, uint64_t v)
-    cdef uint32_t _hostcall_number(self)
 
 
 cdef class SandboxCore:

@@ -5,6 +5,7 @@ an include of vmcore/engine/:
   abi.pyx       the ABI as compiled (re-exported by vmcore.abi)
   decoder.pyx   instruction-set tables and the C decoder, for Python tools
   program.pyx   program containers parsed in C
+  module_setup.pyx  what every module constructor shares (gas model, block costs)
   guest.pyx     Guest: calls, the hostcall loop, registers, memory, scrub
   interp.pyx    threaded code and Instance, the inline interpreter
   compiler.pyx  the x86-64 recompiler (compiling only; never run here)
@@ -42,6 +43,7 @@ from vmcore.watchdog import deadline
 vm_decoder_init()
 
 include "engine/abi.pyx"
+include "engine/module_setup.pyx"
 include "engine/decoder.pyx"
 include "engine/program.pyx"
 include "engine/guest.pyx"

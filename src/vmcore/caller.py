@@ -32,7 +32,7 @@ class Registers:
     __slots__ = ("_owner",)
 
     def __init__(self, owner) -> None:
-        self._owner = owner  # anything with _live() -> backend
+        self._owner = owner  # anything with _live() -> its engine guest
 
     def __getitem__(self, key: Union[int, str]) -> int:
         return self._owner._live().get_reg(register_index(key))

@@ -14,7 +14,7 @@ Two targets:
   random registers with edge values, random pages, contents and
   permissions, gas small enough to run out, jump tables, branches, dynamic
   jumps, ``ecalli``) run on every available configuration -- each entry of
-  :data:`vmcore.backend.BACKENDS`, plus the inline interpreter
+  :data:`vmcore.backends.BACKENDS`, plus the inline interpreter
   single-stepped and without gas metering -- which must agree on the
   status, pc, gas, registers, page-fault address, hostcall number and every
   accessible byte of memory.
@@ -662,7 +662,7 @@ def default_configs() -> Tuple[List[Config], List[str]]:
     """Every entry of BACKENDS (through vectors.run_vector), then the inline
     interpreter single-stepped and unmetered; plus notes on what was
     skipped.  Probed in the process that will run them."""
-    from vmcore.backend import BACKENDS
+    from vmcore.backends import BACKENDS
     configs, notes = [], []
     probe = {"name": "probe", "isa": "latest64", "program": list(code_blob(bytes([0]), b"\x01", [])),
              "initial-regs": [0] * 13, "initial-pc": 0, "initial-page-map": [], "initial-memory": [],

@@ -80,7 +80,7 @@ def guest() -> vmcore.Program:
 
 
 def modes() -> Dict[str, tuple]:
-    from vmcore.process_backend import cpu_supports_native
+    from vmcore.pool import cpu_supports_native
     m = {"inline": ("interpreter", "inline"), "process": ("interpreter", "process")}
     if cpu_supports_native() is None:
         m["compiler"] = ("compiler", "process")
@@ -133,7 +133,7 @@ def build_hostile_zygote(out_dir: Optional[str] = None) -> str:
 def hostile_pool(size: int = 2, recycle: bool = True):
     """A SandboxPool whose processes run the hostile zygote."""
     from vmcore import _engine
-    from vmcore.process_backend import SandboxPool
+    from vmcore.pool import SandboxPool
     with open(build_hostile_zygote(), "rb") as f:
         fd = _engine.test_image(f.read())
     return SandboxPool(size, recycle=recycle, _image_fd=fd)

@@ -22,10 +22,10 @@ class GuestMemory:
     __slots__ = ("_owner",)
 
     def __init__(self, owner) -> None:
-        self._owner = owner  # anything with _live() -> backend
+        self._owner = owner  # anything with _live() -> its engine guest
 
     @property
-    def _backend(self):
+    def _guest(self):
         return self._owner._live()
 
     def _check(self, address: int, length: int, writable: bool) -> None:
@@ -34,7 +34,7 @@ class GuestMemory:
         if address < 0 or length < 0 or address + length > 1 << 32 or address >= 1 << 32 or length >= 1 << 32:
             raise MemoryAccessError(f"range {address:#x}..{address + length:#x} is outside the 32-bit address space",
                                     address=address, length=length)
-        page = self._backend.first_inaccessible(address, length, False)
+        page = self._guest.first_inaccessible(address, length, False)
         if page is not None:
             raise MemoryAccessError(f"cannot access {length} bytes at {address:#x}: page {page:#x} is not "
                                     "accessible to the guest", address=address, length=length)
@@ -45,25 +45,25 @@ class GuestMemory:
             raise TypeError("address and length must be ints")
         if address < 0 or length < 0 or address + length > 1 << 32 or address >= 1 << 32 or length >= 1 << 32:
             return False
-        return self._backend.first_inaccessible(address, length, writable) is None
+        return self._guest.first_inaccessible(address, length, writable) is None
 
     def read(self, address: int, length: int) -> bytes:
         self._check(address, length, False)
-        return self._backend.read(address, length)
+        return self._guest.read(address, length)
 
     def read_into(self, address: int, buffer: Buffer) -> None:
         view = memoryview(buffer).cast("B")
         self._check(address, len(view), False)
-        self._backend.read_into(address, view)
+        self._guest.read_into(address, view)
 
     def write(self, address: int, data: Buffer) -> None:
         data = memoryview(data).cast("B")
         self._check(address, len(data), True)
-        self._backend.write(address, data)
+        self._guest.write(address, data)
 
     def zero(self, address: int, length: int) -> None:
         self._check(address, length, True)
-        self._backend.zero(address, length)
+        self._guest.zero(address, length)
 
     def read_u8(self, address: int) -> int:
         return self.read(address, 1)[0]
@@ -103,7 +103,7 @@ class GuestMemory:
             raise MemoryAccessError(f"range {address:#x}..{address + length:#x} is outside the 32-bit address space",
                                     address=address, length=length)
         if length:
-            self._backend.set_perms(address, length, perm)
+            self._guest.set_perms(address, length, perm)
 
     def access(self, address: int) -> str:
         """The guest's access to the page holding ``address``: ``"none"``,
@@ -113,4 +113,4 @@ class GuestMemory:
         if not 0 <= address < 1 << 32:
             raise MemoryAccessError(f"address {address:#x} is outside the 32-bit address space", address=address,
                                     length=0)
-        return _ACCESS_NAMES[self._backend.perm(address)]
+        return _ACCESS_NAMES[self._guest.perm(address)]

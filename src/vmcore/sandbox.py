@@ -2,15 +2,16 @@
 memory access, heap policy, gas metering and typed errors.
 
 The Sandbox holds policy (calling convention, the hostcall registry, how an
-exit becomes an exception); a backend (vmcore.backend) holds the guest and
-runs it."""
+exit becomes an exception); the engine guest (vmcore._engine.Instance or
+Process) holds the registers and memory and runs, and the backend
+(vmcore.backends) its lifecycle: install, reset, close, restart."""
 from __future__ import annotations
 
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 from vmcore import _engine, abi, exits, gas as _gas, interrupts
-from vmcore.backend import IsolationReport, select
+from vmcore.backends import IsolationReport, select
 from vmcore.caller import Caller, Registers
 from vmcore.errors import ImportNotFound, SandboxBusy, SandboxError, Timeout, VmError
 from vmcore.heap import HeapPolicy
@@ -20,7 +21,7 @@ from vmcore.program import DEFAULT_PAGE_SIZE, Program
 from vmcore.watchdog import deadline
 
 if TYPE_CHECKING:
-    from vmcore.process_backend import SandboxPool
+    from vmcore.pool import SandboxPool
 
 Hostcall = Callable[..., Any]
 #: What ``Sandbox(backend=)`` accepts and what ``Sandbox.backend`` reports
@@ -163,16 +164,14 @@ class Sandbox(_engine.SandboxCore):
         self.memory_limit = memory_limit
         self._gas_metering = gas is not None
         # Options only a sandbox process has; the inline backend refuses strict.
-        options = {k: v for k, v in (("strict", strict), ("auto_restart", auto_restart)) if v}
-        options["gas_model"] = model
-        self._gas_model = model
+        options: Dict[str, Any] = {k: v for k, v in (("strict", strict), ("auto_restart", auto_restart)) if v}
         if pool is not None:
             options["pool"] = pool
-        self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering, **options)
-        self._guest = self._backend.inst
+        self._gas_model = model
+        self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering,
+                                gas if gas is not None else 0, model, **options)
+        self._guest = self._backend.guest
         self._mask = 0xFFFFFFFFFFFFFFFF if program.is_64_bit else 0xFFFFFFFF
-        self._initial_gas = gas if gas is not None else 0
-        self._backend.gas = self._initial_gas
         self._handlers: List[Optional[Tuple[Hostcall, int]]] = [None] * len(program.imports)
         self._exports = program.exports
         self._stack_top = self.memory_map.stack_address_high
@@ -187,12 +186,12 @@ class Sandbox(_engine.SandboxCore):
     @property
     def backend(self) -> Literal["interpreter", "compiler"]:
         """The backend running the guest: ``"interpreter"`` or ``"compiler"``."""
-        return self._live().backend
+        return self._lifecycle().backend
 
     @property
     def isolation(self) -> Literal["inline", "process"]:
         """Where the guest runs: ``"inline"`` or ``"process"``."""
-        return self._live().isolation
+        return self._lifecycle().isolation
 
     @property
     def gas_model(self) -> str:
@@ -210,8 +209,7 @@ class Sandbox(_engine.SandboxCore):
         refuses to start unless every one is active.  ``.fallback`` says
         why backend="auto" fell back from its first choice (e.g. the
         recompiler is unavailable on this CPU), None when it did not."""
-        report = getattr(self._live(), "isolation_report", None)
-        return IsolationReport(report() if report is not None else {}, self._fallback)
+        return IsolationReport(self._lifecycle().isolation_report(), self._fallback)
 
     @property
     def counters(self) -> Dict[str, int]:
@@ -220,7 +218,7 @@ class Sandbox(_engine.SandboxCore):
         sleep in futex_wait (``*_futex_wait``), how often the sandbox was
         moved off the calling thread's CPU (``host_repin``); empty for
         inline."""
-        return dict(getattr(self._live(), "counters", {}))
+        return dict(self._lifecycle().counters)
 
     def register_hostcall(self, name: str, fn: Hostcall) -> None:
         """Serve the import ``name`` with ``fn(caller, *args)``; raises
@@ -241,7 +239,16 @@ class Sandbox(_engine.SandboxCore):
         return register
 
     # -- state --------------------------------------------------------------
-    def _live(self):
+    def _live(self) -> _engine.Guest:
+        """The engine guest (registers, memory, runs): what GuestMemory,
+        Registers and Caller work on."""
+        guest = self._guest
+        if guest is None:
+            raise SandboxError("the sandbox is closed")
+        return guest
+
+    def _lifecycle(self):
+        """The backend (install, reset, close, restart, introspection)."""
         if self._backend is None:
             raise SandboxError("the sandbox is closed")
         return self._backend
@@ -272,8 +279,8 @@ class Sandbox(_engine.SandboxCore):
         """Bytes of heap allocated: ``HeapPolicy.initial_size`` plus what
         sbrk added since (PolkaVM's ``heap_size()``; 0 with the default
         policy, as in PolkaVM)."""
-        b = self._live()
-        return b.heap_top - b.heap_base
+        base, top, _, _ = self._live().heap_state()
+        return top - base
 
     def sbrk(self, size: int) -> int:
         """Grow the heap by ``size`` bytes; returns the new heap end, 0 if it cannot grow."""
@@ -283,7 +290,7 @@ class Sandbox(_engine.SandboxCore):
 
     # -- running ------------------------------------------------------------
     def _idle(self):
-        """The backend, if no call is in progress (SandboxBusy otherwise:
+        """The guest, if no call is in progress (SandboxBusy otherwise:
         what follows would pull the state out from under the call)."""
         b = self._live()
         if b.in_call:
@@ -354,7 +361,7 @@ class Sandbox(_engine.SandboxCore):
         b = self._idle()
         resume = b.can_resume()
         pc = b.pc
-        b.set_step_tracing(enabled)
+        self._lifecycle().set_step_tracing(enabled)
         self._stepping = enabled
         if resume:
             b.set_pc(pc)
@@ -375,10 +382,8 @@ class Sandbox(_engine.SandboxCore):
     def reset(self) -> None:
         """Restore registers, gas and memory to the freshly-instantiated
         state.  Between calls only (SandboxBusy during one)."""
-        b = self._idle()
-        b.reset()
-        if self._gas_metering:
-            b.gas = self._initial_gas
+        self._idle()
+        self._lifecycle().reset()
 
     def close(self) -> None:
         """Stop the guest and give its memory (and sandbox process) back;
@@ -393,15 +398,12 @@ class Sandbox(_engine.SandboxCore):
     def closed(self) -> bool:
         """True after close(), and once the sandbox process died (without
         ``auto_restart``, such a sandbox can never run again)."""
-        b = self._backend
-        if b is None:
+        guest = self._guest
+        if guest is None:
             return True
-        inst = getattr(b, "inst", None)
-        if b.isolation != "process" or inst is None:
+        if not isinstance(guest, _engine.Process):
             return False
-        if getattr(inst, "closed", False):
-            return True
-        return getattr(inst, "restart", None) is None and not inst.alive
+        return guest.closed or (guest.restart is None and not guest.alive)
 
     def __enter__(self) -> "Sandbox":
         return self

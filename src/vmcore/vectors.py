@@ -115,7 +115,7 @@ def run_vector(vector: dict, *, backend: str = "interpreter", isolation: str = "
 def _run_vector_in_process(vector: dict, program: Program, native: bool, gas_metering: bool, step: bool) -> Outcome:
     """The same run in a (pooled) sandbox process, interpreted or as
     native code."""
-    from vmcore.process_backend import SandboxPool, _shared_module
+    from vmcore.pool import SandboxPool, _shared_module
     pool = SandboxPool.default()
     inst = _engine.Process(pool.acquire(), _shared_module(program, gas_metering, step, native, "naive"),
                             PAGE_SIZE)

@@ -36,7 +36,7 @@ def is_v05(vector: dict) -> bool:
 def _open(program: Program, backend: str, isolation: str, model):
     """(instance, module, cleanup) for one configuration."""
     if isolation == "process":
-        from vmcore.process_backend import SandboxPool, _shared_module
+        from vmcore.pool import SandboxPool, _shared_module
         pool = SandboxPool.default()
         module = _shared_module(program, True, False, backend == "compiler", model)
         inst = _engine.Process(pool.acquire(), module, PAGE_SIZE)
@@ -49,7 +49,7 @@ def _open(program: Program, backend: str, isolation: str, model):
             if zygote is not None:
                 pool.release(zygote, reusable)
         return inst, module, cleanup
-    from vmcore.backend import _compiled
+    from vmcore.pool import _compiled
     module = _compiled(program, True, False, model)
     return _engine.Instance(module, PAGE_SIZE), module, lambda pages: None
 

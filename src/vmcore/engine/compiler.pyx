@@ -95,21 +95,7 @@ cdef class CompiledCode:
         config.code_address = code_address
         config.parallel = parallel
         config.split_hint = split_hint
-        config.gas.kind = gas_kind
-        config.gas.memory_access_cost = memory_access_cost
-        config.gas.cost = NULL
-        if cost is not None:
-            if len(cost) != VM_OP_COUNT + 1:
-                raise ValueError(f"cost model needs {VM_OP_COUNT + 1} entries")
-            self.cost = <uint32_t *>malloc((VM_OP_COUNT + 1) * sizeof(uint32_t))
-            if self.cost == NULL:
-                raise MemoryError()
-            for i in range(VM_OP_COUNT + 1):
-                self.cost[i] = cost[i]
-            config.gas.cost = self.cost
-        if vm_gas_model_check(&config.gas) != 0:
-            raise ValueError(f"bad gas model: kind {gas_kind}, memory access cost {memory_access_cost}"
-                             + (" (a cost table needs the naive kind)" if cost is not None else ""))
+        set_gas_model(&config.gas, gas_kind, memory_access_cost, cost, &self.cost)
         if n:
             code_ptr = &code[0]
             bitmask_ptr = &bitmask[0]
@@ -118,13 +104,9 @@ cdef class CompiledCode:
         self.records = <uint32_t *>malloc(cap.records * sizeof(uint32_t))
         self.marks = <vm_x64_mark *>malloc(cap.marks * sizeof(vm_x64_mark))
         self.table = <uint64_t *>malloc((<size_t>jt_count + 1) * sizeof(uint64_t))
-        targets = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
-        if self.code_buf == NULL or self.records == NULL or self.marks == NULL or self.table == NULL or \
-                targets == NULL:
-            free(targets)
+        if self.code_buf == NULL or self.records == NULL or self.marks == NULL or self.table == NULL:
             raise MemoryError()
-        for i in range(jt_count):
-            targets[i] = jump_table[i]
+        targets = jump_targets(jump_table)
         t0 = time.perf_counter()
         with nogil:
             rc = vm_x64_compile(&config, code_ptr, n, bitmask_ptr, targets, jt_count, &cap, self.code_buf,
@@ -204,19 +186,7 @@ cdef class CompiledCode:
 
     def block_costs(self):
         """[(pc, cost)] of every block's gas charge, read back from the code."""
-        cdef uint32_t n = vm_x64_block_costs(&self.module, &self.map, self.code_buf, NULL, NULL, 0), i
-        if n == 0:
-            return []
-        cdef uint32_t *pcs = <uint32_t *>malloc(n * sizeof(uint32_t))
-        cdef uint32_t *costs = <uint32_t *>malloc(n * sizeof(uint32_t))
-        try:
-            if pcs == NULL or costs == NULL:
-                raise MemoryError()
-            n = vm_x64_block_costs(&self.module, &self.map, self.code_buf, pcs, costs, n)
-            return [(pcs[i], costs[i]) for i in range(n)]
-        finally:
-            free(pcs)
-            free(costs)
+        return block_cost_list(self, _native_block_costs)
 
     def find_pc(self, uint32_t pc):
         """The index of guest pc's record, or -1."""
@@ -228,6 +198,11 @@ cdef class CompiledCode:
         native offset, or -1."""
         cdef vm_x64_map_entry e
         return vm_x64_find_native(&self.module, &self.map, offset, &e)
+
+
+cdef uint32_t _native_block_costs(object code, uint32_t *pcs, uint32_t *costs, uint32_t capacity):
+    cdef CompiledCode c = <CompiledCode>code
+    return vm_x64_block_costs(&c.module, &c.map, c.code_buf, pcs, costs, capacity)
 
 
 _TWO63 = 2 ** 63

@@ -100,12 +100,12 @@ def is_basic_block_start(int isa, const uint8_t[:] code, const uint8_t[:] bitmas
     return bool(vm_is_basic_block_start(isa, &code[0], <uint32_t>code.shape[0], &bitmask[0], offset))
 
 
-cdef int _gas_model(vm_gas_model *model, int kind, int memory_access_cost) except -1:
-    model.kind = kind
-    model.memory_access_cost = memory_access_cost
-    model.cost = NULL
-    if vm_gas_model_check(model) != 0:
-        raise ValueError(f"bad gas model: kind {kind}, memory access cost {memory_access_cost}")
+cdef int _check_code(int isa, const uint8_t[:] code, const uint8_t[:] bitmask) except -1:
+    """Refuse an unknown isa, or a bitmask without a bit per code byte."""
+    if not 0 <= isa < VM_ISA_COUNT:
+        raise ValueError(f"bad isa {isa}")
+    if <size_t>bitmask.shape[0] < (<size_t>code.shape[0] + 7) // 8:
+        raise ValueError("bitmask too short for the code")
     return 0
 
 
@@ -114,14 +114,11 @@ def block_gas_costs(int isa, const uint8_t[:] code, const uint8_t[:] bitmask, in
     """Every basic block's cost under a gas model (gas.h): a list of
     (pc, cost) in program order, as the engines charge them."""
     cdef vm_gas_model model
-    _gas_model(&model, kind, memory_access_cost)
-    if not 0 <= isa < VM_ISA_COUNT:
-        raise ValueError(f"bad isa {isa}")
+    set_gas_model(&model, kind, memory_access_cost, None, NULL)
+    _check_code(isa, code, bitmask)
     cdef uint32_t n = <uint32_t>code.shape[0]
     if n == 0:
         return []
-    if <size_t>bitmask.shape[0] < (<size_t>n + 7) // 8:
-        raise ValueError("bitmask too short for the code")
     cdef uint32_t capacity = n + 1, count, i
     cdef uint32_t *pcs = <uint32_t *>malloc(capacity * sizeof(uint32_t))
     cdef uint32_t *costs = <uint32_t *>malloc(capacity * sizeof(uint32_t))
@@ -140,12 +137,9 @@ def block_gas_cost_at(int isa, const uint8_t[:] code, const uint8_t[:] bitmask, 
                       int memory_access_cost=VM_GAS_CACHE_L2_HIT):
     """The cost of the block that starts at `pc` (gas.h: vm_gas_block_cost_at)."""
     cdef vm_gas_model model
-    _gas_model(&model, kind, memory_access_cost)
-    if not 0 <= isa < VM_ISA_COUNT:
-        raise ValueError(f"bad isa {isa}")
+    set_gas_model(&model, kind, memory_access_cost, None, NULL)
+    _check_code(isa, code, bitmask)
     cdef uint32_t n = <uint32_t>code.shape[0]
     if n == 0:
         return vm_gas_block_cost_at(&model, isa, NULL, 0, NULL, pc)
-    if <size_t>bitmask.shape[0] < (<size_t>n + 7) // 8:
-        raise ValueError("bitmask too short for the code")
     return vm_gas_block_cost_at(&model, isa, &code[0], n, &bitmask[0], pc)

@@ -17,31 +17,14 @@ cdef class CompiledModule:
         config.isa = isa
         config.gas_metering = gas_metering
         config.step_tracing = step_tracing
-        config.gas.kind = gas_kind
-        config.gas.memory_access_cost = memory_access_cost
-        config.gas.cost = NULL
-        if cost is not None:
-            if len(cost) != VM_OP_COUNT + 1:
-                raise ValueError(f"cost model needs {VM_OP_COUNT + 1} entries")
-            self.cost = <uint32_t *>malloc((VM_OP_COUNT + 1) * sizeof(uint32_t))
-            if self.cost == NULL:
-                raise MemoryError()
-            for i in range(VM_OP_COUNT + 1):
-                self.cost[i] = cost[i]
-            config.gas.cost = self.cost
-        if vm_gas_model_check(&config.gas) != 0:
-            raise ValueError(f"bad gas model: kind {gas_kind}, memory access cost {memory_access_cost}"
-                             + (" (a cost table needs the naive kind)" if cost is not None else ""))
+        set_gas_model(&config.gas, gas_kind, memory_access_cost, cost, &self.cost)
         vm_module_sizes(n, jt_count, &config, &capacity)
         self.insns = <vm_insn *>malloc(capacity * sizeof(vm_insn))
         self.pc_to_index = <uint32_t *>malloc((<size_t>n + 1) * sizeof(uint32_t))
         self.jump_table = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
-        targets = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
-        if self.insns == NULL or self.pc_to_index == NULL or self.jump_table == NULL or targets == NULL:
-            free(targets)
+        if self.insns == NULL or self.pc_to_index == NULL or self.jump_table == NULL:
             raise MemoryError()
-        for i in range(jt_count):
-            targets[i] = jump_table[i]
+        targets = jump_targets(jump_table)
         if n:
             code_ptr = &code[0]
             bitmask_ptr = &bitmask[0]
@@ -62,19 +45,11 @@ cdef class CompiledModule:
 
     def block_costs(self):
         """[(pc, cost)] of every block's gas charge as laid out ([] without metering)."""
-        cdef uint32_t n = vm_module_block_costs(&self.module, NULL, NULL, 0), i
-        if n == 0:
-            return []
-        cdef uint32_t *pcs = <uint32_t *>malloc(n * sizeof(uint32_t))
-        cdef uint32_t *costs = <uint32_t *>malloc(n * sizeof(uint32_t))
-        try:
-            if pcs == NULL or costs == NULL:
-                raise MemoryError()
-            n = vm_module_block_costs(&self.module, pcs, costs, n)
-            return [(pcs[i], costs[i]) for i in range(n)]
-        finally:
-            free(pcs)
-            free(costs)
+        return block_cost_list(self, _threaded_block_costs)
+
+
+cdef uint32_t _threaded_block_costs(object module, uint32_t *pcs, uint32_t *costs, uint32_t capacity):
+    return vm_module_block_costs(&(<CompiledModule>module).module, pcs, costs, capacity)
 
 
 cdef int _discard(void *memory, uint64_t offset, uint64_t length) noexcept nogil:

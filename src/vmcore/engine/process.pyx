@@ -138,18 +138,10 @@ cdef class SharedModule:
         config.isa = isa
         config.gas_metering = gas_metering
         config.step_tracing = step_tracing
-        config.gas.kind = gas_kind
-        config.gas.memory_access_cost = memory_access_cost
-        config.gas.cost = NULL
-        if vm_gas_model_check(&config.gas) != 0:
-            raise ValueError(f"bad gas model: kind {gas_kind}, memory access cost {memory_access_cost}")
+        set_gas_model(&config.gas, gas_kind, memory_access_cost, None, NULL)
         self.gas_kind = gas_kind
         self.memory_access_cost = memory_access_cost
-        targets = <uint32_t *>malloc((<size_t>jt_count + 1) * sizeof(uint32_t))
-        if targets == NULL:
-            raise MemoryError()
-        for i in range(jt_count):
-            targets[i] = jump_table[i]
+        targets = jump_targets(jump_table)
         if n:
             code_ptr = &code[0]
             bitmask_ptr = &bitmask[0]
@@ -192,26 +184,7 @@ cdef class SharedModule:
         """[(pc, cost)] of every block's gas charge in the module as the
         sandbox maps it (threaded code records, or read back from the
         native code); [] without metering."""
-        cdef uint32_t n, i
-        if self.native:
-            n = vm_x64_block_costs(self.m.x64, &self.m.map, self.native_code_view(), NULL, NULL, 0)
-        else:
-            n = vm_module_block_costs(&self.m.module, NULL, NULL, 0)
-        if n == 0:
-            return []
-        cdef uint32_t *pcs = <uint32_t *>malloc(n * sizeof(uint32_t))
-        cdef uint32_t *costs = <uint32_t *>malloc(n * sizeof(uint32_t))
-        try:
-            if pcs == NULL or costs == NULL:
-                raise MemoryError()
-            if self.native:
-                n = vm_x64_block_costs(self.m.x64, &self.m.map, self.native_code_view(), pcs, costs, n)
-            else:
-                n = vm_module_block_costs(&self.m.module, pcs, costs, n)
-            return [(pcs[i], costs[i]) for i in range(n)]
-        finally:
-            free(pcs)
-            free(costs)
+        return block_cost_list(self, _shared_block_costs)
 
     @property
     def instruction_records(self):
@@ -247,6 +220,13 @@ cdef class SharedModule:
         # read would give the memfd pages there)
         return (PyBytes_FromStringAndSize(code, gap) + bytes(gap_end - gap) +
                 PyBytes_FromStringAndSize(code + gap_end, self.m.x64.code_size - gap_end))
+
+
+cdef uint32_t _shared_block_costs(object module, uint32_t *pcs, uint32_t *costs, uint32_t capacity):
+    cdef SharedModule m = <SharedModule>module
+    if m.native:
+        return vm_x64_block_costs(m.m.x64, &m.m.map, m.native_code_view(), pcs, costs, capacity)
+    return vm_module_block_costs(&m.m.module, pcs, costs, capacity)
 
 
 cdef class Zygote:

@@ -53,6 +53,13 @@ cdef dict _parts_to_dict(const uint8_t[:] data, vm_blob_parts *p):
     }
 
 
+cdef dict _parsed(const uint8_t[:] data, int rc, vm_error *err, vm_blob_parts *parts):
+    """A parser's result: its parts as a dict, or its error raised."""
+    if rc != 0:
+        raise ParseError(err.offset, err.message.decode(errors="replace"))
+    return _parts_to_dict(data, parts)
+
+
 def parse_polkavm(const uint8_t[:] data):
     cdef vm_blob_parts parts
     cdef vm_error err
@@ -61,9 +68,7 @@ def parse_polkavm(const uint8_t[:] data):
         raise ParseError(0, "empty input: expected a PolkaVM program starting with 'PVM\\0'")
     with nogil:
         rc = vm_parse_polkavm_blob(&data[0], <size_t>data.shape[0], &parts, &err)
-    if rc != 0:
-        raise ParseError(err.offset, err.message.decode(errors="replace"))
-    return _parts_to_dict(data, &parts)
+    return _parsed(data, rc, &err, &parts)
 
 
 def parse_code_blob(const uint8_t[:] data, int isa):
@@ -84,9 +89,7 @@ def parse_code_blob(const uint8_t[:] data, int isa):
     parts.ro_data_size = parts.rw_data_size = parts.stack_size = parts.heap_pages = 0
     with nogil:
         rc = vm_parse_code_blob(&data[0], <size_t>data.shape[0], whole, &parts, &err)
-    if rc != 0:
-        raise ParseError(err.offset, err.message.decode(errors="replace"))
-    return _parts_to_dict(data, &parts)
+    return _parsed(data, rc, &err, &parts)
 
 
 def parse_jam_standard(const uint8_t[:] data):
@@ -97,9 +100,7 @@ def parse_jam_standard(const uint8_t[:] data):
         raise ParseError(0, "empty input: expected a JAM standard program")
     with nogil:
         rc = vm_parse_jam_standard(&data[0], <size_t>data.shape[0], &parts, &err)
-    if rc != 0:
-        raise ParseError(err.offset, err.message.decode(errors="replace"))
-    return _parts_to_dict(data, &parts)
+    return _parsed(data, rc, &err, &parts)
 
 
 def validate_code(int isa, const uint8_t[:] code, const uint8_t[:] bitmask):

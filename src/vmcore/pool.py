@@ -1,19 +1,9 @@
-"""isolation="process": the guest runs inside a separate, confined
-sandbox process (the zygote, vmcore/_native/zygote.c) that shares one VmCtx
-page and the guest memory with this process through memfds.
-
-* :class:`SandboxPool` keeps started zygotes so creating a Sandbox does not
-  pay process start-up, and takes closed sandboxes' zygotes back (wiped:
-  memory, permissions, registers, heap) for reuse.
-* :class:`ProcessInterpreter` is the backend (same interface as
-  vmcore.backend.InlineInterpreter): the host compiles the program into a
-  sealed memfd the zygote maps read only, writes the initial memory layout
-  straight into shared memory, and drives runs through the futex handshake
-  in Cython (vmcore._engine).
-* :class:`ProcessCompiler` is the same with native code: the host
-  recompiles the program to x86-64 (vmcore/_native/x64/) into the
-  sealed memfd instead, and the zygote maps it executable and jumps into it.
-"""
+"""What sandboxes share and recycle across their lifetimes: started
+sandbox processes (:class:`SandboxPool`, with fork handling), closed inline
+sandboxes' engine instances (scrubbed to fresh, reused by the next inline
+sandbox), and the compiled modules (threaded code, sealed shared memfds,
+native code) cached per Program and configuration.  The lifecycle of one
+sandbox's guest is vmcore/backends.py."""
 from __future__ import annotations
 
 import logging
@@ -22,11 +12,10 @@ import platform
 import threading
 import time
 import weakref
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from vmcore import _engine, gas as _gas
 from vmcore.errors import SandboxError
-from vmcore.backend_base import InstanceBackend
 
 ZYGOTE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote")
 ISOLATION_FEATURES = tuple(name for name, _ in _engine.ISOLATION_FEATURES)
@@ -36,6 +25,10 @@ _image_lock = threading.Lock()
 # life-cycle events and compiles.
 log = logging.getLogger("vmcore.process")
 pool_log = logging.getLogger("vmcore.pool")
+#: Compiles taking at least this long are logged at INFO on "vmcore.compile"
+#: (quicker ones at DEBUG).
+SLOW_COMPILE_SECONDS = 0.1
+compile_log = logging.getLogger("vmcore.compile")
 
 
 def _load_image() -> None:
@@ -233,10 +226,57 @@ def _shared_module(program, gas_metering: bool, step_tracing: bool, native: bool
     return cache(gas_metering, step_tracing, model, build)
 
 
+def _compiled(program, gas_metering: bool, step_tracing: bool, gas_model=None) -> "_engine.CompiledModule":
+    """Threaded code for the inline interpreter, cached per Program and
+    configuration (gas_model as for _shared_module)."""
+    model = _gas.resolve(gas_model, program.isa) if gas_metering else _gas.NAIVE
+
+    def build() -> "_engine.CompiledModule":
+        start = time.perf_counter()
+        module = _engine.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
+                                        gas_metering, step_tracing, gas_kind=model.kind,
+                                        memory_access_cost=model.memory_access_cost)
+        _log_compile("threaded code", program, time.perf_counter() - start)
+        return module
+
+    return program._cache.threaded_code(gas_metering, step_tracing, model, build)
+
+
+#: How many closed inline sandboxes' instances are kept per page size.
+INSTANCE_POOL_LIMIT = 16
+# Closed inline sandboxes' engine instances, scrubbed to fresh (vmcore/scrub.h):
+# a sandbox created from one costs no mmap and no page faults.  Keyed by
+# page size; the newest is reused first (its pages are the warmest).
+_INSTANCES: Dict[int, List["_engine.Instance"]] = {}
+
+
+def take_instance(module: "_engine.CompiledModule", page_size: int) -> "_engine.Instance":
+    """A scrubbed instance of a closed sandbox running ``module``, or a new one."""
+    free = _INSTANCES.get(page_size)
+    if free:
+        inst = free.pop()
+        if inst.module is not module:
+            inst.set_module(module)
+        return inst
+    return _engine.Instance(module, page_size)
+
+
+def give_instance(inst: "_engine.Instance", scrub: Callable[[], None]) -> None:
+    """Take back a closed sandbox's instance: ``scrub()`` wipes it to a new
+    one's state; kept if there is room and the wipe worked, else dropped."""
+    free = _INSTANCES.setdefault(inst.page_size, [])
+    if len(free) >= INSTANCE_POOL_LIMIT or inst.running:
+        return
+    try:
+        scrub()
+    except Exception:
+        return
+    free.append(inst)
+
+
 def _log_compile(what: str, program, seconds: float) -> None:
-    from vmcore import backend
-    level = logging.INFO if seconds >= backend.SLOW_COMPILE_SECONDS else logging.DEBUG
-    backend.compile_log.log(level, "compiled %s for %d bytes of %s code in %.1f ms", what, len(program.code),
+    level = logging.INFO if seconds >= SLOW_COMPILE_SECONDS else logging.DEBUG
+    compile_log.log(level, "compiled %s for %d bytes of %s code in %.1f ms", what, len(program.code),
                             program.isa, seconds * 1e3)
 
 
@@ -260,125 +300,6 @@ def cpu_supports_native() -> Optional[str]:
     return None
 
 
-class ProcessInterpreter(InstanceBackend):
-    """The C interpreter in a confined sandbox process."""
-
-    backend = "interpreter"
-    isolation = "process"
-    native = False
-
-    def __init__(self, program, memory_map, heap, gas_metering: bool, *, strict: bool = False,
-                 auto_restart: bool = False, pool: Optional[SandboxPool] = None, gas_model=None) -> None:
-        if pool is not None and not isinstance(pool, SandboxPool):
-            raise TypeError(f"pool must be a vmcore.SandboxPool, got {type(pool).__name__}")
-        self.program = program
-        self.memory_map = memory_map
-        self.heap_policy = heap
-        self.gas_metering = gas_metering
-        self.gas_model = _gas.resolve(gas_model, program.isa)
-        self.strict = strict
-        self.mask = 0xFFFFFFFFFFFFFFFF if program.is_64_bit else 0xFFFFFFFF
-        self.pool = pool if pool is not None else SandboxPool.default()
-        self.closed = False
-        self._initial_gas: Optional[int] = None
-        module = _shared_module(program, gas_metering, False, self.native, self.gas_model)
-        self.inst = None
-        self.inst = _engine.Process(self._acquire(), module, memory_map.page_size)
-        if auto_restart:
-            ref = weakref.ref(self)
-
-            def restart() -> None:
-                backend = ref()
-                if backend is not None:
-                    backend._restart()
-            self.inst.restart = restart
-        self._install()
-
-    def _acquire(self) -> "_engine.Zygote":
-        zy = self.pool.acquire()
-        if self.strict:
-            missing = [name for name, on in isolation_report_of(zy.isolation).items() if not on]
-            if missing:
-                self.pool.release(zy)
-                raise SandboxError("strict isolation: the sandbox process lacks " + ", ".join(missing))
-        return zy
-
-    def _restart(self) -> None:
-        """A fresh zygote for a sandbox whose process died (auto_restart)."""
-        log.info("restarting a dead sandbox process (auto_restart): %s", self.inst.death)
-        self.inst.attach(self._acquire())
-        self._install()
-        if self._initial_gas is not None:
-            self.inst.gas = self._initial_gas
-
-    def set_step_tracing(self, enabled: bool) -> None:
-        self.inst.set_module(_shared_module(self.program, self.gas_metering, enabled, self.native, self.gas_model))
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        inst = self.inst
-        if inst is None:
-            return
-        if inst.in_call:
-            # A call is running (another thread) or this is a hostcall closing
-            # its own sandbox: the calling thread cleans up.
-            log.debug("killing sandbox process pid %s: closed during a call", inst.pid)
-            inst.abort()
-            return
-        zygote = inst.zygote
-        if zygote is not None and not zygote.owned:
-            inst.detach()  # created before a fork: the parent's process, not ours to wipe or end
-            zygote.forget()
-            return
-        reusable = False
-        if zygote is not None:
-            try:
-                self.scrub()
-                reusable = True
-            except Exception:
-                reusable = False
-        zy = inst.detach()
-        if zy is not None:
-            self.pool.release(zy, reusable)
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    # -- isolation and introspection ---------------------------------------
-    @property
-    def pid(self) -> Optional[int]:
-        return self.inst.pid
-
-    def isolation_report(self) -> Dict[str, bool]:
-        return isolation_report_of(self.inst.isolation)
-
-    @property
-    def counters(self) -> Dict[str, int]:
-        return self.inst.counters()
-
-    @InstanceBackend.gas.setter
-    def gas(self, v):
-        if self._initial_gas is None:
-            self._initial_gas = v  # what an auto-restarted sandbox starts with
-        self.inst.gas = v
 
 
-class ProcessCompiler(ProcessInterpreter):
-    """Native code from the recompiler, in a confined sandbox process."""
-
-    backend = "compiler"
-    native = True
-
-    def __init__(self, program, memory_map, heap, gas_metering: bool, **options) -> None:
-        reason = cpu_supports_native()
-        if reason is not None:
-            raise SandboxError(f"{reason}; use backend='interpreter'")
-        super().__init__(program, memory_map, heap, gas_metering, **options)
-
-
-__all__ = ["ProcessInterpreter", "ProcessCompiler", "SandboxPool", "ISOLATION_FEATURES", "cpu_supports_native"]
+__all__ = ["SandboxPool", "ISOLATION_FEATURES", "cpu_supports_native", "drain_module_memory", "SLOW_COMPILE_SECONDS"]

@@ -1,0 +1,317 @@
+"""The lifecycle of one sandbox's guest, written once for every backend:
+install of the program image, the spans the guest may have touched,
+scrub/reset, close, restart after a dead sandbox process, and which
+backend ``backend="auto"`` picks (with its :class:`IsolationReport`).
+
+A backend owns one engine guest (``_engine.Instance`` inline,
+``_engine.Process`` in a sandbox process; both are ``_engine.Guest``).
+Registers, memory and runs go to that guest directly (Sandbox, GuestMemory
+and Caller hold it); only lifecycle goes through the backend.  What is
+pooled and cached across sandboxes is vmcore/pool.py."""
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Callable, Dict, Optional, Tuple
+
+from vmcore import _engine, pool as _pool
+from vmcore.errors import SandboxError
+from vmcore.layout import initial_layout
+from vmcore.pool import SandboxPool, cpu_supports_native, isolation_report_of
+
+log = logging.getLogger("vmcore.process")
+
+
+class Backend:
+    """One guest's lifecycle; subclasses create and give back the guest."""
+
+    backend: str
+    isolation: str
+    pid: Optional[int] = None
+
+    def __init__(self, program, memory_map, heap_policy, gas_metering: bool, initial_gas: int, gas_model) -> None:
+        self.program = program
+        self.memory_map = memory_map
+        self.heap_policy = heap_policy
+        self.gas_metering = gas_metering
+        self.initial_gas = initial_gas  # what install (new, reset, restarted) gives the guest
+        self.gas_model = gas_model
+        self.closed = False
+        self.guest = None
+
+    def _layout(self):
+        """The initial memory layout (regions, heap, the regions' spans),
+        computed once per Program and policy."""
+        return self.program._cache.layout(self.memory_map.page_size, self.heap_policy, self._build_layout)
+
+    def _build_layout(self):
+        regions, heap = initial_layout(self.program, self.memory_map, self.heap_policy)
+        return regions, heap, frozenset((r.address, r.size) for r in regions)
+
+    def install(self) -> None:
+        """The initial memory layout, heap and gas into the guest (new, reset
+        or restarted): the one install path of every backend."""
+        regions, heap, self._region_spans = self._layout()
+        guest = self.guest
+        for region in regions:
+            guest.set_perms(region.address, region.size, region.perm)
+            if region.data:
+                guest.write(region.address, region.data)
+        guest.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
+        guest.gas = self.initial_gas
+        self.regions = regions
+
+    def touched(self):
+        """Every span the guest could have written since the last scrub:
+        the layout's regions and the heap as far as it was mapped (the
+        engine adds whatever set_perms made accessible)."""
+        _, _, mapped_end, _ = self.guest.heap_state()
+        rw = self.memory_map.rw_data_address
+        return self._region_spans | {(rw, max(0, mapped_end - rw))}
+
+    def scrub(self) -> None:
+        """Wipe for reuse (reset, or a closed sandbox's guest going back to
+        a pool): the engine zeroes the spans and puts its state (and a
+        sandbox process's VmCtx) back to a new one's (vmcore/scrub.h)."""
+        self.guest.scrub(self.touched())
+
+    def reset(self) -> None:
+        """Back to the freshly-instantiated state: registers, gas, memory
+        (only the spans the guest could have touched are scrubbed)."""
+        self.scrub()
+        self.install()
+
+    def set_step_tracing(self, enabled: bool) -> None:
+        self.guest.set_module(self._module(enabled))
+
+    def _module(self, step_tracing: bool):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Give the guest back (scrubbed, to its pool) or end it; idempotent.
+        During a call (another thread, or a hostcall closing its own
+        sandbox) the call is stopped and cleans up after itself."""
+        if self.closed:
+            return
+        self.closed = True
+        guest = self.guest
+        if guest is None:
+            return
+        try:
+            if guest.in_call:
+                self._abandon(guest)
+            else:
+                self._give_back(guest)
+        finally:
+            self.guest = None
+
+    def _abandon(self, guest) -> None:
+        raise NotImplementedError
+
+    def _give_back(self, guest) -> None:
+        raise NotImplementedError
+
+    def isolation_report(self) -> Dict[str, bool]:
+        return {}
+
+    @property
+    def counters(self) -> Dict[str, int]:
+        return {}
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- for vmcore/crosscheck.py only, until it uses the public Sandbox API
+    # (moving on another branch; delete these with that merge) --------------
+    def __getattr__(self, name):
+        return getattr(self.__dict__["guest"], name)
+
+    def _touched(self):
+        return self.touched()
+
+    def serve(self, handlers, caller, mask):
+        return self.guest.serve_hostcalls(handlers, caller, mask)
+
+    @property
+    def heap_top(self) -> int:
+        return self.guest.heap_state()[1]
+
+
+class InlineInterpreter(Backend):
+    """The C interpreter running in this process, on inline guest memory."""
+
+    backend = "interpreter"
+    isolation = "inline"
+
+    def __init__(self, program, memory_map, heap, gas_metering: bool, initial_gas: int, gas_model, *,
+                 strict: bool = False) -> None:
+        if strict:
+            raise SandboxError("strict isolation needs isolation='process' (the inline backend runs the guest "
+                               "in this process)")
+        super().__init__(program, memory_map, heap, gas_metering, initial_gas, gas_model)
+        self.guest = _pool.take_instance(self._module(False), memory_map.page_size)
+        self.install()
+
+    def _module(self, step_tracing: bool):
+        return _pool._compiled(self.program, self.gas_metering, step_tracing, self.gas_model)
+
+    def _abandon(self, guest) -> None:
+        # Stop the guest at its next block; the instance stays with that call
+        # and is dropped, never pooled, after it.  That call raises
+        # SandboxError even if the guest finishes.
+        guest.abandoned = True
+        guest.interrupt()
+
+    def _give_back(self, guest) -> None:
+        _pool.give_instance(guest, self.scrub)
+
+
+class ProcessInterpreter(Backend):
+    """The C interpreter in a confined sandbox process."""
+
+    backend = "interpreter"
+    isolation = "process"
+    native = False
+
+    def __init__(self, program, memory_map, heap, gas_metering: bool, initial_gas: int, gas_model, *,
+                 strict: bool = False, auto_restart: bool = False, pool: Optional[SandboxPool] = None) -> None:
+        if pool is not None and not isinstance(pool, SandboxPool):
+            raise TypeError(f"pool must be a vmcore.SandboxPool, got {type(pool).__name__}")
+        super().__init__(program, memory_map, heap, gas_metering, initial_gas, gas_model)
+        self.strict = strict
+        self.pool = pool if pool is not None else SandboxPool.default()
+        module = self._module(False)
+        self.guest = _engine.Process(self._acquire(), module, memory_map.page_size)
+        if auto_restart:
+            ref = weakref.ref(self)
+
+            def restart() -> None:
+                backend = ref()
+                if backend is not None:
+                    backend._restart()
+            self.guest.restart = restart
+        self.install()
+
+    def _module(self, step_tracing: bool):
+        return _pool._shared_module(self.program, self.gas_metering, step_tracing, self.native, self.gas_model)
+
+    def _acquire(self) -> "_engine.Zygote":
+        zy = self.pool.acquire()
+        if self.strict:
+            missing = [name for name, on in isolation_report_of(zy.isolation).items() if not on]
+            if missing:
+                self.pool.release(zy)
+                raise SandboxError("strict isolation: the sandbox process lacks " + ", ".join(missing))
+        return zy
+
+    def _restart(self) -> None:
+        """A fresh zygote for a sandbox whose process died (auto_restart)."""
+        log.info("restarting a dead sandbox process (auto_restart): %s", self.guest.death)
+        self.guest.attach(self._acquire())
+        self.install()
+
+    def _abandon(self, guest) -> None:
+        log.debug("killing sandbox process pid %s: closed during a call", guest.pid)
+        guest.abort()
+
+    def _give_back(self, guest) -> None:
+        zygote = guest.zygote
+        if zygote is not None and not zygote.owned:
+            guest.detach()  # created before a fork: the parent's process, not ours to wipe or end
+            zygote.forget()
+            return
+        reusable = False
+        if zygote is not None:
+            try:
+                self.scrub()
+                reusable = True
+            except Exception:
+                reusable = False
+        zy = guest.detach()
+        if zy is not None:
+            self.pool.release(zy, reusable)
+
+    # -- isolation and introspection ---------------------------------------
+    @property
+    def pid(self) -> Optional[int]:  # type: ignore[override]
+        return self.guest.pid
+
+    def isolation_report(self) -> Dict[str, bool]:
+        return isolation_report_of(self.guest.isolation)
+
+    @property
+    def counters(self) -> Dict[str, int]:
+        return self.guest.counters()
+
+
+class ProcessCompiler(ProcessInterpreter):
+    """Native code from the recompiler, in a confined sandbox process."""
+
+    backend = "compiler"
+    native = True
+
+    def __init__(self, *args, **options) -> None:
+        reason = cpu_supports_native()
+        if reason is not None:
+            raise SandboxError(f"{reason}; use backend='interpreter'")
+        super().__init__(*args, **options)
+
+
+BACKENDS: Dict[Tuple[str, str], Callable] = {
+    ("interpreter", "inline"): InlineInterpreter,
+    ("interpreter", "process"): ProcessInterpreter,
+    ("compiler", "process"): ProcessCompiler,
+}
+
+# What backend="auto" picks, first match wins: inline stays the default
+# (no process per sandbox); asking for a sandbox process gets native code
+# where the CPU can run it.
+_AUTO_ORDER = [("interpreter", "inline"), ("compiler", "process"), ("interpreter", "process")]
+_SELECTED: Dict[Tuple[str, str], Tuple[Callable, Optional[str]]] = {}
+
+
+class IsolationReport(dict):
+    """What ``Sandbox.isolation_report()`` returns: {protection: active}
+    for a sandbox process (empty inline), and ``fallback``: why
+    ``backend="auto"`` did not get its first choice (None when nothing
+    fell back)."""
+
+    def __init__(self, protections: Optional[Dict[str, bool]] = None, fallback: Optional[str] = None) -> None:
+        super().__init__(protections or {})
+        self.fallback = fallback
+
+
+def select(backend: str, isolation: str) -> Tuple[Callable, Optional[str]]:
+    """Resolve 'auto' and check the combination exists: (factory, why
+    'auto' fell back from its first choice, or None)."""
+    selected = _SELECTED.get((backend, isolation))
+    if selected is None:
+        selected = _SELECTED[(backend, isolation)] = _resolve(backend, isolation)
+    return selected
+
+
+def _resolve(backend: str, isolation: str) -> Tuple[Callable, Optional[str]]:
+    if backend not in ("auto", "interpreter", "compiler"):
+        raise ValueError(f"unknown backend {backend!r}; expected 'auto', 'interpreter' or 'compiler'")
+    if isolation not in ("auto", "inline", "process"):
+        raise ValueError(f"unknown isolation {isolation!r}; expected 'auto', 'inline' or 'process'")
+    order = _AUTO_ORDER + [key for key in BACKENDS if key not in _AUTO_ORDER]
+    wanted = [(b, i) for (b, i) in order
+              if (b, i) in BACKENDS and backend in ("auto", b) and isolation in ("auto", i)]
+    native_missing = cpu_supports_native() if backend == "auto" else None
+    candidates = [(b, i) for (b, i) in wanted if not (native_missing is not None and b == "compiler")]
+    if not candidates:
+        available = ", ".join(f"{b}/{i}" for b, i in BACKENDS)
+        raise ValueError(f"backend={backend!r} with isolation={isolation!r} is not available in this build "
+                         f"(available: {available})")
+    fallback = None
+    if candidates[0] != wanted[0]:
+        fallback = (f"backend='auto' runs the {candidates[0][0]} instead of the {wanted[0][0]}: "
+                    f"{native_missing}")
+    return BACKENDS[candidates[0]], fallback
+
+
+__all__ = ["BACKENDS", "IsolationReport", "select", "Backend", "InlineInterpreter", "ProcessInterpreter", "ProcessCompiler"]
