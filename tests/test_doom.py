@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from vmcore.process_backend import cpu_supports_native
+from vmcore.pool import cpu_supports_native
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "perf"))
 from _doom import GAS_BUDGET, doom_paths, run_doom  # noqa: E402
