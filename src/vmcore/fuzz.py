@@ -49,7 +49,8 @@ from vmcore import _engine, isa as _isa
 from vmcore.asm import encode_instruction, varint
 from vmcore.errors import ProgramError
 from vmcore.program import Program
-from vmcore.vectors import PAGE_SIZE, Outcome, run_vector
+from vmcore.outcome import Outcome, differences, expectations_of, memory_chunks
+from vmcore.vectors import PAGE_SIZE, run_vector
 
 TARGETS = ("loader", "diff")
 HOSTILE_TARGETS = ("hostile-sandbox", "hostile-api")  # not in "all": run by name
@@ -651,8 +652,8 @@ def run_inline(vector: dict, *, gas_metering: bool = True, step: bool = False) -
 @dataclass
 class Config:
     """One way of running a vector.  ``metered=False`` configurations are
-    compared only when the reference did not run out of gas, and must
-    leave the gas untouched."""
+    compared only when the reference did not run out of gas, and report
+    no gas (None: metering is off)."""
     name: str
     run: Runner
     metered: bool = True
@@ -793,45 +794,18 @@ def _loads(blob: bytes, isa: str) -> bool:
 
 
 def compare_outcomes(want: Outcome, got: Outcome, *, check_gas: bool = True) -> List[str]:
-    diffs = []
-    if got.status != want.status:
-        diffs.append(f"status {got.status} != {want.status}")
-    if got.pc != want.pc:
-        diffs.append(f"pc {got.pc} != {want.pc}")
-    if check_gas and got.gas != want.gas:
-        diffs.append(f"gas {got.gas} != {want.gas}")
-    for i, (a, b) in enumerate(zip(got.regs, want.regs)):
-        if a != b:
-            diffs.append(f"r{i} {a:#x} != {b:#x}")
-    if len(got.regs) != len(want.regs):
-        diffs.append(f"{len(got.regs)} registers != {len(want.regs)}")
-    if got.page_fault_address != want.page_fault_address:
-        diffs.append(f"page-fault address {got.page_fault_address} != {want.page_fault_address}")
-    if got.hostcall != want.hostcall:
-        diffs.append(f"hostcall {got.hostcall} != {want.hostcall}")
-    if sorted(got.memory) != sorted(want.memory):
-        diffs.append(f"accessible pages {[hex(p) for p in sorted(got.memory)]} != "
-                     f"{[hex(p) for p in sorted(want.memory)]}")
-    for page in sorted(set(got.memory) & set(want.memory)):
-        a, b = got.memory[page], want.memory[page]
-        if a != b:
-            k = next(k for k in range(min(len(a), len(b)) + 1) if k == min(len(a), len(b)) or a[k] != b[k])
-            diffs.append(f"memory[{page + k:#x}] {a[k:k + 1].hex() or '-'} != {b[k:k + 1].hex() or '-'}")
-    return diffs
+    """How ``got`` differs from ``want`` (vmcore.outcome: the one comparison)."""
+    return differences(expectations_of(want, check_gas=check_gas), got)
 
 
 def with_expected(vector: dict, outcome: Outcome) -> dict:
     """The vector with expected-* fields from an outcome (the JAM schema)."""
     out = dict(vector)
-    expected_memory = []
-    for page in sorted(outcome.memory):
-        for run in re.finditer(rb"[^\x00]+", outcome.memory[page]):
-            expected_memory.append({"address": page + run.start(), "contents": list(run.group())})
     out.update({
         "expected-status": outcome.status,
         "expected-regs": list(outcome.regs),
         "expected-pc": outcome.pc,
-        "expected-memory": expected_memory,
+        "expected-memory": memory_chunks(outcome.memory),
         "expected-gas": outcome.gas,
     })
     if outcome.status == "page-fault":
@@ -894,8 +868,8 @@ class DiffTarget:
                 diffs = compare_outcomes(reference, outcome)
             else:
                 diffs = compare_outcomes(reference, outcome, check_gas=False)
-                if outcome.gas != int(vector["initial-gas"]):
-                    diffs.append(f"gas {outcome.gas} changed without metering (was {vector['initial-gas']})")
+                if outcome.gas is not None:
+                    diffs.append(f"gas {outcome.gas} reported without metering (Sandbox.gas is None then)")
             if diffs:
                 problems.append(f"{name} vs {reference_name}: " + "; ".join(diffs[:12]))
         if not problems:
