@@ -106,7 +106,7 @@ def test_protect_of_part_of_a_page_is_wiped_for_the_next_sandbox(mode):
 
 
 def _jam_vector(**extra):
-    from vmcore.fuzz import code_blob
+    from vmcore.fuzz_cases import code_blob
     source = program("""
 %isa = jam_v1
 pub @main:

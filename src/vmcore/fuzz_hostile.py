@@ -226,7 +226,7 @@ class HostileSandboxTarget:
         return dict(self.counts)
 
     def run_case(self, index: int):
-        from vmcore.fuzz import Failure, case_rng
+        from vmcore.fuzz_cases import Failure, case_rng
         if self.pool is None:
             self.setup()
         rng = case_rng(self.seed, self.name, index)
@@ -319,7 +319,7 @@ class HostileApiTarget:
         return dict(self.counts)
 
     def run_case(self, index: int):
-        from vmcore.fuzz import Failure, case_rng
+        from vmcore.fuzz_cases import Failure, case_rng
         rng = case_rng(self.seed, self.name, index)
         name, (backend, isolation) = rng.choice(sorted(modes().items()))
         problems: List[str] = []

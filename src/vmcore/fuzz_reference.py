@@ -1,7 +1,7 @@
 """``python -m vmcore fuzz --target reference``: vmcore against PolkaVM.
 
 Random programs of every instruction set (the ``diff`` target's generator,
-:func:`vmcore.fuzz.generate_vector`) run on PolkaVM 0.35's interpreter
+:func:`vmcore.fuzz_cases.generate_vector`) run on PolkaVM 0.35's interpreter
 through the ``refharness oracle`` binary (see ``shared/tools/README.md``),
 which fills in what PolkaVM did, and on every vmcore backend
 (:data:`vmcore.vectors.CONFIGURATIONS`), with either gas model
@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from vmcore import _engine, isa as _isa
+from vmcore.fuzz_cases import Failure, code_blob, generate_vector
 from vmcore.program import Program
 from vmcore.vectors import CONFIGURATIONS, compare, run_vector
 
@@ -76,7 +77,6 @@ def find_reference(path: Optional[str] = None) -> Optional[str]:
 def adapt_for_reference(vector: dict) -> dict:
     """The vector with what the oracle cannot take replaced (see the module
     docstring): sbrk -> trap, no pages below 0x10000, whole pages."""
-    from vmcore.fuzz import code_blob
     out = dict(vector)
     isa = vector.get("isa", "latest64")
     program = Program.from_raw_code(bytes(vector["program"]), isa=isa)
@@ -110,7 +110,6 @@ def adapt_for_reference(vector: dict) -> dict:
 
 def generate(seed: int, index: int) -> dict:
     """Case `index`: a diff-target program and state, adapted for the oracle."""
-    from vmcore.fuzz import generate_vector
     vector = adapt_for_reference(generate_vector(seed, index, NAME))
     vector["name"] = f"fuzz-{NAME}-s{seed}-{index}"
     return vector
@@ -251,7 +250,6 @@ class ReferenceTarget:
         return self.cache[index]
 
     def run_case(self, index: int):
-        from vmcore.fuzz import Failure
         if not self.configs:
             self.setup()
         case, filled, error = self.expected(index)
