@@ -12,13 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from vmcore import isa as _isa
+from vmcore import abi, isa as _isa
 from vmcore.asm import encode_instruction, varint
 from vmcore.errors import ProgramError
 from vmcore.program import Program
 
 M32, M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
-HALT = 0xFFFF0000
+HALT = abi.RETURN_TO_HOST
 PAGE = 4096
 
 
@@ -75,9 +75,9 @@ class _Ctx:
         self.plain = [o for o in self.ops if not o.ends_block]
         self.enders = [o for o in self.ops if o.ends_block]
         self.pages = list(pages)
-        self.wild = [0x100, 0xFFFF, 0x10000 - 4, M32, M32 - 3, M32 - 7, 0x30000, 0x80000123, 0xFFFF0000]
+        self.wild = [0x100, 0xFFFF, 0x10000 - 4, M32, M32 - 3, M32 - 7, 0x30000, 0x80000123, HALT]
         self.jump_slots = 4
-        self.base_regs = rng.sample(range(13), 2)
+        self.base_regs = rng.sample(range(abi.REG_COUNT), 2)
         # "tame" programs avoid most ways of stopping early, so they run
         # longer (loops until the gas runs out)
         self.tame = bool(self.pages) and rng.random() < 0.4
@@ -129,7 +129,7 @@ class _Ctx:
 
     def reg(self) -> int:
         # now and then a nibble above 12 (the decoder clamps it to 12)
-        return self.rng.randrange(16) if self.rng.random() < 0.03 else self.rng.randrange(13)
+        return self.rng.randrange(16) if self.rng.random() < 0.03 else self.rng.randrange(abi.REG_COUNT)
 
     def dest(self) -> int:
         r = self.reg()
@@ -340,7 +340,7 @@ def generate_vector(seed: int, index: int, name: str = "diff") -> dict:
     return {
         "name": f"fuzz-{name}-s{seed}-{index}",
         "isa": isa,
-        "initial-regs": [ctx.reg_value(k) for k in range(13)],
+        "initial-regs": [ctx.reg_value(k) for k in range(abi.REG_COUNT)],
         "initial-pc": pc,
         "initial-page-map": [{"address": a, "length": n, "is-writable": w} for a, n, w in pages],
         "initial-memory": memory,

@@ -158,9 +158,12 @@ def generate_container(rng: random.Random) -> Tuple[str, bytes]:
     return kind, b"PVM\0" + bytes([version]) + _le(total, 8) + bytes(body)
 
 
+_HEADER_SIZE = 4 + 1 + 8  # magic, version, blob length
+
+
 def _fix_header(data: bytearray) -> None:
-    if len(data) >= 13 and data[:4] == b"PVM\0":
-        data[5:13] = len(data).to_bytes(8, "little")
+    if len(data) >= _HEADER_SIZE and data[:4] == b"PVM\0":
+        data[5:_HEADER_SIZE] = len(data).to_bytes(8, "little")
 
 
 _INTERESTING_BYTES = [0x00, 0x01, 0x7F, 0x80, 0xC0, 0xE0, 0xF0, 0xFE, 0xFF]
