@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from vmcore import asm, fuzz_reference  # noqa: E402
-from vmcore.fuzz import code_blob  # noqa: E402
+from vmcore.fuzz_cases import code_blob  # noqa: E402
 from vmcore.program import Program  # noqa: E402
 
 OUT_DIR = HERE / "vectors" / "reference"

@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 import oracle  # noqa: E402
 from oracle import M32, M64, canonical  # noqa: E402
 from vmcore import isa as ISA  # noqa: E402
+from vmcore.outcome import memory_chunks  # noqa: E402
 
 OUT_DIR = HERE / "vectors" / "own"
 ISAS = ["revive_v1", "latest32", "latest64", "jam_v1"]
@@ -244,11 +245,7 @@ def emit(name: str, isa: str, program, *, regs: Optional[Sequence[int]] = None, 
         model.poke(address, data)
     result = model.start(pc) or model.run()
 
-    expected_memory = []
-    for page in sorted(model.pages):
-        data = bytes(model.pages[page].data)
-        for run in re.finditer(rb"[^\x00]+", data):
-            expected_memory.append({"address": page + run.start(), "contents": list(run.group())})
+    expected_memory = memory_chunks({page: model.pages[page].data for page in model.pages})
     vector = {
         "name": full,
         "isa": isa,

@@ -154,7 +154,7 @@ def test_planted_disagreeing_configuration_is_reported_with_a_vector(tmp_path):
     assert (summary.passed, summary.failed) == (5, 1)
     (failure,) = summary.failures
     assert failure.case == 3 and failure.kind == "mismatch"
-    assert failure.summary.startswith("fake vs interpreter/inline: r5 ")
+    assert failure.summary.startswith("fake vs interpreter/inline: r5: ")
     vector = json.loads(Path(failure.path).read_text())
     assert vector["fuzz"]["case"] == 3 and "replay" in vector["fuzz"]
     # the reproducer is a vector of the JAM schema: the reference passes it

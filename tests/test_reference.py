@@ -18,7 +18,7 @@ import pytest
 
 import vmcore
 from vmcore import asm, fuzz, fuzz_reference, vectors
-from vmcore.fuzz import code_blob
+from vmcore.fuzz_cases import code_blob
 
 import modes
 from conftest import REFHARNESS as BINARY, needs_refharness as needs_binary

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from oracle import canonical, reported
 from vmcore import _engine, vectors
+from vmcore.outcome import Outcome
 from vmcore.program import Program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,21 +205,6 @@ def compile_program(program: Program, gas_metering: bool = True, step_tracing: b
                                   gas_metering, step_tracing, **kw)
 
 
-@dataclass
-class Outcome:
-    """What a run ended with, in the interpreter tests' words."""
-    status: str
-    pc: int
-    gas: int
-    regs: List[int]
-    fault: Optional[int]
-    hostcall: Optional[int] = None
-    memory: Dict[int, bytes] = field(default_factory=dict)
-
-    def key(self):
-        return (self.status, self.pc, self.gas, self.regs, self.fault)
-
-
 def run_compiled(runner: Runner, cc, *, regs, gas, pc=0, page_size=4096, perms=(), chunks=(), heap=(0, 0, 0, 0, 0),
                  gas_metering=True, flags_extra=0, max_exits=1, pages_of_interest=None) -> Tuple[Outcome, Optional[Result]]:
     """Enter at pc as the host would and run to the first exit (or more,
@@ -227,7 +213,7 @@ def run_compiled(runner: Runner, cc, *, regs, gas, pc=0, page_size=4096, perms=(
     if rc != 0:
         status = "panic" if rc == -1 else "out-of-gas"
         memory = {}
-        return Outcome(status, pc, gas, list(regs), None, None, memory), None
+        return Outcome(status, pc, gas, list(regs), memory), None
     flags = (GAS_METERING if gas_metering else 0) | DUMP_MEMORY | flags_extra
     result = runner.run(Case(cc, list(regs), gas_after, native, page_size, list(perms), list(chunks), tuple(heap),
                              flags, max_exits))
@@ -237,7 +223,7 @@ def run_compiled(runner: Runner, cc, *, regs, gas, pc=0, page_size=4096, perms=(
     memory = {a: data for a, (perm, data) in result.pages.items()}
     if pages_of_interest is not None:
         memory = {a: d for a, d in memory.items() if a in pages_of_interest}
-    return Outcome(last.status, last.pc, last.gas, result.regs, fault, hostcall, memory), result
+    return Outcome(last.status, last.pc, last.gas, result.regs, memory, fault, hostcall), result
 
 
 def split_hint_for(code: bytes) -> int:
@@ -246,7 +232,7 @@ def split_hint_for(code: bytes) -> int:
     return 1 + zlib.crc32(code) % (len(code) - 1) if len(code) > 1 else 0
 
 
-def run_vector(runner: Runner, vector: dict, split: bool = False) -> vectors.Outcome:
+def run_vector(runner: Runner, vector: dict, split: bool = False) -> Outcome:
     """One JSON vector through the recompiler (the runner); the result in
     vmcore.vectors' shape, ready for vectors.compare.  split: compile the
     code as two halves on two threads (split_hint_for)."""
@@ -277,5 +263,5 @@ def run_vector(runner: Runner, vector: dict, split: bool = False) -> vectors.Out
             if any(p <= a < p + page or a <= p < a + ln for a, ln, _perm in perms):
                 mem[p] = bytes(data)
         out.memory = mem
-    return vectors.Outcome(out.status, out.pc, out.gas, [reported(r, program.is_64_bit) for r in out.regs], out.memory,
-                           out.fault, out.hostcall)
+    out.regs = [reported(r, program.is_64_bit) for r in out.regs]
+    return out

@@ -270,8 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "hostile-sandbox / hostile-api = the threat model's targets")
     p.add_argument("--out", default="fuzz-out", help="directory for reproducers (default ./fuzz-out)")
     p.add_argument("--replay", type=int, default=None, metavar="I", help="run case I only, in this process")
-    p.add_argument("--oracle", nargs="?", const="", default=None, metavar="PATH",
-                   help="also compare with the Python model of the semantics (tests/oracle.py, or PATH)")
+    p.add_argument("--oracle", default=None, metavar="PATH",
+                   help="also compare with the Python model of the semantics at PATH (a source checkout's "
+                        "tests/oracle.py)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="split the campaign across a Ray cluster (ADDRESS, or a local one; needs vmcore[ray])")
     p.add_argument("--ray-actors", type=int, default=None, metavar="N", help="with --ray: N actors (default: one "

@@ -124,21 +124,6 @@ class Backend:
         except Exception:
             pass
 
-    # -- for vmcore/crosscheck.py only, until it uses the public Sandbox API
-    # (moving on another branch; delete these with that merge) --------------
-    def __getattr__(self, name):
-        return getattr(self.__dict__["guest"], name)
-
-    def _touched(self):
-        return self.touched()
-
-    def serve(self, handlers, caller, mask):
-        return self.guest.serve_hostcalls(handlers, caller, mask)
-
-    @property
-    def heap_top(self) -> int:
-        return self.guest.heap_state()[1]
-
 
 class InlineInterpreter(Backend):
     """The C interpreter running in this process, on inline guest memory."""

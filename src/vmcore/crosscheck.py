@@ -8,21 +8,25 @@ states.
     >>> crosscheck(program, "main", 10, gas=10_000)   # a0, or the guest's error
 
 Hostcalls are served on both sides by the same functions (they must be
-deterministic: each runs twice, once per side)."""
+deterministic: each runs twice, once per side).  Only the public Sandbox
+API is used: ``run(serve_hostcalls=True)``, ``regs``, ``memory``."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from vmcore import abi
-from vmcore.errors import VmError
+from vmcore import abi, exits, interrupts
+from vmcore.errors import HostcallError, VmError
 from vmcore.sandbox import Sandbox
 
 A0 = abi.ARG_REGS[0]
-_EXIT_NAMES = {
-    abi.EXIT_FINISHED: "finished", abi.EXIT_TRAP: "trap", abi.EXIT_OUT_OF_GAS: "out-of-gas",
-    abi.EXIT_PAGEFAULT: "page-fault", abi.EXIT_ECALLI: "ecalli", abi.EXIT_STEP: "step",
-    abi.EXIT_HOSTCALL_ERROR: "hostcall-error",
+# Interrupt -> (the state's exit name, the exit code vmcore.exits knows it by)
+_EXITS = {
+    interrupts.Finished: ("finished", abi.EXIT_FINISHED), interrupts.TrapInterrupt: ("trap", abi.EXIT_TRAP),
+    interrupts.OutOfGasInterrupt: ("out-of-gas", abi.EXIT_OUT_OF_GAS),
+    interrupts.PageFaultInterrupt: ("page-fault", abi.EXIT_PAGEFAULT), interrupts.Ecalli: ("ecalli", abi.EXIT_ECALLI),
+    interrupts.Step: ("step", abi.EXIT_STEP),
 }
+Stop = Tuple[Optional[interrupts.Interrupt], Optional[HostcallError]]
 
 
 class Divergence(VmError):
@@ -36,30 +40,44 @@ class Divergence(VmError):
         self.compiler = compiler
 
 
-def _state(sb: Sandbox, reason: int) -> Dict[str, Any]:
-    b = sb._backend
-    state = {"exit": _EXIT_NAMES.get(reason, reason), "pc": b.pc, "gas": b.gas,
-             "regs": [b.get_reg(i) for i in range(abi.REG_COUNT)], "heap_top": b.heap_top}
-    if reason in (abi.EXIT_PAGEFAULT, abi.EXIT_ECALLI):
-        state["arg"] = b.arg
+def _advance(sb: Sandbox) -> Stop:
+    """Run to the next stop, hostcalls served: (interrupt, None), or
+    (None, the HostcallError a hostcall raised)."""
+    try:
+        return sb.run(serve_hostcalls=True), None
+    except HostcallError as e:
+        return None, e
+
+
+def _state(sb: Sandbox, stop: Stop) -> Dict[str, Any]:
+    interrupt, error = stop
+    name = "hostcall-error" if interrupt is None else _EXITS[type(interrupt)][0]
+    state = {"exit": name, "pc": sb.pc, "gas": sb.gas, "regs": list(sb.regs), "heap_size": sb.heap_size}
+    if isinstance(interrupt, interrupts.PageFaultInterrupt):
+        state["arg"] = interrupt.address
+    elif isinstance(interrupt, interrupts.Ecalli):
+        state["arg"] = interrupt.number
     return state
 
 
-def _spans(sb: Sandbox) -> Iterator[Tuple[int, int]]:
-    """Every span the guest could have written (layout regions and heap)."""
-    return iter(sb._backend._touched())
-
-
 def _memory_difference(a: Sandbox, b: Sandbox) -> Optional[str]:
-    for address, length in _spans(a):
-        if length == 0:
-            continue
-        x, y = a._backend.read(address, length), b._backend.read(address, length)
+    for address, length in a.memory.accessible_spans():
+        x, y = a.memory.read(address, length), b.memory.read(address, length)
         if x != y:
             at = next(i for i in range(length) if x[i] != y[i])
             return (f"memory differs at {address + at:#x}: interpreter {x[at]:#04x}, "
                     f"compiler {y[at]:#04x}")
     return None
+
+
+def _error(sb: Sandbox, stop: Stop) -> VmError:
+    """The exception call() would have raised for this stop."""
+    interrupt, error = stop
+    if error is not None:
+        return error
+    assert interrupt is not None
+    arg = getattr(interrupt, "address", getattr(interrupt, "number", 0))
+    return exits.error_for(_EXITS[type(interrupt)][1], interrupt.pc, arg, sb.gas, sb.program.imports)
 
 
 def crosscheck(program, export, *args: int, gas: Optional[int] = None, hostcalls: Optional[dict] = None,
@@ -80,27 +98,27 @@ def crosscheck(program, export, *args: int, gas: Optional[int] = None, hostcalls
                 sb.set_step_tracing(True)
         step = 0
         while True:
-            reasons = [sb._backend.serve(sb._handlers, sb._caller, sb._mask) for sb in sides]
-            states = [_state(sb, r) for sb, r in zip(sides, reasons)]
+            stops = [_advance(sb) for sb in sides]
+            states = [_state(sb, stop) for sb, stop in zip(sides, stops)]
             if states[0] != states[1]:
                 fields = [k for k in states[0] if states[0].get(k) != states[1].get(k)]
                 raise Divergence(f"interpreter and compiler differ at step {step} in {', '.join(fields)}: "
                                  f"interpreter {states[0]}, compiler {states[1]}",
                                  step=step, interpreter=states[0], compiler=states[1])
-            if reasons[0] != abi.EXIT_STEP or step % 4096 == 0:
+            stepped = isinstance(stops[0][0], interrupts.Step)
+            if not stepped or step % 4096 == 0:
                 difference = _memory_difference(a, b)
                 if difference:
                     raise Divergence(f"{difference} (step {step})", step=step, interpreter=states[0],
                                      compiler=states[1])
-            if reasons[0] != abi.EXIT_STEP:
+            if not stepped:
                 break
             step += 1
             if step > max_steps:
                 raise VmError(f"crosscheck stopped after {max_steps} steps (raise max_steps)")
-        if reasons[0] == abi.EXIT_FINISHED:
-            return a._backend.get_reg(A0) & a._mask
-        b._backend.take_hostcall_error()
-        raise a._error_for(reasons[0])
+        if isinstance(stops[0][0], interrupts.Finished):
+            return a.regs[A0]
+        raise _error(a, stops[0])
 
 
 __all__ = ["crosscheck", "Divergence"]

@@ -21,7 +21,6 @@ formats, so a 1 MB program disassembles in about a second.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -30,6 +29,7 @@ from vmcore import _engine
 from vmcore import isa as _isa
 from vmcore.asm import (BRANCH_RI, BRANCH_RR, MINMAX_OPS, RIR_OPS, RRI_OPS, RRR_OPS, RRR_UNSIZED, UNARY_OPS,
                         label_text)
+from vmcore.cli_args import OneLineParser, cannot_write, parse
 from vmcore.errors import ProgramError
 from vmcore.program import DEFAULT_RAW_ISA, Program
 
@@ -302,15 +302,6 @@ def disassemble(program: Union[Program, bytes], *, pcs: bool = True) -> str:
 # --------------------------------------------------------------------------
 # Command line: python -m vmcore disasm FILE [--raw] [--isa NAME]
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        raise _UsageError(message)
-
-
 DATA_BYTES_PER_LINE = 32
 # Sections with an id from 128 up are optional in the .polkavm format (the
 # debug-info sections); the disassembly has no syntax for them.
@@ -337,20 +328,17 @@ def optional_sections(data: bytes) -> List[Tuple[int, int]]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = _Parser(prog="vmcore disasm", description="Disassemble a .polkavm blob (or a raw JAM code blob).")
+    parser = OneLineParser(prog="vmcore disasm",
+                           description="Disassemble a .polkavm blob (or a raw JAM code blob).")
     parser.add_argument("input", help="program file ('-' for stdin)")
     parser.add_argument("--raw", action="store_true", help="the input is a raw JAM code blob (jump table, code, bitmask)")
     parser.add_argument("--isa", choices=_isa.ISA_NAMES, default=None,
                         help=f"instruction set of a --raw blob (default {DEFAULT_RAW_ISA})")
     parser.add_argument("-o", "--output", help="write the text here instead of stdout")
     parser.add_argument("--no-pcs", action="store_true", help="leave out the program-counter column")
-    try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    except _UsageError as e:
-        print(f"vmcore: error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
+    args = parse(parser, argv)
+    if isinstance(args, int):
+        return args
     if args.isa and not args.raw:
         print("vmcore: error: --isa only applies to --raw blobs (a .polkavm blob names its own)",
               file=sys.stderr)
@@ -398,8 +386,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             pass
         return 0
     except OSError as e:
-        print(f"vmcore: error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
-        return 2
+        return cannot_write(args.output, e)
     return 0
 
 

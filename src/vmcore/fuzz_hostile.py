@@ -33,6 +33,7 @@ from typing import Dict, List, Optional
 
 import vmcore
 from vmcore import asm
+from vmcore.fuzz_cases import Failure, case_rng
 
 M64 = (1 << 64) - 1
 
@@ -202,7 +203,20 @@ def _sandbox_step(rng: random.Random, sb) -> None:
     attempt(rng.choice(ops))
 
 
-class HostileSandboxTarget:
+class _ThreatTarget:
+    """What both threat-model targets share: no artifact to replay a crash
+    from (a case is a random walk over live API calls), counters as stats."""
+
+    counts: Dict[str, int]
+
+    def crash_artifact(self, index: int):
+        return None
+
+    def stats(self) -> Dict[str, int]:
+        return dict(self.counts)
+
+
+class HostileSandboxTarget(_ThreatTarget):
     name = "hostile-sandbox"
 
     def __init__(self, seed: int) -> None:
@@ -219,14 +233,7 @@ class HostileSandboxTarget:
     def describe(self, index: int) -> str:
         return "random API steps on a sandbox process that scribbles over its VmCtx at every hand-over"
 
-    def crash_artifact(self, index: int):
-        return None
-
-    def stats(self) -> Dict[str, int]:
-        return dict(self.counts)
-
     def run_case(self, index: int):
-        from vmcore.fuzz import Failure, case_rng
         if self.pool is None:
             self.setup()
         rng = case_rng(self.seed, self.name, index)
@@ -299,7 +306,7 @@ def api_actions(rng: random.Random) -> list:
     ]
 
 
-class HostileApiTarget:
+class HostileApiTarget(_ThreatTarget):
     name = "hostile-api"
 
     def __init__(self, seed: int) -> None:
@@ -312,14 +319,7 @@ class HostileApiTarget:
     def describe(self, index: int) -> str:
         return "random public API calls from hostcalls and threads while calls run"
 
-    def crash_artifact(self, index: int):
-        return None
-
-    def stats(self) -> Dict[str, int]:
-        return dict(self.counts)
-
     def run_case(self, index: int):
-        from vmcore.fuzz import Failure, case_rng
         rng = case_rng(self.seed, self.name, index)
         name, (backend, isolation) = rng.choice(sorted(modes().items()))
         problems: List[str] = []

@@ -1,13 +1,15 @@
 """``python -m vmcore fuzz --target reference``: vmcore against PolkaVM.
 
 Random programs of every instruction set (the ``diff`` target's generator,
-:func:`vmcore.fuzz.generate_vector`) run on PolkaVM 0.35's interpreter
+:func:`vmcore.fuzz_cases.generate_vector`) run on PolkaVM 0.35's interpreter
 through the ``refharness oracle`` binary (see ``shared/tools/README.md``),
 which fills in what PolkaVM did, and on every vmcore backend
-(:data:`vmcore.vectors.CONFIGURATIONS`).  Every field must agree: status,
+(:data:`vmcore.vectors.CONFIGURATIONS`), with either gas model
+(``--gas-model naive|full``: PolkaVM's ``--cost-model``, vmcore's
+``vectors.run_vector(gas_model=)``).  Every field must agree: status,
 pc, gas, registers, page-fault address, hostcall number, memory.  A
 divergence is reported with a reproducer: the oracle-filled v0.4 vector
-(``"isa"`` key included), runnable with ``python -m vmcore vectors FILE``.
+(``"isa"`` and ``"gas-model"`` keys included), runnable with ``python -m vmcore vectors FILE``.
 
 The binary: ``--reference PATH``, else ``$VMCORE_REFHARNESS``, else
 ``<repository root>/../shared/tools/refharness``.  Case ``i`` depends only
@@ -33,7 +35,6 @@ comparing; the case counts as ``low-memory`` in the statistics.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import subprocess
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from vmcore import _engine, isa as _isa
+from vmcore.fuzz_cases import Failure, code_blob, generate_vector
 from vmcore.program import Program
 from vmcore.vectors import CONFIGURATIONS, compare, run_vector
 
@@ -75,7 +77,6 @@ def find_reference(path: Optional[str] = None) -> Optional[str]:
 def adapt_for_reference(vector: dict) -> dict:
     """The vector with what the oracle cannot take replaced (see the module
     docstring): sbrk -> trap, no pages below 0x10000, whole pages."""
-    from vmcore.fuzz import code_blob
     out = dict(vector)
     isa = vector.get("isa", "latest64")
     program = Program.from_raw_code(bytes(vector["program"]), isa=isa)
@@ -109,7 +110,6 @@ def adapt_for_reference(vector: dict) -> dict:
 
 def generate(seed: int, index: int) -> dict:
     """Case `index`: a diff-target program and state, adapted for the oracle."""
-    from vmcore.fuzz import generate_vector
     vector = adapt_for_reference(generate_vector(seed, index, NAME))
     vector["name"] = f"fuzz-{NAME}-s{seed}-{index}"
     return vector
@@ -193,10 +193,6 @@ def run_oracle(binary: str, cases: Sequence[dict], gas_model: str = "naive",
 # The campaign target
 # =====================================================================
 
-def _runner_takes_gas_model() -> bool:
-    return "gas_model" in inspect.signature(run_vector).parameters
-
-
 class ReferenceTarget:
     """A fuzz.campaign target (see vmcore.fuzz: setup, run_case, stats,
     crash_artifact, describe)."""
@@ -221,8 +217,6 @@ class ReferenceTarget:
         self.binary = binary
         if self.gas_model not in GAS_MODELS:
             raise ValueError(f"unknown gas model {self.gas_model!r}; expected one of {', '.join(GAS_MODELS)}")
-        if self.gas_model != "naive" and not _runner_takes_gas_model():
-            raise ValueError(f"gas model {self.gas_model!r}: vmcore's vector runner has only the naive one")
         notes = []
         probe = generate(self.seed, 0)
         self.configs = []
@@ -237,9 +231,7 @@ class ReferenceTarget:
                         "configurations: " + ", ".join(f"{b}/{i}" for b, i in self.configs)]
 
     def _run(self, vector: dict, backend: str, isolation: str):
-        if self.gas_model != "naive":
-            return run_vector(vector, backend=backend, isolation=isolation, gas_model=self.gas_model)
-        return run_vector(vector, backend=backend, isolation=isolation)
+        return run_vector(vector, backend=backend, isolation=isolation, gas_model=self.gas_model)
 
     def generate(self, index: int) -> dict:
         return generate(self.seed, index)
@@ -258,7 +250,6 @@ class ReferenceTarget:
         return self.cache[index]
 
     def run_case(self, index: int):
-        from vmcore.fuzz import Failure
         if not self.configs:
             self.setup()
         case, filled, error = self.expected(index)
@@ -282,6 +273,7 @@ class ReferenceTarget:
         if not problems:
             return None
         artifact = dict(want)
+        artifact["gas-model"] = self.gas_model  # what `python -m vmcore vectors FILE` replays it with
         artifact["fuzz"] = {"seed": self.seed, "case": index, "reference": "PolkaVM 0.35 interpreter (refharness)",
                             "gas-model": self.gas_model, "problems": problems,
                             "replay": f"python -m vmcore fuzz --target {NAME} --seed {self.seed} --replay {index}"}

@@ -16,11 +16,15 @@ class HeapPolicy:
     part included) may not grow past this many bytes (None: as far as the
     memory map allows; past it sbrk returns 0 to the guest);
     ``grow_by_pages``: make at least this many pages accessible each time
-    the heap grows past what is mapped (fewer, larger growths)."""
+    the heap grows past what is mapped (fewer, larger growths);
+    ``enabled=False``: the guest has no heap at all (sbrk returns 0 for
+    every request, ``sbrk(0)`` included, and ``heap_size`` stays 0), as a
+    bare engine instance, what the JAM test vectors' guests are."""
 
     initial_size: int = 0
     max_size: Optional[int] = None
     grow_by_pages: int = 1
+    enabled: bool = True
 
     def __post_init__(self) -> None:
         if self.initial_size < 0 or self.initial_size > 0xFFFFFFFF:
@@ -29,5 +33,7 @@ class HeapPolicy:
             raise ValueError(f"max_size must be 0..2**32-1 or None, got {self.max_size}")
         if self.max_size is not None and self.initial_size > self.max_size:
             raise ValueError(f"initial_size ({self.initial_size}) exceeds max_size ({self.max_size})")
+        if not self.enabled and self.initial_size:
+            raise ValueError(f"a disabled heap has no initial size, got initial_size={self.initial_size}")
         if not 1 <= self.grow_by_pages <= 0xFFFF:
             raise ValueError(f"grow_by_pages must be 1..65535, got {self.grow_by_pages}")

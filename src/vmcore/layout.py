@@ -39,7 +39,12 @@ def initial_layout(program, memory_map: MemoryMap, heap: HeapPolicy):
     if memory_map.ro_data_size:
         regions.append(Region(memory_map.ro_data_address, memory_map.ro_data_size, READ, program.ro_data))
     rw_end = memory_map.rw_data_address + memory_map.rw_data_size
-    heap_max = memory_map.max_heap_size if heap.max_size is None else min(heap.max_size, memory_map.max_heap_size)
+    if not heap.enabled:
+        heap_max = 0
+    elif heap.max_size is None:
+        heap_max = memory_map.max_heap_size
+    else:
+        heap_max = min(heap.max_size, memory_map.max_heap_size)
     max_top = memory_map.heap_base + heap_max
     mapped_end = max(rw_end, min(_align(memory_map.heap_base + heap.initial_size, page), _align(max_top, page)))
     if mapped_end > memory_map.rw_data_address:
@@ -53,4 +58,7 @@ def initial_layout(program, memory_map: MemoryMap, heap: HeapPolicy):
     # guest's sbrk grows from its end); PolkaVM's heap starts empty, which is
     # the default initial_size=0.
     top = min(memory_map.heap_base + heap.initial_size, max_top)
+    if not heap.enabled:
+        # no heap at all: every sbrk (sbrk(0) too) finds top = max_top = 0 and returns 0
+        return regions, HeapLayout(0, 0, 0, 0, heap.grow_by_pages)
     return regions, HeapLayout(memory_map.heap_base, top, mapped_end, max_top, heap.grow_by_pages)

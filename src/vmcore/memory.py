@@ -4,7 +4,7 @@ MemoryAccessError and never touches anything."""
 from __future__ import annotations
 
 import struct
-from typing import Union
+from typing import List, Tuple, Union
 
 from vmcore import abi
 from vmcore.errors import MemoryAccessError
@@ -103,7 +103,13 @@ class GuestMemory:
             raise MemoryAccessError(f"range {address:#x}..{address + length:#x} is outside the 32-bit address space",
                                     address=address, length=length)
         if length:
-            self._guest.set_perms(address, length, perm)
+            # Whole pages: what the permission applies to, and so what a
+            # closed sandbox's scrub must wipe (it wipes the spans given here).
+            guest = self._guest
+            page = self._owner._backend.memory_map.page_size
+            start = address - address % page
+            end = min(-(-(address + length) // page) * page, 1 << 32)
+            guest.set_perms(start, end - start, perm)
 
     def access(self, address: int) -> str:
         """The guest's access to the page holding ``address``: ``"none"``,
@@ -114,3 +120,12 @@ class GuestMemory:
             raise MemoryAccessError(f"address {address:#x} is outside the 32-bit address space", address=address,
                                     length=0)
         return _ACCESS_NAMES[self._guest.perm(address)]
+
+    def accessible_spans(self) -> List[Tuple[int, int]]:
+        """Where the memory map gives the guest memory, as sorted
+        ``(address, length)`` spans: read-only data, read-write data with
+        the heap as far as it is mapped now, stack, aux data (pages opened
+        with :meth:`protect` are not listed).  What to read to snapshot or
+        compare a guest's memory."""
+        self._guest  # SandboxError once closed
+        return sorted(span for span in self._owner._backend.touched() if span[1])

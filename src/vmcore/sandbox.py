@@ -80,7 +80,8 @@ def _limit_heap(heap: HeapPolicy, memory_map, memory_limit: Optional[int]) -> He
         raise SandboxError(f"the heap policy's initial_size ({heap.initial_size:,} bytes) does not fit in "
                            f"memory_limit: {cap:,} bytes are left for the heap")
     max_size = cap if heap.max_size is None else min(heap.max_size, cap)
-    return HeapPolicy(initial_size=heap.initial_size, max_size=max_size, grow_by_pages=heap.grow_by_pages)
+    return HeapPolicy(initial_size=heap.initial_size, max_size=max_size, grow_by_pages=heap.grow_by_pages,
+                      enabled=heap.enabled)
 
 
 class Sandbox(_engine.SandboxCore):
@@ -323,19 +324,23 @@ class Sandbox(_engine.SandboxCore):
         g = self._guest
         return exits.error_for(reason, g.pc, g.arg, g.gas, self.program.imports, g.take_hostcall_error())
 
-    def run(self, timeout: Optional[float] = None) -> interrupts.Interrupt:
-        """Run until the guest stops and say why, without serving hostcalls
-        or raising for guest faults (the low-level interface): returns
-        Finished, Ecalli, TrapInterrupt, OutOfGasInterrupt,
-        PageFaultInterrupt or Step (vmcore.interrupts).  Past ``timeout``
-        seconds (None / math.inf: no deadline) the guest is stopped and
-        Timeout raised; run() again resumes it."""
+    def run(self, timeout: Optional[float] = None, *, serve_hostcalls: bool = False) -> interrupts.Interrupt:
+        """Run until the guest stops and say why, without raising for guest
+        faults (the low-level interface): returns Finished, Ecalli,
+        TrapInterrupt, OutOfGasInterrupt, PageFaultInterrupt or Step
+        (vmcore.interrupts).  Hostcalls are not served (an ecalli returns
+        Ecalli) unless ``serve_hostcalls``: then an ecalli of an import with
+        a registered hostcall runs it, as :meth:`call` does, and the guest
+        goes on (Ecalli only for imports without one; a hostcall that
+        raises raises HostcallError, the guest stopped at its ecalli).
+        Past ``timeout`` seconds (None / math.inf: no deadline) the guest
+        is stopped and Timeout raised; run() again resumes it."""
         b = self._live()
         with deadline(b, timeout):
-            reason = b.run()
+            reason = b.serve(self._handlers, self._caller, self._mask) if serve_hostcalls else b.run()
         if reason == _engine.EXIT_INTERRUPTED:
             raise Timeout(f"run() passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}", pc=b.pc)
-        if reason == _engine.EXIT_BUSY:
+        if reason in (_engine.EXIT_BUSY, _engine.EXIT_HOSTCALL_ERROR):
             raise self._error_for(reason)
         pc = b.pc
         if reason == _engine.EXIT_FINISHED:
@@ -367,6 +372,9 @@ class Sandbox(_engine.SandboxCore):
             b.set_pc(pc)
 
     # -- public entry points for tools and embedders (vectors, JAM, crosscheck) --
+    # Everything vmcore's own tools need beyond call(): vectors and vectors_v05
+    # (jump, block_gas_costs), crosscheck (run(serve_hostcalls=True),
+    # memory.accessible_spans()).
     def jump(self, pc: int) -> None:
         """Make the guest continue at ``pc`` with its registers, gas and
         memory as they are (for hosts driving :meth:`run`; :meth:`prepare_call`
@@ -377,6 +385,15 @@ class Sandbox(_engine.SandboxCore):
         if not isinstance(pc, int) or isinstance(pc, bool) or not 0 <= pc <= 0xFFFFFFFF:
             raise TypeError(f"pc must be an int 0..2**32-1, got {pc!r}")
         exits.check_entry(self._idle().set_pc(pc), pc)
+
+    def block_gas_costs(self) -> Dict[int, int]:
+        """The gas the engine running this sandbox charges on entering each
+        basic block, read back from its compiled code (threaded code, or
+        the recompiler's native code): ``{block start pc: cost}``.  The
+        same as ``program.block_gas_costs(sandbox.gas_model)`` unless an
+        engine is wrong, which is what the v0.5 test vectors check."""
+        self._live()
+        return dict(self._guest.module.block_costs())
 
     # -- lifecycle ----------------------------------------------------------
     def reset(self) -> None:

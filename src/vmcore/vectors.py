@@ -9,8 +9,12 @@
 
 Each vector runs on a fresh instance with the memory pages it lists; the
 result is compared field by field (status, registers, pc, gas, page-fault
-address, every accessible byte).  These v0.4 vectors are metered with the
-naive cost model (1 gas per instruction).
+address, every accessible byte; vmcore.outcome).  These v0.4 vectors are
+metered with the naive cost model (1 gas per instruction) unless the vector
+has a ``"gas-model"`` key (vmcore.gas names; the reference fuzzer's
+reproducers of full-model cases have one) or the caller names a model.
+Every run goes through the public API: a :class:`vmcore.Sandbox` with
+``memory.protect``, ``regs``, ``jump`` and ``run``.
 
 The v0.5 format (``steps``, ``block-gas-costs``; Gray Paper 0.8, the full
 cost model) is run by vmcore.vectors_v05; run_paths and the CLI take
@@ -21,10 +25,14 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Tuple, Union
 
+from vmcore import abi, gas as _gas, interrupts, vectors_v05
+from vmcore.errors import OutOfGas, Trap
+from vmcore.heap import HeapPolicy
+from vmcore.outcome import Outcome, differences, expectations_of_v04
 from vmcore.program import Program
-from vmcore import _engine, abi, vectors_v05
+from vmcore.sandbox import Sandbox
 
 STATUS = {
     abi.EXIT_FINISHED: "halt",
@@ -34,17 +42,8 @@ STATUS = {
     abi.EXIT_PAGEFAULT: "page-fault",
 }
 PAGE_SIZE = abi.MIN_PAGE_SIZE  # the vectors' pages are 4 KiB
-
-
-@dataclass
-class Outcome:
-    status: str
-    pc: int
-    gas: int
-    regs: List[int]
-    memory: dict  # page address -> bytes for every accessible page
-    page_fault_address: Optional[int] = None
-    hostcall: Optional[int] = None
+# The vectors' guests have no heap (sbrk returns 0), as tests/oracle.py models them.
+NO_HEAP = HeapPolicy(enabled=False)
 
 
 @dataclass
@@ -98,108 +97,101 @@ def check_configuration(backend: str, isolation: str) -> None:
                          "only in a sandbox process: --backend compiler --isolation process)")
 
 
+def open_sandbox(program: Program, *, backend: str, isolation: str, gas: Optional[int],
+                 gas_model: Union[None, str, _gas.GasModel] = None) -> Sandbox:
+    """A sandbox as the vectors want it: 4 KiB pages, no heap, nothing
+    accessible until the vector maps it (raw code has no data sections);
+    ``gas`` None runs unmetered."""
+    return Sandbox(program, backend=backend, isolation=isolation, gas=gas, page_size=PAGE_SIZE, heap=NO_HEAP,
+                   gas_model=gas_model)
+
+
+def enter(sb: Sandbox, pc: int) -> Optional[str]:
+    """Start the guest at ``pc``: None, or the status when the entry is
+    refused ("panic": not an instruction, "out-of-gas": the first block's
+    gas is not there)."""
+    try:
+        sb.jump(pc)
+    except Trap:
+        return "panic"
+    except OutOfGas:
+        return "out-of-gas"
+    return None
+
+
+def run_to_stop(sb: Sandbox, statuses: dict, step_limit: Optional[int] = None
+                ) -> Tuple[str, Optional[int], Optional[int]]:
+    """Run until the guest stops (with ``step_limit``: through up to that
+    many single steps); (status, page-fault address, hostcall number)."""
+    stop = sb.run()
+    steps = 0
+    while step_limit is not None and isinstance(stop, interrupts.Step):
+        steps += 1
+        if steps > step_limit:
+            raise RuntimeError(f"still stepping after {step_limit} steps (pc {stop.pc})")
+        stop = sb.run()
+    if isinstance(stop, interrupts.PageFaultInterrupt):
+        return statuses["page-fault"], stop.address, None
+    if isinstance(stop, interrupts.Ecalli):
+        return statuses["host"], None, stop.number
+    kind = {interrupts.Finished: "halt", interrupts.TrapInterrupt: "panic",
+            interrupts.OutOfGasInterrupt: "out-of-gas"}.get(type(stop))
+    return (statuses[kind] if kind else f"unexpected exit {stop!r}"), None, None
+
+
+def pages_of(address: int, length: int) -> range:
+    """The 4 KiB pages overlapping a range."""
+    return range(address - address % PAGE_SIZE, address + length, PAGE_SIZE)
+
+
+def outcome_of(sb: Sandbox, status: str, fault: Optional[int], hostcall: Optional[int],
+               pages: Iterable[int]) -> Outcome:
+    """The guest's state as an Outcome (memory: the accessible ones of ``pages``)."""
+    memory = {p: sb.memory.read(p, PAGE_SIZE) for p in sorted(set(pages)) if sb.memory.access(p) != "none"}
+    return Outcome(status, sb.pc, sb.gas, list(sb.regs), memory, fault, hostcall)
+
+
+def vector_gas_model(vector: dict, gas_model: Union[None, str, _gas.GasModel] = None) -> _gas.GasModel:
+    """The cost model a v0.4 vector runs with: ``gas_model``, else the
+    vector's ``"gas-model"`` key, else naive (what the JAM v0.4 vectors
+    use, whatever their instruction set)."""
+    return _gas.resolve(gas_model or vector.get("gas-model") or "naive")
+
+
+V04_STATUS = {s: s for s in ("halt", "panic", "host", "out-of-gas", "page-fault")}
+
+
 def run_vector(vector: dict, *, backend: str = "interpreter", isolation: str = "inline", gas_metering: bool = True,
-               step: bool = False) -> Outcome:
-    """Execute one vector and return what happened (optionally without gas
-    metering, or single-stepped: run again after every step exit)."""
+               step: bool = False, gas_model: Union[None, str, _gas.GasModel] = None,
+               step_limit: int = 2_000_000) -> Outcome:
+    """Execute one v0.4 vector and return what happened (optionally without
+    gas metering, or single-stepped: run again after every step exit).
+    ``gas_model``: see :func:`vector_gas_model`."""
     check_configuration(backend, isolation)
     program = Program.from_raw_code(bytes(vector["program"]), isa=vector.get("isa", "latest64"))
-    if isolation == "process":
-        return _run_vector_in_process(vector, program, backend == "compiler", gas_metering, step)
-    module = _engine.CompiledModule(program.isa_index, program.code, program.bitmask, program.jump_table,
-                                    gas_metering, step)
-    inst = _engine.Instance(module, PAGE_SIZE)
-    return _run_on(inst, vector, [], step)
-
-
-def _run_vector_in_process(vector: dict, program: Program, native: bool, gas_metering: bool, step: bool) -> Outcome:
-    """The same run in a (pooled) sandbox process, interpreted or as
-    native code."""
-    from vmcore.pool import SandboxPool, _shared_module
-    pool = SandboxPool.default()
-    inst = _engine.Process(pool.acquire(), _shared_module(program, gas_metering, step, native, "naive"),
-                            PAGE_SIZE)
+    gas = int(vector["initial-gas"]) if gas_metering else None
     pages: List[int] = []
-    try:
-        return _run_on(inst, vector, pages, step)
-    finally:
-        reusable = inst.zygote is not None
-        if reusable:
-            inst.scrub([(p, PAGE_SIZE) for p in sorted(set(pages))])
-        zygote = inst.detach()
-        if zygote is not None:
-            pool.release(zygote, reusable)
-
-
-def _run_on(inst, vector: dict, pages: List[int], step: bool = False, step_limit: int = 2_000_000) -> Outcome:
-    """Run a vector on an interpreter instance (inline or in a process);
-    ``pages`` collects the pages it maps."""
-    for entry in vector["initial-page-map"]:
-        perm = abi.PERM_WRITE if entry["is-writable"] else abi.PERM_READ
-        inst.set_perms(entry["address"], entry["length"], perm)
-        start = entry["address"] - entry["address"] % PAGE_SIZE
-        pages.extend(range(start, entry["address"] + entry["length"], PAGE_SIZE))
-    for chunk in vector["initial-memory"]:
-        inst.write(chunk["address"], bytes(chunk["contents"]))
-    inst.set_regs([int(v) for v in vector["initial-regs"]])
-    inst.gas = int(vector["initial-gas"])
-    rc = inst.set_pc(int(vector["initial-pc"]))
-    if rc == abi.ENTRY_NOT_AN_INSTRUCTION:
-        status, fault, hostcall = "panic", None, None
-    elif rc == abi.ENTRY_OUT_OF_GAS:
-        status, fault, hostcall = "out-of-gas", None, None
-    else:
-        reason = inst.run()
-        steps = 0
-        while step and reason == abi.EXIT_STEP:
-            steps += 1
-            if steps > step_limit:
-                raise RuntimeError(f"still stepping after {step_limit} steps (pc {inst.pc})")
-            reason = inst.run()
-        status = STATUS.get(reason, f"unexpected exit {reason}")
-        fault = inst.arg if reason == abi.EXIT_PAGEFAULT else None
-        hostcall = inst.arg if reason == abi.EXIT_ECALLI else None
-    memory = {p: inst.read(p, PAGE_SIZE) for p in sorted(set(pages)) if inst.perm(p) != abi.PERM_NONE}
-    return Outcome(status, inst.pc, inst.gas, inst.get_regs(), memory, fault, hostcall)
+    with open_sandbox(program, backend=backend, isolation=isolation, gas=gas,
+                      gas_model=vector_gas_model(vector, gas_model)) as sb:
+        for entry in vector["initial-page-map"]:
+            sb.memory.protect(entry["address"], entry["length"], "write" if entry["is-writable"] else "read")
+            pages.extend(pages_of(entry["address"], entry["length"]))
+        for chunk in vector["initial-memory"]:
+            sb.memory.write(chunk["address"], bytes(chunk["contents"]))
+        for i, value in enumerate(vector["initial-regs"]):
+            sb.regs[i] = int(value)
+        if step:
+            sb.set_step_tracing(True)
+        status = enter(sb, int(vector["initial-pc"]))
+        fault = hostcall = None
+        if status is None:
+            status, fault, hostcall = run_to_stop(sb, V04_STATUS, step_limit if step else None)
+        return outcome_of(sb, status, fault, hostcall, pages)
 
 
 def compare(vector: dict, outcome: Outcome) -> List[str]:
-    """Differences between a vector's expectations and an outcome."""
-    diffs = []
-    expected_status = vector["expected-status"]
-    if outcome.status != expected_status:
-        diffs.append(f"status: expected {expected_status}, got {outcome.status}")
-    if outcome.pc != vector["expected-pc"]:
-        diffs.append(f"pc: expected {vector['expected-pc']}, got {outcome.pc}")
-    if outcome.gas != vector["expected-gas"]:
-        diffs.append(f"gas: expected {vector['expected-gas']}, got {outcome.gas}")
-    for i, (want, got) in enumerate(zip(vector["expected-regs"], outcome.regs)):
-        if int(want) != got:
-            diffs.append(f"r{i}: expected {int(want):#x}, got {got:#x}")
-    if expected_status == "page-fault" and "expected-page-fault-address" in vector:
-        want = vector["expected-page-fault-address"]
-        if outcome.page_fault_address != want:
-            got = "none" if outcome.page_fault_address is None else hex(outcome.page_fault_address)
-            diffs.append(f"page-fault address: expected {want:#x}, got {got}")
-    if expected_status == "host" and "expected-hostcall" in vector:
-        if outcome.hostcall != vector["expected-hostcall"]:
-            diffs.append(f"hostcall: expected {vector['expected-hostcall']}, got {outcome.hostcall}")
-    expected = {}
-    for chunk in vector.get("expected-memory", []):
-        for i, byte in enumerate(chunk["contents"]):
-            expected[chunk["address"] + i] = byte
-    for page, data in outcome.memory.items():
-        for i, byte in enumerate(data):
-            want = expected.pop(page + i, 0)
-            if byte != want:
-                diffs.append(f"memory[{page + i:#x}]: expected {want:#04x}, got {byte:#04x}")
-                if len(diffs) > 40:
-                    return diffs + ["..."]
-    for address, byte in sorted(expected.items()):
-        if byte:
-            diffs.append(f"memory[{address:#x}]: expected {byte:#04x}, but the page is not accessible")
-            break
-    return diffs
+    """Differences between a v0.4 vector's expectations and an outcome."""
+    return differences(expectations_of_v04(vector), outcome)
 
 
 def collect(paths: Iterable[str]) -> List[str]:
