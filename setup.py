@@ -70,6 +70,7 @@ CORE_SOURCES = [
     "src/vmcore/_native/x64_runtime.c",
     "src/vmcore/_native/module_memory.c",
     "src/vmcore/_native/host.c",
+    "src/vmcore/_native/host_cpu.c",
     "src/vmcore/_native/host_handshake.c",
     "src/vmcore/_native/scrub.c",
 ]

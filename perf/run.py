@@ -1,7 +1,8 @@
-"""vmcore side by side with wasmtime and pywasm3 (pyperf).
+"""vmcore side by side with wasmtime and pywasm3 (pyperf), and with PolkaVM.
 
     python perf/run.py [--quick] [--json OUT] [--md OUT] [--plot OUT.png]
-                       [--only NAME[,NAME...]] [pyperf options]
+                       [--only NAME[,NAME...]] [--reference REFHARNESS]
+                       [--doom PATH] [--wad PATH] [--tiny] [pyperf options]
 
 Benchmarks, for every vmcore configuration in vmcore.backends.BACKENDS and for
 wasmtime (Cranelift) and pywasm3 (wasm3 interpreter), on equivalent guest code
@@ -17,6 +18,15 @@ wasmtime (Cranelift) and pywasm3 (wasm3 interpreter), on equivalent guest code
                  program: main calls 25,000 functions of 8 ALU ops each once
                  (PolkaVM: ~1.2 MB blob, 1.0 MB of code; wasm: ~1.9 MB), so
                  lazily-compiling wasm3 compiles everything too
+
+Then, in the parent, the side-by-side table (perf/_reference.py, plain
+timing): DOOM ms per frame (compiler without and with gas, interpreter),
+sum, sieve, hostcall, call, instantiate and oneshot, each next to PolkaVM
+0.35's figure and the ratio when --reference gives the shared harness
+(`--only side-by-side` runs only that table; `--tiny` shrinks its sizes to
+test the plumbing).  DOOM reads ../shared/programs/real/doom.polkavm and
+the freedoom WAD unless --doom/--wad or $VMCORE_DOOM/$VMCORE_DOOM_WAD say
+otherwise, and is skipped with the reason when they are missing.
 
 Everything runs in one process tree: pyperf's Runner spawns one worker process
 per value batch (re-running this script with --worker), the parent collects
@@ -43,11 +53,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyperf
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _programs import SIEVE_N, SIEVE_RESULT, SUM_N, SUM_RESULT, load  # noqa: E402
+import _reference  # noqa: E402
 
 import vmcore  # noqa: E402
 from vmcore.backends import BACKENDS  # noqa: E402
@@ -66,6 +75,7 @@ UNITS = {
     "compile": ("ms", 1e6, "load + compile + instantiate + one call of a 25,000-function program"),
 }
 RUNTIMES = ("vmcore", "wasmtime", "pywasm3")
+SIDE_BY_SIDE = "side-by-side"  # perf/_reference.py's table, for --only
 PLOT_LABELS = {
     "hostcall": "per round trip",
     "call": "per no-op call",
@@ -738,7 +748,7 @@ def collect_counters(config, benches):
 # Reports
 
 
-def machine_info(quick, started, duration, loadavg_start):
+def machine_info(quick, started, duration, loadavg_start, with_compile=True):
     cpu = platform.processor() or ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -783,8 +793,8 @@ def machine_info(quick, started, duration, loadavg_start):
             "hostcall_iterations_per_call": HOSTCALL_ITERATIONS,
             "sum_n": SUM_N, "sieve_n": SIEVE_N, "memory_read_bytes": MEMORY_BYTES,
             "compile_functions": COMPILE_FUNCTIONS,
-            "compile_polkavm_bytes": len(large_program("polkavm")),
-            "compile_wasm_bytes": len(large_program("wasm")),
+            "compile_polkavm_bytes": len(large_program("polkavm")) if with_compile else None,
+            "compile_wasm_bytes": len(large_program("wasm")) if with_compile else None,
             "pyperf": {kind: dict(zip(("processes", "values", "warmups", "loops", "min_time"), s))
                        for kind, s in SETTINGS["quick" if quick else "full"].items()},
         },
@@ -929,6 +939,8 @@ def write_markdown(path, data):
             else:
                 text = ", ".join(f"{k} {v:.3g}" for k, v in sorted(c.get("per_op", {}).items())) or "–"
             lines.append(f"| {r['benchmark']} | {r['config']} | {text} |")
+    if data.get("side_by_side"):
+        lines += [""] + _reference.markdown(data["side_by_side"])
     if data.get("errors") or data.get("skipped"):
         lines += ["", "Not measured:", ""]
         for runtime, why in data.get("skipped", {}).items():
@@ -1004,16 +1016,25 @@ def main():
                                 "(e.g. 'hostcall[vmcore*'); comma-separated, repeatable")
         group.add_argument("--from-json", metavar="IN",
                            help="run nothing: write --md/--plot from the JSON of an earlier run")
+        group.add_argument("--reference", metavar="REFHARNESS",
+                           help="the shared PolkaVM harness: adds PolkaVM's figures to the side-by-side table")
+        group.add_argument("--doom", metavar="PATH", help="doom.polkavm (default ../shared/programs/real/)")
+        group.add_argument("--wad", metavar="PATH", help="the DOOM WAD (default Debian's freedoom1.wad)")
+        group.add_argument("--tiny", action="store_true", help="side-by-side table with tiny sizes (plumbing test)")
         group.add_argument("--runtimes", help=argparse.SUPPRESS)  # the parent's plan, for workers
 
     extra = argparse.ArgumentParser(add_help=False)
     add_arguments(extra)
     ours, rest = extra.parse_known_args()
     only = [x for item in ours.only for x in item.split(",") if x]
-    unknown = [x for x in only if not any(ch in x for ch in "*?[") and x not in BENCHMARKS + RUNTIMES]
+    names = BENCHMARKS + RUNTIMES + (SIDE_BY_SIDE,)
+    unknown = [x for x in only if not any(ch in x for ch in "*?[") and x not in names]
     if unknown:
-        sys.exit(f"--only: unknown name(s) {', '.join(unknown)}; expected {', '.join(BENCHMARKS + RUNTIMES)} "
+        sys.exit(f"--only: unknown name(s) {', '.join(unknown)}; expected {', '.join(names)} "
                  "or a pattern on the full name, e.g. 'hostcall[vmcore*'")
+    with_side = not only or SIDE_BY_SIDE in only
+    if only == [SIDE_BY_SIDE] and "--worker" not in rest:
+        return side_by_side_only(ours)
 
     if ours.from_json:
         data = json.loads(Path(ours.from_json).read_text())
@@ -1030,6 +1051,7 @@ def main():
             cmd.extend(("--only", item))
         cmd.extend(("--runtimes", plan_text))
 
+    import pyperf  # here: the side-by-side table alone needs no pyperf
     runner = pyperf.Runner(add_cmdline_args=add_cmdline_args, program_args=(str(Path(__file__).resolve()),))
     runner.argparser.description = __doc__.split("\n\n")[0]
     add_arguments(runner.argparser)  # for --help; parsed above
@@ -1124,8 +1146,11 @@ def main():
             if r["runtime"] == "vmcore" and r["config"] == "/".join(config) and r["benchmark"] in counters:
                 r["counters"] = counters[r["benchmark"]]
 
+    side = side_by_side(ours) if with_side else None
     duration = time.monotonic() - t_start
     data = {"machine": machine_info(ours.quick, started, duration, load_start), "results": results}
+    if side:
+        data["side_by_side"] = side
     if errors:
         data["errors"] = errors
     if skipped:
@@ -1144,6 +1169,31 @@ def main():
     print(f"\n{len(results)} benchmarks in {duration:.0f} s"
           + (f", {len(errors)} failed" if errors else "") + (f", skipped: {', '.join(skipped)}" if skipped else ""))
     if errors:
+        sys.exit(1)
+
+
+def side_by_side(ours) -> dict:
+    mode = "tiny" if ours.tiny else "quick" if ours.quick else "full"
+    return _reference.measure(mode, ours.reference or os.environ.get("VMCORE_REFHARNESS"), ours.doom, ours.wad,
+                              log=lambda text: print(text, file=sys.stderr))
+
+
+def side_by_side_only(ours) -> None:
+    """--only side-by-side: that table alone, no pyperf benchmarks."""
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t_start, load_start = time.monotonic(), loadavg()
+    side = side_by_side(ours)
+    m = machine_info(ours.quick, started, time.monotonic() - t_start, load_start, with_compile=False)
+    data = {"machine": m, "results": [], "side_by_side": side}
+    if ours.json:
+        Path(ours.json).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    if ours.md:
+        Path(ours.md).write_text("\n".join([f"Measured {m['date']} on {m['cpu']} ({m['cpus']} cores), Python "
+                                            f"{m['python']}, {m['duration_s']:.0f} s." + load_note(m), ""]
+                                           + _reference.markdown(side)) + "\n")
+    failed = [r["row"] for r in side["rows"] if "error" in r]
+    print(f"\n{len(side['rows'])} side-by-side rows" + (f", failed: {', '.join(failed)}" if failed else ""))
+    if failed:
         sys.exit(1)
 
 

@@ -52,6 +52,8 @@ typedef struct vm_host_spawn_options {
     double start_timeout;     /* seconds */
 } vm_host_spawn_options;
 
+#define VM_HOST_CPU_WORDS 16 /* CPU sets: 1024 bits */
+
 /* One sandbox process and its shared memory. */
 typedef struct vm_host_zygote {
     int pid;
@@ -60,7 +62,9 @@ typedef struct vm_host_zygote {
     vmctx *ctx;
     uint8_t *window; /* guest address 0 .. 4 GiB + slack */
     uint8_t *perms;  /* VM_GUEST_PERMS_SIZE bytes */
-    int cpu;
+    int cpu;         /* pinned to (-1: not pinned) */
+    int placed;      /* counted on `cpu` by the placement (host_cpu.c) */
+    uint64_t allowed[VM_HOST_CPU_WORDS]; /* the CPUs it may be placed on (all zero: every CPU) */
     int owner_pid;   /* the host process that started it (fork safety) */
     int reaped;
     int status_code; /* after reaping: CLD_* */
@@ -87,14 +91,29 @@ int vm_host_reap(vm_host_zygote *z);
 void vm_host_describe_exit(vm_host_zygote *z, char *out, size_t size);
 /* Hand a module memfd to the zygote (taken at its next run). */
 int vm_host_send_module(vm_host_zygote *z, const vm_host_module *m);
-/* Re-pin the zygote to `cpu`. */
-int vm_host_pin(vm_host_zygote *z, int cpu);
-
-/* CPU choice: how many CPUs this process may use, and one that is not
- * `avoid` (round robin), or -1 when there is only one. */
+/* ---- CPU placement (host_cpu.c) ----
+ * Sandbox processes spread over the CPUs this process may use: each CPU
+ * counts the zygotes placed on it, and a zygote goes to the least-loaded CPU
+ * of its allowed set (VM_HOST_CPU_WORDS words of bits; NULL or all zero:
+ * every CPU), preferring one other than `avoid` (the calling thread's, so a
+ * lone sandbox and its host spin on different cores). */
 int vm_host_cpu_count(void);
-int vm_host_pick_cpu(int avoid);
 int vm_host_current_cpu(void);
+/* Count one zygote on the least-loaded allowed CPU and return it; -1 (not
+ * counted: leave it to the scheduler) with every CPU allowed and only one. */
+int vm_host_cpu_reserve(const uint64_t *allowed, int avoid);
+void vm_host_cpu_unreserve(int cpu);
+int vm_host_cpu_load(int cpu); /* zygotes placed on `cpu` now */
+/* Re-place a started zygote by the rule above and pin it: its CPU or -1. */
+int vm_host_place(vm_host_zygote *z, const uint64_t *allowed, int avoid);
+/* No pinning: off the count, free to run on every allowed CPU.  0 or -1. */
+int vm_host_unpin(vm_host_zygote *z, const uint64_t *allowed);
+/* Off the count, affinity kept (idle in a pool, released, forgotten). */
+void vm_host_unplace(vm_host_zygote *z);
+/* The caller runs on the zygote's CPU `current`: move the zygote to an
+ * allowed CPU with fewer zygotes, if there is one (never stacks two).
+ * 1 moved, 0 not, -1 error. */
+int vm_host_move_off(vm_host_zygote *z, int current);
 
 /* Zero [offset, offset + length) of the guest memory memfd, giving the
  * pages back (used for large spans when recycling). */

@@ -12,7 +12,7 @@ import platform
 import threading
 import time
 import weakref
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from vmcore import _engine, gas as _gas
 from vmcore.errors import SandboxError
@@ -62,16 +62,27 @@ class SandboxPool:
     reuses a zygote that ran someone else's guest (each sandbox gets a
     fresh process).  :meth:`prestart` fills the pool now.
 
+    ``pinning`` says where the pool's sandbox processes run while a sandbox
+    holds them: ``"spread"`` (the default) pins each to the CPU with the
+    fewest sandbox processes of this Python process, preferring one other
+    than the calling thread's (a lone sandbox then spins on another core
+    than its host) and moving it off the caller's CPU only to a CPU with
+    fewer, so N sandboxes on N cores never stack; ``"none"`` leaves them
+    unpinned, to the kernel's scheduler; a list of CPU numbers spreads them
+    over those CPUs only.
+
     ``vmcore.SandboxPool.default()`` is the pool sandboxes use unless given
     ``pool=``."""
 
     _default: Optional["SandboxPool"] = None
     _default_lock = threading.Lock()
 
-    def __init__(self, size: int = 8, *, min_idle: int = 0, recycle: bool = True, _flags: int = 0,
-                 _namespaces: bool = True, _image_fd: int = -1) -> None:
+    def __init__(self, size: int = 8, *, min_idle: int = 0, recycle: bool = True,
+                 pinning: Union[str, Iterable[int]] = "spread", _flags: int = 0, _namespaces: bool = True,
+                 _image_fd: int = -1) -> None:
         if size < 0 or min_idle < 0:
             raise ValueError("size and min_idle must be >= 0")
+        self.pinning, self._pin_cpus = _pinning(pinning)
         self.size = size
         self.min_idle = min(min_idle, size)
         self.recycle = recycle
@@ -118,14 +129,26 @@ class SandboxPool:
                 self._kick()
             if zy is None:
                 pool_log.debug("pool %#x has no idle sandbox process: starting one", id(self))
-                return self._start()
+                return self._place(self._start())
             if zy.idle():
                 self.reused += 1
                 zy.refresh()
                 pool_log.debug("reusing idle sandbox process pid %s (pool %#x)", zy.pid, id(self))
-                return zy
+                return self._place(zy)
             pool_log.info("idle sandbox process pid %s died in pool %#x; discarding it", zy.pid, id(self))
             zy.release()  # died while pooled
+
+    def _place(self, zy: "_engine.Zygote") -> "_engine.Zygote":
+        """Pin a zygote that a sandbox takes by the pool's policy."""
+        try:
+            if self.pinning == "none":
+                zy.unpin()
+            else:
+                zy.place(self._pin_cpus)
+        except BaseException:
+            zy.release()
+            raise
+        return zy
 
     def release(self, zy: "_engine.Zygote", reusable: bool = True) -> None:
         """Take a zygote back (already wiped by its sandbox), or end it."""
@@ -135,6 +158,7 @@ class SandboxPool:
         if reusable and self.recycle and not self._closed and zy.idle():
             with self._lock:
                 if len(self._idle) < self.size:
+                    zy.unplace()  # idle: no longer counted on its CPU
                     self._idle.append(zy)
                     pool_log.debug("recycled sandbox process pid %s into pool %#x (%d idle)", zy.pid, id(self),
                                    len(self._idle))
@@ -147,6 +171,7 @@ class SandboxPool:
         target = self.size if count is None else min(count, self.size)
         while len(self._idle) < target and not self._closed:
             zy = self._start(-1)
+            zy.unplace()  # placed when a sandbox takes it
             with self._lock:
                 if len(self._idle) < self.size and not self._closed:
                     self._idle.append(zy)
@@ -193,6 +218,23 @@ class SandboxPool:
         self._lock = threading.Lock()
         self._refill = threading.Event()
         self._refiller = None
+
+
+def _pinning(pinning) -> Tuple[str, Optional[Tuple[int, ...]]]:
+    """(``pinning`` as the pool keeps it, its CPUs or None for all)."""
+    if isinstance(pinning, str):
+        if pinning not in ("spread", "none"):
+            raise ValueError(f"pinning must be 'spread', 'none' or a list of CPUs, got {pinning!r}")
+        return pinning, None
+    try:
+        cpus = tuple(sorted(set(int(cpu) for cpu in pinning)))
+    except (TypeError, ValueError):
+        raise ValueError(f"pinning must be 'spread', 'none' or a list of CPUs, got {pinning!r}") from None
+    usable = os.sched_getaffinity(0)
+    if not cpus or not set(cpus) <= usable:
+        raise ValueError(f"pinning: CPUs {list(cpus)} are not a non-empty subset of this process's CPUs "
+                         f"{sorted(usable)}")
+    return cpus, cpus
 
 
 _POOLS: "weakref.WeakSet[SandboxPool]" = weakref.WeakSet()

@@ -265,64 +265,6 @@ void vm_host_module_free(vm_host_module *m)
     m->base = NULL;
 }
 
-/* ---- CPUs ---- */
-
-static pthread_once_t cpus_once = PTHREAD_ONCE_INIT;
-static int cpu_list[CPU_SETSIZE];
-static int cpu_total;
-static _Atomic unsigned cpu_next;
-
-static void cpus_init(void)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) != 0) {
-        cpu_total = 1;
-        cpu_list[0] = 0;
-        return;
-    }
-    for (int i = 0; i < CPU_SETSIZE; i++)
-        if (CPU_ISSET(i, &set))
-            cpu_list[cpu_total++] = i;
-    if (!cpu_total) {
-        cpu_total = 1;
-        cpu_list[0] = 0;
-    }
-}
-
-int vm_host_cpu_count(void)
-{
-    pthread_once(&cpus_once, cpus_init);
-    return cpu_total;
-}
-
-int vm_host_current_cpu(void) { return sched_getcpu(); }
-
-int vm_host_pick_cpu(int avoid)
-{
-    if (vm_host_cpu_count() < 2)
-        return -1;
-    for (int tries = 0; tries < cpu_total; tries++) {
-        int cpu = cpu_list[atomic_fetch_add(&cpu_next, 1) % (unsigned)cpu_total];
-        if (cpu != avoid)
-            return cpu;
-    }
-    return -1;
-}
-
-int vm_host_pin(vm_host_zygote *z, int cpu)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(z->pid, sizeof set, &set) != 0)
-        return -1;
-    z->cpu = cpu;
-    z->ctx->sandbox_cpu = cpu;
-    z->repin++;
-    return 0;
-}
-
 /* ---- spawning ----
  *
  * Every zygote is cloned by one long-lived helper thread: the parent-death
@@ -588,6 +530,8 @@ static uint32_t ns_bits(int flags)
 int vm_host_spawn(vm_host_zygote *z, const vm_host_spawn_options *o, char *error)
 {
     zygote_init(z);
+    z->cpu = o->cpu; /* the zygote owns o->cpu's reservation (host_cpu.c) */
+    z->placed = o->cpu >= 0;
     int socks[2] = {-1, -1}, pipe_fds[2] = {-1, -1};
     z->ctx_fd = sealed_memfd("vmcore-vmctx", 4096, 0);
     if (z->ctx_fd < 0) {
@@ -678,7 +622,6 @@ int vm_host_spawn(vm_host_zygote *z, const vm_host_spawn_options *o, char *error
     z->pidfd = r.pidfd;
     z->reaped = 0;
     z->owner_pid = getpid();
-    z->cpu = o->cpu;
     if (r.close_range_ok)
         atomic_fetch_or(&c->isolation, VM_ISO_CLOSE_RANGE);
     if (r.id_maps_ok)
@@ -723,6 +666,7 @@ fail:
     close_fd(&z->pidfd);
     unmap_all(z);
     z->pid = -1;
+    vm_host_unplace(z);
     return -1;
 }
 
@@ -796,6 +740,7 @@ void vm_host_release(vm_host_zygote *z)
     close_fd(&z->pidfd);
     unmap_all(z);
     z->pid = -1;
+    vm_host_unplace(z);
 }
 
 void vm_host_forget(vm_host_zygote *z)
@@ -804,6 +749,7 @@ void vm_host_forget(vm_host_zygote *z)
     close_fd(&z->pidfd);
     unmap_all(z);
     z->pid = -1;
+    vm_host_unplace(z);
 }
 
 int vm_host_send_module(vm_host_zygote *z, const vm_host_module *m)

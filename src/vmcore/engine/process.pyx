@@ -40,6 +40,25 @@ def cpu_count():
     return _cpus
 
 
+def cpu_load(int cpu):
+    """How many zygotes of this process are placed on ``cpu`` now."""
+    return vm_host_cpu_load(cpu)
+
+
+cdef const uint64_t *_cpu_set(cpus, uint64_t *words) except? NULL:
+    """``cpus`` (None: every CPU) as VM_HOST_CPU_WORDS words of bits."""
+    cdef int i
+    if cpus is None:
+        return NULL
+    for i in range(VM_HOST_CPU_WORDS):
+        words[i] = 0
+    for cpu in cpus:
+        if not 0 <= cpu < VM_HOST_CPU_WORDS * 64:
+            raise ValueError(f"CPU {cpu} out of range")
+        words[cpu // 64] |= (<uint64_t>1) << (cpu % 64)
+    return words
+
+
 def spin_settings():
     """``(host, sandbox)`` spin budgets in pause iterations."""
     return _host_spin, _sandbox_spin
@@ -242,8 +261,9 @@ cdef class Zygote:
 
     def start(self, uint32_t flags=0, bint namespaces=True, double timeout=10.0, int avoid_cpu=-2, int image_fd=-1):
         """Spawn and wait until it is confined and idle (SandboxError if it
-        cannot start).  It is pinned to a CPU other than ``avoid_cpu``
-        (default: the calling thread's) when there are two or more."""
+        cannot start).  It is placed as :meth:`place` does (the
+        least-loaded CPU, preferring one other than ``avoid_cpu``, default
+        the calling thread's) when there are two or more."""
         cdef vm_host_spawn_options o
         cdef char error[VM_HOST_ERROR_SIZE]
         cdef int rc
@@ -256,15 +276,39 @@ cdef class Zygote:
         o.image_fd = image_fd if image_fd >= 0 else _image_fd
         o.flags = flags
         o.spin_iterations = _sandbox_spin
-        o.cpu = vm_host_pick_cpu(avoid_cpu)
+        o.cpu = vm_host_cpu_reserve(NULL, avoid_cpu)
         o.namespaces = namespaces
         o.start_timeout = timeout
         self.flags = flags
         with nogil:
-            rc = vm_host_spawn(&self.z, &o, error)
+            rc = vm_host_spawn(&self.z, &o, error)  # owns o.cpu's reservation from here
         if rc != 0:
             raise SandboxError(error.decode(errors="replace"))
         self.started = True
+
+    def place(self, cpus=None, int avoid_cpu=-2):
+        """Pin it to the CPU (of ``cpus``, default: every CPU this process
+        may use) with the fewest placed zygotes, preferring one other than
+        ``avoid_cpu`` (default: the calling thread's); the CPU, or -1 when
+        every CPU is allowed and there is only one (left unpinned)."""
+        cdef uint64_t allowed[VM_HOST_CPU_WORDS]
+        cdef int rc
+        if avoid_cpu == -2:
+            avoid_cpu = vm_host_current_cpu()
+        rc = vm_host_place(&self.z, _cpu_set(cpus, allowed), avoid_cpu)
+        if rc < 0 and (cpus is not None or vm_host_cpu_count() >= 2):
+            raise SandboxError("cannot pin the sandbox process (sched_setaffinity)")
+        return rc
+
+    def unpin(self, cpus=None):
+        """No pinning: free to run on every CPU of ``cpus`` (default: all)."""
+        cdef uint64_t allowed[VM_HOST_CPU_WORDS]
+        if vm_host_unpin(&self.z, _cpu_set(cpus, allowed)) != 0:
+            raise SandboxError("cannot unpin the sandbox process (sched_setaffinity)")
+
+    def unplace(self):
+        """Off its CPU's count (idle in a pool): keeps its affinity."""
+        vm_host_unplace(&self.z)
 
     def release(self):
         """Kill, reap and unmap (idempotent)."""
@@ -599,14 +643,13 @@ cdef class Process(Guest):
             if vm_host_send_module(&z.z, &self.module.m) != 0:
                 raise SandboxError("cannot pass the module to the sandbox process")
             z.module = self.module
-        if z.z.cpu >= 0:
+        if z.z.placed:
             cpu = vm_host_current_cpu()
             if cpu == z.z.cpu:
                 # Both on one core: spinning would only burn each other's
-                # time slices.  Move the zygote.
-                cpu = vm_host_pick_cpu(cpu)
-                if cpu >= 0:
-                    vm_host_pin(&z.z, cpu)
+                # time slices.  Move the zygote, unless that would stack it
+                # on another sandbox's CPU.
+                vm_host_move_off(&z.z, cpu)
         self.running = True
         vm_host_resume(self.ctx)
         return 0

@@ -66,6 +66,7 @@ cdef extern from "vmcore/module_memory.h":
 cdef extern from "vmcore/host.h":
     enum:
         VM_HOST_ERROR_SIZE
+        VM_HOST_CPU_WORDS
         VM_HOST_WAIT_DIED
         VM_HOST_WAIT_UNRESPONSIVE
         VM_HOST_WAIT_STOPPED
@@ -98,6 +99,7 @@ cdef extern from "vmcore/host.h":
         uint8_t *window
         uint8_t *perms
         int cpu
+        int placed
         int owner_pid
         int reaped
         uint64_t module_generation
@@ -122,10 +124,15 @@ cdef extern from "vmcore/host.h":
     int vm_host_reap(vm_host_zygote *z) nogil
     void vm_host_describe_exit(vm_host_zygote *z, char *out, size_t size)
     int vm_host_send_module(vm_host_zygote *z, const vm_host_module *m)
-    int vm_host_pin(vm_host_zygote *z, int cpu)
     int vm_host_cpu_count()
-    int vm_host_pick_cpu(int avoid)
     int vm_host_current_cpu()
+    int vm_host_cpu_reserve(const uint64_t *allowed, int avoid)
+    void vm_host_cpu_unreserve(int cpu)
+    int vm_host_cpu_load(int cpu)
+    int vm_host_place(vm_host_zygote *z, const uint64_t *allowed, int avoid)
+    int vm_host_unpin(vm_host_zygote *z, const uint64_t *allowed)
+    void vm_host_unplace(vm_host_zygote *z)
+    int vm_host_move_off(vm_host_zygote *z, int current)
     int vm_host_punch(vm_host_zygote *z, uint64_t offset, uint64_t length) nogil
 
     void vm_host_resume(vmctx *ctx)
