@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
-from vmcore import _engine, abi, exits, gas as _gas, interrupts
+from vmcore import _engine, abi, aio, exits, gas as _gas, interrupts
 from vmcore.backend import IsolationReport, select
 from vmcore.caller import Caller, Registers
 from vmcore.errors import ImportNotFound, SandboxBusy, SandboxError, Timeout, VmError
@@ -229,6 +229,8 @@ class Sandbox(_engine.SandboxCore):
             known = ", ".join(self.program.imports) or "none"
             raise ImportNotFound(f"the program has no import named {name!r} (imports: {known})", name=name)
         entry = (fn, _hostcall_arity(fn, name))
+        if aio.is_async_hostcall(fn):  # async def: run on the awaiting loop (vmcore.aio)
+            entry = (aio.bridge(fn), entry[1])
         for i, imported in enumerate(self.program.imports):
             if imported == name:
                 self._handlers[i] = entry
@@ -346,6 +348,16 @@ class Sandbox(_engine.SandboxCore):
         if reason == _engine.EXIT_STEP:
             return interrupts.Step(pc)
         raise SandboxError(f"unexpected exit {reason}", pc=pc)
+
+    # -- asyncio (vmcore.aio) ------------------------------------------------
+    async def call_async(self, export: Union[str, int], *args: int, timeout: Optional[float] = None) -> int:
+        """:meth:`call` for asyncio: ``await sb.call_async("main", 1, 2)``.
+        The guest runs in a worker thread while the loop goes on; ``async
+        def`` hostcalls are awaited on this loop.  Cancelling the task
+        (``asyncio.wait_for``, ``task.cancel()``) stops the guest, and
+        CancelledError arrives only after it has stopped: the sandbox is
+        idle and usable at once.  ``timeout`` as in :meth:`call`."""
+        return await aio.call_async(self, export, *args, timeout=timeout)
 
     def set_step_tracing(self, enabled: bool) -> None:
         """Stop before every instruction (run() returns Step).  Between
