@@ -71,6 +71,7 @@ CORE_SOURCES = [
     "src/vmcore/_native/module_memory.c",
     "src/vmcore/_native/host.c",
     "src/vmcore/_native/host_handshake.c",
+    "src/vmcore/_native/sigint.c",
     "src/vmcore/_native/scrub.c",
 ]
 

@@ -74,6 +74,7 @@ cdef class Instance(Guest):
     cdef bint _resumable(self)
     cdef int _set_pc(self, uint32_t pc) except? -3
     cdef int _step(self) except -1
+    cdef int _run_interruptible(self) except -1
     cdef bint _is64(self)
     cdef uint64_t _get_reg(self, int i)
     cdef void _set_reg(self, int i, uint64_t v)
@@ -105,6 +106,8 @@ cdef class Process(Guest):
     cdef int _set_pc(self, uint32_t pc) except? -3
     cdef int _start(self) except -1
     cdef uint32_t _wait(self) except 0xffffffff
+    cdef int _wait_interruptible(self, uint32_t *v) except? -5
+    cdef int _stop_after_signal(self) except -1
     cdef int _exit_code(self, uint32_t v) except? -1
     cdef int _step(self) except -1
     cdef bint _is64(self)
