@@ -72,6 +72,7 @@ CORE_SOURCES = [
     "src/vmcore/_native/host.c",
     "src/vmcore/_native/host_cpu.c",
     "src/vmcore/_native/host_handshake.c",
+    "src/vmcore/_native/sigint.c",
     "src/vmcore/_native/scrub.c",
 ]
 

@@ -165,6 +165,9 @@ static inline uint32_t vm_host_spin(vmctx *ctx, uint32_t iterations)
 #define VM_HOST_WAIT_DIED (-1)
 #define VM_HOST_WAIT_UNRESPONSIVE (-2) /* ignored an interrupt past the grace: killed */
 #define VM_HOST_WAIT_STOPPED (-3)      /* stopped (SIGSTOP) for ~0.3 s: killed */
+/* Ctrl-C (vmcore/sigint.h): a SIGINT arrived while armed for this wait;
+ * the sandbox still runs (the caller decides whether to stop it). */
+#define VM_HOST_WAIT_SIGINT (-4)
 /* Long enough for a runnable sandbox on a loaded machine to be scheduled
  * (50 ms killed healthy sandboxes at load 12 on 2 cores). */
 #define VM_HOST_INTERRUPT_GRACE 0.5

@@ -10,7 +10,7 @@ if _util.find_spec("vmcore._engine") is None:
 del _util
 
 from vmcore._version import __version__
-from vmcore.errors import (ExportNotFound, HostcallError, ImportNotFound, MemoryAccessError, OutOfGas, PageFault,
+from vmcore.errors import (AsyncHostcallError, ExportNotFound, HostcallError, ImportNotFound, MemoryAccessError, OutOfGas, PageFault,
                            ProgramError, SandboxError, Timeout, Trap, VmError)
 from vmcore.caller import Caller, Registers
 from vmcore.heap import HeapPolicy
@@ -30,5 +30,5 @@ __all__ = [
     "SandboxPool", "drain_module_memory", "IsolationReport", "configure_spin", "spin_settings", "GuestMemory", "interrupts", "Interrupt", "Finished", "Ecalli", "Step",
     "TrapInterrupt", "OutOfGasInterrupt", "PageFaultInterrupt", "Backend", "Isolation",
     "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError", "MemoryAccessError",
-    "SandboxError", "Timeout", "ExportNotFound", "ImportNotFound",
+    "SandboxError", "Timeout", "ExportNotFound", "ImportNotFound", "AsyncHostcallError",
 ]

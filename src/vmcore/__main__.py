@@ -18,6 +18,7 @@ from vmcore.errors import VmError
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report a SIGINT
 FORMATS = ("auto", "polkavm", "jam", "raw")
 
 
@@ -156,6 +157,10 @@ def cmd_run(args) -> int:
         error: Optional[VmError] = None
     except VmError as e:
         result, error = None, e
+    except KeyboardInterrupt:  # the guest was stopped (vmcore/sigint.h)
+        pc = sb.pc if not sb.closed else None
+        sb.close()
+        return _fail(f"interrupted (Ctrl-C) at pc {pc}", EXIT_INTERRUPTED)
     elapsed = time.perf_counter() - start
     gas_left = sb.gas if not sb.closed else None
     record.update(status="finished" if error is None else _STATUS.get(type(error).__name__, "error"),

@@ -71,6 +71,7 @@ cdef class Instance(Guest):
     # Overrides Guest's engine-specific cdef methods (declared once, there).
     cdef vm_state state
     cdef readonly CompiledModule module
+    cdef int _run_interruptible(self) except -1
 
 
 cdef class Process(Guest):
@@ -94,6 +95,8 @@ cdef class Process(Guest):
     cdef int _heap_load(self, vm_state *s) except -1
     cdef int _start(self) except -1
     cdef uint32_t _wait(self) except 0xffffffff
+    cdef int _wait_interruptible(self, uint32_t *v) except? -5
+    cdef int _stop_after_signal(self) except -1
     cdef int _exit_code(self, uint32_t v) except? -1
 
 

@@ -32,6 +32,9 @@ from vmcore.includes.program cimport *
 from vmcore.includes.compiler cimport *
 from vmcore.includes.host cimport *
 from vmcore.includes.scrub cimport vm_span, vm_scrub_spans, vm_state_fresh, vm_ctx_fresh
+from vmcore.includes.sigint cimport vm_sigint_arm, vm_sigint_disarm, vm_sigint_take
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.pythread cimport PyThread_get_thread_ident
 
 import array as _array_module
 import os
@@ -41,6 +44,15 @@ from vmcore.errors import SandboxBusy, SandboxError, Timeout
 from vmcore.watchdog import deadline
 
 vm_decoder_init()
+
+# Ctrl-C reaches a running guest only in the thread Python runs signal
+# handlers in (vmcore/sigint.h).
+import threading as _threading
+cdef unsigned long _MAIN_THREAD = _threading.main_thread().ident
+
+
+cdef inline bint _in_main_thread():
+    return PyThread_get_thread_ident() == _MAIN_THREAD
 
 include "engine/abi.pyx"
 include "engine/module_setup.pyx"

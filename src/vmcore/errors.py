@@ -108,6 +108,13 @@ class Timeout(VmError):
     ``run(timeout=)``, in seconds); the guest was stopped at ``pc``."""
 
 
+class AsyncHostcallError(VmError):
+    """An ``async def`` hostcall was reached from a blocking ``call()``
+    while an event loop runs in the calling thread (waiting there for a
+    coroutine on that loop would deadlock): use ``await
+    sandbox.call_async(...)``.  The call raises HostcallError caused by it."""
+
+
 class _LookupVmError(VmError, KeyError):
     """A VmError that is also a KeyError (``except KeyError`` keeps
     working); str() is the plain message, not KeyError's repr of it."""
@@ -133,4 +140,5 @@ class ImportNotFound(_LookupVmError):
 __all__ = [
     "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError",
     "MemoryAccessError", "SandboxError", "SandboxBusy", "Timeout", "ExportNotFound", "ImportNotFound",
+    "AsyncHostcallError",
 ]

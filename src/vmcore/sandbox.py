@@ -228,6 +228,9 @@ class Sandbox(_engine.SandboxCore):
             known = ", ".join(self.program.imports) or "none"
             raise ImportNotFound(f"the program has no import named {name!r} (imports: {known})", name=name)
         entry = (fn, _hostcall_arity(fn, name))
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+            from vmcore import aio  # async def: run on the awaiting loop; asyncio only when used
+            entry = (aio.bridge(fn), entry[1])
         for i, imported in enumerate(self.program.imports):
             if imported == name:
                 self._handlers[i] = entry
@@ -358,6 +361,17 @@ class Sandbox(_engine.SandboxCore):
         if reason == _engine.EXIT_STEP:
             return interrupts.Step(pc)
         raise SandboxError(f"unexpected exit {reason}", pc=pc)
+
+    # -- asyncio (vmcore.aio) ------------------------------------------------
+    async def call_async(self, export: Union[str, int], *args: int, timeout: Optional[float] = None) -> int:
+        """:meth:`call` for asyncio: ``await sb.call_async("main", 1, 2)``.
+        The guest runs in a worker thread while the loop goes on; ``async
+        def`` hostcalls are awaited on this loop.  Cancelling the task
+        (``asyncio.wait_for``, ``task.cancel()``) stops the guest, and
+        CancelledError arrives only after it has stopped: the sandbox is
+        idle and usable at once.  ``timeout`` as in :meth:`call`."""
+        from vmcore import aio  # asyncio is imported only by those who use it
+        return await aio.call_async(self, export, *args, timeout=timeout)
 
     def set_step_tracing(self, enabled: bool) -> None:
         """Stop before every instruction (run() returns Step).  Between

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "vmcore/host.h"
 #include "host_clock.h"
+#include "vmcore/sigint.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -70,6 +71,12 @@ int vm_host_wait(vm_host_zygote *z, uint32_t spin, uint32_t *state)
         v = atomic_load_explicit(&c->futex, memory_order_seq_cst);
         if (v != VMCTX_FUTEX_BUSY)
             break;
+        /* Ctrl-C: back to the caller, which decides (EINTR or the
+         * handler's wake got us here). */
+        if (vm_sigint_pending_for(&c->futex)) {
+            atomic_store_explicit(&c->host_sleeping, 0, memory_order_relaxed);
+            return VM_HOST_WAIT_SIGINT;
+        }
         uint32_t death = atomic_load_explicit(&c->death_futex, memory_order_acquire);
         if (death & FUTEX_OWNER_DIED) {
             atomic_store_explicit(&c->host_sleeping, 0, memory_order_relaxed);

@@ -103,12 +103,39 @@ cdef class Instance(Guest):
         reason = vm_run(&self.module.module, &self.state, &self.mem)
         if reason == VM_EXIT_YIELD:
             self.state.fuel = 0
-            with nogil:
-                reason = vm_run(&self.module.module, &self.state, &self.mem)
+            if _in_main_thread():
+                reason = self._run_interruptible()
+            else:
+                with nogil:
+                    reason = vm_run(&self.module.module, &self.state, &self.mem)
         self.running = False
         if reason == VM_EXIT_FINISHED or reason == VM_EXIT_TRAP:
             self.state.resume = VM_INDEX_NONE
         return reason
+
+    # -- Ctrl-C (vmcore/sigint.h) -------------------------------------------
+    cdef int _run_interruptible(self) except -1:
+        """The GIL-free run in the main thread: a SIGINT stops the guest;
+        KeyboardInterrupt (whatever Python's handler raises) propagates
+        with the guest stopped, else the guest resumes."""
+        cdef int reason, armed
+        while True:
+            armed = vm_sigint_arm(&self.state.interrupt, NULL)
+            with nogil:
+                reason = vm_run(&self.module.module, &self.state, &self.mem)
+            if armed:
+                vm_sigint_disarm()
+            if not vm_sigint_take() or reason != VM_EXIT_INTERRUPTED:
+                return reason
+            try:
+                PyErr_CheckSignals()
+            except BaseException:
+                self.state.interrupt = 0
+                self.running = False
+                raise
+            if self.abandoned:
+                return reason  # closed meanwhile: that stop stands
+            self.state.interrupt = 0  # the handler did not raise: go on
 
     cdef bint _is64(self):
         return self.module.module.is_64_bit

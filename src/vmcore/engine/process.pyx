@@ -662,8 +662,11 @@ cdef class Process(Guest):
         zp.wait_loop_start += 1
         v = vm_host_spin(self.ctx, _host_spin)
         if v == VMCTX_FUTEX_BUSY:
-            with nogil:
-                rc = vm_host_wait(zp, 0, &v)
+            if _in_main_thread():
+                rc = self._wait_interruptible(&v)
+            else:
+                with nogil:
+                    rc = vm_host_wait(zp, 0, &v)
         if rc != 0:
             self._died(VMCTX_FUTEX_BUSY, rc)
         if v == VMCTX_FUTEX_GUEST_SIGNAL:
@@ -671,6 +674,51 @@ cdef class Process(Guest):
         self.running = False
         self._check_answer(v)
         return v
+
+    # -- Ctrl-C (vmcore/sigint.h) -------------------------------------------
+    cdef int _wait_interruptible(self, uint32_t *v) except? -5:
+        """vm_host_wait in the main thread: on a SIGINT run Python's
+        handlers; if they raise (KeyboardInterrupt), stop the guest, wait
+        for its answer (a sandbox that does not answer within the grace is
+        killed and the sandbox closed) and re-raise; else wait on."""
+        cdef int rc, armed
+        cdef vm_host_zygote *zp = &self.zy.z
+        while True:
+            armed = vm_sigint_arm(NULL, &self.ctx.futex)
+            with nogil:
+                rc = vm_host_wait(zp, 0, v)
+            if armed:
+                vm_sigint_disarm()
+            vm_sigint_take()
+            if rc != VM_HOST_WAIT_SIGINT:
+                return rc
+            try:
+                PyErr_CheckSignals()
+            except BaseException:
+                self._stop_after_signal()
+                raise
+
+    cdef int _stop_after_signal(self) except -1:
+        """Stop the running guest and take its answer, keeping the
+        exception being raised (a dead sandbox is closed, not reported)."""
+        cdef int rc
+        cdef uint32_t v = VMCTX_FUTEX_BUSY
+        cdef vm_host_zygote *zp = &self.zy.z
+        self.interrupt()
+        with nogil:
+            rc = vm_host_wait(zp, 0, &v)
+        try:
+            if rc != 0 or v == VMCTX_FUTEX_GUEST_SIGNAL:
+                self._died(v if rc == 0 else VMCTX_FUTEX_BUSY, rc if rc != 0 else VM_HOST_WAIT_DIED)
+            self.running = False
+            self._check_answer(v)
+            self._exit_code(v)
+        except SandboxError:
+            pass
+        if self.ctx != NULL:
+            vm_host_set_interrupt(self.ctx, 0)
+        self.running = False
+        return 0
 
     cdef int _exit_code(self, uint32_t v) except? -1:
         if v == VMCTX_FUTEX_GUEST_ECALLI:

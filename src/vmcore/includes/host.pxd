@@ -70,6 +70,7 @@ cdef extern from "vmcore/host.h":
         VM_HOST_WAIT_DIED
         VM_HOST_WAIT_UNRESPONSIVE
         VM_HOST_WAIT_STOPPED
+        VM_HOST_WAIT_SIGINT
     double VM_HOST_INTERRUPT_GRACE
 
     ctypedef struct vm_module_memory:
