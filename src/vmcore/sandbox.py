@@ -340,7 +340,7 @@ class Sandbox(_engine.SandboxCore):
         is stopped and Timeout raised; run() again resumes it."""
         b = self._live()
         with deadline(b, timeout):
-            reason = b.serve(self._handlers, self._caller, self._mask) if serve_hostcalls else b.run()
+            reason = b.serve_hostcalls(self._handlers, self._caller, self._mask) if serve_hostcalls else b.run()
         if reason == _engine.EXIT_INTERRUPTED:
             raise Timeout(f"run() passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}", pc=b.pc)
         if reason in (_engine.EXIT_BUSY, _engine.EXIT_HOSTCALL_ERROR):
