@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _programs import SIEVE_N, SIEVE_RESULT, SUM_N, SUM_RESULT, load
+from _programs import SIEVE_N, SIEVE_RESULT, SUM_N, SUM_RESULT, load, time_noop_calls
 
 import vmcore
 
@@ -214,12 +214,7 @@ class VmcoreBench(ComputeKernels):
         def timed(loops):
             sb = self.sandbox(program)
             try:
-                call = sb.call
-                call("noop")
-                t0 = time.perf_counter()
-                for _ in range(loops):
-                    call("noop")
-                return time.perf_counter() - t0
+                return time_noop_calls(sb, loops)
             finally:
                 sb.close()
         return timed
