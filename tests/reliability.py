@@ -44,7 +44,7 @@ from vmcore import pool as pool_module
 from vmcore.pool import SandboxPool
 
 import modes
-from conftest import ROOT, child_processes, program
+from conftest import PROBE_EXPORTS, ROOT, child_processes, program
 
 INLINE, PROCESS, COMPILER = (modes.BY_NAME[name] for name in ("inline", "process", "compiler"))
 
@@ -61,13 +61,7 @@ GUEST = program(f"""
 %rw_data_size = {RW_SIZE}
 %stack_size = 8192
 %import note
-pub @quick:
-    a0 = 7
-    ret
-pub @spin:
-@spin_loop:
-    jump @spin_loop
-// a hostcall per iteration, forever
+{PROBE_EXPORTS}// a hostcall per iteration, forever
 pub @hloop:
 @hloop_again:
     ecalli 0

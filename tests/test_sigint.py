@@ -13,19 +13,13 @@ import pytest
 
 import vmcore
 
-from conftest import DATA_DIR, ROOT, program
+from conftest import DATA_DIR, PROBE_EXPORTS, ROOT, program
 
-GUEST = program("""
+GUEST = program(f"""
 %isa = latest64
 %stack_size = 4096
 %import note
-pub @spin:
-@spin_loop:
-    jump @spin_loop
-pub @quick:
-    a0 = 7
-    ret
-pub @hloop:
+{PROBE_EXPORTS}pub @hloop:
 @again:
     ecalli 0
     jump @again
