@@ -131,12 +131,27 @@ sb.call("spin")
 """
 
 
+def _wait_for_engine(child, timeout=60.0):
+    """Until the child has mapped vmcore's engine (its imports are done)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and child.poll() is None:
+        try:
+            with open(f"/proc/{child.pid}/maps") as maps:
+                if "_engine" in maps.read():
+                    return
+        except OSError:
+            return
+        time.sleep(0.02)
+
+
 def interrupt_child(argv):
     """Start argv, wait for its "ready" line (or a moment), SIGINT it; (returncode, stderr, seconds)."""
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         if argv[1] == "-c":
             assert child.stdout.readline().strip() == "ready"
+        else:
+            _wait_for_engine(child)  # the CLI prints nothing first: wait out its imports (slow when busy)
         time.sleep(0.3)  # well inside the call
         assert child.poll() is None
         sent = time.monotonic()

@@ -22,9 +22,11 @@ class ModuleCache:
     maps, initial layouts, block gas costs, threaded code and modules in
     shared memory (interpreter or native).  Per process: a pickled or
     copied Program starts with an empty one.  Each getter takes the key's
-    parts and ``build()``, called on a miss."""
+    parts and ``build()``, called on a miss.  ``recipes`` is the Sandbox
+    constructor's own table (its options -> what they resolve to), read
+    directly on its hot path."""
 
-    __slots__ = ("_maps", "_layouts", "_block_gas", "_threaded", "_shared", "_native")
+    __slots__ = ("_maps", "_layouts", "_block_gas", "_threaded", "_shared", "_native", "recipes")
 
     def __init__(self) -> None:
         for name in self.__slots__:
