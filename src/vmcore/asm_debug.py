@@ -72,7 +72,10 @@ def parse_loc(text: str) -> Tuple[Frame, ...]:
         for value in (line, column):
             if value is not None and not 0 < value <= _U32:
                 raise ValueError(f"line and column numbers must be 1..2**32-1, got {value}")
-        frames.append((_token(m.group(1)), _token(m.group(2)), line, column))
+        path = _token(m.group(2))
+        if path is None and line is not None:
+            raise ValueError("a line number needs a path")
+        frames.append((_token(m.group(1)), path, line, column))
     if 2 * len(frames) > _di.MAX_FRAMES:
         raise ValueError(f"{len(frames)} frames; the debug info holds at most {_di.MAX_FRAMES // 2}")
     return tuple(frames)
