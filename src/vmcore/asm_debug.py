@@ -21,7 +21,7 @@ Frame = Tuple[Optional[str], Optional[str], Optional[int], Optional[int]]
 
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
 _FRAME_RE = re.compile(rf"({_QUOTED}|[^\s\"]+)\s+({_QUOTED}|[^\s\"]+?)(?::(\d+)(?::(\d+))?)?\Z")
-_ARROW_RE = re.compile(r"\s+->\s+")
+_PIECE_RE = re.compile(rf'{_QUOTED}|\s+->\s+|[^"]|"')
 _PLAIN_RE = re.compile(r"[^\s\"?]+\Z")
 _U32 = 0xFFFFFFFF
 
@@ -47,22 +47,15 @@ def parse_loc(text: str) -> Tuple[Frame, ...]:
     if not text:
         return ()
     # split on ' -> ' outside quoted strings
-    parts, start, quoted, i = [], 0, False, 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and quoted:
-            i += 2
-            continue
-        if c == '"':
-            quoted = not quoted
-        elif not quoted:
-            m = _ARROW_RE.match(text, i)
-            if m:
-                parts.append(text[start:i])
-                start = i = m.end()
-                continue
-        i += 1
-    parts.append(text[start:])
+    parts, current = [], []
+    for m in _PIECE_RE.finditer(text):
+        piece = m.group()
+        if piece[0] != '"' and piece.strip() == "->":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(piece)
+    parts.append("".join(current))
     frames = []
     for part in parts:
         m = _FRAME_RE.match(part.strip())
