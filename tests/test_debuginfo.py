@@ -88,6 +88,9 @@ def test_source_location_round_trips_through_the_assembler():
     assert _frames(PROGRAM.source_location(pcs[4])) == [("main", "src/main.c", 9, None, False)]  # SubLine
     assert PROGRAM.source_location(PROGRAM.exports["nothing"]) is None        # after a bare %loc
     assert PROGRAM.source_location(len(PROGRAM.code) + 100) is None
+    assert PROGRAM.source_location(-1) is None and PROGRAM.source_location(2**40) is None
+    with pytest.raises(TypeError, match="pc must be an int"):
+        PROGRAM.source_location("0")
     app = PROGRAM.source_location(PROGRAM.exports["call_host"])
     assert _frames(app) == [("app::run", "src/app.rs", 3, None, False), ("app::inner", "src/app.rs", 8, 2, True)]
 
@@ -220,7 +223,7 @@ STRINGS, PROGRAMS, RANGES = 128, 129, 130
     (PROGRAMS, b"\x01\x0a\x01", "runs past the end"),
     (PROGRAMS, b"\x01\x0f\xff", "malformed varint"),
     (STRINGS, b"\x00\x02\xff\xfe", "not valid UTF-8"),
-])
+], ids=["version", "ranges-size", "string-offset", "opcode", "truncated", "varint", "utf8"])
 def test_malformed_debug_info_is_a_program_error_on_use(sid, payload, message):
     blob = _with_payload(BLOB, sid, payload)
     if sid == STRINGS:  # point the first function name at the bad string
@@ -330,7 +333,8 @@ def test_quake_debug_info(capsys):
     assert start.entries[0][0] == "enter" and start.entries[0][3] == 14    # the declaration line
     deep = quake.source_location(66609)
     assert [(f.function, f.path.rsplit("/", 1)[-1] if f.path else None, f.line, f.column) for f in deep.frames] == [
-        ("CL_AddEntities", "cl_main.c", 463, 5), ("CL_VoorTrail", "cl_effects.c", 755, 2), ("__subsf3", None, None, None)]
+        ("CL_AddEntities", "cl_main.c", 463, 5), ("CL_VoorTrail", "cl_effects.c", 755, 2),
+        ("__subsf3", None, None, None)]
     pcs = _pcs(quake)
     covered = sum(quake.source_location(pc) is not None for pc in pcs[::50])
     assert covered >= 0.99 * len(pcs[::50])

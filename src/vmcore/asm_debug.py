@@ -47,7 +47,8 @@ def parse_loc(text: str) -> Tuple[Frame, ...]:
     if not text:
         return ()
     # split on ' -> ' outside quoted strings
-    parts, current = [], []
+    parts: List[str] = []
+    current: List[str] = []
     for m in _PIECE_RE.finditer(text):
         piece = m.group()
         if piece[0] != '"' and piece.strip() == "->":
@@ -58,17 +59,17 @@ def parse_loc(text: str) -> Tuple[Frame, ...]:
     parts.append("".join(current))
     frames = []
     for part in parts:
-        m = _FRAME_RE.match(part.strip())
-        if not m:
+        fm = _FRAME_RE.match(part.strip())
+        if not fm:
             raise ValueError(f"expected 'FUNCTION PATH[:LINE[:COLUMN]]', found '{part.strip()}'")
-        line, column = (int(g) if g is not None else None for g in m.group(3, 4))
+        line, column = (int(g) if g is not None else None for g in fm.group(3, 4))
         for value in (line, column):
             if value is not None and not 0 < value <= _U32:
                 raise ValueError(f"line and column numbers must be 1..2**32-1, got {value}")
-        path = _token(m.group(2))
+        path = _token(fm.group(2))
         if path is None and line is not None:
             raise ValueError("a line number needs a path")
-        frames.append((_token(m.group(1)), path, line, column))
+        frames.append((_token(fm.group(1)), path, line, column))
     if 2 * len(frames) > _di.MAX_FRAMES:
         raise ValueError(f"{len(frames)} frames; the debug info holds at most {_di.MAX_FRAMES // 2}")
     return tuple(frames)

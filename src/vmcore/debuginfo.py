@@ -30,13 +30,13 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from vmcore import _engine
 from vmcore.errors import ProgramError, VmError
 
-__all__ = ["SourceFrame", "SourceLocation", "Entry", "DebugInfo", "frames_of", "guest_traceback", "attach_traceback", "format_guest_traceback",
-           "LINE_PROGRAM_VERSION", "MAX_FRAMES"]
+__all__ = ["SourceFrame", "SourceLocation", "Entry", "DebugInfo", "frames_of", "guest_traceback",
+           "attach_traceback", "format_guest_traceback", "LINE_PROGRAM_VERSION", "MAX_FRAMES"]
 
 #: The only line-program format PolkaVM 0.35 writes (the first byte of the section).
 LINE_PROGRAM_VERSION = 1
@@ -153,12 +153,12 @@ def frames_of(pc: int, entries: Sequence[Entry]) -> Tuple[SourceFrame, ...]:
             frames[-1][1:] = [path, line, column]
         if kind == "line" and frames[-1][0] is None:
             frames[-1][0] = function
-    return tuple(SourceFrame(pc, *f, inlined=i > 0) for i, f in enumerate(frames))
+    return tuple(SourceFrame(pc, f[0], f[1], f[2], f[3], inlined=i > 0) for i, f in enumerate(frames))
 
 
 # A decoded region: (first pc, end pc, frames as raw
 # (kind, namespace, name, path, line, column) tuples, string offsets unresolved).
-_Region = Tuple[int, int, Tuple[Tuple[str, int, int, int, int, int], ...]]
+_Region = Tuple[int, int, Tuple[Tuple[Any, ...], ...]]
 
 
 class DebugInfo:
@@ -213,7 +213,7 @@ class DebugInfo:
         regions before it stay usable, as in PolkaVM)."""
         data = self._programs
         regions: List[_Region] = []
-        stack = [["line", 0, 0, 0, 0, 0] for _ in range(MAX_FRAMES)]
+        stack: List[List[Any]] = [["line", 0, 0, 0, 0, 0] for _ in range(MAX_FRAMES)]
         depth = mutating = 0
         pc = start
         pos = offset
@@ -292,7 +292,9 @@ class DebugInfo:
         """The source location of code offset ``pc``: None when the debug
         info does not cover it (or there is none); ProgramError when the
         part that would cover it is malformed."""
-        if not self or not isinstance(pc, int) or not 0 <= pc <= _U32:
+        if not isinstance(pc, int) or isinstance(pc, bool):
+            raise TypeError(f"pc must be an int, got {type(pc).__name__}: {pc!r:.40}")
+        if not self or not 0 <= pc <= _U32:
             return None
         i = self._entry_for(pc)
         if i < 0:
