@@ -315,8 +315,11 @@ class _SourceLines:
         self.current: tuple = ()
         self.pending = ""  # written after the labels, just before the instruction
         self.problems: set = set()
+        self.start = self.end = 0  # the code bytes of the last location found
 
     def at(self, pc: int) -> Iterator[str]:
+        if self.start <= pc < self.end:
+            return  # the same region as the instruction before: the same location
         try:
             found = self.info.location(pc) if self.info else None
         except ProgramError as e:
@@ -324,6 +327,7 @@ class _SourceLines:
             if str(e) not in self.problems:
                 self.problems.add(str(e))
                 yield f"// debug info: {e}"
+        self.start, self.end = (found.start, found.end) if found else (0, 0)
         frames = tuple((f.function, f.path, f.line, f.column) for f in found.frames) if found else ()
         if frames != self.current:
             self.current = frames
