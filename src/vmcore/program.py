@@ -8,7 +8,7 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Union
 
-from vmcore import _engine, abi as _abi, gas as _gas, isa as _isa
+from vmcore import _engine, abi as _abi, debuginfo as _debuginfo, gas as _gas, isa as _isa
 from vmcore.errors import ExportNotFound, ProgramError
 from vmcore.memory_map import MAX_PAGE_SIZE, MemoryMap
 
@@ -26,7 +26,7 @@ class ModuleCache:
     constructor's own table (its options -> what they resolve to), read
     directly on its hot path."""
 
-    __slots__ = ("_maps", "_layouts", "_block_gas", "_threaded", "_shared", "_native", "recipes")
+    __slots__ = ("_maps", "_layouts", "_block_gas", "_threaded", "_shared", "_native", "_debug", "recipes")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -59,6 +59,9 @@ class ModuleCache:
 
     def native_module(self, gas_metering: bool, step_tracing: bool, model, build):
         return self._get(self._native, (gas_metering, step_tracing, model), build)
+
+    def debug_info(self, build):
+        return self._get(self._debug, None, build)
 # Vectors and raw code blobs default to latest64's numbering (what the JAM
 # test vectors use).
 DEFAULT_RAW_ISA = "latest64"
@@ -161,6 +164,7 @@ class Program:
         self.stack_size = parts["stack_size"]
         self.heap_pages = parts["heap_pages"]
         self._code_offset: int = parts["code_offset"]
+        self._debug_sections = parts["debug_sections"]
         self._cache = ModuleCache()
 
         self.imports = []
@@ -309,6 +313,26 @@ class Program:
         m = _gas.resolve(model, self.isa)
         return dict(self._cache.block_gas_costs(m, stop_at_gap, lambda: dict(_engine.block_gas_costs(
             self.isa_index, self.code, self.bitmask, m.kind, m.memory_access_cost, stop_at_gap))))
+
+    # -- debug info (vmcore.debuginfo) ---------------------------------
+    @property
+    def debug_info(self) -> _debuginfo.DebugInfo:
+        """The debug sections, decoded on first use (false when there are
+        none: raw code blobs, JAM standard programs, stripped blobs)."""
+        return self._cache.debug_info(lambda: _debuginfo.DebugInfo(self._debug_sections))
+
+    @property
+    def has_debug_info(self) -> bool:
+        """Whether the blob carries line programs (source locations)."""
+        return bool(self._debug_sections[1][1]) and bool(self._debug_sections[2][1])
+
+    def source_location(self, pc: int) -> Optional[_debuginfo.SourceLocation]:
+        """Where code offset ``pc`` comes from (function, file, line,
+        column, inlined frames), from the blob's debug info: None when it
+        has none for ``pc``; ProgramError (with the blob offset) when the
+        debug info covering ``pc`` is malformed.  Loading never looks at
+        debug info, so a program with bad debug info still loads and runs."""
+        return self.debug_info.location(pc)
 
     def __repr__(self) -> str:
         return (f"<Program {self.isa} code={len(self.code)}B exports={list(self.exports)} "

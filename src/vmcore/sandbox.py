@@ -11,7 +11,7 @@ import functools
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
-from vmcore import _engine, abi, exits, gas as _gas, interrupts
+from vmcore import _engine, abi, debuginfo, exits, gas as _gas, interrupts
 from vmcore.backends import IsolationReport, select
 from vmcore.caller import Caller, Registers
 from vmcore.errors import ImportNotFound, SandboxBusy, SandboxError, Timeout, VmError
@@ -364,7 +364,8 @@ class Sandbox(_engine.SandboxCore):
     def _error_for(self, reason: int) -> VmError:
         """The exception for the guest's last exit ``reason``."""
         g = self._guest
-        return exits.error_for(reason, g.pc, g.arg, g.gas, self.program.imports, g.take_hostcall_error())
+        return debuginfo.attach_traceback(
+            exits.error_for(reason, g.pc, g.arg, g.gas, self.program.imports, g.take_hostcall_error()), self.program)
 
     def run(self, timeout: Optional[float] = None, *, serve_hostcalls: bool = False) -> interrupts.Interrupt:
         """Run until the guest stops and say why, without raising for guest
@@ -381,7 +382,8 @@ class Sandbox(_engine.SandboxCore):
         with deadline(b, timeout):
             reason = b.serve_hostcalls(self._handlers, self._caller, self._mask) if serve_hostcalls else b.run()
         if reason == _engine.EXIT_INTERRUPTED:
-            raise Timeout(f"run() passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}", pc=b.pc)
+            raise debuginfo.attach_traceback(Timeout(
+                f"run() passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}", pc=b.pc), self.program)
         if reason in (_engine.EXIT_BUSY, _engine.EXIT_HOSTCALL_ERROR):
             raise self._error_for(reason)
         pc = b.pc

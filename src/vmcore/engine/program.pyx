@@ -49,7 +49,10 @@ cdef dict _parts_to_dict(const uint8_t[:] data, vm_blob_parts *p):
         "jump_table": jump_table,
         "jump_table_entry_size": p.jump_table_entry_size,
         "code_offset": p.code.offset,
-        "debug_strings": _span(data, p.debug_strings),
+        # (offset in the input, payload): vmcore.debuginfo parses them on first use
+        "debug_sections": ((p.debug_strings.offset, _span(data, p.debug_strings)),
+                           (p.debug_line_programs.offset, _span(data, p.debug_line_programs)),
+                           (p.debug_line_program_ranges.offset, _span(data, p.debug_line_program_ranges))),
     }
 
 
@@ -95,6 +98,7 @@ def parse_code_blob(const uint8_t[:] data, int isa):
     parts.import_count = 0
     parts.exports.length = 0
     parts.ro_data.length = parts.rw_data.length = parts.debug_strings.length = 0
+    parts.debug_line_programs.length = parts.debug_line_program_ranges.length = 0
     parts.ro_data_size = parts.rw_data_size = parts.stack_size = parts.heap_pages = 0
     with nogil:
         rc = vm_parse_code_blob(&data[0], <size_t>data.shape[0], whole, &parts, &err)
