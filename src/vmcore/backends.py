@@ -139,6 +139,8 @@ class Backend:
         return {}
 
     def __del__(self) -> None:
+        if self.closed:
+            return
         try:
             self.close()
         except Exception:
