@@ -15,15 +15,7 @@
 #include "vmcore/abi.h"
 #include "vmcore/decoder.h"
 #include "vmcore/gas.h"
-
-/* Guest memory: a 4 GiB window plus one permission byte per page
- * (VM_PERM_* in vmcore/abi.h). */
-typedef struct vm_memory {
-    uint8_t *base;       /* guest address 0; 4 GiB + 8 bytes addressable */
-    uint8_t *perms;      /* 2^32 >> page_shift entries */
-    uint32_t page_shift; /* log2(page size) */
-    uint32_t page_size;
-} vm_memory;
+#include "vmcore/memory.h" /* vm_memory: the guest memory model */
 
 /* One pre-decoded instruction (24 bytes). */
 typedef struct vm_insn {
@@ -126,13 +118,5 @@ vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory
 /* sbrk as the instruction does it (also used by the host API): returns the
  * new heap top, or 0 when the request does not fit. */
 uint32_t vm_heap_sbrk(vm_state *state, const vm_memory *memory, uint32_t size);
-
-/* Host-side accessibility check for a range. */
-int vm_memory_is_accessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable);
-/* First inaccessible page in a range (for error messages); returns 1 if one exists. */
-int vm_memory_first_inaccessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable,
-                                 uint32_t *page);
-/* Set permissions for [address, address + length) rounded out to pages. */
-void vm_memory_set_perms(const vm_memory *memory, uint32_t address, uint64_t length, uint8_t perm);
 
 #endif

@@ -361,7 +361,10 @@ static int set_handler(int sig, void (*fn)(int, void *, void *))
 
 static int prot_of(uint8_t perm)
 {
-    return perm == VM_PERM_WRITE ? PROT_READ | PROT_WRITE : perm == VM_PERM_READ ? PROT_READ : PROT_NONE;
+    /* the protection allows what the permission map does (vmcore/memory.h) */
+    return vm_perm_allows(perm, VM_PERM_WRITE) ? PROT_READ | PROT_WRITE
+           : vm_perm_allows(perm, VM_PERM_READ) ? PROT_READ
+                                                 : PROT_NONE;
 }
 
 /* Mirror the permission map into page protections for pages [first, end),
