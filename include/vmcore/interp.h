@@ -104,7 +104,9 @@ static inline uint64_t vm_reg_to_host(int is_64_bit, uint64_t value)
 }
 
 /* Point the state at a program counter as the host does to start a call:
- * returns 0, or -1 (with state->pc set) when pc is not an instruction. */
+ * returns VM_ENTRY_OK, or (with state->pc set) VM_ENTRY_NOT_AN_INSTRUCTION
+ * when pc cannot be entered / VM_ENTRY_OUT_OF_GAS when the mid-block
+ * charge does not fit (vmcore/abi.h). */
 int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc);
 
 /* The gas charge of every basic block, as laid out (program order): up to

@@ -257,10 +257,10 @@ L_SBRK: {
     NEXT();
 }
 L_MEMSET: {
-    uint64_t a0 = r[7];
+    uint64_t a0 = r[VM_REG_A0];
     uint32_t dst = (uint32_t)a0;
-    uint8_t value = (uint8_t)r[8];
-    uint64_t count = (uint32_t)r[9];
+    uint8_t value = (uint8_t)r[VM_REG_A1];
+    uint64_t count = (uint32_t)r[VM_REG_A2];
     int stopped = 0;
     while (count > 0) {
         if (module->config.gas_metering && gas == 0) {
@@ -280,8 +280,8 @@ L_MEMSET: {
         dst += 1;
         count -= 1;
     }
-    r[7] = a0 + (uint64_t)(uint32_t)(dst - (uint32_t)a0);
-    r[9] = count;
+    r[VM_REG_A0] = a0 + (uint64_t)(uint32_t)(dst - (uint32_t)a0);
+    r[VM_REG_A2] = count;
     if (!stopped)
         NEXT();
     state->pc = ip->pc;

@@ -236,10 +236,10 @@ void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, co
 
 uint32_t vm_x64_memset(uint64_t *regs, int64_t *gas_io, int gas_metering, const vm_memory *memory, uint32_t *fault)
 {
-    uint64_t a0 = regs[7];
+    uint64_t a0 = regs[VM_REG_A0];
     uint32_t dst = (uint32_t)a0;
-    uint8_t value = (uint8_t)regs[8];
-    uint64_t count = (uint32_t)regs[9];
+    uint8_t value = (uint8_t)regs[VM_REG_A1];
+    uint64_t count = (uint32_t)regs[VM_REG_A2];
     int64_t gas = *gas_io;
     uint32_t result = 0;
     /* The interpreter's per-byte loop (gas first, then the access), done a
@@ -268,8 +268,8 @@ uint32_t vm_x64_memset(uint64_t *regs, int64_t *gas_io, int gas_metering, const 
         result = access == VM_ACCESS_PANIC ? VMCTX_STUB_TRAP : VMCTX_STUB_PAGEFAULT;
         break;
     }
-    regs[7] = a0 + (uint64_t)(uint32_t)(dst - (uint32_t)a0);
-    regs[9] = count;
+    regs[VM_REG_A0] = a0 + (uint64_t)(uint32_t)(dst - (uint32_t)a0);
+    regs[VM_REG_A2] = count;
     *gas_io = gas;
     return result;
 }
