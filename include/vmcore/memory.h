@@ -57,7 +57,8 @@ static inline int vm_perm_allows(uint8_t perm, uint8_t need)
 }
 
 /* The verdict on [address, address + length) (1 <= length <= 8) needing
- * `need`, by the rules above; *fault is set for VM_ACCESS_FAULT.  The
+ * `need`, by the rules above; *fault is the faulting page for
+ * VM_ACCESS_FAULT (and set, not meaningful, for a panic).  The
  * complete rule: callers on a hot path try vm_access_check() first. */
 static inline vm_access vm_access_verdict(const vm_memory *m, uint32_t address, uint32_t length, uint8_t need,
                                           uint32_t *fault)
@@ -66,9 +67,9 @@ static inline vm_access vm_access_verdict(const vm_memory *m, uint32_t address, 
     vm_access result;
     if ((uint64_t)address + length > 0xffffffffull) {
         uint32_t top = vm_page_of(m, 0xffffffffu);
+        *fault = top; /* (set on every path that is not VM_ACCESS_OK) */
         if (vm_perm_at(m, top) != VM_PERM_NONE)
             return VM_ACCESS_PANIC;
-        *fault = top;
         result = VM_ACCESS_FAULT;
     } else {
         uint32_t lo = vm_page_of(m, address), hi = vm_page_of(m, last);
