@@ -71,7 +71,7 @@ static void walk_code(int isa, const uint8_t *code, uint32_t n, const uint8_t *b
 static void walk_parts(const uint8_t *data, size_t size, vm_blob_parts *p)
 {
     vm_error err;
-    vm_span sym;
+    vm_blob_span sym;
     for (uint32_t i = 0; i < p->import_count; i++)
         if (vm_import_symbol(data, p, i, &sym, &err) != 0)
             return;
@@ -111,7 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         walk_parts(copy, size, &parts);
     if (size <= 0xffffffffu) {
         for (int isa = 0; isa < VM_ISA_COUNT; isa++) {
-            vm_span whole = {0, (uint32_t)size};
+            vm_blob_span whole = {0, (uint32_t)size};
             memset(&parts, 0, sizeof parts);
             parts.isa = isa;
             if (vm_parse_code_blob(copy, size, whole, &parts, &err) == 0)

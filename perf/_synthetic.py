@@ -12,9 +12,10 @@ from __future__ import annotations
 import random
 from typing import List, Tuple
 
-from vmcore import isa as ISA
+from vmcore import abi, isa as ISA
 
-RA, SP, T0, T1, T2, S0, S1, A0, A1, A2, A3, A4, A5 = range(13)
+RA, SP, T0, T1, T2, S0, S1 = abi.REG_RA, abi.REG_SP, abi.REG_T0, abi.REG_T1, abi.REG_T2, abi.REG_S0, abi.REG_S1
+A0, A1, A2, A3, A4, A5 = abi.REG_A0, abi.REG_A1, abi.REG_A2, abi.REG_A3, abi.REG_A4, abi.REG_A5
 
 
 def _imm(value: int) -> bytes:

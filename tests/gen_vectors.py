@@ -29,13 +29,13 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 import oracle  # noqa: E402
 from oracle import M32, M64, canonical  # noqa: E402
-from vmcore import isa as ISA  # noqa: E402
+from vmcore import abi, isa as ISA  # noqa: E402
 from vmcore.outcome import memory_chunks  # noqa: E402
 
 OUT_DIR = HERE / "vectors" / "own"
 ISAS = ["revive_v1", "latest32", "latest64", "jam_v1"]
-PAGE = 4096
-HALT = 0xFFFF0000
+PAGE = abi.MIN_PAGE_SIZE
+HALT = abi.RETURN_TO_HOST
 DEFAULT_GAS = 10_000
 
 I32_MIN, I32_MAX = 0x80000000, 0x7FFFFFFF
@@ -205,7 +205,7 @@ JAM_REJECTED: List[str] = []
 
 def regs13(values: Dict[int, int], isa: str, fill: int = 0) -> List[int]:
     is64 = ISA.is_64_bit(isa)
-    out = [fill] * 13
+    out = [fill] * abi.REG_COUNT
     for k, v in values.items():
         out[k] = v
     return [canonical(v, is64) for v in out]
@@ -237,7 +237,7 @@ def emit(name: str, isa: str, program, *, regs: Optional[Sequence[int]] = None, 
             return None
         code, bitmask = fixed, fixed_mask
     regs = regs13({}, isa) if regs is None else [canonical(v, ISA.is_64_bit(isa)) for v in regs]
-    assert len(regs) == 13
+    assert len(regs) == abi.REG_COUNT
     model = oracle.Machine(oracle.Code(isa, code, bitmask, list(jump_table)), list(regs), gas, page_size=PAGE)
     for address, length, writable in pages:
         model.map(address, length, writable)
@@ -406,14 +406,14 @@ def gen_alu(isa: str, rng: random.Random):
                 asm = Asm(isa)
                 for k, imm in enumerate(group):
                     asm.op(name, k, imm)
-                emit(f"alu-{name}-{n:02d}", isa, asm, regs=regs13({k: sentinel(k) for k in range(13)}, isa))
+                emit(f"alu-{name}-{n:02d}", isa, asm, regs=regs13({k: sentinel(k) for k in range(abi.REG_COUNT)}, isa))
         elif fmt == "REG_IMM64":
             imms = EDGE[:12] + [0x0123456789ABCDEF, 0xFEDCBA9876543210, I64_MIN, NEG1, 0x80000000, 0x7FFFFFFFFFFFFFFF]
             for n, group in enumerate(chunks(imms, 12)):
                 asm = Asm(isa)
                 for k, imm in enumerate(group):
                     asm.op(name, k, imm)
-                emit(f"alu-{name}-{n:02d}", isa, asm, regs=regs13({k: sentinel(k) for k in range(13)}, isa))
+                emit(f"alu-{name}-{n:02d}", isa, asm, regs=regs13({k: sentinel(k) for k in range(abi.REG_COUNT)}, isa))
 
 
 # -------------------------------------------------------------------- memory
@@ -664,7 +664,7 @@ def gen_control(isa: str):
     asm = table_prog(lambda a: a.op("jump_indirect", 0, 7))
     emit("jump_indirect-wrapping-sum", isa, asm, regs=regs13({0: c(M32 - 4), 12: HALT}, isa), jump_table=table)
     asm = table_prog(lambda a: a.op("jump_indirect", 0, -0x10000))
-    emit("jump_indirect-offset-to-halt", isa, asm, regs=regs13({0: c(0xFFFF0000 + 0x10000), 12: HALT}, isa),
+    emit("jump_indirect-offset-to-halt", isa, asm, regs=regs13({0: c(HALT + 0x10000), 12: HALT}, isa),
          jump_table=table)
     for size in (1, 2, 3, 4):
         asm = table_prog(lambda a: a.op("jump_indirect", 0, 0))
@@ -799,7 +799,7 @@ def gen_misc(isa: str, rng: random.Random):
     add = opbyte(isa, "add_32")
     for n, (b1, b2) in enumerate([(0xDE, 0x0F), (0xF1, 0x2D), (0x10, 0xE3), (0xFF, 0xFF)]):
         emit(f"enc-reg-nibble-{n}", isa, bytes([add, b1, b2]), starts=[0],
-             regs=regs13({k: 0x1000 * (k + 1) + k for k in range(13)}, isa))
+             regs=regs13({k: 0x1000 * (k + 1) + k for k in range(abi.REG_COUNT)}, isa))
     emit("enc-load_imm-reg-15", isa, bytes([li, 0xFF, 0x05]), starts=[0])
     # REG_IMM_IMM with the first immediate longer than the instruction: it
     # reads the following bytes, and the second immediate is empty

@@ -10,9 +10,9 @@ from typing import List, Tuple
 
 import gen_vectors as gen
 import oracle
-from vmcore import isa as ISA
+from vmcore import abi, isa as ISA
 
-PAGE = 4096
+PAGE = abi.MIN_PAGE_SIZE
 RANDOM_VALUES = gen.EDGE + [0x5555555555555555, 0xAAAAAAAAAAAAAAAA, 0x00000000DEADBEEF, 0xFFFFFFFF, 0x80000000,
                             0x7FFFFFFF, 0xFFFFFFFF80000000]
 
@@ -31,7 +31,7 @@ def alu_ops(isa: str) -> List[ISA.Opcode]:
     return [o for o in ISA.OPCODES if o.byte_for(isa) is not None and o.name in oracle.ALU]
 
 
-def emit_alu(asm: gen.Asm, op: ISA.Opcode, rng: random.Random, regs=range(13)) -> None:
+def emit_alu(asm: gen.Asm, op: ISA.Opcode, rng: random.Random, regs=range(abi.REG_COUNT)) -> None:
     r = lambda: rng.choice(regs)
     fmt = op.format.upper()
     if fmt == "REG_REG_REG":
@@ -81,9 +81,9 @@ def memory_program(isa: str, rng: random.Random, rw: int) -> Tuple[bytes, bytes]
             elif name.startswith("store_imm"):
                 asm.op(name, addr(), rand_imm(rng))
             elif name.startswith("store_indirect"):
-                asm.op(name, rng.randrange(13), 12, offset())
+                asm.op(name, rng.randrange(abi.REG_COUNT), 12, offset())
             else:
-                asm.op(name, rng.randrange(13), addr())
+                asm.op(name, rng.randrange(abi.REG_COUNT), addr())
         elif kind < 0.72:
             name = rng.choice(list(oracle.BRANCHES))
             target = f"l{labels}"

@@ -33,7 +33,7 @@ import oracle
 import x64_runner as XR
 from oracle import canonical, reported
 from random_programs import RANDOM_VALUES, alu_ops, assemble, emit_alu, memory_program, rand_imm, rand_value
-from vmcore import _engine, isa as ISA, vectors
+from vmcore import _engine, abi, isa as ISA, vectors
 from vmcore.program import Program
 
 HERE = Path(__file__).resolve().parent
@@ -116,7 +116,7 @@ def run_interpreter(s: Setup):
     exits = []
     mapped = 0
     rc = inst.set_pc(s.pc)
-    if rc != 0:
+    if rc != abi.ENTRY_OK:
         return ("not-entered", rc), exits, inst
     while True:
         reason = inst.run()
@@ -144,7 +144,7 @@ def run_compiled(runner, s: Setup, split_hint=0):
     cc = _engine.CompiledCode(ISA.isa_index(s.isa), s.code, s.bitmask, s.table, s.metering, s.tracing,
                                 cost=s.cost, split_hint=split_hint)
     rc, gas, native = cc.enter(s.pc, s.gas)
-    if rc != 0:
+    if rc != abi.ENTRY_OK:
         return ("not-entered", rc), [], None
     flags = (XR.GAS_METERING if s.metering else 0) | XR.DUMP_MEMORY
     if s.continue_ecalli:
@@ -601,7 +601,7 @@ def test_interrupt_stops_at_a_block_start(runner):
                                     interruptible=True)
         gas = 1 << 50
         rc, gas_after, native = cc.enter(0, gas)
-        assert rc == 0
+        assert rc == abi.ENTRY_OK
         flags = XR.GAS_METERING if metering else 0
         result = runner.run(XR.Case(cc, [0] * 13, gas_after, native, flags=flags, interrupt_us=20_000))
         last = result.last
@@ -749,5 +749,5 @@ def test_compile_errors_and_cpu_check():
     with pytest.raises(_engine.CompileError):
         _engine.CompiledCode(99, b"\x00", b"\x01", [])
     cc = _engine.CompiledCode(ISA.isa_index("latest64"), b"", b"", [5])
-    assert cc.enter(0, 10)[0] == -1
+    assert cc.enter(0, 10)[0] == abi.ENTRY_NOT_AN_INSTRUCTION
     assert cc.jump_table == bytes(8)  # an entry that is not a jump target is 0

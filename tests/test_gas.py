@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import vmcore
-from vmcore import _engine, gas, isa as ISA
+from vmcore import _engine, abi, gas, isa as ISA
 from vmcore.vectors_v05 import run_vector_v05
 
 HERE = Path(__file__).resolve().parent
@@ -179,12 +179,12 @@ def test_mid_block_entry_charges_the_whole_block():
         inst = _engine.Instance(module, 4096)
         inst.gas = 10_000
         rc = inst.set_pc(pc)
-        if rc == -1:
+        if rc == abi.ENTRY_NOT_AN_INSTRUCTION:
             continue  # not enterable there
-        assert rc == 0 and inst.gas == 10_000 - costs[block]
+        assert rc == abi.ENTRY_OK and inst.gas == 10_000 - costs[block]
         if cc is not None:
             rc2, after, _ = cc.enter(pc, 10_000)
-            assert rc2 == 0 and after == 10_000 - costs[block]
+            assert rc2 == abi.ENTRY_OK and after == 10_000 - costs[block]
 
 
 def test_bad_models_are_refused():

@@ -17,7 +17,7 @@ import gen_vectors as gen
 import oracle
 from random_programs import alu_ops, emit_alu, memory_program, rand_value
 from oracle import M32, M64, canonical
-from vmcore import _engine, isa as ISA, vectors
+from vmcore import _engine, abi, isa as ISA, vectors
 from vmcore.program import Program
 
 HERE = Path(__file__).resolve().parent
@@ -143,7 +143,7 @@ def run_with_steps(vector: dict, *, metering: bool = True):
     inst.gas = vector["initial-gas"]
     rc = inst.set_pc(vector["initial-pc"])
     steps = []
-    if rc != 0:
+    if rc != abi.ENTRY_OK:
         return ("entry", rc), steps, inst
     while True:
         reason = inst.run()
@@ -160,7 +160,7 @@ def test_step_tracing_stops_before_every_instruction():
     module, code, _, _, labels = compile_asm(asm, step=True)
     starts = asm.assemble()[1]
     inst = new_instance(module, {12: HALT}, 100, isa)
-    assert inst.set_pc(0) == 0
+    assert inst.set_pc(0) == abi.ENTRY_OK
     seen = []
     while True:
         reason = inst.run()
@@ -232,7 +232,7 @@ def test_step_tracing_random(isa):
         inst.set_perms(RW + 4096, 4096, _engine.PERM_READ)
         inst.set_regs(regs)
         inst.gas = gas
-        assert inst.set_pc(0) == 0
+        assert inst.set_pc(0) == abi.ENTRY_OK
         pcs = []
         while (reason := inst.run()) == _engine.EXIT_STEP:
             pcs.append(inst.pc)
@@ -264,7 +264,7 @@ def test_resume_after_ecalli(isa):
     module, code, _, _, _ = compile_asm(asm)
     starts = asm.assemble()[1]
     inst = new_instance(module, {12: HALT}, 100, isa)
-    assert inst.set_pc(0) == 0
+    assert inst.set_pc(0) == abi.ENTRY_OK
     assert inst.run() == _engine.EXIT_ECALLI
     assert (inst.arg, inst.pc, inst.next_pc, inst.gas) == (7, starts[1], starts[2], 95)
     inst.set_reg(0, 41)  # the host may change registers
@@ -336,14 +336,14 @@ def test_gas_metering_off_charges_nothing(isa):
     module, *_ = compile_asm(asm, metering=False)
     inst = new_instance(module, {7: RW, 8: 1, 9: 100, 12: HALT}, 0, isa)
     inst.set_perms(RW, 4096, _engine.PERM_WRITE)
-    assert inst.set_pc(0) == 0
+    assert inst.set_pc(0) == abi.ENTRY_OK
     assert inst.run() == _engine.EXIT_FINISHED
     assert inst.gas == 0 and inst.get_reg(0) == 0 and inst.get_reg(9) == 0
     assert inst.read(RW, 101) == b"\1" * 100 + b"\0"
     # entering mid-block is free too
     inst.set_reg(0, 3)
     inst.gas = -5
-    assert inst.set_pc(3) == 0
+    assert inst.set_pc(3) == abi.ENTRY_OK
     assert inst.run() == _engine.EXIT_FINISHED and inst.gas == -5
 
 
@@ -363,7 +363,7 @@ def test_gas_metering_off_vectors_match_except_gas():
             inst.write(chunk["address"], bytes(chunk["contents"]))
         inst.set_regs([int(v) for v in vector["initial-regs"]])
         inst.gas = 123
-        if inst.set_pc(vector["initial-pc"]) != 0:
+        if inst.set_pc(vector["initial-pc"]) != abi.ENTRY_OK:
             assert vector["expected-status"] == "panic"
             continue
         reason = inst.run()
@@ -473,7 +473,7 @@ class _Runner:
         inst.set_regs(regs)
         inst.gas = gas
         rc = inst.set_pc(0)
-        assert rc == 0
+        assert rc == abi.ENTRY_OK
         reason = inst.run()
         fault = inst.arg if reason == _engine.EXIT_PAGEFAULT else None
         return inst, (vectors.STATUS.get(reason, reason), inst.pc, inst.gas, inst.get_regs(), fault)
@@ -520,7 +520,7 @@ def test_random_memory_and_branches(isa):
         inst.write(RW + 4096 - 32, fill)
         inst.set_regs(regs)
         inst.gas = 10_000
-        assert inst.set_pc(0) == 0
+        assert inst.set_pc(0) == abi.ENTRY_OK
         reason = inst.run()
         model = oracle.Machine(oracle.Code(isa, code, bitmask, []), regs, 10_000)
         model.map(RW, 4096, True)
@@ -556,7 +556,7 @@ def test_jam_v1_code_that_fails_validation_still_runs_deterministically():
         early = model.start(0)
         if early is not None or not starts or starts[0] != 0:
             continue  # entry without a block start: see KNOWN_INTERPRETER_BUGS
-        assert inst.set_pc(0) == 0
+        assert inst.set_pc(0) == abi.ENTRY_OK
         reason = inst.run()
         want = model.run()
         assert (vectors.STATUS[reason], inst.pc, inst.gas, inst.get_regs()) == \

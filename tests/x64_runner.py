@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from oracle import canonical, reported
-from vmcore import _engine, vectors
+from vmcore import _engine, abi, vectors
 from vmcore.outcome import Outcome
 from vmcore.program import Program
 
@@ -210,8 +210,8 @@ def run_compiled(runner: Runner, cc, *, regs, gas, pc=0, page_size=4096, perms=(
     """Enter at pc as the host would and run to the first exit (or more,
     with flags_extra/max_exits)."""
     rc, gas_after, native = cc.enter(pc, gas)
-    if rc != 0:
-        status = "panic" if rc == -1 else "out-of-gas"
+    if rc != abi.ENTRY_OK:
+        status = "panic" if rc == abi.ENTRY_NOT_AN_INSTRUCTION else "out-of-gas"
         memory = {}
         return Outcome(status, pc, gas, list(regs), memory), None
     flags = (GAS_METERING if gas_metering else 0) | DUMP_MEMORY | flags_extra

@@ -16,14 +16,23 @@
 #define VM_REG_COUNT 13
 #define VM_REG_RA 0
 #define VM_REG_SP 1
+#define VM_REG_T0 2
+#define VM_REG_T1 3
+#define VM_REG_T2 4
+#define VM_REG_S0 5
+#define VM_REG_S1 6
 #define VM_REG_A0 7
 #define VM_REG_A1 8
+#define VM_REG_A2 9
+#define VM_REG_A3 10
+#define VM_REG_A4 11
+#define VM_REG_A5 12
 
 /* Call arguments in the reference calling convention's order: a0-a5, then
  * t0-t2 (X(position, register, name)). */
 #define VM_ARG_REGS(X) \
-    X(0, 7, "a0") X(1, 8, "a1") X(2, 9, "a2") X(3, 10, "a3") X(4, 11, "a4") X(5, 12, "a5") \
-    X(6, 2, "t0") X(7, 3, "t1") X(8, 4, "t2")
+    X(0, VM_REG_A0, "a0") X(1, VM_REG_A1, "a1") X(2, VM_REG_A2, "a2") X(3, VM_REG_A3, "a3") \
+    X(4, VM_REG_A4, "a4") X(5, VM_REG_A5, "a5") X(6, VM_REG_T0, "t0") X(7, VM_REG_T1, "t1") X(8, VM_REG_T2, "t2")
 #define VM_ARG_REG_COUNT 9
 /* Registers a hostcall receives as arguments (a0-a5) and returns in (a0). */
 #define VM_HOSTCALL_ARG_COUNT 6
@@ -72,7 +81,9 @@ typedef enum vm_exit {
 /* Every scalar above, for vmcore.abi (X(python name, value)). */
 #define VM_ABI_CONSTANTS(X) \
     X("REG_COUNT", VM_REG_COUNT) X("REG_RA", VM_REG_RA) X("REG_SP", VM_REG_SP) \
-    X("REG_A0", VM_REG_A0) X("REG_A1", VM_REG_A1) \
+    X("REG_T0", VM_REG_T0) X("REG_T1", VM_REG_T1) X("REG_T2", VM_REG_T2) X("REG_S0", VM_REG_S0) \
+    X("REG_S1", VM_REG_S1) X("REG_A0", VM_REG_A0) X("REG_A1", VM_REG_A1) X("REG_A2", VM_REG_A2) \
+    X("REG_A3", VM_REG_A3) X("REG_A4", VM_REG_A4) X("REG_A5", VM_REG_A5) \
     X("ARG_REG_COUNT", VM_ARG_REG_COUNT) X("HOSTCALL_ARG_COUNT", VM_HOSTCALL_ARG_COUNT) \
     X("RETURN_TO_HOST", VM_ADDR_RETURN_TO_HOST) \
     X("EXIT_FINISHED", VM_EXIT_FINISHED) X("EXIT_TRAP", VM_EXIT_TRAP) X("EXIT_ECALLI", VM_EXIT_ECALLI) \

@@ -258,9 +258,10 @@ int vm_x64_map_read(const vm_x64_module *module, const vm_x64_map *map, uint32_t
                     vm_x64_map_entry *out);
 
 /* Host side of starting a call at `pc`, as vm_state_set_pc does for the
- * interpreter: 0 with *native_address set (and *gas charged for the whole
- * block when entering mid-block), -1 when pc cannot be entered, -2 when
- * there is not enough gas.  `native_code`: the generated code as the host
+ * interpreter: VM_ENTRY_OK with *native_address set (and *gas charged for
+ * the whole block when entering mid-block), VM_ENTRY_NOT_AN_INSTRUCTION
+ * when pc cannot be entered, VM_ENTRY_OUT_OF_GAS when there is not enough
+ * gas (vmcore/abi.h).  `native_code`: the generated code as the host
  * sees it (the mid-block charge is the cost in the block's gas charge). */
 int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint8_t *native_code, uint32_t pc,
                  int64_t *gas, uint64_t *native_address);

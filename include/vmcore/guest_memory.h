@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "vmcore/interp.h"
+#include "vmcore/memory.h"
 
 /* 0 on success, -1 with errno set. */
 int vm_guest_memory_init(vm_memory *memory, uint32_t page_size);

@@ -11,14 +11,14 @@
 #include "vmcore/interp.h"
 #include "vmcore/module_memory.h"
 #include "vmcore/vmctx.h"
-#include "vmcore/zygote.h"
+#include "vmcore/shared_module.h"
 
 #define VM_HOST_ERROR_SIZE 256
 
 /* The zygote executable in a sealed memfd (once per process). */
 int vm_host_image_create(const void *elf, size_t length, char *error);
 
-/* A module (either kind, zygote.h) in a sealed memfd, mapped read only
+/* A module (either kind, shared_module.h) in a sealed memfd, mapped read only
  * here. */
 typedef struct vm_host_module {
     uint32_t kind;                 /* VM_SHM_KIND_* */

@@ -15,15 +15,7 @@
 #include "vmcore/abi.h"
 #include "vmcore/decoder.h"
 #include "vmcore/gas.h"
-
-/* Guest memory: a 4 GiB window plus one permission byte per page
- * (VM_PERM_* in vmcore/abi.h). */
-typedef struct vm_memory {
-    uint8_t *base;       /* guest address 0; 4 GiB + 8 bytes addressable */
-    uint8_t *perms;      /* 2^32 >> page_shift entries */
-    uint32_t page_shift; /* log2(page size) */
-    uint32_t page_size;
-} vm_memory;
+#include "vmcore/memory.h" /* vm_memory: the guest memory model */
 
 /* One pre-decoded instruction (24 bytes). */
 typedef struct vm_insn {
@@ -112,7 +104,9 @@ static inline uint64_t vm_reg_to_host(int is_64_bit, uint64_t value)
 }
 
 /* Point the state at a program counter as the host does to start a call:
- * returns 0, or -1 (with state->pc set) when pc is not an instruction. */
+ * returns VM_ENTRY_OK, or (with state->pc set) VM_ENTRY_NOT_AN_INSTRUCTION
+ * when pc cannot be entered / VM_ENTRY_OUT_OF_GAS when the mid-block
+ * charge does not fit (vmcore/abi.h). */
 int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc);
 
 /* The gas charge of every basic block, as laid out (program order): up to
@@ -126,13 +120,5 @@ vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory
 /* sbrk as the instruction does it (also used by the host API): returns the
  * new heap top, or 0 when the request does not fit. */
 uint32_t vm_heap_sbrk(vm_state *state, const vm_memory *memory, uint32_t size);
-
-/* Host-side accessibility check for a range. */
-int vm_memory_is_accessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable);
-/* First inaccessible page in a range (for error messages); returns 1 if one exists. */
-int vm_memory_first_inaccessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable,
-                                 uint32_t *page);
-/* Set permissions for [address, address + length) rounded out to pages. */
-void vm_memory_set_perms(const vm_memory *memory, uint32_t address, uint64_t length, uint8_t perm);
 
 #endif

@@ -23,10 +23,11 @@
 #define VM_SECTION_OPT_DEBUG_LINE_PROGRAM_RANGES 130
 #define VM_SECTION_END_OF_FILE 0
 
-typedef struct vm_span {
+/* Bytes [offset, offset + length) of the program blob. */
+typedef struct vm_blob_span {
     uint32_t offset;
     uint32_t length;
-} vm_span;
+} vm_blob_span;
 
 typedef struct vm_error {
     uint32_t offset;   /* byte offset in the input the error refers to */
@@ -39,21 +40,21 @@ typedef struct vm_blob_parts {
     uint32_t rw_data_size;
     uint32_t stack_size;
     uint32_t heap_pages;      /* JAM standard format only */
-    vm_span ro_data;
-    vm_span rw_data;
-    vm_span imports;          /* the whole section payload after the count */
+    vm_blob_span ro_data;
+    vm_blob_span rw_data;
+    vm_blob_span imports;          /* the whole section payload after the count */
     uint32_t import_count;
-    vm_span import_offsets;   /* import_count little-endian u32 */
-    vm_span import_symbols;
-    vm_span exports;          /* section payload; vm_next_export walks it */
-    vm_span code;
-    vm_span bitmask;
-    vm_span jump_table;
+    vm_blob_span import_offsets;   /* import_count little-endian u32 */
+    vm_blob_span import_symbols;
+    vm_blob_span exports;          /* section payload; vm_next_export walks it */
+    vm_blob_span code;
+    vm_blob_span bitmask;
+    vm_blob_span jump_table;
     uint32_t jump_table_entry_size;
     uint32_t jump_table_count;
-    vm_span debug_strings;
-    vm_span debug_line_programs;
-    vm_span debug_line_program_ranges;
+    vm_blob_span debug_strings;
+    vm_blob_span debug_line_programs;
+    vm_blob_span debug_line_program_ranges;
 } vm_blob_parts;
 
 /* PolkaVM's varint: returns bytes consumed (>= 1) or 0 when malformed. */
@@ -62,16 +63,17 @@ uint32_t vm_write_varint(uint32_t value, uint8_t out[5]);
 
 /* Each returns 0 on success, -1 with *err filled in. */
 int vm_parse_polkavm_blob(const uint8_t *data, size_t length, vm_blob_parts *out, vm_error *err);
-int vm_parse_code_blob(const uint8_t *data, size_t length, vm_span within, vm_blob_parts *out, vm_error *err);
+int vm_parse_code_blob(const uint8_t *data, size_t length, vm_blob_span within, vm_blob_parts *out, vm_error *err);
 int vm_parse_jam_standard(const uint8_t *data, size_t length, vm_blob_parts *out, vm_error *err);
 
 /* Walk the exports section: *position starts at 0 and is advanced; returns
  * 1 with an export, 0 at the end, -1 on malformed data. */
 int vm_next_export(const uint8_t *data, size_t length, const vm_blob_parts *parts, uint32_t *position,
-                   uint32_t *remaining, uint32_t *pc, vm_span *symbol, vm_error *err);
+                   uint32_t *remaining, uint32_t *pc, vm_blob_span *symbol, vm_error *err);
 
 /* Import `index`'s symbol span, or -1 when the offsets are inconsistent. */
-int vm_import_symbol(const uint8_t *data, const vm_blob_parts *parts, uint32_t index, vm_span *symbol, vm_error *err);
+int vm_import_symbol(const uint8_t *data, const vm_blob_parts *parts, uint32_t index, vm_blob_span *symbol,
+                     vm_error *err);
 
 /* Jump table entry `index` (a code offset). */
 uint32_t vm_jump_table_entry(const uint8_t *data, const vm_blob_parts *parts, uint32_t index);

@@ -17,10 +17,11 @@
 #include "vmcore/interp.h"
 #include "vmcore/vmctx.h"
 
-typedef struct vm_span {
+/* Guest memory [address, address + length). */
+typedef struct vm_guest_span {
     uint64_t address;
     uint64_t length;
-} vm_span;
+} vm_guest_span;
 
 /* discard(ctx, first byte, byte count), page aligned; 0 or -1. */
 typedef int (*vm_discard_fn)(void *ctx, uint64_t offset, uint64_t length);
@@ -29,7 +30,7 @@ typedef int (*vm_discard_fn)(void *ctx, uint64_t offset, uint64_t length);
  * after it is scrubbed; the caller must not recycle the instance) or a
  * discard failed.  *dirty_first / *dirty_end (page indices, end
  * exclusive) cover every page whose permission was cleared. */
-int vm_scrub_spans(const vm_memory *memory, const vm_span *spans, size_t count, uint64_t memset_limit,
+int vm_scrub_spans(const vm_memory *memory, const vm_guest_span *spans, size_t count, uint64_t memset_limit,
                    vm_discard_fn discard, void *ctx, uint32_t *dirty_first, uint32_t *dirty_end);
 
 void vm_state_fresh(vm_state *state);

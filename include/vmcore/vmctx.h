@@ -211,7 +211,11 @@ typedef struct vmctx {
 #define VMCTX_OFFSET_GAS 0x40
 #define VMCTX_OFFSET_REGS 0x80
 
-_Static_assert(sizeof(vmctx) <= 4096, "the VmCtx must fit in one page");
+/* The host's page (x86-64 Linux): the VmCtx is one such shared page, and
+ * a shared module's parts are aligned to it. */
+#define VM_HOST_PAGE_SIZE 4096u
+
+_Static_assert(sizeof(vmctx) <= VM_HOST_PAGE_SIZE, "the VmCtx must fit in one page");
 _Static_assert(offsetof(vmctx, futex) == VMCTX_OFFSET_FUTEX, "futex offset");
 _Static_assert(offsetof(vmctx, gas) == VMCTX_OFFSET_GAS, "gas offset");
 _Static_assert(offsetof(vmctx, regs) == VMCTX_OFFSET_REGS, "regs offset");

@@ -43,8 +43,17 @@ VM_GUEST_PERMS_SIZE: int
 REG_COUNT: int
 REG_RA: int
 REG_SP: int
+REG_T0: int
+REG_T1: int
+REG_T2: int
+REG_S0: int
+REG_S1: int
 REG_A0: int
 REG_A1: int
+REG_A2: int
+REG_A3: int
+REG_A4: int
+REG_A5: int
 ARG_REG_COUNT: int
 HOSTCALL_ARG_COUNT: int
 RETURN_TO_HOST: int

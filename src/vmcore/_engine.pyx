@@ -31,7 +31,7 @@ from vmcore.includes.interp cimport *
 from vmcore.includes.program cimport *
 from vmcore.includes.compiler cimport *
 from vmcore.includes.host cimport *
-from vmcore.includes.scrub cimport vm_span, vm_scrub_spans, vm_state_fresh, vm_ctx_fresh
+from vmcore.includes.scrub cimport vm_guest_span, vm_scrub_spans, vm_state_fresh, vm_ctx_fresh
 from vmcore.includes.sigint cimport vm_sigint_arm, vm_sigint_disarm, vm_sigint_take
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident

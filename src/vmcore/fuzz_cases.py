@@ -19,7 +19,7 @@ from vmcore.program import Program
 
 M32, M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
 HALT = abi.RETURN_TO_HOST
-PAGE = 4096
+PAGE = abi.MIN_PAGE_SIZE
 
 
 def case_rng(seed: int, target: str, index: int) -> random.Random:

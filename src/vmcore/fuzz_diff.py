@@ -12,6 +12,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from vmcore import abi
 from vmcore.program import Program
 from vmcore.outcome import Outcome, differences, expectations_of, memory_chunks
 from vmcore.vectors import PAGE_SIZE, run_vector
@@ -47,7 +48,7 @@ def default_configs() -> Tuple[List[Config], List[str]]:
     from vmcore.backends import BACKENDS
     configs, notes = [], []
     probe = {"name": "probe", "isa": "latest64", "program": list(code_blob(bytes([0]), b"\x01", [])),
-             "initial-regs": [0] * 13, "initial-pc": 0, "initial-page-map": [], "initial-memory": [],
+             "initial-regs": [0] * abi.REG_COUNT, "initial-pc": 0, "initial-page-map": [], "initial-memory": [],
              "initial-gas": 10}
     for backend, isolation in BACKENDS:
         run = (lambda v, b=backend, i=isolation: run_vector(v, backend=b, isolation=i))

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import vmcore
-from vmcore import asm
+from vmcore import abi, asm
 from vmcore.fuzz_cases import Failure, case_rng
 
 M64 = (1 << 64) - 1
@@ -296,8 +296,8 @@ def api_actions(rng: random.Random) -> list:
          else None),
         ("pc", lambda sb: sb.pc), ("next_pc", lambda sb: sb.next_pc), ("heap_size", lambda sb: sb.heap_size),
         ("sbrk", lambda sb: sb.sbrk(rng.choice((0, 1, 4096, 1 << 20, 0xFFFFFFFF)))),
-        ("regs", lambda sb: sb.regs[rng.randrange(13)]),
-        ("regs=", lambda sb: sb.regs.__setitem__(rng.randrange(13), rng.getrandbits(64))),
+        ("regs", lambda sb: sb.regs[rng.randrange(abi.REG_COUNT)]),
+        ("regs=", lambda sb: sb.regs.__setitem__(rng.randrange(abi.REG_COUNT), rng.getrandbits(64))),
         ("memory.read", lambda sb: sb.memory.read(rng.choice((0, rw(sb), 0xFFFFFFFF)), rng.choice((0, 1, 64, 1 << 32)))),
         ("memory.write", lambda sb: sb.memory.write(rw(sb) + rng.randrange(0, 8192), b"z" * rng.randrange(0, 64))),
         ("memory.zero", lambda sb: sb.memory.zero(rw(sb), rng.randrange(0, 9000))),

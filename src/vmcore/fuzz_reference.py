@@ -43,7 +43,7 @@ import traceback
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vmcore import _engine, isa as _isa
+from vmcore import _engine, abi, isa as _isa
 from vmcore.fuzz_cases import Failure, code_blob, generate_vector
 from vmcore.program import Program
 from vmcore.vectors import CONFIGURATIONS, compare, run_vector
@@ -53,7 +53,7 @@ ENV = "VMCORE_REFHARNESS"
 GAS_MODELS = ("naive", "full")
 BATCH = 64
 ORACLE_TIMEOUT = 300.0  # seconds for one batch
-PAGE = 4096
+PAGE = abi.MIN_PAGE_SIZE
 
 
 def find_reference(path: Optional[str] = None) -> Optional[str]:

@@ -38,10 +38,11 @@ BytesLike = Union[bytes, bytearray, memoryview]
 # GP 0.8 constants (Gray Paper definitions, not vmcore ABI values).
 ZONE_SIZE = 1 << 16        # Z_Z: one major zone
 INPUT_SIZE = 1 << 24       # Z_I: the argument zone
-PAGE_SIZE = 1 << 12        # Z_P: the PVM page
+PAGE_SIZE = abi.MIN_PAGE_SIZE  # Z_P: the PVM page (4 KiB)
 HOSTCALL_GAS = 10          # the generic charge of a host call (g = 10)
 GROW_HEAP_BASE_GAS = 100   # grow_heap's constant charge
 GROW_HEAP_PAGE_GAS = 10    # ... plus this per page made writable
+RA, SP, A0, A1 = abi.REG_RA, abi.REG_SP, abi.REG_A0, abi.REG_A1
 HALT_ADDRESS = abi.VM_ADDR_RETURN_TO_HOST  # 2^32 - 2^16: jumping here halts
 # Entry pcs as Psi_I, Psi_R and Psi_A pass them to Psi_M (B.2-B.4):
 # Is-Authorized and Refine start at 0, Accumulate at 5.
@@ -151,8 +152,8 @@ class Layout:
     def initial_registers(self, args_length: int) -> Tuple[int, ...]:
         """GP 0.8 eq. registers: ra = halt address, sp, a0 = the arguments'
         address, a1 = their length, everything else 0."""
-        regs = [0] * 13
-        regs[0], regs[1], regs[7], regs[8] = HALT_ADDRESS, self.stack_address_high, self.args_address, args_length
+        regs = [0] * abi.REG_COUNT
+        regs[RA], regs[SP], regs[A0], regs[A1] = HALT_ADDRESS, self.stack_address_high, self.args_address, args_length
         return tuple(regs)
 
 
@@ -286,11 +287,11 @@ class HostCallState:
         if not self.writable(out, n):
             raise Panic(f"{self.name}: {n} bytes at {out:#x} are not writable")
         if value is None:
-            self.regs[7] = NONE
+            self.regs[A0] = NONE
             return
         if n:
             self.machine.sandbox.memory.write(out, bytes(value[f:f + n]))
-        self.regs[7] = size
+        self.regs[A0] = size
 
 
 HostFunction = Callable[[HostCallState], Optional[Status]]
@@ -360,7 +361,7 @@ class HostCalls:
 
 def _gas(call: HostCallState) -> None:
     """Omega_G: a0 = the gas left after this call's charge."""
-    call.regs[7] = call.gas
+    call.regs[A0] = call.gas
 
 
 def _grow_heap(call: HostCallState) -> Optional[Status]:
@@ -376,15 +377,15 @@ def _grow_heap(call: HostCallState) -> Optional[Status]:
     b = m.layout.heap_limit // PAGE_SIZE
     top = m.sandbox.memory_map.heap_base + m.sandbox.heap_size
     c = -(-top // PAGE_SIZE) - a
-    want = call.regs[7]
+    want = call.regs[A0]
     cost = GROW_HEAP_BASE_GAS + max(0, want - a - c) * GROW_HEAP_PAGE_GAS
     h = max(a, want)
     if h <= b and gas >= cost and (h * PAGE_SIZE <= top or m.sandbox.sbrk(h * PAGE_SIZE - top)):
         call.gas = gas - cost
-        call.regs[7] = max(a + c, h)
+        call.regs[A0] = max(a + c, h)
     else:
         call.gas = gas - GROW_HEAP_BASE_GAS
-        call.regs[7] = a + c
+        call.regs[A0] = a + c
     return None
 
 
@@ -530,7 +531,7 @@ class Machine:
         gas = sb.gas
         entry = host.get(state.number)
         if entry is None:  # unknown: g = 10, a0 = WHAT
-            sb.regs[7] = WHAT
+            sb.regs[A0] = WHAT
             sb.gas = gas - HOSTCALL_GAS
             return Status.OOG if gas < HOSTCALL_GAS else None
         fn, cost = entry
@@ -623,7 +624,7 @@ def invoke(program: Union[StandardProgram, Program, BytesLike], pc: int, gas: in
         exit_, context = machine.run_host(host, context)
         output = None
         if exit_.status is Status.HALT:
-            out, n = exit_.registers[7], exit_.registers[8]
+            out, n = exit_.registers[A0], exit_.registers[A1]
             output = machine.memory.read(out, n) if n and machine.readable(out, n) else b""
     status = exit_.status if exit_.status in (Status.HALT, Status.OOG) else Status.PANIC
     left = max(exit_.gas, 0)

@@ -102,7 +102,7 @@ static int load(loaded *out, vm_isa isa, const uint8_t *blob, uint32_t length)
     memset(&parts, 0, sizeof parts);
     memset(out, 0, sizeof *out);
     parts.isa = (int)isa;
-    vm_span whole = {0, length};
+    vm_blob_span whole = {0, length};
     if (length == 0 || vm_parse_code_blob(blob, length, whole, &parts, &err) != 0)
         return -1;
     const uint8_t *code = blob + parts.code.offset;

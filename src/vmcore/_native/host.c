@@ -498,7 +498,7 @@ static void close_fd(int *fd)
 static void unmap_all(vm_host_zygote *z)
 {
     if (z->ctx)
-        munmap(z->ctx, 4096);
+        munmap(z->ctx, VM_HOST_PAGE_SIZE);
     if (z->window)
         munmap(z->window, WINDOW_BYTES);
     if (z->perms)
@@ -533,7 +533,7 @@ int vm_host_spawn(vm_host_zygote *z, const vm_host_spawn_options *o, char *error
     z->cpu = o->cpu; /* the zygote owns o->cpu's reservation (host_cpu.c) */
     z->placed = o->cpu >= 0;
     int socks[2] = {-1, -1}, pipe_fds[2] = {-1, -1};
-    z->ctx_fd = sealed_memfd("vmcore-vmctx", 4096, 0);
+    z->ctx_fd = sealed_memfd("vmcore-vmctx", VM_HOST_PAGE_SIZE, 0);
     if (z->ctx_fd < 0) {
         set_error(error, "memfd_create for the VmCtx", errno);
         goto fail;
@@ -547,7 +547,7 @@ int vm_host_spawn(vm_host_zygote *z, const vm_host_spawn_options *o, char *error
      * memfd would make the host's accesses fault. */
     fcntl(z->ctx_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
     fcntl(z->memory_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-    z->ctx = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, z->ctx_fd, 0);
+    z->ctx = mmap(NULL, VM_HOST_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, z->ctx_fd, 0);
     if (z->ctx == MAP_FAILED) {
         z->ctx = NULL;
         set_error(error, "mapping the VmCtx", errno);

@@ -78,58 +78,8 @@ static inline uint64_t ctz64(uint64_t v) { return v ? (uint64_t)__builtin_ctzll(
 
 static inline void copy_bytes(void *dst, const void *src, uint32_t n) { __builtin_memcpy(dst, src, n); }
 
-enum { ACCESS_OK = 0, ACCESS_FAULT = 1, ACCESS_PANIC = 2 };
-
-static inline uint32_t page_of(const vm_memory *m, uint32_t address)
-{
-    return address & ~(m->page_size - 1);
-}
-
-static inline uint8_t perm_at(const vm_memory *m, uint32_t address)
-{
-    return m->perms[address >> m->page_shift];
-}
-
-/* Slow path: which page faults, following the reference's order (low page
- * first; for writes, missing pages before read-only ones). */
-static int access_slow(const vm_memory *m, uint32_t address, uint32_t length, uint8_t need, uint32_t *fault)
-{
-    uint32_t last = address + length - 1;
-    int result;
-    if ((uint64_t)address + length > 0xffffffffull) {
-        /* address + length overflows 32 bits (even when the last byte is
-         * 0xffffffff): the reference's checked_add treats it as a wrap */
-        uint32_t top = page_of(m, 0xffffffffu);
-        if (perm_at(m, top) != VM_PERM_NONE)
-            return ACCESS_PANIC;
-        *fault = top;
-        result = ACCESS_FAULT;
-    } else {
-        uint32_t lo = page_of(m, address), hi = page_of(m, last);
-        uint8_t plo = perm_at(m, lo), phi = perm_at(m, hi);
-        if (plo == VM_PERM_NONE) {
-            *fault = lo;
-        } else if (phi == VM_PERM_NONE) {
-            *fault = hi;
-        } else if (plo < need) {
-            *fault = lo;
-        } else if (phi < need) {
-            *fault = hi;
-        } else {
-            return ACCESS_OK;
-        }
-        result = ACCESS_FAULT;
-    }
-    return *fault < VM_LOW_MEMORY_PANIC_LIMIT ? ACCESS_PANIC : result;
-}
-
-static inline int access_check(const vm_memory *m, uint32_t address, uint32_t length, uint8_t need, uint32_t *fault)
-{
-    uint32_t last = address + length - 1;
-    if (__builtin_expect(address < 0u - length && perm_at(m, address) >= need && perm_at(m, last) >= need, 1))
-        return ACCESS_OK;
-    return access_slow(m, address, length, need, fault);
-}
+/* Every access is decided by vm_access_check (vmcore/memory.h), as in the
+ * recompiler's runtime. */
 
 int vm_memory_is_accessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable)
 {
@@ -144,12 +94,12 @@ int vm_memory_first_inaccessible(const vm_memory *memory, uint32_t address, uint
         return 0;
     uint8_t need = writable ? VM_PERM_WRITE : VM_PERM_READ;
     uint64_t end = (uint64_t)address + length;
-    if (end > 0x100000000ull) {
+    if (end > VM_ADDRESS_SPACE_SIZE) {
         *page = 0xffffffffu & ~(memory->page_size - 1);
         return 1;
     }
-    for (uint64_t p = page_of(memory, address); p < end; p += memory->page_size) {
-        if (perm_at(memory, (uint32_t)p) < need) {
+    for (uint64_t p = vm_page_of(memory, address); p < end; p += memory->page_size) {
+        if (!vm_perm_allows(vm_perm_at(memory, (uint32_t)p), need)) {
             *page = (uint32_t)p;
             return 1;
         }
@@ -161,10 +111,10 @@ void vm_memory_set_perms(const vm_memory *memory, uint32_t address, uint64_t len
 {
     if (length == 0)
         return;
-    uint64_t start = page_of(memory, address);
+    uint64_t start = vm_page_of(memory, address);
     uint64_t end = (uint64_t)address + length;
-    if (end > 0x100000000ull)
-        end = 0x100000000ull;
+    if (end > VM_ADDRESS_SPACE_SIZE)
+        end = VM_ADDRESS_SPACE_SIZE;
     for (uint64_t p = start; p < end; p += memory->page_size)
         memory->perms[p >> memory->page_shift] = perm;
 }
@@ -307,10 +257,10 @@ L_SBRK: {
     NEXT();
 }
 L_MEMSET: {
-    uint64_t a0 = r[7];
+    uint64_t a0 = r[VM_REG_A0];
     uint32_t dst = (uint32_t)a0;
-    uint8_t value = (uint8_t)r[8];
-    uint64_t count = (uint32_t)r[9];
+    uint8_t value = (uint8_t)r[VM_REG_A1];
+    uint64_t count = (uint32_t)r[VM_REG_A2];
     int stopped = 0;
     while (count > 0) {
         if (module->config.gas_metering && gas == 0) {
@@ -318,9 +268,9 @@ L_MEMSET: {
             stopped = 1;
             break;
         }
-        access = access_check(memory, dst, 1, VM_PERM_WRITE, &fault);
-        if (access != ACCESS_OK) {
-            exit_reason = access == ACCESS_PANIC ? VM_EXIT_TRAP : VM_EXIT_PAGEFAULT;
+        access = vm_access_check(memory, dst, 1, VM_PERM_WRITE, &fault);
+        if (access != VM_ACCESS_OK) {
+            exit_reason = access == VM_ACCESS_PANIC ? VM_EXIT_TRAP : VM_EXIT_PAGEFAULT;
             stopped = 1;
             break;
         }
@@ -330,8 +280,8 @@ L_MEMSET: {
         dst += 1;
         count -= 1;
     }
-    r[7] = a0 + (uint64_t)(uint32_t)(dst - (uint32_t)a0);
-    r[9] = count;
+    r[VM_REG_A0] = a0 + (uint64_t)(uint32_t)(dst - (uint32_t)a0);
+    r[VM_REG_A2] = count;
     if (!stopped)
         NEXT();
     state->pc = ip->pc;
@@ -361,8 +311,8 @@ L_BGTSI: BRANCH(s64(RA) > s64(X_IMM));
 
 #define ACCESS_OR_STOP(address, size, need)                                           \
     do {                                                                               \
-        access = access_check(memory, (address), (size), (need), &fault);             \
-        if (__builtin_expect(access != ACCESS_OK, 0))                                 \
+        access = vm_access_check(memory, (address), (size), (need), &fault);             \
+        if (__builtin_expect(access != VM_ACCESS_OK, 0))                                 \
             goto memory_stop;                                                          \
     } while (0)
 
@@ -517,7 +467,7 @@ yield:
 memory_stop:
     state->pc = ip->pc;
     state->resume = (uint32_t)(ip - insns);
-    if (access == ACCESS_PANIC) {
+    if (access == VM_ACCESS_PANIC) {
         exit_reason = VM_EXIT_TRAP;
     } else {
         state->arg = fault;

@@ -3,6 +3,7 @@
  * (vm_state_set_pc) and the block costs read back from the records. */
 #include "interp_handlers.h"
 
+#include "vmcore/block_walk.h"
 #include "vmcore/vmctx.h"
 
 void vm_module_sizes(uint32_t code_len, uint32_t jump_table_count, const vm_module_config *config,
@@ -316,39 +317,19 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
     for (uint32_t pc = 0; pc <= code_len; pc++)
         pc_to_index[pc] = VM_INDEX_NONE;
 
-    /* Pass 1: lay out instructions and blocks. */
+    /* Pass 1: lay out instructions and blocks (the walk both engines share). */
     int block_open = 0;
-    int next_enterable = code_len > 0 && vm_bitmask_bit(bitmask, code_len, 0);
-    uint32_t offset = 0;
     vm_instruction ins;
-    int pending_invalid = 0;
-    uint32_t invalid_at = 0;
-    if (code_len > 0 && !vm_bitmask_bit(bitmask, code_len, 0)) {
-        pending_invalid = 1;
-        invalid_at = 0;
-    }
+    vm_block_walk w;
+    vm_block_walk_start(&w, bitmask, code_len, 0);
     for (;;) {
-        int have;
-        if (pending_invalid) {
-            ins.offset = invalid_at;
-            ins.next = invalid_at + 1;
-            ins.op = VM_OP_INVALID;
-            ins.format = VM_FMT_ARGLESS;
-            ins.next_is_invalid = 0;
-            have = 1;
-        } else if (offset < code_len) {
-            vm_decode((vm_isa)config->isa, code, code_len, bitmask, offset, &ins);
-            have = 1;
-        } else {
-            have = 0;
-        }
-        if (!have)
+        int step = vm_block_walk_next(&w, code_len, &ins);
+        if (step == VM_WALK_DONE)
             break;
+        if (step == VM_WALK_DECODE)
+            vm_decode((vm_isa)config->isa, code, code_len, bitmask, w.offset, &ins);
 
-        /* Entry is allowed in blocks reached from offset 0 or right after
-         * a block-ending instruction, never at an implicit trap or in a
-         * block that follows a gap in the bitmask. */
-        b.entry_flag = (!pending_invalid && (block_open ? b.entry_flag : next_enterable)) ? ENTRY_OK : 0;
+        b.entry_flag = vm_block_walk_entry(&w, block_open) ? ENTRY_OK : 0;
         if (!block_open) {
             block_open = 1;
             if (config->step_tracing)
@@ -369,28 +350,13 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
             vm_gas_feed(&b.gas, &ins);
         emit_instruction(&b, &ins);
 
-        if (vm_op_flags((vm_op)ins.op) & VM_F_ENDS_BLOCK) {
+        int ends_block = vm_op_flags((vm_op)ins.op) & VM_F_ENDS_BLOCK;
+        if (ends_block) {
             block_open = 0;
             if (config->gas_metering)
                 b.insns[b.charge_index].x = vm_gas_take(&b.gas);
         }
-
-        next_enterable = !pending_invalid && !ins.next_is_invalid;
-        if (pending_invalid) {
-            pending_invalid = 0;
-            /* continue at the next marked instruction */
-            offset = invalid_at + 1;
-            while (offset < code_len && !vm_bitmask_bit(bitmask, code_len, offset))
-                offset++;
-            if (invalid_at >= code_len)
-                offset = code_len;
-            continue;
-        }
-        offset = ins.next;
-        if (ins.next_is_invalid) {
-            pending_invalid = 1;
-            invalid_at = ins.next;
-        }
+        vm_block_walk_advance(&w, &ins, ends_block);
     }
     if (block_open && config->gas_metering) /* (every walk ends a block; just in case) */
         b.insns[b.charge_index].x = vm_gas_take(&b.gas);

@@ -1,6 +1,7 @@
 /* Memory for shared modules (see include/vmcore/module_memory.h). */
 #define _GNU_SOURCE
 #include "vmcore/module_memory.h"
+#include "vmcore/vmctx.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +22,7 @@
  * memory) so that programs of similar size fit each other's. */
 #define CAPACITY_MIN (1ull << 20)
 
-#define PAGE 4096ull
+#define PAGE ((uint64_t)VM_HOST_PAGE_SIZE)
 
 typedef struct pooled {
     vm_module_memory mm;

@@ -75,7 +75,7 @@ static int read_varint(reader *r, uint32_t *out, const char *what)
     return 0;
 }
 
-static int read_span(reader *r, size_t count, vm_span *out, const char *what)
+static int read_span(reader *r, size_t count, vm_blob_span *out, const char *what)
 {
     if (r->length - r->position < count)
         return fail(r->err, r->position, "unexpected end of data: expected %zu bytes of %s, found %zu", count, what,
@@ -88,7 +88,7 @@ static int read_span(reader *r, size_t count, vm_span *out, const char *what)
 
 static int read_le(reader *r, uint32_t bytes, uint32_t *out, const char *what)
 {
-    vm_span s = {0, 0};
+    vm_blob_span s = {0, 0};
     if (read_span(r, bytes, &s, what))
         return -1;
     uint32_t v = 0;
@@ -100,7 +100,7 @@ static int read_le(reader *r, uint32_t bytes, uint32_t *out, const char *what)
 
 /* A length-prefixed section, if `*section` is `expected`; reads the id of
  * the next section afterwards. */
-static int read_section(reader *r, uint8_t *section, uint8_t expected, vm_span *out, const char *what)
+static int read_section(reader *r, uint8_t *section, uint8_t expected, vm_blob_span *out, const char *what)
 {
     if (*section != expected)
         return 0;
@@ -110,7 +110,7 @@ static int read_section(reader *r, uint8_t *section, uint8_t expected, vm_span *
     return read_byte(r, section, "a section id");
 }
 
-int vm_parse_code_blob(const uint8_t *data, size_t length, vm_span within, vm_blob_parts *out, vm_error *err)
+int vm_parse_code_blob(const uint8_t *data, size_t length, vm_blob_span within, vm_blob_parts *out, vm_error *err)
 {
     if ((size_t)within.offset + within.length > length)
         return fail(err, within.offset, "the code blob extends past the end of the data");
@@ -170,7 +170,7 @@ int vm_parse_polkavm_blob(const uint8_t *data, size_t length, vm_blob_parts *out
         return fail(err, 4, "unsupported program version %u: expected 0 (revive_v1), 1 (latest32), 2 (latest64) or 3 (jam_v1)",
                     version);
     out->isa = version;
-    vm_span len_span;
+    vm_blob_span len_span;
     if (read_span(&r, 8, &len_span, "the blob length"))
         return -1;
     uint64_t declared = 0;
@@ -220,7 +220,7 @@ int vm_parse_polkavm_blob(const uint8_t *data, size_t length, vm_blob_parts *out
             return -1;
         out->import_count = count;
         for (uint32_t i = 0; i < count; i++) {
-            vm_span sym;
+            vm_blob_span sym;
             if (vm_import_symbol(data, out, i, &sym, err))
                 return -1;
         }
@@ -229,7 +229,7 @@ int vm_parse_polkavm_blob(const uint8_t *data, size_t length, vm_blob_parts *out
     }
     if (read_section(&r, &section, VM_SECTION_EXPORTS, &out->exports, "the exports section"))
         return -1;
-    vm_span code_and_jt = {0, 0};
+    vm_blob_span code_and_jt = {0, 0};
     size_t code_section_at = r.position - 1; /* the id byte of the section found where the code belongs */
     if (read_section(&r, &section, VM_SECTION_CODE_AND_JUMP_TABLE, &code_and_jt, "the code section") ||
         read_section(&r, &section, VM_SECTION_OPT_DEBUG_STRINGS, &out->debug_strings, "the debug strings") ||
@@ -239,7 +239,7 @@ int vm_parse_polkavm_blob(const uint8_t *data, size_t length, vm_blob_parts *out
         return -1;
     while (section & 0x80) {
         /* An optional section we do not know: skip it, bounds-checked. */
-        vm_span skipped;
+        vm_blob_span skipped;
         if (read_section(&r, &section, section, &skipped, "an optional section"))
             return -1;
     }
@@ -258,7 +258,7 @@ int vm_parse_polkavm_blob(const uint8_t *data, size_t length, vm_blob_parts *out
 
     /* Walk the exports once so later readers can trust them. */
     uint32_t pos = 0, remaining = 0, pc;
-    vm_span sym;
+    vm_blob_span sym;
     int rc;
     while ((rc = vm_next_export(data, length, out, &pos, &remaining, &pc, &sym, err)) == 1)
         ;
@@ -280,7 +280,7 @@ int vm_parse_jam_standard(const uint8_t *data, size_t length, vm_blob_parts *out
         read_span(&r, rw_len, &out->rw_data, "the read-write data") ||
         read_le(&r, 4, &code_len, "the code blob length (4 bytes)"))
         return -1;
-    vm_span code_blob;
+    vm_blob_span code_blob;
     if (read_span(&r, code_len, &code_blob, "the code blob"))
         return -1;
     if (r.position != length)
@@ -294,7 +294,7 @@ int vm_parse_jam_standard(const uint8_t *data, size_t length, vm_blob_parts *out
 }
 
 int vm_next_export(const uint8_t *data, size_t length, const vm_blob_parts *parts, uint32_t *position,
-                   uint32_t *remaining, uint32_t *pc, vm_span *symbol, vm_error *err)
+                   uint32_t *remaining, uint32_t *pc, vm_blob_span *symbol, vm_error *err)
 {
     (void)length;
     if (parts->exports.length == 0)
@@ -317,7 +317,8 @@ int vm_next_export(const uint8_t *data, size_t length, const vm_blob_parts *part
 
 static uint32_t le32(const uint8_t *p) { return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
-int vm_import_symbol(const uint8_t *data, const vm_blob_parts *parts, uint32_t index, vm_span *symbol, vm_error *err)
+int vm_import_symbol(const uint8_t *data, const vm_blob_parts *parts, uint32_t index, vm_blob_span *symbol,
+                     vm_error *err)
 {
     const uint8_t *offsets = data + parts->import_offsets.offset;
     uint32_t start = le32(offsets + 4 * index);

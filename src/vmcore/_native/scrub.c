@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-int vm_scrub_spans(const vm_memory *memory, const vm_span *spans, size_t count, uint64_t memset_limit,
+int vm_scrub_spans(const vm_memory *memory, const vm_guest_span *spans, size_t count, uint64_t memset_limit,
                    vm_discard_fn discard, void *ctx, uint32_t *dirty_first, uint32_t *dirty_end)
 {
     const uint64_t space = (uint64_t)1 << 32;

@@ -2,12 +2,9 @@
  * and helpers need to finish what generated code started.  Freestanding C11
  * (no libc): the zygote embeds it, as does the test runner.
  *
- * The memory rules are the interpreter's (interp.c access_slow), restated
- * here so generated code and the interpreter reach the same verdicts:
- * the lowest faulting page of a straddling access, missing pages before
- * read-only ones, the address-overflow rule (an access reaching
- * 0xffffffff panics when the top page is mapped, else faults there) and
- * the < 0x10000 panic zone. */
+ * Faults are decided by vm_access_verdict (vmcore/memory.h), the rule the
+ * interpreter uses, so generated code and the interpreter stop the same
+ * way. */
 #include "vmcore/compiler.h"
 
 /* Guest register -> host register.  rax (scratch) and r15 (guest memory
@@ -191,39 +188,6 @@ uint32_t vm_x64_block_costs(const vm_x64_module *module, const vm_x64_map *map, 
     return count;
 }
 
-enum { ACCESS_OK = 0, ACCESS_FAULT = 1, ACCESS_PANIC = 2 };
-
-static inline uint32_t page_of(const vm_memory *m, uint32_t address) { return address & ~(m->page_size - 1); }
-static inline uint8_t perm_at(const vm_memory *m, uint32_t address) { return m->perms[address >> m->page_shift]; }
-
-static int access_slow(const vm_memory *m, uint32_t address, uint32_t length, uint8_t need, uint32_t *fault)
-{
-    uint32_t last = address + length - 1;
-    int result;
-    if ((uint64_t)address + length > 0xffffffffull) {
-        uint32_t top = page_of(m, 0xffffffffu);
-        if (perm_at(m, top) != VM_PERM_NONE)
-            return ACCESS_PANIC;
-        *fault = top;
-        result = ACCESS_FAULT;
-    } else {
-        uint32_t lo = page_of(m, address), hi = page_of(m, last);
-        uint8_t plo = perm_at(m, lo), phi = perm_at(m, hi);
-        if (plo == VM_PERM_NONE)
-            *fault = lo;
-        else if (phi == VM_PERM_NONE)
-            *fault = hi;
-        else if (plo < need)
-            *fault = lo;
-        else if (phi < need)
-            *fault = hi;
-        else
-            return ACCESS_OK;
-        result = ACCESS_FAULT;
-    }
-    return *fault < VM_LOW_MEMORY_PANIC_LIMIT ? ACCESS_PANIC : result;
-}
-
 void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, const vm_memory *memory,
                           uint64_t rip_offset, uint64_t rax, uint32_t program_counter, vm_x64_fault *out)
 {
@@ -237,9 +201,12 @@ void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, co
         vm_x64_map_entry e;
         if (vm_x64_find_pc(module, map, program_counter, &e) < 0)
             return;
+        uint32_t top = 0;
         out->pc = program_counter;
-        out->arg = page_of(memory, 0xffffffffu);
-        out->stub = out->arg < VM_LOW_MEMORY_PANIC_LIMIT ? VMCTX_STUB_TRAP : VMCTX_STUB_PAGEFAULT;
+        out->arg = vm_page_of(memory, 0xffffffffu);
+        out->stub = vm_access_verdict(memory, 0xffffffffu, 1, VM_PERM_READ, &top) == VM_ACCESS_PANIC
+                        ? VMCTX_STUB_TRAP
+                        : VMCTX_STUB_PAGEFAULT;
         out->resume = e.body;
         return;
     }
@@ -254,11 +221,11 @@ void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, co
     uint32_t size = 1u << ((info >> VM_X64_INFO_SIZE_SHIFT) & 3u);
     uint8_t need = (info & VM_X64_INFO_STORE) ? VM_PERM_WRITE : VM_PERM_READ;
     uint32_t fault = 0;
-    int access = access_slow(memory, (uint32_t)rax, size, need, &fault);
-    if (access == ACCESS_OK)
+    vm_access access = vm_access_verdict(memory, (uint32_t)rax, size, need, &fault);
+    if (access == VM_ACCESS_OK)
         return; /* the protections disagree with the permission map: a real crash */
     out->pc = e.pc;
-    if (access == ACCESS_PANIC) {
+    if (access == VM_ACCESS_PANIC) {
         out->stub = VMCTX_STUB_TRAP;
     } else {
         out->stub = VMCTX_STUB_PAGEFAULT;
@@ -269,10 +236,10 @@ void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, co
 
 uint32_t vm_x64_memset(uint64_t *regs, int64_t *gas_io, int gas_metering, const vm_memory *memory, uint32_t *fault)
 {
-    uint64_t a0 = regs[7];
+    uint64_t a0 = regs[VM_REG_A0];
     uint32_t dst = (uint32_t)a0;
-    uint8_t value = (uint8_t)regs[8];
-    uint64_t count = (uint32_t)regs[9];
+    uint8_t value = (uint8_t)regs[VM_REG_A1];
+    uint64_t count = (uint32_t)regs[VM_REG_A2];
     int64_t gas = *gas_io;
     uint32_t result = 0;
     /* The interpreter's per-byte loop (gas first, then the access), done a
@@ -282,7 +249,7 @@ uint32_t vm_x64_memset(uint64_t *regs, int64_t *gas_io, int gas_metering, const 
             result = VMCTX_STUB_NOT_ENOUGH_GAS;
             break;
         }
-        if (dst != 0xffffffffu && perm_at(memory, dst) >= VM_PERM_WRITE) {
+        if (dst != 0xffffffffu && vm_perm_allows(vm_perm_at(memory, dst), VM_PERM_WRITE)) {
             uint64_t n = memory->page_size - (dst & (memory->page_size - 1));
             if (n > count)
                 n = count;
@@ -297,12 +264,12 @@ uint32_t vm_x64_memset(uint64_t *regs, int64_t *gas_io, int gas_metering, const 
                 gas -= (int64_t)n;
             continue;
         }
-        int access = access_slow(memory, dst, 1, VM_PERM_WRITE, fault);
-        result = access == ACCESS_PANIC ? VMCTX_STUB_TRAP : VMCTX_STUB_PAGEFAULT;
+        vm_access access = vm_access_verdict(memory, dst, 1, VM_PERM_WRITE, fault);
+        result = access == VM_ACCESS_PANIC ? VMCTX_STUB_TRAP : VMCTX_STUB_PAGEFAULT;
         break;
     }
-    regs[7] = a0 + (uint64_t)(uint32_t)(dst - (uint32_t)a0);
-    regs[9] = count;
+    regs[VM_REG_A0] = a0 + (uint64_t)(uint32_t)(dst - (uint32_t)a0);
+    regs[VM_REG_A2] = count;
     *gas_io = gas;
     return result;
 }

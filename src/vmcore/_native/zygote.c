@@ -29,7 +29,7 @@
 #include "vmcore/compiler.h"
 #include "vmcore/interp.h"
 #include "vmcore/vmctx.h"
-#include "vmcore/zygote.h"
+#include "vmcore/shared_module.h"
 
 /* memcpy, memmove, memset, memcmp: zygote_libc.c; the hostile test build
  * (VMCORE_HOSTILE_ZYGOTE): zygote_hostile.c. */
@@ -361,7 +361,10 @@ static int set_handler(int sig, void (*fn)(int, void *, void *))
 
 static int prot_of(uint8_t perm)
 {
-    return perm == VM_PERM_WRITE ? PROT_READ | PROT_WRITE : perm == VM_PERM_READ ? PROT_READ : PROT_NONE;
+    /* the protection allows what the permission map does (vmcore/memory.h) */
+    return vm_perm_allows(perm, VM_PERM_WRITE) ? PROT_READ | PROT_WRITE
+           : vm_perm_allows(perm, VM_PERM_READ) ? PROT_READ
+                                                 : PROT_NONE;
 }
 
 /* Mirror the permission map into page protections for pages [first, end),
@@ -747,8 +750,8 @@ __attribute__((used, noreturn)) void zygote_main(void);
 __attribute__((used, noreturn)) void zygote_main(void)
 {
     vmctx *c = CTX;
-    long r = sys6(SYS_mmap, (long)VM_ADDR_VMCTX, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE,
-                  VM_FD_VMCTX, 0);
+    long r = sys6(SYS_mmap, (long)VM_ADDR_VMCTX, VM_HOST_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_FIXED_NOREPLACE, VM_FD_VMCTX, 0);
     if (r != (long)VM_ADDR_VMCTX)
         early_exit(110);
 
@@ -769,7 +772,7 @@ __attribute__((used, noreturn)) void zygote_main(void)
               VM_GUEST_MEMORY_SIZE + VM_GUEST_MEMORY_SLACK, "cannot map the guest permission map");
 
     /* Native code reaches the VmCtx relative to the guest-memory base. */
-    map_fixed(VM_ADDR_VMCTX_ALIAS, 4096, VM_FD_VMCTX, 0, "cannot map the VmCtx alias");
+    map_fixed(VM_ADDR_VMCTX_ALIAS, VM_HOST_PAGE_SIZE, VM_FD_VMCTX, 0, "cannot map the VmCtx alias");
     /* Fault handlers run on their own stack. */
     struct k_stack ss = {signal_stack, 0, sizeof signal_stack};
     if (sys2(SYS_sigaltstack, (long)&ss, 0) < 0)

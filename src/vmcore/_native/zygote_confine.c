@@ -5,7 +5,7 @@
 
 #include "sys.h"
 #include "vmcore/vmctx.h"
-#include "vmcore/zygote.h"
+#include "vmcore/shared_module.h"
 
 void *memset(void *dst, int c, size_t n);
 
@@ -82,7 +82,7 @@ uint32_t zy_apply_rlimits(void)
      * module (native code maps parts of its module twice), the VmCtx and
      * its alias; 256 MiB for the executable, stack and vDSO. */
     uint64_t as = VM_GUEST_MEMORY_SIZE + VM_GUEST_MEMORY_SLACK + VM_GUEST_PERMS_SIZE + 2 * MODULE_SIZE_MAX +
-                  2 * 4096 + (256ull << 20);
+                  2ull * VM_HOST_PAGE_SIZE + (256ull << 20);
     if (set_limit(RLIMIT_AS, as))
         bits |= VM_ISO_RLIMIT_AS;
     return bits;

@@ -27,7 +27,7 @@ static uint64_t hostile_value(void)
 {
     static const uint64_t edges[] = {0, 1, 0x7fffffffull, 0x80000000ull, 0xffffffffull, 0x100000000ull,
                                      0x8000000000000000ull, 0x7fffffffffffffffull, ~0ull, 0x40000000ull,
-                                     0xffff0000ull, 0x1000ull};
+                                     VM_ADDR_RETURN_TO_HOST, VM_MIN_PAGE_SIZE};
     uint64_t r = next_random();
     if ((r & 3) == 0)
         return edges[(r >> 8) % (sizeof edges / sizeof edges[0])];

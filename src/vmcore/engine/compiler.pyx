@@ -166,15 +166,15 @@ cdef class CompiledCode:
         }
 
     def enter(self, uint32_t pc, int64_t gas):
-        """Start a call at pc: (0, gas after any mid-block charge, absolute
-        native address), or (-1, gas, 0) / (-2, gas, 0) as
-        vm_state_set_pc's -1 (cannot enter) / -2 (not enough gas)."""
+        """Start a call at pc: (ENTRY_OK, gas after any mid-block charge,
+        absolute native address), or (ENTRY_NOT_AN_INSTRUCTION, gas, 0) /
+        (ENTRY_OUT_OF_GAS, gas, 0) as vm_state_set_pc refuses (vmcore.abi)."""
         cdef uint64_t native = 0
         cdef int64_t g = gas
         cdef int rc = vm_x64_enter(&self.module, &self.map, self.code_buf, pc, &g, &native)
-        if rc != 0:
+        if rc != VM_ENTRY_OK:
             return rc, gas, 0
-        return 0, g, native
+        return VM_ENTRY_OK, g, native
 
     def block_costs(self):
         """[(pc, cost)] of every block's gas charge, read back from the code."""

@@ -305,7 +305,7 @@ cdef class Guest:
         """Zero and make inaccessible every (address, length) span, and
         whatever set_perms made accessible since (vmcore/scrub.h; large
         spans go to self.discard_fn).  Never under a running call."""
-        cdef vm_span *v
+        cdef vm_guest_span *v
         cdef size_t n, i = 0
         cdef int rc
         self._ensure()
@@ -315,7 +315,7 @@ cdef class Guest:
             spans = set(spans) | self.granted
             self.granted = None
         n = len(spans)
-        v = <vm_span *>malloc((n + 1) * sizeof(vm_span))
+        v = <vm_guest_span *>malloc((n + 1) * sizeof(vm_guest_span))
         if v == NULL:
             raise MemoryError()
         for address, length in spans:

@@ -593,7 +593,7 @@ cdef class Process(Guest):
             rc = vm_x64_enter(self.module.m.x64, &self.module.m.map, self.module.native_code_view(), pc, &gas,
                               &native)
             vm_host_set_pc(self.ctx, pc)
-            if rc == 0:
+            if rc == VM_ENTRY_OK:
                 vm_host_set_gas(self.ctx, gas)
                 self.gas_ceiling = gas
                 vm_host_set_native_pc(self.ctx, 0)
@@ -602,7 +602,7 @@ cdef class Process(Guest):
         s.gas = self._gas()
         rc = vm_state_set_pc(&s, &self.module.m.module, pc)
         vm_host_set_pc(self.ctx, pc)
-        if rc == 0:
+        if rc == VM_ENTRY_OK:
             vm_host_set_gas(self.ctx, s.gas)
             self.gas_ceiling = s.gas
             vm_host_set_resume_index(self.ctx, VM_INDEX_NONE)

@@ -51,7 +51,7 @@ cdef extern from "vmcore/vmctx.h":
         char message_buffer[512]
         int sandbox_cpu
 
-cdef extern from "vmcore/zygote.h":
+cdef extern from "vmcore/shared_module.h":
     ctypedef struct vm_shm_module:
         uint64_t native_offset
     enum:

@@ -1,6 +1,17 @@
-# C declarations for include/vmcore/interp.h and guest_memory.h.
+# C declarations for include/vmcore/memory.h, interp.h and guest_memory.h.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from vmcore.includes.gas cimport vm_gas_model
+
+cdef extern from "vmcore/memory.h":
+    ctypedef struct vm_memory:
+        uint8_t *base
+        uint8_t *perms
+        uint32_t page_shift
+        uint32_t page_size
+    int vm_memory_is_accessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable)
+    int vm_memory_first_inaccessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable,
+                                     uint32_t *page)
+    void vm_memory_set_perms(const vm_memory *memory, uint32_t address, uint64_t length, uint8_t perm)
 
 cdef extern from "vmcore/interp.h":
     ctypedef int vm_exit
@@ -18,12 +29,6 @@ cdef extern from "vmcore/interp.h":
         VM_PERM_WRITE
         VM_INDEX_NONE
         VM_LOW_MEMORY_PANIC_LIMIT
-
-    ctypedef struct vm_memory:
-        uint8_t *base
-        uint8_t *perms
-        uint32_t page_shift
-        uint32_t page_size
 
     ctypedef struct vm_insn:
         uint16_t op
@@ -70,10 +75,6 @@ cdef extern from "vmcore/interp.h":
     int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc)
     vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory) nogil
     uint32_t vm_heap_sbrk(vm_state *state, const vm_memory *memory, uint32_t size)
-    int vm_memory_is_accessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable)
-    int vm_memory_first_inaccessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable,
-                                     uint32_t *page)
-    void vm_memory_set_perms(const vm_memory *memory, uint32_t address, uint64_t length, uint8_t perm)
 
 cdef extern from "vmcore/guest_memory.h":
     int vm_guest_memory_init(vm_memory *memory, uint32_t page_size)

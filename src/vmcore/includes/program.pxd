@@ -2,16 +2,6 @@
 from libc.stdint cimport uint8_t, uint32_t, int64_t
 from vmcore.includes.decoder cimport vm_isa
 
-# program.h and scrub.h each define a `vm_span` (an (offset, length) in a
-# blob; an (address, length) of guest memory).  The engine is one C file
-# that includes both, so program.h's is read under another name here.
-cdef extern from *:
-    """
-    #define vm_span vm_blob_span
-    #include "vmcore/program.h"
-    #undef vm_span
-    """
-
 cdef extern from "vmcore/program.h":
     ctypedef struct vm_blob_span:
         uint32_t offset

@@ -8,11 +8,11 @@ int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint8
                  int64_t *gas, uint64_t *native_address)
 {
     if (pc > module->code_len)
-        return -1;
+        return VM_ENTRY_NOT_AN_INSTRUCTION;
     vm_x64_map_entry e;
     int64_t k = vm_x64_find_pc(module, map, pc, &e);
     if (k < 0 || !(e.info & VM_X64_INFO_ENTRY_OK))
-        return -1;
+        return VM_ENTRY_NOT_AN_INSTRUCTION;
     if (module->gas_metering && !(e.info & VM_X64_INFO_BLOCK_START)) {
         /* entering mid-block charges the whole block up front (the
          * interpreter's charge-on-entry): the cost its charge holds */
@@ -22,16 +22,16 @@ int vm_x64_enter(const vm_x64_module *module, const vm_x64_map *map, const uint8
             start--;
         vm_x64_map_entry first;
         if (!native_code || !module->charges || vm_x64_map_read(module, map, (uint32_t)start, 1, &first) != 0)
-            return -1;
+            return VM_ENTRY_NOT_AN_INSTRUCTION;
         uint32_t block;
         memcpy(&block, native_code + first.entry + (module->step_tracing ? VM_X64_STEP_BYTES : 0u) +
                            VM_X64_CHARGE_COST_AT, 4);
         if ((int64_t)block > *gas)
-            return -2;
+            return VM_ENTRY_OUT_OF_GAS;
         *gas -= (int64_t)block;
     }
     *native_address = module->code_address + e.entry;
-    return 0;
+    return VM_ENTRY_OK;
 }
 
 /* ---- CPU support ---- */

@@ -11,13 +11,13 @@
 
 static void populate_range(uint8_t **done, uint8_t *upto, uint8_t *limit, size_t chunk, int *failed)
 {
-    uint8_t *from = (uint8_t *)((uintptr_t)*done & ~(uintptr_t)4095);
+    uint8_t *from = (uint8_t *)((uintptr_t)*done & ~(uintptr_t)(VM_HOST_PAGE_SIZE - 1));
     if (from < *done)
-        from += 4096;
+        from += VM_HOST_PAGE_SIZE;
     if (*failed || upto + chunk / 2 < *done)
         return;
     uint8_t *to = *done + chunk < limit ? *done + chunk : limit;
-    to = (uint8_t *)((uintptr_t)to & ~(uintptr_t)4095);
+    to = (uint8_t *)((uintptr_t)to & ~(uintptr_t)(VM_HOST_PAGE_SIZE - 1));
     if (to > from && madvise(from, (size_t)(to - from), MADV_POPULATE_WRITE) != 0)
         *failed = 1;
     *done = to > *done ? to : *done;

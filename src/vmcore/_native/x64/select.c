@@ -1,6 +1,7 @@
 /* The pass over one segment of guest code and the instruction selection
  * it inlines into one specialised copy per opcode. */
 #include "gas_charge.h"
+#include "vmcore/block_walk.h"
 
 void vm_x64_grow_fixups(compiler *c, size_t at, uint32_t target_pc)
 {
@@ -527,8 +528,8 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
 }
 
 
-/* The walk over one segment [c->lo, c->hi) of the code: the builder's
- * walk (interp.c, vm_module_build pass 1).  A segment after the first
+/* The walk over one segment [c->lo, c->hi) of the code: the interpreter
+ * builder's walk (vmcore/block_walk.h).  A segment after the first
  * starts at a basic block start (split_point), where the serial walk's
  * state is known: no block open, the previous instruction (within the
  * bitmask's reach) ended a block and did not end the code.  The last
@@ -544,51 +545,22 @@ void vm_x64_compile_segment(compiler *c)
     const uint32_t jump_table_count = c->jump_table_count;
     const int step_tracing = config->step_tracing;
     const int metering = config->gas_metering;
-    uint32_t entry_flag = 0;
-    uint32_t offset = c->lo;
     vm_instruction ins;
-    int pending_invalid = 0;
-    uint32_t invalid_at = 0;
-    int next_enterable, prev_real;
-    uint32_t prev_offset, prev_op;
+    vm_block_walk w;
     c->populated_code = c->out.p;
     c->populated_records = (uint8_t *)c->records;
-    if (c->lo == 0) {
-        next_enterable = code_len > 0 && vm_bitmask_bit(bitmask, code_len, 0);
-        prev_real = 0;
-        prev_offset = 0;
-        prev_op = VM_OP_INVALID;
-        if (code_len > 0 && !vm_bitmask_bit(bitmask, code_len, 0)) {
-            pending_invalid = 1;
-            invalid_at = 0;
-        }
-    } else {
-        next_enterable = 1;
-        prev_real = 1;
-        prev_offset = c->lo - 1;
-        prev_op = VM_OP_trap; /* any op that ends a block */
-    }
+    vm_block_walk_start(&w, bitmask, code_len, c->lo);
     for (;;) {
         int fast = 0;
         uint32_t fast_skip = 0;
-        if (pending_invalid) {
-            ins.offset = invalid_at;
-            ins.next = invalid_at + 1;
-            ins.op = VM_OP_INVALID;
-            ins.format = VM_FMT_ARGLESS;
-            ins.next_is_invalid = 0;
-            ins.reg[0] = ins.reg[1] = ins.reg[2] = 0;
-            ins.imm1 = ins.imm2 = 0;
-            ins.imm64 = 0;
-        } else if (offset >= c->hi) {
+        int step = vm_block_walk_next(&w, c->hi, &ins);
+        if (step == VM_WALK_DONE) {
             break;
-        } else if (offset + VM_DECODE_MARGIN <= code_len) {
-            fast_skip = vm_decode_head_unchecked(fd->op_of, fd->format_of, code, bitmask, offset, &ins);
+        } else if (step == VM_WALK_DECODE && w.offset + VM_DECODE_MARGIN <= code_len) {
+            fast_skip = vm_decode_head_unchecked(fd->op_of, fd->format_of, code, bitmask, w.offset, &ins);
             fast = 1;
-        } else if (offset < code_len) {
-            vm_decode(c->isa, code, code_len, bitmask, offset, &ins);
-        } else {
-            break;
+        } else if (step == VM_WALK_DECODE) {
+            vm_decode(c->isa, code, code_len, bitmask, w.offset, &ins);
         }
         if ((size_t)(c->limit - c->out.p) < INSN_BUDGET + STUBS_PER_INSN_BUDGET + INSN_SLACK + c->pend_bytes ||
             c->map_count >= c->map_cap) {
@@ -602,17 +574,11 @@ void vm_x64_compile_segment(compiler *c)
         uint8_t *before = c->out.p;
         uint32_t stub_bytes_before = c->pend_bytes;
 
-        entry_flag = (!pending_invalid && (c->block_open ? entry_flag : (uint32_t)next_enterable)) ? 1u : 0u;
+        uint32_t entry_flag = vm_block_walk_entry(&w, c->block_open) ? 1u : 0u;
         uint32_t pc = ins.offset;
         c->current_pc = pc;
         c->falls_through = 1;
-        /* vm_is_basic_block_start(pc), from the walk: an instruction start
-         * whose previous instruction (the nearest earlier start, when within
-         * the bitmask's reach) ends a block */
-        uint32_t reach = VM_BITMASK_MAX + ((pc & 7) ? 1u : 0u);
-        int jump_target = !pending_invalid &&
-                          (pc == 0 || (prev_real && pc - prev_offset <= reach && prev_op != VM_OP_INVALID &&
-                                       (fd->flags_of[prev_op] & VM_F_ENDS_BLOCK)));
+        int jump_target = vm_block_walk_is_block_start(&w, pc);
         if ((c->map_count & 255u) == 0 && config->populate)
             vm_x64_populate_ahead(c);
         uint32_t entry = here(c);
@@ -670,7 +636,8 @@ void vm_x64_compile_segment(compiler *c)
                 vm_gas_feed(&c->gas, &ins);
             emit_instruction(c, (vm_op)ins.op, &ins, rec, body, jump_table_count);
         }
-        if (fd->flags_of[ins.op] & VM_F_ENDS_BLOCK)
+        int ends_block = fd->flags_of[ins.op] & VM_F_ENDS_BLOCK;
+        if (ends_block)
             close_block(c);
         if ((size_t)(c->out.p - before) > INSN_BUDGET || c->pend_bytes - stub_bytes_before > STUBS_PER_INSN_BUDGET) {
             c->error = VM_X64_ERR_SPACE; /* a budget above is wrong: fail loudly, never overrun */
@@ -683,24 +650,7 @@ void vm_x64_compile_segment(compiler *c)
                 vm_x64_flush_stubs_inline(c);
         }
 
-        next_enterable = !pending_invalid && !ins.next_is_invalid;
-        prev_real = !pending_invalid;
-        prev_offset = pc;
-        prev_op = ins.op;
-        if (pending_invalid) {
-            pending_invalid = 0;
-            offset = invalid_at + 1;
-            while (offset < code_len && !vm_bitmask_bit(bitmask, code_len, offset))
-                offset++;
-            if (invalid_at >= code_len)
-                offset = code_len;
-            continue;
-        }
-        offset = ins.next;
-        if (ins.next_is_invalid) {
-            pending_invalid = 1;
-            invalid_at = ins.next;
-        }
+        vm_block_walk_advance(&w, &ins, ends_block);
     }
     if (c->error)
         return;

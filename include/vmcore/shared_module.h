@@ -1,5 +1,6 @@
-/* What the host and the zygote (the sandbox process) agree on besides the
- * VmCtx: the layout of a module in shared memory, of either kind:
+/* The shared-module format: what the host and the zygote (the sandbox
+ * process) agree on besides the VmCtx, the layout of a compiled module in
+ * shared memory, of either kind:
  *
  *   VM_SHM_KIND_INTERP  threaded code for the interpreter (vm_module_build);
  *   VM_SHM_KIND_X64     native code from the recompiler (vm_x64_compile):
@@ -14,8 +15,8 @@
  * sandbox only executes.  Offsets, not pointers, so every process can map
  * it anywhere.  Freestanding (the zygote includes it).
  */
-#ifndef VMCORE_ZYGOTE_H
-#define VMCORE_ZYGOTE_H
+#ifndef VMCORE_SHARED_MODULE_H
+#define VMCORE_SHARED_MODULE_H
 
 #include <stdint.h>
 
@@ -26,7 +27,7 @@
 #define VM_SHM_MODULE_VERSION 3u
 #define VM_SHM_KIND_INTERP 0u
 #define VM_SHM_KIND_X64 1u
-#define VM_SHM_MODULE_HEADER_SIZE 4096u
+#define VM_SHM_MODULE_HEADER_SIZE VM_HOST_PAGE_SIZE
 
 typedef struct vm_shm_module {
     uint32_t magic;
@@ -79,7 +80,8 @@ static inline int vm_shm_x64_attach(const vm_x64_module **module, vm_x64_map *ma
     if (h->map_offset < VM_SHM_MODULE_HEADER_SIZE || h->map_offset % 4 || map_end > h->size ||
         h->marks_offset < VM_SHM_MODULE_HEADER_SIZE || h->marks_offset % 4 || marks_end > h->size ||
         (m->map_count && !m->mark_count) ||
-        h->jump_table_offset % 4096 || jt_end > h->size || h->native_offset % 4096 || h->native_size % 4096 ||
+        h->jump_table_offset % VM_HOST_PAGE_SIZE || jt_end > h->size || h->native_offset % VM_HOST_PAGE_SIZE ||
+        h->native_size % VM_HOST_PAGE_SIZE ||
         h->native_offset + h->native_size != h->size || m->code_size > h->native_size ||
         m->entry_trampoline >= m->code_size || m->code_address != VM_ADDR_NATIVE_CODE)
         return -1;
