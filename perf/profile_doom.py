@@ -47,7 +47,7 @@ def cpu_seconds(pid: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--gas", action="store_true", help="gas metering on (the full model)")
+    ap.add_argument("--gas", action="store_true", help="gas metering on (the naive model, as perf/run.py's row)")
     ap.add_argument("--top", type=int, default=12, help="hot blocks to disassemble")
     ap.add_argument("--perf", default="perf", help="the perf binary ('' to only time)")
     args = ap.parse_args()
@@ -57,7 +57,7 @@ def main() -> int:
         return 0
     rom = wad_path.read_bytes()
     program = vmcore.Program.load(str(program_path))
-    gas_model = "full" if args.gas else None
+    gas_model = "naive" if args.gas else None
     sb = vmcore.Sandbox(program, page_size=PAGE_SIZE, backend="compiler", isolation="process",
                         gas=GAS_BUDGET if args.gas else None, gas_model=gas_model)
     sb.hostcall("ext_rom_size")(lambda caller: len(rom))
@@ -110,14 +110,25 @@ def main() -> int:
             per_block[k] += 1
     import capstone
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+
+    def block_code(k):
+        """The block's native instructions and its guest instructions (the
+        stubs written after an unconditional jmp left out)."""
+        lo = block_native[k]
+        hi = block_native[k + 1] if k + 1 < len(block_native) else len(code)
+        guests = [e for e in entries if lo <= e[1] < hi]
+        insns = []
+        for i in md.disasm(code[lo:hi], NATIVE_CODE + lo):
+            insns.append(i)
+            if i.mnemonic == "jmp" and i.address - NATIVE_CODE >= guests[-1][1]:
+                break
+        return guests, insns
+
     guest_total = native_total = 0
     weighted = collections.Counter()
     for k, n in per_block.items():
-        lo = block_native[k]
-        hi = block_native[k + 1] if k + 1 < len(block_native) else len(code)
-        insns = list(md.disasm(code[lo:hi], NATIVE_CODE + lo))
-        guests = sum(1 for e in entries if lo <= e[1] < hi)
-        guest_total += n * guests
+        guests, insns = block_code(k)
+        guest_total += n * len(guests)
         native_total += n * len(insns)
         for i in insns:
             weighted[i.mnemonic] += n
@@ -125,10 +136,7 @@ def main() -> int:
     print("sample-weighted mnemonic mix:", ", ".join(f"{m} {100 * c / max(native_total, 1):.1f}%"
                                               for m, c in weighted.most_common(16)))
     for k, n in per_block.most_common(args.top):
-        lo = block_native[k]
-        hi = block_native[k + 1] if k + 1 < len(block_native) else len(code)
-        guests = [e for e in entries if lo <= e[1] < hi]
-        insns = list(md.disasm(code[lo:hi], NATIVE_CODE + lo))
+        guests, insns = block_code(k)
         print(f"\n== block pc {starts[k][0]}: {n} samples ({100 * n / max(len(inside), 1):.1f}%), "
               f"{len(guests)} guest -> {len(insns)} native instructions")
         names = {e[1]: e[0] for e in guests}
