@@ -751,3 +751,61 @@ def test_compile_errors_and_cpu_check():
     cc = _engine.CompiledCode(ISA.isa_index("latest64"), b"", b"", [5])
     assert cc.enter(0, 10)[0] == abi.ENTRY_NOT_AN_INSTRUCTION
     assert cc.jump_table == bytes(8)  # an entry that is not a jump target is 0
+
+
+# ------------------------------------------------------------------ code shape
+def _block_code(isa, asm, *, metering, interruptible=False):
+    import capstone
+    code, bitmask, _ = assemble(asm)
+    cc = _engine.CompiledCode(ISA.isa_index(isa), code, bitmask, [], metering, interruptible=interruptible)
+    entry = cc.map_entries()[0][1]
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    out = []
+    for i in md.disasm(cc.code[entry:], entry):
+        out.append(f"{i.mnemonic} {i.op_str}")
+        if i.mnemonic == "call":  # the trap ending the program
+            break
+    return out
+
+
+def test_32_bit_programs_skip_sign_extension():
+    """A 32-bit program keeps only the low halves of its registers in
+    generated code (no movsxd after 32-bit arithmetic); a 64-bit program
+    extends every 32-bit result."""
+    for isa, want in (("latest32", 0), ("latest64", 3)):
+        asm = gen.Asm(isa).op("add_imm_32", 1, 2, 5).op("add_32", 3, 1, 2).op("shift_logical_left_imm_32", 3, 3, 4)
+        code = _block_code(isa, asm.op("trap"), metering=False)
+        assert sum(line.startswith("movsxd") for line in code) == want, (isa, code)
+
+
+def test_32_bit_upper_halves_never_leak(runner):
+    """32-bit results whose upper halves generated code leaves unextended
+    (sums crossing 2**31 and 2**32), then every instruction that would see
+    an upper half if it read 64 bits: compares, branches, cmov, min/max,
+    the high product, division, and the registers reported at the end."""
+    isa = "latest32"
+    consumers = [("set_less_than_signed", 4, 1, 2), ("set_less_than_unsigned", 5, 2, 1),
+                 ("set_less_than_signed_imm", 6, 1, 0), ("set_greater_than_unsigned_imm", 7, 2, 0x10),
+                 ("cmov_if_zero", 8, 1, 3), ("cmov_if_not_zero_imm", 9, 3, 7), ("maximum", 10, 1, 2),
+                 ("minimum_unsigned", 11, 1, 2), ("mul_upper_signed_signed", 12, 1, 2),
+                 ("mul_upper_unsigned_unsigned", 4, 1, 2), ("div_signed_32", 5, 1, 2), ("rem_unsigned_32", 6, 1, 2)]
+    for a, b in ((0x7FFFFFFF, 1), (-1, 1), (0x7FFFFFF0, 0x7FFFFFF0), (-0x80000000, -1), (5, -6)):
+        asm = gen.Asm(isa)
+        asm.op("load_imm", 1, oracle.sx(a & 0xFFFFFFFF, 32)).op("load_imm", 2, oracle.sx(b & 0xFFFFFFFF, 32))
+        asm.op("add_imm_32", 1, 1, 1).op("add_32", 2, 2, 1).op("add_imm_32", 3, 1, -1)
+        for op in consumers:
+            asm.op(*op)
+        asm.op("branch_less_signed_imm", 1, 0, "neg").op("load_imm", 0, 1).op("trap")
+        asm.label("neg").op("branch_less_unsigned", 2, 1, "below").op("load_imm", 0, 2).op("trap")
+        asm.label("below").op("load_imm", 0, 3).op("trap")
+        code, bitmask, _ = assemble(asm)
+        for metering in (True, False):
+            differ(runner, Setup(isa, code, bitmask, regs=[0] * 13, metering=metering), f"upper halves {a} {b}")
+
+
+def test_check_without_metering_only_loads():
+    """Interruptible without metering: the block check reads the gas
+    counter (cmp) instead of charging 0 to it (a read-modify-write)."""
+    asm = gen.Asm("latest64").op("add_imm_64", 1, 1, 1).op("trap")
+    assert _block_code("latest64", asm, metering=False, interruptible=True)[0].startswith("cmp qword ptr [r15 - ")
+    assert _block_code("latest64", asm, metering=True)[0].startswith("sub qword ptr [r15 - ")

@@ -80,7 +80,8 @@
  * exits with a TRAP or faults there with the registers intact.
  *
  * Deadlines: with gas metering on (or vm_x64_config.interruptible), every
- * block starts with `sub qword [gas], cost; jl out_of_gas`.  To stop a
+ * block starts with `sub qword [gas], cost; jl out_of_gas` (interruptible
+ * without metering: `cmp qword [gas], 0; jl ...`, same length).  To stop a
  * running guest, the sandbox's signal handler (SIGUSR1), when rip is inside
  * the generated code, subtracts VM_X64_INTERRUPT_GAS_BIAS from vmctx.gas
  * (generated code updates gas with single read-modify-write instructions,
@@ -175,7 +176,7 @@ typedef struct vm_x64_map_entry {
 #define VM_X64_REC_ENTRY_MAX 4095u
 #define VM_X64_MARK_EVERY 64u
 #define VM_X64_STEP_BYTES 9u   /* call step_routine; .long pc */
-#define VM_X64_CHARGE_BYTES 17u /* sub qword [gas], imm32; jl oog_stub */
+#define VM_X64_CHARGE_BYTES 17u /* sub (or cmp) qword [gas], imm32; jl oog_stub */
 #define VM_X64_CHARGE_COST_AT 7u /* the cost (u32) in it; also after the jmp of a charge > 2^31 */
 
 typedef struct vm_x64_mark {
@@ -288,6 +289,15 @@ typedef struct vm_x64_fault {
 /* A SIGSEGV at native code offset `rip_offset` with scratch register `rax`
  * (program_counter: vmctx.program_counter, read for the overflow probe).
  * Decides what the interpreter would have done with that access. */
+/* A guest register's value as the interpreter holds it, from the host
+ * register generated code keeps it in (a 32-bit program's: sign-extended
+ * from the low half, the only part generated code maintains).  For fault
+ * handlers storing registers from a signal context. */
+static inline uint64_t vm_x64_guest_reg(const vm_x64_module *module, uint64_t raw)
+{
+    return module->is_64_bit ? raw : (uint64_t)(int64_t)(int32_t)(uint32_t)raw;
+}
+
 void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, const vm_memory *memory,
                           uint64_t rip_offset, uint64_t rax, uint32_t program_counter, vm_x64_fault *out);
 

@@ -166,7 +166,7 @@ static void on_fault(int sig, siginfo_t *si, void *uc_)
                              atomic_load(&ctx->program_counter), &f);
         if (f.stub >= 0) {
             for (int i = 0; i < VM_REG_COUNT; i++)
-                atomic_store(&ctx->regs[i], (uint64_t)g[greg_of(vm_x64_guest_regs[i])]);
+                atomic_store(&ctx->regs[i], vm_x64_guest_reg(&module, (uint64_t)g[greg_of(vm_x64_guest_regs[i])]));
             atomic_store(&ctx->program_counter, f.pc);
             atomic_store(&ctx->arg, f.arg);
             atomic_store(&ctx->next_native_program_counter, code_base + f.resume);
@@ -178,7 +178,7 @@ static void on_fault(int sig, siginfo_t *si, void *uc_)
     crash_rip = in_code(rip) ? rip - code_base : rip;
     if (in_code(rip))
         for (int i = 0; i < VM_REG_COUNT; i++)
-            atomic_store(&ctx->regs[i], (uint64_t)g[greg_of(vm_x64_guest_regs[i])]);
+            atomic_store(&ctx->regs[i], vm_x64_guest_reg(&module, (uint64_t)g[greg_of(vm_x64_guest_regs[i])]));
     g[REG_RIP] = (greg_t)(uintptr_t)runner_exit_crash;
 }
 
@@ -325,6 +325,7 @@ static int run_case(void)
     READ(module.code_len);
     READ(module.step_tracing);
     READ(module.charges);
+    READ(module.is_64_bit);
     map.records = records;
     map.marks = marks;
     map.count = module.map_count;

@@ -315,7 +315,8 @@ static void on_fault(int sig, void *info, void *uctx)
                              atomic_load_explicit(&CTX->program_counter, RELAXED), &f);
         if (f.stub >= 0 && f.stub <= VMCTX_STUB_STEP) {
             for (int i = 0; i < VM_REG_COUNT; i++)
-                atomic_store_explicit(&CTX->regs[i], g[greg_of_hw[vm_x64_guest_regs[i]]], RELAXED);
+                atomic_store_explicit(&CTX->regs[i], vm_x64_guest_reg(x64, g[greg_of_hw[vm_x64_guest_regs[i]]]),
+                                      RELAXED);
             atomic_store_explicit(&CTX->program_counter, f.pc, RELAXED);
             atomic_store_explicit(&CTX->arg, f.arg, RELAXED);
             atomic_store_explicit(&CTX->next_native_program_counter, VM_ADDR_NATIVE_CODE + f.resume, RELAXED);

@@ -12,10 +12,15 @@ HOT_INLINE void open_block(compiler *c, uint32_t pc)
     c->block_pc = pc;
     if (!c->charges)
         return;
-    /* sub qword [gas], cost (patched by close_block); jl oog stub */
+    /* sub qword [gas], cost (patched by close_block); jl oog stub.
+     * Without metering (only interruptible) the cost is always 0, and a
+     * cmp of the same length and layout (imm32 at CHARGE_COST_AT, read
+     * back as 0) sees the interrupt's bias just the same: it only loads,
+     * where the sub's read-modify-write chained every block to the last
+     * through memory (a store-forwarding latency per block). */
     x64_buf *b = &c->out;
     c->charge_at = x64_offset(b);
-    x64_alu_mi32(b, X64_SUB, 8, CTX(gas), 0);
+    x64_alu_mi32(b, c->config->gas_metering ? X64_SUB : X64_CMP, 8, CTX(gas), 0);
     size_t jl = x64_jcc_rel32(b, X64_CC_L, X64_NO_TARGET);
     add_pending(c, STUB_OOG, jl, pc);
 }

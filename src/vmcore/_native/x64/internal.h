@@ -30,6 +30,7 @@
  *
  *   [step exit]      (step tracing) call step_routine; .long pc
  *   [gas charge]     (block start) sub qword [gas], cost; jl oog_stub
+ *                    (no metering: cmp qword [gas], 0, see open_block)
  *   body             the instruction
  *
  * Exits that need data pass it after a `call` (the routine pops the
@@ -306,7 +307,18 @@ static inline void mov64(x64_buf *h, int dst, int src)
         x64_mov_rr(h, 8, dst, src);
 }
 
-static inline void sext_result(x64_buf *h, int a) { x64_sext32(h, a, a); }
+/* The result of a 32-bit operation.  A 64-bit program sees all of every
+ * register, so it is sign-extended here.  In a 32-bit program only the
+ * low halves mean anything: every instruction reads them alone (compares
+ * and tests at 32 bits, addresses and stores are 32-bit), so generated
+ * code leaves the upper halves as they fall and everything that hands
+ * registers out (save_regs in the routines, vm_x64_guest_reg in the fault
+ * handlers) extends them to the interpreter's form. */
+static inline void sext_result(compiler *c, int a)
+{
+    if (c->is64)
+        x64_sext32(&c->out, a, a);
+}
 
 /* ---- decoding ----
  * The decoder is vm_decode's own (vmcore/decoder_inline.h), inlined where

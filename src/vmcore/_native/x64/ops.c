@@ -95,7 +95,7 @@ void vm_x64_emit_rotate(compiler *c, int left, int w, int a, int b, int d)
     x64_shiftx(h, left ? X64_SHLX : X64_SHRX, w, a, b, d);
     x64_alu_rr(h, X64_OR, w, a, S);
     if (w == 4)
-        sext_result(h, a);
+        sext_result(c, a);
 }
 
 /* max/min: a = (b cc c) ? c : b, through rax */

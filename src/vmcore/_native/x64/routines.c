@@ -4,10 +4,14 @@
 
 /* ---- shared routines (start of the buffer) ---- */
 
-static void save_regs(x64_buf *b)
+/* A 32-bit program's registers leave sign-extended (sext_result) */
+static void save_regs(const compiler *c, x64_buf *b)
 {
-    for (int i = 0; i < VM_REG_COUNT; i++)
+    for (int i = 0; i < VM_REG_COUNT; i++) {
+        if (!c->is64)
+            x64_sext32(b, R(i), R(i));
         x64_store(b, 8, CTX_REG(i), R(i));
+    }
 }
 
 static void load_regs(x64_buf *b)
@@ -40,7 +44,7 @@ void vm_x64_emit_routines(compiler *c)
                                 VMCTX_STUB_NOT_ENOUGH_GAS, VMCTX_STUB_PAGEFAULT, VMCTX_STUB_STEP};
     for (size_t k = 0; k < sizeof exits / sizeof exits[0]; k++) {
         c->exit_routine[exits[k]] = here(c);
-        save_regs(b);
+        save_regs(c, b);
         x64_jmp_m(b, CTX_STUB(exits[k]));
     }
 
@@ -52,7 +56,7 @@ void vm_x64_emit_routines(compiler *c)
 
     /* sbrk: request in eax, result in eax. */
     c->sbrk_routine = here(c);
-    save_regs(b);
+    save_regs(c, b);
     x64_mov_rr(b, 4, X64_RDI, X64_RAX);
     call_helper(b, VMCTX_STUB_SBRK);
     load_regs(b);
@@ -60,7 +64,7 @@ void vm_x64_emit_routines(compiler *c)
 
     /* memset: the caller stored program_counter / next_native_program_counter. */
     c->memset_routine = here(c);
-    save_regs(b);
+    save_regs(c, b);
     x64_mov_r32_imm(b, X64_RDI, c->config->gas_metering ? 1u : 0u);
     call_helper(b, VMCTX_STUB_MEMSET);
     x64_test_rr(b, 4, X64_RAX, X64_RAX);
@@ -104,7 +108,7 @@ void vm_x64_emit_routines(compiler *c)
      * (vm_x64_out_of_gas: the cost is read back from the charge), so the
      * stub needs nothing but the pc. */
     c->oog_routine = here(c);
-    save_regs(b);
+    save_regs(c, b);
     x64_pop(b, X64_RAX);
     copy_data_word(b, 0, offsetof(vmctx, program_counter));
     x64_store_imm(b, 8, CTX(next_native_program_counter), 0); /* 0: a charge to undo (memset's exit sets it) */
@@ -112,7 +116,7 @@ void vm_x64_emit_routines(compiler *c)
 
     /* ecalli: call; .long pc, next pc, number; resume after the data */
     c->ecalli_routine = here(c);
-    save_regs(b);
+    save_regs(c, b);
     x64_pop(b, X64_RAX);
     copy_data_word(b, 0, offsetof(vmctx, program_counter));
     copy_data_word(b, 4, offsetof(vmctx, next_program_counter));
@@ -123,7 +127,7 @@ void vm_x64_emit_routines(compiler *c)
 
     /* step: call; .long pc; resume after the data */
     c->step_routine = here(c);
-    save_regs(b);
+    save_regs(c, b);
     x64_pop(b, X64_RAX);
     copy_data_word(b, 0, offsetof(vmctx, program_counter));
     x64_lea(b, 8, X64_RAX, x64_base_disp(X64_RAX, 4));

@@ -252,7 +252,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
             emit_trap(c, pc);
             return;
         }
-        x64_alu_rr(h, X64_CMP, 8, a, b);
+        x64_alu_rr(h, X64_CMP, w, a, b);
         jump_pc(c, (int)branch_cc(op), ins->imm1);
         return;
     case VM_OP_branch_eq_imm: case VM_OP_branch_not_eq_imm: case VM_OP_branch_less_unsigned_imm:
@@ -265,23 +265,23 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
             return;
         }
         if (imm == 0 && (op == VM_OP_branch_eq_imm || op == VM_OP_branch_not_eq_imm))
-            x64_test_rr(h, 8, a, a);
+            x64_test_rr(h, w, a, a);
         else
-            x64_alu_ri(h, X64_CMP, 8, a, (int32_t)imm);
+            x64_alu_ri(h, X64_CMP, w, a, (int32_t)imm);
         jump_pc(c, (int)branch_cc(op), ins->imm2);
         return;
 
     /* ---- three registers: a = b op d ---- */
     case VM_OP_add_32:
         x64_lea(h, 4, a, x64_base_index(b, d, 0, 0));
-        sext_result(h, a);
+        sext_result(c, a);
         return;
     case VM_OP_add_64:
         x64_lea(h, 8, a, x64_base_index(b, d, 0, 0));
         return;
     case VM_OP_sub_32:
         sub_rrr(h, 4, a, b, d);
-        sext_result(h, a);
+        sext_result(c, a);
         return;
     case VM_OP_sub_64:
         sub_rrr(h, 8, a, b, d);
@@ -298,7 +298,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
             x64_mov_rr(h, 4, a, b);
             x64_imul_rr(h, 4, a, d);
         }
-        sext_result(h, a);
+        sext_result(c, a);
         return;
     case VM_OP_mul_64:
         if (a == b) {
@@ -316,18 +316,18 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         vm_x64_emit_mul_upper(c, op, ins->reg[0], ins->reg[1], ins->reg[2]);
         return;
     case VM_OP_set_less_than_unsigned:
-        x64_alu_rr(h, X64_CMP, 8, b, d);
+        x64_alu_rr(h, X64_CMP, w, b, d);
         emit_set_cc(c, X64_CC_B, a);
         return;
     case VM_OP_set_less_than_signed:
-        x64_alu_rr(h, X64_CMP, 8, b, d);
+        x64_alu_rr(h, X64_CMP, w, b, d);
         emit_set_cc(c, X64_CC_L, a);
         return;
-    case VM_OP_shift_logical_left_32: x64_shiftx(h, X64_SHLX, 4, a, b, d); sext_result(h, a); return;
+    case VM_OP_shift_logical_left_32: x64_shiftx(h, X64_SHLX, 4, a, b, d); sext_result(c, a); return;
     case VM_OP_shift_logical_left_64: x64_shiftx(h, X64_SHLX, 8, a, b, d); return;
-    case VM_OP_shift_logical_right_32: x64_shiftx(h, X64_SHRX, 4, a, b, d); sext_result(h, a); return;
+    case VM_OP_shift_logical_right_32: x64_shiftx(h, X64_SHRX, 4, a, b, d); sext_result(c, a); return;
     case VM_OP_shift_logical_right_64: x64_shiftx(h, X64_SHRX, 8, a, b, d); return;
-    case VM_OP_shift_arithmetic_right_32: x64_shiftx(h, X64_SARX, 4, a, b, d); sext_result(h, a); return;
+    case VM_OP_shift_arithmetic_right_32: x64_shiftx(h, X64_SARX, 4, a, b, d); sext_result(c, a); return;
     case VM_OP_shift_arithmetic_right_64: x64_shiftx(h, X64_SARX, 8, a, b, d); return;
     case VM_OP_div_unsigned_32: case VM_OP_div_signed_32: case VM_OP_rem_unsigned_32: case VM_OP_rem_signed_32:
         vm_x64_emit_division(c, op, 4, ins->reg[0], ins->reg[1], ins->reg[2]);
@@ -336,17 +336,17 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         vm_x64_emit_division(c, op, 8, ins->reg[0], ins->reg[1], ins->reg[2]);
         return;
     case VM_OP_cmov_if_zero:
-        x64_test_rr(h, 8, d, d);
+        x64_test_rr(h, w, d, d);
         x64_cmov(h, X64_CC_E, 8, a, b);
         return;
     case VM_OP_cmov_if_not_zero:
-        x64_test_rr(h, 8, d, d);
+        x64_test_rr(h, w, d, d);
         x64_cmov(h, X64_CC_NE, 8, a, b);
         return;
     case VM_OP_and_inverted:
         x64_andn(h, w, a, d, b);
         if (w == 4)
-            sext_result(h, a);
+            sext_result(c, a);
         return;
     case VM_OP_or_inverted:
         x64_mov_rr(h, w, S, d);
@@ -378,12 +378,17 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
     /* ---- two registers and an immediate: a = b op imm ---- */
     case VM_OP_add_imm_32:
         x64_lea(h, 4, a, x64_base_disp(b, (int32_t)imm));
-        sext_result(h, a);
+        sext_result(c, a);
         return;
     case VM_OP_add_imm_64:
         x64_lea(h, 8, a, x64_base_disp(b, (int32_t)imm));
         return;
     case VM_OP_and_imm:
+        if (imm == 0xff || imm == 0xffff) { /* a zero extension: one instruction, no copy */
+            x64_movzx_rr(h, 4, imm == 0xff ? 1 : 2, a, b);
+            return;
+        }
+        /* fall through */
     case VM_OP_xor_imm:
     case VM_OP_or_imm:
         mov64(h, a, b);
@@ -391,25 +396,25 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         return;
     case VM_OP_mul_imm_32:
         x64_imul_rri(h, 4, a, b, (int32_t)imm);
-        sext_result(h, a);
+        sext_result(c, a);
         return;
     case VM_OP_mul_imm_64:
         x64_imul_rri(h, 8, a, b, (int32_t)imm);
         return;
     case VM_OP_set_less_than_unsigned_imm:
-        x64_alu_ri(h, X64_CMP, 8, b, (int32_t)imm);
+        x64_alu_ri(h, X64_CMP, w, b, (int32_t)imm);
         emit_set_cc(c, X64_CC_B, a);
         return;
     case VM_OP_set_less_than_signed_imm:
-        x64_alu_ri(h, X64_CMP, 8, b, (int32_t)imm);
+        x64_alu_ri(h, X64_CMP, w, b, (int32_t)imm);
         emit_set_cc(c, X64_CC_L, a);
         return;
     case VM_OP_set_greater_than_unsigned_imm:
-        x64_alu_ri(h, X64_CMP, 8, b, (int32_t)imm);
+        x64_alu_ri(h, X64_CMP, w, b, (int32_t)imm);
         emit_set_cc(c, X64_CC_A, a);
         return;
     case VM_OP_set_greater_than_signed_imm:
-        x64_alu_ri(h, X64_CMP, 8, b, (int32_t)imm);
+        x64_alu_ri(h, X64_CMP, w, b, (int32_t)imm);
         emit_set_cc(c, X64_CC_G, a);
         return;
     case VM_OP_shift_logical_left_imm_32:
@@ -419,9 +424,11 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
             x64_sext32(h, a, b);
             return;
         }
-        x64_mov_rr(h, 4, a, b);
+        if (a != b) /* the 32-bit shift clears the upper half itself */
+            x64_mov_rr(h, 4, a, b);
         x64_shift_ri(h, op == VM_OP_shift_logical_left_imm_32 ? X64_SHL : X64_SHR, 4, a, n);
-        sext_result(h, a);
+        if (op == VM_OP_shift_logical_left_imm_32)
+            sext_result(c, a); /* a right shift by 1..31 leaves bit 31 clear: already sign-extended */
         return;
     }
     case VM_OP_shift_arithmetic_right_imm_32: {
@@ -457,7 +464,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         x64_mov_r32_imm(h, S, imm);
         x64_shiftx(h, op == VM_OP_shift_logical_right_imm_alt_32 ? X64_SHRX
                       : op == VM_OP_shift_arithmetic_right_imm_alt_32 ? X64_SARX : X64_SHLX, 4, a, S, b);
-        sext_result(h, a);
+        sext_result(c, a);
         return;
     case VM_OP_shift_logical_right_imm_alt_64:
     case VM_OP_shift_arithmetic_right_imm_alt_64:
@@ -469,12 +476,12 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
     case VM_OP_cmov_if_zero_imm:
     case VM_OP_cmov_if_not_zero_imm:
         x64_mov_imm64(h, S, simm);
-        x64_test_rr(h, 8, b, b);
+        x64_test_rr(h, w, b, b);
         x64_cmov(h, op == VM_OP_cmov_if_zero_imm ? X64_CC_E : X64_CC_NE, 8, a, S);
         return;
     case VM_OP_rotate_right_imm_32:
         x64_rorx(h, 4, a, b, (uint8_t)(imm & 31));
-        sext_result(h, a);
+        sext_result(c, a);
         return;
     case VM_OP_rotate_right_imm_64:
         x64_rorx(h, 8, a, b, (uint8_t)(imm & 63));
@@ -516,7 +523,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         } else {
             x64_mov_rr(h, 4, a, b);
             x64_bswap(h, 4, a);
-            sext_result(h, a);
+            sext_result(c, a);
         }
         return;
     default:
