@@ -244,8 +244,11 @@ def _check_backend_auto() -> None:
     if no_process is not None:
         # An explicit sandbox process is never weakened to inline: refused,
         # with the reason and what to use instead.
-        with pytest.raises(vmcore.SandboxError, match=re.escape(f"{no_process}; use isolation='inline'")):
+        refused = re.escape(f"{no_process}; use isolation='inline'")
+        with pytest.raises(vmcore.SandboxError, match=refused):
             vmcore.Sandbox(PROG, isolation="process")
+        with pytest.raises(vmcore.SandboxError, match=refused):
+            vmcore.SandboxPool(2)
         return
     # A sandbox process: native code first, else the interpreter, saying why.
     with vmcore.Sandbox(PROG, isolation="process") as sb:

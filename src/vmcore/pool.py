@@ -81,6 +81,7 @@ class SandboxPool:
                  _image_fd: int = -1) -> None:
         if size < 0 or min_idle < 0:
             raise ValueError("size and min_idle must be >= 0")
+        require_process()  # refused up front where there is no sandbox process
         self.pinning, self._pin_cpus = _pinning(pinning)
         self.size = size
         self.min_idle = min(min_idle, size)
