@@ -105,3 +105,12 @@ def test_aarch64_suites_exist():
     listed = re.search(r"DEFAULT_TESTS=\((.*?)\)", script, re.S).group(1).split()
     assert "tests/test_api.py" in listed and "tests/test_interpreter.py" in listed
     assert [t for t in listed if not (ROOT / t).is_file()] == []
+
+
+def test_tests_name_no_path_outside_the_repository():
+    # The shared programs and PolkaVM's refharness come from VMCORE_SHARED /
+    # VMCORE_REFHARNESS (conftest.py), never from a path guessed here.
+    pattern = re.compile(r"""["'](?:/work|/home|/root|/tmp|/scratch)/|\.\./shared""")
+    found = [f"{p.name}:{n}" for p in sorted((ROOT / "tests").glob("*.py")) if p.name != "test_packaging.py"
+             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []
