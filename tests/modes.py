@@ -5,14 +5,13 @@ the ``mode`` and ``process_mode`` fixtures; ``params()`` is for tests that
 parametrise directly."""
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import pytest
 
 import vmcore
+import vmcore.pool
 
 
 @dataclass(frozen=True)
@@ -43,31 +42,17 @@ class Mode:
 
 MODES = (Mode("inline", "interpreter", "inline"), Mode("process", "interpreter", "process"),
          Mode("compiler", "compiler", "process"))
-
-
-def _no_process_reason() -> Optional[str]:
-    # The zygote is a Linux x86-64 executable, built only for that target.
-    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
-        return f"no sandbox process on {platform.system()} {platform.machine()} (the zygote is Linux x86-64)"
-    if not (Path(vmcore.__file__).parent / "_zygote").exists():
-        return "the zygote executable was not built"
-    return None
-
-
-def _no_native_reason() -> Optional[str]:
-    from vmcore.pool import cpu_supports_native
-    return cpu_supports_native()
-
-
-NO_PROCESS = _no_process_reason()
-NO_NATIVE_CODE = _no_native_reason()  # this CPU cannot run generated code
+BY_NAME = {m.name: m for m in MODES}
 
 
 def unavailable(mode: Mode) -> Optional[str]:
-    """None when ``mode`` can run here, else why not."""
-    if mode.backend == "compiler":
-        return NO_PROCESS or NO_NATIVE_CODE
-    return NO_PROCESS if mode.isolation == "process" else None
+    """None when ``mode`` can run here, else why not (vmcore's own reason)."""
+    from vmcore.backends import unavailable as why_not
+    return why_not(mode.backend, mode.isolation)
+
+
+NO_PROCESS = unavailable(BY_NAME["process"])
+NO_NATIVE_CODE = vmcore.pool.cpu_supports_native()  # this CPU cannot run generated code
 
 
 def select(*, process_only: bool = False) -> tuple:
@@ -88,5 +73,3 @@ def available(*, process_only: bool = False) -> tuple:
     """The modes that run here (for tests that loop over modes themselves)."""
     return tuple(m for m in select(process_only=process_only) if unavailable(m) is None)
 
-
-BY_NAME = {m.name: m for m in MODES}

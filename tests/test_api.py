@@ -6,6 +6,7 @@ import copy
 import logging
 import math
 import pickle
+import re
 import warnings
 
 import pytest
@@ -221,6 +222,63 @@ def test_backend_and_isolation_report_resolved_values(mode):
         assert (sb.backend, sb.isolation) == mode.config
     with pytest.raises(vmcore.SandboxError, match="closed"):
         sb.backend
+
+
+def _check_backend_auto() -> None:
+    """backend="auto" on this machine, as vmcore.backends.unavailable sees
+    it: a working sandbox, and isolation_report().fallback saying why
+    whenever it did not get its first choice."""
+    from vmcore.backends import unavailable
+    no_process = unavailable("interpreter", "process")
+    no_native = unavailable("compiler", "process")
+    # Isolation left to "auto": the inline interpreter, its first choice, is
+    # there on every machine.
+    with vmcore.Sandbox(PROG) as sb:
+        assert (sb.backend, sb.isolation) == ("interpreter", "inline")
+        assert sb.call("add", 2, 3) == 5
+        report = sb.isolation_report()
+        assert isinstance(report, vmcore.IsolationReport) and dict(report) == {} and report.fallback is None
+    if no_native is not None:
+        with pytest.raises(vmcore.SandboxError, match=re.escape(no_native)):
+            vmcore.Sandbox(PROG, backend="compiler")
+    if no_process is not None:
+        # An explicit sandbox process is never weakened to inline: refused,
+        # with the reason and what to use instead.
+        refused = re.escape(f"{no_process}; use isolation='inline'")
+        with pytest.raises(vmcore.SandboxError, match=refused):
+            vmcore.Sandbox(PROG, isolation="process")
+        with pytest.raises(vmcore.SandboxError, match=refused):
+            vmcore.SandboxPool(2)
+        return
+    # A sandbox process: native code first, else the interpreter, saying why.
+    with vmcore.Sandbox(PROG, isolation="process") as sb:
+        assert sb.call("add", 2, 3) == 5 and sb.pid is not None
+        report = sb.isolation_report()
+        assert set(report) == set(vmcore.pool.ISOLATION_FEATURES)
+        if no_native is None:
+            assert sb.backend == "compiler" and report.fallback is None
+        else:
+            assert sb.backend == "interpreter"
+            assert report.fallback == f"backend='auto' runs the interpreter instead of the compiler: {no_native}"
+
+
+def test_backend_auto_on_this_machine(monkeypatch):
+    """Meaningful on x86-64 and on aarch64 (`make test-aarch64-python`)."""
+    from vmcore import backends
+    monkeypatch.setattr(backends, "_SELECTED", {})
+    _check_backend_auto()
+
+
+@pytest.mark.parametrize("missing", ["recompiler", "sandbox process"])
+def test_backend_auto_when_a_feature_is_missing(monkeypatch, missing):
+    """The other machines, simulated through the availability probes."""
+    from vmcore import backends, pool
+    monkeypatch.setattr(backends, "_SELECTED", {})
+    monkeypatch.setattr(backends, "cpu_supports_native", lambda: "this CPU lacks BMI2 (simulated)")
+    if missing == "sandbox process":
+        monkeypatch.setattr(pool, "process_unavailable", lambda: "no sandbox process here (simulated)")
+    assert backends.unavailable("compiler", "process") is not None
+    _check_backend_auto()
 
 
 # -- logging -------------------------------------------------------------------

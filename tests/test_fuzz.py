@@ -18,6 +18,8 @@ from vmcore import _engine, fuzz, isa as ISA
 from vmcore.program import Program
 from vmcore.vectors import main_vectors
 
+from conftest import REFHARNESS, needs_refharness
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -185,6 +187,52 @@ def test_oracle_agrees():
     assert "oracle" in target.setup()[-1]
     for i in range(40):
         assert target.run_case(i) is None
+
+
+@pytest.fixture
+def no_process_no_recompiler(monkeypatch):
+    """This machine seen as Linux aarch64 is: the availability probes say
+    no to the sandbox process and the recompiler."""
+    from vmcore import backends, pool
+    reasons = {"process": "no sandbox process here (simulated)", "compiler": "this CPU lacks BMI2 (simulated)"}
+    monkeypatch.setattr(backends, "_SELECTED", {})
+    monkeypatch.setattr(pool, "process_unavailable", lambda: reasons["process"])
+    monkeypatch.setattr(backends, "cpu_supports_native", lambda: reasons["compiler"])
+    return reasons
+
+
+def test_refused_configurations_are_skipped_with_the_reason(no_process_no_recompiler, tmp_path):
+    reasons = no_process_no_recompiler
+    target = fuzz.DiffTarget(3)
+    notes = target.setup()
+    assert f"skipping interpreter/process: {reasons['process']}" in notes
+    assert f"skipping compiler/process: {reasons['compiler']}" in notes
+    assert {c.name.split("+")[0] for c in target.configs} == {"interpreter/inline"}
+    for i in range(5):
+        assert target.run_case(i) is None
+    from vmcore import fuzz_hostile
+    assert list(fuzz_hostile.modes()) == ["inline"]
+    assert fuzz_hostile.skipped_modes() == [f"skipping process: {reasons['process']}",
+                                            f"skipping compiler: {reasons['compiler']}"]
+    assert fuzz_hostile.target_unavailable("hostile-api") is None
+    assert fuzz_hostile.target_unavailable("hostile-sandbox") == reasons["process"]
+
+
+def test_hostile_sandbox_target_is_skipped_where_refused(no_process_no_recompiler, capsys):
+    from vmcore.__main__ import main
+    assert main(["fuzz", "--target", "hostile-sandbox", "--seconds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out == f"hostile-sandbox: skipped: {no_process_no_recompiler['process']}\n"
+
+
+@needs_refharness
+def test_reference_target_skips_refused_configurations(no_process_no_recompiler):
+    from vmcore.fuzz_reference import ReferenceTarget
+    target = ReferenceTarget(1, binary=REFHARNESS)
+    notes = target.setup()
+    assert f"skipping interpreter/process: {no_process_no_recompiler['process']}" in notes
+    assert target.configs == [("interpreter", "inline")]
+    assert target.run_case(0) is None
 
 
 # ---------------------------------------------------------------- the CLI

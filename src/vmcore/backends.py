@@ -192,6 +192,7 @@ class ProcessInterpreter(Backend):
                  pool: Optional[SandboxPool] = None) -> None:
         if pool is not None and not isinstance(pool, SandboxPool):
             raise TypeError(f"pool must be a vmcore.SandboxPool, got {type(pool).__name__}")
+        _pool.require_process()
         super().__init__(program, memory_map, heap, gas_metering, initial_gas, gas_model, prepared)
         self.strict = strict
         self.pool = pool if pool is not None else SandboxPool.default()
@@ -296,6 +297,18 @@ class IsolationReport(dict):
         self.fallback = fallback
 
 
+def unavailable(backend: str, isolation: str) -> Optional[str]:
+    """None when ``backend`` with ``isolation`` (no 'auto') can run on this
+    machine, else why not: what a Sandbox in that configuration would be
+    refused with (the sandbox process and the recompiler are Linux x86-64
+    only; the recompiler also needs BMI1/BMI2/LZCNT/POPCNT)."""
+    if (backend, isolation) not in BACKENDS:
+        return f"backend={backend!r} with isolation={isolation!r} is not a configuration"
+    # The order a Sandbox checks them in: the recompiler's CPU, then the process.
+    reason = cpu_supports_native() if backend == "compiler" else None
+    return reason or (_pool.process_unavailable() if isolation == "process" else None)
+
+
 def select(backend: str, isolation: str) -> Tuple[Callable, Optional[str]]:
     """Resolve 'auto' and check the combination exists: (factory, why
     'auto' fell back from its first choice, or None)."""
@@ -326,4 +339,4 @@ def _resolve(backend: str, isolation: str) -> Tuple[Callable, Optional[str]]:
     return BACKENDS[candidates[0]], fallback
 
 
-__all__ = ["BACKENDS", "IsolationReport", "select", "Backend", "InlineInterpreter", "ProcessInterpreter", "ProcessCompiler"]
+__all__ = ["BACKENDS", "IsolationReport", "select", "unavailable", "Backend", "InlineInterpreter", "ProcessInterpreter", "ProcessCompiler"]

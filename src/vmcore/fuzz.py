@@ -370,6 +370,12 @@ def main(args) -> int:
         print(f"vmcore: error: --out {args.out} exists and is not a directory", file=sys.stderr)
         return 2
     targets = list(TARGETS) if args.target == "all" else [args.target]
+    if args.target in HOSTILE_TARGETS:
+        from vmcore.fuzz_hostile import target_unavailable
+        why_not = target_unavailable(args.target)
+        if why_not is not None:  # refused on this machine: a skip, not a failure
+            print(f"{args.target}: skipped: {why_not}")
+            return 0
     options: Dict[str, dict] = {}
     if args.oracle is not None:
         if not os.path.isfile(args.oracle):

@@ -45,12 +45,16 @@ def default_configs() -> Tuple[List[Config], List[str]]:
     """Every entry of BACKENDS (through vectors.run_vector), then the inline
     interpreter single-stepped and unmetered; plus notes on what was
     skipped.  Probed in the process that will run them."""
-    from vmcore.backends import BACKENDS
+    from vmcore.backends import BACKENDS, unavailable
     configs, notes = [], []
     probe = {"name": "probe", "isa": "latest64", "program": list(code_blob(bytes([0]), b"\x01", [])),
              "initial-regs": [0] * abi.REG_COUNT, "initial-pc": 0, "initial-page-map": [], "initial-memory": [],
              "initial-gas": 10}
     for backend, isolation in BACKENDS:
+        why_not = unavailable(backend, isolation)  # refused on this machine: skipped, not a failure
+        if why_not is not None:
+            notes.append(f"skipping {backend}/{isolation}: {why_not}")
+            continue
         run = (lambda v, b=backend, i=isolation: run_vector(v, backend=b, isolation=i))
         try:
             run(probe)

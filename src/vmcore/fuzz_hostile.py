@@ -85,12 +85,30 @@ def guest() -> vmcore.Program:
     return _GUEST
 
 
+_MODES = {"inline": ("interpreter", "inline"), "process": ("interpreter", "process"),
+          "compiler": ("compiler", "process")}
+
+
 def modes() -> Dict[str, tuple]:
-    from vmcore.pool import cpu_supports_native
-    m = {"inline": ("interpreter", "inline"), "process": ("interpreter", "process")}
-    if cpu_supports_native() is None:
-        m["compiler"] = ("compiler", "process")
-    return m
+    """The modes this machine runs (see skipped_modes for the others)."""
+    from vmcore.backends import unavailable
+    return {m: config for m, config in _MODES.items() if unavailable(*config) is None}
+
+
+def skipped_modes() -> List[str]:
+    """"skipping MODE: why" for each mode refused on this machine."""
+    from vmcore.backends import unavailable
+    return [f"skipping {m}: {unavailable(*config)}" for m, config in _MODES.items()
+            if unavailable(*config) is not None]
+
+
+def target_unavailable(name: str) -> Optional[str]:
+    """Why the target ``name`` cannot run here at all (None: it can):
+    hostile-sandbox attacks sandbox processes, which may be refused."""
+    if name != HostileSandboxTarget.name:
+        return None
+    from vmcore.backends import unavailable
+    return unavailable(*_MODES["process"])
 
 
 # -- the hostile zygote build --------------------------------------------------
@@ -233,7 +251,7 @@ class HostileSandboxTarget(_ThreatTarget):
         path = build_hostile_zygote()
         self.pool = hostile_pool()
         return [f"hostile zygote {os.path.basename(path)}; modes "
-                + ", ".join(m for m, (_, iso) in modes().items() if iso == "process")]
+                + ", ".join(m for m, (_, iso) in modes().items() if iso == "process")] + skipped_modes()
 
     def describe(self, index: int) -> str:
         return "random API steps on a sandbox process that scribbles over its VmCtx at every hand-over"
@@ -319,7 +337,7 @@ class HostileApiTarget(_ThreatTarget):
         self.counts = {"actions": 0, "typed": 0}
 
     def setup(self) -> List[str]:
-        return ["modes " + ", ".join(modes())]
+        return ["modes " + ", ".join(modes())] + skipped_modes()
 
     def describe(self, index: int) -> str:
         return "random public API calls from hostcalls and threads while calls run"

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from vmcore import _engine, abi, isa as _isa
+from vmcore.backends import unavailable
 from vmcore.fuzz_cases import Failure, code_blob, generate_vector
 from vmcore.program import Program
 from vmcore.vectors import CONFIGURATIONS, compare, run_vector
@@ -221,6 +222,10 @@ class ReferenceTarget:
         probe = generate(self.seed, 0)
         self.configs = []
         for backend, isolation in CONFIGURATIONS:
+            why_not = unavailable(backend, isolation)  # refused on this machine: skipped, not a failure
+            if why_not is not None:
+                notes.append(f"skipping {backend}/{isolation}: {why_not}")
+                continue
             try:
                 self._run(probe, backend, isolation)
             except (ValueError, NotImplementedError) as e:

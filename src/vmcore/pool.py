@@ -6,6 +6,7 @@ native code) cached per Program and configuration.  The lifecycle of one
 sandbox's guest is vmcore/backends.py."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -37,9 +38,7 @@ def _load_image() -> None:
     with _image_lock:
         if _engine.have_image():
             return
-        if platform.machine() not in ("x86_64", "AMD64"):
-            raise SandboxError(f"isolation='process' needs Linux x86-64: the sandbox process is x86-64 only "
-                               f"(this is {platform.system()} {platform.machine()}); use isolation='inline'")
+        require_process()
         try:
             with open(ZYGOTE_PATH, "rb") as f:
                 elf = f.read()
@@ -82,6 +81,7 @@ class SandboxPool:
                  _image_fd: int = -1) -> None:
         if size < 0 or min_idle < 0:
             raise ValueError("size and min_idle must be >= 0")
+        require_process()  # refused up front where there is no sandbox process
         self.pinning, self._pin_cpus = _pinning(pinning)
         self.size = size
         self.min_idle = min(min_idle, size)
@@ -332,6 +332,27 @@ def drain_module_memory() -> int:
     return _engine.drain_module_memory()
 
 
+@functools.lru_cache(maxsize=None)  # asked per process sandbox; the answer cannot change
+def process_unavailable() -> Optional[str]:
+    """None when isolation='process' can run here, else why not: the
+    sandbox process (the zygote) is a Linux x86-64 executable, built only
+    for that target."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return (f"isolation='process' needs Linux x86-64: the sandbox process is x86-64 only "
+                f"(this is {platform.system()} {platform.machine()})")
+    if not os.path.isfile(ZYGOTE_PATH):
+        return f"the zygote executable is missing ({ZYGOTE_PATH}); rebuild vmcore (pip install .)"
+    return None
+
+
+def require_process() -> None:
+    """Raise SandboxError (why, and what to use instead) unless
+    isolation='process' can run here."""
+    reason = process_unavailable()
+    if reason is not None:
+        raise SandboxError(f"{reason}; use isolation='inline'")
+
+
 def cpu_supports_native() -> Optional[str]:
     """None when generated code can run here, else why not."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
@@ -344,4 +365,4 @@ def cpu_supports_native() -> Optional[str]:
 
 
 
-__all__ = ["SandboxPool", "ISOLATION_FEATURES", "cpu_supports_native", "drain_module_memory", "SLOW_COMPILE_SECONDS"]
+__all__ = ["SandboxPool", "ISOLATION_FEATURES", "cpu_supports_native", "process_unavailable", "drain_module_memory", "SLOW_COMPILE_SECONDS"]
