@@ -480,6 +480,8 @@ static int fast_schedule_fits(const vm_gas_sim *s)
 exact:
     for (uint32_t j = 0; j < n; j++) {
         uint32_t at = s->start_at[j], starts = 0;
+        if (j && at == s->start_at[j - 1])
+            continue; /* (checked just now) */
         free = UNITS_ALL;
         for (uint32_t i = 0; i < n; i++) {
             if (s->start_at[i] <= at && at < s->due_at[i]) {
@@ -551,10 +553,12 @@ void vm_gas_feed(vm_gas_sim *s, const vm_instruction *ins)
     uint32_t op = ins->op <= VM_OP_COUNT ? ins->op : VM_OP_INVALID;
     const op_cost *c = &op_costs[op];
     int w = s->is_64_bit;
+    /* operand roles index the registers; NO_REG picks "none" */
+    int8_t reg[4] = {(int8_t)ins->reg[0], (int8_t)ins->reg[1], (int8_t)ins->reg[2], -1};
     vm_gas_token t;
-    t.dst = (int8_t)(c->dst != NO_REG ? ins->reg[c->dst] : -1);
-    t.src1 = (int8_t)(c->src1 != NO_REG ? ins->reg[c->src1] : -1);
-    t.src2 = (int8_t)(c->src2 != NO_REG ? ins->reg[c->src2] : -1);
+    t.dst = reg[c->dst];
+    t.src1 = reg[c->src1];
+    t.src2 = reg[c->src2];
     uint32_t slots = c->slots[w];
     if (c->rule == R_3OP)
         slots += (uint32_t)(t.dst != t.src1 && t.dst != t.src2);
@@ -563,9 +567,11 @@ void vm_gas_feed(vm_gas_sim *s, const vm_instruction *ins)
     t.slots = (uint8_t)slots;
     t.kind = c->kind;
     t.units = c->units;
-    t.latency = (uint8_t)(c->kind == K_LOAD     ? s->memory_access_cost
-                          : c->kind == K_BRANCH ? branch_latency(s, ins)
-                                                : (uint32_t)c->latency[w]);
+    t.latency = (uint8_t)c->latency[w];
+    if (c->kind == K_LOAD)
+        t.latency = s->memory_access_cost;
+    else if (c->kind == K_BRANCH)
+        t.latency = (uint8_t)branch_latency(s, ins);
     if (s->fast) {
         if (s->tokens < VM_GAS_FAST_MAX) {
             fast_feed(s, &t);
