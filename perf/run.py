@@ -64,6 +64,7 @@ import _reference  # noqa: E402
 from vmcore.backends import BACKENDS  # noqa: E402
 
 SIDE_BY_SIDE = "side-by-side"  # perf/_reference.py's table, for --only
+COMPILE_TIME = "compile-time"  # perf/_compile_time.py: DOOM build time, naive vs full gas, for --only
 
 # pyperf settings per kind of benchmark: (processes, values, warmups, loops (0 = calibrate), min_time).
 SETTINGS = {
@@ -159,7 +160,7 @@ def main():
     add_arguments(extra)
     ours, rest = extra.parse_known_args()
     only = [x for item in ours.only for x in item.split(",") if x]
-    names = BENCHMARKS + RUNTIMES + (SIDE_BY_SIDE,)
+    names = BENCHMARKS + RUNTIMES + (SIDE_BY_SIDE, COMPILE_TIME)
     unknown = [x for x in only if not any(ch in x for ch in "*?[") and x not in names]
     if unknown:
         sys.exit(f"--only: unknown name(s) {', '.join(unknown)}; expected {', '.join(names)} "
@@ -167,6 +168,11 @@ def main():
     with_side = not only or SIDE_BY_SIDE in only
     if only == [SIDE_BY_SIDE] and "--worker" not in rest:
         return side_by_side_only(ours)
+    if only == [COMPILE_TIME] and "--worker" not in rest:
+        import _compile_time
+        sys.exit(_compile_time.main([*(["--doom", ours.doom] if ours.doom else []),
+                                     *(["--json", ours.json] if ours.json else []),
+                                     *(["--md", ours.md] if ours.md else []), *rest]))
 
     if ours.from_json:
         data = json.loads(Path(ours.from_json).read_text())

@@ -102,6 +102,49 @@ def test_trap_alone_and_branch_prediction():
     assert _costs(cheap)[0][1] < _costs(dear)[0][1]
 
 
+def _pipeline_limit_blocks():
+    """Blocks that run into the pipeline's limits (gas.c's fast path hands
+    them to the cycle simulation), with PolkaVM 0.35's costs for them
+    (refharness oracle, full model, L2 hit)."""
+    blocks = {}
+    a = gen.Asm("jam_v1")
+    for k in range(6):  # stores hold an ALU for 25 cycles: the fifth waits
+        a.op("store_u64", 7 + k % 3, 0x20000 + 8 * k)
+    blocks["stores_wait_for_alus"] = (a.op("trap"), 50)
+    a = gen.Asm("jam_v1").op("load_u64", 7, 0x20000)
+    for r in (8, 9, 10, 11, 12):  # all ready when the load is: 4 ALUs
+        a.op("add_64", r, 7, 7)
+    blocks["many_ready_at_once"] = (a.op("load_imm", 1, 5).op("load_imm", 2, 6).op("trap"), 27)
+    a = gen.Asm("jam_v1").op("load_u64", 7, 0x20000)
+    for r in range(9):
+        a.op("load_imm", r % 6, r)
+    for r in (8, 9, 10, 11):  # at most 5 starts per cycle
+        a.op("add_64", r, 7, 7)
+    blocks["start_limit"] = (a.op("trap"), 26)
+    a = gen.Asm("jam_v1")
+    for k in range(40):  # more than the 32-entry reorder buffer
+        a.op("add_64", 7 + k % 5, 7 + (k + 1) % 5, 7 + (k + 2) % 5)
+    blocks["reorder_buffer_full"] = (a.op("trap"), 22)
+    a = gen.Asm("jam_v1")
+    for k in range(30):
+        if k % 3 == 1:
+            a.op("load_u32", 7 + k % 4, 0x20000 + 4 * k)
+        else:
+            a.op("div_unsigned_64" if k % 3 == 0 else "mul_64", 7 + k % 4, 8 + k % 3, 7 + k % 2)
+    blocks["long_mixed"] = (a.op("trap"), 606)
+    return blocks
+
+
+@pytest.mark.parametrize("name", sorted(_pipeline_limit_blocks()))
+def test_blocks_at_the_pipeline_limits(name):
+    asm, cost = _pipeline_limit_blocks()[name]
+    assert _costs(asm) == [(0, cost)]
+    # the same after other blocks: nothing of a block's pipeline leaks into the next
+    a = gen.Asm("jam_v1").op("add_64", 7, 8, 9).op("fallthrough").op("load_u64", 7, 0x20000).op("fallthrough")
+    a.items.extend(asm.items)
+    assert _costs(a)[-1][1] == cost
+
+
 def test_cache_models_order():
     a = gen.Asm("jam_v1").op("load_u64", 7, 0x20000).op("add_64", 8, 7, 7).op("trap")
     costs = [_costs(a, m)[0][1] for m in ("full-l1", "full", "full-l3")]

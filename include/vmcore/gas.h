@@ -56,10 +56,36 @@ int vm_gas_model_check(const vm_gas_model *model);
 /* Cycles the simulator schedules ahead (a power of two above every latency). */
 #define VM_GAS_WHEEL 128
 
+/* The fast path's capacity: instructions of a block it buffers (below
+ * VM_GAS_ROB_SIZE, so its reorder buffer never fills). */
+#define VM_GAS_FAST_MAX 24
+
+/* A buffered instruction of the fast path, replayed into the pipeline
+ * when the fast path cannot decide. */
+typedef struct vm_gas_token {
+    int8_t dst, src1, src2;  /* registers, -1: none */
+    uint8_t kind;
+    uint8_t latency;
+    uint8_t slots;
+    uint16_t units;
+} vm_gas_token;
+
 /* A block-cost calculator.  Feed it a block's instructions in order; after
  * the block's last one (an instruction that ends a basic block, or the
  * implicit trap) vm_gas_take() gives the cost and starts the next block.
- * Plain data: copy or discard freely, no cleanup. */
+ * Plain data: copy or discard freely, no cleanup.
+ *
+ * The full model's reorder buffer is kept by instruction sequence number
+ * (slot = seq % VM_GAS_ROB_SIZE; in flight = [head, tail)): a register's
+ * producer is a sequence number, and one older than `head` has retired,
+ * so nothing needs clearing when a result is ready or a block ends.
+ *
+ * A block first takes the fast path: the schedule of a pipeline that never
+ * runs short of execution units or start slots, computed per instruction
+ * as it arrives (each starts once decoded and its inputs are ready).  At
+ * the block's end that schedule is checked against the unit and start
+ * limits; only a block that breaks them (or is longer than the buffer) is
+ * replayed through the cycle simulation. */
 typedef struct vm_gas_sim {
     /* configuration */
     const uint8_t *code;
@@ -69,27 +95,37 @@ typedef struct vm_gas_sim {
     uint8_t is_64_bit;
     uint8_t opcode_trap;     /* raw opcode bytes the branch rule looks for */
     uint8_t opcode_unlikely;
-    int8_t memory_access_cost;
-    /* naive: instructions so far; full: cycles so far */
-    uint32_t cycles;
+    uint8_t memory_access_cost;
     /* full model state */
     uint8_t finished;        /* the block's last instruction drained the pipeline */
-    uint8_t head, tail;      /* reorder buffer (circular) */
-    uint8_t in_flight;
+    uint8_t executing;       /* started slots whose result is not done yet */
+    /* naive: instructions so far; full: cycles so far */
+    uint32_t cycles;
     uint32_t decode_left;    /* decode slots left this cycle */
     uint32_t resources;      /* free execution units, packed, with guard bits */
-    uint32_t decoding, waiting, executing, executed; /* reorder buffer slots by state */
-    uint32_t blocked;        /* slots waiting for a result */
-    uint32_t deps[VM_GAS_ROB_SIZE];       /* the slots each slot waits for */
-    uint32_t dependents[VM_GAS_ROB_SIZE]; /* the slots waiting for each slot */
-    uint16_t required[VM_GAS_ROB_SIZE];   /* units each slot holds while executing */
-    uint16_t writes[VM_GAS_ROB_SIZE];     /* registers whose newest value each slot produces */
-    uint8_t latency[VM_GAS_ROB_SIZE];     /* each slot's latency (cycles of execution) */
-    /* Executing slots by the cycle their result is ready (mod
-     * VM_GAS_WHEEL: latencies are below it), and which entries are used. */
-    uint32_t wheel[VM_GAS_WHEEL];
+    uint32_t head, tail;     /* sequence numbers (0: none; the first is 1) */
+    uint32_t decoding, waiting; /* reorder buffer slots by state */
+    uint32_t dep[VM_GAS_ROB_SIZE][2];  /* the producers (sequence numbers) each slot reads */
+    uint32_t due[VM_GAS_ROB_SIZE];     /* the cycle each slot's result is ready (not started: ~0) */
+    uint16_t required[VM_GAS_ROB_SIZE];/* units each slot holds while executing */
+    uint8_t latency[VM_GAS_ROB_SIZE];  /* each slot's latency (cycles of execution) */
+    /* By the cycle results are due (mod VM_GAS_WHEEL: latencies are
+     * below it): how many, the units they release, which entries are used. */
+    uint8_t wheel_count[VM_GAS_WHEEL];
+    uint32_t wheel_units[VM_GAS_WHEEL];
     uint64_t wheel_used[VM_GAS_WHEEL / 64];
-    int8_t producer[16];                  /* slot producing each register, -1: none */
+    uint32_t producer[16];   /* sequence number producing each register */
+    /* fast path state (this block so far; `fast` = 0: in the pipeline) */
+    uint8_t fast;
+    uint8_t tokens;          /* buffered instructions */
+    uint8_t started;         /* ... of which go through the reorder buffer */
+    uint32_t fast_cycle;     /* the decode cycle */
+    uint32_t fast_decode_left;
+    uint32_t fast_last_due;  /* the latest result */
+    uint32_t ready[16];      /* the cycle each register's value is ready */
+    uint32_t start_at[VM_GAS_FAST_MAX], due_at[VM_GAS_FAST_MAX];
+    uint16_t units_of[VM_GAS_FAST_MAX];
+    vm_gas_token token[VM_GAS_FAST_MAX];
 } vm_gas_sim;
 
 /* Set up for `isa` over the whole code (the branch rule looks at the

@@ -170,10 +170,12 @@ static const op_cost op_costs[VM_OP_COUNT + 1] = {
 /* ---- the pipeline ---- */
 
 static inline uint32_t rotr32(uint32_t v, uint32_t n) { n &= 31u; return n ? (v >> n) | (v << (32u - n)) : v; }
-static inline uint32_t rotl32(uint32_t v, uint32_t n) { n &= 31u; return n ? (v << n) | (v >> (32u - n)) : v; }
 static inline uint32_t ctz32(uint32_t v) { return (uint32_t)__builtin_ctz(v); }
 
 #define WHEEL_MASK (VM_GAS_WHEEL - 1u)
+#define NOT_STARTED 0xffffffffu
+/* Sequence numbers restart (with a full reset) before they could wrap. */
+#define SEQ_RESTART (1u << 30)
 _Static_assert(VM_GAS_WHEEL == 128 && VM_GAS_MAX_MEMORY_COST < VM_GAS_WHEEL, "two words of wheel_used");
 
 /* Cycles from `now` to the next cycle a result is due (VM_GAS_WHEEL: none). */
@@ -182,217 +184,209 @@ static inline uint32_t next_used(const vm_gas_sim *s, uint32_t now)
     uint32_t p = now & WHEEL_MASK;
     uint64_t lo = s->wheel_used[0], hi = s->wheel_used[1];
     /* the 128 bits rotated right by p: bit d = cycle now + d */
-    uint64_t r0, r1;
-    if (p == 0) {
-        r0 = lo;
-        r1 = hi;
-    } else if (p < 64) {
-        r0 = (lo >> p) | (hi << (64 - p));
-        r1 = (hi >> p) | (lo << (64 - p));
-    } else if (p == 64) {
-        r0 = hi;
-        r1 = lo;
-    } else {
-        uint32_t q = p - 64;
-        r0 = (hi >> q) | (lo << (64 - q));
-        r1 = (lo >> q) | (hi << (64 - q));
+    if (p >= 64) {
+        uint64_t t = lo;
+        lo = hi;
+        hi = t;
+        p -= 64;
     }
+    uint64_t r0 = p ? (lo >> p) | (hi << (64 - p)) : lo;
     if (r0)
         return (uint32_t)__builtin_ctzll(r0);
+    uint64_t r1 = p ? (hi >> p) | (lo << (64 - p)) : hi;
     if (r1)
         return 64u + (uint32_t)__builtin_ctzll(r1);
     return VM_GAS_WHEEL;
 }
 
+/* An empty pipeline at cycle 0.  After a drain it is empty already, so
+ * only the clock and the decode slots restart; anything else (a block
+ * that never drained, sequence numbers running high) resets it all. */
 static void clear(vm_gas_sim *s)
 {
-    /* (a drained pipeline leaves the wheel empty) */
-    for (uint32_t w = 0; w < VM_GAS_WHEEL / 64; w++) {
-        if (s->wheel_used[w]) {
-            for (uint32_t k = 0; k < 64; k++)
-                s->wheel[w * 64 + k] = 0;
-            s->wheel_used[w] = 0;
-        }
-    }
     s->cycles = 0;
     s->finished = 0;
-    s->head = s->tail = 0;
-    s->in_flight = 0;
     s->decode_left = DECODE_PER_CYCLE;
-    s->resources = UNITS_ALL;
-    s->decoding = s->waiting = s->executing = s->executed = 0;
-    s->blocked = 0;
-    for (int r = 0; r < 16; r++)
-        s->producer[r] = -1;
-    /* the per-slot arrays are written when a slot is taken (or, for
-     * dependents and writes, are all-zero again once their slot's result
-     * is ready, which it is before the slot is free again) */
-}
-
-/* A result is ready: wake its dependents, release its registers and units. */
-static inline void result_ready(vm_gas_sim *s, uint32_t slot)
-{
-    uint32_t bit = 1u << slot;
-    uint32_t d = s->dependents[slot];
-    s->dependents[slot] = 0;
-    while (d) {
-        uint32_t k = ctz32(d);
-        d &= d - 1;
-        s->deps[k] &= ~bit;
-        if (!s->deps[k])
-            s->blocked &= ~(1u << k);
-    }
-    uint32_t w = s->writes[slot];
-    s->writes[slot] = 0;
-    while (w) {
-        uint32_t r = ctz32(w);
-        w &= w - 1;
-        s->producer[r] = -1;
-    }
-    s->resources += s->required[slot];
-    s->required[slot] = 0;
-}
-
-static inline __attribute__((always_inline)) void tick(vm_gas_sim *s, int finishing, int decoded_pending)
-{
-    /* 1. retire the executed run at the head */
-    uint32_t head = s->head;
-    uint32_t run = rotr32(s->executed, head);
-    uint32_t retired = run == 0xffffffffu ? 32u : ctz32(~run);
-    if (retired) {
-        uint32_t mask = retired == 32u ? 0xffffffffu : rotl32((1u << retired) - 1u, head);
-        s->executed &= ~mask;
-        s->in_flight = (uint8_t)(s->in_flight - retired);
-        head = (head + retired) & ROB_MASK;
-        s->head = (uint8_t)head;
-    }
-
-    /* 2. start what is ready, oldest first, while units last */
-    uint32_t ready = s->waiting & ~s->blocked;
-    if (ready) {
-        uint32_t order = rotr32(ready, head), started = 0;
-        int starts = 0;
-        while (order && starts < MAX_STARTS_PER_CYCLE) {
-            uint32_t slot = (ctz32(order) + head) & ROB_MASK;
-            order &= order - 1;
-            uint32_t left = s->resources - s->required[slot];
-            if ((left & UNITS_GUARD) == UNITS_GUARD) {
-                s->resources = left;
-                started |= 1u << slot;
-                starts++;
-                uint32_t due = (s->cycles + s->latency[slot]) & WHEEL_MASK;
-                s->wheel[due] |= 1u << slot;
-                s->wheel_used[due >> 6] |= 1ull << (due & 63);
-            }
+    if (s->executing || s->decoding || s->waiting || s->tail >= SEQ_RESTART || s->resources != UNITS_ALL) {
+        for (uint32_t k = 0; k < VM_GAS_WHEEL; k++) {
+            s->wheel_count[k] = 0;
+            s->wheel_units[k] = 0;
         }
-        s->waiting &= ~started;
-        s->executing |= started;
+        for (uint32_t k = 0; k < VM_GAS_WHEEL / 64; k++)
+            s->wheel_used[k] = 0;
+        for (uint32_t r = 0; r < 16; r++)
+            s->producer[r] = 0;
+        s->executing = 0;
+        s->decoding = s->waiting = 0;
+        s->resources = UNITS_ALL;
+        s->tail = 1;
     }
+    s->head = s->tail; /* every producer so far is older: retired */
+    s->fast = 1;
+    s->tokens = s->started = 0;
+    s->fast_cycle = 0;
+    s->fast_decode_left = DECODE_PER_CYCLE;
+    s->fast_last_due = 0;
+    for (uint32_t r = 0; r < 16; r++)
+        s->ready[r] = 0;
+}
 
-    /* 3. execute: an executing slot's result is ready at the cycle the
-     * wheel files it under (its start + latency), and it is executed one
-     * cycle later.  Jumping ahead: to the next ready result. */
-    uint32_t now = s->cycles;
+/* Start what is ready at `now` (its producers' results are due by now),
+ * oldest first, while units last, at most MAX_STARTS_PER_CYCLE.  Returns
+ * whether that limit left candidates waiting. */
+static inline __attribute__((always_inline)) int start_ready(vm_gas_sim *s, uint32_t now)
+{
+    uint32_t waiting = s->waiting;
+    if (!waiting)
+        return 0;
+    uint32_t head = s->head, base = head & ROB_MASK;
+    uint32_t order = rotr32(waiting, base), started = 0;
+    int starts = 0, limited = 0;
+    while (order) {
+        uint32_t slot = (ctz32(order) + base) & ROB_MASK;
+        order &= order - 1;
+        uint32_t a = s->dep[slot][0], b = s->dep[slot][1];
+        if ((a >= head && s->due[a & ROB_MASK] > now) || (b >= head && s->due[b & ROB_MASK] > now))
+            continue;
+        uint32_t units = s->required[slot], left = s->resources - units;
+        if ((left & UNITS_GUARD) != UNITS_GUARD)
+            continue;
+        s->resources = left;
+        started |= 1u << slot;
+        uint32_t due = now + s->latency[slot], at = due & WHEEL_MASK;
+        s->due[slot] = due;
+        s->wheel_count[at]++;
+        s->wheel_units[at] += units;
+        s->wheel_used[at >> 6] |= 1ull << (at & 63);
+        s->executing++;
+        if (++starts == MAX_STARTS_PER_CYCLE) {
+            limited = order != 0;
+            break;
+        }
+    }
+    s->waiting = waiting & ~started;
+    return limited;
+}
+
+/* The results due at `now` are done (executed: they retire from the next
+ * cycle on).  Returns whether there were any. */
+static inline int done_at(vm_gas_sim *s, uint32_t now)
+{
+    uint32_t at = now & WHEEL_MASK;
+    uint32_t n = s->wheel_count[at];
+    if (!n)
+        return 0;
+    s->executing = (uint8_t)(s->executing - n);
+    s->wheel_count[at] = 0;
+    s->wheel_used[at >> 6] &= ~(1ull << (at & 63));
+    return 1;
+}
+
+/* The cycle before `due`: the results due then release their units (and
+ * their dependents may start at `due`: start_ready compares due cycles). */
+static inline void release(vm_gas_sim *s, uint32_t due)
+{
+    uint32_t at = due & WHEEL_MASK;
+    s->resources += s->wheel_units[at];
+    s->wheel_units[at] = 0;
+}
+
+/* One cycle while decoding: retire the executed run at the head, start,
+ * execute, and (`decoded`) the decoded instructions become waiting and
+ * the decode slots refill.  The clock jumps to the next due result when
+ * nothing was decoded and nothing retired. */
+static void tick(vm_gas_sim *s, int decoded)
+{
+    uint32_t now = s->cycles, head = s->head;
+    while (head != s->tail && s->due[head & ROB_MASK] < now)
+        head++;
+    int retired = head != s->head;
+    s->head = head;
+    start_ready(s, now);
     uint32_t step = 1;
-    if (!decoded_pending && (finishing || !retired) && s->executing) {
+    if (!decoded && !retired && s->executing) {
         uint32_t ahead = next_used(s, now);
-        if (ahead > 0 && ahead < VM_GAS_WHEEL)
+        if (ahead > 0)
             step = ahead;
     }
-    uint32_t at = now & WHEEL_MASK;
-    uint32_t done = s->wheel[at];
-    if (done) {
-        /* ready since the last cycle: executed now (the jump was 1) */
-        s->executing &= ~done;
-        s->executed |= done;
-        s->wheel[at] = 0;
-        s->wheel_used[at >> 6] &= ~(1ull << (at & 63));
-    }
-    uint32_t later = (now + step) & WHEEL_MASK;
-    uint32_t results = s->wheel[later];
-    while (results) {
-        uint32_t k = ctz32(results);
-        results &= results - 1;
-        result_ready(s, k);
-    }
-
-    /* 4. decoded -> waiting */
-    if (decoded_pending) {
+    done_at(s, now);
+    release(s, now + step);
+    if (decoded) {
         s->waiting |= s->decoding;
         s->decoding = 0;
         s->decode_left = DECODE_PER_CYCLE;
     }
-    s->cycles += step;
+    s->cycles = now + step;
 }
 
-static __attribute__((noinline)) void tick_loop(vm_gas_sim *s, int finishing)
+/* A block-ending instruction was decoded: run until every instruction has
+ * retired.  Retirement only decides when that is (the cycle after the
+ * last result is done), so it is not tracked here; the clock visits only
+ * the cycles where something can start or finish. */
+static void drain(vm_gas_sim *s)
 {
-    tick(s, finishing, 1);
-    uint32_t target = finishing ? 0u : VM_GAS_ROB_SIZE - 1u;
-    while (s->in_flight > target)
-        tick(s, finishing, 0);
+    s->finished = 1;
+    uint32_t now = s->cycles;
+    /* the cycle that makes the decoded instructions waiting */
+    start_ready(s, now);
+    done_at(s, now);
+    release(s, now + 1);
+    s->waiting |= s->decoding;
+    s->decoding = 0;
+    s->decode_left = DECODE_PER_CYCLE;
+    now++;
+    for (;;) {
+        int limited = start_ready(s, now);
+        uint32_t step = 1;
+        if (done_at(s, now)) {
+            if (!s->executing) {
+                if (!s->waiting)
+                    break;
+            } else if (!limited && !s->wheel_count[(now + 1) & WHEEL_MASK]) {
+                /* the next cycle could start nothing: skip it too */
+                step = next_used(s, now);
+            }
+        } else if (s->executing) {
+            step = next_used(s, now);
+        }
+        release(s, now + step);
+        now += step;
+    }
+    /* the next cycle retires the rest */
+    s->cycles = now + 2;
+    s->head = s->tail;
 }
 
 static inline void make_room(vm_gas_sim *s, uint32_t slots)
 {
-    if (s->decode_left < slots || s->in_flight == VM_GAS_ROB_SIZE)
-        tick_loop(s, 0);
+    if (s->decode_left < slots || s->tail - s->head == VM_GAS_ROB_SIZE) {
+        tick(s, 1);
+        while (s->tail - s->head == VM_GAS_ROB_SIZE)
+            tick(s, 0);
+    }
 }
 
-static inline __attribute__((always_inline)) void dispatch(vm_gas_sim *s, int dst, int src1, int src2, int8_t latency, uint32_t slots, uint32_t units)
+static inline __attribute__((always_inline)) void dispatch(vm_gas_sim *s, int dst, int src1, int src2, uint32_t latency, uint32_t slots, uint32_t units)
 {
     make_room(s, slots);
-    uint32_t slot = s->tail;
-    uint32_t bit = 1u << slot;
-    s->tail = (uint8_t)((slot + 1u) & ROB_MASK);
+    uint32_t seq = s->tail++, slot = seq & ROB_MASK;
     s->latency[slot] = (uint8_t)latency;
     s->required[slot] = (uint16_t)units;
-    uint32_t deps = 0;
-    if (src1 >= 0 && s->producer[src1] >= 0)
-        deps |= 1u << s->producer[src1];
-    if (src2 >= 0 && s->producer[src2] >= 0)
-        deps |= 1u << s->producer[src2];
-    s->deps[slot] = deps;
-    if (deps) {
-        s->blocked |= bit;
-        uint32_t d = deps;
-        while (d) {
-            uint32_t k = ctz32(d);
-            d &= d - 1;
-            s->dependents[k] |= bit;
-        }
-    } else {
-        s->blocked &= ~bit;
-    }
-    if (dst >= 0) {
-        int old = s->producer[dst];
-        if (old >= 0)
-            s->writes[old] = (uint16_t)(s->writes[old] & ~(1u << dst));
-        s->writes[slot] = (uint16_t)(s->writes[slot] | (1u << dst));
-        s->producer[dst] = (int8_t)slot;
-    }
-    s->decoding |= bit;
-    s->in_flight++;
+    s->due[slot] = NOT_STARTED;
+    s->dep[slot][0] = src1 >= 0 ? s->producer[src1] : 0u;
+    s->dep[slot][1] = src2 >= 0 ? s->producer[src2] : 0u;
+    if (dst >= 0)
+        s->producer[dst] = seq;
+    s->decoding |= 1u << slot;
     s->decode_left -= slots;
 }
 
+/* `move_reg` only renames: the destination takes the source's producer. */
 static inline __attribute__((always_inline)) void move_reg(vm_gas_sim *s, int dst, int src)
 {
     make_room(s, 1);
-    int old = s->producer[dst];
-    if (old >= 0)
-        s->writes[old] = (uint16_t)(s->writes[old] & ~(1u << dst));
-    int now = s->producer[src];
-    if (now >= 0)
-        s->writes[now] = (uint16_t)(s->writes[now] | (1u << dst));
-    s->producer[dst] = (int8_t)now;
+    s->producer[dst] = s->producer[src];
     s->decode_left -= 1;
-}
-
-static void drain(vm_gas_sim *s)
-{
-    s->finished = 1;
-    tick_loop(s, 1);
 }
 
 static inline int is_hint_opcode(const vm_gas_sim *s, uint32_t at)
@@ -405,7 +399,7 @@ static inline int is_hint_opcode(const vm_gas_sim *s, uint32_t at)
 
 /* A branch is cheap (predicted) when its fall-through or its target is a
  * trap or `unlikely` (or lies past the code). */
-static int8_t branch_latency(const vm_gas_sim *s, const vm_instruction *ins)
+static uint32_t branch_latency(const vm_gas_sim *s, const vm_instruction *ins)
 {
     uint32_t target = ins->format == VM_FMT_REG_REG_OFFSET ? ins->imm1 : ins->imm2;
     return (is_hint_opcode(s, ins->next) || is_hint_opcode(s, target)) ? BRANCH_HIT : BRANCH_MISS;
@@ -437,18 +431,117 @@ void vm_gas_init(vm_gas_sim *s, const vm_gas_model *model, vm_isa isa, const uin
     s->opcode_trap = (uint8_t)(trap >= 0 ? trap : OPCODE_UNUSED);
     s->opcode_unlikely = (uint8_t)(unlikely >= 0 ? unlikely : OPCODE_UNUSED);
     int mem = model ? model->memory_access_cost : VM_GAS_CACHE_L2_HIT;
-    s->memory_access_cost = (int8_t)(mem >= 1 && mem <= VM_GAS_MAX_MEMORY_COST ? mem : VM_GAS_CACHE_L2_HIT);
+    s->memory_access_cost = (uint8_t)(mem >= 1 && mem <= VM_GAS_MAX_MEMORY_COST ? mem : VM_GAS_CACHE_L2_HIT);
     for (uint32_t k = 0; k < VM_GAS_ROB_SIZE; k++) {
-        s->deps[k] = s->dependents[k] = 0;
-        s->required[k] = s->writes[k] = 0;
+        s->dep[k][0] = s->dep[k][1] = 0;
+        s->due[k] = 0;
+        s->required[k] = 0;
         s->latency[k] = 0;
     }
-    for (uint32_t k = 0; k < VM_GAS_WHEEL; k++)
-        s->wheel[k] = 0;
-    for (uint32_t k = 0; k < VM_GAS_WHEEL / 64; k++) {
-        s->wheel_used[k] = 0;
-    }
+    s->executing = 1; /* (forces clear's full reset) */
     clear(s);
+}
+
+/* One instruction into the pipeline simulation. */
+static void simulate(vm_gas_sim *s, const vm_gas_token *t)
+{
+    switch (t->kind) {
+    case K_MOVE:
+        move_reg(s, t->dst, t->src1);
+        break;
+    case K_BRANCH:
+    case K_END:
+        dispatch(s, t->dst, t->src1, t->src2, t->latency, t->slots, t->units);
+        drain(s);
+        break;
+    default:
+        dispatch(s, t->dst, t->src1, t->src2, t->latency, t->slots, t->units);
+        break;
+    }
+}
+
+/* Whether the fast path's schedule respects the pipeline's limits: at
+ * every cycle an instruction starts, the units held (by those started and
+ * not yet due) fit, and at most MAX_STARTS_PER_CYCLE start.  Then the
+ * simulation would start each at the same cycle (nothing ever waits for a
+ * unit or a start slot, and the clock visits every such cycle). */
+static int fast_schedule_fits(const vm_gas_sim *s)
+{
+    uint32_t n = s->started, free = UNITS_ALL;
+    if (n <= MAX_STARTS_PER_CYCLE) {
+        /* all of them at once fit: any subset does */
+        for (uint32_t i = 0; i < n; i++) {
+            free -= s->units_of[i];
+            if ((free & UNITS_GUARD) != UNITS_GUARD)
+                goto exact;
+        }
+        return 1;
+    }
+exact:
+    for (uint32_t j = 0; j < n; j++) {
+        uint32_t at = s->start_at[j], starts = 0;
+        if (j && at == s->start_at[j - 1])
+            continue; /* (checked just now) */
+        free = UNITS_ALL;
+        for (uint32_t i = 0; i < n; i++) {
+            if (s->start_at[i] <= at && at < s->due_at[i]) {
+                free -= s->units_of[i];
+                if ((free & UNITS_GUARD) != UNITS_GUARD)
+                    return 0;
+                starts += s->start_at[i] == at;
+            }
+        }
+        if (starts > MAX_STARTS_PER_CYCLE)
+            return 0;
+    }
+    return 1;
+}
+
+/* Leave the fast path: the buffered instructions go through the pipeline. */
+static void replay(vm_gas_sim *s)
+{
+    s->fast = 0;
+    for (uint32_t k = 0; k < s->tokens; k++)
+        simulate(s, &s->token[k]);
+}
+
+/* One instruction on the fast path; at the block's end, its cost. */
+static void fast_feed(vm_gas_sim *s, const vm_gas_token *t)
+{
+    s->token[s->tokens++] = *t;
+    if (s->fast_decode_left < t->slots) {
+        s->fast_cycle++;
+        s->fast_decode_left = DECODE_PER_CYCLE;
+    }
+    s->fast_decode_left -= t->slots;
+    if (t->kind == K_MOVE) {
+        s->ready[t->dst] = s->ready[t->src1];
+        return;
+    }
+    /* waiting from the cycle after its decode cycle, then its inputs */
+    uint32_t start = s->fast_cycle + 1;
+    if (t->src1 >= 0 && s->ready[t->src1] > start)
+        start = s->ready[t->src1];
+    if (t->src2 >= 0 && s->ready[t->src2] > start)
+        start = s->ready[t->src2];
+    uint32_t due = start + t->latency, k = s->started++;
+    if (t->dst >= 0)
+        s->ready[t->dst] = due;
+    s->start_at[k] = start;
+    s->due_at[k] = due;
+    s->units_of[k] = t->units;
+    if (due > s->fast_last_due)
+        s->fast_last_due = due;
+    if (t->kind == K_END || t->kind == K_BRANCH) {
+        if (fast_schedule_fits(s)) {
+            /* the last result is done at fast_last_due, all retire a cycle later */
+            s->fast = 0;
+            s->finished = 1;
+            s->cycles = s->fast_last_due + 2;
+        } else {
+            replay(s);
+        }
+    }
 }
 
 void vm_gas_feed(vm_gas_sim *s, const vm_instruction *ins)
@@ -460,33 +553,33 @@ void vm_gas_feed(vm_gas_sim *s, const vm_instruction *ins)
     uint32_t op = ins->op <= VM_OP_COUNT ? ins->op : VM_OP_INVALID;
     const op_cost *c = &op_costs[op];
     int w = s->is_64_bit;
-    int d = c->dst != NO_REG ? ins->reg[c->dst] : -1;
-    int s1 = c->src1 != NO_REG ? ins->reg[c->src1] : -1;
-    int s2 = c->src2 != NO_REG ? ins->reg[c->src2] : -1;
+    /* operand roles index the registers; NO_REG picks "none" */
+    int8_t reg[4] = {(int8_t)ins->reg[0], (int8_t)ins->reg[1], (int8_t)ins->reg[2], -1};
+    vm_gas_token t;
+    t.dst = reg[c->dst];
+    t.src1 = reg[c->src1];
+    t.src2 = reg[c->src2];
     uint32_t slots = c->slots[w];
     if (c->rule == R_3OP)
-        slots += (uint32_t)(d != s1 && d != s2);
+        slots += (uint32_t)(t.dst != t.src1 && t.dst != t.src2);
     else if (c->rule == R_2OP)
-        slots += (uint32_t)(d != s1);
-    switch (c->kind) {
-    case K_MOVE:
-        move_reg(s, d, s1);
-        break;
-    case K_LOAD:
-        dispatch(s, d, s1, s2, s->memory_access_cost, slots, c->units);
-        break;
-    case K_BRANCH:
-        dispatch(s, d, s1, s2, branch_latency(s, ins), slots, c->units);
-        drain(s);
-        break;
-    case K_END:
-        dispatch(s, d, s1, s2, c->latency[w], slots, c->units);
-        drain(s);
-        break;
-    default:
-        dispatch(s, d, s1, s2, c->latency[w], slots, c->units);
-        break;
+        slots += (uint32_t)(t.dst != t.src1);
+    t.slots = (uint8_t)slots;
+    t.kind = c->kind;
+    t.units = c->units;
+    t.latency = (uint8_t)c->latency[w];
+    if (c->kind == K_LOAD)
+        t.latency = s->memory_access_cost;
+    else if (c->kind == K_BRANCH)
+        t.latency = (uint8_t)branch_latency(s, ins);
+    if (s->fast) {
+        if (s->tokens < VM_GAS_FAST_MAX) {
+            fast_feed(s, &t);
+            return;
+        }
+        replay(s);
     }
+    simulate(s, &t);
 }
 
 /* The implicit trap at `offset` as an instruction. */
