@@ -76,6 +76,7 @@ UNITS = {
 }
 RUNTIMES = ("vmcore", "wasmtime", "pywasm3")
 SIDE_BY_SIDE = "side-by-side"  # perf/_reference.py's table, for --only
+SNAPSHOT = "snapshot"  # perf/_snapshot.py's DOOM snapshot/restore/fork/view table, for --only
 PLOT_LABELS = {
     "hostcall": "per round trip",
     "call": "per no-op call",
@@ -1027,7 +1028,7 @@ def main():
     add_arguments(extra)
     ours, rest = extra.parse_known_args()
     only = [x for item in ours.only for x in item.split(",") if x]
-    names = BENCHMARKS + RUNTIMES + (SIDE_BY_SIDE,)
+    names = BENCHMARKS + RUNTIMES + (SIDE_BY_SIDE, SNAPSHOT)
     unknown = [x for x in only if not any(ch in x for ch in "*?[") and x not in names]
     if unknown:
         sys.exit(f"--only: unknown name(s) {', '.join(unknown)}; expected {', '.join(names)} "
@@ -1035,6 +1036,8 @@ def main():
     with_side = not only or SIDE_BY_SIDE in only
     if only == [SIDE_BY_SIDE] and "--worker" not in rest:
         return side_by_side_only(ours)
+    if only == [SNAPSHOT]:
+        return importlib.import_module("_snapshot").main([], ours.doom, ours.wad)
 
     if ours.from_json:
         data = json.loads(Path(ours.from_json).read_text())
