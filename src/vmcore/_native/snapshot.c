@@ -163,10 +163,19 @@ static int drop(uint8_t *start, uint64_t length)
     return length ? madvise(start, length, MADV_DONTNEED) : 0;
 }
 
-/* Drop only the private copies in [start, start + length): pages still
- * mapped from the snapshot read its bytes already, and keeping them saves
- * the unmap now and the fault later.  Without pagemap, the whole span. */
-static int revert_span(uint8_t *start, uint64_t length)
+/* The snapshot's bytes copied over a run of private pages: cheaper than
+ * dropping them, which costs a page fault and a copy each when the guest
+ * touches them again (most of what it changed it changes again). */
+static int copy_back(int fd, uint8_t *window, uint8_t *start, uint64_t length)
+{
+    return length ? read_all(fd, start, length, (uint64_t)(start - window)) : 0;
+}
+
+/* Only the private copies in [start, start + length) get the snapshot's
+ * bytes back: pages still mapped from the snapshot read them already, and
+ * leaving them saves the unmap now and the fault later.  Without pagemap,
+ * the whole span is dropped. */
+static int revert_span(int snapshot_fd, uint8_t *window, uint8_t *start, uint64_t length)
 {
     const uint64_t host_page = (uint64_t)sysconf(_SC_PAGESIZE);
     uint64_t entries[PM_BATCH];
@@ -187,22 +196,22 @@ static int revert_span(uint8_t *start, uint64_t length)
                     run_start = done + i;
                 run_length++;
             } else if (run_length) {
-                if (drop(start + run_start * host_page, run_length * host_page) != 0)
+                if (copy_back(snapshot_fd, window, start + run_start * host_page, run_length * host_page) != 0)
                     return -1;
                 run_length = 0;
             }
         }
         done += n;
     }
-    return drop(start + run_start * host_page, run_length * host_page);
+    return copy_back(snapshot_fd, window, start + run_start * host_page, run_length * host_page);
 }
 
-int vm_cow_revert(const vm_memory *memory, const vm_span *spans, size_t count)
+int vm_cow_revert(const vm_memory *memory, int fd, const vm_span *spans, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
         if (!span_ok(memory, &spans[i]))
             return -1;
-        if (revert_span(memory->base + spans[i].address, spans[i].length) != 0)
+        if (revert_span(fd, memory->base, memory->base + spans[i].address, spans[i].length) != 0)
             return -1;
     }
     return 0;

@@ -29,7 +29,7 @@ cdef int _cow_apply(vm_memory *mem, int fd, spans, int how) except -1:
     if how == 0:
         rc = vm_cow_map(mem, fd, v, n)
     elif how == 1:
-        rc = vm_cow_revert(mem, v, n)
+        rc = vm_cow_revert(mem, fd, v, n)
     else:
         rc = vm_cow_unmap(mem, v, n)
     free(v)

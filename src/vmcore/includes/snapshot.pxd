@@ -8,5 +8,5 @@ cdef extern from "vmcore/snapshot.h":
     int vm_snapshot_load(int fd, const vm_memory *memory, const vm_span *spans, size_t count,
                          vm_discard_fn discard, void *ctx) nogil
     int vm_cow_map(const vm_memory *memory, int fd, const vm_span *spans, size_t count) nogil
-    int vm_cow_revert(const vm_memory *memory, const vm_span *spans, size_t count) nogil
+    int vm_cow_revert(const vm_memory *memory, int fd, const vm_span *spans, size_t count) nogil
     int vm_cow_unmap(const vm_memory *memory, const vm_span *spans, size_t count) nogil
