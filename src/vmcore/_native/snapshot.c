@@ -45,32 +45,19 @@ static int page_is_zero(const uint8_t *p, size_t n)
     return 1;
 }
 
-static int write_all(int fd, const uint8_t *p, uint64_t length, uint64_t offset)
+/* pwrite (writing) or pread all of [p, p + length) at offset. */
+static int transfer(int fd, uint8_t *p, uint64_t length, uint64_t offset, int writing)
 {
     while (length) {
-        ssize_t n = pwrite(fd, p, length > IO_CHUNK ? IO_CHUNK : length, (off_t)offset);
-        if (n < 0 && errno == EINTR)
+        size_t n = length > IO_CHUNK ? IO_CHUNK : length;
+        ssize_t done = writing ? pwrite(fd, p, n, (off_t)offset) : pread(fd, p, n, (off_t)offset);
+        if (done < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (done <= 0)
             return -1;
-        p += n;
-        offset += (uint64_t)n;
-        length -= (uint64_t)n;
-    }
-    return 0;
-}
-
-static int read_all(int fd, uint8_t *p, uint64_t length, uint64_t offset)
-{
-    while (length) {
-        ssize_t n = pread(fd, p, length > IO_CHUNK ? IO_CHUNK : length, (off_t)offset);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        offset += (uint64_t)n;
-        length -= (uint64_t)n;
+        p += done;
+        offset += (uint64_t)done;
+        length -= (uint64_t)done;
     }
     return 0;
 }
@@ -89,7 +76,7 @@ int vm_snapshot_capture(int fd, const vm_memory *memory, const vm_span *spans, s
             uint64_t run = at;
             while (run < end && !page_is_zero(memory->base + run, page))
                 run += page;
-            if (run > at && write_all(fd, memory->base + at, run - at, at) != 0)
+            if (run > at && transfer(fd, memory->base + at, run - at, at, 1) != 0)
                 return -1;
             at = run;
         }
@@ -113,7 +100,7 @@ int vm_snapshot_load(int fd, const vm_memory *memory, const vm_span *spans, size
                 break;
             off_t hole = lseek(fd, (off_t)data_at, SEEK_HOLE);
             uint64_t hole_at = (hole < 0 || (uint64_t)hole > end) ? end : (uint64_t)hole;
-            if (read_all(fd, memory->base + data_at, hole_at - data_at, data_at) != 0)
+            if (transfer(fd, memory->base + data_at, hole_at - data_at, data_at, 0) != 0)
                 return -1;
             at = hole_at;
         }
@@ -168,7 +155,7 @@ static int drop(uint8_t *start, uint64_t length)
  * touches them again (most of what it changed it changes again). */
 static int copy_back(int fd, uint8_t *window, uint8_t *start, uint64_t length)
 {
-    return length ? read_all(fd, start, length, (uint64_t)(start - window)) : 0;
+    return length ? transfer(fd, start, length, (uint64_t)(start - window), 0) : 0;
 }
 
 /* Only the private copies in [start, start + length) get the snapshot's

@@ -7,20 +7,6 @@ from posix.unistd cimport close as _close_fd
 from posix.mman cimport mmap as _mmap, munmap as _munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
 
 
-cdef vm_span *_spans(spans, size_t *count) except NULL:
-    """A malloc'd vm_span array of ``spans`` ((address, length) pairs)."""
-    cdef size_t i = 0, n = len(spans)
-    cdef vm_span *v = <vm_span *>malloc((n + 1) * sizeof(vm_span))
-    if v == NULL:
-        raise MemoryError()
-    for address, length in spans:
-        v[i].address = address
-        v[i].length = length
-        i += 1
-    count[0] = n
-    return v
-
-
 cdef int _cow_apply(vm_memory *mem, int fd, spans, int how) except -1:
     """vm_cow_map (0), vm_cow_revert (1) or vm_cow_unmap (2) over spans."""
     cdef size_t n
