@@ -22,9 +22,11 @@ class ModuleCache:
     maps, initial layouts, block gas costs, threaded code and modules in
     shared memory (interpreter or native).  Per process: a pickled or
     copied Program starts with an empty one.  Each getter takes the key's
-    parts and ``build()``, called on a miss."""
+    parts and ``build()``, called on a miss.  ``recipes`` is the Sandbox
+    constructor's own table (its options -> what they resolve to), read
+    directly on its hot path."""
 
-    __slots__ = ("_maps", "_layouts", "_block_gas", "_threaded", "_shared", "_native")
+    __slots__ = ("_maps", "_layouts", "_block_gas", "_threaded", "_shared", "_native", "recipes")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -46,8 +48,8 @@ class ModuleCache:
     def layout(self, page_size: int, heap_policy, build):
         return self._get(self._layouts, (page_size, heap_policy), build)
 
-    def block_gas_costs(self, model, build):
-        return self._get(self._block_gas, model, build)
+    def block_gas_costs(self, model, stop_at_gap: bool, build):
+        return self._get(self._block_gas, (model, stop_at_gap), build)
 
     def threaded_code(self, gas_metering: bool, step_tracing: bool, model, build):
         return self._get(self._threaded, (gas_metering, step_tracing, model), build)
@@ -296,15 +298,17 @@ class Program:
         otherwise: ``"full"`` for jam_v1, ``"naive"`` otherwise (vmcore.gas)."""
         return _gas.default_for(self.isa).name
 
-    def block_gas_costs(self, model: Optional[str] = "full") -> Dict[int, int]:
+    def block_gas_costs(self, model: Optional[str] = "full", *, stop_at_gap: bool = False) -> Dict[int, int]:
         """The gas each basic block costs under a cost model (see
         vmcore.gas: "naive", "full", "full-l1", "full-l3"; None: this
         program's default), as the engines charge it on entering the block:
         ``{block start pc: cost}`` in program order, every block of the
-        code (the implicit trap at the end included)."""
+        code (the implicit trap at the end included).  ``stop_at_gap``:
+        only the blocks from offset 0 up to the first gap in the bitmask,
+        as PolkaVM's spectool lists a test vector's blocks."""
         m = _gas.resolve(model, self.isa)
-        return dict(self._cache.block_gas_costs(m, lambda: dict(_engine.block_gas_costs(
-            self.isa_index, self.code, self.bitmask, m.kind, m.memory_access_cost))))
+        return dict(self._cache.block_gas_costs(m, stop_at_gap, lambda: dict(_engine.block_gas_costs(
+            self.isa_index, self.code, self.bitmask, m.kind, m.memory_access_cost, stop_at_gap))))
 
     def __repr__(self) -> str:
         return (f"<Program {self.isa} code={len(self.code)}B exports={list(self.exports)} "

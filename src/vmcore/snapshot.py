@@ -163,7 +163,7 @@ class Snapshot:
             now = page_spans(backend.touched() | granted, self.page_size)
             extra = subtract(now, list(self._memory.spans))
         _engine.restore_memory(b, self._memory, extra, self._granted)
-        _, heap, _ = backend._layout()
+        heap = backend.prepared.heap
         b.configure_heap(base, top, mapped_end, max_top, heap.grow_pages)
         b.set_regs(self._regs)
         b.gas = self._gas
