@@ -74,6 +74,7 @@ CORE_SOURCES = [
     "src/vmcore/_native/host_handshake.c",
     "src/vmcore/_native/sigint.c",
     "src/vmcore/_native/scrub.c",
+    "src/vmcore/_native/snapshot.c",
 ]
 
 # The zygote: no libc (raw system calls), static, not position independent,

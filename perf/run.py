@@ -65,6 +65,7 @@ from vmcore.backends import BACKENDS  # noqa: E402
 
 SIDE_BY_SIDE = "side-by-side"  # perf/_reference.py's table, for --only
 COMPILE_TIME = "compile-time"  # perf/_compile_time.py: DOOM build time, naive vs full gas, for --only
+SNAPSHOT = "snapshot"  # perf/_snapshot.py's DOOM snapshot/restore/fork/view table, for --only
 
 # pyperf settings per kind of benchmark: (processes, values, warmups, loops (0 = calibrate), min_time).
 SETTINGS = {
@@ -160,7 +161,7 @@ def main():
     add_arguments(extra)
     ours, rest = extra.parse_known_args()
     only = [x for item in ours.only for x in item.split(",") if x]
-    names = BENCHMARKS + RUNTIMES + (SIDE_BY_SIDE, COMPILE_TIME)
+    names = BENCHMARKS + RUNTIMES + (SIDE_BY_SIDE, COMPILE_TIME, SNAPSHOT)
     unknown = [x for x in only if not any(ch in x for ch in "*?[") and x not in names]
     if unknown:
         sys.exit(f"--only: unknown name(s) {', '.join(unknown)}; expected {', '.join(names)} "
@@ -173,6 +174,8 @@ def main():
         sys.exit(_compile_time.main([*(["--doom", ours.doom] if ours.doom else []),
                                      *(["--json", ours.json] if ours.json else []),
                                      *(["--md", ours.md] if ours.md else []), *rest]))
+    if only == [SNAPSHOT]:
+        return importlib.import_module("_snapshot").main([], ours.doom, ours.wad)
 
     if ours.from_json:
         data = json.loads(Path(ours.from_json).read_text())

@@ -20,6 +20,7 @@ from vmcore.memory import GuestMemory
 from vmcore.memory_map import MemoryMap
 from vmcore.program import Program
 from vmcore.sandbox import Backend, Isolation, Sandbox, SandboxBusy
+from vmcore.snapshot import Snapshot, SnapshotError
 from vmcore.pool import SandboxPool, drain_module_memory
 from vmcore.backends import IsolationReport
 from vmcore._engine import configure_spin, spin_settings
@@ -31,4 +32,5 @@ __all__ = [
     "TrapInterrupt", "OutOfGasInterrupt", "PageFaultInterrupt", "Backend", "Isolation",
     "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError", "MemoryAccessError",
     "SandboxError", "Timeout", "ExportNotFound", "ImportNotFound", "AsyncHostcallError",
+    "Snapshot", "SnapshotError",
 ]

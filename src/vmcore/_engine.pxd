@@ -53,6 +53,7 @@ cdef class Guest:
     cdef set granted  # (address, length) made accessible since the last scrub
     cdef vm_discard_fn discard_fn   # how scrub hands large spans back
     cdef void *discard_context
+    cdef readonly int exports  # buffers of memory.view() alive: the mapping must not change
     cdef int _ensure(self) except -1
     cdef bint _gone(self)
     cdef bint _resumable(self)
@@ -71,6 +72,9 @@ cdef class Instance(Guest):
     # Overrides Guest's engine-specific cdef methods (declared once, there).
     cdef vm_state state
     cdef readonly CompiledModule module
+    cdef object cow  # the SnapshotMemory the window's spans are mapped copy-on-write from, or None
+    cdef int _cow_switch(self, object snapshot) except -1
+    cdef int _cow_drop(self) except -1
     cdef int _run_interruptible(self) except -1
 
 

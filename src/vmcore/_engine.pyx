@@ -10,6 +10,7 @@ an include of vmcore/engine/:
   interp.pyx    threaded code and Instance, the inline interpreter
   compiler.pyx  the x86-64 recompiler (compiling only; never run here)
   process.pyx   shared modules, zygotes and Process, the process sandbox
+  snapshot.pyx  guest memory snapshots and zero-copy views (GuestBuffer)
   sandbox_core.pyx  SandboxCore: Sandbox.call, down to C and back
 
 No policy: vmcore.sandbox and vmcore.backends decide what to map, when to
@@ -32,6 +33,7 @@ from vmcore.includes.program cimport *
 from vmcore.includes.compiler cimport *
 from vmcore.includes.host cimport *
 from vmcore.includes.scrub cimport vm_guest_span, vm_scrub_spans, vm_state_fresh, vm_ctx_fresh
+from vmcore.includes.snapshot cimport *
 from vmcore.includes.sigint cimport vm_sigint_arm, vm_sigint_disarm, vm_sigint_take
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
@@ -62,4 +64,5 @@ include "engine/guest.pyx"
 include "engine/interp.pyx"
 include "engine/compiler.pyx"
 include "engine/process.pyx"
+include "engine/snapshot.pyx"
 include "engine/sandbox_core.pyx"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 from typing import List, Tuple, Union
 
-from vmcore import abi
+from vmcore import _engine, abi
 from vmcore.errors import MemoryAccessError
 
 Buffer = Union[bytes, bytearray, memoryview]
@@ -51,7 +51,28 @@ class GuestMemory:
         self._check(address, length, False)
         return self._guest.read(address, length)
 
+    def view(self, address: int, length: int) -> memoryview:
+        """A zero-copy ``memoryview`` of ``length`` guest bytes at
+        ``address``: writable where the guest may write every page of the
+        range, else read only (MemoryAccessError if a page is not
+        accessible).  It shows the guest's memory live.  While it (or
+        anything made from it, e.g. a numpy array) is alive, what would
+        change the mapping under it -- reset(), restore(), protect() --
+        raises BufferError: release it first (``view.release()``, or
+        ``with memory.view(...) as v:``).  Closing the sandbox (or its
+        process dying) never leaves it dangling: the memory stays mapped
+        for it, with its last contents, and is not reused by another
+        sandbox.  In a sandbox process the view maps the guest's shared
+        memory a second time in this process (one mmap per view)."""
+        self._check(address, length, False)
+        guest = self._guest
+        writable = guest.first_inaccessible(address, length, True) is None
+        return memoryview(_engine.GuestBuffer(guest, address, length, writable))
+
     def read_into(self, address: int, buffer: Buffer) -> None:
+        """Copy guest memory into ``buffer`` (any writable C-contiguous
+        buffer: bytearray, memoryview, array.array, numpy array), as many
+        bytes as it holds."""
         view = memoryview(buffer).cast("B")
         self._check(address, len(view), False)
         self._guest.read_into(address, view)

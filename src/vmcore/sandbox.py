@@ -19,6 +19,7 @@ from vmcore.heap import HeapPolicy
 from vmcore.memory import GuestMemory
 from vmcore.memory_map import check_page_size
 from vmcore.program import DEFAULT_PAGE_SIZE, Program
+from vmcore.snapshot import Snapshot
 from vmcore.watchdog import deadline
 
 if TYPE_CHECKING:
@@ -456,6 +457,49 @@ class Sandbox(_engine.SandboxCore):
         state.  Between calls only (SandboxBusy during one)."""
         self._idle()
         self._lifecycle().reset()
+
+    # -- snapshots (vmcore.snapshot) -----------------------------------------
+    def snapshot(self) -> Snapshot:
+        """Capture registers, gas, pc, heap, page permissions and guest
+        memory (copy-on-write inline).  Between calls, or inline also where
+        run() stopped inside one (an ecalli, a step, a timeout): restoring
+        such a snapshot resumes there.  SandboxBusy during a call,
+        SnapshotError for a sandbox process stopped inside a call."""
+        return Snapshot(self)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Put the sandbox back to ``snapshot`` (taken from this sandbox
+        or any other of the same program, page size, heap policy and gas
+        metering, in any mode).  Inline it costs only what the guest
+        touched since; a sandbox process copies the snapshot's memory back.
+        Hostcalls stay as registered.  SnapshotError when the snapshot
+        does not fit, SandboxBusy during a call, BufferError while
+        memory.view() buffers are alive, SandboxError once closed."""
+        if not isinstance(snapshot, Snapshot):
+            raise TypeError(f"restore needs a vmcore Snapshot, got {type(snapshot).__name__}")
+        snapshot.restore_into(self)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot, **options: Any) -> "Sandbox":
+        """A new sandbox in the state of ``snapshot``: its program, page
+        size, heap policy, memory limit and gas model, with ``options`` as
+        for Sandbox() (backend, isolation, hostcalls, pool, strict, ...;
+        hostcalls are not part of a snapshot).  Inline, a fork shares the
+        snapshot's pages until it writes them."""
+        if not isinstance(snapshot, Snapshot):
+            raise TypeError(f"from_snapshot needs a vmcore Snapshot, got {type(snapshot).__name__}")
+        for fixed in ("page_size", "heap", "memory_limit", "gas", "gas_model"):
+            if fixed in options:
+                raise TypeError(f"from_snapshot takes {fixed} from the snapshot")
+        sb = cls(snapshot.program, page_size=snapshot.page_size, heap=snapshot.heap_policy,
+                 memory_limit=snapshot.memory_limit, gas=0 if snapshot.gas_metering else None,
+                 gas_model=snapshot.gas_model, **options)
+        try:
+            sb.restore(snapshot)
+        except BaseException:
+            sb.close()
+            raise
+        return sb
 
     def close(self) -> None:
         """Stop the guest and give its memory (and sandbox process) back;

@@ -12,6 +12,20 @@ DEF SCRUB_MEMSET_LIMIT = 256 * 1024
 cdef object _NONE = None
 
 
+cdef vm_guest_span *_spans(spans, size_t *count) except NULL:
+    """A malloc'd vm_guest_span array of ``spans`` ((address, length) pairs)."""
+    cdef size_t i = 0, n = len(spans)
+    cdef vm_guest_span *v = <vm_guest_span *>malloc((n + 1) * sizeof(vm_guest_span))
+    if v == NULL:
+        raise MemoryError()
+    for address, length in spans:
+        v[i].address = address
+        v[i].length = length
+        i += 1
+    count[0] = n
+    return v
+
+
 cdef inline uint64_t _to_reg(object value, uint64_t mask) except? 0:
     """A Python int as a register value (mask: the program's register width;
     see vm_reg_from_host)."""
@@ -306,7 +320,7 @@ cdef class Guest:
         whatever set_perms made accessible since (vmcore/scrub.h; large
         spans go to self.discard_fn).  Never under a running call."""
         cdef vm_guest_span *v
-        cdef size_t n, i = 0
+        cdef size_t n
         cdef int rc
         self._ensure()
         if self.in_call or self.running:
@@ -314,14 +328,7 @@ cdef class Guest:
         if self.granted:
             spans = set(spans) | self.granted
             self.granted = None
-        n = len(spans)
-        v = <vm_guest_span *>malloc((n + 1) * sizeof(vm_guest_span))
-        if v == NULL:
-            raise MemoryError()
-        for address, length in spans:
-            v[i].address = address
-            v[i].length = length
-            i += 1
+        v = _spans(spans, &n)
         rc = vm_scrub_spans(&self.mem, v, n, SCRUB_MEMSET_LIMIT, self.discard_fn, self.discard_context, lo, hi)
         free(v)
         self.hostcall_error = None

@@ -201,14 +201,56 @@ cdef class Instance(Guest):
 
     # -- memory ---------------------------------------------------------
     def set_perms(self, uint32_t address, uint64_t length, uint8_t perm):
+        if self.exports:
+            raise BufferError(_EXPORTED)
         vm_memory_set_perms(&self.mem, address, length, perm)
         self._note_granted(address, length, perm)
 
     def discard(self, uint32_t address, uint64_t length):
+        self._cow_drop()
         vm_guest_memory_discard(&self.mem, address, length)
 
     def reset_memory(self):
+        self._cow_drop()
         vm_guest_memory_reset(&self.mem)
+
+    # -- snapshots (engine/snapshot.pyx) ----------------------------------
+    cdef int _cow_switch(self, object snapshot) except -1:
+        """Make the window's snapshot spans read as ``snapshot``: drop the
+        private copies if they are already mapped from it, else map them."""
+        cdef SnapshotMemory s = <SnapshotMemory>snapshot
+        if self.cow is s:
+            _cow_apply(&self.mem, s.fd, s.spans, 1)
+            return 0
+        self._cow_drop()
+        _cow_apply(&self.mem, s.fd, s.spans, 0)
+        self.cow = s
+        return 0
+
+    cdef int _cow_drop(self) except -1:
+        """Back to anonymous memory (zeros) where a snapshot was mapped:
+        a discard there would bring the snapshot's bytes back, not zeros."""
+        if self.cow is not None:
+            _cow_apply(&self.mem, -1, (<SnapshotMemory>self.cow).spans, 2)
+            self.cow = None
+        return 0
+
+    @property
+    def resume_index(self):
+        """Where run() continues in the compiled code (None: nothing to resume)."""
+        return None if self.state.resume == VM_INDEX_NONE else self.state.resume
+
+    def restore_position(self, uint32_t pc, uint32_t next_pc, uint32_t arg, resume_index):
+        """Where the guest stopped and where it resumes, as a snapshot had
+        them (resume_index into this instance's current module; None:
+        nothing to resume)."""
+        if self.in_call:
+            raise SandboxBusy("cannot move the program counter while a call is in progress")
+        self.state.pc = pc
+        self.state.next_pc = next_pc
+        self.state.arg = arg
+        self.state.resume = VM_INDEX_NONE if resume_index is None else <uint32_t>resume_index
+        self.state.interrupt = 0
 
     def scrub(self, spans):
         """Recycle: zero and make inaccessible every (address, length) span
@@ -216,7 +258,11 @@ cdef class Instance(Guest):
         back to a new instance's (registers, gas, pc, next_pc, arg, heap,
         nothing to resume).  Never under a running call."""
         cdef uint32_t lo, hi
-        cdef int rc = self._scrub_spans(spans, &lo, &hi)
+        cdef int rc
+        if self.exports:
+            raise BufferError(_EXPORTED)
+        self._cow_drop()
+        rc = self._scrub_spans(spans, &lo, &hi)
         vm_state_fresh(&self.state)
         if rc != 0:
             raise SandboxError("a span to scrub lies outside the address space")

@@ -825,12 +825,23 @@ cdef class Process(Guest):
         vm_host_state_store(self.ctx, &s)
         return r
 
+    def restore_position(self, uint32_t pc, uint32_t next_pc, uint32_t arg, resume_index):
+        """Where a snapshot's guest stopped (between calls: nothing to
+        resume; a sandbox process resumes only where the host set the pc)."""
+        self._ensure()
+        if self.in_call:
+            raise SandboxBusy("cannot move the program counter while a call is in progress")
+        vm_host_set_pc(self.ctx, pc)
+        self.resumable = False
+
     # -- memory ---------------------------------------------------------
     def set_perms(self, uint32_t address, uint64_t length, uint8_t perm):
         cdef uint64_t end
         self._ensure()
         if length == 0:
             return
+        if self.exports:
+            raise BufferError(_EXPORTED)
         vm_memory_set_perms(&self.mem, address, length, perm)
         self._note_granted(address, length, perm)
         end = (<uint64_t>address + length + self.page_size_ - 1) >> self.page_shift
@@ -844,7 +855,10 @@ cdef class Process(Guest):
         Never under a running call."""
         cdef uint32_t lo, hi
         cdef vm_state st
-        cdef int rc = self._scrub_spans(spans, &lo, &hi)
+        cdef int rc
+        if self.exports:
+            raise BufferError(_EXPORTED)
+        rc = self._scrub_spans(spans, &lo, &hi)
         vm_host_perms_changed(self.ctx, lo, hi)
         vm_state_fresh(&st)
         vm_host_state_store(self.ctx, &st)

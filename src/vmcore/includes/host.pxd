@@ -96,6 +96,7 @@ cdef extern from "vmcore/host.h":
     ctypedef struct vm_host_zygote:
         int pid
         int pidfd
+        int memory_fd
         vmctx *ctx
         uint8_t *window
         uint8_t *perms
