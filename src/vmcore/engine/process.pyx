@@ -726,6 +726,9 @@ cdef class Process(Guest):
         self._gas()  # off the hostcall path: the gas line costs a transfer
         if v == VMCTX_FUTEX_GUEST_TRAP:
             self.resumable = False
+            why = vm_host_arg(self.ctx)
+            if not VM_TRAP_INSTRUCTION <= why < VM_TRAP_REASON_LIMIT:
+                self._anomaly(f"a trap reason out of range ({why})")
             return VM_EXIT_TRAP
         if v == VMCTX_FUTEX_GUEST_NOT_ENOUGH_GAS:
             return VM_EXIT_OUT_OF_GAS
