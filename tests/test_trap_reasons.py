@@ -138,3 +138,14 @@ def test_a_lying_sandbox_reason_is_a_sandbox_error():
     finally:
         pool.close()
     assert seen["lie"], "the hostile zygote never sent an out-of-range trap reason"
+
+
+@pytest.mark.skipif(modes.unavailable(modes.BY_NAME["compiler"]) is not None,
+                    reason=str(modes.unavailable(modes.BY_NAME["compiler"])))
+@pytest.mark.parametrize("lockstep", [True, False])
+def test_crosscheck_compares_and_reports_the_reason(lockstep):
+    from vmcore.crosscheck import crosscheck
+    for case, (source, reason, pc) in CASES.items():
+        with pytest.raises(vmcore.Trap) as info:
+            crosscheck(program(source), "main", gas=1000, lockstep=lockstep)
+        assert (info.value.reason, info.value.pc) == (reason, pc), case

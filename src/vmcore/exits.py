@@ -13,6 +13,8 @@ from vmcore.errors import HostcallError, OutOfGas, PageFault, SandboxBusy, Sandb
 TRAP_REASONS = {abi.TRAP_INSTRUCTION: TrapReason.TRAP, abi.TRAP_INVALID_INSTRUCTION: TrapReason.INVALID_INSTRUCTION,
                 abi.TRAP_INVALID_JUMP: TrapReason.INVALID_JUMP, abi.TRAP_END_OF_CODE: TrapReason.END_OF_CODE,
                 abi.TRAP_MEMORY_ACCESS: TrapReason.MEMORY_ACCESS}
+#: TrapReason -> the engines' code (what an exit's arg carries).
+TRAP_CODES = {reason: code for code, reason in TRAP_REASONS.items()}
 _TRAP_WHAT = {TrapReason.TRAP: "a trap instruction", TrapReason.INVALID_INSTRUCTION: "an invalid instruction",
               TrapReason.INVALID_JUMP: "an invalid jump target", TrapReason.END_OF_CODE: "ran off the end of the code",
               TrapReason.MEMORY_ACCESS: f"a memory access below {abi.LOW_MEMORY_PANIC_LIMIT:#x} or reaching past 0xffffffff"}

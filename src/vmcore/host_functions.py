@@ -14,8 +14,9 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 from vmcore import abi
 
 Hostcall = Callable[..., Any]
-#: What the hostcall loop finds per import: (function, register arguments, gas).
-Entry = Tuple[Hostcall, int, int]
+#: What the hostcall loop finds per import: (function, register arguments),
+#: or (function, register arguments, gas) for one that costs gas.
+Entry = Union[Tuple[Hostcall, int], Tuple[Hostcall, int, int]]
 
 
 def hostcall_arity(fn: Hostcall, name: str) -> int:
@@ -46,7 +47,7 @@ def hostcall_entry(fn: Hostcall, name: str, gas: int = 0) -> Entry:
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
         from vmcore import aio
         fn = aio.bridge(fn)
-    return (fn, nargs, gas)
+    return (fn, nargs, gas) if gas else (fn, nargs)
 
 
 class HostFunctions:
@@ -113,7 +114,8 @@ class HostFunctions:
 
     def gas(self, name: str) -> int:
         """The gas ``name`` costs per call (KeyError if undefined)."""
-        return self._entries[name][2]
+        entry = self._entries[name]
+        return entry[2] if len(entry) > 2 else 0
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -129,13 +131,13 @@ class HostFunctions:
 
     def resolve(self, imports: Sequence[str], metered: bool = True) -> List[Optional[Entry]]:
         """The hostcall loop's table for a program's ``imports``: the entry
-        per import index, None where undefined (gas 0 when not ``metered``)."""
+        per import index, None where undefined (no gas when not ``metered``)."""
         entries = self._entries
         table: List[Optional[Entry]] = []
         for name in imports:
             entry = entries.get(name)
-            if entry is not None and entry[2] and not metered:
-                entry = (entry[0], entry[1], 0)
+            if entry is not None and not metered:
+                entry = entry[:2]
             table.append(entry)
         return table
 

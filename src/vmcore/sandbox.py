@@ -7,14 +7,14 @@ Process) holds the registers and memory and runs, and the backend
 (vmcore.backends) its lifecycle: install, reset, close, restart."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Union
 
 from vmcore import _engine, abi, exits, gas as _gas, interrupts
 from vmcore.backends import IsolationReport, select
 from vmcore.caller import Caller, Registers
 from vmcore.errors import ImportNotFound, SandboxBusy, SandboxError, Timeout, VmError
 from vmcore.heap import HeapPolicy
-from vmcore.host_functions import Hostcall, HostFunctions, hostcall_entry
+from vmcore.host_functions import Entry, Hostcall, HostFunctions, hostcall_entry
 from vmcore.memory import GuestMemory
 from vmcore.memory_map import check_page_size
 from vmcore.program import DEFAULT_PAGE_SIZE, Program
@@ -161,8 +161,9 @@ class Sandbox(_engine.SandboxCore):
                                 gas if gas is not None else 0, model, **options)
         self._guest = self._backend.guest
         self._mask = 0xFFFFFFFFFFFFFFFF if program.is_64_bit else 0xFFFFFFFF
-        # The hostcall loop's table: (function, register arguments, gas) per import.
-        self._handlers: List[Optional[Tuple[Hostcall, int, int]]] = (
+        # The hostcall loop's table per import: (function, register
+        # arguments[, gas]), None where nothing serves it.
+        self._handlers: List[Optional[Entry]] = (
             functions.resolve(program.imports, gas is not None) if functions is not None
             else [None] * len(program.imports))
         self.functions = functions

@@ -66,8 +66,8 @@ cdef int _set_results(AnyGuest g, object result, uint64_t mask) except -1:
 
 
 cdef int _serve(AnyGuest g, list handlers, object caller, uint64_t mask) except -1:
-    """Run, answering each ecalli from ``handlers[number] = (fn, nargs,
-    gas)`` without leaving Cython between guest and hostcall.  Returns the
+    """Run, answering each ecalli from ``handlers[number] = (fn, nargs)``
+    or ``(fn, nargs, gas)`` without leaving Cython between guest and hostcall.  Returns the
     exit code when the guest stops for another reason, EXIT_ECALLI when it
     calls an import with no handler, EXIT_HOSTCALL_ERROR when a hostcall
     raised (the exception is kept on the guest), EXIT_HOSTCALL_OUT_OF_GAS
@@ -86,12 +86,14 @@ cdef int _serve(AnyGuest g, list handlers, object caller, uint64_t mask) except 
         entry = handlers[n]
         if entry is _NONE:
             return reason
-        fn, nargs, cost = <tuple>entry
-        if cost:
-            left = g.gas
-            if left < cost:
+        # (fn, nargs), or (fn, nargs, gas) for a function that costs gas:
+        # the free ones pay nothing for the feature
+        if len(<tuple>entry) == 2:
+            fn, nargs = <tuple>entry
+        else:
+            fn, nargs, cost = <tuple>entry
+            if not g._charge(cost):
                 return VM_EXIT_HOSTCALL_OUT_OF_GAS
-            g.gas = left - cost
         try:
             result = _hostcall(g, fn, nargs, caller, mask)
             if g._gone():
@@ -202,6 +204,11 @@ cdef class Guest:
         pass
 
     cdef uint32_t _hostcall_number(self):
+        return 0
+
+    cdef int _charge(self, int64_t cost) except -1:
+        """Take a hostcall's cost from the gas: 1, or 0 (gas unchanged)
+        when less is left."""
         return 0
 
     # -- calls ----------------------------------------------------------
