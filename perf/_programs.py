@@ -47,3 +47,15 @@ def timed_kernel(name: str, gas: int, **sandbox_options):
             sb.close()
         return total
     return timed
+
+
+def time_noop_calls(sb, loops: int) -> float:
+    """Seconds for ``loops`` host-to-guest calls of the `noop` export on
+    ``sb`` (after one untimed call)."""
+    import time
+    call = sb.call
+    call("noop")
+    t0 = time.perf_counter()
+    for _ in range(loops):
+        call("noop")
+    return time.perf_counter() - t0

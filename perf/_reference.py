@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from _doom import DEFAULT_WAD, GAS_BUDGET, run_doom
-from _programs import SIEVE_N, SIEVE_RESULT, SUM_N, SUM_RESULT, DATA, load
+from _programs import SIEVE_N, SIEVE_RESULT, SUM_N, SUM_RESULT, DATA, load, time_noop_calls
 
 import vmcore
 
@@ -138,12 +138,7 @@ def _hostcall(n: int) -> float:
 def _call(n: int) -> float:
     sb = vmcore.Sandbox(load("noop"), backend="compiler")
     try:
-        call = sb.call
-        call("noop")
-        t0 = time.perf_counter()
-        for _ in range(n):
-            call("noop")
-        return (time.perf_counter() - t0) / n * 1e9
+        return time_noop_calls(sb, n) / n * 1e9
     finally:
         sb.close()
 

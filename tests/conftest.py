@@ -60,6 +60,11 @@ def process_mode(request) -> modes.Mode:
     return request.param
 
 
+# The `quick` (returns 7) and `spin` (never returns) exports the sandbox-level
+# test guests start with: one copy, shared with the hostile fuzz targets.
+from vmcore.fuzz_hostile import PROBE_EXPORTS  # noqa: E402
+
+
 def program(source: str):
     """A Program from vmcore.asm source text."""
     import vmcore

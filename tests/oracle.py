@@ -39,6 +39,7 @@ Layout of this module:
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -240,24 +241,18 @@ ALU.update({imm: ALU[reg] for imm, reg in (
 # ------------------------------------------------------------- instructions
 # Typed from the reference (Opcode::starts_new_basic_block / can_fallthrough).
 NO_FALLTHROUGH = frozenset({"trap", "jump", "jump_indirect", "load_imm_and_jump", "load_imm_and_jump_indirect"})
+_COMPARISONS = {  # condition: (signed?, comparison)
+    "eq": (False, operator.eq), "not_eq": (False, operator.ne),
+    "less_unsigned": (False, operator.lt), "less_signed": (True, operator.lt),
+    "greater_or_equal_unsigned": (False, operator.ge), "greater_or_equal_signed": (True, operator.ge),
+    "less_or_equal_unsigned": (False, operator.le), "less_or_equal_signed": (True, operator.le),
+    "greater_unsigned": (False, operator.gt), "greater_signed": (True, operator.gt),
+}
+# name: (signed?, comparison); register-register branches exist for the
+# first six conditions only (the others are the same with swapped operands)
 BRANCHES = {
-    # name: (signed?, comparison)
-    "branch_eq": (False, lambda a, b: a == b),
-    "branch_not_eq": (False, lambda a, b: a != b),
-    "branch_less_unsigned": (False, lambda a, b: a < b),
-    "branch_less_signed": (True, lambda a, b: a < b),
-    "branch_greater_or_equal_unsigned": (False, lambda a, b: a >= b),
-    "branch_greater_or_equal_signed": (True, lambda a, b: a >= b),
-    "branch_eq_imm": (False, lambda a, b: a == b),
-    "branch_not_eq_imm": (False, lambda a, b: a != b),
-    "branch_less_unsigned_imm": (False, lambda a, b: a < b),
-    "branch_less_signed_imm": (True, lambda a, b: a < b),
-    "branch_greater_or_equal_unsigned_imm": (False, lambda a, b: a >= b),
-    "branch_greater_or_equal_signed_imm": (True, lambda a, b: a >= b),
-    "branch_less_or_equal_unsigned_imm": (False, lambda a, b: a <= b),
-    "branch_less_or_equal_signed_imm": (True, lambda a, b: a <= b),
-    "branch_greater_unsigned_imm": (False, lambda a, b: a > b),
-    "branch_greater_signed_imm": (True, lambda a, b: a > b),
+    **{f"branch_{c}": _COMPARISONS[c] for c in list(_COMPARISONS)[:6]},
+    **{f"branch_{c}_imm": v for c, v in _COMPARISONS.items()},
 }
 STARTS_BLOCK = NO_FALLTHROUGH | frozenset(BRANCHES) | {"fallthrough", "invalid"}
 

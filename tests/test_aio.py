@@ -9,20 +9,14 @@ import pytest
 
 import vmcore
 
-from conftest import program
+from conftest import PROBE_EXPORTS, program
 
-GUEST = program("""
+GUEST = program(f"""
 %isa = latest64
 %stack_size = 4096
 %import fetch
 %import note
-pub @quick:
-    a0 = 7
-    ret
-pub @spin:
-@spin_loop:
-    jump @spin_loop
-// fetch(a0) + 1
+{PROBE_EXPORTS}// fetch(a0) + 1
 pub @fetch_plus_one:
     ecalli 0
     a0 = a0 + 1

@@ -5,7 +5,8 @@ and compares the framebuffer hash every 100 ticks with what
 `refharness doom` prints for the same ticks (one ext_tick draws one
 frame; frame N is the framebuffer after the N-th tick).  The title screen
 holds until the demo starts at about tick 400, so the default 400 ticks
-end on a frame of the demo ($VMCORE_DOOM_FRAMES changes it).
+end on a frame of the demo ($VMCORE_DOOM_FRAMES changes it; 100 under the
+sanitizers).
 
 Needs the program ($VMCORE_DOOM, or $VMCORE_SHARED/programs/real/), a WAD
 ($VMCORE_DOOM_WAD, default Debian's freedoom1.wad) and the refharness
@@ -31,7 +32,9 @@ from vmcore.pool import cpu_supports_native
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "perf"))
 from _doom import GAS_BUDGET, doom_paths, run_doom  # noqa: E402
 
-FRAMES = int(os.environ.get("VMCORE_DOOM_FRAMES", "400"))
+# Under ASan/UBSan the inline interpreter runs ~10x slower: 100 ticks
+# still compare one frame on every setup.
+FRAMES = int(os.environ.get("VMCORE_DOOM_FRAMES", "100" if os.environ.get("VMCORE_UNDER_ASAN") else "400"))
 PROGRAM, WAD, MISSING = doom_paths()
 
 

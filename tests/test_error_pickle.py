@@ -7,7 +7,8 @@ import pickle
 import pytest
 
 import vmcore
-from vmcore import errors
+from vmcore import debuginfo, errors
+from vmcore.asm import assemble
 from vmcore.asm import AsmError
 from vmcore.crosscheck import Divergence
 from vmcore.sandbox import SandboxBusy
@@ -17,6 +18,8 @@ SAMPLES = [
     errors.ProgramError("bad magic", offset=5),
     errors.ProgramError("no offset"),
     errors.Trap("the guest panicked at pc 7", pc=7),
+    debuginfo.attach_traceback(errors.Trap("the guest panicked at pc 1", pc=1), vmcore.Program.from_bytes(
+        assemble("%loc main src/main.c:3:1 -> helper src/h.h:7\npub @main:\n    trap\n    trap\n    trap\n"))),
     errors.OutOfGas("out of gas at pc 9 (gas left: -1)", pc=9),
     errors.PageFault("page fault", pc=11, address=0x10000),
     errors.HostcallError("hostcall 'x' raised", pc=2, name="x", number=1),

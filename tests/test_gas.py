@@ -219,6 +219,21 @@ def test_defaults_and_names():
     assert blocks == program.block_gas_costs("full") and blocks != program.block_gas_costs("naive")
 
 
+def test_block_gas_costs_can_stop_at_the_first_gap():
+    """A trap, 30 bytes no bitmask bit covers past the longest skip, a trap:
+    the engines lay out an implicit trap at the gap and go on to the next
+    instruction; stop_at_gap lists only what comes before (spectool's
+    listing of a vector's blocks)."""
+    code = bytes(32)
+    bitmask = (1 | 1 << 31).to_bytes(4, "little")
+    program = vmcore.Program.from_raw_code(bytes([0, 0, len(code)]) + code + bitmask, isa="jam_v1")
+    every = program.block_gas_costs("full")
+    first = program.block_gas_costs("full", stop_at_gap=True)
+    assert list(every) == [0, 25, 31]
+    assert first == {pc: every[pc] for pc in (0, 25)}
+    assert program.block_gas_costs("full") == every  # cached apart
+
+
 def test_sandbox_gas_same_on_every_backend(mode):
     program = vmcore.Program.load(ROOT / "src" / "vmcore" / "data" / "sum.polkavm")
     got = []

@@ -65,6 +65,34 @@ def test_protect_can_map_a_page_the_layout_left_out(sb):
     assert sb.memory.read(address, 1) == b"\x05"
 
 
+@pytest.mark.parametrize("mode", MODES, ids=[m[0] for m in MODES])
+def test_a_recycled_guest_forgets_every_page_protect_opened(mode):
+    """protect of a few bytes opens their whole pages; the engine records
+    those pages, so a closed sandbox's scrub wipes and closes all of each."""
+    _, backend, isolation = mode
+    pool = vmcore.SandboxPool(1) if isolation == "process" else None
+    options = {"pool": pool} if pool is not None else {}
+    page = 0x7000_0000
+    first = vmcore.Sandbox(PROG, backend=backend, isolation=isolation, **options)
+    guest = first._guest
+    first.memory.protect(page + 100, 2, "write")  # not page aligned, not a page long
+    size = first.memory_map.page_size
+    first.memory.write(page, b"\xaa")
+    first.memory.write(page + size - 1, b"\xbb")
+    first.close()
+    second = vmcore.Sandbox(PROG, backend=backend, isolation=isolation, **options)
+    if pool is None:
+        assert second._guest is guest  # really the recycled instance
+    else:
+        assert pool.reused == 1  # really the recycled sandbox process
+    assert second.memory.access(page) == second.memory.access(page + size - 1) == "none"
+    second.memory.protect(page, size, "read")
+    assert second.memory.read(page, size) == bytes(size)
+    second.close()
+    if pool is not None:
+        pool.close()
+
+
 def test_protect_and_access_refuse_bad_arguments(sb):
     with pytest.raises(ValueError):
         sb.memory.protect(rw(sb), 1, "execute")

@@ -14,6 +14,7 @@ import time
 from typing import Dict, List, Optional
 
 from vmcore.abi import DEFAULT_PAGE_SIZE
+from vmcore.debuginfo import format_guest_traceback
 from vmcore.errors import VmError
 
 EXIT_RUNTIME = 1
@@ -168,10 +169,16 @@ def cmd_run(args) -> int:
                   gas_limit=args.gas, gas_used=(args.gas - gas_left) if gas_left is not None else None,
                   gas_left=gas_left, seconds=round(elapsed, 6),
                   error=None if error is None else f"{type(error).__name__}: {error}")
+    # source frames, when the program's debug info has them (vmcore.debuginfo)
+    frames = [str(f) for f in getattr(error, "guest_traceback", ()) if f.function or f.path]
+    if frames:
+        record["guest_traceback"] = frames
     sb.close()
     if args.json:
         print(json.dumps(record))
     if error is not None:
+        if frames and not args.json:
+            print(format_guest_traceback(error), end="", file=sys.stderr)
         return _fail(str(record["error"]), EXIT_RUNTIME)
     if not args.json:
         print(f"result:  {result}")

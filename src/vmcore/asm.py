@@ -8,6 +8,9 @@ accepts everything ``vmcore.disasm`` prints, so every encodable instruction
 of every instruction set round-trips:
 
 * ``%import NAME`` declares the next import (``ecalli N`` calls import N);
+* ``%loc FUNCTION PATH[:LINE[:COLUMN]] [-> ...]`` gives the following
+  instructions a source location (written into PolkaVM's debug sections;
+  syntax in vmcore.asm_debug), a bare ``%loc`` ends it;
 * ``%jump_table = @a, @b, 1234`` adds jump-table entries ahead of the ones
   ``reg = @label`` creates; ``%export @name = 1234`` exports a raw offset;
 * ``reg = -reg``, ``mulh``/``mulhu``/``mulhsu``, ``reg = sbrk reg``, the
@@ -34,6 +37,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from vmcore import isa as _isa
+from vmcore.asm_debug import parse_loc
 from vmcore.asm_writer import M32, M64, AsmError, ContainerWriter, _Ins, encode_instruction, varint  # noqa: F401
 from vmcore.cli_args import OneLineParser, cannot_write, parse
 from vmcore.errors import ProgramError
@@ -281,6 +285,7 @@ class _Assembler(ContainerWriter):
         self.at_block_start = True
         self.block = 0
         self.line = 0
+        self.loc: tuple = ()  # the current %loc frames
 
     # -- emitting -------------------------------------------------------
     def emit(self, name: str, r=(0, 0, 0), imm1=0, imm2=0, imm64=0) -> _Ins:
@@ -293,6 +298,7 @@ class _Assembler(ContainerWriter):
         return ins
 
     def _push(self, ins: _Ins) -> None:
+        ins.loc = self.loc
         self.code.append(ins)
         self.at_block_start = ins.ends_block
         if ins.ends_block:
@@ -369,6 +375,11 @@ class _Assembler(ContainerWriter):
                     self.jump_table.append(("label", _label_name(item[1:]), self.line))
                 else:
                     self.jump_table.append(("abs", _u32(item, "a jump table entry"), self.line))
+        elif name == "loc":
+            try:
+                self.loc = parse_loc(arg)
+            except ValueError as e:
+                raise _Bad(f"%loc: {e}") from None
         elif name == "export":
             m = re.match(rf"({_LABEL_REF})\s*=\s*(\S+)\Z", arg)
             if not m:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vmcore import isa as _isa
+from vmcore import asm_debug as _asm_debug, isa as _isa
 from vmcore.errors import ProgramError
 
 # `reg = @label` loads (jump table index + 1) * this.
@@ -22,6 +22,7 @@ _SECTION_RW_DATA = 3
 _SECTION_IMPORTS = 4
 _SECTION_EXPORTS = 5
 _SECTION_CODE_AND_JUMP_TABLE = 6
+_SECTION_OPT_DEBUG = (128, 129, 130)  # strings, line programs, line program ranges
 _SECTION_END_OF_FILE = 0
 
 
@@ -149,7 +150,7 @@ def encode_instruction(isa: str, op: str, regs: Sequence[int] = (), imm1: int = 
 class _Ins:
     """One emitted instruction (or a run of raw bytes)."""
     __slots__ = ("op", "byte", "fmt", "r0", "r1", "r2", "imm1", "imm2", "imm64", "label", "tslot", "jt_label",
-                 "raw", "ends_block", "line", "pos", "tn", "data")
+                 "raw", "ends_block", "line", "pos", "tn", "data", "loc")
 
     def __init__(self, op, byte, r=(0, 0, 0), imm1=0, imm2=0, imm64=0, line=0):
         self.op = op
@@ -168,6 +169,7 @@ class _Ins:
         self.pos = 0
         self.tn = None
         self.data = b""
+        self.loc = ()          # source frames (%loc) for the debug sections
 
 
 class ContainerWriter:
@@ -277,6 +279,18 @@ class ContainerWriter:
         i = self.block_start[block]
         return self.code[i].pos if i < len(self.code) else self.code_len
 
+    def debug_regions(self) -> List[Tuple[int, int, tuple]]:
+        """(first pc, end pc, %loc frames) of the code, adjacent equal
+        locations merged."""
+        regions: List[Tuple[int, int, tuple]] = []
+        for ins in self.code:
+            end = ins.pos + len(ins.data)
+            if regions and regions[-1][2] == ins.loc and regions[-1][1] == ins.pos:
+                regions[-1] = (regions[-1][0], end, ins.loc)
+            elif end > ins.pos:
+                regions.append((ins.pos, end, ins.loc))
+        return regions
+
     def blob(self) -> bytes:
         code = b"".join(ins.data for ins in self.code)
         bits = bytearray((len(code) + 7) // 8)
@@ -328,6 +342,8 @@ class ContainerWriter:
         section(_SECTION_CODE_AND_JUMP_TABLE,
                 varint(len(table)) + bytes((entry_size,)) + varint(len(code))
                 + b"".join(t.to_bytes(entry_size, "little") for t in table) + code + bytes(bits))
+        for sid, payload in zip(_SECTION_OPT_DEBUG, _asm_debug.encode_sections(self.debug_regions())):
+            section(sid, payload)
         out.append(_SECTION_END_OF_FILE)
         out[5:13] = len(out).to_bytes(8, "little")
         return bytes(out)

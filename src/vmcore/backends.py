@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 from vmcore import _engine, pool as _pool
 from vmcore.errors import SandboxError
@@ -22,6 +22,15 @@ from vmcore.pool import SandboxPool, cpu_supports_native, isolation_report_of
 log = logging.getLogger("vmcore.process")
 
 
+class Prepared(NamedTuple):
+    """Backend.prepare's result: what the sandboxes of one Program and set
+    of options share."""
+    regions: tuple
+    heap: object
+    spans: frozenset
+    module: object  # the inline engine's threaded code (no step tracing), else None
+
+
 class Backend:
     """One guest's lifecycle; subclasses create and give back the guest."""
 
@@ -29,29 +38,40 @@ class Backend:
     isolation: str
     pid: Optional[int] = None
 
-    def __init__(self, program, memory_map, heap_policy, gas_metering: bool, initial_gas: int, gas_model) -> None:
+    def __init__(self, program, memory_map, heap_policy, gas_metering: bool, initial_gas: int, gas_model,
+                 prepared: "Prepared") -> None:
         self.program = program
         self.memory_map = memory_map
         self.heap_policy = heap_policy
         self.gas_metering = gas_metering
         self.initial_gas = initial_gas  # what install (new, reset, restarted) gives the guest
         self.gas_model = gas_model
+        self.prepared = prepared
         self.closed = False
         self.guest = None
 
-    def _layout(self):
-        """The initial memory layout (regions, heap, the regions' spans),
-        computed once per Program and policy."""
-        return self.program._cache.layout(self.memory_map.page_size, self.heap_policy, self._build_layout)
+    @classmethod
+    def prepare(cls, program, memory_map, heap_policy, gas_metering: bool, gas_model) -> "Prepared":
+        """What every sandbox of one Program and set of options shares,
+        worked out once (Sandbox keeps it with its options): the initial
+        memory layout (regions, heap, the regions' spans) and, for the
+        inline engine, its threaded code."""
+        def build():
+            regions, heap = initial_layout(program, memory_map, heap_policy)
+            return regions, heap, frozenset((r.address, r.size) for r in regions)
+        regions, heap, spans = program._cache.layout(memory_map.page_size, heap_policy, build)
+        module = cls._build_module(program, gas_metering, False, gas_model)
+        return Prepared(regions, heap, spans, module)
 
-    def _build_layout(self):
-        regions, heap = initial_layout(self.program, self.memory_map, self.heap_policy)
-        return regions, heap, frozenset((r.address, r.size) for r in regions)
+    @staticmethod
+    def _build_module(program, gas_metering: bool, step_tracing: bool, gas_model):
+        return None
 
     def install(self) -> None:
         """The initial memory layout, heap and gas into the guest (new, reset
         or restarted): the one install path of every backend."""
-        regions, heap, self._region_spans = self._layout()
+        prepared = self.prepared
+        regions, heap = prepared.regions, prepared.heap
         guest = self.guest
         for region in regions:
             guest.set_perms(region.address, region.size, region.perm)
@@ -65,9 +85,9 @@ class Backend:
         """Every span the guest could have written since the last scrub:
         the layout's regions and the heap as far as it was mapped (the
         engine adds whatever set_perms made accessible)."""
-        _, _, mapped_end, _ = self.guest.heap_state()
+        mapped_end = self.guest.heap_state()[2]
         rw = self.memory_map.rw_data_address
-        return self._region_spans | {(rw, max(0, mapped_end - rw))}
+        return self.prepared.spans | {(rw, max(0, mapped_end - rw))}
 
     def scrub(self) -> None:
         """Wipe for reuse (reset, or a closed sandbox's guest going back to
@@ -119,6 +139,8 @@ class Backend:
         return {}
 
     def __del__(self) -> None:
+        if self.closed:
+            return
         try:
             self.close()
         except Exception:
@@ -131,17 +153,21 @@ class InlineInterpreter(Backend):
     backend = "interpreter"
     isolation = "inline"
 
-    def __init__(self, program, memory_map, heap, gas_metering: bool, initial_gas: int, gas_model, *,
-                 strict: bool = False) -> None:
+    def __init__(self, program, memory_map, heap, gas_metering: bool, initial_gas: int, gas_model,
+                 prepared: Prepared, *, strict: bool = False) -> None:
         if strict:
             raise SandboxError("strict isolation needs isolation='process' (the inline backend runs the guest "
                                "in this process)")
-        super().__init__(program, memory_map, heap, gas_metering, initial_gas, gas_model)
-        self.guest = _pool.take_instance(self._module(False), memory_map.page_size)
+        super().__init__(program, memory_map, heap, gas_metering, initial_gas, gas_model, prepared)
+        self.guest = _pool.take_instance(prepared.module, memory_map.page_size)
         self.install()
 
+    @staticmethod
+    def _build_module(program, gas_metering: bool, step_tracing: bool, gas_model):
+        return _pool._compiled(program, gas_metering, step_tracing, gas_model)
+
     def _module(self, step_tracing: bool):
-        return _pool._compiled(self.program, self.gas_metering, step_tracing, self.gas_model)
+        return self._build_module(self.program, self.gas_metering, step_tracing, self.gas_model)
 
     def _abandon(self, guest) -> None:
         # Stop the guest at its next block; the instance stays with that call
@@ -161,11 +187,12 @@ class ProcessInterpreter(Backend):
     isolation = "process"
     native = False
 
-    def __init__(self, program, memory_map, heap, gas_metering: bool, initial_gas: int, gas_model, *,
-                 strict: bool = False, auto_restart: bool = False, pool: Optional[SandboxPool] = None) -> None:
+    def __init__(self, program, memory_map, heap, gas_metering: bool, initial_gas: int, gas_model,
+                 prepared: Prepared, *, strict: bool = False, auto_restart: bool = False,
+                 pool: Optional[SandboxPool] = None) -> None:
         if pool is not None and not isinstance(pool, SandboxPool):
             raise TypeError(f"pool must be a vmcore.SandboxPool, got {type(pool).__name__}")
-        super().__init__(program, memory_map, heap, gas_metering, initial_gas, gas_model)
+        super().__init__(program, memory_map, heap, gas_metering, initial_gas, gas_model, prepared)
         self.strict = strict
         self.pool = pool if pool is not None else SandboxPool.default()
         module = self._module(False)

@@ -29,6 +29,7 @@ from vmcore import _engine
 from vmcore import isa as _isa
 from vmcore.asm import (BRANCH_RI, BRANCH_RR, MINMAX_OPS, RIR_OPS, RRI_OPS, RRR_OPS, RRR_UNSIZED, UNARY_OPS,
                         label_text)
+from vmcore.asm_debug import loc_text
 from vmcore.cli_args import OneLineParser, cannot_write, parse
 from vmcore.errors import ProgramError
 from vmcore.program import DEFAULT_RAW_ISA, Program
@@ -192,9 +193,13 @@ def _name(name: str) -> str:
     return "@" + label_text(name)
 
 
-def lines(program: Program, *, pcs: bool = True) -> Iterator[str]:
+def lines(program: Program, *, pcs: bool = True, source: bool = False) -> Iterator[str]:
     """The disassembly, one line at a time (no trailing newlines).  With
-    ``pcs`` each instruction line starts with its program counter."""
+    ``pcs`` each instruction line starts with its program counter.  With
+    ``source``, a ``%loc`` line (function, file:line:column, inlined
+    frames; vmcore.asm_debug) precedes each instruction whose source
+    location differs from the one before, from the blob's debug info;
+    reassembling the text writes them back as debug info."""
     if isinstance(program, (bytes, bytearray, memoryview)):
         program = Program.from_bytes(program)
     is64 = program.is_64_bit
@@ -270,7 +275,10 @@ def lines(program: Program, *, pcs: bool = True) -> Iterator[str]:
 
     fmts = _BY_ID[is64]
     pc_fmt = "%8d: %s" if pcs else "    %.0s%s"  # %.0s swallows the pc
+    where = _SourceLines(program) if source else None
     for off, nxt, op, r0, r1, r2, i1, i2, i64 in decoded:
+        if where is not None and nxt != off:
+            yield from where.at(off)
         if op == _INVALID:
             if nxt == off:
                 yield pc_fmt % (off, "// invalid (implicit trap)")
@@ -291,12 +299,44 @@ def lines(program: Program, *, pcs: bool = True) -> Iterator[str]:
                 yield f"pub {_name(name)}:{suffix}"
         elif off in labels and off not in exports_at:
             yield f"{label_ref[off]}:"
+        if where is not None and where.pending:
+            yield where.pending
+            where.pending = ""
         yield pc_fmt % (off, text)
 
 
-def disassemble(program: Union[Program, bytes], *, pcs: bool = True) -> str:
-    """The whole disassembly as one string."""
-    return "\n".join(lines(program, pcs=pcs)) + "\n"
+class _SourceLines:
+    """The %loc lines of ``disasm --source``: one where the location
+    changes.  Debug info that is malformed for some pcs gives one comment
+    per distinct problem and no location there."""
+
+    def __init__(self, program: Program) -> None:
+        self.info = program.debug_info
+        self.current: tuple = ()
+        self.pending = ""  # written after the labels, just before the instruction
+        self.problems: set = set()
+        self.start = self.end = 0  # the code bytes of the last location found
+
+    def at(self, pc: int) -> Iterator[str]:
+        if self.start <= pc < self.end:
+            return  # the same region as the instruction before: the same location
+        try:
+            found = self.info.location(pc) if self.info else None
+        except ProgramError as e:
+            found = None
+            if str(e) not in self.problems:
+                self.problems.add(str(e))
+                yield f"// debug info: {e}"
+        self.start, self.end = (found.start, found.end) if found else (0, 0)
+        frames = tuple((f.function, f.path, f.line, f.column) for f in found.frames) if found else ()
+        if frames != self.current:
+            self.current = frames
+            self.pending = loc_text(frames)
+
+
+def disassemble(program: Union[Program, bytes], *, pcs: bool = True, source: bool = False) -> str:
+    """The whole disassembly as one string (``source``: as :func:`lines`)."""
+    return "\n".join(lines(program, pcs=pcs, source=source)) + "\n"
 
 
 # --------------------------------------------------------------------------
@@ -336,6 +376,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help=f"instruction set of a --raw blob (default {DEFAULT_RAW_ISA})")
     parser.add_argument("-o", "--output", help="write the text here instead of stdout")
     parser.add_argument("--no-pcs", action="store_true", help="leave out the program-counter column")
+    parser.add_argument("--source", action="store_true",
+                        help="interleave source locations from the debug info (%%loc function file:line:column lines)")
     args = parse(parser, argv)
     if isinstance(args, int):
         return args
@@ -361,20 +403,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"vmcore: error: {args.input}: {e}", file=sys.stderr)
         return 2
     dropped = [] if args.raw else optional_sections(data)
-    if dropped:
+    if args.source and not program.has_debug_info:
+        print(f"vmcore: note: {args.input}: no debug info (no line programs): --source has nothing to add",
+              file=sys.stderr)
+    elif dropped and not args.source:
         total = sum(size for _, size in dropped)
         ids = ", ".join(str(sid) for sid, _ in dropped)
         print(f"vmcore: note: {args.input}: left out {len(dropped)} debug section(s) (id {ids}, {total} bytes); "
-              "the disassembly has no syntax for debug info, so a reassembled blob will not have it",
+              "without --source the disassembly leaves debug info out, so a reassembled blob will not have it",
               file=sys.stderr)
     try:
         if args.output and args.output != "-":
             with open(args.output, "w", encoding="utf-8") as f:
-                for line in lines(program, pcs=not args.no_pcs):
+                for line in lines(program, pcs=not args.no_pcs, source=args.source):
                     f.write(line + "\n")
         else:
             out = sys.stdout
-            for line in lines(program, pcs=not args.no_pcs):
+            for line in lines(program, pcs=not args.no_pcs, source=args.source):
                 out.write(line + "\n")
             out.flush()
     except BrokenPipeError:

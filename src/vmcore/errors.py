@@ -24,7 +24,15 @@ class VmError(Exception):
     where it happened, when that applies.  Every VmError pickles with its
     message, its fields (pc, address, ...) and its ``__cause__`` (replaced
     by a plain Exception with the same text when the cause itself does not
-    pickle), so it crosses process and machine boundaries unchanged."""
+    pickle), so it crosses process and machine boundaries unchanged.
+
+    ``guest_traceback``: for an error raised by a running guest (Trap,
+    PageFault, OutOfGas, HostcallError, Timeout, ...), the source frames
+    at ``pc`` (vmcore.debuginfo.SourceFrame, outermost first: the
+    function, then any inlined into it), or just the pc when the program
+    has no debug info there; empty for other errors."""
+
+    guest_traceback: Tuple[Any, ...] = ()
 
     def __init__(self, message: str, *, pc: Optional[int] = None) -> None:
         super().__init__(message)

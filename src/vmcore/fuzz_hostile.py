@@ -37,18 +37,23 @@ from vmcore.fuzz_cases import Failure, case_rng
 
 M64 = (1 << 64) - 1
 
-GUEST_SOURCE = """
-%isa = latest64
-%rw_data_size = 8192
-%stack_size = 8192
-%import note
+# The two exports every sandbox-level guest here and in the test suite
+# starts with: `quick` returns 7 at once, `spin` never returns.
+PROBE_EXPORTS = """\
 pub @quick:
     a0 = 7
     ret
 pub @spin:
 @spin_loop:
     jump @spin_loop
-pub @hcall:
+"""
+
+GUEST_SOURCE = f"""
+%isa = latest64
+%rw_data_size = 8192
+%stack_size = 8192
+%import note
+{PROBE_EXPORTS}pub @hcall:
     ecalli 0
     a0 = a0 + 1
     ret

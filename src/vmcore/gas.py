@@ -29,7 +29,10 @@ from vmcore import _engine
 __all__ = ["GasModel", "NAIVE", "FULL", "FULL_L1", "FULL_L3", "MODEL_NAMES", "resolve", "default_for"]
 
 
-@dataclass(frozen=True)
+# eq=False: the four models below are the only instances, so identity is
+# equality, and hashing one (every cache key of a module has one) costs no
+# Python-level __hash__.
+@dataclass(frozen=True, eq=False)
 class GasModel:
     """A resolved cost model: its canonical name and the C parameters."""
 

@@ -102,14 +102,9 @@ class GuestMemory:
         if address < 0 or length < 0 or address + length > 1 << 32:
             raise MemoryAccessError(f"range {address:#x}..{address + length:#x} is outside the 32-bit address space",
                                     address=address, length=length)
-        if length:
-            # Whole pages: what the permission applies to, and so what a
-            # closed sandbox's scrub must wipe (it wipes the spans given here).
-            guest = self._guest
-            page = self._owner._backend.memory_map.page_size
-            start = address - address % page
-            end = min(-(-(address + length) // page) * page, 1 << 32)
-            guest.set_perms(start, end - start, perm)
+        # The engine applies it to every page the range overlaps and records
+        # those pages for the scrub of a closed sandbox.
+        self._guest.set_perms(address, length, perm)
 
     def access(self, address: int) -> str:
         """The guest's access to the page holding ``address``: ``"none"``,

@@ -8,7 +8,7 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Union
 
-from vmcore import _engine, abi as _abi, gas as _gas, isa as _isa
+from vmcore import _engine, abi as _abi, debuginfo as _debuginfo, gas as _gas, isa as _isa
 from vmcore.errors import ExportNotFound, ProgramError
 from vmcore.memory_map import MAX_PAGE_SIZE, MemoryMap
 
@@ -22,9 +22,11 @@ class ModuleCache:
     maps, initial layouts, block gas costs, threaded code and modules in
     shared memory (interpreter or native).  Per process: a pickled or
     copied Program starts with an empty one.  Each getter takes the key's
-    parts and ``build()``, called on a miss."""
+    parts and ``build()``, called on a miss.  ``recipes`` is the Sandbox
+    constructor's own table (its options -> what they resolve to), read
+    directly on its hot path."""
 
-    __slots__ = ("_maps", "_layouts", "_block_gas", "_threaded", "_shared", "_native")
+    __slots__ = ("_maps", "_layouts", "_block_gas", "_threaded", "_shared", "_native", "_debug", "recipes")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -46,8 +48,8 @@ class ModuleCache:
     def layout(self, page_size: int, heap_policy, build):
         return self._get(self._layouts, (page_size, heap_policy), build)
 
-    def block_gas_costs(self, model, build):
-        return self._get(self._block_gas, model, build)
+    def block_gas_costs(self, model, stop_at_gap: bool, build):
+        return self._get(self._block_gas, (model, stop_at_gap), build)
 
     def threaded_code(self, gas_metering: bool, step_tracing: bool, model, build):
         return self._get(self._threaded, (gas_metering, step_tracing, model), build)
@@ -57,6 +59,9 @@ class ModuleCache:
 
     def native_module(self, gas_metering: bool, step_tracing: bool, model, build):
         return self._get(self._native, (gas_metering, step_tracing, model), build)
+
+    def debug_info(self, build):
+        return self._get(self._debug, None, build)
 # Vectors and raw code blobs default to latest64's numbering (what the JAM
 # test vectors use).
 DEFAULT_RAW_ISA = "latest64"
@@ -159,6 +164,7 @@ class Program:
         self.stack_size = parts["stack_size"]
         self.heap_pages = parts["heap_pages"]
         self._code_offset: int = parts["code_offset"]
+        self._debug_sections = parts["debug_sections"]
         self._cache = ModuleCache()
 
         self.imports = []
@@ -296,15 +302,37 @@ class Program:
         otherwise: ``"full"`` for jam_v1, ``"naive"`` otherwise (vmcore.gas)."""
         return _gas.default_for(self.isa).name
 
-    def block_gas_costs(self, model: Optional[str] = "full") -> Dict[int, int]:
+    def block_gas_costs(self, model: Optional[str] = "full", *, stop_at_gap: bool = False) -> Dict[int, int]:
         """The gas each basic block costs under a cost model (see
         vmcore.gas: "naive", "full", "full-l1", "full-l3"; None: this
         program's default), as the engines charge it on entering the block:
         ``{block start pc: cost}`` in program order, every block of the
-        code (the implicit trap at the end included)."""
+        code (the implicit trap at the end included).  ``stop_at_gap``:
+        only the blocks from offset 0 up to the first gap in the bitmask,
+        as PolkaVM's spectool lists a test vector's blocks."""
         m = _gas.resolve(model, self.isa)
-        return dict(self._cache.block_gas_costs(m, lambda: dict(_engine.block_gas_costs(
-            self.isa_index, self.code, self.bitmask, m.kind, m.memory_access_cost))))
+        return dict(self._cache.block_gas_costs(m, stop_at_gap, lambda: dict(_engine.block_gas_costs(
+            self.isa_index, self.code, self.bitmask, m.kind, m.memory_access_cost, stop_at_gap))))
+
+    # -- debug info (vmcore.debuginfo) ---------------------------------
+    @property
+    def debug_info(self) -> _debuginfo.DebugInfo:
+        """The debug sections, decoded on first use (false when there are
+        none: raw code blobs, JAM standard programs, stripped blobs)."""
+        return self._cache.debug_info(lambda: _debuginfo.DebugInfo(self._debug_sections))
+
+    @property
+    def has_debug_info(self) -> bool:
+        """Whether the blob carries line programs (source locations)."""
+        return bool(self._debug_sections[1][1]) and bool(self._debug_sections[2][1])
+
+    def source_location(self, pc: int) -> Optional[_debuginfo.SourceLocation]:
+        """Where code offset ``pc`` comes from (function, file, line,
+        column, inlined frames), from the blob's debug info: None when it
+        has none for ``pc``; ProgramError (with the blob offset) when the
+        debug info covering ``pc`` is malformed.  Loading never looks at
+        debug info, so a program with bad debug info still loads and runs."""
+        return self.debug_info.location(pc)
 
     def __repr__(self) -> str:
         return (f"<Program {self.isa} code={len(self.code)}B exports={list(self.exports)} "

@@ -7,9 +7,10 @@ Process) holds the registers and memory and runs, and the backend
 (vmcore.backends) its lifecycle: install, reset, close, restart."""
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Union
 
-from vmcore import _engine, abi, exits, gas as _gas, interrupts
+from vmcore import _engine, abi, debuginfo, exits, gas as _gas, interrupts
 from vmcore.backends import IsolationReport, select
 from vmcore.caller import Caller, Registers
 from vmcore.errors import ImportNotFound, SandboxBusy, SandboxError, Timeout, VmError
@@ -61,6 +62,31 @@ def _limit_heap(heap: HeapPolicy, memory_map, memory_limit: Optional[int]) -> He
     max_size = cap if heap.max_size is None else min(heap.max_size, cap)
     return HeapPolicy(initial_size=heap.initial_size, max_size=max_size, grow_by_pages=heap.grow_by_pages,
                       enabled=heap.enabled)
+
+
+def _recipe(program: Program, backend: str, isolation: str, gas_metering: bool, page_size: Optional[int],
+            heap: Optional[HeapPolicy], strict: bool, auto_restart: bool, pool: Optional["SandboxPool"],
+            memory_limit: Optional[int], gas_model: Optional[str]) -> tuple:
+    """What a Sandbox's options resolve to, checked: (backend factory, why
+    'auto' fell back, memory map, heap policy, gas model, what the backend
+    prepared for them, backend options, register mask).  Raises what
+    Sandbox() documents for bad options."""
+    if heap is not None and not isinstance(heap, HeapPolicy):
+        raise TypeError(f"heap must be a vmcore.HeapPolicy, got {type(heap).__name__}")
+    model = _gas.resolve(gas_model, program.isa)
+    page_size = DEFAULT_PAGE_SIZE if page_size is None else check_page_size(page_size)
+    if strict and isolation == "auto":
+        isolation = "process"  # strict isolation only exists in a sandbox process
+    factory, fallback = select(backend, isolation)
+    memory_map = program.memory_map(page_size)
+    heap_policy = _limit_heap(heap or _DEFAULT_HEAP, memory_map, memory_limit)
+    # Options only a sandbox process has; the inline backend refuses strict.
+    options: Dict[str, Any] = {k: v for k, v in (("strict", strict), ("auto_restart", auto_restart)) if v}
+    if pool is not None:
+        options["pool"] = pool
+    mask = 0xFFFFFFFFFFFFFFFF if program.is_64_bit else 0xFFFFFFFF
+    prepared = factory.prepare(program, memory_map, heap_policy, gas_metering, model)
+    return factory, fallback, memory_map, heap_policy, model, prepared, options, mask
 
 
 class Sandbox(_engine.SandboxCore):
@@ -134,33 +160,37 @@ class Sandbox(_engine.SandboxCore):
                  gas_model: Optional[str] = None, functions: Optional[HostFunctions] = None) -> None:
         if not isinstance(program, Program):
             raise TypeError(f"Sandbox needs a vmcore.Program, got {type(program).__name__}")
-        if gas is not None and (not isinstance(gas, int) or isinstance(gas, bool)):
+        if gas is not None and type(gas) is not int and (not isinstance(gas, int) or isinstance(gas, bool)):
             raise TypeError(f"gas must be an int or None, got {type(gas).__name__}")
-        if heap is not None and not isinstance(heap, HeapPolicy):
-            raise TypeError(f"heap must be a vmcore.HeapPolicy, got {type(heap).__name__}")
         if functions is None and pool is not None:
             functions = getattr(pool, "functions", None)
         if functions is not None and not isinstance(functions, HostFunctions):
             raise TypeError(f"functions must be a vmcore.HostFunctions, got {type(functions).__name__}")
-        model = _gas.resolve(gas_model, program.isa)
-        page_size = DEFAULT_PAGE_SIZE if page_size is None else check_page_size(page_size)
-        if strict and isolation == "auto":
-            isolation = "process"  # strict isolation only exists in a sandbox process
-        factory, self._fallback = select(backend, isolation)
+        # What follows from the options alone is worked out once per Program
+        # and options (a warm constructor is one dict lookup).  The types of
+        # the numbers are in the key so that 4096.0 or True never reuse the
+        # recipe of 4096 or 1; a pool is never kept alive by the cache.
+        key = (backend, isolation, gas is None, page_size, type(page_size), heap, strict, auto_restart,
+               memory_limit, type(memory_limit), gas_model)
+        recipes = program._cache.recipes
+        try:
+            recipe = recipes.get(key) if pool is None else None
+        except TypeError:  # an unhashable option: the slow path says what is wrong with it
+            key = None
+            recipe = None
+        if recipe is None:
+            recipe = _recipe(program, backend, isolation, gas is not None, page_size, heap, strict, auto_restart,
+                             pool, memory_limit, gas_model)
+            if pool is None and key is not None:
+                recipes[key] = recipe
+        factory, self._fallback, self.memory_map, self.heap_policy, model, prepared, options, self._mask = recipe
         self.program = program
-        self.memory_map = program.memory_map(page_size)
-        self.heap_policy = _limit_heap(heap or _DEFAULT_HEAP, self.memory_map, memory_limit)
         self.memory_limit = memory_limit
         self._gas_metering = gas is not None
-        # Options only a sandbox process has; the inline backend refuses strict.
-        options: Dict[str, Any] = {k: v for k, v in (("strict", strict), ("auto_restart", auto_restart)) if v}
-        if pool is not None:
-            options["pool"] = pool
         self._gas_model = model
         self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering,
-                                gas if gas is not None else 0, model, **options)
+                                gas if gas is not None else 0, model, prepared, **options)
         self._guest = self._backend.guest
-        self._mask = 0xFFFFFFFFFFFFFFFF if program.is_64_bit else 0xFFFFFFFF
         # The hostcall loop's table per import: (function, register
         # arguments[, gas]), None where nothing serves it.
         self._handlers: List[Optional[Entry]] = (
@@ -170,11 +200,20 @@ class Sandbox(_engine.SandboxCore):
         self._exports = program.exports
         self._stack_top = self.memory_map.stack_address_high
         self._caller = Caller(self)
-        self.regs = Registers(self)
-        self.memory = GuestMemory(self)
         self._stepping = False
         for name, fn in (hostcalls or {}).items():
             self.register_hostcall(name, fn)
+
+    # Made on first use: most short-lived sandboxes never look at them.
+    @functools.cached_property
+    def regs(self) -> Registers:
+        """The guest's 13 registers (by number or name; see Registers)."""
+        return Registers(self)
+
+    @functools.cached_property
+    def memory(self) -> GuestMemory:
+        """The guest's memory (read, write, views; see GuestMemory)."""
+        return GuestMemory(self)
 
     # -- configuration ----------------------------------------------------
     @property
@@ -316,7 +355,8 @@ class Sandbox(_engine.SandboxCore):
     def _error_for(self, reason: int) -> VmError:
         """The exception for the guest's last exit ``reason``."""
         g = self._guest
-        return exits.error_for(reason, g.pc, g.arg, g.gas, self.program.imports, g.take_hostcall_error())
+        return debuginfo.attach_traceback(
+            exits.error_for(reason, g.pc, g.arg, g.gas, self.program.imports, g.take_hostcall_error()), self.program)
 
     def run(self, timeout: Optional[float] = None, *, serve_hostcalls: bool = False) -> interrupts.Interrupt:
         """Run until the guest stops and say why, without raising for guest
@@ -333,7 +373,8 @@ class Sandbox(_engine.SandboxCore):
         with deadline(b, timeout):
             reason = b.serve_hostcalls(self._handlers, self._caller, self._mask) if serve_hostcalls else b.run()
         if reason == _engine.EXIT_INTERRUPTED:
-            raise Timeout(f"run() passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}", pc=b.pc)
+            raise debuginfo.attach_traceback(Timeout(
+                f"run() passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}", pc=b.pc), self.program)
         if reason in (_engine.EXIT_BUSY, _engine.EXIT_HOSTCALL_ERROR, _engine.EXIT_HOSTCALL_OUT_OF_GAS):
             raise self._error_for(reason)
         pc = b.pc

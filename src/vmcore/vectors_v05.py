@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from vmcore import _engine, gas as _gas
+from vmcore import gas as _gas
 from vmcore.outcome import differences
 from vmcore.program import Program
 
@@ -83,8 +83,7 @@ def _check_block_costs(vector: dict, program: Program, charged: dict, model: _ga
         got = charged.get(pc)
         if got != want:
             diffs.append(f"block-gas-costs[{pc}]: expected {want}, engine charges {got}")
-    listed = _engine.block_gas_costs(program.isa_index, program.code, program.bitmask, model.kind,
-                                      model.memory_access_cost, True)
+    listed = list(program.block_gas_costs(model.name, stop_at_gap=True).items())
     want_list = [(int(e["pc"]), int(e["cost"])) for e in vector["block-gas-costs"]]
     if listed != want_list:
         diffs.append(f"block-gas-costs: expected {want_list}, the gas module lists {listed}")

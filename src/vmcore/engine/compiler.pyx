@@ -83,22 +83,14 @@ cdef class CompiledCode:
         cdef uint32_t i
         cdef int rc
         import time
-        if n and bitmask.shape[0] < (n + 7) // 8:
-            raise ValueError("bitmask shorter than the code")
+        code_pointers(code, bitmask, &code_ptr, &bitmask_ptr)
         self.gas_metering = gas_metering
         self.step_tracing = step_tracing
-        memset(&config, 0, sizeof(config))
-        config.isa = isa
-        config.gas_metering = gas_metering
-        config.step_tracing = step_tracing
+        configure_module(&config, isa, gas_metering, step_tracing, gas_kind, memory_access_cost, cost, &self.cost)
         config.interruptible = interruptible
         config.code_address = code_address
         config.parallel = parallel
         config.split_hint = split_hint
-        set_gas_model(&config.gas, gas_kind, memory_access_cost, cost, &self.cost)
-        if n:
-            code_ptr = &code[0]
-            bitmask_ptr = &bitmask[0]
         vm_x64_bounds(code_ptr, n, bitmask_ptr, &config, &cap)
         self.code_buf = <uint8_t *>malloc(cap.code)
         self.records = <uint32_t *>malloc(cap.records * sizeof(uint32_t))

@@ -356,9 +356,16 @@ cdef class Guest:
         return rc
 
     cdef int _note_granted(self, uint32_t address, uint64_t length, unsigned char perm) except -1:
+        """Record a set_perms span for the next scrub, as the whole pages the
+        permission applies to (vm_memory_set_perms sets every page the range
+        overlaps, so that is what the scrub must wipe)."""
+        cdef uint64_t start, end
         if perm and length:
+            start = address & ~(<uint64_t>self.mem.page_size - 1)
+            end = min((<uint64_t>address + length + self.mem.page_size - 1) & ~(<uint64_t>self.mem.page_size - 1),
+                      <uint64_t>1 << 32)
             if self.granted is None:
                 self.granted = set()
-            self.granted.add((address, length))
+            self.granted.add((start, end - start))
         return 0
 

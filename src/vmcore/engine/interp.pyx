@@ -12,12 +12,10 @@ cdef class CompiledModule:
         cdef uint32_t i
         cdef const uint8_t *code_ptr = NULL
         cdef const uint8_t *bitmask_ptr = NULL
+        code_pointers(code, bitmask, &code_ptr, &bitmask_ptr)
         self.gas_metering = gas_metering
         self.step_tracing = step_tracing
-        config.isa = isa
-        config.gas_metering = gas_metering
-        config.step_tracing = step_tracing
-        set_gas_model(&config.gas, gas_kind, memory_access_cost, cost, &self.cost)
+        configure_module(&config, isa, gas_metering, step_tracing, gas_kind, memory_access_cost, cost, &self.cost)
         vm_module_sizes(n, jt_count, &config, &capacity)
         self.insns = <vm_insn *>malloc(capacity * sizeof(vm_insn))
         self.pc_to_index = <uint32_t *>malloc((<size_t>n + 1) * sizeof(uint32_t))
@@ -25,9 +23,6 @@ cdef class CompiledModule:
         if self.insns == NULL or self.pc_to_index == NULL or self.jump_table == NULL:
             raise MemoryError()
         targets = jump_targets(jump_table)
-        if n:
-            code_ptr = &code[0]
-            bitmask_ptr = &bitmask[0]
         with nogil:
             vm_module_build(&self.module, &config, code_ptr, n, bitmask_ptr, targets, jt_count,
                             self.insns, self.pc_to_index, self.jump_table)

@@ -49,7 +49,10 @@ cdef dict _parts_to_dict(const uint8_t[:] data, vm_blob_parts *p):
         "jump_table": jump_table,
         "jump_table_entry_size": p.jump_table_entry_size,
         "code_offset": p.code.offset,
-        "debug_strings": _span(data, p.debug_strings),
+        # (offset in the input, payload): vmcore.debuginfo parses them on first use
+        "debug_sections": ((p.debug_strings.offset, _span(data, p.debug_strings)),
+                           (p.debug_line_programs.offset, _span(data, p.debug_line_programs)),
+                           (p.debug_line_program_ranges.offset, _span(data, p.debug_line_program_ranges))),
     }
 
 
@@ -60,15 +63,24 @@ cdef dict _parsed(const uint8_t[:] data, int rc, vm_error *err, vm_blob_parts *p
     return _parts_to_dict(data, parts)
 
 
-def parse_polkavm(const uint8_t[:] data):
+ctypedef int (*whole_parser)(const uint8_t *data, size_t length, vm_blob_parts *out, vm_error *err) noexcept nogil
+
+
+cdef dict _parse_whole(const uint8_t[:] data, whole_parser parse, str expected):
+    """Parse a whole container with ``parse`` (one of the C parsers taking
+    the bytes alone); ``expected`` says what empty input should have been."""
     cdef vm_blob_parts parts
     cdef vm_error err
     cdef int rc
     if data.shape[0] == 0:
-        raise ParseError(0, "empty input: expected a PolkaVM program starting with 'PVM\\0'")
+        raise ParseError(0, f"empty input: expected {expected}")
     with nogil:
-        rc = vm_parse_polkavm_blob(&data[0], <size_t>data.shape[0], &parts, &err)
+        rc = parse(&data[0], <size_t>data.shape[0], &parts, &err)
     return _parsed(data, rc, &err, &parts)
+
+
+def parse_polkavm(const uint8_t[:] data):
+    return _parse_whole(data, vm_parse_polkavm_blob, "a PolkaVM program starting with 'PVM\\0'")
 
 
 def parse_code_blob(const uint8_t[:] data, int isa):
@@ -86,6 +98,7 @@ def parse_code_blob(const uint8_t[:] data, int isa):
     parts.import_count = 0
     parts.exports.length = 0
     parts.ro_data.length = parts.rw_data.length = parts.debug_strings.length = 0
+    parts.debug_line_programs.length = parts.debug_line_program_ranges.length = 0
     parts.ro_data_size = parts.rw_data_size = parts.stack_size = parts.heap_pages = 0
     with nogil:
         rc = vm_parse_code_blob(&data[0], <size_t>data.shape[0], whole, &parts, &err)
@@ -93,14 +106,7 @@ def parse_code_blob(const uint8_t[:] data, int isa):
 
 
 def parse_jam_standard(const uint8_t[:] data):
-    cdef vm_blob_parts parts
-    cdef vm_error err
-    cdef int rc
-    if data.shape[0] == 0:
-        raise ParseError(0, "empty input: expected a JAM standard program")
-    with nogil:
-        rc = vm_parse_jam_standard(&data[0], <size_t>data.shape[0], &parts, &err)
-    return _parsed(data, rc, &err, &parts)
+    return _parse_whole(data, vm_parse_jam_standard, "a JAM standard program")
 
 
 def validate_code(int isa, const uint8_t[:] code, const uint8_t[:] bitmask):

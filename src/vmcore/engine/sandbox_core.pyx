@@ -71,11 +71,13 @@ cdef class SandboxCore:
                 return g.get_reg(VM_REG_A0) & self._mask
         if self._guest is None:
             raise SandboxError("the sandbox was closed during the call", pc=(<object>g).pc)
+        # here, not at import: vmcore.exits reads vmcore.abi, which reads this module
+        from vmcore import debuginfo, exits
         if reason == VM_EXIT_INTERRUPTED and timeout is not None:
-            raise Timeout(f"the call passed its {timeout:g} s deadline; the guest was stopped at pc "
-                          f"{(<object>g).pc}", pc=(<object>g).pc)
-        from vmcore import exits  # here, not at import: vmcore.exits reads vmcore.abi, which reads this module
+            raise debuginfo.attach_traceback(Timeout(
+                f"the call passed its {timeout:g} s deadline; the guest was stopped at pc {(<object>g).pc}",
+                pc=(<object>g).pc), self.program)
         if reason < 0:
             exits.check_entry(reason, pc)
-        raise exits.error_for(reason, (<object>g).pc, (<object>g).arg, (<object>g).gas, self.program.imports,
-                         g.take_hostcall_error())
+        raise debuginfo.attach_traceback(exits.error_for(reason, (<object>g).pc, (<object>g).arg, (<object>g).gas,
+                                                         self.program.imports, g.take_hostcall_error()), self.program)
