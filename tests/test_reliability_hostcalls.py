@@ -5,6 +5,7 @@ Shared guest and helpers: tests/reliability.py."""
 import pytest
 
 import vmcore
+from vmcore import abi
 
 import modes
 from reliability import GUEST, M64, hostcall_returning, increment, new_sandbox, raising, CustomError
@@ -90,8 +91,12 @@ WRAPPED = [  # returned value -> (a0, a1) as the guest sees them: ints wrap modu
     (None, (123, None)),  # registers untouched
     ((-1, 1 << 70), (M64, 0)),
     ((1, -2), (1, M64 - 1)),
+    ((9,), (9, None)),  # a tuple fills a0, a1, ... as far as it goes (abi.HOSTCALL_RETURN_COUNT)
+    ((1, 2, 3), (1, 2)),
+    (tuple(range(1, abi.HOSTCALL_RETURN_COUNT + 1)), (1, 2)),
 ]
-NOT_INTS = [1.5, "7", b"7", [1, 2], (1,), (1, 2, 3), (1.0, 2), (1, None), object(), {}, 1j]
+NOT_INTS = [1.5, "7", b"7", [1, 2], (), tuple(range(abi.HOSTCALL_RETURN_COUNT + 1)), (1.0, 2), (1, None),
+            (1, 2, "3"), object(), {}, 1j]
 
 
 @pytest.mark.parametrize("mode", modes.params())

@@ -64,6 +64,13 @@ const char *vm_op_name(vm_op op);
 vm_format vm_op_format(vm_op op);
 int vm_op_flags(vm_op op);
 
+/* Why the instruction `op` at `pc` panicked (vm_trap_reason): the one
+ * rule every engine that knows only where it stopped classifies by.  Only
+ * a few instructions can panic, each for one reason: `trap`, an invalid or
+ * implicit instruction (END_OF_CODE at or past code_len), a fallthrough
+ * off the end, a jump or branch (its target), a memory access. */
+int vm_trap_reason_of(vm_op op, uint32_t pc, uint32_t code_len);
+
 /* Whether `offset` is marked as an instruction start. */
 int vm_bitmask_bit(const uint8_t *bitmask, uint32_t code_len, uint32_t offset);
 

@@ -72,7 +72,7 @@ typedef struct vm_state {
     uint32_t resume;        /* compiled index run() continues at */
     uint32_t pc;            /* where the guest stopped */
     uint32_t next_pc;       /* for ECALLI: the instruction after it */
-    uint32_t arg;           /* hostcall number / page-fault address */
+    uint32_t arg;           /* hostcall number / page-fault address / vm_trap_reason */
     vm_heap heap;
     _Atomic int interrupt;  /* set from another thread: stop at the next block start */
     uint64_t fuel;          /* stop with VM_EXIT_YIELD after this many blocks; 0 = no limit */

@@ -148,7 +148,7 @@ typedef struct vmctx {
     _Atomic uint64_t jump_into;
     _Atomic uint64_t next_native_program_counter;
     _Atomic uint32_t next_program_counter;
-    _Atomic uint32_t arg;
+    _Atomic uint32_t arg;  /* ecalli: the number; page fault: the page; trap: the vm_trap_reason */
     _Atomic uint32_t arg2;
     /* Process sandbox: a side about to futex_wait says so first (seq_cst),
      * so the other side only pays for futex_wake when someone sleeps. */

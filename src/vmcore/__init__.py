@@ -11,9 +11,10 @@ del _util
 
 from vmcore._version import __version__
 from vmcore.errors import (AsyncHostcallError, ExportNotFound, HostcallError, ImportNotFound, MemoryAccessError, OutOfGas, PageFault,
-                           ProgramError, SandboxError, Timeout, Trap, VmError)
+                           ProgramError, SandboxError, Timeout, Trap, TrapReason, VmError)
 from vmcore.caller import Caller, Registers
 from vmcore.heap import HeapPolicy
+from vmcore.host_functions import HostFunctions
 from vmcore.interrupts import (Ecalli, Finished, Interrupt, OutOfGasInterrupt, PageFaultInterrupt, Step,
                                TrapInterrupt)
 from vmcore.memory import GuestMemory
@@ -27,10 +28,10 @@ from vmcore._engine import configure_spin, spin_settings
 from vmcore import interrupts
 
 __all__ = [
-    "__version__", "Program", "MemoryMap", "Sandbox", "SandboxBusy", "HeapPolicy", "Caller", "Registers",
+    "__version__", "Program", "MemoryMap", "Sandbox", "SandboxBusy", "HeapPolicy", "Caller", "Registers", "HostFunctions",
     "SandboxPool", "drain_module_memory", "IsolationReport", "configure_spin", "spin_settings", "GuestMemory", "interrupts", "Interrupt", "Finished", "Ecalli", "Step",
     "TrapInterrupt", "OutOfGasInterrupt", "PageFaultInterrupt", "Backend", "Isolation",
-    "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError", "MemoryAccessError",
+    "VmError", "ProgramError", "Trap", "TrapReason", "OutOfGas", "PageFault", "HostcallError", "MemoryAccessError",
     "SandboxError", "Timeout", "ExportNotFound", "ImportNotFound", "AsyncHostcallError",
     "Snapshot", "SnapshotError",
 ]

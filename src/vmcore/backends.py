@@ -139,7 +139,7 @@ class Backend:
         return {}
 
     def __del__(self) -> None:
-        if self.closed:
+        if getattr(self, "closed", True):  # closed, or __init__ refused before it began
             return
         try:
             self.close()

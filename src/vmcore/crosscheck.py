@@ -57,6 +57,8 @@ def _state(sb: Sandbox, stop: Stop) -> Dict[str, Any]:
         state["arg"] = interrupt.address
     elif isinstance(interrupt, interrupts.Ecalli):
         state["arg"] = interrupt.number
+    elif isinstance(interrupt, interrupts.TrapInterrupt):
+        state["reason"] = interrupt.reason.value
     return state
 
 
@@ -76,7 +78,10 @@ def _error(sb: Sandbox, stop: Stop) -> VmError:
     if error is not None:
         return error
     assert interrupt is not None
-    arg = getattr(interrupt, "address", getattr(interrupt, "number", 0))
+    if isinstance(interrupt, interrupts.TrapInterrupt):
+        arg = exits.TRAP_CODES[interrupt.reason]
+    else:
+        arg = getattr(interrupt, "address", getattr(interrupt, "number", 0))
     return exits.error_for(_EXITS[type(interrupt)][1], interrupt.pc, arg, sb.gas, sb.program.imports)
 
 

@@ -2,6 +2,7 @@
 sandbox can do wrong surfaces as a VmError subclass."""
 from __future__ import annotations
 
+import enum
 import pickle
 from typing import Any, Dict, Optional, Tuple
 
@@ -60,9 +61,39 @@ class ProgramError(VmError):
         self.reason = message
 
 
+class TrapReason(str, enum.Enum):
+    """Why a guest panicked (``Trap.reason``, ``TrapInterrupt.reason``).
+    Every backend reports the same reason for the same program; the values
+    are plain strings, so ``err.reason == "invalid-jump"`` works too.  (The
+    engines' codes are ``vmcore.abi.TRAP_*``.)"""
+    #: the ``trap`` instruction (what ``unreachable`` / ``panic!`` compile to)
+    TRAP = "trap"
+    #: an undefined opcode, or no instruction start where the code needs one
+    INVALID_INSTRUCTION = "invalid-instruction"
+    #: a jump or branch to something that is not a basic block start, or a
+    #: dynamic jump to an address that is 0, misaligned or not in the jump
+    #: table (also: the host starting a call at such a pc)
+    INVALID_JUMP = "invalid-jump"
+    #: ran past the last instruction of the code
+    END_OF_CODE = "end-of-code"
+    #: a memory access that panics rather than faults: below the 64 KiB
+    #: low zone (``abi.LOW_MEMORY_PANIC_LIMIT``), or reaching past
+    #: 0xffffffff with the top page accessible
+    MEMORY_ACCESS = "memory-access"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class Trap(VmError):
-    """The guest panicked: a trap instruction, an invalid instruction or
-    jump, or running off the end of the code."""
+    """The guest panicked; ``reason`` (a :class:`TrapReason`) says why: a
+    trap instruction, an invalid instruction or jump target, running off
+    the end of the code, or a memory access that panics (a page fault above
+    the low zone is :class:`PageFault` instead)."""
+
+    def __init__(self, message: str, *, pc: Optional[int] = None, reason: Optional[TrapReason] = None) -> None:
+        super().__init__(message, pc=pc)
+        self.reason = reason
 
 
 class OutOfGas(VmError):
@@ -146,7 +177,7 @@ class ImportNotFound(_LookupVmError):
 
 
 __all__ = [
-    "VmError", "ProgramError", "Trap", "OutOfGas", "PageFault", "HostcallError",
+    "VmError", "ProgramError", "Trap", "TrapReason", "OutOfGas", "PageFault", "HostcallError",
     "MemoryAccessError", "SandboxError", "SandboxBusy", "Timeout", "ExportNotFound", "ImportNotFound",
     "AsyncHostcallError",
 ]

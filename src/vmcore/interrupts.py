@@ -13,6 +13,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from vmcore.errors import TrapReason
+
 
 @dataclass(frozen=True)
 class Interrupt:
@@ -34,7 +36,9 @@ class Ecalli(Interrupt):
 
 @dataclass(frozen=True)
 class TrapInterrupt(Interrupt):
-    """The guest panicked (``call()`` raises :class:`vmcore.Trap` for this)."""
+    """The guest panicked; ``reason`` (a :class:`vmcore.TrapReason`) says
+    why (``call()`` raises :class:`vmcore.Trap` with the same reason)."""
+    reason: TrapReason
 
 
 @dataclass(frozen=True)

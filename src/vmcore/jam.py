@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 from vmcore import abi, interrupts
-from vmcore.errors import HostcallError, MemoryAccessError, OutOfGas, ProgramError, Trap, VmError
+from vmcore.errors import HostcallError, MemoryAccessError, OutOfGas, ProgramError, Trap, TrapReason, VmError
 from vmcore.program import Program
 from vmcore.sandbox import Sandbox
 
@@ -447,7 +447,7 @@ class Machine:
             raise TypeError(f"pc must be a non-negative int, got {pc!r}")
         try:
             if pc >= 1 << 32:
-                raise Trap("pc outside the code", pc=pc)
+                raise Trap("pc outside the code", pc=pc, reason=TrapReason.INVALID_JUMP)
             sb.prepare_call(pc)
         except Trap:
             self._bad_entry = Status.PANIC  # deblob(p, pc) fails: Psi panics

@@ -17,6 +17,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from vmcore import _engine, gas as _gas
 from vmcore.errors import SandboxError
+from vmcore.host_functions import HostFunctions
 
 ZYGOTE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote")
 ISOLATION_FEATURES = tuple(name for name, _ in _engine.ISOLATION_FEATURES)
@@ -70,6 +71,9 @@ class SandboxPool:
     unpinned, to the kernel's scheduler; a list of CPU numbers spreads them
     over those CPUs only.
 
+    ``functions`` (a :class:`vmcore.HostFunctions`) is what sandboxes taken
+    from the pool get unless they pass their own ``functions=``.
+
     ``vmcore.SandboxPool.default()`` is the pool sandboxes use unless given
     ``pool=``."""
 
@@ -77,11 +81,14 @@ class SandboxPool:
     _default_lock = threading.Lock()
 
     def __init__(self, size: int = 8, *, min_idle: int = 0, recycle: bool = True,
-                 pinning: Union[str, Iterable[int]] = "spread", _flags: int = 0, _namespaces: bool = True,
-                 _image_fd: int = -1) -> None:
+                 pinning: Union[str, Iterable[int]] = "spread", functions: Optional[HostFunctions] = None,
+                 _flags: int = 0, _namespaces: bool = True, _image_fd: int = -1) -> None:
         if size < 0 or min_idle < 0:
             raise ValueError("size and min_idle must be >= 0")
         require_process()  # refused up front where there is no sandbox process
+        if functions is not None and not isinstance(functions, HostFunctions):
+            raise TypeError(f"functions must be a vmcore.HostFunctions, got {type(functions).__name__}")
+        self.functions = functions
         self.pinning, self._pin_cpus = _pinning(pinning)
         self.size = size
         self.min_idle = min(min_idle, size)

@@ -8,14 +8,14 @@ Process) holds the registers and memory and runs, and the backend
 from __future__ import annotations
 
 import functools
-import inspect
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Union
 
 from vmcore import _engine, abi, debuginfo, exits, gas as _gas, interrupts
 from vmcore.backends import IsolationReport, select
 from vmcore.caller import Caller, Registers
 from vmcore.errors import ImportNotFound, SandboxBusy, SandboxError, Timeout, VmError
 from vmcore.heap import HeapPolicy
+from vmcore.host_functions import Entry, Hostcall, HostFunctions, hostcall_entry
 from vmcore.memory import GuestMemory
 from vmcore.memory_map import check_page_size
 from vmcore.program import DEFAULT_PAGE_SIZE, Program
@@ -25,7 +25,6 @@ from vmcore.watchdog import deadline
 if TYPE_CHECKING:
     from vmcore.pool import SandboxPool
 
-Hostcall = Callable[..., Any]
 #: What ``Sandbox(backend=)`` accepts and what ``Sandbox.backend`` reports
 #: ("auto" is resolved at construction, never reported).
 Backend = Literal["auto", "interpreter", "compiler"]
@@ -40,26 +39,6 @@ RA, SP, A0, A1 = abi.REG_RA, abi.REG_SP, abi.REG_A0, abi.REG_A1
 
 
 _DEFAULT_HEAP = HeapPolicy()
-
-
-def _hostcall_arity(fn: Hostcall, name: str) -> int:
-    """How many register arguments a hostcall takes after the Caller."""
-    if not callable(fn):
-        raise TypeError(f"hostcall {name!r} must be callable, got {type(fn).__name__}")
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return 0  # builtins without a signature get the Caller only
-    params = list(sig.parameters.values())
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return 6
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if not positional:
-        raise TypeError(f"hostcall {name!r} must accept the Caller as its first argument")
-    n = len(positional) - 1
-    if n > 6:
-        raise TypeError(f"hostcall {name!r} takes {n} register arguments; at most 6 (a0..a5) are passed")
-    return n
 
 
 def _limit_heap(heap: HeapPolicy, memory_map, memory_limit: Optional[int]) -> HeapPolicy:
@@ -140,6 +119,10 @@ class Sandbox(_engine.SandboxCore):
             step); default: an empty heap that may grow up to the stack.
         hostcalls: ``{import name: function}`` registered at once, as with
             :meth:`register_hostcall`.
+        functions: a :class:`vmcore.HostFunctions` shared with other
+            sandboxes (default: the pool's ``functions``, if any); this
+            sandbox's ``hostcalls`` and :meth:`register_hostcall` override
+            it for the same import.
         strict: refuse to start unless every protection of the sandbox
             process is active (see :meth:`isolation_report`); implies
             ``isolation="process"``.
@@ -160,7 +143,8 @@ class Sandbox(_engine.SandboxCore):
             ``"full"`` for jam_v1 programs and ``"naive"`` for the others.
 
     Raises:
-        TypeError: ``program``, ``gas``, ``heap`` or ``pool`` of the wrong type.
+        TypeError: ``program``, ``gas``, ``heap``, ``pool`` or
+            ``functions`` of the wrong type.
         ValueError: an unknown ``backend``/``isolation`` or a bad
             ``page_size``/``memory_limit``.
         SandboxError: the backend cannot run here, ``strict`` cannot be
@@ -174,11 +158,15 @@ class Sandbox(_engine.SandboxCore):
                  hostcalls: Optional[Dict[str, Hostcall]] = None, strict: bool = False,
                  auto_restart: bool = False, pool: Optional["SandboxPool"] = None,
                  memory_limit: Optional[int] = None,
-                 gas_model: Optional[str] = None) -> None:
+                 gas_model: Optional[str] = None, functions: Optional[HostFunctions] = None) -> None:
         if not isinstance(program, Program):
             raise TypeError(f"Sandbox needs a vmcore.Program, got {type(program).__name__}")
         if gas is not None and type(gas) is not int and (not isinstance(gas, int) or isinstance(gas, bool)):
             raise TypeError(f"gas must be an int or None, got {type(gas).__name__}")
+        if functions is None and pool is not None:
+            functions = getattr(pool, "functions", None)
+        if functions is not None and not isinstance(functions, HostFunctions):
+            raise TypeError(f"functions must be a vmcore.HostFunctions, got {type(functions).__name__}")
         # What follows from the options alone is worked out once per Program
         # and options (a warm constructor is one dict lookup).  The types of
         # the numbers are in the key so that 4096.0 or True never reuse the
@@ -204,7 +192,12 @@ class Sandbox(_engine.SandboxCore):
         self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering,
                                 gas if gas is not None else 0, model, prepared, **options)
         self._guest = self._backend.guest
-        self._handlers: List[Optional[Tuple[Hostcall, int]]] = [None] * len(program.imports)
+        # The hostcall loop's table per import: (function, register
+        # arguments[, gas]), None where nothing serves it.
+        self._handlers: List[Optional[Entry]] = (
+            functions.resolve(program.imports, gas is not None) if functions is not None
+            else [None] * len(program.imports))
+        self.functions = functions
         self._exports = program.exports
         self._stack_top = self.memory_map.stack_address_high
         self._caller = Caller(self)
@@ -262,15 +255,13 @@ class Sandbox(_engine.SandboxCore):
         return dict(self._lifecycle().counters)
 
     def register_hostcall(self, name: str, fn: Hostcall) -> None:
-        """Serve the import ``name`` with ``fn(caller, *args)``; raises
-        ImportNotFound (a KeyError) if the program has no such import."""
+        """Serve the import ``name`` with ``fn(caller, *args)`` (overriding
+        the sandbox's ``functions`` for it); raises ImportNotFound (a
+        KeyError) if the program has no such import."""
         if name not in self.program.imports:
             known = ", ".join(self.program.imports) or "none"
             raise ImportNotFound(f"the program has no import named {name!r} (imports: {known})", name=name)
-        entry = (fn, _hostcall_arity(fn, name))
-        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
-            from vmcore import aio  # async def: run on the awaiting loop; asyncio only when used
-            entry = (aio.bridge(fn), entry[1])
+        entry = hostcall_entry(fn, name)
         for i, imported in enumerate(self.program.imports):
             if imported == name:
                 self._handlers[i] = entry
@@ -385,7 +376,7 @@ class Sandbox(_engine.SandboxCore):
         if reason == _engine.EXIT_INTERRUPTED:
             raise debuginfo.attach_traceback(Timeout(
                 f"run() passed its {timeout:g} s deadline; the guest was stopped at pc {b.pc}", pc=b.pc), self.program)
-        if reason in (_engine.EXIT_BUSY, _engine.EXIT_HOSTCALL_ERROR):
+        if reason in (_engine.EXIT_BUSY, _engine.EXIT_HOSTCALL_ERROR, _engine.EXIT_HOSTCALL_OUT_OF_GAS):
             raise self._error_for(reason)
         pc = b.pc
         if reason == _engine.EXIT_FINISHED:
@@ -395,7 +386,7 @@ class Sandbox(_engine.SandboxCore):
             name = self.program.imports[n] if n < len(self.program.imports) else ""
             return interrupts.Ecalli(pc, n, name)
         if reason == _engine.EXIT_TRAP:
-            return interrupts.TrapInterrupt(pc)
+            return interrupts.TrapInterrupt(pc, exits.trap_reason(b.arg))
         if reason == _engine.EXIT_OUT_OF_GAS:
             return interrupts.OutOfGasInterrupt(pc)
         if reason == _engine.EXIT_PAGEFAULT:

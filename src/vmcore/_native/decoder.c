@@ -1,4 +1,5 @@
 /* Instruction decoding: bitmask, skip, operands.  Freestanding C11. */
+#include "vmcore/abi.h"
 #include "vmcore/decoder.h"
 #include "vmcore/decoder_inline.h"
 
@@ -81,6 +82,18 @@ const char *vm_isa_name(vm_isa isa) { return (unsigned)isa < VM_ISA_COUNT ? isa_
 const char *vm_op_name(vm_op op) { return (unsigned)op <= VM_OP_COUNT ? op_names[op] : "?"; }
 vm_format vm_op_format(vm_op op) { return (unsigned)op <= VM_OP_COUNT ? (vm_format)op_formats[op] : VM_FMT_ARGLESS; }
 int vm_op_flags(vm_op op) { return (unsigned)op <= VM_OP_COUNT ? op_flags[op] : VM_F_TERMINATOR; }
+
+int vm_trap_reason_of(vm_op op, uint32_t pc, uint32_t code_len)
+{
+    if (op == VM_OP_trap)
+        return VM_TRAP_INSTRUCTION;
+    if (pc >= code_len || op == VM_OP_fallthrough) /* a fallthrough panics only into the end */
+        return VM_TRAP_END_OF_CODE;
+    if ((unsigned)op >= VM_OP_COUNT)
+        return VM_TRAP_INVALID_INSTRUCTION;
+    /* the rest that end a block are jumps and branches: their target was bad */
+    return (op_flags[op] & VM_F_ENDS_BLOCK) ? VM_TRAP_INVALID_JUMP : VM_TRAP_MEMORY_ACCESS;
+}
 
 int vm_bitmask_bit(const uint8_t *bitmask, uint32_t code_len, uint32_t offset)
 {

@@ -158,6 +158,7 @@ vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory
      * centuries to count down from 2^64). */
     uint64_t fuel = state->fuel ? state->fuel : ~(uint64_t)0;
     uint32_t fault;
+    uint32_t trap_reason;
     vm_exit exit_reason;
     int access;
 
@@ -200,8 +201,11 @@ L_STEP:
     exit_reason = VM_EXIT_STEP;
     goto out;
 L_TRAP:
+    trap_reason = ip->x; /* the builder's vm_trap_reason */
+panic:
     state->pc = ip->pc;
     state->resume = (uint32_t)(ip - insns);
+    state->arg = trap_reason;
     exit_reason = VM_EXIT_TRAP;
     goto out;
 L_END:
@@ -221,8 +225,10 @@ L_JUMP:
         }                                                                              \
         uint32_t slot_ = addr_ / VM_CODE_ADDRESS_ALIGNMENT;                            \
         if (addr_ == 0 || (addr_ & (VM_CODE_ADDRESS_ALIGNMENT - 1)) ||                 \
-            slot_ - 1 >= module->jump_table_count || module->jump_table[slot_ - 1] == VM_INDEX_NONE) \
-            goto L_TRAP;                                                               \
+            slot_ - 1 >= module->jump_table_count || module->jump_table[slot_ - 1] == VM_INDEX_NONE) { \
+            trap_reason = VM_TRAP_INVALID_JUMP;                                        \
+            goto panic;                                                                \
+        }                                                                              \
         JUMP_TO(module->jump_table[slot_ - 1]);                                        \
     } while (0)
 
@@ -230,8 +236,10 @@ L_JUMP_IND:
     DYNAMIC_JUMP((uint32_t)(RB + X_IMM));
 L_LI_JUMP:
     RA = X_IMM;
-    if (ip->y == VM_INDEX_NONE)
-        goto L_TRAP;
+    if (ip->y == VM_INDEX_NONE) {
+        trap_reason = VM_TRAP_INVALID_JUMP;
+        goto panic;
+    }
     JUMP_TO(ip->y);
 L_LI_JUMP_IND: {
     uint32_t target = (uint32_t)(RB + (uint64_t)sext32(ip->y));
@@ -288,6 +296,8 @@ L_MEMSET: {
     state->resume = (uint32_t)(ip - insns);
     if (exit_reason == VM_EXIT_PAGEFAULT)
         state->arg = fault;
+    else if (exit_reason == VM_EXIT_TRAP)
+        state->arg = VM_TRAP_MEMORY_ACCESS;
     goto out;
 }
 
@@ -468,6 +478,7 @@ memory_stop:
     state->pc = ip->pc;
     state->resume = (uint32_t)(ip - insns);
     if (access == VM_ACCESS_PANIC) {
+        state->arg = VM_TRAP_MEMORY_ACCESS;
         exit_reason = VM_EXIT_TRAP;
     } else {
         state->arg = fault;

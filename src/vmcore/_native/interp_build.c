@@ -48,6 +48,18 @@ static vm_insn *emit(builder *b, uint16_t h, uint32_t pc)
     return i;
 }
 
+/* A panic record; x holds the vm_trap_reason L_TRAP reports. */
+static void emit_trap(builder *b, uint32_t pc, int reason)
+{
+    emit(b, H_TRAP, pc)->x = (uint32_t)reason;
+}
+
+static void make_trap(vm_insn *i, int reason)
+{
+    i->op = H_TRAP;
+    i->x = (uint32_t)reason;
+}
+
 static int valid_target(const builder *b, uint32_t target)
 {
     return vm_is_basic_block_start((vm_isa)b->config->isa, b->code, b->code_len, b->bitmask, target);
@@ -192,7 +204,7 @@ static void emit_instruction(builder *b, const vm_instruction *ins)
         return;
     case VM_OP_trap:
     case VM_OP_INVALID:
-        emit(b, H_TRAP, pc);
+        emit_trap(b, pc, vm_trap_reason_of(op, pc, b->code_len));
         return;
     case VM_OP_fallthrough:
         /* Into the next block.  Past the end of the code PolkaVM 0.35
@@ -200,7 +212,7 @@ static void emit_instruction(builder *b, const vm_instruction *ins)
          * v0.4 vector inst_fallthrough expected the implicit trap past the
          * end to run as a block of its own: superseded). */
         if (ins->next >= b->code_len) {
-            emit(b, H_TRAP, pc);
+            emit_trap(b, pc, VM_TRAP_END_OF_CODE);
             return;
         }
         i = emit(b, H_JUMP, pc);
@@ -302,6 +314,8 @@ static void emit_instruction(builder *b, const vm_instruction *ins)
     default:
         break;
     }
+    if (h == H_TRAP) /* an op without a handler (none today): the recompiler's fallback too */
+        i->x = (uint32_t)vm_trap_reason_of(op, pc, b->code_len);
 }
 
 static int is_branch(uint16_t h) { return h >= H_BEQ && h <= H_BGTSI; }
@@ -361,7 +375,7 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
     if (block_open && config->gas_metering) /* (every walk ends a block; just in case) */
         b.insns[b.charge_index].x = vm_gas_take(&b.gas);
     /* A guard record: running past the last record traps. */
-    emit(&b, H_TRAP, code_len);
+    emit_trap(&b, code_len, VM_TRAP_END_OF_CODE);
 
     /* Pass 2: resolve static targets to indices. */
     for (uint32_t k = 0; k < b.count; k++) {
@@ -372,7 +386,7 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
             if (ok && pc_to_index[target] != VM_INDEX_NONE) {
                 i->y = pc_to_index[target];
             } else {
-                i->op = H_TRAP;
+                make_trap(i, VM_TRAP_INVALID_JUMP);
             }
             i->z = 0;
         } else if (i->op == H_LI_JUMP) {
@@ -387,7 +401,7 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
                 i->y = pc_to_index[t];
                 i->z = pc_to_index[f];
             } else {
-                i->op = H_TRAP;
+                make_trap(i, VM_TRAP_INVALID_JUMP);
             }
         }
     }

@@ -559,6 +559,19 @@ static uint32_t helper_memset(uint32_t metering)
     return r;
 }
 
+/* Why native code panicked at pc: every panic exit (the trap routine, a
+ * memory access's fault, memset, a dynamic jump's stub) sets only the pc,
+ * and the pc map keeps each instruction's op. */
+static uint32_t native_trap_reason(uint32_t pc)
+{
+    vm_x64_map_entry e;
+    if (pc >= x64->code_len)
+        return VM_TRAP_END_OF_CODE; /* the guard past the last instruction */
+    if (vm_x64_find_pc(x64, &x64_map, pc, &e) < 0)
+        fatal("native code panicked at a pc that is not an instruction", pc);
+    return (uint32_t)vm_trap_reason_of((vm_op)(e.info & VM_X64_INFO_OP_MASK), pc, x64->code_len);
+}
+
 static uint32_t run_native(void)
 {
     vmctx *c = CTX;
@@ -645,6 +658,8 @@ static uint32_t run_native(void)
     default: fatal("native code left by an unknown exit", 0);
     }
     resumable = reason != VM_EXIT_FINISHED && reason != VM_EXIT_TRAP;
+    if (reason == VM_EXIT_TRAP) /* native code says only where: the instruction there says why */
+        STORE_IF_CHANGED(arg, native_trap_reason(atomic_load_explicit(&c->program_counter, RELAXED)));
     resume_native = atomic_load_explicit(&c->next_native_program_counter, RELAXED);
     STORE_IF_CHANGED(arg2, (uint32_t)reason);
     return futex_state_for(reason);

@@ -62,6 +62,12 @@ void vm_zygote_hostile_scribble(vmctx *ctx, uint32_t *answer)
         return; /* "ready": no guest code has run yet */
     uint64_t r = next_random();
     size_t count = sizeof fields / sizeof fields[0];
+    if (*answer == VMCTX_FUTEX_GUEST_TRAP && (r >> 40) % 4 == 0) {
+        /* a trap with a reason no engine gives (0, the limit, anything past) */
+        uint32_t lie = (r >> 42) & 1 ? 0u : VM_TRAP_REASON_LIMIT + (uint32_t)(hostile_value() % 0x7fffffffu);
+        atomic_store_explicit(&ctx->arg, lie, memory_order_relaxed);
+        return;
+    }
     switch (r % 8) {
     case 0: case 1: case 2: /* an honest answer now and then: runs get somewhere */
         break;

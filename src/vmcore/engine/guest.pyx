@@ -61,12 +61,31 @@ cdef inline object _hostcall(AnyGuest g, object fn, int nargs, object caller, ui
               g._get_reg(vm_abi_arg_regs[4]) & mask, g._get_reg(vm_abi_arg_regs[5]) & mask)
 
 
+cdef int _set_results(AnyGuest g, object result, uint64_t mask) except -1:
+    """A hostcall's return value into a0, a1, ...: None (registers
+    untouched), an int, or a tuple of up to VM_HOSTCALL_RETURN_COUNT ints."""
+    cdef Py_ssize_t n, i
+    if isinstance(result, tuple):
+        n = len(<tuple>result)
+        if 0 < n <= VM_HOSTCALL_RETURN_COUNT:
+            for i in range(n):
+                if not isinstance((<tuple>result)[i], int):
+                    break
+            else:
+                for i in range(n):
+                    g._set_reg(vm_abi_arg_regs[i], _to_reg((<tuple>result)[i], mask))
+                return 0
+    raise TypeError(f"a hostcall must return None, an int or a tuple of 1 to {VM_HOSTCALL_RETURN_COUNT} ints "
+                    f"(a0, a1, ...), got {result!r:.80}")
+
+
 cdef int _serve(AnyGuest g, list handlers, object caller, uint64_t mask) except -1:
     """Run, answering each ecalli from ``handlers[number] = (fn, nargs)``
-    without leaving Cython between guest and hostcall.  Returns the exit
-    code when the guest stops for another reason, EXIT_ECALLI when it calls
-    an import with no handler, EXIT_HOSTCALL_ERROR when a hostcall raised
-    (the exception is kept on the guest)."""
+    or ``(fn, nargs, gas)`` without leaving Cython between guest and hostcall.  Returns the
+    exit code when the guest stops for another reason, EXIT_ECALLI when it
+    calls an import with no handler, EXIT_HOSTCALL_ERROR when a hostcall
+    raised (the exception is kept on the guest), EXIT_HOSTCALL_OUT_OF_GAS
+    when its gas cost (charged first) is more than is left."""
     cdef int reason
     cdef uint32_t n
     cdef Py_ssize_t count = len(handlers)
@@ -81,7 +100,14 @@ cdef int _serve(AnyGuest g, list handlers, object caller, uint64_t mask) except 
         entry = handlers[n]
         if entry is _NONE:
             return reason
-        fn, nargs = <tuple>entry
+        # (fn, nargs), or (fn, nargs, gas) for a function that costs gas:
+        # the free ones pay nothing for the feature
+        if len(<tuple>entry) == 2:
+            fn, nargs = <tuple>entry
+        else:
+            fn, nargs, cost = <tuple>entry
+            if not g._charge(cost):
+                return VM_EXIT_HOSTCALL_OUT_OF_GAS
         try:
             result = _hostcall(g, fn, nargs, caller, mask)
             if g._gone():
@@ -92,12 +118,8 @@ cdef int _serve(AnyGuest g, list handlers, object caller, uint64_t mask) except 
                 continue
             if isinstance(result, int):
                 g._set_reg(VM_REG_A0, _to_reg(result, mask))
-            elif isinstance(result, tuple) and len(<tuple>result) == 2 and isinstance((<tuple>result)[0], int) \
-                    and isinstance((<tuple>result)[1], int):
-                g._set_reg(VM_REG_A0, _to_reg((<tuple>result)[0], mask))
-                g._set_reg(VM_REG_A1, _to_reg((<tuple>result)[1], mask))
             else:
-                raise TypeError(f"a hostcall must return None, an int or a 2-tuple of ints, got {result!r:.80}")
+                _set_results(g, result, mask)
         except BaseException as e:
             if isinstance(e, (KeyboardInterrupt, SystemExit)) or g._gone():
                 raise
@@ -196,6 +218,11 @@ cdef class Guest:
         pass
 
     cdef uint32_t _hostcall_number(self):
+        return 0
+
+    cdef int _charge(self, int64_t cost) except -1:
+        """Take a hostcall's cost from the gas: 1, or 0 (gas unchanged)
+        when less is left."""
         return 0
 
     # -- calls ----------------------------------------------------------

@@ -144,6 +144,12 @@ cdef class Instance(Guest):
     cdef uint32_t _hostcall_number(self):
         return self.state.arg
 
+    cdef int _charge(self, int64_t cost) except -1:
+        if self.state.gas < cost:
+            return 0
+        self.state.gas -= cost
+        return 1
+
     # -- execution ------------------------------------------------------
     def set_module(self, CompiledModule module):
         """Switch to other threaded code for the same program (e.g. tracing);

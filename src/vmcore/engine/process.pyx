@@ -632,6 +632,14 @@ cdef class Process(Guest):
     cdef uint32_t _hostcall_number(self):
         return vm_host_arg(self.ctx)
 
+    cdef int _charge(self, int64_t cost) except -1:
+        cdef int64_t left = self._gas()  # the gas line: only functions with a cost pay for it
+        if left < cost:
+            return 0
+        vm_host_set_gas(self.ctx, left - cost)
+        self.gas_ceiling = left - cost
+        return 1
+
     cdef int _start(self) except -1:
         """Hand the context to the zygote, after making sure it has our
         module and runs on another CPU than this thread (checked at every
@@ -726,6 +734,9 @@ cdef class Process(Guest):
         self._gas()  # off the hostcall path: the gas line costs a transfer
         if v == VMCTX_FUTEX_GUEST_TRAP:
             self.resumable = False
+            why = vm_host_arg(self.ctx)
+            if not VM_TRAP_INSTRUCTION <= why < VM_TRAP_REASON_LIMIT:
+                self._anomaly(f"a trap reason out of range ({why})")
             return VM_EXIT_TRAP
         if v == VMCTX_FUTEX_GUEST_NOT_ENOUGH_GAS:
             return VM_EXIT_OUT_OF_GAS
