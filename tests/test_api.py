@@ -274,6 +274,7 @@ def test_backend_auto_when_a_feature_is_missing(monkeypatch, missing):
     """The other machines, simulated through the availability probes."""
     from vmcore import backends, pool
     monkeypatch.setattr(backends, "_SELECTED", {})
+    monkeypatch.setattr(PROG._cache, "recipes", {})  # Sandbox() keeps what its options resolved to
     monkeypatch.setattr(backends, "cpu_supports_native", lambda: "this CPU lacks BMI2 (simulated)")
     if missing == "sandbox process":
         monkeypatch.setattr(pool, "process_unavailable", lambda: "no sandbox process here (simulated)")
