@@ -250,3 +250,42 @@ def test_definition_errors():
         vmcore.Sandbox(GUEST, functions={"get": lambda caller: 1})
     with pytest.raises(TypeError, match="HostFunctions"):
         vmcore.SandboxPool(1, functions=object())
+
+
+def test_register_hostcall_charges_its_gas(mode):
+    """Sandbox.register_hostcall / @sb.hostcall take the same per-call gas=
+    as HostFunctions.define, and refuse what define refuses."""
+    spent = []
+    for gas in (0, 77):
+        sb = mode.sandbox(GUEST, gas=10_000)
+        try:
+            sb.register_hostcall("get", lambda caller: 1, gas=gas)
+            assert sb.call("get") == 1
+            spent.append(10_000 - sb.gas)
+        finally:
+            sb.close()
+    assert spent[1] - spent[0] == 77
+    sb = mode.sandbox(GUEST, gas=1000)
+    try:
+        ran = []
+
+        @sb.hostcall("get", gas=50)
+        def get(caller):
+            ran.append(1)
+            return 2
+
+        sb.gas = 20  # the guest's block fits, the hostcall's 50 does not
+        with pytest.raises(vmcore.OutOfGas, match="hostcall 'get' costs more gas"):
+            sb.call("get")
+        assert ran == []
+        for bad in (-1, 1 << 63, 1.5, True):
+            with pytest.raises(ValueError, match="gas must be an int"):
+                sb.register_hostcall("get", get, gas=bad)
+    finally:
+        sb.close()
+    unmetered = mode.sandbox(GUEST, gas=None)
+    try:
+        unmetered.register_hostcall("get", lambda caller: 3, gas=1 << 40)
+        assert unmetered.call("get") == 3
+    finally:
+        unmetered.close()

@@ -40,9 +40,18 @@ def hostcall_arity(fn: Hostcall, name: str) -> int:
     return n
 
 
+def check_gas(gas: object) -> int:
+    """``gas`` as a per-call hostcall charge, or ValueError."""
+    if not isinstance(gas, int) or isinstance(gas, bool) or not 0 <= gas < 1 << 63:
+        raise ValueError(f"gas must be an int from 0 to 2**63-1, got {gas!r}")
+    return gas
+
+
 def hostcall_entry(fn: Hostcall, name: str, gas: int = 0) -> Entry:
-    """The hostcall loop's entry for ``fn`` (an ``async def`` is bridged to
-    the loop that awaits the call; asyncio is imported only then)."""
+    """The hostcall loop's entry for ``fn`` costing ``gas`` per call (an
+    ``async def`` is bridged to the loop that awaits the call; asyncio is
+    imported only then)."""
+    check_gas(gas)
     nargs = hostcall_arity(fn, name)
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
         from vmcore import aio
@@ -100,8 +109,7 @@ class HostFunctions:
         ValueError unless ``replace=True``."""
         if not isinstance(name, str) or not name:
             raise TypeError(f"a host function's name must be a non-empty str, got {name!r}")
-        if not isinstance(gas, int) or isinstance(gas, bool) or not 0 <= gas < 1 << 63:
-            raise ValueError(f"gas must be an int from 0 to 2**63-1, got {gas!r}")
+        check_gas(gas)
         if fn is None:
             def decorate(f: Hostcall) -> Hostcall:
                 self.define(name, f, gas=gas, replace=replace)

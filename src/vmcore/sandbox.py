@@ -15,7 +15,7 @@ from vmcore.backends import IsolationReport, select
 from vmcore.caller import Caller, Registers
 from vmcore.errors import ImportNotFound, SandboxBusy, SandboxError, Timeout, VmError
 from vmcore.heap import HeapPolicy
-from vmcore.host_functions import Entry, Hostcall, HostFunctions, hostcall_entry
+from vmcore.host_functions import Entry, Hostcall, HostFunctions, check_gas, hostcall_entry
 from vmcore.memory import GuestMemory
 from vmcore.memory_map import check_page_size
 from vmcore.program import DEFAULT_PAGE_SIZE, Program
@@ -254,22 +254,26 @@ class Sandbox(_engine.SandboxCore):
         inline."""
         return dict(self._lifecycle().counters)
 
-    def register_hostcall(self, name: str, fn: Hostcall) -> None:
+    def register_hostcall(self, name: str, fn: Hostcall, *, gas: int = 0) -> None:
         """Serve the import ``name`` with ``fn(caller, *args)`` (overriding
-        the sandbox's ``functions`` for it); raises ImportNotFound (a
-        KeyError) if the program has no such import."""
+        the sandbox's ``functions`` for it), charging ``gas`` before each
+        call when the sandbox is metered (as ``HostFunctions.define``
+        does: OutOfGas, and ``fn`` does not run, when less is left);
+        raises ImportNotFound (a KeyError) if the program has no such
+        import."""
         if name not in self.program.imports:
             known = ", ".join(self.program.imports) or "none"
             raise ImportNotFound(f"the program has no import named {name!r} (imports: {known})", name=name)
-        entry = hostcall_entry(fn, name)
+        check_gas(gas)  # refused even where it would not be charged
+        entry = hostcall_entry(fn, name, gas if self._gas_metering else 0)
         for i, imported in enumerate(self.program.imports):
             if imported == name:
                 self._handlers[i] = entry
 
-    def hostcall(self, name: str) -> Callable[[Hostcall], Hostcall]:
+    def hostcall(self, name: str, *, gas: int = 0) -> Callable[[Hostcall], Hostcall]:
         """Decorator form of :meth:`register_hostcall`."""
         def register(fn: Hostcall) -> Hostcall:
-            self.register_hostcall(name, fn)
+            self.register_hostcall(name, fn, gas=gas)
             return fn
         return register
 
