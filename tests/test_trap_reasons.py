@@ -149,3 +149,31 @@ def test_crosscheck_compares_and_reports_the_reason(lockstep):
         with pytest.raises(vmcore.Trap) as info:
             crosscheck(program(source), "main", gas=1000, lockstep=lockstep)
         assert (info.value.reason, info.value.pc) == (reason, pc), case
+
+
+@pytest.mark.parametrize("case", ["trap", "dynamic-zero", "off-the-end", "load-low-zone"])
+def test_vector_runs_carry_the_reason(case):
+    """The vector runner's Outcome (what the fuzzers compare) carries the
+    reason, also for an entry the engine refuses."""
+    from vmcore import vectors
+    from vmcore.fuzz_cases import code_blob
+    source, reason, pc = CASES[case]
+    prog = program(source)
+    blob = code_blob(prog.code, prog.bitmask, list(prog.jump_table))
+    vector = {"name": case, "isa": prog.isa, "program": list(blob), "initial-regs": [0] * abi.REG_COUNT,
+              "initial-pc": prog.export_pc("main"), "initial-page-map": [], "initial-memory": [],
+              "initial-gas": 10_000}
+    for backend, isolation in [(m.backend, m.isolation) for m in modes.available()]:
+        got = vectors.run_vector(vector, backend=backend, isolation=isolation)
+        assert (got.status, got.pc, got.trap_reason) == ("panic", pc, reason.value)
+    vector["initial-pc"] = 1  # not an instruction start: refused at entry
+    assert vectors.run_vector(vector).trap_reason == R.INVALID_JUMP.value
+
+
+def test_disagreeing_reasons_are_a_difference():
+    from vmcore.outcome import Outcome, trap_reason_differences
+    same = {n: Outcome("panic", 3, 7, [0] * 13, {}, trap_reason="trap") for n in ("a", "b")}
+    assert trap_reason_differences(same) == []
+    assert trap_reason_differences({**same, "oracle": Outcome("panic", 3, 7, [0] * 13, {})}) == []
+    differ = {**same, "c": Outcome("panic", 3, 7, [0] * 13, {}, trap_reason="invalid-jump")}
+    assert trap_reason_differences(differ) == ["trap reason: a trap vs c invalid-jump"]

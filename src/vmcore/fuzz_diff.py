@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from vmcore import abi
 from vmcore.program import Program
-from vmcore.outcome import Outcome, differences, expectations_of, memory_chunks
+from vmcore.outcome import Outcome, differences, expectations_of, memory_chunks, trap_reason_differences
 from vmcore.vectors import PAGE_SIZE, run_vector
 from vmcore.fuzz_cases import Failure, code_blob, generate_vector
 
@@ -189,6 +189,7 @@ class DiffTarget:
                     diffs.append(f"gas {outcome.gas} reported without metering (Sandbox.gas is None then)")
             if diffs:
                 problems.append(f"{name} vs {reference_name}: " + "; ".join(diffs[:12]))
+        problems += trap_reason_differences(outcomes)
         if not problems:
             return None
         artifact = with_expected(vector, reference)

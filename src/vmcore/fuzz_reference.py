@@ -46,6 +46,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from vmcore import _engine, abi, isa as _isa
 from vmcore.backends import unavailable
 from vmcore.fuzz_cases import Failure, code_blob, generate_vector
+from vmcore.outcome import trap_reason_differences
 from vmcore.program import Program
 from vmcore.vectors import CONFIGURATIONS, compare, run_vector
 
@@ -267,14 +268,17 @@ class ReferenceTarget:
         if normalised:
             self._count("low-memory")
         problems = []
+        outcomes = {}
         for backend, isolation in self.configs:
             try:
-                diffs = compare(want, self._run(want, backend, isolation))
+                got = outcomes[f"{backend}/{isolation}"] = self._run(want, backend, isolation)
+                diffs = compare(want, got)
             except Exception as e:
                 problems.append(f"{backend}/{isolation} raised {type(e).__name__}: {e}\n{traceback.format_exc()}")
                 continue
             if diffs:
                 problems.append(f"{backend}/{isolation} vs PolkaVM: " + "; ".join(diffs[:12]))
+        problems += trap_reason_differences(outcomes)  # PolkaVM reports none: ours must agree
         if not problems:
             return None
         artifact = dict(want)

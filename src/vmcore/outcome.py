@@ -26,7 +26,9 @@ class Outcome:
     """``status`` in the vector format's words (v0.4: halt, panic, host,
     out-of-gas, page-fault; v0.5 says ecalli for host); ``gas`` is None
     when the run was not metered; ``memory``: page address -> bytes of
-    every accessible page the vector lists."""
+    every accessible page the vector lists; ``trap_reason``: for a panic
+    the engine reports, the :class:`vmcore.TrapReason`'s value (the vector
+    formats have no such field: the fuzzers compare it between backends)."""
     status: str
     pc: int
     gas: Optional[int]
@@ -34,6 +36,7 @@ class Outcome:
     memory: dict
     page_fault_address: Optional[int] = None
     hostcall: Optional[int] = None
+    trap_reason: Optional[str] = None
 
 
 def memory_chunks(pages: Dict[int, bytes]) -> List[dict]:
@@ -98,6 +101,16 @@ def differences(want: dict, got: Outcome) -> List[str]:
     return diffs
 
 
+def trap_reason_differences(outcomes: Dict[str, Outcome]) -> List[str]:
+    """No vector format has trap reasons: every run (by configuration name)
+    that reports one must report the same ([] when they agree)."""
+    reasons = {name: o.trap_reason for name, o in outcomes.items() if o.trap_reason is not None}
+    if len(set(reasons.values())) < 2:
+        return []
+    (first, reason), *rest = reasons.items()
+    return [f"trap reason: {first} {reason} vs " + ", ".join(f"{n} {r}" for n, r in rest if r != reason)]
+
+
 def _memory_differences(chunks: Iterable[dict], pages: Dict[int, bytes], room: int) -> List[str]:
     expected = {}
     for chunk in chunks:
@@ -118,4 +131,5 @@ def _memory_differences(chunks: Iterable[dict], pages: Dict[int, bytes], room: i
     return diffs
 
 
-__all__ = ["Outcome", "differences", "expectations_of", "expectations_of_v04", "memory_chunks"]
+__all__ = ["Outcome", "differences", "expectations_of", "expectations_of_v04", "memory_chunks",
+           "trap_reason_differences"]

@@ -25,7 +25,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Iterable, List, Optional, Tuple, Union
+from typing import Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from vmcore import abi, gas as _gas, interrupts, vectors_v05
 from vmcore.errors import OutOfGas, Trap
@@ -106,23 +106,31 @@ def open_sandbox(program: Program, *, backend: str, isolation: str, gas: Optiona
                    gas_model=gas_model)
 
 
-def enter(sb: Sandbox, pc: int) -> Optional[str]:
-    """Start the guest at ``pc``: None, or the status when the entry is
-    refused ("panic": not an instruction, "out-of-gas": the first block's
-    gas is not there)."""
+class Stop(NamedTuple):
+    """How a run stopped, in a vector format's words (``trap_reason``: the
+    TrapReason's value of a panic)."""
+    status: Optional[str] = None
+    fault: Optional[int] = None
+    hostcall: Optional[int] = None
+    trap_reason: Optional[str] = None
+
+
+def enter(sb: Sandbox, pc: int) -> Optional[Stop]:
+    """Start the guest at ``pc``: None, or how the entry was refused
+    ("panic": not an instruction, "out-of-gas": the first block's gas is
+    not there)."""
     try:
         sb.jump(pc)
-    except Trap:
-        return "panic"
+    except Trap as e:
+        return Stop("panic", trap_reason=e.reason.value if e.reason is not None else None)
     except OutOfGas:
-        return "out-of-gas"
+        return Stop("out-of-gas")
     return None
 
 
-def run_to_stop(sb: Sandbox, statuses: dict, step_limit: Optional[int] = None
-                ) -> Tuple[str, Optional[int], Optional[int]]:
+def run_to_stop(sb: Sandbox, statuses: dict, step_limit: Optional[int] = None) -> Stop:
     """Run until the guest stops (with ``step_limit``: through up to that
-    many single steps); (status, page-fault address, hostcall number)."""
+    many single steps)."""
     stop = sb.run()
     steps = 0
     while step_limit is not None and isinstance(stop, interrupts.Step):
@@ -131,12 +139,13 @@ def run_to_stop(sb: Sandbox, statuses: dict, step_limit: Optional[int] = None
             raise RuntimeError(f"still stepping after {step_limit} steps (pc {stop.pc})")
         stop = sb.run()
     if isinstance(stop, interrupts.PageFaultInterrupt):
-        return statuses["page-fault"], stop.address, None
+        return Stop(statuses["page-fault"], fault=stop.address)
     if isinstance(stop, interrupts.Ecalli):
-        return statuses["host"], None, stop.number
-    kind = {interrupts.Finished: "halt", interrupts.TrapInterrupt: "panic",
-            interrupts.OutOfGasInterrupt: "out-of-gas"}.get(type(stop))
-    return (statuses[kind] if kind else f"unexpected exit {stop!r}"), None, None
+        return Stop(statuses["host"], hostcall=stop.number)
+    if isinstance(stop, interrupts.TrapInterrupt):
+        return Stop(statuses["panic"], trap_reason=stop.reason.value)
+    kind = {interrupts.Finished: "halt", interrupts.OutOfGasInterrupt: "out-of-gas"}.get(type(stop))
+    return Stop(statuses[kind] if kind else f"unexpected exit {stop!r}")
 
 
 def pages_of(address: int, length: int) -> range:
@@ -144,11 +153,10 @@ def pages_of(address: int, length: int) -> range:
     return range(address - address % PAGE_SIZE, address + length, PAGE_SIZE)
 
 
-def outcome_of(sb: Sandbox, status: str, fault: Optional[int], hostcall: Optional[int],
-               pages: Iterable[int]) -> Outcome:
+def outcome_of(sb: Sandbox, stop: Stop, pages: Iterable[int]) -> Outcome:
     """The guest's state as an Outcome (memory: the accessible ones of ``pages``)."""
     memory = {p: sb.memory.read(p, PAGE_SIZE) for p in sorted(set(pages)) if sb.memory.access(p) != "none"}
-    return Outcome(status, sb.pc, sb.gas, list(sb.regs), memory, fault, hostcall)
+    return Outcome(stop.status, sb.pc, sb.gas, list(sb.regs), memory, stop.fault, stop.hostcall, stop.trap_reason)
 
 
 def vector_gas_model(vector: dict, gas_model: Union[None, str, _gas.GasModel] = None) -> _gas.GasModel:
@@ -182,11 +190,8 @@ def run_vector(vector: dict, *, backend: str = "interpreter", isolation: str = "
             sb.regs[i] = int(value)
         if step:
             sb.set_step_tracing(True)
-        status = enter(sb, int(vector["initial-pc"]))
-        fault = hostcall = None
-        if status is None:
-            status, fault, hostcall = run_to_stop(sb, V04_STATUS, step_limit if step else None)
-        return outcome_of(sb, status, fault, hostcall, pages)
+        stop = enter(sb, int(vector["initial-pc"])) or run_to_stop(sb, V04_STATUS, step_limit if step else None)
+        return outcome_of(sb, stop, pages)
 
 
 def compare(vector: dict, outcome: Outcome) -> List[str]:

@@ -57,13 +57,12 @@ def run_vector_v05(vector: dict, *, backend: str = "interpreter", isolation: str
             elif kind == "run":
                 if not started:
                     started = True
-                    refused = vectors.enter(sb, int(vector["initial-pc"]))
-                    if refused is not None:
-                        last = (refused, None, None)
+                    last = vectors.enter(sb, int(vector["initial-pc"]))
+                    if last is not None:
                         continue
                 last = vectors.run_to_stop(sb, STATUS)
             elif kind == "assert":
-                got = vectors.outcome_of(sb, *(last or (None, None, None)), pages)
+                got = vectors.outcome_of(sb, last or vectors.Stop(), pages)
                 want = dict(arg)
                 if "memory" not in want:
                     got.memory = {}
