@@ -121,6 +121,17 @@ X64_INLINE void x64_u64(x64_buf *b, uint64_t v)
 X64_INLINE int x64_fits_i8(int64_t v) { return v >= -128 && v <= 127; }
 X64_INLINE int x64_fits_i32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
 
+/* An immediate of `bytes` (1, 2, or 4: the imm32 of a 64-bit operation). */
+X64_INLINE void x64__imm(x64_buf *b, int bytes, int32_t imm)
+{
+    if (bytes == 1)
+        x64_u8(b, (uint8_t)imm);
+    else if (bytes == 2)
+        x64_u16(b, (uint16_t)imm);
+    else
+        x64_u32(b, (uint32_t)imm);
+}
+
 /* ---- the generic encoder ----
  *
  * `size` selects the operand-size prefix/REX.W (1 and 4 need none; 2 gets
@@ -273,12 +284,7 @@ X64_INLINE void x64_store(x64_buf *b, int size, x64_mem m, int src)
 X64_INLINE void x64_store_imm(x64_buf *b, int size, x64_mem m, int32_t imm)
 {
     x64__rm(b, size, 0, size == 1 ? 0xc6 : 0xc7, 1, 0, m, 0);
-    if (size == 1)
-        x64_u8(b, (uint8_t)imm);
-    else if (size == 2)
-        x64_u16(b, (uint16_t)imm);
-    else
-        x64_u32(b, (uint32_t)imm);
+    x64__imm(b, size, imm);
 }
 
 /* mov r32, imm32 (zero-extends) */
@@ -377,40 +383,30 @@ X64_INLINE void x64_alu_rm(x64_buf *b, x64_alu op, int size, int dst, x64_mem m)
     x64__rm(b, size, 0, (uint32_t)op * 8u + (size == 1 ? 2u : 3u), 1, dst, m, size == 1);
 }
 
+/* The ALU group's immediate form, shortest first: 0x80 (byte op, imm8),
+ * 0x83 (imm8 sign-extended) or 0x81 (imm16/imm32). */
+X64_INLINE uint32_t x64__alu_imm_opcode(int size, int32_t imm)
+{
+    return size == 1 ? 0x80u : x64_fits_i8(imm) ? 0x83u : 0x81u;
+}
+
+/* The immediate's width in that form. */
+X64_INLINE int x64__alu_imm_bytes(uint32_t opcode, int size) { return opcode == 0x81u ? size : 1; }
+
 /* op dst, imm (sign-extended to the operand size) */
 X64_INLINE void x64_alu_ri(x64_buf *b, x64_alu op, int size, int dst, int32_t imm)
 {
-    if (size == 1) {
-        x64__rr(b, 1, 0, 0x80, 1, (int)op, dst, 2);
-        x64_u8(b, (uint8_t)imm);
-    } else if (x64_fits_i8(imm)) {
-        x64__rr(b, size, 0, 0x83, 1, (int)op, dst, 0);
-        x64_u8(b, (uint8_t)(int8_t)imm);
-    } else {
-        x64__rr(b, size, 0, 0x81, 1, (int)op, dst, 0);
-        if (size == 2)
-            x64_u16(b, (uint16_t)imm);
-        else
-            x64_u32(b, (uint32_t)imm);
-    }
+    uint32_t opcode = x64__alu_imm_opcode(size, imm);
+    x64__rr(b, size, 0, opcode, 1, (int)op, dst, size == 1 ? 2 : 0);
+    x64__imm(b, x64__alu_imm_bytes(opcode, size), imm);
 }
 
 /* op [m], imm */
 X64_INLINE void x64_alu_mi(x64_buf *b, x64_alu op, int size, x64_mem m, int32_t imm)
 {
-    if (size == 1) {
-        x64__rm(b, 1, 0, 0x80, 1, (int)op, m, 0);
-        x64_u8(b, (uint8_t)imm);
-    } else if (x64_fits_i8(imm)) {
-        x64__rm(b, size, 0, 0x83, 1, (int)op, m, 0);
-        x64_u8(b, (uint8_t)(int8_t)imm);
-    } else {
-        x64__rm(b, size, 0, 0x81, 1, (int)op, m, 0);
-        if (size == 2)
-            x64_u16(b, (uint16_t)imm);
-        else
-            x64_u32(b, (uint32_t)imm);
-    }
+    uint32_t opcode = x64__alu_imm_opcode(size, imm);
+    x64__rm(b, size, 0, opcode, 1, (int)op, m, 0);
+    x64__imm(b, x64__alu_imm_bytes(opcode, size), imm);
 }
 
 /* op [m], imm32 always in the 4-byte form (patchable; size 4 or 8) */
@@ -436,12 +432,7 @@ X64_INLINE void x64_test_rr(x64_buf *b, int size, int a, int c)
 X64_INLINE void x64_test_ri(x64_buf *b, int size, int r, int32_t imm)
 {
     x64__rr(b, size, 0, size == 1 ? 0xf6 : 0xf7, 1, 0, r, size == 1 ? 2 : 0);
-    if (size == 1)
-        x64_u8(b, (uint8_t)imm);
-    else if (size == 2)
-        x64_u16(b, (uint16_t)imm);
-    else
-        x64_u32(b, (uint32_t)imm);
+    x64__imm(b, size, imm);
 }
 
 /* imul dst, src */
@@ -450,16 +441,9 @@ X64_INLINE void x64_imul_rr(x64_buf *b, int size, int dst, int src) { x64__rr(b,
 /* imul dst, src, imm */
 X64_INLINE void x64_imul_rri(x64_buf *b, int size, int dst, int src, int32_t imm)
 {
-    if (x64_fits_i8(imm)) {
-        x64__rr(b, size, 0, 0x6b, 1, dst, src, 0);
-        x64_u8(b, (uint8_t)(int8_t)imm);
-    } else {
-        x64__rr(b, size, 0, 0x69, 1, dst, src, 0);
-        if (size == 2)
-            x64_u16(b, (uint16_t)imm);
-        else
-            x64_u32(b, (uint32_t)imm);
-    }
+    int short_imm = x64_fits_i8(imm);
+    x64__rr(b, size, 0, short_imm ? 0x6b : 0x69, 1, dst, src, 0);
+    x64__imm(b, short_imm ? 1 : size, imm);
 }
 
 /* not/neg/mul/imul/div/idiv r */
@@ -582,53 +566,54 @@ X64_INLINE int32_t x64__rel(const x64_buf *b, size_t target)
     return target == X64_NO_TARGET ? 0 : (int32_t)((int64_t)target - (int64_t)x64_offset(b));
 }
 
-X64_INLINE size_t x64_jmp_rel32(x64_buf *b, size_t target)
+/* The rel32 field that ends a branch (the opcode is written). */
+X64_INLINE size_t x64__rel32_field(x64_buf *b, size_t target)
 {
-    x64_u8(b, 0xe9);
     size_t at = x64_offset(b);
     b->p += 4;
     int32_t rel = x64__rel(b, target);
     __builtin_memcpy(b->start + at, &rel, 4);
     return at;
+}
+
+X64_INLINE size_t x64_jmp_rel32(x64_buf *b, size_t target)
+{
+    x64_u8(b, 0xe9);
+    return x64__rel32_field(b, target);
 }
 
 X64_INLINE size_t x64_jcc_rel32(x64_buf *b, x64_cc cc, size_t target)
 {
     x64_u8(b, 0x0f);
     x64_u8(b, 0x80u | (unsigned)cc);
-    size_t at = x64_offset(b);
-    b->p += 4;
-    int32_t rel = x64__rel(b, target);
-    __builtin_memcpy(b->start + at, &rel, 4);
-    return at;
+    return x64__rel32_field(b, target);
 }
 
 X64_INLINE size_t x64_call_rel32(x64_buf *b, size_t target)
 {
     x64_u8(b, 0xe8);
-    size_t at = x64_offset(b);
-    b->p += 4;
-    int32_t rel = x64__rel(b, target);
-    __builtin_memcpy(b->start + at, &rel, 4);
-    return at;
+    return x64__rel32_field(b, target);
 }
 
 /* Short forms: the target must be within reach (or X64_NO_TARGET: patch
  * with x64_patch_rel8).  Return the offset of the 1-byte displacement. */
-X64_INLINE size_t x64_jmp_rel8(x64_buf *b, size_t target)
+X64_INLINE size_t x64__rel8_field(x64_buf *b, size_t target)
 {
-    x64_u8(b, 0xeb);
     size_t at = x64_offset(b);
     x64_u8(b, (uint8_t)(int8_t)(target == X64_NO_TARGET ? 0 : (int64_t)target - (int64_t)(at + 1)));
     return at;
+}
+
+X64_INLINE size_t x64_jmp_rel8(x64_buf *b, size_t target)
+{
+    x64_u8(b, 0xeb);
+    return x64__rel8_field(b, target);
 }
 
 X64_INLINE size_t x64_jcc_rel8(x64_buf *b, x64_cc cc, size_t target)
 {
     x64_u8(b, 0x70u | (unsigned)cc);
-    size_t at = x64_offset(b);
-    x64_u8(b, (uint8_t)(int8_t)(target == X64_NO_TARGET ? 0 : (int64_t)target - (int64_t)(at + 1)));
-    return at;
+    return x64__rel8_field(b, target);
 }
 
 /* Point a rel32 field at `target` (both offsets in the buffer). */
