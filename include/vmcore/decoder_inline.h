@@ -63,6 +63,18 @@ static inline uint64_t vm_decode_next_window(const uint8_t *bitmask, uint32_t of
     return (vm_decode_le64(bitmask + (origin >> 3)) >> (origin & 7)) & ((1ull << (VM_BITMASK_MAX + 1)) - 1);
 }
 
+/* Two immediates from c + at: the first's length is `l1` (from a nibble,
+ * capped at 4), the second takes what is left of the skip (at most 4). */
+VM_DECODE_INLINE void vm_decode_two_imms(const uint8_t *c, uint32_t at, uint32_t l1, int32_t skip,
+                                         vm_instruction *out)
+{
+    if (l1 > 4)
+        l1 = 4;
+    uint32_t l2 = vm_decode_clamp4(skip - (int32_t)l1 - (int32_t)at);
+    out->imm1 = vm_decode_imm(c + at, l1);
+    out->imm2 = vm_decode_imm(c + at + l1, l2);
+}
+
 /* The operands of an instruction of `format` whose operand bytes start at
  * c (skip of them before the next start; 16 readable bytes: operands may
  * read past `skip`, the reference's do too). */
@@ -70,7 +82,6 @@ VM_DECODE_INLINE void vm_decode_operands(const uint8_t *c, uint32_t skip, uint32
                                          vm_instruction *out)
 {
     int32_t s = (int32_t)skip;
-    uint32_t l1, l2;
     switch ((vm_format)format) {
     case VM_FMT_ARGLESS:
         break;
@@ -81,12 +92,7 @@ VM_DECODE_INLINE void vm_decode_operands(const uint8_t *c, uint32_t skip, uint32
         out->imm1 = offset + vm_decode_imm(c, skip < 4 ? skip : 4);
         break;
     case VM_FMT_IMM_IMM:
-        l1 = c[0] & 7u;
-        if (l1 > 4)
-            l1 = 4;
-        l2 = vm_decode_clamp4(s - (int32_t)l1 - 1);
-        out->imm1 = vm_decode_imm(c + 1, l1);
-        out->imm2 = vm_decode_imm(c + 1 + l1, l2);
+        vm_decode_two_imms(c, 1, c[0] & 7u, s, out);
         break;
     case VM_FMT_REG_IMM:
         out->reg[0] = vm_decode_reg(c[0]);
@@ -95,24 +101,14 @@ VM_DECODE_INLINE void vm_decode_operands(const uint8_t *c, uint32_t skip, uint32
     case VM_FMT_REG_IMM_IMM:
     case VM_FMT_REG_IMM_OFFSET:
         out->reg[0] = vm_decode_reg(c[0]);
-        l1 = (c[0] >> 4) & 7u;
-        if (l1 > 4)
-            l1 = 4;
-        l2 = vm_decode_clamp4(s - (int32_t)l1 - 1);
-        out->imm1 = vm_decode_imm(c + 1, l1);
-        out->imm2 = vm_decode_imm(c + 1 + l1, l2);
+        vm_decode_two_imms(c, 1, (c[0] >> 4) & 7u, s, out);
         if (format == VM_FMT_REG_IMM_OFFSET)
             out->imm2 += offset;
         break;
     case VM_FMT_REG_REG_IMM_IMM:
         out->reg[0] = vm_decode_reg(c[0]);
         out->reg[1] = vm_decode_reg((uint32_t)c[0] >> 4);
-        l1 = c[1] & 7u;
-        if (l1 > 4)
-            l1 = 4;
-        l2 = vm_decode_clamp4(s - (int32_t)l1 - 2);
-        out->imm1 = vm_decode_imm(c + 2, l1);
-        out->imm2 = vm_decode_imm(c + 2 + l1, l2);
+        vm_decode_two_imms(c, 2, c[1] & 7u, s, out);
         break;
     case VM_FMT_REG_REG_IMM:
     case VM_FMT_REG_REG_OFFSET:
