@@ -15,6 +15,10 @@
 
 #define VM_HOST_ERROR_SIZE 256
 
+/* A close-on-exec memfd of `size` bytes that can be sealed (exec: one the
+ * kernel lets be mapped executable); the fd, or -1 with errno set. */
+int vm_host_memfd(const char *name, uint64_t size, int exec);
+
 /* The zygote executable in a sealed memfd (once per process). */
 int vm_host_image_create(const void *elf, size_t length, char *error);
 

@@ -53,7 +53,7 @@ static void set_error(char *error, const char *what, int err)
         snprintf(error, VM_HOST_ERROR_SIZE, "%s", what);
 }
 
-static int sealed_memfd(const char *name, uint64_t size, int exec)
+int vm_host_memfd(const char *name, uint64_t size, int exec)
 {
     unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
     int fd = memfd_create(name, flags | (exec ? MFD_EXEC : 0));
@@ -74,7 +74,7 @@ static int sealed_memfd(const char *name, uint64_t size, int exec)
 
 int vm_host_image_create(const void *elf, size_t length, char *error)
 {
-    int fd = sealed_memfd("vmcore-zygote", 0, 1);
+    int fd = vm_host_memfd("vmcore-zygote", 0, 1);
     if (fd < 0) {
         set_error(error, "memfd_create for the zygote image", errno);
         return -1;
@@ -130,7 +130,7 @@ static int publish_module(vm_host_module *m, uint64_t size, const vm_extent *wri
     return 0;
 }
 
-static uint64_t page_round(uint64_t v) { return (v + 4095) & ~(uint64_t)4095; }
+static uint64_t page_round(uint64_t v) { return (v + VM_HOST_PAGE_SIZE - 1) & ~(uint64_t)(VM_HOST_PAGE_SIZE - 1); }
 
 /* A builder's memfd: sized for the worst case (sparse: what is never
  * written costs nothing), mapped writable, its header page zeroed; NULL
@@ -512,6 +512,20 @@ static void unmap_all(vm_host_zygote *z)
     close_fd(&z->lifetime_fd);
 }
 
+/* Kill and reap the process unless it is reaped (or forgotten), then drop
+ * everything the zygote holds here. */
+static void end_zygote(vm_host_zygote *z)
+{
+    if (z->pid > 0 && !z->reaped) {
+        vm_host_signal(z, SIGKILL);
+        vm_host_reap(z);
+    }
+    close_fd(&z->pidfd);
+    unmap_all(z);
+    z->pid = -1;
+    vm_host_unplace(z);
+}
+
 static const uint32_t NS_BITS[][2] = {
     {CLONE_NEWUSER, VM_ISO_NS_USER}, {CLONE_NEWPID, VM_ISO_NS_PID}, {CLONE_NEWNS, VM_ISO_NS_MOUNT},
     {CLONE_NEWNET, VM_ISO_NS_NET},   {CLONE_NEWIPC, VM_ISO_NS_IPC}, {CLONE_NEWUTS, VM_ISO_NS_UTS},
@@ -533,12 +547,12 @@ int vm_host_spawn(vm_host_zygote *z, const vm_host_spawn_options *o, char *error
     z->cpu = o->cpu; /* the zygote owns o->cpu's reservation (host_cpu.c) */
     z->placed = o->cpu >= 0;
     int socks[2] = {-1, -1}, pipe_fds[2] = {-1, -1};
-    z->ctx_fd = sealed_memfd("vmcore-vmctx", VM_HOST_PAGE_SIZE, 0);
+    z->ctx_fd = vm_host_memfd("vmcore-vmctx", VM_HOST_PAGE_SIZE, 0);
     if (z->ctx_fd < 0) {
         set_error(error, "memfd_create for the VmCtx", errno);
         goto fail;
     }
-    z->memory_fd = sealed_memfd("vmcore-guest-memory", MEMORY_FD_BYTES, 0);
+    z->memory_fd = vm_host_memfd("vmcore-guest-memory", MEMORY_FD_BYTES, 0);
     if (z->memory_fd < 0) {
         set_error(error, "memfd_create for guest memory", errno);
         goto fail;
@@ -659,14 +673,7 @@ int vm_host_spawn(vm_host_zygote *z, const vm_host_spawn_options *o, char *error
 fail:
     close_fd(&pipe_fds[0]);
     close_fd(&socks[1]);
-    if (z->pid > 0 && !z->reaped) {
-        vm_host_signal(z, SIGKILL);
-        vm_host_reap(z);
-    }
-    close_fd(&z->pidfd);
-    unmap_all(z);
-    z->pid = -1;
-    vm_host_unplace(z);
+    end_zygote(z);
     return -1;
 }
 
@@ -733,23 +740,13 @@ void vm_host_release(vm_host_zygote *z)
         vm_host_forget(z);
         return;
     }
-    if (z->pid > 0 && !z->reaped) {
-        vm_host_signal(z, SIGKILL);
-        vm_host_reap(z);
-    }
-    close_fd(&z->pidfd);
-    unmap_all(z);
-    z->pid = -1;
-    vm_host_unplace(z);
+    end_zygote(z);
 }
 
 void vm_host_forget(vm_host_zygote *z)
 {
-    z->reaped = 1;
-    close_fd(&z->pidfd);
-    unmap_all(z);
-    z->pid = -1;
-    vm_host_unplace(z);
+    z->reaped = 1; /* another process's child: not ours to kill */
+    end_zygote(z);
 }
 
 int vm_host_send_module(vm_host_zygote *z, const vm_host_module *m)

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "vmcore/snapshot.h"
 
+#include "vmcore/host.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -24,16 +26,7 @@ static int span_ok(const vm_memory *m, const vm_guest_span *s)
 
 int vm_snapshot_create(void)
 {
-    int fd = memfd_create("vmcore-snapshot", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0)
-        return -1;
-    if (ftruncate(fd, (off_t)SPACE) != 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
+    return vm_host_memfd("vmcore-snapshot", SPACE, 0);
 }
 
 static int page_is_zero(const uint8_t *p, size_t n)
