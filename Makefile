@@ -59,7 +59,7 @@ AARCH64_CC ?= aarch64-linux-gnu-gcc
 QEMU_AARCH64 ?= qemu-aarch64
 AARCH64_FLAGS = -std=c11 -Wall -Wextra -Werror -fno-strict-aliasing -O2 -Iinclude
 AARCH64_CORE = $(filter-out %/zygote.c %/zygote_confine.c %/zygote_libc.c %/zygote_hostile.c,$(wildcard src/vmcore/_native/*.c src/vmcore/_native/x64/*.c))
-AARCH64_RUNNER = tests/native/vectors_runner.c $(addprefix src/vmcore/_native/,decoder.c program.c interp.c interp_build.c guest_memory.c gas.c)
+AARCH64_RUNNER = tests/native/vectors_runner.c $(addprefix src/vmcore/_native/,decoder.c program.c interp.c interp_build.c memory.c guest_memory.c gas.c)
 
 test-aarch64-deps:
 	@if ! command -v $(AARCH64_CC) >/dev/null || ! command -v $(QEMU_AARCH64) >/dev/null; then \
@@ -145,7 +145,7 @@ fuzz-atheris-asan: fuzz-build-asan fuzz-corpus
 # The C loader and decoder alone under libFuzzer + ASan + UBSan (no Python):
 # fuzz/libfuzzer_loader.c, same seeds, native speed.
 build/fuzz/libfuzzer_loader: fuzz/libfuzzer_loader.c src/vmcore/_native/decoder.c src/vmcore/_native/program.c src/vmcore/_native/interp.c \
-	  src/vmcore/_native/interp_build.c src/vmcore/_native/gas.c
+	  src/vmcore/_native/interp_build.c src/vmcore/_native/memory.c src/vmcore/_native/gas.c
 	mkdir -p build/fuzz
 	$(CLANG) -std=c11 -g -O1 -Wall -Wextra -Wno-unused-function -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -Iinclude $^ -o $@

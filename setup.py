@@ -55,6 +55,7 @@ CORE_SOURCES = [
     "src/vmcore/_native/program.c",
     "src/vmcore/_native/interp.c",
     "src/vmcore/_native/interp_build.c",
+    "src/vmcore/_native/memory.c",
     "src/vmcore/_native/guest_memory.c",
     "src/vmcore/_native/x64_asm.c",
     "src/vmcore/_native/x64/routines.c",
@@ -87,6 +88,7 @@ ZYGOTE_SOURCES = [
     "src/vmcore/_native/zygote_hostile.c",  # empty unless -DVMCORE_HOSTILE_ZYGOTE (tests only)
     "src/vmcore/_native/interp.c",
     "src/vmcore/_native/interp_build.c",
+    "src/vmcore/_native/memory.c",
     "src/vmcore/_native/decoder.c",
     "src/vmcore/_native/gas.c",
     "src/vmcore/_native/x64_runtime.c",

@@ -33,6 +33,7 @@ RUNNER_SOURCES = [
     ROOT / "src" / "vmcore" / "_native" / "x64_runtime.c",
     ROOT / "src" / "vmcore" / "_native" / "interp.c",
     ROOT / "src" / "vmcore" / "_native" / "interp_build.c",
+    ROOT / "src" / "vmcore" / "_native" / "memory.c",
     ROOT / "src" / "vmcore" / "_native" / "decoder.c",
     ROOT / "src" / "vmcore" / "_native" / "gas.c",
 ]

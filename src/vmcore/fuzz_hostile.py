@@ -120,7 +120,7 @@ _ZYGOTE_FLAGS = [
     "-fno-unwind-tables", "-fcf-protection=none", "-ffunction-sections", "-fdata-sections", "-Wl,--gc-sections",
     "-Wl,-z,noexecstack", "-Wl,--build-id=none", "-DVMCORE_HOSTILE_ZYGOTE",
 ]
-_ZYGOTE_SOURCES = ["zygote.c", "zygote_confine.c", "zygote_libc.c", "zygote_hostile.c", "interp.c", "interp_build.c", "decoder.c", "x64_runtime.c"]
+_ZYGOTE_SOURCES = ["zygote.c", "zygote_confine.c", "zygote_libc.c", "zygote_hostile.c", "interp.c", "interp_build.c", "memory.c", "decoder.c", "x64_runtime.c"]
 
 
 def _source_dirs():

@@ -25,9 +25,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGE_SIZE = 4096
-SOURCES = ["tests/native/vectors_runner.c"] + [f"src/vmcore/_native/{n}.c"
-                                               for n in ("decoder", "program", "interp", "interp_build", "guest_memory", "gas")]
+# the runner's page (VM_DEFAULT_PAGE_SIZE, read from the header as isa_numbers() reads opcodes.h)
+PAGE_SIZE = int(re.search(r"#define VM_DEFAULT_PAGE_SIZE (0x[0-9a-fA-F]+)u",
+                          (ROOT / "include" / "vmcore" / "abi.h").read_text()).group(1), 16)
+SOURCES = ["tests/native/vectors_runner.c"] + [
+    f"src/vmcore/_native/{n}.c" for n in ("decoder", "program", "interp", "interp_build", "memory", "guest_memory", "gas")]
 STATUS = {0: "halt", 1: "panic", 2: "host", 3: "out-of-gas", 4: "page-fault", 100: "load error",
           101: "panic", 102: "out-of-gas"}
 

@@ -79,45 +79,7 @@ static inline uint64_t ctz64(uint64_t v) { return v ? (uint64_t)__builtin_ctzll(
 static inline void copy_bytes(void *dst, const void *src, uint32_t n) { __builtin_memcpy(dst, src, n); }
 
 /* Every access is decided by vm_access_check (vmcore/memory.h), as in the
- * recompiler's runtime. */
-
-int vm_memory_is_accessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable)
-{
-    uint32_t page;
-    return !vm_memory_first_inaccessible(memory, address, length, writable, &page);
-}
-
-int vm_memory_first_inaccessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable,
-                                 uint32_t *page)
-{
-    if (length == 0)
-        return 0;
-    uint8_t need = writable ? VM_PERM_WRITE : VM_PERM_READ;
-    uint64_t end = (uint64_t)address + length;
-    if (end > VM_ADDRESS_SPACE_SIZE) {
-        *page = 0xffffffffu & ~(memory->page_size - 1);
-        return 1;
-    }
-    for (uint64_t p = vm_page_of(memory, address); p < end; p += memory->page_size) {
-        if (!vm_perm_allows(vm_perm_at(memory, (uint32_t)p), need)) {
-            *page = (uint32_t)p;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-void vm_memory_set_perms(const vm_memory *memory, uint32_t address, uint64_t length, uint8_t perm)
-{
-    if (length == 0)
-        return;
-    uint64_t start = vm_page_of(memory, address);
-    uint64_t end = (uint64_t)address + length;
-    if (end > VM_ADDRESS_SPACE_SIZE)
-        end = VM_ADDRESS_SPACE_SIZE;
-    for (uint64_t p = start; p < end; p += memory->page_size)
-        memory->perms[p >> memory->page_shift] = perm;
-}
+ * recompiler's runtime; the host-side range checks are in memory.c. */
 
 uint32_t vm_heap_sbrk(vm_state *state, const vm_memory *memory, uint32_t size)
 {
@@ -176,17 +138,20 @@ vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory
     r[ZERO_REG] = 0;
     DISPATCH();
 
+/* What every block start checks first: an interrupt, then the fuel. */
+#define BLOCK_START_CHECKS()                                                                  \
+    do {                                                                                      \
+        if (__builtin_expect(atomic_load_explicit(&state->interrupt, memory_order_relaxed), 0)) \
+            goto interrupted;                                                                 \
+        if (__builtin_expect(--fuel == 0, 0))                                                 \
+            goto yield;                                                                       \
+    } while (0)
+
 L_CHECK:
-    if (__builtin_expect(atomic_load_explicit(&state->interrupt, memory_order_relaxed), 0))
-        goto interrupted;
-    if (__builtin_expect(--fuel == 0, 0))
-        goto yield;
+    BLOCK_START_CHECKS();
     NEXT();
 L_CHARGE:
-    if (__builtin_expect(atomic_load_explicit(&state->interrupt, memory_order_relaxed), 0))
-        goto interrupted;
-    if (__builtin_expect(--fuel == 0, 0))
-        goto yield;
+    BLOCK_START_CHECKS();
     if (__builtin_expect(gas < (int64_t)ip->x, 0)) { /* no overflow near INT64_MIN */
         state->pc = ip->pc;
         state->resume = (uint32_t)(ip - insns);
