@@ -75,6 +75,17 @@ static int read_varint(reader *r, uint32_t *out, const char *what)
     return 0;
 }
 
+/* A varint no larger than `max`; `too_big` formats the value and max. */
+static int read_varint_at_most(reader *r, uint32_t *out, uint32_t max, const char *what, const char *too_big)
+{
+    size_t at = r->position;
+    if (read_varint(r, out, what))
+        return -1;
+    if (*out > max)
+        return fail(r->err, at, too_big, *out, max);
+    return 0;
+}
+
 static int read_span(reader *r, size_t count, vm_blob_span *out, const char *what)
 {
     if (r->length - r->position < count)
@@ -117,21 +128,15 @@ int vm_parse_code_blob(const uint8_t *data, size_t length, vm_blob_span within, 
     reader r = {data, (size_t)within.offset + within.length, within.offset, err};
     uint32_t jt_count = 0, code_len = 0;
     uint8_t entry_size = 0;
-    size_t count_at = r.position;
-    if (read_varint(&r, &jt_count, "the jump table entry count"))
+    if (read_varint_at_most(&r, &jt_count, VM_MAXIMUM_JUMP_TABLE_ENTRIES, "the jump table entry count",
+                            "the jump table has %u entries, more than the maximum of %u"))
         return -1;
-    if (jt_count > VM_MAXIMUM_JUMP_TABLE_ENTRIES)
-        return fail(err, count_at, "the jump table has %u entries, more than the maximum of %u", jt_count,
-                    VM_MAXIMUM_JUMP_TABLE_ENTRIES);
     size_t entry_size_at = r.position;
     if (read_byte(&r, &entry_size, "the jump table entry size"))
         return -1;
-    size_t code_len_at = r.position;
-    if (read_varint(&r, &code_len, "the code length"))
+    if (read_varint_at_most(&r, &code_len, VM_MAXIMUM_CODE_SIZE, "the code length",
+                            "the code is %u bytes, more than the maximum of %u"))
         return -1;
-    if (code_len > VM_MAXIMUM_CODE_SIZE)
-        return fail(err, code_len_at, "the code is %u bytes, more than the maximum of %u", code_len,
-                    VM_MAXIMUM_CODE_SIZE);
     if (entry_size > 4)
         return fail(err, entry_size_at, "invalid jump table entry size %u: expected 0 to 4", entry_size);
     if (read_span(&r, (size_t)jt_count * entry_size, &out->jump_table, "the jump table"))
