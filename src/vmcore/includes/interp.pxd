@@ -1,5 +1,6 @@
 # C declarations for include/vmcore/memory.h, interp.h and guest_memory.h.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from vmcore.includes.abi cimport VM_REG_COUNT
 from vmcore.includes.gas cimport vm_gas_model
 
 cdef extern from "vmcore/memory.h":
@@ -54,7 +55,7 @@ cdef extern from "vmcore/interp.h":
         uint32_t grow_pages
 
     ctypedef struct vm_state:
-        uint64_t regs[14]
+        uint64_t regs[VM_REG_COUNT + 1]  # the guest registers + a constant zero (interp.h)
         int64_t gas
         uint32_t resume
         uint32_t pc
