@@ -32,7 +32,7 @@
 #include "vmcore/interp.h"
 #include "vmcore/program.h"
 
-#define PAGE_SIZE 4096u
+#define PAGE_SIZE VM_DEFAULT_PAGE_SIZE
 #define MAGIC_CASE 0x43564d56u   /* "VMVC" */
 #define MAGIC_RESULT 0x52564d56u /* "VMVR" */
 #define LOAD_ERROR 100u
