@@ -204,14 +204,14 @@ RRI_OPS = {
     ">>": ("shift_logical_right_imm", True), ">>a": ("shift_arithmetic_right_imm", True),
     ">>r": ("rotate_right_imm", True),
 }
-# reg = imm OP reg
+# reg = imm OP reg: a commutative op is reg OP imm, a comparison the mirrored
+# one, a shift or rotate its _alt form (the immediate is the shifted value)
+_MIRRORED = {"<u": ">u", "<s": ">s", ">u": "<u", ">s": "<s"}
 RIR_OPS = {
-    "+": ("add_imm", True), "-": ("negate_and_add_imm", True), "*": ("mul_imm", True), "&": ("and_imm", False),
-    "|": ("or_imm", False), "^": ("xor_imm", False), "<u": ("set_greater_than_unsigned_imm", False),
-    "<s": ("set_greater_than_signed_imm", False), ">u": ("set_less_than_unsigned_imm", False),
-    ">s": ("set_less_than_signed_imm", False), "<<": ("shift_logical_left_imm_alt", True),
-    ">>": ("shift_logical_right_imm_alt", True), ">>a": ("shift_arithmetic_right_imm_alt", True),
-    ">>r": ("rotate_right_imm_alt", True),
+    **{op: RRI_OPS[op] for op in ("+", "*", "&", "|", "^")},
+    "-": ("negate_and_add_imm", True),
+    **{op: RRI_OPS[mirror] for op, mirror in _MIRRORED.items()},
+    **{op: (RRI_OPS[op][0] + "_alt", True) for op in ("<<", ">>", ">>a", ">>r")},
 }
 UNARY_OPS = {
     "cpop": ("count_set_bits", True), "clz": ("count_leading_zero_bits", True),
