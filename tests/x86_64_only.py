@@ -28,20 +28,14 @@ def _skip_refusal(error: BaseException) -> None:
         pytest.skip(f"cannot start a subprocess under emulation: {error}")
 
 
+def _skipping_refusals(item):
+    try:
+        return (yield)
+    except (SandboxError, OSError) as error:
+        _skip_refusal(error)
+        raise
+
+
 # Fixtures (setup) and test bodies (call) both start sandboxes.
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item):
-    try:
-        return (yield)
-    except (SandboxError, OSError) as error:
-        _skip_refusal(error)
-        raise
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    try:
-        return (yield)
-    except (SandboxError, OSError) as error:
-        _skip_refusal(error)
-        raise
+pytest_runtest_setup = pytest.hookimpl(wrapper=True)(_skipping_refusals)
+pytest_runtest_call = pytest.hookimpl(wrapper=True)(_skipping_refusals)
