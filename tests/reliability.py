@@ -95,28 +95,24 @@ pub @memset:
     ret
 // sbrk(a0) until it returns 0; returns how many succeeded
 pub @sbrk_until_full:
+    a1 = 0
+    jump @grow
+// the same, writing the last byte of every new step (touching the pages)
+pub @grow_touch:
+    a1 = 1
+@grow:
     s0 = 0
     s1 = a0
 @grow_again:
     a0 = sbrk s1
     jump @full if a0 == 0
+    jump @counted if a1 == 0
+    a2 = a0 - 1
+    u8 [a2] = 1
+@counted:
     s0 = s0 + 1
     jump @grow_again
 @full:
-    a0 = s0
-    ret
-// the same, writing the last byte of every new step (touching the pages)
-pub @grow_touch:
-    s0 = 0
-    s1 = a0
-@touch_again:
-    a0 = sbrk s1
-    jump @touched if a0 == 0
-    a2 = a0 - 1
-    u8 [a2] = 1
-    s0 = s0 + 1
-    jump @touch_again
-@touched:
     a0 = s0
     ret
 // write a1 to every a2-th byte of [a0, a0 + a3)

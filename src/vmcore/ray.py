@@ -700,22 +700,19 @@ class Cluster:
                         result = done.pop(next_out)
                         next_out += 1
                         yielded += 1
-                        if bar is not None:
-                            bar.update(1)
+                        bar.update(1)
                         yield result
                 else:
                     while finished:
                         yielded += 1
-                        if bar is not None:
-                            bar.update(1)
+                        bar.update(1)
                         yield finished.popleft()
                 if exhausted and yielded == sent:
                     break
                 if self._step(None) == 0 and exhausted and yielded < sent and not done and not finished:
                     raise RuntimeError(f"vmcore.ray lost track of {sent - yielded} jobs")  # pragma: no cover
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         if yielded != sent:  # pragma: no cover - the loop only ends when they match
             raise RuntimeError(f"{sent} jobs submitted but {yielded} results")
 
@@ -758,15 +755,13 @@ class Cluster:
                         self._send(task)
                 while out:
                     yielded += 1
-                    if bar is not None:
-                        bar.update(1)
+                    bar.update(1)
                     yield out.popleft()
                 if exhausted and yielded == sent:
                     break
                 self._step(None)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
 
     # -- lifecycle ----------------------------------------------------
     def stats(self) -> List[dict]:
@@ -802,9 +797,19 @@ class Cluster:
         return f"<vmcore.ray.Cluster {len(self.actors)} actors, {len(self._inflight)} calls in flight>"
 
 
+class _NoProgressBar:
+    """What the loops update when no bar is asked for."""
+
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress_bar(progress: Any, total: Optional[int], unit: str):
     if not progress:
-        return None
+        return _NoProgressBar()
     try:
         from tqdm import tqdm
     except ImportError:
