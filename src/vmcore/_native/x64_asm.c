@@ -114,6 +114,15 @@ const char *x64_form_name(int form, int *nops)
 static int valid_reg(int64_t r) { return r >= 0 && r <= 15; }
 static int valid_size(int64_t s) { return s == 1 || s == 2 || s == 4 || s == 8; }
 static int valid_wide(int64_t s) { return s == 4 || s == 8; }
+static int valid_16_or_wide(int64_t s) { return s == 2 || valid_wide(s); }
+static int valid_alu(int64_t op) { return op >= X64_ADD && op <= X64_CMP; }
+static int valid_unary(int64_t op) { return op >= X64_NOT && op <= X64_IDIV; }
+static int valid_shift(int64_t op)
+{
+    return op == X64_ROL || op == X64_ROR || op == X64_SHL || op == X64_SHR || op == X64_SAR;
+}
+static int valid_cc(int64_t cc) { return cc >= X64_CC_O && cc <= X64_CC_G; }
+static int valid_u8(int64_t v) { return v >= 0 && v <= 255; }
 
 static int mem_at(const int64_t *ops, x64_mem *m)
 {
@@ -199,31 +208,31 @@ size_t x64_assemble_form(int form, const int64_t *ops, int nops, uint8_t *out)
         }
         break;
     case X64_FORM_lea:
-        NEED((ops[0] == 2 || valid_wide(ops[0])) && REG(1) >= 0 && mem_at(ops + 2, &m));
+        NEED(valid_16_or_wide(ops[0]) && REG(1) >= 0 && mem_at(ops + 2, &m));
         x64_lea(b, (int)ops[0], REG(1), m);
         break;
     case X64_FORM_alu_rr:
-        NEED(ops[0] >= 0 && ops[0] <= 7 && valid_size(ops[1]) && REG(2) >= 0 && REG(3) >= 0);
+        NEED(valid_alu(ops[0]) && valid_size(ops[1]) && REG(2) >= 0 && REG(3) >= 0);
         x64_alu_rr(b, (x64_alu)ops[0], (int)ops[1], REG(2), REG(3));
         break;
     case X64_FORM_alu_rm:
-        NEED(ops[0] >= 0 && ops[0] <= 7 && valid_size(ops[1]) && REG(2) >= 0 && mem_at(ops + 3, &m));
+        NEED(valid_alu(ops[0]) && valid_size(ops[1]) && REG(2) >= 0 && mem_at(ops + 3, &m));
         x64_alu_rm(b, (x64_alu)ops[0], (int)ops[1], REG(2), m);
         break;
     case X64_FORM_alu_ri:
-        NEED(ops[0] >= 0 && ops[0] <= 7 && valid_size(ops[1]) && REG(2) >= 0 && x64_fits_i32(ops[3]));
+        NEED(valid_alu(ops[0]) && valid_size(ops[1]) && REG(2) >= 0 && x64_fits_i32(ops[3]));
         x64_alu_ri(b, (x64_alu)ops[0], (int)ops[1], REG(2), (int32_t)ops[3]);
         break;
     case X64_FORM_alu_mi:
-        NEED(ops[0] >= 0 && ops[0] <= 7 && valid_size(ops[1]) && mem_at(ops + 2, &m) && x64_fits_i32(ops[6]));
+        NEED(valid_alu(ops[0]) && valid_size(ops[1]) && mem_at(ops + 2, &m) && x64_fits_i32(ops[6]));
         x64_alu_mi(b, (x64_alu)ops[0], (int)ops[1], m, (int32_t)ops[6]);
         break;
     case X64_FORM_alu_mi32:
-        NEED(ops[0] >= 0 && ops[0] <= 7 && valid_wide(ops[1]) && mem_at(ops + 2, &m) && x64_fits_i32(ops[6]));
+        NEED(valid_alu(ops[0]) && valid_wide(ops[1]) && mem_at(ops + 2, &m) && x64_fits_i32(ops[6]));
         x64_alu_mi32(b, (x64_alu)ops[0], (int)ops[1], m, (int32_t)ops[6]);
         break;
     case X64_FORM_alu_mr:
-        NEED(ops[0] >= 0 && ops[0] <= 7 && valid_size(ops[1]) && mem_at(ops + 2, &m) && REG(6) >= 0);
+        NEED(valid_alu(ops[0]) && valid_size(ops[1]) && mem_at(ops + 2, &m) && REG(6) >= 0);
         x64_alu_mr(b, (x64_alu)ops[0], (int)ops[1], m, REG(6));
         break;
     case X64_FORM_test_rr:
@@ -235,7 +244,7 @@ size_t x64_assemble_form(int form, const int64_t *ops, int nops, uint8_t *out)
         x64_test_ri(b, (int)ops[0], REG(1), (int32_t)ops[2]);
         break;
     case X64_FORM_imul_rr:
-        NEED((ops[0] == 2 || valid_wide(ops[0])) && REG(1) >= 0 && REG(2) >= 0);
+        NEED(valid_16_or_wide(ops[0]) && REG(1) >= 0 && REG(2) >= 0);
         x64_imul_rr(b, (int)ops[0], REG(1), REG(2));
         break;
     case X64_FORM_imul_rri:
@@ -243,11 +252,11 @@ size_t x64_assemble_form(int form, const int64_t *ops, int nops, uint8_t *out)
         x64_imul_rri(b, (int)ops[0], REG(1), REG(2), (int32_t)ops[3]);
         break;
     case X64_FORM_unary_r:
-        NEED(ops[0] >= 2 && ops[0] <= 7 && valid_size(ops[1]) && REG(2) >= 0);
+        NEED(valid_unary(ops[0]) && valid_size(ops[1]) && REG(2) >= 0);
         x64_unary_r(b, (x64_unary)ops[0], (int)ops[1], REG(2));
         break;
     case X64_FORM_unary_m:
-        NEED(ops[0] >= 2 && ops[0] <= 7 && valid_size(ops[1]) && mem_at(ops + 2, &m));
+        NEED(valid_unary(ops[0]) && valid_size(ops[1]) && mem_at(ops + 2, &m));
         x64_unary_m(b, (x64_unary)ops[0], (int)ops[1], m);
         break;
     case X64_FORM_cdq_cqo:
@@ -255,13 +264,11 @@ size_t x64_assemble_form(int form, const int64_t *ops, int nops, uint8_t *out)
         x64_cdq_cqo(b, (int)ops[0]);
         break;
     case X64_FORM_shift_ri:
-        NEED((ops[0] == 0 || ops[0] == 1 || ops[0] == 4 || ops[0] == 5 || ops[0] == 7) && valid_size(ops[1]) &&
-             REG(2) >= 0 && ops[3] >= 0 && ops[3] <= 255);
+        NEED(valid_shift(ops[0]) && valid_size(ops[1]) && REG(2) >= 0 && valid_u8(ops[3]));
         x64_shift_ri(b, (x64_shift)ops[0], (int)ops[1], REG(2), (uint8_t)ops[3]);
         break;
     case X64_FORM_shift_rcl:
-        NEED((ops[0] == 0 || ops[0] == 1 || ops[0] == 4 || ops[0] == 5 || ops[0] == 7) && valid_size(ops[1]) &&
-             REG(2) >= 0);
+        NEED(valid_shift(ops[0]) && valid_size(ops[1]) && REG(2) >= 0);
         x64_shift_rcl(b, (x64_shift)ops[0], (int)ops[1], REG(2));
         break;
     case X64_FORM_shiftx:
@@ -269,7 +276,7 @@ size_t x64_assemble_form(int form, const int64_t *ops, int nops, uint8_t *out)
         x64_shiftx(b, (x64_shiftx_op)ops[0], (int)ops[1], REG(2), REG(3), REG(4));
         break;
     case X64_FORM_rorx:
-        NEED(valid_wide(ops[0]) && REG(1) >= 0 && REG(2) >= 0 && ops[3] >= 0 && ops[3] <= 255);
+        NEED(valid_wide(ops[0]) && REG(1) >= 0 && REG(2) >= 0 && valid_u8(ops[3]));
         x64_rorx(b, (int)ops[0], REG(1), REG(2), (uint8_t)ops[3]);
         break;
     case X64_FORM_andn:
@@ -282,7 +289,7 @@ size_t x64_assemble_form(int form, const int64_t *ops, int nops, uint8_t *out)
         break;
     case X64_FORM_bitcount:
         NEED((ops[0] == X64_POPCNT || ops[0] == X64_TZCNT || ops[0] == X64_LZCNT) &&
-             (ops[1] == 2 || valid_wide(ops[1])) && REG(2) >= 0 && REG(3) >= 0);
+             valid_16_or_wide(ops[1]) && REG(2) >= 0 && REG(3) >= 0);
         x64_bitcount(b, (x64_bitcount_op)ops[0], (int)ops[1], REG(2), REG(3));
         break;
     case X64_FORM_bswap:
@@ -290,15 +297,15 @@ size_t x64_assemble_form(int form, const int64_t *ops, int nops, uint8_t *out)
         x64_bswap(b, (int)ops[0], REG(1));
         break;
     case X64_FORM_bts_ri:
-        NEED((ops[0] == 2 || valid_wide(ops[0])) && REG(1) >= 0 && ops[2] >= 0 && ops[2] <= 255);
+        NEED(valid_16_or_wide(ops[0]) && REG(1) >= 0 && valid_u8(ops[2]));
         x64_bts_ri(b, (int)ops[0], REG(1), (uint8_t)ops[2]);
         break;
     case X64_FORM_cmov:
-        NEED(ops[0] >= 0 && ops[0] <= 15 && (ops[1] == 2 || valid_wide(ops[1])) && REG(2) >= 0 && REG(3) >= 0);
+        NEED(valid_cc(ops[0]) && valid_16_or_wide(ops[1]) && REG(2) >= 0 && REG(3) >= 0);
         x64_cmov(b, (x64_cc)ops[0], (int)ops[1], REG(2), REG(3));
         break;
     case X64_FORM_setcc:
-        NEED(ops[0] >= 0 && ops[0] <= 15 && REG(1) >= 0);
+        NEED(valid_cc(ops[0]) && REG(1) >= 0);
         x64_setcc(b, (x64_cc)ops[0], REG(1));
         break;
     case X64_FORM_push:
@@ -319,7 +326,7 @@ size_t x64_assemble_form(int form, const int64_t *ops, int nops, uint8_t *out)
         x64_patch_rel32(out, 1, (size_t)ops[0]);
         break;
     case X64_FORM_jcc_rel32:
-        NEED(ops[0] >= 0 && ops[0] <= 15 && x64_fits_i32(ops[1]));
+        NEED(valid_cc(ops[0]) && x64_fits_i32(ops[1]));
         x64_jcc_rel32(b, (x64_cc)ops[0], X64_NO_TARGET);
         x64_patch_rel32(out, 2, (size_t)ops[1]);
         break;
@@ -329,7 +336,7 @@ size_t x64_assemble_form(int form, const int64_t *ops, int nops, uint8_t *out)
         x64_patch_rel8(out, 1, (size_t)ops[0]);
         break;
     case X64_FORM_jcc_rel8:
-        NEED(ops[0] >= 0 && ops[0] <= 15 && ops[1] >= -126 && ops[1] <= 129);
+        NEED(valid_cc(ops[0]) && ops[1] >= -126 && ops[1] <= 129);
         x64_jcc_rel8(b, (x64_cc)ops[0], X64_NO_TARGET);
         x64_patch_rel8(out, 1, (size_t)ops[1]);
         break;
