@@ -72,6 +72,36 @@ def program(source: str):
     return vmcore.Program.from_bytes(asm.assemble(source))
 
 
+# The guest the API and sandbox-process suites share: a call, a hostcall, a
+# loop, a trap, a store, sbrk.
+BASIC_GUEST_SOURCE = f"""
+%isa = latest64
+%rw_data_size = 8192
+%stack_size = 4096
+%import note
+{PROBE_EXPORTS}pub @add:
+    a0 = a0 + a1
+    ret
+pub @note_then_return:
+    ecalli 0
+    a0 = 42
+    ret
+pub @trap:
+    trap
+pub @store:
+    u32 [a0] = a1
+    a0 = u32 [a0]
+    ret
+pub @store_then_note:
+    u32 [a0] = a1
+    ecalli 0
+    ret
+pub @grow:
+    a0 = sbrk a0
+    ret
+"""
+
+
 def load_example(name: str):
     """examples/<name>.py as a module (its main() is not run)."""
     import importlib.util

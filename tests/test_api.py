@@ -12,30 +12,13 @@ import warnings
 import pytest
 
 import vmcore
-from vmcore import interrupts
+from vmcore import abi, interrupts
 
-from conftest import program
+from conftest import BASIC_GUEST_SOURCE, program
 
-PROG = program("""
-%isa = latest64
-%rw_data_size = 4096
-%stack_size = 4096
-%import note
-pub @add:
-    a0 = a0 + a1
-    ret
-pub @note_then_return:
-    ecalli 0
-    a0 = 42
-    ret
-pub @spin:
-@loop:
-    jump @loop
-pub @trap:
-    trap
-""")
+PROG = program(BASIC_GUEST_SOURCE)
 
-PAGE = 0x1000
+PAGE = abi.DEFAULT_PAGE_SIZE
 
 
 # -- errors and types ----------------------------------------------------------

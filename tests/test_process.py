@@ -18,36 +18,14 @@ from vmcore.pool import ISOLATION_FEATURES, SandboxPool
 from vmcore.vectors import run_paths
 
 import modes
-from conftest import ROOT, child_processes, program
+from conftest import BASIC_GUEST_SOURCE, ROOT, child_processes, program
 
 pytestmark = pytest.mark.skipif(modes.NO_PROCESS is not None, reason=str(modes.NO_PROCESS))
 
 DATA = ROOT / "src" / "vmcore" / "data"
 
 
-PROG = program("""
-%isa = latest64
-%rw_data_size = 8192
-%stack_size = 4096
-%import note
-pub @quick:
-    a0 = 7
-    ret
-pub @store:
-    u32 [a0] = a1
-    a0 = u32 [a0]
-    ret
-pub @spin:
-@again:
-    jump @again
-pub @store_then_note:
-    u32 [a0] = a1
-    ecalli 0
-    ret
-pub @grow:
-    a0 = sbrk a0
-    ret
-""")
+PROG = program(BASIC_GUEST_SOURCE)
 
 
 def sandbox(**kw) -> vmcore.Sandbox:
