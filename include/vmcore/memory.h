@@ -102,6 +102,19 @@ static inline vm_access vm_access_check(const vm_memory *m, uint32_t address, ui
     return vm_access_verdict(m, address, length, need, fault);
 }
 
+/* The whole pages [address, address + length) overlaps, as the byte range
+ * [*start, *end), clipped to the address space (start == end: none).  The
+ * one page rounding of a permission change: vm_memory_set_perms applies
+ * it, and whoever records what a change touched should ask it too. */
+static inline void vm_page_span(const vm_memory *m, uint32_t address, uint64_t length, uint64_t *start,
+                                uint64_t *end)
+{
+    uint64_t mask = (uint64_t)m->page_size - 1;
+    uint64_t last = (uint64_t)address + length;
+    *start = address & ~mask;
+    *end = length == 0 ? *start : ((last > VM_ADDRESS_SPACE_SIZE ? VM_ADDRESS_SPACE_SIZE : last) + mask) & ~mask;
+}
+
 /* Host-side accessibility check for a range. */
 int vm_memory_is_accessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable);
 /* First inaccessible page in a range (for error messages); returns 1 if one exists. */

@@ -31,12 +31,8 @@ int vm_memory_first_inaccessible(const vm_memory *memory, uint32_t address, uint
 
 void vm_memory_set_perms(const vm_memory *memory, uint32_t address, uint64_t length, uint8_t perm)
 {
-    if (length == 0)
-        return;
-    uint64_t start = vm_page_of(memory, address);
-    uint64_t end = (uint64_t)address + length;
-    if (end > VM_ADDRESS_SPACE_SIZE)
-        end = VM_ADDRESS_SPACE_SIZE;
+    uint64_t start, end;
+    vm_page_span(memory, address, length, &start, &end);
     for (uint64_t p = start; p < end; p += memory->page_size)
         memory->perms[p >> memory->page_shift] = perm;
 }

@@ -13,6 +13,7 @@ cdef extern from "vmcore/memory.h":
     int vm_memory_first_inaccessible(const vm_memory *memory, uint32_t address, uint32_t length, int writable,
                                      uint32_t *page)
     void vm_memory_set_perms(const vm_memory *memory, uint32_t address, uint64_t length, uint8_t perm)
+    void vm_page_span(const vm_memory *m, uint32_t address, uint64_t length, uint64_t *start, uint64_t *end)
 
 cdef extern from "vmcore/interp.h":
     ctypedef int vm_exit
