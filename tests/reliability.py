@@ -40,6 +40,7 @@ import time
 import pytest
 
 import vmcore
+from vmcore import abi
 from vmcore import pool as pool_module
 from vmcore.pool import SandboxPool
 
@@ -48,7 +49,7 @@ from conftest import PROBE_EXPORTS, ROOT, child_processes, program
 
 INLINE, PROCESS, COMPILER = (modes.BY_NAME[name] for name in ("inline", "process", "compiler"))
 
-PAGE = 4096
+PAGE = abi.DEFAULT_PAGE_SIZE
 RW_SIZE = 8192
 M64 = (1 << 64) - 1
 FIGURES = collections.OrderedDict()  # measured numbers, printed at the end

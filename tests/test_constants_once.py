@@ -1,6 +1,6 @@
 """Every number include/vmcore/abi.h defines is read from it (vmcore.abi,
-or a cimport in the engine), never re-typed in vmcore's Python or Cython, perf/, fuzz/ or the
-shared test helpers:
+or a cimport in the engine), never re-typed in vmcore's Python or Cython (the .pxd declarations
+too), perf/, fuzz/ or the shared test helpers:
 the argument registers, the register count, the return-to-host address,
 entry codes, page sizes."""
 import re
@@ -14,15 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 # The helpers the suites share (tests/oracle.py is left out on purpose: it
 # is an independent model of the semantics, checked against vmcore.abi in
 # test_the_independent_oracle_agrees below).
-TEST_HELPERS = ("gen_vectors.py", "random_programs.py", "x64_runner.py", "modes.py", "conftest.py")
+TEST_HELPERS = ("gen_vectors.py", "random_programs.py", "x64_runner.py", "modes.py", "conftest.py", "reliability.py",
+                "native/vectors.py")
 SOURCES = sorted([*PACKAGE.glob("*.py"), *PACKAGE.glob("*.pyx"), *PACKAGE.glob("engine/*.pyx"),
+                  *PACKAGE.glob("includes/*.pxd"),
                   *(ROOT / "perf").glob("*.py"), *(ROOT / "fuzz").glob("*.py"),
                   *(ROOT / "tests" / name for name in TEST_HELPERS)])
 
 RETYPED = {
     "the argument registers": re.compile(r"7,\s*8,\s*9,\s*10,\s*11,\s*12,\s*2,\s*3,\s*4"),
     "the argument names": re.compile(r"\(\s*\"a0\",\s*\"a1\",\s*\"a2\""),
-    "the register count": re.compile(r"(range\(|[<>]=?\s*|== |\* )13\b|\b13 register|\(0\.\.12\)"),
+    "the register count": re.compile(r"(range\(|[<>]=?\s*|== |\* )13\b|\b13 register|\(0\.\.12\)|regs\[1[34]\]"),
     "the return-to-host address": re.compile(r"(?<!\w)0x[fF]{4}0000\b(?!\))"),
     "an entry code": re.compile(r"rc == -[12]\b"),
     "the default page size": re.compile(r"(PAGE_SIZE|page_size[^=]*) ?= 0x1000\b|default=0x1000\b"),
@@ -69,3 +71,6 @@ def test_the_check_catches_a_retyped_number(tmp_path):
     assert RETYPED["the default page size"].search("DEFAULT_PAGE_SIZE = 0x1000")
     assert RETYPED["the page size"].search("PAGE = 4096")
     assert RETYPED["the register count"].search("regs = [0] * 13")
+    assert RETYPED["the page size"].search("PAGE_SIZE = 4096")
+    assert RETYPED["the register count"].search("        uint64_t regs[14]")
+    assert RETYPED["the register count"].search("    const uint8_t vm_x64_guest_regs[13]")

@@ -156,7 +156,7 @@ void vm_host_state_load(const vmctx *cc, vm_state *s)
     vmctx *c = (vmctx *)cc;
     for (int i = 0; i < VM_REG_COUNT; i++)
         s->regs[i] = atomic_load_explicit(&c->regs[i], memory_order_relaxed);
-    s->regs[13] = 0;
+    s->regs[VM_REG_COUNT] = 0; /* the interpreter's constant zero */
     s->gas = atomic_load_explicit(&c->gas, memory_order_relaxed);
     s->resume = (uint32_t)atomic_load_explicit(&c->jump_into, memory_order_relaxed);
     s->pc = atomic_load_explicit(&c->program_counter, memory_order_relaxed);

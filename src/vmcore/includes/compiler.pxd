@@ -1,5 +1,6 @@
 # C declarations for include/vmcore/compiler.h and x64_asm.h (the recompiler).
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from vmcore.includes.abi cimport VM_REG_COUNT
 from vmcore.includes.gas cimport vm_gas_model
 
 cdef extern from "vmcore/compiler.h":
@@ -69,7 +70,7 @@ cdef extern from "vmcore/compiler.h":
         VM_X64_INFO_JUMP_TARGET
         VM_X64_VMCTX_DISP
 
-    const uint8_t vm_x64_guest_regs[13]
+    const uint8_t vm_x64_guest_regs[VM_REG_COUNT]
 
     void vm_x64_bounds(const uint8_t *code, uint32_t code_len, const uint8_t *bitmask, const vm_x64_config *config,
                        vm_x64_capacity *capacity) nogil

@@ -23,7 +23,7 @@ cdef extern from "vmcore/vmctx.h":
         uint32_t arg
         uint32_t arg2
         int64_t gas
-        uint64_t regs[13]
+        uint64_t regs[VMCTX_REG_COUNT]
         vmctx_heap_info heap_info
         uint32_t heap_base
         uint32_t heap_initial_threshold
