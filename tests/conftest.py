@@ -62,7 +62,7 @@ def process_mode(request) -> modes.Mode:
 
 # The `quick` (returns 7) and `spin` (never returns) exports the sandbox-level
 # test guests start with: one copy, shared with the hostile fuzz targets.
-from vmcore.fuzz_hostile import PROBE_EXPORTS  # noqa: E402
+from vmcore.fuzz_hostile import GUEST_SOURCE, PROBE_EXPORTS  # noqa: E402
 
 
 def program(source: str):
@@ -72,14 +72,10 @@ def program(source: str):
     return vmcore.Program.from_bytes(asm.assemble(source))
 
 
-# The guest the API and sandbox-process suites share: a call, a hostcall, a
-# loop, a trap, a store, sbrk.
-BASIC_GUEST_SOURCE = f"""
-%isa = latest64
-%rw_data_size = 8192
-%stack_size = 4096
-%import note
-{PROBE_EXPORTS}pub @add:
+# The guest the API and sandbox-process suites share: the hostile fuzz
+# target's (quick, spin, hcall, hloop, grow, touch, memset) and a few more.
+BASIC_GUEST_SOURCE = GUEST_SOURCE + """\
+pub @add:
     a0 = a0 + a1
     ret
 pub @note_then_return:
@@ -95,9 +91,6 @@ pub @store:
 pub @store_then_note:
     u32 [a0] = a1
     ecalli 0
-    ret
-pub @grow:
-    a0 = sbrk a0
     ret
 """
 
