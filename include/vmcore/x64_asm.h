@@ -121,7 +121,7 @@ X64_INLINE void x64_u64(x64_buf *b, uint64_t v)
 X64_INLINE int x64_fits_i8(int64_t v) { return v >= -128 && v <= 127; }
 X64_INLINE int x64_fits_i32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
 
-/* An immediate of `bytes` (1, 2, or 4: the imm32 of a 64-bit operation). */
+/* An immediate: 1 or 2 bytes, else 4 (an imm32, also for 8-byte operations). */
 X64_INLINE void x64__imm(x64_buf *b, int bytes, int32_t imm)
 {
     if (bytes == 1)
