@@ -243,7 +243,9 @@ def test_spin_settings_can_be_tuned():
         _engine.configure_spin(host=0, sandbox=0)  # wait at once: futex every time
         with sandbox() as sb:
             before = sb.counters
-            for _ in range(5):
+            # one futex sleep is enough; a loaded machine can let a few
+            # answers arrive before the host even looks (no wait at all)
+            for _ in range(200):
                 assert sb.call("quick") == 7
             after = sb.counters
             assert after["host_futex_wait"] > before["host_futex_wait"]
