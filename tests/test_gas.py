@@ -159,6 +159,13 @@ def _pipeline_limit_blocks():
         a.op("load_imm", r, r)
     a.op("mul_64", 11, 0, 1).op("count_trailing_zero_bits_64", 12, 2)
     blocks["loads_then_immediates"] = (a.op("trap"), 50)
+    # ... and while one is left after a start, the next ALU user still starts
+    for loads, cost in ((2, 27), (4, 50)):
+        a = gen.Asm("jam_v1").op("store_u64", 7, 0x20000).op("store_u64", 7, 0x20008)
+        a.op("add_64", 8, 9, 10).op("add_64", 11, 9, 10)
+        for k in range(loads):
+            a.op("load_u64", 1 + k, 0x20100 + 8 * k)
+        blocks[f"one_alu_left_{loads}_loads"] = (a.op("add_64", 0, 8, 11).op("trap"), cost)
     return blocks
 
 
