@@ -14,8 +14,9 @@ DOOM's engine artefact directly (``_engine.CompiledModule`` /
   machine, so the ratio of bests is the figure to read);
 * --callgrind: also the instructions executed (Ir) of one build under
   ``valgrind --tool=callgrind``, collecting only inside the C builder
-  (vm_module_build; vm_x64_compile and its helper thread): repeatable
-  whatever the load.  Needs valgrind on PATH.
+  (vm_module_build; vm_host_x64_build, its bounds pass and vm_x64_compile
+  included, and the compiler's helper thread): repeatable whatever the
+  load.  Needs valgrind on PATH.
 """
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ HERE = Path(__file__).resolve().parent
 ROW = "compile-time"
 TARGETS = ("interpreter", "compiler")
 MODELS = ("naive", "full")
-# callgrind: the C functions a build runs in (the compiler's second thread
-# starts in helper_main)
-COLLECT = {"interpreter": ("vm_module_build",), "compiler": ("vm_x64_compile", "helper_main")}
+# callgrind: the C functions a build runs in: the interpreter's builder; the
+# recompiler's whole host-side build (its bounds pass, the memfd, the compile)
+# and its second thread, which starts in helper_main
+COLLECT = {"interpreter": ("vm_module_build",), "compiler": ("vm_host_x64_build", "helper_main")}
 
 
 def default_doom() -> Optional[Path]:

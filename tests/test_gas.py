@@ -132,6 +132,40 @@ def _pipeline_limit_blocks():
         else:
             a.op("div_unsigned_64" if k % 3 == 0 else "mul_64", 7 + k % 4, 8 + k % 3, 7 + k % 2)
     blocks["long_mixed"] = (a.op("trap"), 606)
+    # The start loop passes over what needs an ALU while none is free:
+    # instructions without units still start, up to the start limit ...
+    a = gen.Asm("jam_v1")
+    for k in range(4):
+        a.op("store_u64", 7 + k % 3, 0x20000 + 8 * k)
+    a.op("load_u64", 8, 0x20000)
+    for r in range(7):
+        a.op("load_imm", r % 6, r)
+    for r in (9, 10, 11, 12):
+        a.op("add_64", r, r % 6, 1)
+    blocks["no_alu_start_limit"] = (a.op("trap"), 50)
+    # ... including after a start took the last ALU in the same cycle
+    a = gen.Asm("jam_v1")
+    for k in range(3):
+        a.op("store_u64", 7, 0x20000 + 8 * k)
+    a.op("add_64", 8, 9, 10)
+    for r in range(6):
+        a.op("load_imm", r, r)
+    a.op("add_64", 11, 0, 1).op("load_imm", 12, 3).op("add_64", 10, 12, 12)
+    blocks["last_alu_taken"] = (a.op("trap"), 25)
+    a = gen.Asm("jam_v1")
+    for k in range(5):
+        a.op("load_u64", 7 + k % 4, 0x20000 + 8 * k)
+    for r in range(6):
+        a.op("load_imm", r, r)
+    a.op("mul_64", 11, 0, 1).op("count_trailing_zero_bits_64", 12, 2)
+    blocks["loads_then_immediates"] = (a.op("trap"), 50)
+    # ... and while one is left after a start, the next ALU user still starts
+    for loads, cost in ((2, 27), (4, 50)):
+        a = gen.Asm("jam_v1").op("store_u64", 7, 0x20000).op("store_u64", 7, 0x20008)
+        a.op("add_64", 8, 9, 10).op("add_64", 11, 9, 10)
+        for k in range(loads):
+            a.op("load_u64", 1 + k, 0x20100 + 8 * k)
+        blocks[f"one_alu_left_{loads}_loads"] = (a.op("add_64", 0, 8, 11).op("trap"), cost)
     return blocks
 
 

@@ -105,6 +105,7 @@ typedef struct vm_gas_sim {
     uint32_t resources;      /* free execution units, packed, with guard bits */
     uint32_t head, tail;     /* sequence numbers (0: none; the first is 1) */
     uint32_t decoding, waiting; /* reorder buffer slots by state */
+    uint32_t alu_users;         /* slots whose instruction needs an ALU */
     uint32_t dep[VM_GAS_ROB_SIZE][2];  /* the producers (sequence numbers) each slot reads */
     uint32_t due[VM_GAS_ROB_SIZE];     /* the cycle each slot's result is ready (not started: ~0) */
     uint16_t required[VM_GAS_ROB_SIZE];/* units each slot holds while executing */

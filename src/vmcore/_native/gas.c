@@ -32,6 +32,7 @@
 #define DIV_AT 14
 #define UNITS_GUARD ((1u << 3) | (1u << 7) | (1u << 11) | (1u << 13) | (1u << 15))
 #define UNITS_ALL ((4u << ALU_AT) | (4u << LOAD_AT) | (4u << STORE_AT) | (1u << MUL_AT) | (1u << DIV_AT) | UNITS_GUARD)
+#define ALU_FREE (7u << ALU_AT) /* the free ALU count's bits */
 #define U_ALU1 (1u << ALU_AT)
 #define U_ALU2 (2u << ALU_AT)
 #define U_LOAD1 (1u << LOAD_AT)
@@ -218,6 +219,7 @@ static void clear(vm_gas_sim *s)
             s->producer[r] = 0;
         s->executing = 0;
         s->decoding = s->waiting = 0;
+        s->alu_users = 0;
         s->resources = UNITS_ALL;
         s->tail = 1;
     }
@@ -241,10 +243,14 @@ static inline __attribute__((always_inline)) int start_ready(vm_gas_sim *s, uint
         return 0;
     uint32_t head = s->head, base = head & ROB_MASK;
     uint32_t order = rotr32(waiting, base), started = 0;
+    /* Without a free ALU the instructions that need one cannot start (and
+     * units are only taken here): not visited. */
+    uint32_t alu_users = rotr32(s->alu_users, base);
+    uint32_t visit = s->resources & ALU_FREE ? order : order & ~alu_users;
     int starts = 0, limited = 0;
-    while (order) {
-        uint32_t slot = (ctz32(order) + base) & ROB_MASK;
-        order &= order - 1;
+    while (visit) {
+        uint32_t pos = ctz32(visit), slot = (pos + base) & ROB_MASK;
+        visit &= visit - 1;
         uint32_t a = s->dep[slot][0], b = s->dep[slot][1];
         if ((a >= head && s->due[a & ROB_MASK] > now) || (b >= head && s->due[b & ROB_MASK] > now))
             continue;
@@ -252,6 +258,8 @@ static inline __attribute__((always_inline)) int start_ready(vm_gas_sim *s, uint
         if ((left & UNITS_GUARD) != UNITS_GUARD)
             continue;
         s->resources = left;
+        if (!(left & ALU_FREE))
+            visit &= ~alu_users;
         started |= 1u << slot;
         uint32_t due = now + s->latency[slot], at = due & WHEEL_MASK;
         s->due[slot] = due;
@@ -260,7 +268,8 @@ static inline __attribute__((always_inline)) int start_ready(vm_gas_sim *s, uint
         s->wheel_used[at >> 6] |= 1ull << (at & 63);
         s->executing++;
         if (++starts == MAX_STARTS_PER_CYCLE) {
-            limited = order != 0;
+            /* (any waiting candidate after this one counts, visited or not) */
+            limited = (order & ~((2u << pos) - 1u)) != 0;
             break;
         }
     }
@@ -378,6 +387,10 @@ static inline __attribute__((always_inline)) void dispatch(vm_gas_sim *s, int ds
     if (dst >= 0)
         s->producer[dst] = seq;
     s->decoding |= 1u << slot;
+    if (units & ALU_FREE)
+        s->alu_users |= 1u << slot;
+    else
+        s->alu_users &= ~(1u << slot);
     s->decode_left -= slots;
 }
 
