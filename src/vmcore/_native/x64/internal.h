@@ -10,7 +10,7 @@
  * the same gas per block, the same jump-target rules.  Each guest
  * instruction becomes a short fixed sequence of native code, in program
  * order.  What only runs on the way out (the out-of-gas path, traps of
- * dynamic jumps, the address-overflow path, the rare halves of division)
+ * dynamic jumps, the rare halves of division)
  * goes to small out-of-line stubs, collected while a stretch of code is
  * emitted and written after the next instruction that never falls through
  * (so no extra jump is needed and the straight-line code stays dense).
@@ -103,9 +103,9 @@ typedef struct fixup {
     uint32_t target_pc; /* guest pc whose entry it jumps to */
 } fixup;
 
-enum { STUB_OOG, STUB_BIG_CHARGE, STUB_TRAP, STUB_FINISHED, STUB_OVERFLOW, STUB_DIV };
+enum { STUB_OOG, STUB_BIG_CHARGE, STUB_TRAP, STUB_FINISHED, STUB_DIV };
 static const uint8_t stub_max[] = {
-    [STUB_OOG] = 9, [STUB_BIG_CHARGE] = 17, [STUB_TRAP] = 9, [STUB_FINISHED] = 9, [STUB_OVERFLOW] = 9,
+    [STUB_OOG] = 9, [STUB_BIG_CHARGE] = 17, [STUB_TRAP] = 9, [STUB_FINISHED] = 9,
     [STUB_DIV] = 32,
 };
 
