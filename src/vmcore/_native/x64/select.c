@@ -28,6 +28,18 @@ HOT_INLINE void emit_trap(compiler *c, uint32_t pc)
 }
 
 
+/* A static jump: a trap when the target is not a jump target, nothing
+ * when it is the next instruction. */
+HOT_INLINE void emit_static_jump(compiler *c, uint32_t pc, uint32_t target, uint32_t next)
+{
+    if (!valid_target(c, target)) {
+        emit_trap(c, pc);
+    } else if (target != next) {
+        jump_pc(c, -1, target);
+        c->falls_through = 0;
+    }
+}
+
 /* dst = a OP b for a commutative op (64-bit) */
 HOT_INLINE void binop_comm(x64_buf *h, x64_alu op, int size, int a, int b, int c_)
 {
@@ -149,21 +161,11 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         if (ins->next >= c->code_len) emit_trap(c, pc);
         return;
     case VM_OP_jump:
-        if (!valid_target(c, ins->imm1)) {
-            emit_trap(c, pc);
-        } else if (ins->imm1 != ins->next) {
-            jump_pc(c, -1, ins->imm1);
-            c->falls_through = 0;
-        }
+        emit_static_jump(c, pc, ins->imm1, ins->next);
         return;
     case VM_OP_load_imm_and_jump:
         x64_mov_imm64(h, a, sext32(ins->imm1));
-        if (!valid_target(c, ins->imm2)) {
-            emit_trap(c, pc);
-        } else if (ins->imm2 != ins->next) {
-            jump_pc(c, -1, ins->imm2);
-            c->falls_through = 0;
-        }
+        emit_static_jump(c, pc, ins->imm2, ins->next);
         return;
     case VM_OP_jump_indirect:
         if (ins->imm1 == 0)
