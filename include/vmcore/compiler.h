@@ -100,7 +100,9 @@
  * that block with the charge undone; the sandbox adds the bias back and
  * reports INTERRUPTED (tests/native/runner.c does exactly this).  With
  * `interruptible` and no metering the charge is 0: keep vmctx.gas >= 0
- * (say 0) or the first block exits.  Without metering and without
+ * (say 0) or the first block exits; and there a forward jump enters its
+ * target past the check (a guest can only run forever through backward
+ * and dynamic jumps, which land on it).  Without metering and without
  * `interruptible`, nothing is emitted at block starts and a runaway guest
  * can only be killed.
  */

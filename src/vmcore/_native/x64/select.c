@@ -666,7 +666,7 @@ void vm_x64_compile_segment(compiler *c)
     for (size_t i = 0; i < c->fixup_count; i++) {
         fixup f = c->fixups[i];
         if (f.target_pc >= c->lo && f.target_pc < c->hi)
-            x64_patch_rel32(c->out.start, f.at, target_entry_of(c, f.target_pc));
+            patch_fixup(c->out.start, c, f);
         else
             c->fixups[kept++] = f;
     }
