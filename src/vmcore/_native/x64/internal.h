@@ -30,7 +30,8 @@
  *
  *   [step exit]      (step tracing) call step_routine; .long pc
  *   [gas charge]     (block start) sub qword [gas], cost; jl oog_stub
- *                    (no metering: cmp qword [gas], 0, see open_block)
+ *                    (no metering: cmp qword [gas], 0, see open_block;
+ *                    forward jumps enter past it, see jump_pc)
  *   body             the instruction
  *
  * Exits that need data pass it after a `call` (the routine pops the
