@@ -812,3 +812,30 @@ def test_check_without_metering_only_loads():
     asm = gen.Asm("latest64").op("add_imm_64", 1, 1, 1).op("trap")
     assert _block_code("latest64", asm, metering=False, interruptible=True)[0].startswith("cmp qword ptr [r15 - ")
     assert _block_code("latest64", asm, metering=True)[0].startswith("sub qword ptr [r15 - ")
+
+
+def test_forward_jumps_pass_the_interrupt_check():
+    """Interruptible without metering, a forward jump enters its target
+    past the block's interrupt check, and a backward one (the loop) lands
+    on it; with metering every jump lands on the charge."""
+    if os.environ.get("VMCORE_UNDER_ASAN"):
+        pytest.skip("capstone cannot be loaded under the ASan preload (make test-asan)")
+    capstone = pytest.importorskip("capstone")
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    asm = gen.Asm("latest64").op("jump", "fwd").op("trap").label("fwd")
+    asm.op("add_imm_64", 1, 1, 1).op("branch_not_eq_imm", 1, 0, "fwd").op("trap")
+    code, bitmask, _ = assemble(asm)
+    for metering, interruptible in ((False, True), (True, False)):
+        cc = _engine.CompiledCode(ISA.isa_index("latest64"), code, bitmask, [], metering, interruptible=interruptible)
+        entries = cc.map_entries()
+        _, fwd_entry, fwd_body, _ = entries[2]
+        assert fwd_body - fwd_entry == 17  # the check / charge
+
+        def jump_target(start, mnemonic):
+            for i in md.disasm(cc.code[start:], start):
+                if i.mnemonic == mnemonic:
+                    return int(i.op_str, 16)
+            raise AssertionError(mnemonic)
+
+        assert jump_target(entries[0][2], "jmp") == (fwd_body if not metering else fwd_entry), metering
+        assert jump_target(fwd_body, "jne") == fwd_entry, metering

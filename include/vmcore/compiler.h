@@ -75,9 +75,19 @@
  * from the signal context (vm_x64_guest_regs says where each is) to
  * vmctx.regs, sets program_counter / arg / next_native_program_counter and
  * returns into exit_stubs[stub] (like an exit; rsp may be left as is).
- * Accesses whose last byte would reach 0xffffffff never touch memory: they
- * go to a probe of the top page (module.overflow_probe), which either
- * exits with a TRAP or faults there with the registers intact.
+ * An access through a register is not bounds-checked: its guest address
+ * (in rax) indexes the window, and one whose end reaches or passes
+ * 0xffffffff starts in the window's top host page (VM_X64_GUARD_PAGE),
+ * which the sandbox keeps PROT_NONE while native code runs whatever the
+ * guest may do there.  So every such access faults and the handler
+ * decides: the overflow rule, or -- for an access the guest may make to
+ * that page -- VM_X64_FAULT_EMULATE: the sandbox makes the page accessible,
+ * runs vm_x64_emulate_access() on the faulting instruction, protects the
+ * page again and resumes after it.  (memset, in the sandbox's helper, needs
+ * the page accessible too when the guest may write it.)  An absolute
+ * address that reaches 0xffffffff never touches memory: it goes to a probe
+ * of the top page (module.overflow_probe), which either exits with a TRAP
+ * or faults there with the registers intact.
  *
  * Deadlines: with gas metering on (or vm_x64_config.interruptible), every
  * block starts with `sub qword [gas], cost; jl out_of_gas` (interruptible
@@ -90,7 +100,9 @@
  * that block with the charge undone; the sandbox adds the bias back and
  * reports INTERRUPTED (tests/native/runner.c does exactly this).  With
  * `interruptible` and no metering the charge is 0: keep vmctx.gas >= 0
- * (say 0) or the first block exits.  Without metering and without
+ * (say 0) or the first block exits; and there a forward jump enters its
+ * target past the check (a guest can only run forever through backward
+ * and dynamic jumps, which land on it).  Without metering and without
  * `interruptible`, nothing is emitted at block starts and a runaway guest
  * can only be killed.
  */
@@ -279,10 +291,15 @@ int vm_x64_cpu_check(const char **missing);
 
 /* ---- sandbox side (freestanding; what the zygote's handlers call) ---- */
 
+/* The top host page of the guest window: PROT_NONE while native code runs
+ * (see Faults above). */
+#define VM_X64_GUARD_PAGE ((uint32_t)(VM_ADDRESS_SPACE_SIZE - VM_HOST_PAGE_SIZE))
+#define VM_X64_FAULT_EMULATE (-2)
+
 typedef struct vm_x64_fault {
-    int stub;          /* VMCTX_STUB_PAGEFAULT or VMCTX_STUB_TRAP; -1: not a guest fault (a real crash) */
+    int stub;          /* VMCTX_STUB_PAGEFAULT or VMCTX_STUB_TRAP; VM_X64_FAULT_EMULATE; -1: a real crash */
     uint32_t pc;       /* the guest instruction */
-    uint32_t arg;      /* PAGEFAULT: the page address */
+    uint32_t arg;      /* PAGEFAULT: the page address; EMULATE: the guest address */
     uint64_t resume;   /* PAGEFAULT: native offset to resume at (retries the instruction) */
 } vm_x64_fault;
 
@@ -300,6 +317,12 @@ static inline uint64_t vm_x64_guest_reg(const vm_x64_module *module, uint64_t ra
 
 void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, const vm_memory *memory,
                           uint64_t rip_offset, uint64_t rax, uint32_t program_counter, vm_x64_fault *out);
+
+/* VM_X64_FAULT_EMULATE: do what the faulting access instruction at `insn`
+ * does, on `regs` (the 16 hardware registers by number) and the guest
+ * bytes at `at` (accessible for it); returns the instruction's length (to
+ * resume after it), or 0 when it is not one generated code writes. */
+uint32_t vm_x64_emulate_access(const uint8_t *insn, uint64_t *regs, uint8_t *at);
 
 /* After a NOT_ENOUGH_GAS exit: `pc` and `next_native` as the exit left
  * vmctx.program_counter / next_native_program_counter.  An out-of-gas

@@ -120,6 +120,14 @@ static int prot_of(uint8_t perm)
     return perm == VM_PERM_WRITE ? PROT_READ | PROT_WRITE : perm == VM_PERM_READ ? PROT_READ : PROT_NONE;
 }
 
+/* The guard page (compiler.h): PROT_NONE while native code runs, opened
+ * around what the runner does there for the guest. */
+static void guard(int prot)
+{
+    if (mprotect(guest + VM_X64_GUARD_PAGE, VM_HOST_PAGE_SIZE, prot) != 0)
+        die("mprotect (guard page)");
+}
+
 static uint32_t helper_sbrk(uint32_t size)
 {
     uint32_t old_end = heap_state.heap.mapped_end;
@@ -127,6 +135,8 @@ static uint32_t helper_sbrk(uint32_t size)
     uint32_t new_end = heap_state.heap.mapped_end;
     if (new_end > old_end && mprotect(guest + old_end, new_end - old_end, PROT_READ | PROT_WRITE) != 0)
         die("mprotect (sbrk)");
+    if (new_end > VM_X64_GUARD_PAGE)
+        guard(PROT_NONE);
     return result;
 }
 
@@ -136,7 +146,14 @@ static uint32_t helper_memset(uint32_t metering)
     int64_t gas = atomic_load(&ctx->gas);
     if (interrupt_applied) /* as the zygote: memset counts the real gas down */
         gas = vm_x64_gas_unbias(gas);
+    uint64_t dst = (uint32_t)atomic_load(&ctx->regs[VM_REG_A0]);
+    int open = dst + (uint32_t)atomic_load(&ctx->regs[VM_REG_A2]) > VM_X64_GUARD_PAGE &&
+               vm_perm_allows(vm_perm_at(&memory, VM_X64_GUARD_PAGE), VM_PERM_WRITE);
+    if (open)
+        guard(PROT_READ | PROT_WRITE);
     uint32_t r = vm_x64_memset((uint64_t *)ctx->regs, &gas, (int)metering, &memory, &fault);
+    if (open)
+        guard(PROT_NONE);
     atomic_store(&ctx->gas, interrupt_applied ? vm_x64_gas_bias(gas) : gas);
     if (r == VMCTX_STUB_PAGEFAULT)
         atomic_store(&ctx->arg, fault);
@@ -164,6 +181,20 @@ static void on_fault(int sig, siginfo_t *si, void *uc_)
         vm_x64_fault f;
         vm_x64_resolve_fault(&module, &map, &memory, rip - code_base, (uint64_t)g[REG_RAX],
                              atomic_load(&ctx->program_counter), &f);
+        if (f.stub == VM_X64_FAULT_EMULATE) {
+            uint64_t hw[16];
+            for (int i = 0; i < 16; i++)
+                hw[i] = (uint64_t)g[greg_of(i)];
+            guard(PROT_READ | PROT_WRITE);
+            uint32_t n = vm_x64_emulate_access((const uint8_t *)(uintptr_t)rip, hw, guest + f.arg);
+            guard(PROT_NONE);
+            if (n) {
+                for (int i = 0; i < 16; i++)
+                    g[greg_of(i)] = (greg_t)hw[i];
+                g[REG_RIP] = (greg_t)(rip + n);
+                return;
+            }
+        }
         if (f.stub >= 0) {
             for (int i = 0; i < VM_REG_COUNT; i++)
                 atomic_store(&ctx->regs[i], vm_x64_guest_reg(&module, (uint64_t)g[greg_of(vm_x64_guest_regs[i])]));
@@ -400,6 +431,7 @@ static int run_case(void)
             p = q;
         }
     }
+    guard(PROT_NONE);
     uint32_t heap_initial_end = heap_state.heap.mapped_end;
     uint64_t interrupt_us;
     int64_t refill;
@@ -465,6 +497,7 @@ static int run_case(void)
             vm_memory_set_perms(&memory, page, page_size, VM_PERM_WRITE);
             if (mprotect(guest + page, page_size, PROT_READ | PROT_WRITE) != 0)
                 die("mprotect (fault)");
+            guard(PROT_NONE);
             ranges[range_count++] = (page_range){page >> memory.page_shift, (page >> memory.page_shift) + 1};
             mapped_on_fault++;
             continue;
@@ -495,6 +528,7 @@ static int run_case(void)
     if (heap_state.heap.mapped_end > heap_initial_end)
         ranges[range_count++] = (page_range){heap_initial_end >> memory.page_shift,
                                              (size_t)(((uint64_t)heap_state.heap.mapped_end - 1) >> memory.page_shift) + 1};
+    guard(prot_of(vm_perm_at(&memory, VM_X64_GUARD_PAGE))); /* as the guest may see it */
     uint32_t dumped = 0;
     uint8_t *seen = calloc(npages, 1);
     if (!seen)

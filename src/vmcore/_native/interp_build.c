@@ -1,6 +1,7 @@
 /* The interpreter's builder: vm_module_build() walks the code once and
  * lays it out as vm_insn records (see interp.c), plus the entry rules
  * (vm_state_set_pc) and the block costs read back from the records. */
+#include "vmcore/branches.h"
 #include "interp_handlers.h"
 
 #include "vmcore/block_walk.h"
@@ -168,22 +169,12 @@ static uint16_t handler_for(vm_op op, int is64)
     case VM_OP_store_imm_u16: case VM_OP_store_imm_indirect_u16: return H_STI_U16;
     case VM_OP_store_imm_u32: case VM_OP_store_imm_indirect_u32: return H_STI_U32;
     case VM_OP_store_imm_u64: case VM_OP_store_imm_indirect_u64: return H_STI_U64;
-    case VM_OP_branch_eq: return H_BEQ;
-    case VM_OP_branch_not_eq: return H_BNE;
-    case VM_OP_branch_less_unsigned: return H_BLTU;
-    case VM_OP_branch_less_signed: return H_BLTS;
-    case VM_OP_branch_greater_or_equal_unsigned: return H_BGEU;
-    case VM_OP_branch_greater_or_equal_signed: return H_BGES;
-    case VM_OP_branch_eq_imm: return H_BEQI;
-    case VM_OP_branch_not_eq_imm: return H_BNEI;
-    case VM_OP_branch_less_unsigned_imm: return H_BLTUI;
-    case VM_OP_branch_less_signed_imm: return H_BLTSI;
-    case VM_OP_branch_greater_or_equal_unsigned_imm: return H_BGEUI;
-    case VM_OP_branch_greater_or_equal_signed_imm: return H_BGESI;
-    case VM_OP_branch_less_or_equal_unsigned_imm: return H_BLEUI;
-    case VM_OP_branch_less_or_equal_signed_imm: return H_BLESI;
-    case VM_OP_branch_greater_unsigned_imm: return H_BGTUI;
-    case VM_OP_branch_greater_signed_imm: return H_BGTSI;
+#define BRANCH_REG(name, cond) case VM_OP_##name: return H_B##cond;
+#define BRANCH_IMM(name, cond) case VM_OP_##name: return H_B##cond##I;
+    VM_BRANCHES_REG(BRANCH_REG)
+    VM_BRANCHES_IMM(BRANCH_IMM)
+#undef BRANCH_REG
+#undef BRANCH_IMM
     case VM_OP_load_imm: return H_LI;
     case VM_OP_load_imm64: return H_LI64;
     default: return H_TRAP;

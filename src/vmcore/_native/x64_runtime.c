@@ -222,9 +222,16 @@ void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, co
     uint8_t need = (info & VM_X64_INFO_STORE) ? VM_PERM_WRITE : VM_PERM_READ;
     uint32_t fault = 0;
     vm_access access = vm_access_verdict(memory, (uint32_t)rax, size, need, &fault);
-    if (access == VM_ACCESS_OK)
-        return; /* the protections disagree with the permission map: a real crash */
     out->pc = e.pc;
+    if (access == VM_ACCESS_OK) {
+        /* allowed: in the guard page (no wrap here), else the protections
+         * disagree with the permission map -- a real crash */
+        if ((uint32_t)rax + size - 1 >= VM_X64_GUARD_PAGE) {
+            out->stub = VM_X64_FAULT_EMULATE;
+            out->arg = (uint32_t)rax;
+        }
+        return;
+    }
     if (access == VM_ACCESS_PANIC) {
         out->stub = VMCTX_STUB_TRAP;
     } else {
@@ -232,6 +239,107 @@ void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, co
         out->arg = fault;
         out->resume = e.body;
     }
+}
+
+/* The forms emit_access (x64/select.c) writes: [66] REX op ModRM SIB [imm]
+ * with the memory operand [r15 + rax]. */
+uint32_t vm_x64_emulate_access(const uint8_t *insn, uint64_t *regs, uint8_t *at)
+{
+    const uint8_t *p = insn;
+    int operand16 = *p == 0x66;
+    p += operand16;
+    uint8_t rex = *p++;
+    if ((rex & 0xf0u) != 0x40u)
+        return 0;
+    int w = (rex & 8u) != 0;
+    uint32_t op = *p++;
+    if (op == 0x0fu)
+        op = 0x0f00u | *p++;
+    uint8_t modrm = *p++, sib = *p++;
+    if ((modrm & 0xc7u) != 0x04u || sib != 0x07u || (rex & 3u) != 1u)
+        return 0;
+    int reg = ((modrm >> 3) & 7) | (rex & 4u ? 8 : 0);
+    uint64_t *r = &regs[reg];
+    uint8_t b1;
+    uint16_t b2;
+    uint32_t b4;
+    uint64_t b8;
+    switch (op) {
+    case 0x8bu: /* mov r32 (zero-extends) / r64, [m] */
+        if (w) {
+            __builtin_memcpy(&b8, at, 8);
+            *r = b8;
+        } else {
+            __builtin_memcpy(&b4, at, 4);
+            *r = b4;
+        }
+        break;
+    case 0x0fb6u: /* movzx */
+        *r = at[0];
+        break;
+    case 0x0fb7u:
+        __builtin_memcpy(&b2, at, 2);
+        *r = b2;
+        break;
+    case 0x0fbeu: /* movsx r64 */
+        if (!w)
+            return 0;
+        *r = (uint64_t)(int64_t)(int8_t)at[0];
+        break;
+    case 0x0fbfu:
+        if (!w)
+            return 0;
+        __builtin_memcpy(&b2, at, 2);
+        *r = (uint64_t)(int64_t)(int16_t)b2;
+        break;
+    case 0x63u: /* movsxd r64 */
+        if (!w)
+            return 0;
+        __builtin_memcpy(&b4, at, 4);
+        *r = (uint64_t)(int64_t)(int32_t)b4;
+        break;
+    case 0x88u: /* mov [m], r8 (REX: the register's low byte) */
+        at[0] = (uint8_t)*r;
+        break;
+    case 0x89u:
+        if (w) {
+            b8 = *r;
+            __builtin_memcpy(at, &b8, 8);
+        } else if (operand16) {
+            b2 = (uint16_t)*r;
+            __builtin_memcpy(at, &b2, 2);
+        } else {
+            b4 = (uint32_t)*r;
+            __builtin_memcpy(at, &b4, 4);
+        }
+        break;
+    case 0xc6u: /* mov [m], imm8 */
+        if (reg & 7)
+            return 0;
+        b1 = *p++;
+        at[0] = b1;
+        break;
+    case 0xc7u: /* mov [m], imm16 / imm32 / imm32 sign-extended */
+        if (reg & 7)
+            return 0;
+        if (operand16) {
+            __builtin_memcpy(at, p, 2);
+            p += 2;
+        } else {
+            __builtin_memcpy(&b4, p, 4);
+            p += 4;
+            if (w) {
+                b8 = (uint64_t)(int64_t)(int32_t)b4;
+                __builtin_memcpy(at, &b8, 8);
+            } else {
+                __builtin_memcpy(at, &b4, 4);
+            }
+        }
+        break;
+    default:
+        return 0;
+    }
+    return (uint32_t)(p - insn);
 }
 
 uint32_t vm_x64_memset(uint64_t *regs, int64_t *gas_io, int gas_metering, const vm_memory *memory, uint32_t *fault)

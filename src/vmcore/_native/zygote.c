@@ -300,6 +300,32 @@ __asm__(".text\n"
 static void (*const exit_stub[6])(void) = {zy_exit_0, zy_exit_1, zy_exit_2, zy_exit_3, zy_exit_4, zy_exit_5};
 _Static_assert(VMCTX_STUB_FINISHED == 0 && VMCTX_STUB_STEP == 5, "exit stubs are numbered 0..5");
 
+/* The guard page (compiler.h): PROT_NONE while native code runs, opened
+ * only around what the sandbox itself does there for the guest. */
+static void guard(int prot)
+{
+    long r = sys3(SYS_mprotect, (long)(VM_ADDR_GUEST_MEMORY + VM_X64_GUARD_PAGE), VM_HOST_PAGE_SIZE, prot);
+    if (r < 0)
+        fatal("cannot protect the guard page", r);
+}
+
+/* An allowed access to the guard page, done here; 0: not an access. */
+static int emulate_access(uint64_t *g, uint64_t rip, uint32_t address)
+{
+    uint64_t hw[16];
+    for (int i = 0; i < 16; i++)
+        hw[i] = g[greg_of_hw[i]];
+    guard(PROT_READ | PROT_WRITE);
+    uint32_t n = vm_x64_emulate_access((const uint8_t *)(uintptr_t)rip, hw, memory.base + address);
+    guard(PROT_NONE);
+    if (!n)
+        return 0;
+    for (int i = 0; i < 16; i++)
+        g[greg_of_hw[i]] = hw[i];
+    g[G_RIP] = rip + n;
+    return 1;
+}
+
 static void on_fault(int sig, void *info, void *uctx)
 {
     uint64_t *g = gregs_of(uctx);
@@ -313,6 +339,8 @@ static void on_fault(int sig, void *info, void *uctx)
         vm_x64_fault f;
         vm_x64_resolve_fault(x64, &x64_map, &memory, rip - VM_ADDR_NATIVE_CODE, g[G_RAX],
                              atomic_load_explicit(&CTX->program_counter, RELAXED), &f);
+        if (f.stub == VM_X64_FAULT_EMULATE && emulate_access(g, rip, f.arg))
+            return;
         if (f.stub >= 0 && f.stub <= VMCTX_STUB_STEP) {
             for (int i = 0; i < VM_REG_COUNT; i++)
                 atomic_store_explicit(&CTX->regs[i], vm_x64_guest_reg(x64, g[greg_of_hw[vm_x64_guest_regs[i]]]),
@@ -413,8 +441,11 @@ static void sync_protections(void)
         end = pages;
         protections_shift = memory.page_shift;
     }
-    if (first < end)
+    if (first < end) {
         protect_pages(first, end < pages ? end : pages);
+        if (end >= pages)
+            guard(PROT_NONE);
+    }
     c->perms_dirty_first = c->perms_dirty_end = 0;
 }
 
@@ -539,6 +570,8 @@ static uint32_t helper_sbrk(uint32_t size)
                       PROT_READ | PROT_WRITE);
         if (r < 0)
             fatal("cannot make new heap pages accessible", r);
+        if (new_end > VM_X64_GUARD_PAGE)
+            guard(PROT_NONE);
     }
     apply_interrupt_bias();
     return result;
@@ -551,7 +584,15 @@ static uint32_t helper_memset(uint32_t metering)
     int64_t gas = atomic_load_explicit(&CTX->gas, RELAXED);
     if (x64_bias_applied) /* memset counts the real gas down (the bias cannot change in a helper) */
         gas = vm_x64_gas_unbias(gas);
+    /* the guard page open when the guest may write it and the range reaches it */
+    uint64_t dst = (uint32_t)atomic_load_explicit(&CTX->regs[VM_REG_A0], RELAXED);
+    int open = dst + (uint32_t)atomic_load_explicit(&CTX->regs[VM_REG_A2], RELAXED) > VM_X64_GUARD_PAGE &&
+               vm_perm_allows(vm_perm_at(&memory, VM_X64_GUARD_PAGE), VM_PERM_WRITE);
+    if (open)
+        guard(PROT_READ | PROT_WRITE);
     uint32_t r = vm_x64_memset((uint64_t *)(uintptr_t)CTX->regs, &gas, (int)metering, &memory, &fault);
+    if (open)
+        guard(PROT_NONE);
     atomic_store_explicit(&CTX->gas, x64_bias_applied ? vm_x64_gas_bias(gas) : gas, RELAXED);
     if (r == VMCTX_STUB_PAGEFAULT)
         atomic_store_explicit(&CTX->arg, fault, RELAXED);

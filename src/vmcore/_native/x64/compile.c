@@ -54,6 +54,7 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
     c->code_len = code_len;
     c->jump_table_count = jump_table_count;
     c->charges = config->gas_metering || config->interruptible;
+    c->checks_only = c->charges && !config->gas_metering && !config->step_tracing;
     if (config->gas_metering)
         vm_gas_init(&c->gas, &config->gas, c->isa, code, code_len);
     c->out.start = c->out.p = code_out;
@@ -141,10 +142,8 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
         }
         for (int k = 0; k < count; k++) {
             const compiler *s = &segments[k];
-            for (size_t i = 0; i < s->fixup_count; i++) {
-                uint32_t target = s->fixups[i].target_pc;
-                x64_patch_rel32(code_out, s->fixups[i].at, target_entry_of(owner_of(segments, count, target), target));
-            }
+            for (size_t i = 0; i < s->fixup_count; i++)
+                patch_fixup(code_out, owner_of(segments, count, s->fixups[i].target_pc), s->fixups[i]);
         }
         for (uint32_t k = 0; k < jump_table_count; k++) {
             uint32_t target = jump_table_targets[k];

@@ -10,7 +10,7 @@
  * the same gas per block, the same jump-target rules.  Each guest
  * instruction becomes a short fixed sequence of native code, in program
  * order.  What only runs on the way out (the out-of-gas path, traps of
- * dynamic jumps, the address-overflow path, the rare halves of division)
+ * dynamic jumps, the rare halves of division)
  * goes to small out-of-line stubs, collected while a stretch of code is
  * emitted and written after the next instruction that never falls through
  * (so no extra jump is needed and the straight-line code stays dense).
@@ -30,7 +30,8 @@
  *
  *   [step exit]      (step tracing) call step_routine; .long pc
  *   [gas charge]     (block start) sub qword [gas], cost; jl oog_stub
- *                    (no metering: cmp qword [gas], 0, see open_block)
+ *                    (no metering: cmp qword [gas], 0, see open_block;
+ *                    forward jumps enter past it, see jump_pc)
  *   body             the instruction
  *
  * Exits that need data pass it after a `call` (the routine pops the
@@ -99,13 +100,17 @@ static inline x64_mem ctx_at(size_t offset) { return x64_base_disp(MB, VM_X64_VM
 #define CTX_STUB(i) ctx_at(offsetof(vmctx, exit_stubs) + 8u * (size_t)(i))
 
 typedef struct fixup {
-    uint32_t at;        /* offset of a rel32 field */
+    uint32_t at;        /* offset of a rel32 field (| FIXUP_PAST_CHECK) */
     uint32_t target_pc; /* guest pc whose entry it jumps to */
 } fixup;
 
-enum { STUB_OOG, STUB_BIG_CHARGE, STUB_TRAP, STUB_FINISHED, STUB_OVERFLOW, STUB_DIV };
+/* A forward jump without metering goes past its target block's interrupt
+ * check (see jump_pc); offsets stay below CODE_LIMIT, so the flag fits. */
+#define FIXUP_PAST_CHECK 0x80000000u
+
+enum { STUB_OOG, STUB_BIG_CHARGE, STUB_TRAP, STUB_FINISHED, STUB_DIV };
 static const uint8_t stub_max[] = {
-    [STUB_OOG] = 9, [STUB_BIG_CHARGE] = 17, [STUB_TRAP] = 9, [STUB_FINISHED] = 9, [STUB_OVERFLOW] = 9,
+    [STUB_OOG] = 9, [STUB_BIG_CHARGE] = 17, [STUB_TRAP] = 9, [STUB_FINISHED] = 9,
     [STUB_DIV] = 32,
 };
 
@@ -149,6 +154,7 @@ typedef struct compiler {
     uint32_t lo, hi;    /* the segment of guest code this compiler walks (see vm_x64_compile_segment) */
     uint32_t lo_offset; /* where its native code starts */
     int falls_through;  /* the last instruction's code can run into the next */
+    int checks_only;    /* block starts check for an interrupt, charging nothing (see jump_pc) */
 
     fixup *fixups;
     size_t fixup_count, fixup_cap;
@@ -248,8 +254,19 @@ static inline uint32_t target_entry_of(const compiler *c, uint32_t pc)
     return c->target_entry[c->target_prefix[w] + (uint32_t)popcount64(below)];
 }
 
+/* Patch a fixup, `owner` being the segment that emitted its target. */
+static inline void patch_fixup(uint8_t *code, const compiler *owner, fixup f)
+{
+    uint32_t past = f.at & FIXUP_PAST_CHECK ? VM_X64_CHARGE_BYTES : 0u;
+    x64_patch_rel32(code, f.at & ~FIXUP_PAST_CHECK, target_entry_of(owner, f.target_pc) + past);
+}
+
 /* A jump (cc < 0: unconditional) to a guest pc's entry: backward targets
- * are known (short form when in reach), forward ones are patched later. */
+ * are known (short form when in reach), forward ones are patched later.
+ * Without metering, block starts only check for an interrupt, and a
+ * forward jump goes past that check (every jump target is a block start):
+ * a guest can only run forever through a backward or dynamic jump, which
+ * still lands on it. */
 HOT_INLINE void jump_pc(compiler *c, int cc, uint32_t target_pc)
 {
     x64_buf *b = &c->out;
@@ -269,7 +286,7 @@ HOT_INLINE void jump_pc(compiler *c, int cc, uint32_t target_pc)
         return;
     }
     size_t at = cc < 0 ? x64_jmp_rel32(b, X64_NO_TARGET) : x64_jcc_rel32(b, (x64_cc)cc, X64_NO_TARGET);
-    add_fixup(c, at, target_pc);
+    add_fixup(c, at | (c->checks_only && target_pc > c->current_pc ? FIXUP_PAST_CHECK : 0u), target_pc);
 }
 
 HOT_INLINE pending *add_pending(compiler *c, int kind, size_t at, uint32_t pc)

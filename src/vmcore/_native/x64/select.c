@@ -2,6 +2,7 @@
  * it inlines into one specialised copy per opcode. */
 #include "gas_charge.h"
 #include "vmcore/block_walk.h"
+#include "vmcore/branches.h"
 
 void vm_x64_grow_fixups(compiler *c, size_t at, uint32_t target_pc)
 {
@@ -26,6 +27,18 @@ HOT_INLINE void emit_trap(compiler *c, uint32_t pc)
     c->falls_through = 0;
 }
 
+
+/* A static jump: a trap when the target is not a jump target, nothing
+ * when it is the next instruction. */
+HOT_INLINE void emit_static_jump(compiler *c, uint32_t pc, uint32_t target, uint32_t next)
+{
+    if (!valid_target(c, target)) {
+        emit_trap(c, pc);
+    } else if (target != next) {
+        jump_pc(c, -1, target);
+        c->falls_through = 0;
+    }
+}
 
 /* dst = a OP b for a commutative op (64-bit) */
 HOT_INLINE void binop_comm(x64_buf *h, x64_alu op, int size, int a, int b, int c_)
@@ -77,15 +90,13 @@ HOT_INLINE void emit_access(compiler *c, uint32_t *rec, uint32_t pc, int kind, i
         }
         x64_mov_r32_imm(h, S, offset);
     } else {
-        /* an access reaching 0xffffffff goes to overflow_routine (out of
-         * line: the hot path stays a not-taken branch) */
+        /* no bounds check: an access reaching 0xffffffff starts in the
+         * guard page and faults (compiler.h, Faults) */
         int b = R(base_guest);
         if (offset == 0)
             x64_mov_rr(h, 4, S, b);
         else
             x64_lea(h, 4, S, x64_base_disp(b, (int32_t)offset));
-        x64_alu_ri(h, X64_CMP, 4, S, -size);
-        branch_to_stub(c, X64_CC_AE, STUB_OVERFLOW, pc);
     }
     x64_mem m = x64_base_index(MB, S, 0, 0);
     int log2 = size == 1 ? 0 : size == 2 ? 1 : size == 4 ? 2 : 3;
@@ -110,19 +121,19 @@ HOT_INLINE void emit_access(compiler *c, uint32_t *rec, uint32_t pc, int kind, i
 }
 
 
+/* vmcore/branches.h's conditions as x86 condition codes */
+enum {
+    CC_EQ = X64_CC_E, CC_NE = X64_CC_NE, CC_LTU = X64_CC_B, CC_LTS = X64_CC_L, CC_GEU = X64_CC_AE,
+    CC_GES = X64_CC_GE, CC_LEU = X64_CC_BE, CC_LES = X64_CC_LE, CC_GTU = X64_CC_A, CC_GTS = X64_CC_G,
+};
+
 static x64_cc branch_cc(vm_op op)
 {
     switch (op) {
-    case VM_OP_branch_eq: case VM_OP_branch_eq_imm: return X64_CC_E;
-    case VM_OP_branch_not_eq: case VM_OP_branch_not_eq_imm: return X64_CC_NE;
-    case VM_OP_branch_less_unsigned: case VM_OP_branch_less_unsigned_imm: return X64_CC_B;
-    case VM_OP_branch_less_signed: case VM_OP_branch_less_signed_imm: return X64_CC_L;
-    case VM_OP_branch_greater_or_equal_unsigned: case VM_OP_branch_greater_or_equal_unsigned_imm: return X64_CC_AE;
-    case VM_OP_branch_greater_or_equal_signed: case VM_OP_branch_greater_or_equal_signed_imm: return X64_CC_GE;
-    case VM_OP_branch_less_or_equal_unsigned_imm: return X64_CC_BE;
-    case VM_OP_branch_less_or_equal_signed_imm: return X64_CC_LE;
-    case VM_OP_branch_greater_unsigned_imm: return X64_CC_A;
-    case VM_OP_branch_greater_signed_imm: return X64_CC_G;
+#define BRANCH_CC(name, cond) case VM_OP_##name: return (x64_cc)CC_##cond;
+    VM_BRANCHES_REG(BRANCH_CC)
+    VM_BRANCHES_IMM(BRANCH_CC)
+#undef BRANCH_CC
     default: return X64_CC_E;
     }
 }
@@ -150,21 +161,11 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         if (ins->next >= c->code_len) emit_trap(c, pc);
         return;
     case VM_OP_jump:
-        if (!valid_target(c, ins->imm1)) {
-            emit_trap(c, pc);
-        } else if (ins->imm1 != ins->next) {
-            jump_pc(c, -1, ins->imm1);
-            c->falls_through = 0;
-        }
+        emit_static_jump(c, pc, ins->imm1, ins->next);
         return;
     case VM_OP_load_imm_and_jump:
         x64_mov_imm64(h, a, sext32(ins->imm1));
-        if (!valid_target(c, ins->imm2)) {
-            emit_trap(c, pc);
-        } else if (ins->imm2 != ins->next) {
-            jump_pc(c, -1, ins->imm2);
-            c->falls_through = 0;
-        }
+        emit_static_jump(c, pc, ins->imm2, ins->next);
         return;
     case VM_OP_jump_indirect:
         if (ins->imm1 == 0)
@@ -316,12 +317,9 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         vm_x64_emit_mul_upper(c, op, ins->reg[0], ins->reg[1], ins->reg[2]);
         return;
     case VM_OP_set_less_than_unsigned:
-        x64_alu_rr(h, X64_CMP, w, b, d);
-        emit_set_cc(c, X64_CC_B, a);
-        return;
     case VM_OP_set_less_than_signed:
         x64_alu_rr(h, X64_CMP, w, b, d);
-        emit_set_cc(c, X64_CC_L, a);
+        emit_set_cc(c, op == VM_OP_set_less_than_unsigned ? X64_CC_B : X64_CC_L, a);
         return;
     case VM_OP_shift_logical_left_32: x64_shiftx(h, X64_SHLX, 4, a, b, d); sext_result(c, a); return;
     case VM_OP_shift_logical_left_64: x64_shiftx(h, X64_SHLX, 8, a, b, d); return;
@@ -401,21 +399,12 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
     case VM_OP_mul_imm_64:
         x64_imul_rri(h, 8, a, b, (int32_t)imm);
         return;
-    case VM_OP_set_less_than_unsigned_imm:
+    case VM_OP_set_less_than_unsigned_imm: case VM_OP_set_less_than_signed_imm:
+    case VM_OP_set_greater_than_unsigned_imm: case VM_OP_set_greater_than_signed_imm:
         x64_alu_ri(h, X64_CMP, w, b, (int32_t)imm);
-        emit_set_cc(c, X64_CC_B, a);
-        return;
-    case VM_OP_set_less_than_signed_imm:
-        x64_alu_ri(h, X64_CMP, w, b, (int32_t)imm);
-        emit_set_cc(c, X64_CC_L, a);
-        return;
-    case VM_OP_set_greater_than_unsigned_imm:
-        x64_alu_ri(h, X64_CMP, w, b, (int32_t)imm);
-        emit_set_cc(c, X64_CC_A, a);
-        return;
-    case VM_OP_set_greater_than_signed_imm:
-        x64_alu_ri(h, X64_CMP, w, b, (int32_t)imm);
-        emit_set_cc(c, X64_CC_G, a);
+        emit_set_cc(c, op == VM_OP_set_less_than_unsigned_imm ? X64_CC_B
+                       : op == VM_OP_set_less_than_signed_imm ? X64_CC_L
+                       : op == VM_OP_set_greater_than_unsigned_imm ? X64_CC_A : X64_CC_G, a);
         return;
     case VM_OP_shift_logical_left_imm_32:
     case VM_OP_shift_logical_right_imm_32: {
@@ -677,7 +666,7 @@ void vm_x64_compile_segment(compiler *c)
     for (size_t i = 0; i < c->fixup_count; i++) {
         fixup f = c->fixups[i];
         if (f.target_pc >= c->lo && f.target_pc < c->hi)
-            x64_patch_rel32(c->out.start, f.at, target_entry_of(c, f.target_pc));
+            patch_fixup(c->out.start, c, f);
         else
             c->fixups[kept++] = f;
     }

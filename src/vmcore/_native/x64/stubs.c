@@ -68,8 +68,7 @@ void vm_x64_flush_stubs(compiler *c)
     uint8_t *start = c->out.start;
     for (uint32_t i = 0; i < c->pend_count; i++) {
         const pending *p = &c->pend[i];
-        uint32_t routine = p->kind == STUB_OVERFLOW ? c->overflow_routine
-                           : p->kind == STUB_OOG    ? c->oog_routine
+        uint32_t routine = p->kind == STUB_OOG    ? c->oog_routine
                            : p->kind == STUB_TRAP   ? c->trap_routine
                            : p->kind == STUB_FINISHED ? c->finished_routine
                                                       : 0;
