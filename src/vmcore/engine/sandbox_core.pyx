@@ -6,6 +6,15 @@
 # the exception.  vmcore.sandbox.Sandbox subclasses it with the policy.
 
 
+cdef extern from "<sched.h>":
+    int sched_yield() nogil
+
+# A traced guest stops at every instruction and _finish steps it on with
+# the GIL held; every this many steps it lets other threads (the watchdog
+# that enforces the deadline, threads being started) and signals in.
+DEF STEP_GIL_YIELD = 256
+
+
 cdef object _guest_call(Guest g, uint32_t pc, tuple args, uint64_t sp, list handlers, object caller,
                         uint64_t mask):
     if type(g) is Instance:
@@ -65,7 +74,13 @@ cdef class SandboxCore:
         """After a call that did not return cleanly: keep stepping a traced
         guest, then raise for the exit (inside the caller's deadline)."""
         cdef int reason = g.last_exit
+        cdef unsigned int steps = 0
         while reason == VM_EXIT_STEP and self._guest is not None:
+            steps += 1
+            if steps % STEP_GIL_YIELD == 0:
+                with nogil:
+                    sched_yield()
+                PyErr_CheckSignals()
             reason = g.serve_hostcalls(self._handlers, self._caller, self._mask)
             if reason == VM_EXIT_FINISHED:
                 return g.get_reg(VM_REG_A0) & self._mask
