@@ -28,7 +28,8 @@ class Prepared(NamedTuple):
     regions: tuple
     heap: object
     spans: frozenset
-    module: object  # the inline engine's threaded code (no step tracing), else None
+    module: object  # the engine's compiled code (no step tracing): threaded code, or a SharedModule
+    free: list  # closed inline backends of these options, reset to new, for the next Sandbox (revive)
 
 
 class Backend:
@@ -54,14 +55,15 @@ class Backend:
     def prepare(cls, program, memory_map, heap_policy, gas_metering: bool, gas_model) -> "Prepared":
         """What every sandbox of one Program and set of options shares,
         worked out once (Sandbox keeps it with its options): the initial
-        memory layout (regions, heap, the regions' spans) and, for the
-        inline engine, its threaded code."""
+        memory layout (regions, heap, the regions' spans) and the
+        engine's compiled code (compiled once per set of options, not per
+        sandbox)."""
         def build():
             regions, heap = initial_layout(program, memory_map, heap_policy)
             return regions, heap, frozenset((r.address, r.size) for r in regions)
         regions, heap, spans = program._cache.layout(memory_map.page_size, heap_policy, build)
         module = cls._build_module(program, gas_metering, False, gas_model)
-        return Prepared(regions, heap, spans, module)
+        return Prepared(regions, heap, spans, module, [])
 
     @staticmethod
     def _build_module(program, gas_metering: bool, step_tracing: bool, gas_model):
@@ -117,18 +119,22 @@ class Backend:
         guest = self.guest
         if guest is None:
             return
+        kept = False
         try:
             if guest.in_call:
                 self._abandon(guest)
             else:
-                self._give_back(guest)
+                kept = self._give_back(guest)
         finally:
-            self.guest = None
+            if not kept:
+                self.guest = None
 
     def _abandon(self, guest) -> None:
         raise NotImplementedError
 
-    def _give_back(self, guest) -> None:
+    def _give_back(self, guest) -> bool:
+        """Recycle or end the guest; True when this backend keeps it (the
+        backend itself went to a pool, to be revived)."""
         raise NotImplementedError
 
     def isolation_report(self) -> Dict[str, bool]:
@@ -147,8 +153,20 @@ class Backend:
             pass
 
 
+#: How many closed inline backends are kept per Program and set of options
+#: (Prepared.free), reset to new, for the next Sandbox to revive.
+BACKEND_POOL_LIMIT = 4
+
+
 class InlineInterpreter(Backend):
-    """The C interpreter running in this process, on inline guest memory."""
+    """The C interpreter running in this process, on inline guest memory.
+
+    A closed one whose guest could be reset goes to ``prepared.free``
+    (up to BACKEND_POOL_LIMIT) with its guest already back in the new state
+    (scrubbed and installed); the next Sandbox with the same Program and
+    options revives it instead of building a backend and installing the
+    layout again.  While pooled it holds neither the Program nor the
+    Prepared (no reference cycle through the Program's recipe cache)."""
 
     backend = "interpreter"
     isolation = "inline"
@@ -169,6 +187,16 @@ class InlineInterpreter(Backend):
     def _module(self, step_tracing: bool):
         return self._build_module(self.program, self.gas_metering, step_tracing, self.gas_model)
 
+    def revive(self, program, prepared: Prepared, initial_gas: int) -> "InlineInterpreter":
+        """This pooled backend for a new Sandbox of ``program`` with the
+        options ``prepared`` is for: only the gas differs."""
+        self.program = program
+        self.prepared = prepared
+        self.initial_gas = initial_gas
+        self.guest.gas = initial_gas
+        self.closed = False
+        return self
+
     def _abandon(self, guest) -> None:
         # Stop the guest at its next block; the instance stays with that call
         # and is dropped, never pooled, after it.  That call raises
@@ -176,8 +204,23 @@ class InlineInterpreter(Backend):
         guest.abandoned = True
         guest.interrupt()
 
-    def _give_back(self, guest) -> None:
-        _pool.give_instance(guest, self.scrub)
+    def _give_back(self, guest) -> bool:
+        prepared = self.prepared
+        free = prepared.free
+        if len(free) >= BACKEND_POOL_LIMIT:
+            _pool.give_instance(guest, self.scrub)
+            return False
+        if guest.running or guest.abandoned:
+            return False
+        try:
+            if guest.module is not prepared.module:
+                guest.set_module(prepared.module)  # step tracing was on
+            self.reset()  # BufferError while memory.view() buffers are alive: dropped, never reused
+        except Exception:
+            return False
+        self.program = self.prepared = None
+        free.append(self)
+        return True
 
 
 class ProcessInterpreter(Backend):
@@ -208,7 +251,15 @@ class ProcessInterpreter(Backend):
             self.guest.restart = restart
         self.install()
 
+    @classmethod
+    def _build_module(cls, program, gas_metering: bool, step_tracing: bool, gas_model):
+        if _pool.process_unavailable() or (cls.native and cpu_supports_native()):
+            return None  # the constructor says why it cannot run
+        return _pool._shared_module(program, gas_metering, step_tracing, cls.native, gas_model)
+
     def _module(self, step_tracing: bool):
+        if not step_tracing and self.prepared.module is not None:
+            return self.prepared.module
         return _pool._shared_module(self.program, self.gas_metering, step_tracing, self.native, self.gas_model)
 
     def _acquire(self) -> "_engine.Zygote":
@@ -230,12 +281,12 @@ class ProcessInterpreter(Backend):
         log.debug("killing sandbox process pid %s: closed during a call", guest.pid)
         guest.abort()
 
-    def _give_back(self, guest) -> None:
+    def _give_back(self, guest) -> bool:
         zygote = guest.zygote
         if zygote is not None and not zygote.owned:
             guest.detach()  # created before a fork: the parent's process, not ours to wipe or end
             zygote.forget()
-            return
+            return False
         reusable = False
         if zygote is not None:
             try:
@@ -246,6 +297,7 @@ class ProcessInterpreter(Backend):
         zy = guest.detach()
         if zy is not None:
             self.pool.release(zy, reusable)
+        return False
 
     # -- isolation and introspection ---------------------------------------
     @property

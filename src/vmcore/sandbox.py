@@ -189,8 +189,11 @@ class Sandbox(_engine.SandboxCore):
         self.memory_limit = memory_limit
         self._gas_metering = gas is not None
         self._gas_model = model
-        self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering,
-                                gas if gas is not None else 0, model, prepared, **options)
+        try:  # a closed inline backend of these options, reset to new (InlineInterpreter.revive)
+            self._backend = prepared.free.pop().revive(program, prepared, gas if gas is not None else 0)
+        except IndexError:
+            self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering,
+                                    gas if gas is not None else 0, model, prepared, **options)
         self._guest = self._backend.guest
         # The hostcall loop's table per import: (function, register
         # arguments[, gas]), None where nothing serves it.
@@ -500,10 +503,18 @@ class Sandbox(_engine.SandboxCore):
         """Stop the guest and give its memory (and sandbox process) back;
         idempotent.  A call in progress (another thread, or the hostcall
         that closes its own sandbox) raises SandboxError."""
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
+        backend = self._backend
+        if backend is not None:
+            # Unreachable first: a call starting now finds the sandbox closed,
+            # never a guest on its way to the pool.  Dropping the Caller (and
+            # the views made of self) breaks their cycles through self, so a
+            # closed sandbox is freed without the cycle collector.
             self._guest = None
+            self._backend = None
+            self._caller = None
+            self.__dict__.pop("regs", None)
+            self.__dict__.pop("memory", None)
+            backend.close()
 
     @property
     def closed(self) -> bool:
