@@ -114,6 +114,16 @@ cdef class SandboxCore:
     cdef public list _handlers
     cdef public object _caller
     cdef public uint64_t _mask
+    # the rest of what Sandbox.__init__ sets (SandboxCore._open: slots, not a __dict__)
+    cdef public object _backend   # the lifecycle (vmcore.backends), None once closed
+    cdef public object memory_map
+    cdef public object heap_policy
+    cdef public object memory_limit
+    cdef public object functions
+    cdef public object _fallback
+    cdef public object _gas_model
+    cdef public bint _gas_metering
+    cdef public bint _stepping
     cdef object _entry_pc(self, export)
     cdef object _finish(self, Guest g, object pc, object timeout)
 

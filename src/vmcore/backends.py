@@ -28,6 +28,8 @@ class Prepared(NamedTuple):
     regions: tuple
     heap: object
     spans: frozenset
+    image: tuple  # the regions as Guest.install takes them: (address, size, perm, data)
+    heap_args: tuple  # the heap as Guest.install takes it: (base, top, mapped_end, max_top, grow_pages)
     module: object  # the engine's compiled code (no step tracing): threaded code, or a SharedModule
     free: list  # closed inline backends of these options, reset to new, for the next Sandbox (revive)
 
@@ -63,7 +65,9 @@ class Backend:
             return regions, heap, frozenset((r.address, r.size) for r in regions)
         regions, heap, spans = program._cache.layout(memory_map.page_size, heap_policy, build)
         module = cls._build_module(program, gas_metering, False, gas_model)
-        return Prepared(regions, heap, spans, module, [])
+        image = tuple((r.address, r.size, r.perm, r.data) for r in regions)
+        heap_args = (heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
+        return Prepared(regions, heap, spans, image, heap_args, module, [])
 
     @staticmethod
     def _build_module(program, gas_metering: bool, step_tracing: bool, gas_model):
@@ -73,15 +77,7 @@ class Backend:
         """The initial memory layout, heap and gas into the guest (new, reset
         or restarted): the one install path of every backend."""
         prepared = self.prepared
-        regions, heap = prepared.regions, prepared.heap
-        guest = self.guest
-        for region in regions:
-            guest.set_perms(region.address, region.size, region.perm)
-            if region.data:
-                guest.write(region.address, region.data)
-        guest.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
-        guest.gas = self.initial_gas
-        self.regions = regions
+        self.guest.install(prepared.image, prepared.heap_args, self.initial_gas)
 
     def touched(self):
         """Every span the guest could have written since the last scrub:
@@ -100,8 +96,8 @@ class Backend:
     def reset(self) -> None:
         """Back to the freshly-instantiated state: registers, gas, memory
         (only the spans the guest could have touched are scrubbed)."""
-        self.scrub()
-        self.install()
+        prepared = self.prepared
+        self.guest.recycle(self.touched(), prepared.image, prepared.heap_args, self.initial_gas)
 
     def set_step_tracing(self, enabled: bool) -> None:
         self.guest.set_module(self._module(enabled))

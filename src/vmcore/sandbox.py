@@ -8,14 +8,14 @@ Process) holds the registers and memory and runs, and the backend
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Literal, Optional, Union
 
 from vmcore import _engine, abi, debuginfo, exits, gas as _gas, interrupts
 from vmcore.backends import IsolationReport, select
-from vmcore.caller import Caller, Registers
+from vmcore.caller import Registers
 from vmcore.errors import ImportNotFound, SandboxBusy, SandboxError, Timeout, VmError
 from vmcore.heap import HeapPolicy
-from vmcore.host_functions import Entry, Hostcall, HostFunctions, check_gas, hostcall_entry
+from vmcore.host_functions import Hostcall, HostFunctions, check_gas, hostcall_entry
 from vmcore.memory import GuestMemory
 from vmcore.memory_map import check_page_size
 from vmcore.program import DEFAULT_PAGE_SIZE, Program
@@ -151,7 +151,7 @@ class Sandbox(_engine.SandboxCore):
             met, or ``memory_limit`` is too small.
     """
 
-    # Sandbox.call is SandboxCore.call (vmcore/engine/sandbox_core.pyx).
+    # Sandbox.call and close are SandboxCore's (vmcore/engine/sandbox_core.pyx).
 
     def __init__(self, program: Program, *, backend: Backend = "auto", isolation: Isolation = "auto",
                  gas: Optional[int] = None, page_size: Optional[int] = None, heap: Optional[HeapPolicy] = None,
@@ -184,29 +184,10 @@ class Sandbox(_engine.SandboxCore):
                              pool, memory_limit, gas_model)
             if pool is None and key is not None:
                 recipes[key] = recipe
-        factory, self._fallback, self.memory_map, self.heap_policy, model, prepared, options, self._mask = recipe
-        self.program = program
-        self.memory_limit = memory_limit
-        self._gas_metering = gas is not None
-        self._gas_model = model
-        try:  # a closed inline backend of these options, reset to new (InlineInterpreter.revive)
-            self._backend = prepared.free.pop().revive(program, prepared, gas if gas is not None else 0)
-        except IndexError:
-            self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering,
-                                    gas if gas is not None else 0, model, prepared, **options)
-        self._guest = self._backend.guest
-        # The hostcall loop's table per import: (function, register
-        # arguments[, gas]), None where nothing serves it.
-        self._handlers: List[Optional[Entry]] = (
-            functions.resolve(program.imports, gas is not None) if functions is not None
-            else [None] * len(program.imports))
-        self.functions = functions
-        self._exports = program.exports
-        self._stack_top = self.memory_map.stack_address_high
-        self._caller = Caller(self)
-        self._stepping = False
-        for name, fn in (hostcalls or {}).items():
-            self.register_hostcall(name, fn)
+        self._open(program, recipe, gas, memory_limit, functions)  # vmcore/engine/sandbox_core.pyx
+        if hostcalls:
+            for name, fn in hostcalls.items():
+                self.register_hostcall(name, fn)
 
     # Made on first use: most short-lived sandboxes never look at them.
     @functools.cached_property
@@ -499,22 +480,7 @@ class Sandbox(_engine.SandboxCore):
             raise
         return sb
 
-    def close(self) -> None:
-        """Stop the guest and give its memory (and sandbox process) back;
-        idempotent.  A call in progress (another thread, or the hostcall
-        that closes its own sandbox) raises SandboxError."""
-        backend = self._backend
-        if backend is not None:
-            # Unreachable first: a call starting now finds the sandbox closed,
-            # never a guest on its way to the pool.  Dropping the Caller (and
-            # the views made of self) breaks their cycles through self, so a
-            # closed sandbox is freed without the cycle collector.
-            self._guest = None
-            self._backend = None
-            self._caller = None
-            self.__dict__.pop("regs", None)
-            self.__dict__.pop("memory", None)
-            backend.close()
+    # Sandbox.close is SandboxCore.close (vmcore/engine/sandbox_core.pyx).
 
     @property
     def closed(self) -> bool:

@@ -256,6 +256,24 @@ cdef class Guest:
     def can_resume(self):
         return self._resumable()
 
+    # -- lifecycle (vmcore.backends): the install and reset of every backend
+    def install(self, tuple image, tuple heap, int64_t gas):
+        """The initial memory layout into the guest: every (address, size,
+        perm, data) region of ``image`` (data b"" for zeros), the heap
+        (base, top, mapped_end, max_top, grow_pages) and the gas."""
+        for address, size, perm, data in image:
+            self.set_perms(address, size, perm)
+            if data:
+                self.write(address, data)
+        self.configure_heap(*heap)
+        self.gas = gas
+
+    def recycle(self, spans, tuple image, tuple heap, int64_t gas):
+        """Back to a new guest's state: scrub ``spans`` (and whatever
+        set_perms granted) to zero and inaccessible, then install."""
+        self.scrub(spans)
+        self.install(image, heap, gas)
+
     def take_hostcall_error(self):
         e, self.hostcall_error = self.hostcall_error, None
         return e

@@ -22,10 +22,76 @@ cdef object _guest_call(Guest g, uint32_t pc, tuple args, uint64_t sp, list hand
     return _call(<Process>g, pc, args, sp, handlers, caller, mask)
 
 
+cdef object _Caller = None  # vmcore.caller.Caller, imported on first use (it imports this module)
+
+
 cdef class SandboxCore:
     """The state a call needs, set by Sandbox.__init__: the guest (None
     once closed), the program, its exports, the stack top, the hostcall
-    table, the Caller and the register mask."""
+    table, the Caller and the register mask; and the hot part of
+    Sandbox's construction and close."""
+
+    def _open(self, program, tuple recipe, gas, memory_limit, functions):
+        """Sandbox.__init__ once the options are resolved (``recipe``:
+        vmcore.sandbox._recipe's): a pooled backend of the same options
+        revived (InlineInterpreter.revive), else a new one."""
+        global _Caller
+        cdef object backend = None
+        cdef list free
+        factory, self._fallback, self.memory_map, self.heap_policy, model, prepared, options, self._mask = recipe
+        self.program = program
+        self.memory_limit = memory_limit
+        self._gas_metering = gas is not None
+        self._gas_model = model
+        initial_gas = gas if gas is not None else 0
+        free = prepared.free
+        if free:
+            try:
+                backend = free.pop()  # another thread may have taken the last one
+            except IndexError:
+                pass
+        if backend is not None:
+            backend.revive(program, prepared, initial_gas)
+        else:
+            backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering, initial_gas, model,
+                              prepared, **options)
+        self._backend = backend
+        self._guest = backend.guest
+        # The hostcall loop's table per import: (function, register
+        # arguments[, gas]), None where nothing serves it.
+        imports = program.imports
+        self._handlers = (functions.resolve(imports, gas is not None) if functions is not None
+                          else [None] * len(imports))
+        self.functions = functions
+        self._exports = program.exports
+        self._stack_top = self.memory_map.stack_address_high
+        if _Caller is None:
+            from vmcore.caller import Caller
+            _Caller = Caller
+        caller = _Caller.__new__(_Caller)
+        caller.sandbox = self
+        self._caller = caller
+        self._stepping = False
+
+    def close(self):
+        """Stop the guest and give its memory (and sandbox process) back;
+        idempotent.  A call in progress (another thread, or the hostcall
+        that closes its own sandbox) raises SandboxError."""
+        backend = self._backend
+        if backend is None:
+            return
+        # Unreachable first: a call starting now finds the sandbox closed,
+        # never a guest on its way to a pool.  Dropping the Caller (and the
+        # views cached on the Sandbox) breaks their cycles through it, so a
+        # closed sandbox is freed without the cycle collector.
+        self._guest = None
+        self._backend = None
+        self._caller = None
+        views = getattr(self, "__dict__", None)
+        if views:
+            views.pop("regs", None)
+            views.pop("memory", None)
+        backend.close()
 
     def call(self, export, *args, timeout=None):
         """Call an export with integer arguments (a0..a5, then t0..t2); runs
