@@ -126,6 +126,7 @@ cdef class SandboxCore:
     cdef public bint _stepping
     cdef object _entry_pc(self, export)
     cdef object _finish(self, Guest g, object pc, object timeout)
+    cdef _start(self, program, tuple recipe, gas, memory_limit, functions)
 
 
 ctypedef fused AnyGuest:

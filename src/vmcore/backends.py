@@ -83,9 +83,7 @@ class Backend:
         """Every span the guest could have written since the last scrub:
         the layout's regions and the heap as far as it was mapped (the
         engine adds whatever set_perms made accessible)."""
-        mapped_end = self.guest.heap_state()[2]
-        rw = self.memory_map.rw_data_address
-        return self.prepared.spans | {(rw, max(0, mapped_end - rw))}
+        return self.guest.touched(self.prepared.spans, self.memory_map.rw_data_address)
 
     def scrub(self) -> None:
         """Wipe for reuse (reset, or a closed sandbox's guest going back to
@@ -149,9 +147,7 @@ class Backend:
             pass
 
 
-#: How many closed inline backends are kept per Program and set of options
-#: (Prepared.free), reset to new, for the next Sandbox to revive.
-BACKEND_POOL_LIMIT = 4
+BACKEND_POOL_LIMIT = _engine.BACKEND_POOL_LIMIT  # closed inline backends kept per Program and options
 
 
 class InlineInterpreter(Backend):
@@ -159,10 +155,9 @@ class InlineInterpreter(Backend):
 
     A closed one whose guest could be reset goes to ``prepared.free``
     (up to BACKEND_POOL_LIMIT) with its guest already back in the new state
-    (scrubbed and installed); the next Sandbox with the same Program and
-    options revives it instead of building a backend and installing the
-    layout again.  While pooled it holds neither the Program nor the
-    Prepared (no reference cycle through the Program's recipe cache)."""
+    (scrubbed and installed: _engine.pool_inline); the next Sandbox with
+    the same Program and options revives it (SandboxCore._open) instead of
+    building a backend and installing the layout again."""
 
     backend = "interpreter"
     isolation = "inline"
@@ -183,16 +178,6 @@ class InlineInterpreter(Backend):
     def _module(self, step_tracing: bool):
         return self._build_module(self.program, self.gas_metering, step_tracing, self.gas_model)
 
-    def revive(self, program, prepared: Prepared, initial_gas: int) -> "InlineInterpreter":
-        """This pooled backend for a new Sandbox of ``program`` with the
-        options ``prepared`` is for: only the gas differs."""
-        self.program = program
-        self.prepared = prepared
-        self.initial_gas = initial_gas
-        self.guest.gas = initial_gas
-        self.closed = False
-        return self
-
     def _abandon(self, guest) -> None:
         # Stop the guest at its next block; the instance stays with that call
         # and is dropped, never pooled, after it.  That call raises
@@ -201,22 +186,11 @@ class InlineInterpreter(Backend):
         guest.interrupt()
 
     def _give_back(self, guest) -> bool:
-        prepared = self.prepared
-        free = prepared.free
-        if len(free) >= BACKEND_POOL_LIMIT:
-            _pool.give_instance(guest, self.scrub)
-            return False
-        if guest.running or guest.abandoned:
-            return False
-        try:
-            if guest.module is not prepared.module:
-                guest.set_module(prepared.module)  # step tracing was on
-            self.reset()  # BufferError while memory.view() buffers are alive: dropped, never reused
-        except Exception:
-            return False
-        self.program = self.prepared = None
-        free.append(self)
-        return True
+        if _engine.pool_inline(self, guest):
+            return True
+        if not guest.abandoned and len(self.prepared.free) >= BACKEND_POOL_LIMIT:
+            _pool.give_instance(guest, self.scrub)  # the options' pool is full: the instance may serve others
+        return False
 
 
 class ProcessInterpreter(Backend):

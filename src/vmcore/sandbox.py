@@ -152,6 +152,7 @@ class Sandbox(_engine.SandboxCore):
     """
 
     # Sandbox.call and close are SandboxCore's (vmcore/engine/sandbox_core.pyx).
+    _make_recipe = staticmethod(_recipe)  # what SandboxCore._open calls for options it has not seen
 
     def __init__(self, program: Program, *, backend: Backend = "auto", isolation: Isolation = "auto",
                  gas: Optional[int] = None, page_size: Optional[int] = None, heap: Optional[HeapPolicy] = None,
@@ -159,32 +160,10 @@ class Sandbox(_engine.SandboxCore):
                  auto_restart: bool = False, pool: Optional["SandboxPool"] = None,
                  memory_limit: Optional[int] = None,
                  gas_model: Optional[str] = None, functions: Optional[HostFunctions] = None) -> None:
-        if not isinstance(program, Program):
-            raise TypeError(f"Sandbox needs a vmcore.Program, got {type(program).__name__}")
-        if gas is not None and type(gas) is not int and (not isinstance(gas, int) or isinstance(gas, bool)):
-            raise TypeError(f"gas must be an int or None, got {type(gas).__name__}")
-        if functions is None and pool is not None:
-            functions = getattr(pool, "functions", None)
-        if functions is not None and not isinstance(functions, HostFunctions):
-            raise TypeError(f"functions must be a vmcore.HostFunctions, got {type(functions).__name__}")
-        # What follows from the options alone is worked out once per Program
-        # and options (a warm constructor is one dict lookup).  The types of
-        # the numbers are in the key so that 4096.0 or True never reuse the
-        # recipe of 4096 or 1; a pool is never kept alive by the cache.
-        key = (backend, isolation, gas is None, page_size, type(page_size), heap, strict, auto_restart,
-               memory_limit, type(memory_limit), gas_model)
-        recipes = program._cache.recipes
-        try:
-            recipe = recipes.get(key) if pool is None else None
-        except TypeError:  # an unhashable option: the slow path says what is wrong with it
-            key = None
-            recipe = None
-        if recipe is None:
-            recipe = _recipe(program, backend, isolation, gas is not None, page_size, heap, strict, auto_restart,
-                             pool, memory_limit, gas_model)
-            if pool is None and key is not None:
-                recipes[key] = recipe
-        self._open(program, recipe, gas, memory_limit, functions)  # vmcore/engine/sandbox_core.pyx
+        # Checks the options, resolves them (once per Program and options:
+        # _recipe) and takes a pooled backend or makes one.
+        self._open(program, backend, isolation, gas, page_size, heap, strict, auto_restart, pool, memory_limit,
+                   gas_model, functions)  # vmcore/engine/sandbox_core.pyx
         if hostcalls:
             for name, fn in hostcalls.items():
                 self.register_hostcall(name, fn)

@@ -268,6 +268,18 @@ cdef class Guest:
         self.configure_heap(*heap)
         self.gas = gas
 
+    def touched(self, frozenset spans, uint32_t rw):
+        """``spans`` (the layout's) and the heap from ``rw`` (the read-write
+        data's start) as far as it is mapped: every span the guest could
+        have written since the last scrub (scrub adds what set_perms made
+        accessible)."""
+        cdef uint64_t mapped_end
+        if type(self) is Instance:
+            mapped_end = (<Instance>self).state.heap.mapped_end
+        else:
+            mapped_end = self.heap_state()[2]
+        return spans | {(rw, mapped_end - rw if mapped_end > rw else 0)}
+
     def recycle(self, spans, tuple image, tuple heap, int64_t gas):
         """Back to a new guest's state: scrub ``spans`` (and whatever
         set_perms granted) to zero and inaccessible, then install."""

@@ -22,7 +22,62 @@ cdef object _guest_call(Guest g, uint32_t pc, tuple args, uint64_t sp, list hand
     return _call(<Process>g, pc, args, sp, handlers, caller, mask)
 
 
-cdef object _Caller = None  # vmcore.caller.Caller, imported on first use (it imports this module)
+# Imported on first use: these modules import this one.
+cdef object _Caller = None  # vmcore.caller.Caller
+cdef object _Program = None  # vmcore.program.Program
+cdef object _HostFunctions = None  # vmcore.host_functions.HostFunctions
+
+
+cdef int _import_api() except -1:
+    global _Caller, _Program, _HostFunctions
+    from vmcore.caller import Caller
+    from vmcore.program import Program
+    from vmcore.host_functions import HostFunctions
+    _Program, _HostFunctions, _Caller = Program, HostFunctions, Caller
+    return 0
+
+
+#: How many closed inline backends are kept per Program and set of options
+#: (Prepared.free), reset to new, for the next Sandbox to revive.
+BACKEND_POOL_LIMIT = 4
+
+
+def pool_inline(backend, Instance guest):
+    """Close the inline ``backend`` into its options' pool (prepared.free)
+    with ``guest`` reset to a new one's state (as Backend.reset).  False,
+    nothing done, when the pool is full, a call still owns the guest or it
+    cannot be reset (BufferError while memory.view() buffers are alive: it
+    must never be reused)."""
+    prepared = backend.prepared
+    if prepared is None or backend.guest is not guest:  # pooled already, or gone
+        return False
+    cdef list free = prepared.free
+    if len(free) >= BACKEND_POOL_LIMIT or guest.in_call or guest.running or guest.abandoned:
+        return False
+    try:
+        if guest.module is not prepared.module:
+            guest.set_module(prepared.module)  # step tracing was on
+        guest.recycle(guest.touched(prepared.spans, backend.memory_map.rw_data_address), prepared.image,
+                      prepared.heap_args, backend.initial_gas)
+    except Exception:
+        return False
+    # While pooled it holds neither the Program nor the Prepared: no
+    # reference cycle through the Program's recipe cache.
+    backend.closed = True
+    backend.program = backend.prepared = None
+    free.append(backend)
+    return True
+
+
+cdef object _revive(backend, program, prepared, initial_gas):
+    """A pooled inline backend (pool_inline) for a new Sandbox of
+    ``program`` and the options of ``prepared``: only the gas differs."""
+    backend.program = program
+    backend.prepared = prepared
+    backend.initial_gas = initial_gas
+    backend.guest.gas = initial_gas
+    backend.closed = False
+    return backend
 
 
 cdef class SandboxCore:
@@ -31,11 +86,43 @@ cdef class SandboxCore:
     table, the Caller and the register mask; and the hot part of
     Sandbox's construction and close."""
 
-    def _open(self, program, tuple recipe, gas, memory_limit, functions):
-        """Sandbox.__init__ once the options are resolved (``recipe``:
-        vmcore.sandbox._recipe's): a pooled backend of the same options
-        revived (InlineInterpreter.revive), else a new one."""
-        global _Caller
+    def _open(self, program, backend, isolation, gas, page_size, heap, strict, auto_restart, pool, memory_limit,
+              gas_model, functions):
+        """Sandbox.__init__ (its arguments but hostcalls): check the options,
+        resolve them (self._make_recipe, once per Program and options), then
+        revive a pooled backend of the same options
+        (InlineInterpreter.revive) or make a new one."""
+        if _Caller is None:
+            _import_api()
+        if not isinstance(program, _Program):
+            raise TypeError(f"Sandbox needs a vmcore.Program, got {type(program).__name__}")
+        if gas is not None and type(gas) is not int and (not isinstance(gas, int) or isinstance(gas, bool)):
+            raise TypeError(f"gas must be an int or None, got {type(gas).__name__}")
+        if functions is None and pool is not None:
+            functions = getattr(pool, "functions", None)
+        if functions is not None and not isinstance(functions, _HostFunctions):
+            raise TypeError(f"functions must be a vmcore.HostFunctions, got {type(functions).__name__}")
+        # What follows from the options alone is worked out once per Program
+        # and options (a warm constructor is one dict lookup).  The types of
+        # the numbers are in the key so that 4096.0 or True never reuse the
+        # recipe of 4096 or 1; a pool is never kept alive by the cache.
+        key = (backend, isolation, gas is None, page_size, type(page_size), heap, strict, auto_restart,
+               memory_limit, type(memory_limit), gas_model)
+        recipes = program._cache.recipes
+        recipe = None
+        if pool is None:
+            try:
+                recipe = recipes.get(key)
+            except TypeError:  # an unhashable option: the slow path says what is wrong with it
+                key = None
+        if recipe is None:
+            recipe = self._make_recipe(program, backend, isolation, gas is not None, page_size, heap, strict,
+                                       auto_restart, pool, memory_limit, gas_model)
+            if pool is None and key is not None:
+                recipes[key] = recipe
+        self._start(program, recipe, gas, memory_limit, functions)
+
+    cdef _start(self, program, tuple recipe, gas, memory_limit, functions):
         cdef object backend = None
         cdef list free
         factory, self._fallback, self.memory_map, self.heap_policy, model, prepared, options, self._mask = recipe
@@ -51,7 +138,7 @@ cdef class SandboxCore:
             except IndexError:
                 pass
         if backend is not None:
-            backend.revive(program, prepared, initial_gas)
+            _revive(backend, program, prepared, initial_gas)
         else:
             backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering, initial_gas, model,
                               prepared, **options)
@@ -65,9 +152,6 @@ cdef class SandboxCore:
         self.functions = functions
         self._exports = program.exports
         self._stack_top = self.memory_map.stack_address_high
-        if _Caller is None:
-            from vmcore.caller import Caller
-            _Caller = Caller
         caller = _Caller.__new__(_Caller)
         caller.sandbox = self
         self._caller = caller
@@ -78,6 +162,7 @@ cdef class SandboxCore:
         idempotent.  A call in progress (another thread, or the hostcall
         that closes its own sandbox) raises SandboxError."""
         backend = self._backend
+        guest = self._guest
         if backend is None:
             return
         # Unreachable first: a call starting now finds the sandbox closed,
@@ -91,6 +176,8 @@ cdef class SandboxCore:
         if views:
             views.pop("regs", None)
             views.pop("memory", None)
+        if type(guest) is Instance and pool_inline(backend, <Instance>guest):
+            return  # the hot path of InlineInterpreter.close
         backend.close()
 
     def call(self, export, *args, timeout=None):
