@@ -114,7 +114,7 @@ cdef class SandboxCore:
     cdef public list _handlers
     cdef public object _caller
     cdef public uint64_t _mask
-    # the rest of what Sandbox.__init__ sets (SandboxCore._open: slots, not a __dict__)
+    # the rest of what Sandbox.__init__ sets (SandboxCore.__init__: slots, not a __dict__)
     cdef public object _backend   # the lifecycle (vmcore.backends), None once closed
     cdef public object memory_map
     cdef public object heap_policy

@@ -181,9 +181,10 @@ class SandboxCore:
     functions: Any
     def call(self, export: Union[str, int], *args: int, timeout: Optional[float] = ...) -> int: ...
     def close(self) -> None: ...
-    def _open(self, program: Any, backend: str, isolation: str, gas: Optional[int], page_size: Optional[int],
-              heap: Any, strict: bool, auto_restart: bool, pool: Any, memory_limit: Optional[int],
-              gas_model: Optional[str], functions: Any) -> None: ...
+    def __init__(self, program: Any, *, backend: str = ..., isolation: str = ..., gas: Optional[int] = ...,
+                 page_size: Optional[int] = ..., heap: Any = ..., hostcalls: Optional[Dict[str, Any]] = ...,
+                 strict: bool = ..., auto_restart: bool = ..., pool: Any = ..., memory_limit: Optional[int] = ...,
+                 gas_model: Optional[str] = ..., functions: Any = ...) -> None: ...
 
 class CompiledModule:
     gas_metering: bool

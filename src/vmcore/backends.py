@@ -156,7 +156,7 @@ class InlineInterpreter(Backend):
     A closed one whose guest could be reset goes to ``prepared.free``
     (up to BACKEND_POOL_LIMIT) with its guest already back in the new state
     (scrubbed and installed: _engine.pool_inline); the next Sandbox with
-    the same Program and options revives it (SandboxCore._open) instead of
+    the same Program and options revives it (SandboxCore.__init__) instead of
     building a backend and installing the layout again."""
 
     backend = "interpreter"

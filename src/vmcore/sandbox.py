@@ -8,6 +8,7 @@ Process) holds the registers and memory and runs, and the backend
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import TYPE_CHECKING, Any, Callable, Dict, Literal, Optional, Union
 
 from vmcore import _engine, abi, debuginfo, exits, gas as _gas, interrupts
@@ -151,8 +152,8 @@ class Sandbox(_engine.SandboxCore):
             met, or ``memory_limit`` is too small.
     """
 
-    # Sandbox.call and close are SandboxCore's (vmcore/engine/sandbox_core.pyx).
-    _make_recipe = staticmethod(_recipe)  # what SandboxCore._open calls for options it has not seen
+    # Sandbox(), call and close are SandboxCore's (vmcore/engine/sandbox_core.pyx).
+    _make_recipe = staticmethod(_recipe)  # what SandboxCore.__init__ calls for options it has not seen
 
     def __init__(self, program: Program, *, backend: Backend = "auto", isolation: Isolation = "auto",
                  gas: Optional[int] = None, page_size: Optional[int] = None, heap: Optional[HeapPolicy] = None,
@@ -160,13 +161,8 @@ class Sandbox(_engine.SandboxCore):
                  auto_restart: bool = False, pool: Optional["SandboxPool"] = None,
                  memory_limit: Optional[int] = None,
                  gas_model: Optional[str] = None, functions: Optional[HostFunctions] = None) -> None:
-        # Checks the options, resolves them (once per Program and options:
-        # _recipe) and takes a pooled backend or makes one.
-        self._open(program, backend, isolation, gas, page_size, heap, strict, auto_restart, pool, memory_limit,
-                   gas_model, functions)  # vmcore/engine/sandbox_core.pyx
-        if hostcalls:
-            for name, fn in hostcalls.items():
-                self.register_hostcall(name, fn)
+        """Sandbox()'s signature and types, for inspect and type checkers:
+        deleted below, the constructor is SandboxCore.__init__."""
 
     # Made on first use: most short-lived sandboxes never look at them.
     @functools.cached_property
@@ -481,3 +477,10 @@ class Sandbox(_engine.SandboxCore):
     def __repr__(self) -> str:
         state = "closed" if self._backend is None else f"{self.backend}/{self.isolation}"
         return f"<Sandbox {state} {self.program!r}>"
+
+
+# Sandbox() runs the compiled SandboxCore.__init__ (vmcore/engine/sandbox_core.pyx);
+# the Python __init__ above only gave its signature.
+Sandbox.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    list(inspect.signature(Sandbox.__init__).parameters.values())[1:])
+del Sandbox.__init__

@@ -86,12 +86,13 @@ cdef class SandboxCore:
     table, the Caller and the register mask; and the hot part of
     Sandbox's construction and close."""
 
-    def _open(self, program, backend, isolation, gas, page_size, heap, strict, auto_restart, pool, memory_limit,
-              gas_model, functions):
-        """Sandbox.__init__ (its arguments but hostcalls): check the options,
-        resolve them (self._make_recipe, once per Program and options), then
-        revive a pooled backend of the same options
-        (InlineInterpreter.revive) or make a new one."""
+    def __init__(self, program, *, backend="auto", isolation="auto", gas=None, page_size=None, heap=None,
+                 hostcalls=None, strict=False, auto_restart=False, pool=None, memory_limit=None, gas_model=None,
+                 functions=None):
+        """Sandbox(program, **options) (documented on vmcore.Sandbox): check
+        the options, resolve them (self._make_recipe, once per Program and
+        options), then revive a pooled backend of the same options
+        (pool_inline) or make a new one, and register ``hostcalls``."""
         if _Caller is None:
             _import_api()
         if not isinstance(program, _Program):
@@ -121,6 +122,9 @@ cdef class SandboxCore:
             if pool is None and key is not None:
                 recipes[key] = recipe
         self._start(program, recipe, gas, memory_limit, functions)
+        if hostcalls:
+            for name, fn in hostcalls.items():
+                self.register_hostcall(name, fn)
 
     cdef _start(self, program, tuple recipe, gas, memory_limit, functions):
         cdef object backend = None
