@@ -64,6 +64,7 @@ cdef class Guest:
     cdef void _set_reg(self, int i, uint64_t v)
     cdef uint32_t _hostcall_number(self)
     cdef int _charge(self, int64_t cost) except -1
+    cdef uint32_t _position(self, int which) except? 0xffffffff
     cdef int _check(self, uint64_t address, uint64_t length) except -1
     cdef int _scrub_spans(self, spans, uint32_t *lo, uint32_t *hi) except -1
     cdef int _note_granted(self, uint32_t address, uint64_t length, unsigned char perm) except -1

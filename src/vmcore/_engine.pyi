@@ -128,6 +128,9 @@ def read_varint(data: bytes, position: int) -> Optional[Tuple[int, int]]: ...
 
 # -- guests (engine/guest.pyx, interp.pyx, process.pyx) -------------------------
 class Guest:
+    pc: int
+    next_pc: int
+    arg: int
     last_exit: int
     abandoned: bool
     running: bool
@@ -159,9 +162,6 @@ class Guest:
 class _GuestBackend(Guest):
     """Stub only: what Instance and Process each implement over their own
     state (not on Guest at runtime), declared once here."""
-    pc: int
-    next_pc: int
-    arg: int
     gas: int
     def interrupt(self) -> None: ...
     def clear_interrupt(self) -> None: ...

@@ -225,6 +225,19 @@ cdef class Guest:
         when less is left."""
         return 0
 
+    cdef uint32_t _position(self, int which) except? 0xffffffff:
+        """Where the guest stopped: 0 its pc, 1 the pc it resumes at, 2 the
+        last exit's argument (hostcall number, fault address, trap reason)."""
+        return 0
+
+    # (one line each: the three differ only in which word they read)
+    @property
+    def pc(self): return self._position(0)
+    @property
+    def next_pc(self): return self._position(1)
+    @property
+    def arg(self): return self._position(2)
+
     # -- calls ----------------------------------------------------------
     def call(self, uint32_t pc, tuple args, uint64_t sp, list handlers, object caller, uint64_t mask):
         """Registers per the calling convention, enter at pc, serve
