@@ -31,7 +31,8 @@ class Prepared(NamedTuple):
     image: tuple  # the regions as Guest.install takes them: (address, size, perm, data)
     heap_args: tuple  # the heap as Guest.install takes it: (base, top, mapped_end, max_top, grow_pages)
     module: object  # the engine's compiled code (no step tracing): threaded code, or a SharedModule
-    free: list  # closed inline backends of these options, reset to new, for the next Sandbox (revive)
+    free: list  # closed inline backends of these options, their guests scrubbed, for the next Sandbox
+    watch: object  # inline: a weakref to the Program that hands free's guests to pool.py when it dies
 
 
 class Backend:
@@ -40,6 +41,7 @@ class Backend:
     backend: str
     isolation: str
     pid: Optional[int] = None
+    pooled = False  # closed ones are kept per Program and options (Prepared.free)
 
     def __init__(self, program, memory_map, heap_policy, gas_metering: bool, initial_gas: int, gas_model,
                  prepared: "Prepared") -> None:
@@ -67,7 +69,9 @@ class Backend:
         module = cls._build_module(program, gas_metering, False, gas_model)
         image = tuple((r.address, r.size, r.perm, r.data) for r in regions)
         heap_args = (heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
-        return Prepared(regions, heap, spans, image, heap_args, module, [])
+        free: list = []
+        watch = _pool.watch_program(program, free) if cls.pooled else None
+        return Prepared(regions, heap, spans, image, heap_args, module, free, watch)
 
     @staticmethod
     def _build_module(program, gas_metering: bool, step_tracing: bool, gas_model):
@@ -153,14 +157,15 @@ BACKEND_POOL_LIMIT = _engine.BACKEND_POOL_LIMIT  # closed inline backends kept p
 class InlineInterpreter(Backend):
     """The C interpreter running in this process, on inline guest memory.
 
-    A closed one whose guest could be reset goes to ``prepared.free``
-    (up to BACKEND_POOL_LIMIT) with its guest already back in the new state
-    (scrubbed and installed: _engine.pool_inline); the next Sandbox with
-    the same Program and options revives it (SandboxCore.__init__) instead of
-    building a backend and installing the layout again."""
+    A closed one whose guest could be scrubbed goes to ``prepared.free``
+    (up to BACKEND_POOL_LIMIT; _engine.pool_inline); the next Sandbox with
+    the same Program and options revives it (SandboxCore.__init__: the
+    layout installed again) instead of building a backend.  When the
+    Program dies, the pooled guests go to pool.py's instance pool."""
 
     backend = "interpreter"
     isolation = "inline"
+    pooled = True
 
     def __init__(self, program, memory_map, heap, gas_metering: bool, initial_gas: int, gas_model,
                  prepared: Prepared, *, strict: bool = False) -> None:

@@ -44,10 +44,10 @@ BACKEND_POOL_LIMIT = 4
 
 def pool_inline(backend, Instance guest):
     """Close the inline ``backend`` into its options' pool (prepared.free)
-    with ``guest`` reset to a new one's state (as Backend.reset).  False,
-    nothing done, when the pool is full, a call still owns the guest or it
-    cannot be reset (BufferError while memory.view() buffers are alive: it
-    must never be reused)."""
+    with ``guest`` scrubbed to a new instance's state (as Backend.scrub;
+    _revive installs the layout).  False, nothing done, when the pool is
+    full, a call still owns the guest or it cannot be scrubbed (BufferError
+    while memory.view() buffers are alive: it must never be reused)."""
     prepared = backend.prepared
     if prepared is None or backend.guest is not guest:  # pooled already, or gone
         return False
@@ -57,8 +57,7 @@ def pool_inline(backend, Instance guest):
     try:
         if guest.module is not prepared.module:
             guest.set_module(prepared.module)  # step tracing was on
-        guest.recycle(guest.touched(prepared.spans, backend.memory_map.rw_data_address), prepared.image,
-                      prepared.heap_args, backend.initial_gas)
+        guest.scrub(guest.touched(prepared.spans, backend.memory_map.rw_data_address))
     except Exception:
         return False
     # While pooled it holds neither the Program nor the Prepared: no
@@ -71,11 +70,12 @@ def pool_inline(backend, Instance guest):
 
 cdef object _revive(backend, program, prepared, initial_gas):
     """A pooled inline backend (pool_inline) for a new Sandbox of
-    ``program`` and the options of ``prepared``: only the gas differs."""
+    ``program`` and the options of ``prepared``: the layout installed
+    (as Backend.install), only the gas differs."""
     backend.program = program
     backend.prepared = prepared
     backend.initial_gas = initial_gas
-    backend.guest.gas = initial_gas
+    (<Guest>backend.guest).install(prepared.image, prepared.heap_args, initial_gas)
     backend.closed = False
     return backend
 
