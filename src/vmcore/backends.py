@@ -83,6 +83,11 @@ class Backend:
         prepared = self.prepared
         self.guest.install(prepared.image, prepared.heap_args, self.initial_gas)
 
+    @property
+    def regions(self) -> tuple:
+        """The initial layout's regions (what install maps)."""
+        return self.prepared.regions
+
     def touched(self):
         """Every span the guest could have written since the last scrub:
         the layout's regions and the heap as far as it was mapped (the
