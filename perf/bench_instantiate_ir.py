@@ -20,10 +20,10 @@ fails there), so isolation="process" is not measured.  Needs valgrind.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import sys
-import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_hostcall_ir import callgrind_total  # noqa: E402
 
 SMALL, LARGE = 1, 5
 WARMUP = 8
@@ -54,18 +54,7 @@ for _ in range(k):
 
 def instructions(config: str, k: int) -> int:
     """Total Ir of one child run."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg.out")
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c",
-                        _CHILD, config, str(k), str(WARMUP)],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env={**os.environ, "PYTHONHASHSEED": "0"})
-        with open(out) as f:
-            text = f.read()
-    m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
-    if not m:
-        raise RuntimeError("no totals in the callgrind output")
-    return int(m.group(1))
+    return callgrind_total([_CHILD, config, str(k), str(WARMUP)])
 
 
 def per_cycle(config: str) -> float:
