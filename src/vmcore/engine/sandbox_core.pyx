@@ -6,6 +6,9 @@
 # the exception.  vmcore.sandbox.Sandbox subclasses it with the policy.
 
 
+from cpython.object cimport PyObject_Call
+
+
 cdef extern from "<sched.h>":
     int sched_yield() nogil
 
@@ -144,8 +147,11 @@ cdef class SandboxCore:
         if backend is not None:
             _revive(backend, program, prepared, initial_gas)
         else:
-            backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering, initial_gas, model,
-                              prepared, **options)
+            # PyObject_Call, not factory(..., **options): a call with keywords
+            # here made the C compiler give up specialising the hostcall
+            # loop's argument-less Python calls (+14 Ir per hostcall)
+            backend = PyObject_Call(factory, (program, self.memory_map, self.heap_policy, self._gas_metering,
+                                              initial_gas, model, prepared), options)
         self._backend = backend
         self._guest = backend.guest
         # The hostcall loop's table per import: (function, register
