@@ -52,12 +52,13 @@ def _has_functions() -> bool:
     return hasattr(vmcore, "HostFunctions")
 
 
-def instructions(config: str, n: int) -> int:
-    """Total Ir of one child run."""
+def callgrind_total(child_args, valgrind_args=()) -> int:
+    """Total Ir of ``python -c *child_args`` under callgrind
+    (PYTHONHASHSEED=0; perf/bench_instantiate_ir.py uses it too)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no",
-                        "--toggle-collect=*_engine__serve*", sys.executable, "-c", _CHILD, config, str(n)],
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *valgrind_args,
+                        sys.executable, "-c", *child_args],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        env={**os.environ, "PYTHONHASHSEED": "0"})
         with open(out) as f:
@@ -66,6 +67,11 @@ def instructions(config: str, n: int) -> int:
     if not m:
         raise RuntimeError("no totals in the callgrind output")
     return int(m.group(1))
+
+
+def instructions(config: str, n: int) -> int:
+    """Ir of one child run inside the hostcall loop."""
+    return callgrind_total([_CHILD, config, str(n)], ["--collect-atstart=no", "--toggle-collect=*_engine__serve*"])
 
 
 def per_thousand(config: str) -> float:

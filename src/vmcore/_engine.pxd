@@ -64,6 +64,7 @@ cdef class Guest:
     cdef void _set_reg(self, int i, uint64_t v)
     cdef uint32_t _hostcall_number(self)
     cdef int _charge(self, int64_t cost) except -1
+    cdef uint32_t _position(self, int which) except? 0xffffffff
     cdef int _check(self, uint64_t address, uint64_t length) except -1
     cdef int _scrub_spans(self, spans, uint32_t *lo, uint32_t *hi) except -1
     cdef int _note_granted(self, uint32_t address, uint64_t length, unsigned char perm) except -1
@@ -114,8 +115,19 @@ cdef class SandboxCore:
     cdef public list _handlers
     cdef public object _caller
     cdef public uint64_t _mask
+    # the rest of what Sandbox.__init__ sets (SandboxCore.__init__: slots, not a __dict__)
+    cdef public object _backend   # the lifecycle (vmcore.backends), None once closed
+    cdef public object memory_map
+    cdef public object heap_policy
+    cdef public object memory_limit
+    cdef public object functions
+    cdef public object _fallback
+    cdef public object _gas_model
+    cdef public bint _gas_metering
+    cdef public bint _stepping
     cdef object _entry_pc(self, export)
     cdef object _finish(self, Guest g, object pc, object timeout)
+    cdef _start(self, program, tuple recipe, gas, memory_limit, functions)
 
 
 ctypedef fused AnyGuest:

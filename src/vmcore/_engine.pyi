@@ -2,7 +2,7 @@
 vmcore/engine/*.pyx): the ABI, decoder, program parser, Guest with its two
 engines Instance (inline interpreter) and Process (process sandbox), and
 the recompiler."""
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from vmcore.errors import SandboxBusy as SandboxBusy, SandboxError as SandboxError
 
@@ -128,6 +128,9 @@ def read_varint(data: bytes, position: int) -> Optional[Tuple[int, int]]: ...
 
 # -- guests (engine/guest.pyx, interp.pyx, process.pyx) -------------------------
 class Guest:
+    pc: int
+    next_pc: int
+    arg: int
     last_exit: int
     abandoned: bool
     running: bool
@@ -139,6 +142,11 @@ class Guest:
     def set_pc(self, pc: int) -> int: ...
     def can_resume(self) -> bool: ...
     def take_hostcall_error(self) -> Optional[BaseException]: ...
+    def install(self, image: Tuple[Tuple[int, int, int, bytes], ...], heap: Tuple[int, int, int, int, int],
+                gas: int) -> None: ...
+    def touched(self, spans: FrozenSet[Tuple[int, int]], rw: int) -> FrozenSet[Tuple[int, int]]: ...
+    def recycle(self, spans: Iterable[Tuple[int, int]], image: Tuple[Tuple[int, int, int, bytes], ...],
+                heap: Tuple[int, int, int, int, int], gas: int) -> None: ...
     def get_reg(self, index: int) -> int: ...
     def set_reg(self, index: int, value: int) -> None: ...
     def get_regs(self) -> List[int]: ...
@@ -154,9 +162,6 @@ class Guest:
 class _GuestBackend(Guest):
     """Stub only: what Instance and Process each implement over their own
     state (not on Guest at runtime), declared once here."""
-    pc: int
-    next_pc: int
-    arg: int
     gas: int
     def interrupt(self) -> None: ...
     def clear_interrupt(self) -> None: ...
@@ -165,9 +170,21 @@ class _GuestBackend(Guest):
     def sbrk(self, size: int) -> int: ...
     def set_perms(self, address: int, length: int, perm: int) -> None: ...
 
+BACKEND_POOL_LIMIT: int
+def pool_inline(backend: Any, guest: Instance) -> bool: ...
+
 class SandboxCore:
     program: Any
+    memory_map: Any
+    heap_policy: Any
+    memory_limit: Optional[int]
+    functions: Any
     def call(self, export: Union[str, int], *args: int, timeout: Optional[float] = ...) -> int: ...
+    def close(self) -> None: ...
+    def __init__(self, program: Any, *, backend: str = ..., isolation: str = ..., gas: Optional[int] = ...,
+                 page_size: Optional[int] = ..., heap: Any = ..., hostcalls: Optional[Dict[str, Any]] = ...,
+                 strict: bool = ..., auto_restart: bool = ..., pool: Any = ..., memory_limit: Optional[int] = ...,
+                 gas_model: Optional[str] = ..., functions: Any = ...) -> None: ...
 
 class CompiledModule:
     gas_metering: bool

@@ -28,7 +28,11 @@ class Prepared(NamedTuple):
     regions: tuple
     heap: object
     spans: frozenset
-    module: object  # the inline engine's threaded code (no step tracing), else None
+    image: tuple  # the regions as Guest.install takes them: (address, size, perm, data)
+    heap_args: tuple  # the heap as Guest.install takes it: (base, top, mapped_end, max_top, grow_pages)
+    module: object  # the engine's compiled code (no step tracing): threaded code, or a SharedModule
+    free: list  # closed inline backends of these options, their guests scrubbed, for the next Sandbox
+    watch: object  # inline: a weakref to the Program that hands free's guests to pool.py when it dies
 
 
 class Backend:
@@ -37,6 +41,7 @@ class Backend:
     backend: str
     isolation: str
     pid: Optional[int] = None
+    pooled = False  # closed ones are kept per Program and options (Prepared.free)
 
     def __init__(self, program, memory_map, heap_policy, gas_metering: bool, initial_gas: int, gas_model,
                  prepared: "Prepared") -> None:
@@ -54,14 +59,19 @@ class Backend:
     def prepare(cls, program, memory_map, heap_policy, gas_metering: bool, gas_model) -> "Prepared":
         """What every sandbox of one Program and set of options shares,
         worked out once (Sandbox keeps it with its options): the initial
-        memory layout (regions, heap, the regions' spans) and, for the
-        inline engine, its threaded code."""
+        memory layout (regions, heap, the regions' spans) and the
+        engine's compiled code (compiled once per set of options, not per
+        sandbox)."""
         def build():
             regions, heap = initial_layout(program, memory_map, heap_policy)
             return regions, heap, frozenset((r.address, r.size) for r in regions)
         regions, heap, spans = program._cache.layout(memory_map.page_size, heap_policy, build)
         module = cls._build_module(program, gas_metering, False, gas_model)
-        return Prepared(regions, heap, spans, module)
+        image = tuple((r.address, r.size, r.perm, r.data) for r in regions)
+        heap_args = (heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
+        free: list = []
+        watch = _pool.watch_program(program, free) if cls.pooled else None
+        return Prepared(regions, heap, spans, image, heap_args, module, free, watch)
 
     @staticmethod
     def _build_module(program, gas_metering: bool, step_tracing: bool, gas_model):
@@ -71,23 +81,18 @@ class Backend:
         """The initial memory layout, heap and gas into the guest (new, reset
         or restarted): the one install path of every backend."""
         prepared = self.prepared
-        regions, heap = prepared.regions, prepared.heap
-        guest = self.guest
-        for region in regions:
-            guest.set_perms(region.address, region.size, region.perm)
-            if region.data:
-                guest.write(region.address, region.data)
-        guest.configure_heap(heap.base, heap.top, heap.mapped_end, heap.max_top, heap.grow_pages)
-        guest.gas = self.initial_gas
-        self.regions = regions
+        self.guest.install(prepared.image, prepared.heap_args, self.initial_gas)
+
+    @property
+    def regions(self) -> tuple:
+        """The initial layout's regions (what install maps)."""
+        return self.prepared.regions
 
     def touched(self):
         """Every span the guest could have written since the last scrub:
         the layout's regions and the heap as far as it was mapped (the
         engine adds whatever set_perms made accessible)."""
-        mapped_end = self.guest.heap_state()[2]
-        rw = self.memory_map.rw_data_address
-        return self.prepared.spans | {(rw, max(0, mapped_end - rw))}
+        return self.guest.touched(self.prepared.spans, self.memory_map.rw_data_address)
 
     def scrub(self) -> None:
         """Wipe for reuse (reset, or a closed sandbox's guest going back to
@@ -98,8 +103,8 @@ class Backend:
     def reset(self) -> None:
         """Back to the freshly-instantiated state: registers, gas, memory
         (only the spans the guest could have touched are scrubbed)."""
-        self.scrub()
-        self.install()
+        prepared = self.prepared
+        self.guest.recycle(self.touched(), prepared.image, prepared.heap_args, self.initial_gas)
 
     def set_step_tracing(self, enabled: bool) -> None:
         self.guest.set_module(self._module(enabled))
@@ -117,18 +122,22 @@ class Backend:
         guest = self.guest
         if guest is None:
             return
+        kept = False
         try:
             if guest.in_call:
                 self._abandon(guest)
             else:
-                self._give_back(guest)
+                kept = self._give_back(guest)
         finally:
-            self.guest = None
+            if not kept:
+                self.guest = None
 
     def _abandon(self, guest) -> None:
         raise NotImplementedError
 
-    def _give_back(self, guest) -> None:
+    def _give_back(self, guest) -> bool:
+        """Recycle or end the guest; True when this backend keeps it (the
+        backend itself went to a pool, to be revived)."""
         raise NotImplementedError
 
     def isolation_report(self) -> Dict[str, bool]:
@@ -147,11 +156,21 @@ class Backend:
             pass
 
 
+BACKEND_POOL_LIMIT = _engine.BACKEND_POOL_LIMIT  # closed inline backends kept per Program and options
+
+
 class InlineInterpreter(Backend):
-    """The C interpreter running in this process, on inline guest memory."""
+    """The C interpreter running in this process, on inline guest memory.
+
+    A closed one whose guest could be scrubbed goes to ``prepared.free``
+    (up to BACKEND_POOL_LIMIT; _engine.pool_inline); the next Sandbox with
+    the same Program and options revives it (SandboxCore.__init__: the
+    layout installed again) instead of building a backend.  When the
+    Program dies, the pooled guests go to pool.py's instance pool."""
 
     backend = "interpreter"
     isolation = "inline"
+    pooled = True
 
     def __init__(self, program, memory_map, heap, gas_metering: bool, initial_gas: int, gas_model,
                  prepared: Prepared, *, strict: bool = False) -> None:
@@ -176,8 +195,12 @@ class InlineInterpreter(Backend):
         guest.abandoned = True
         guest.interrupt()
 
-    def _give_back(self, guest) -> None:
-        _pool.give_instance(guest, self.scrub)
+    def _give_back(self, guest) -> bool:
+        if _engine.pool_inline(self, guest):
+            return True
+        if not guest.abandoned and len(self.prepared.free) >= BACKEND_POOL_LIMIT:
+            _pool.give_instance(guest, self.scrub)  # the options' pool is full: the instance may serve others
+        return False
 
 
 class ProcessInterpreter(Backend):
@@ -208,7 +231,15 @@ class ProcessInterpreter(Backend):
             self.guest.restart = restart
         self.install()
 
+    @classmethod
+    def _build_module(cls, program, gas_metering: bool, step_tracing: bool, gas_model):
+        if _pool.process_unavailable() or (cls.native and cpu_supports_native()):
+            return None  # the constructor says why it cannot run
+        return _pool._shared_module(program, gas_metering, step_tracing, cls.native, gas_model)
+
     def _module(self, step_tracing: bool):
+        if not step_tracing and self.prepared.module is not None:
+            return self.prepared.module
         return _pool._shared_module(self.program, self.gas_metering, step_tracing, self.native, self.gas_model)
 
     def _acquire(self) -> "_engine.Zygote":
@@ -230,12 +261,12 @@ class ProcessInterpreter(Backend):
         log.debug("killing sandbox process pid %s: closed during a call", guest.pid)
         guest.abort()
 
-    def _give_back(self, guest) -> None:
+    def _give_back(self, guest) -> bool:
         zygote = guest.zygote
         if zygote is not None and not zygote.owned:
             guest.detach()  # created before a fork: the parent's process, not ours to wipe or end
             zygote.forget()
-            return
+            return False
         reusable = False
         if zygote is not None:
             try:
@@ -246,6 +277,7 @@ class ProcessInterpreter(Backend):
         zy = guest.detach()
         if zy is not None:
             self.pool.release(zy, reusable)
+        return False
 
     # -- isolation and introspection ---------------------------------------
     @property

@@ -323,6 +323,20 @@ def give_instance(inst: "_engine.Instance", scrub: Callable[[], None]) -> None:
     free.append(inst)
 
 
+def watch_program(program, free: List) -> "weakref.ref":
+    """A weakref to ``program`` that, when it dies, gives the scrubbed
+    guests of its closed inline backends (``free``, Prepared.free) to the
+    instance pool above: the next Program's sandboxes reuse their memory
+    instead of mapping new."""
+    def spill(_ref) -> None:
+        while free:
+            inst = free.pop().guest
+            pooled = _INSTANCES.setdefault(inst.page_size, [])
+            if len(pooled) < INSTANCE_POOL_LIMIT:
+                pooled.append(inst)
+    return weakref.ref(program, spill)
+
+
 def _log_compile(what: str, program, seconds: float) -> None:
     level = logging.INFO if seconds >= SLOW_COMPILE_SECONDS else logging.DEBUG
     compile_log.log(level, "compiled %s for %d bytes of %s code in %.1f ms", what, len(program.code),

@@ -8,14 +8,15 @@ Process) holds the registers and memory and runs, and the backend
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Union
+import inspect
+from typing import TYPE_CHECKING, Any, Callable, Dict, Literal, Optional, Union
 
 from vmcore import _engine, abi, debuginfo, exits, gas as _gas, interrupts
 from vmcore.backends import IsolationReport, select
-from vmcore.caller import Caller, Registers
+from vmcore.caller import Registers
 from vmcore.errors import ImportNotFound, SandboxBusy, SandboxError, Timeout, VmError
 from vmcore.heap import HeapPolicy
-from vmcore.host_functions import Entry, Hostcall, HostFunctions, check_gas, hostcall_entry
+from vmcore.host_functions import Hostcall, HostFunctions, check_gas, hostcall_entry
 from vmcore.memory import GuestMemory
 from vmcore.memory_map import check_page_size
 from vmcore.program import DEFAULT_PAGE_SIZE, Program
@@ -151,7 +152,8 @@ class Sandbox(_engine.SandboxCore):
             met, or ``memory_limit`` is too small.
     """
 
-    # Sandbox.call is SandboxCore.call (vmcore/engine/sandbox_core.pyx).
+    # Sandbox(), call and close are SandboxCore's (vmcore/engine/sandbox_core.pyx).
+    _make_recipe = staticmethod(_recipe)  # what SandboxCore.__init__ calls for options it has not seen
 
     def __init__(self, program: Program, *, backend: Backend = "auto", isolation: Isolation = "auto",
                  gas: Optional[int] = None, page_size: Optional[int] = None, heap: Optional[HeapPolicy] = None,
@@ -159,51 +161,8 @@ class Sandbox(_engine.SandboxCore):
                  auto_restart: bool = False, pool: Optional["SandboxPool"] = None,
                  memory_limit: Optional[int] = None,
                  gas_model: Optional[str] = None, functions: Optional[HostFunctions] = None) -> None:
-        if not isinstance(program, Program):
-            raise TypeError(f"Sandbox needs a vmcore.Program, got {type(program).__name__}")
-        if gas is not None and type(gas) is not int and (not isinstance(gas, int) or isinstance(gas, bool)):
-            raise TypeError(f"gas must be an int or None, got {type(gas).__name__}")
-        if functions is None and pool is not None:
-            functions = getattr(pool, "functions", None)
-        if functions is not None and not isinstance(functions, HostFunctions):
-            raise TypeError(f"functions must be a vmcore.HostFunctions, got {type(functions).__name__}")
-        # What follows from the options alone is worked out once per Program
-        # and options (a warm constructor is one dict lookup).  The types of
-        # the numbers are in the key so that 4096.0 or True never reuse the
-        # recipe of 4096 or 1; a pool is never kept alive by the cache.
-        key = (backend, isolation, gas is None, page_size, type(page_size), heap, strict, auto_restart,
-               memory_limit, type(memory_limit), gas_model)
-        recipes = program._cache.recipes
-        try:
-            recipe = recipes.get(key) if pool is None else None
-        except TypeError:  # an unhashable option: the slow path says what is wrong with it
-            key = None
-            recipe = None
-        if recipe is None:
-            recipe = _recipe(program, backend, isolation, gas is not None, page_size, heap, strict, auto_restart,
-                             pool, memory_limit, gas_model)
-            if pool is None and key is not None:
-                recipes[key] = recipe
-        factory, self._fallback, self.memory_map, self.heap_policy, model, prepared, options, self._mask = recipe
-        self.program = program
-        self.memory_limit = memory_limit
-        self._gas_metering = gas is not None
-        self._gas_model = model
-        self._backend = factory(program, self.memory_map, self.heap_policy, self._gas_metering,
-                                gas if gas is not None else 0, model, prepared, **options)
-        self._guest = self._backend.guest
-        # The hostcall loop's table per import: (function, register
-        # arguments[, gas]), None where nothing serves it.
-        self._handlers: List[Optional[Entry]] = (
-            functions.resolve(program.imports, gas is not None) if functions is not None
-            else [None] * len(program.imports))
-        self.functions = functions
-        self._exports = program.exports
-        self._stack_top = self.memory_map.stack_address_high
-        self._caller = Caller(self)
-        self._stepping = False
-        for name, fn in (hostcalls or {}).items():
-            self.register_hostcall(name, fn)
+        """Sandbox()'s signature and types, for inspect and type checkers:
+        deleted below, the constructor is SandboxCore.__init__."""
 
     # Made on first use: most short-lived sandboxes never look at them.
     @functools.cached_property
@@ -496,14 +455,7 @@ class Sandbox(_engine.SandboxCore):
             raise
         return sb
 
-    def close(self) -> None:
-        """Stop the guest and give its memory (and sandbox process) back;
-        idempotent.  A call in progress (another thread, or the hostcall
-        that closes its own sandbox) raises SandboxError."""
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
-            self._guest = None
+    # Sandbox.close is SandboxCore.close (vmcore/engine/sandbox_core.pyx).
 
     @property
     def closed(self) -> bool:
@@ -525,3 +477,10 @@ class Sandbox(_engine.SandboxCore):
     def __repr__(self) -> str:
         state = "closed" if self._backend is None else f"{self.backend}/{self.isolation}"
         return f"<Sandbox {state} {self.program!r}>"
+
+
+# Sandbox() runs the compiled SandboxCore.__init__ (vmcore/engine/sandbox_core.pyx);
+# the Python __init__ above only gave its signature.
+Sandbox.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    list(inspect.signature(Sandbox.__init__).parameters.values())[1:])
+del Sandbox.__init__

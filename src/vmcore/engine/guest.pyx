@@ -225,6 +225,19 @@ cdef class Guest:
         when less is left."""
         return 0
 
+    cdef uint32_t _position(self, int which) except? 0xffffffff:
+        """Where the guest stopped: 0 its pc, 1 the pc it resumes at, 2 the
+        last exit's argument (hostcall number, fault address, trap reason)."""
+        return 0
+
+    # (one line each: the three differ only in which word they read)
+    @property
+    def pc(self): return self._position(0)
+    @property
+    def next_pc(self): return self._position(1)
+    @property
+    def arg(self): return self._position(2)
+
     # -- calls ----------------------------------------------------------
     def call(self, uint32_t pc, tuple args, uint64_t sp, list handlers, object caller, uint64_t mask):
         """Registers per the calling convention, enter at pc, serve
@@ -255,6 +268,36 @@ cdef class Guest:
 
     def can_resume(self):
         return self._resumable()
+
+    # -- lifecycle (vmcore.backends): the install and reset of every backend
+    def install(self, tuple image, tuple heap, int64_t gas):
+        """The initial memory layout into the guest: every (address, size,
+        perm, data) region of ``image`` (data b"" for zeros), the heap
+        (base, top, mapped_end, max_top, grow_pages) and the gas."""
+        for address, size, perm, data in image:
+            self.set_perms(address, size, perm)
+            if data:
+                self.write(address, data)
+        self.configure_heap(*heap)
+        self.gas = gas
+
+    def touched(self, frozenset spans, uint32_t rw):
+        """``spans`` (the layout's) and the heap from ``rw`` (the read-write
+        data's start) as far as it is mapped: every span the guest could
+        have written since the last scrub (scrub adds what set_perms made
+        accessible)."""
+        cdef uint64_t mapped_end
+        if type(self) is Instance:
+            mapped_end = (<Instance>self).state.heap.mapped_end
+        else:
+            mapped_end = self.heap_state()[2]
+        return spans | {(rw, mapped_end - rw if mapped_end > rw else 0)}
+
+    def recycle(self, spans, tuple image, tuple heap, int64_t gas):
+        """Back to a new guest's state: scrub ``spans`` (and whatever
+        set_perms granted) to zero and inaccessible, then install."""
+        self.scrub(spans)
+        self.install(image, heap, gas)
 
     def take_hostcall_error(self):
         e, self.hostcall_error = self.hostcall_error, None

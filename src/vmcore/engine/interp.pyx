@@ -167,17 +167,8 @@ cdef class Instance(Guest):
     def clear_interrupt(self):
         self.state.interrupt = 0
 
-    @property
-    def pc(self):
-        return self.state.pc
-
-    @property
-    def next_pc(self):
-        return self.state.next_pc
-
-    @property
-    def arg(self):
-        return self.state.arg
+    cdef uint32_t _position(self, int which) except? 0xffffffff:
+        return self.state.pc if which == 0 else self.state.next_pc if which == 1 else self.state.arg
 
     @property
     def gas(self):

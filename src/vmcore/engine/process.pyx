@@ -768,20 +768,9 @@ cdef class Process(Guest):
         if self.ctx != NULL:
             vm_host_set_interrupt(self.ctx, 0)
 
-    @property
-    def pc(self):
+    cdef uint32_t _position(self, int which) except? 0xffffffff:
         self._ensure()
-        return vm_host_pc(self.ctx)
-
-    @property
-    def next_pc(self):
-        self._ensure()
-        return vm_host_next_pc(self.ctx)
-
-    @property
-    def arg(self):
-        self._ensure()
-        return vm_host_arg(self.ctx)
+        return vm_host_pc(self.ctx) if which == 0 else vm_host_next_pc(self.ctx) if which == 1 else vm_host_arg(self.ctx)
 
     @property
     def gas(self):
