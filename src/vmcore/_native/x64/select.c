@@ -68,6 +68,20 @@ HOT_INLINE void sub_rrr(x64_buf *h, int size, int a, int b, int c_)
 }
 
 
+/* a = b * c (imul is commutative: no copy when a is either operand) */
+HOT_INLINE void mul_rrr(x64_buf *h, int size, int a, int b, int c_)
+{
+    if (a == b) {
+        x64_imul_rr(h, size, a, c_);
+    } else if (a == c_) {
+        x64_imul_rr(h, size, a, b);
+    } else {
+        x64_mov_rr(h, size, a, b);
+        x64_imul_rr(h, size, a, c_);
+    }
+}
+
+
 HOT_INLINE void emit_set_cc(compiler *c, x64_cc cc, int a)
 {
     x64_setcc(&c->out, cc, S);
@@ -291,25 +305,11 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
     case VM_OP_xor: binop_comm(h, X64_XOR, 8, a, b, d); return;
     case VM_OP_or: binop_comm(h, X64_OR, 8, a, b, d); return;
     case VM_OP_mul_32:
-        if (a == b) {
-            x64_imul_rr(h, 4, a, d);
-        } else if (a == d) {
-            x64_imul_rr(h, 4, a, b);
-        } else {
-            x64_mov_rr(h, 4, a, b);
-            x64_imul_rr(h, 4, a, d);
-        }
+        mul_rrr(h, 4, a, b, d);
         sext_result(c, a);
         return;
     case VM_OP_mul_64:
-        if (a == b) {
-            x64_imul_rr(h, 8, a, d);
-        } else if (a == d) {
-            x64_imul_rr(h, 8, a, b);
-        } else {
-            x64_mov_rr(h, 8, a, b);
-            x64_imul_rr(h, 8, a, d);
-        }
+        mul_rrr(h, 8, a, b, d);
         return;
     case VM_OP_mul_upper_signed_signed:
     case VM_OP_mul_upper_unsigned_unsigned:
