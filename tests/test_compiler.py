@@ -42,7 +42,7 @@ import sys  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent / "perf"))
 HALT = oracle.RETURN_TO_HOST
-PAGE = 4096
+PAGE = abi.DEFAULT_PAGE_SIZE
 RW, RO = 0x20000, 0x21000  # RW page, then a RO page, then nothing
 M64 = (1 << 64) - 1
 

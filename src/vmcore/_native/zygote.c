@@ -523,7 +523,7 @@ static void load_module(uint64_t generation)
             map_module_part(fd, VM_ADDR_NATIVE_CODE, h->native_size, h->native_offset, PROT_READ | PROT_EXEC,
                             "cannot map the native code");
             x64_code_mapped = h->native_size;
-            x64_table_mapped = (x64->jump_table_count * 8ull + 4095) & ~4095ull;
+            x64_table_mapped = (x64->jump_table_count * 8ull + VM_HOST_PAGE_SIZE - 1) & ~(uint64_t)(VM_HOST_PAGE_SIZE - 1);
             if (x64_table_mapped)
                 map_module_part(fd, VM_ADDR_JUMP_TABLE, x64_table_mapped, h->jump_table_offset, PROT_READ,
                                 "cannot map the native jump table");

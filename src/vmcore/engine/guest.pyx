@@ -411,9 +411,7 @@ cdef class Guest:
         overlaps, so that is what the scrub must wipe)."""
         cdef uint64_t start, end
         if perm and length:
-            start = address & ~(<uint64_t>self.mem.page_size - 1)
-            end = min((<uint64_t>address + length + self.mem.page_size - 1) & ~(<uint64_t>self.mem.page_size - 1),
-                      <uint64_t>1 << 32)
+            vm_page_span(&self.mem, address, length, &start, &end)
             if self.granted is None:
                 self.granted = set()
             self.granted.add((start, end - start))

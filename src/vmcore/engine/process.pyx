@@ -836,7 +836,7 @@ cdef class Process(Guest):
 
     # -- memory ---------------------------------------------------------
     def set_perms(self, uint32_t address, uint64_t length, uint8_t perm):
-        cdef uint64_t end
+        cdef uint64_t start, end
         self._ensure()
         if length == 0:
             return
@@ -844,8 +844,8 @@ cdef class Process(Guest):
             raise BufferError(_EXPORTED)
         vm_memory_set_perms(&self.mem, address, length, perm)
         self._note_granted(address, length, perm)
-        end = (<uint64_t>address + length + self.page_size_ - 1) >> self.page_shift
-        vm_host_perms_changed(self.ctx, address >> self.page_shift, <uint32_t>min(end, (<uint64_t>1 << 32) >> self.page_shift))
+        vm_page_span(&self.mem, address, length, &start, &end)
+        vm_host_perms_changed(self.ctx, <uint32_t>(start >> self.page_shift), <uint32_t>(end >> self.page_shift))
 
     def scrub(self, spans):
         """Recycle: zero and make inaccessible every (address, length) span

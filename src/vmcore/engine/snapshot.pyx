@@ -156,7 +156,7 @@ cdef class GuestBuffer:
     cdef readonly bint writable
 
     def __cinit__(self, Guest g, uint32_t address, uint32_t length, bint writable):
-        cdef uint64_t page, start, end
+        cdef uint64_t start, end
         cdef int prot
         cdef Process p
         g._check(address, length)
@@ -169,11 +169,9 @@ cdef class GuestBuffer:
             self.data = <char *>g.mem.base + address
             return
         p = <Process>g
-        page = g.mem.page_size
-        start = address & ~(page - 1)
-        end = (<uint64_t>address + length + page - 1) & ~(page - 1)
-        if end == start:
-            end = start + page
+        vm_page_span(&g.mem, address, length, &start, &end)
+        if end == start:  # an empty view still maps a page, so data points into a mapping
+            end = start + g.mem.page_size
         prot = PROT_READ | (PROT_WRITE if writable else 0)
         self.mapping = _mmap(NULL, end - start, prot, MAP_SHARED, p.zy.z.memory_fd, start)
         if self.mapping == MAP_FAILED:

@@ -97,8 +97,8 @@ int vm_x64_compile(const vm_x64_config *config, const uint8_t *code, uint32_t co
             /* its records land after the first segment's (at most n0),
              * at least n0 - (implicit traps the bound allowed for) */
             size_t low = n0 > split / (VM_BITMASK_MAX + 1) + 8 ? n0 - split / (VM_BITMASK_MAX + 1) - 8 : 0;
-            d->prefault_from = (uint8_t *)(((uintptr_t)(records_out + low) + 4095) & ~(uintptr_t)4095);
-            d->prefault_to = (uint8_t *)((uintptr_t)(records_out + map_capacity) & ~(uintptr_t)4095);
+            d->prefault_from = (uint8_t *)(((uintptr_t)(records_out + low) + VM_HOST_PAGE_SIZE - 1) & ~(uintptr_t)(VM_HOST_PAGE_SIZE - 1));
+            d->prefault_to = (uint8_t *)((uintptr_t)(records_out + map_capacity) & ~(uintptr_t)(VM_HOST_PAGE_SIZE - 1));
         }
         d->target_bits = NULL;
         d->target_prefix = NULL;
