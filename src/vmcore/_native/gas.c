@@ -571,12 +571,10 @@ static void fast_feed(vm_gas_sim *s, const vm_gas_token *t)
     }
 }
 
-void vm_gas_feed(vm_gas_sim *s, const vm_instruction *ins)
+/* vm_gas_feed under the full model (apart, so that the naive model's
+ * path sets up no stack frame for it). */
+static __attribute__((noinline)) void feed_full(vm_gas_sim *s, const vm_instruction *ins)
 {
-    if (s->kind == VM_GAS_NAIVE) {
-        s->cycles += s->op_cost ? s->op_cost[ins->op <= VM_OP_COUNT ? ins->op : VM_OP_INVALID] : 1u;
-        return;
-    }
     uint32_t op = ins->op <= VM_OP_COUNT ? ins->op : VM_OP_INVALID;
     const op_cost *c = &op_costs[op];
     int w = s->is_64_bit;
@@ -607,6 +605,14 @@ void vm_gas_feed(vm_gas_sim *s, const vm_instruction *ins)
         replay(s);
     }
     simulate(s, &t);
+}
+
+void vm_gas_feed(vm_gas_sim *s, const vm_instruction *ins)
+{
+    if (s->kind == VM_GAS_NAIVE)
+        s->cycles += s->op_cost ? s->op_cost[ins->op <= VM_OP_COUNT ? ins->op : VM_OP_INVALID] : 1u;
+    else
+        feed_full(s, ins);
 }
 
 /* The implicit trap at `offset` as an instruction. */
