@@ -16,20 +16,23 @@ DOOM's engine artefact directly (``_engine.CompiledModule`` /
   ``valgrind --tool=callgrind``, collecting only inside the C builder
   (vm_module_build; vm_host_x64_build, its bounds pass and vm_x64_compile
   included, and the compiler's helper thread): repeatable whatever the
-  load.  Needs valgrind on PATH.
+  load; and of those, the Ir inside the gas module's calls (vm_gas_feed and
+  vm_gas_take with what they call, via callgrind_annotate --inclusive):
+  what the cost model itself takes.  Needs valgrind on PATH.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 ROW = "compile-time"
@@ -39,6 +42,8 @@ MODELS = ("naive", "full")
 # recompiler's whole host-side build (its bounds pass, the memfd, the compile)
 # and its second thread, which starts in helper_main
 COLLECT = {"interpreter": ("vm_module_build",), "compiler": ("vm_host_x64_build", "helper_main")}
+# the gas module's entry points the builders call per instruction and per block
+GAS_CALLS = ("vm_gas_feed", "vm_gas_take")
 
 
 def default_doom() -> Optional[Path]:
@@ -63,24 +68,44 @@ def build(program, target: str, model: str) -> float:
     return time.perf_counter() - start
 
 
-def callgrind_ir(doom: Path, target: str, model: str) -> int:
-    """Ir of one build, counted inside the C builder only."""
+def callgrind_ir(doom: Path, target: str, model: str) -> Tuple[int, Optional[int]]:
+    """Ir of one build, counted inside the C builder only, and of that the Ir
+    inside the gas module's calls (None when callgrind_annotate is missing)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         toggles = [f"--toggle-collect={name}" for name in COLLECT[target]]
         cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", *toggles, f"--callgrind-out-file={out}",
                sys.executable, str(Path(__file__).resolve()), "--one", target, model, "--doom", str(doom)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        total = None
         for line in out.read_text().splitlines():
             if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise RuntimeError(f"no totals in the callgrind output of {target}/{model}")
+                total = int(line.split()[1])
+                break
+        if total is None:
+            raise RuntimeError(f"no totals in the callgrind output of {target}/{model}")
+        return total, gas_ir(out)
+
+
+def gas_ir(out: Path) -> Optional[int]:
+    """The inclusive Ir of GAS_CALLS in a callgrind output (the few feeds
+    vm_gas_take makes itself, for a block left open, count twice)."""
+    if not shutil.which("callgrind_annotate"):
+        return None
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out)], check=True,
+                          capture_output=True, text=True).stdout
+    found = {}
+    for line in text.splitlines():
+        match = re.match(r"\s*([\d,]+)\s.*:(\w+) \[", line)
+        if match and match.group(2) in GAS_CALLS:
+            found[match.group(2)] = int(match.group(1).replace(",", ""))
+    return sum(found.values()) if found else 0
 
 
 def measure(doom: Optional[str] = None, repeat: int = 5, callgrind: bool = False,
             log=lambda text: None) -> Dict[str, object]:
-    """{"program", "code_bytes", "rows": [{target, naive_ms, full_ms, ratio_ms, [naive_ir, full_ir, ratio_ir]}]}
-    or {"error": ...} when DOOM is missing."""
+    """{"program", "code_bytes", "rows": [{target, naive_ms, full_ms, ratio_ms,
+    [naive_ir, full_ir, ratio_ir, naive_gas_ir, full_gas_ir]}]} or {"error": ...} when DOOM is missing."""
     from vmcore.program import Program
 
     path = Path(doom) if doom else default_doom()
@@ -95,7 +120,9 @@ def measure(doom: Optional[str] = None, repeat: int = 5, callgrind: bool = False
             build(program, target, model)  # warm: page cache, lazy imports
             row[f"{model}_ms"] = min(build(program, target, model) for _ in range(max(1, repeat))) * 1e3
             if callgrind:
-                row[f"{model}_ir"] = callgrind_ir(path, target, model)
+                row[f"{model}_ir"], gas = callgrind_ir(path, target, model)
+                if gas is not None:
+                    row[f"{model}_gas_ir"] = gas
         row["ratio_ms"] = row["full_ms"] / row["naive_ms"]
         if callgrind:
             row["ratio_ir"] = row["full_ir"] / row["naive_ir"]
@@ -108,16 +135,21 @@ def markdown(data: dict) -> List[str]:
     if "error" in data:
         return [f"Compile time, naive vs full gas model: skipped ({data['error']})."]
     has_ir = any("ratio_ir" in r for r in data["rows"])
+    has_gas = any("full_gas_ir" in r for r in data["rows"])
     lines = [f"Compile / pre-decode time of {Path(data['program']).name} ({data['code_bytes']:,} bytes of code), "
              f"gas metering on, naive vs full (GP 0.8) model; wall clock = best of {data['repeat']} (noisy)"
-             + ("; Ir = callgrind, C builder only (repeatable)" if has_ir else "") + ".", "",
+             + ("; Ir = callgrind, C builder only (repeatable)" if has_ir else "")
+             + ("; gas Ir = of that, inside the gas module's calls" if has_gas else "") + ".", "",
              "| build | naive ms | full ms | full / naive (ms) |" + (" naive Ir | full Ir | full / naive (Ir) |"
-                                                                    if has_ir else ""),
-             "|---|---:|---:|---:|" + ("---:|---:|---:|" if has_ir else "")]
+                                                                    if has_ir else "")
+             + (" naive gas Ir | full gas Ir |" if has_gas else ""),
+             "|---|---:|---:|---:|" + ("---:|---:|---:|" if has_ir else "") + ("---:|---:|" if has_gas else "")]
     for r in data["rows"]:
         line = f"| {r['target']} | {r['naive_ms']:.1f} | {r['full_ms']:.1f} | {r['ratio_ms']:.2f}x |"
         if has_ir:
             line += f" {r['naive_ir']:,} | {r['full_ir']:,} | {r['ratio_ir']:.2f}x |"
+        if has_gas:
+            line += f" {r.get('naive_gas_ir', 0):,} | {r.get('full_gas_ir', 0):,} |"
         lines.append(line)
     return lines
 

@@ -179,6 +179,34 @@ def test_blocks_at_the_pipeline_limits(name):
     assert _costs(a)[-1][1] == cost
 
 
+def test_costs_do_not_depend_on_the_blocks_before():
+    """A long run of two blocks, one the fast path schedules (a chain of
+    divisions, ~900 cycles) and one it hands to the cycle simulation
+    (stores competing for the ALUs): each costs what it costs alone.  The
+    fast path's clock counts on across blocks and restarts past
+    FAST_CLOCK_RESTART (gas.c, 2^20 cycles): ~2.8M cycles cross that twice."""
+    divs = gen.Asm("jam_v1")
+    for _ in range(15):
+        divs.op("div_unsigned_64", 7, 7, 8)
+    divs.op("fallthrough")
+    stores = gen.Asm("jam_v1")
+    for k in range(8):
+        stores.op("store_indirect_u64", 9, 10, 8 * k)
+    stores.op("fallthrough")
+    lone = [_costs(a)[0][1] for a in (divs, stores)]  # (then the trap past the code's end)
+    assert lone[0] >= 15 * 60
+    code, starts = bytearray(), []
+    for _ in range(3000):
+        for a in (divs, stores):
+            piece, offsets, _ = a.assemble()
+            starts += [len(code) + o for o in offsets]
+            code += piece
+    m = gas.resolve("full")
+    costs = _engine.block_gas_costs(ISA.isa_index("jam_v1"), bytes(code), gen.bitmask_bytes(len(code), starts),
+                                    m.kind, m.memory_access_cost)
+    assert [c for _, c in costs[:-1]] == lone * 3000
+
+
 def test_cache_models_order():
     a = gen.Asm("jam_v1").op("load_u64", 7, 0x20000).op("add_64", 8, 7, 7).op("trap")
     costs = [_costs(a, m)[0][1] for m in ("full-l1", "full", "full-l3")]

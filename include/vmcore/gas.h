@@ -58,7 +58,7 @@ int vm_gas_model_check(const vm_gas_model *model);
 
 /* The fast path's capacity: instructions of a block it buffers (below
  * VM_GAS_ROB_SIZE, so its reorder buffer never fills). */
-#define VM_GAS_FAST_MAX 24
+#define VM_GAS_FAST_MAX 16
 
 /* A buffered instruction of the fast path, replayed into the pipeline
  * when the fast path cannot decide. */
@@ -99,6 +99,7 @@ typedef struct vm_gas_sim {
     /* full model state */
     uint8_t finished;        /* the block's last instruction drained the pipeline */
     uint8_t executing;       /* started slots whose result is not done yet */
+    uint8_t simulated;       /* this block went through the cycle simulation */
     /* naive: instructions so far; full: cycles so far */
     uint32_t cycles;
     uint32_t decode_left;    /* decode slots left this cycle */
@@ -120,9 +121,10 @@ typedef struct vm_gas_sim {
     uint8_t fast;
     uint8_t tokens;          /* buffered instructions */
     uint8_t started;         /* ... of which go through the reorder buffer */
+    uint32_t base;           /* the cycle the block started at (fast-path cycles count on across blocks) */
     uint32_t fast_cycle;     /* the decode cycle */
     uint32_t fast_decode_left;
-    uint32_t fast_last_due;  /* the latest result */
+    uint32_t fast_last_due;  /* the latest result (at least `base`) */
     uint32_t ready[16];      /* the cycle each register's value is ready */
     uint32_t start_at[VM_GAS_FAST_MAX], due_at[VM_GAS_FAST_MAX];
     uint16_t units_of[VM_GAS_FAST_MAX];

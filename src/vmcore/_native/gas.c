@@ -200,13 +200,32 @@ static inline uint32_t next_used(const vm_gas_sim *s, uint32_t now)
     return VM_GAS_WHEEL;
 }
 
-/* An empty pipeline at cycle 0.  After a drain it is empty already, so
- * only the clock and the decode slots restart; anything else (a block
- * that never drained, sequence numbers running high) resets it all. */
-static void clear(vm_gas_sim *s)
+/* The fast path's clock restarts (ready cycles cleared) past this: long
+ * before it could wrap, and often enough that tests see it happen. */
+#define FAST_CLOCK_RESTART (1u << 20)
+
+/* The fast path's next block starts at cycle `base`: after every result
+ * so far, so a register ready at or before it is ready at once, and the
+ * ready cycles need no clearing. */
+static void clear_fast(vm_gas_sim *s, uint32_t base)
 {
-    s->cycles = 0;
-    s->finished = 0;
+    if (base >= FAST_CLOCK_RESTART) {
+        for (uint32_t r = 0; r < 16; r++)
+            s->ready[r] = 0;
+        base = 0;
+    }
+    s->fast = 1;
+    s->tokens = s->started = 0;
+    s->base = s->fast_cycle = s->fast_last_due = base;
+    s->fast_decode_left = DECODE_PER_CYCLE;
+}
+
+/* An empty pipeline at cycle 0.  After a drain it is empty already, so
+ * only the decode slots restart; anything else (a block that never
+ * drained, sequence numbers running high) resets it all. */
+static void clear_sim(vm_gas_sim *s)
+{
+    s->simulated = 0;
     s->decode_left = DECODE_PER_CYCLE;
     if (s->executing || s->decoding || s->waiting || s->tail >= SEQ_RESTART || s->resources != UNITS_ALL) {
         for (uint32_t k = 0; k < VM_GAS_WHEEL; k++) {
@@ -224,13 +243,6 @@ static void clear(vm_gas_sim *s)
         s->tail = 1;
     }
     s->head = s->tail; /* every producer so far is older: retired */
-    s->fast = 1;
-    s->tokens = s->started = 0;
-    s->fast_cycle = 0;
-    s->fast_decode_left = DECODE_PER_CYCLE;
-    s->fast_last_due = 0;
-    for (uint32_t r = 0; r < 16; r++)
-        s->ready[r] = 0;
 }
 
 /* Start what is ready at `now` (its producers' results are due by now),
@@ -451,8 +463,13 @@ void vm_gas_init(vm_gas_sim *s, const vm_gas_model *model, vm_isa isa, const uin
         s->required[k] = 0;
         s->latency[k] = 0;
     }
-    s->executing = 1; /* (forces clear's full reset) */
-    clear(s);
+    for (uint32_t r = 0; r < 16; r++)
+        s->ready[r] = 0;
+    s->cycles = 0;
+    s->finished = 0;
+    s->executing = 1; /* (forces clear_sim's full reset) */
+    clear_sim(s);
+    clear_fast(s, 0);
 }
 
 /* One instruction into the pipeline simulation. */
@@ -514,6 +531,7 @@ exact:
 static void replay(vm_gas_sim *s)
 {
     s->fast = 0;
+    s->simulated = 1;
     for (uint32_t k = 0; k < s->tokens; k++)
         simulate(s, &s->token[k]);
 }
@@ -550,19 +568,17 @@ static void fast_feed(vm_gas_sim *s, const vm_gas_token *t)
             /* the last result is done at fast_last_due, all retire a cycle later */
             s->fast = 0;
             s->finished = 1;
-            s->cycles = s->fast_last_due + 2;
+            s->cycles = s->fast_last_due + 2 - s->base;
         } else {
             replay(s);
         }
     }
 }
 
-void vm_gas_feed(vm_gas_sim *s, const vm_instruction *ins)
+/* vm_gas_feed under the full model (apart, so that the naive model's
+ * path sets up no stack frame for it). */
+static __attribute__((noinline)) void feed_full(vm_gas_sim *s, const vm_instruction *ins)
 {
-    if (s->kind == VM_GAS_NAIVE) {
-        s->cycles += s->op_cost ? s->op_cost[ins->op <= VM_OP_COUNT ? ins->op : VM_OP_INVALID] : 1u;
-        return;
-    }
     uint32_t op = ins->op <= VM_OP_COUNT ? ins->op : VM_OP_INVALID;
     const op_cost *c = &op_costs[op];
     int w = s->is_64_bit;
@@ -593,6 +609,14 @@ void vm_gas_feed(vm_gas_sim *s, const vm_instruction *ins)
         replay(s);
     }
     simulate(s, &t);
+}
+
+void vm_gas_feed(vm_gas_sim *s, const vm_instruction *ins)
+{
+    if (s->kind == VM_GAS_NAIVE)
+        s->cycles += s->op_cost ? s->op_cost[ins->op <= VM_OP_COUNT ? ins->op : VM_OP_INVALID] : 1u;
+    else
+        feed_full(s, ins);
 }
 
 /* The implicit trap at `offset` as an instruction. */
@@ -627,7 +651,11 @@ uint32_t vm_gas_take(vm_gas_sim *s)
         vm_gas_feed_invalid(s);
         cycles = s->cycles;
     }
-    clear(s);
+    s->cycles = 0;
+    s->finished = 0;
+    if (s->simulated)
+        clear_sim(s);
+    clear_fast(s, s->fast_last_due);
     return cycles > GAS_SLACK + 1u ? cycles - GAS_SLACK : 1u;
 }
 
