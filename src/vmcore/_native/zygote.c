@@ -203,6 +203,7 @@ static void answer(uint32_t value)
 
 /* Wait until the host hands over the context (BUSY) or asks to abandon
  * (LONGJUMP).  Spin first: the host usually answers faster than a sleep. */
+__attribute__((noinline)) /* its own symbol: profiles tell waiting from working */
 static uint32_t wait_for_host(void)
 {
     vmctx_counters *c = &CTX->counters;
@@ -446,7 +447,8 @@ static void sync_protections(void)
         if (end >= pages)
             guard(PROT_NONE);
     }
-    c->perms_dirty_first = c->perms_dirty_end = 0;
+    if (first || end) /* no store (no cache line taken) when nothing changed */
+        c->perms_dirty_first = c->perms_dirty_end = 0;
 }
 
 /* Back to a plain read + write window (the interpreter's). */
@@ -636,7 +638,10 @@ static uint32_t run_native(void)
     }
     if (target < VM_ADDR_NATIVE_CODE + x64->first_insn || target >= VM_ADDR_NATIVE_CODE + x64->code_size)
         fatal("bad native resume address", 0);
-    atomic_store_explicit(&c->next_native_program_counter, target, RELAXED); /* the trampoline reads it */
+    /* The trampoline reads it.  A hostcall's resume finds it set already
+     * (the ecalli routine's): no store, so the handshake line the host
+     * polls is not taken away on entry. */
+    STORE_IF_CHANGED(next_native_program_counter, target);
     int metering = x64->gas_metering;
     /* Without metering the gas word only carries interrupts (compiled
      * interruptible: blocks charge 0 and test the sign). */
@@ -702,7 +707,10 @@ static uint32_t run_native(void)
     if (reason == VM_EXIT_TRAP) /* native code says only where: the instruction there says why */
         STORE_IF_CHANGED(arg, native_trap_reason(atomic_load_explicit(&c->program_counter, RELAXED)));
     resume_native = atomic_load_explicit(&c->next_native_program_counter, RELAXED);
-    STORE_IF_CHANGED(arg2, (uint32_t)reason);
+    /* Stored, not compared first: the handshake line is about to be taken
+     * for the answer anyway, and a load of it while the host polls it can
+     * stall on the transfer where a store just waits in the buffer. */
+    atomic_store_explicit(&c->arg2, (uint32_t)reason, RELAXED);
     return futex_state_for(reason);
 }
 
