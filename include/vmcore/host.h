@@ -218,6 +218,11 @@ static inline void vm_host_set_native_pc(vmctx *c, uint64_t address)
     if (VM_HOST_LOAD(next_native_program_counter) != address)
         VM_HOST_STORE(next_native_program_counter, address);
 }
+static inline void vm_host_set_enter(vmctx *c, uint32_t enter)
+{
+    if (VM_HOST_LOAD(enter) != enter)
+        VM_HOST_STORE(enter, enter);
+}
 static inline void vm_host_set_pc(vmctx *c, uint32_t pc)
 {
     if (VM_HOST_LOAD(program_counter) != pc)

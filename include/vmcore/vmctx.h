@@ -157,6 +157,10 @@ typedef struct vmctx {
     /* Host asks a running guest to stop at its next block (kept until
      * cleared; the zygote is poked with SIGUSR1 to look at it). */
     _Atomic uint32_t interrupt;
+    /* Native code: 1 "enter at program_counter", 0 "resume where the last
+     * exit left off".  Only the host writes it, and only when it changes:
+     * repeated calls and a run of hostcalls leave the line untouched. */
+    _Atomic uint32_t enter;
 
     /* Cache line 1: gas, decremented by generated code at every block. */
     _Alignas(VMCTX_CACHE_LINE) _Atomic int64_t gas;
@@ -220,6 +224,7 @@ _Static_assert(offsetof(vmctx, futex) == VMCTX_OFFSET_FUTEX, "futex offset");
 _Static_assert(offsetof(vmctx, gas) == VMCTX_OFFSET_GAS, "gas offset");
 _Static_assert(offsetof(vmctx, regs) == VMCTX_OFFSET_REGS, "regs offset");
 _Static_assert(offsetof(vmctx, counters) % VMCTX_CACHE_LINE == 0, "counters are cache aligned");
+_Static_assert(offsetof(vmctx, enter) < VMCTX_OFFSET_GAS, "the handshake words share the first cache line");
 _Static_assert(sizeof(_Atomic uint32_t) == 4 && sizeof(_Atomic uint64_t) == 8,
                "atomics must have the plain type's size to be shared between processes");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
@@ -260,6 +265,7 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
     X("sandbox_sleeping", sandbox_sleeping)                    \
     X("host_sleeping", host_sleeping)                          \
     X("interrupt", interrupt)                                  \
+    X("enter", enter)                                          \
     X("module_generation", module_generation)                  \
     X("death_futex", death_futex)                              \
     X("isolation", isolation)                                  \

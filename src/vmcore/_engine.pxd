@@ -91,6 +91,7 @@ cdef class Process(Guest):
     cdef uint32_t page_shift
     cdef uint32_t page_size_
     cdef bint resumable
+    cdef bint entering       # native: the next hand-over enters at the pc (Process._start)
     cdef vm_heap heap_
     cdef int64_t gas_ceiling
     cdef object _bury(self, uint32_t state)

@@ -83,7 +83,7 @@ static volatile int x64_interrupt;    /* the host asked to stop */
 static volatile int x64_bias_applied; /* VM_X64_INTERRUPT_GAS_BIAS taken from vmctx.gas */
 /* Where the guest resumes is this process's own record, never a value
  * from the VmCtx: the host only asks "enter at program_counter" (native:
- * next_native_program_counter 0; interpreter: jump_into VM_INDEX_NONE),
+ * vmctx.enter 1; interpreter: jump_into VM_INDEX_NONE),
  * which is looked up in the module mapped here, or "resume", which
  * continues where the last exit of this module left off. */
 static uint64_t resume_native; /* native: absolute address */
@@ -203,6 +203,7 @@ static void answer(uint32_t value)
 
 /* Wait until the host hands over the context (BUSY) or asks to abandon
  * (LONGJUMP).  Spin first: the host usually answers faster than a sleep. */
+__attribute__((noinline)) /* its own symbol: profiles tell waiting from working */
 static uint32_t wait_for_host(void)
 {
     vmctx_counters *c = &CTX->counters;
@@ -446,7 +447,8 @@ static void sync_protections(void)
         if (end >= pages)
             guard(PROT_NONE);
     }
-    c->perms_dirty_first = c->perms_dirty_end = 0;
+    if (first || end) /* no store (no cache line taken) when nothing changed */
+        c->perms_dirty_first = c->perms_dirty_end = 0;
 }
 
 /* Back to a plain read + write window (the interpreter's). */
@@ -623,7 +625,7 @@ static uint32_t run_native(void)
     STORE_IF_CHANGED(exit_stubs[VMCTX_STUB_MEMSET], (uint64_t)(uintptr_t)helper_memset);
 
     uint64_t target;
-    if (atomic_load_explicit(&c->next_native_program_counter, RELAXED) == 0) {
+    if (atomic_load_explicit(&c->enter, RELAXED)) {
         uint32_t pc = atomic_load_explicit(&c->program_counter, RELAXED);
         vm_x64_map_entry e;
         if (pc > x64->code_len || vm_x64_find_pc(x64, &x64_map, pc, &e) < 0 || !(e.info & VM_X64_INFO_ENTRY_OK))
@@ -636,7 +638,11 @@ static uint32_t run_native(void)
     }
     if (target < VM_ADDR_NATIVE_CODE + x64->first_insn || target >= VM_ADDR_NATIVE_CODE + x64->code_size)
         fatal("bad native resume address", 0);
-    atomic_store_explicit(&c->next_native_program_counter, target, RELAXED); /* the trampoline reads it */
+    /* The trampoline reads it.  A hostcall's resume finds it set already
+     * (the ecalli routine's), so does a call of the same entry point as the
+     * last: no store, so the handshake line the host polls is not taken
+     * away on entry. */
+    STORE_IF_CHANGED(next_native_program_counter, target);
     int metering = x64->gas_metering;
     /* Without metering the gas word only carries interrupts (compiled
      * interruptible: blocks charge 0 and test the sign). */
@@ -701,8 +707,16 @@ static uint32_t run_native(void)
     resumable = reason != VM_EXIT_FINISHED && reason != VM_EXIT_TRAP;
     if (reason == VM_EXIT_TRAP) /* native code says only where: the instruction there says why */
         STORE_IF_CHANGED(arg, native_trap_reason(atomic_load_explicit(&c->program_counter, RELAXED)));
-    resume_native = atomic_load_explicit(&c->next_native_program_counter, RELAXED);
-    STORE_IF_CHANGED(arg2, (uint32_t)reason);
+    /* Only when there is something to resume: after a return to the host
+     * nothing stored the word just now, and a load of the line the host
+     * polls waits for the transfer (a hostcall's exit stored it: the load
+     * is served from the store buffer). */
+    if (resumable)
+        resume_native = atomic_load_explicit(&c->next_native_program_counter, RELAXED);
+    /* Stored, not compared first: the handshake line is about to be taken
+     * for the answer anyway, and a load of it while the host polls it can
+     * stall on the transfer where a store just waits in the buffer. */
+    atomic_store_explicit(&c->arg2, (uint32_t)reason, RELAXED);
     return futex_state_for(reason);
 }
 

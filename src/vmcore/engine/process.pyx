@@ -587,7 +587,8 @@ cdef class Process(Guest):
         # of the module; where the code resumes (native address, threaded
         # code index) the sandbox computes itself from the pc and the module
         # it has mapped: the request says only "enter at program_counter"
-        # (next_native_program_counter 0 / jump_into VM_INDEX_NONE).
+        # (vmctx.enter 1, written by _start next to the futex so that both
+        # stores take the handshake line once / jump_into VM_INDEX_NONE).
         if self.module.native:
             gas = self._gas()
             rc = vm_x64_enter(self.module.m.x64, &self.module.m.map, self.module.native_code_view(), pc, &gas,
@@ -596,7 +597,7 @@ cdef class Process(Guest):
             if rc == VM_ENTRY_OK:
                 vm_host_set_gas(self.ctx, gas)
                 self.gas_ceiling = gas
-                vm_host_set_native_pc(self.ctx, 0)
+                self.entering = True
                 self.resumable = True
             return rc
         s.gas = self._gas()
@@ -659,6 +660,9 @@ cdef class Process(Guest):
                 # on another sandbox's CPU.
                 vm_host_move_off(&z.z, cpu)
         self.running = True
+        if self.module.native:  # each hand-over says whether it enters or resumes
+            vm_host_set_enter(self.ctx, self.entering)
+            self.entering = False
         vm_host_resume(self.ctx)
         return 0
 

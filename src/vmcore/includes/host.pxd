@@ -155,6 +155,7 @@ cdef extern from "vmcore/host.h":
     void vm_host_set_resume_index(vmctx *c, uint32_t index)
     void vm_host_set_pc(vmctx *c, uint32_t pc)
     void vm_host_set_native_pc(vmctx *c, uint64_t address)
+    void vm_host_set_enter(vmctx *c, uint32_t enter)
     void vm_host_perms_changed(vmctx *c, uint32_t first, uint32_t end)
     uint32_t vm_host_interrupt(const vmctx *c)
     void vm_host_set_interrupt(vmctx *c, uint32_t v)
