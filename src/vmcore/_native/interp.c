@@ -115,6 +115,9 @@ vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory
     const vm_insn *ip = insns + state->resume;
     uint64_t *const r = state->regs;
     uint8_t *const mem = memory->base;
+    /* A copy the compiler can keep in registers: through `memory` every
+     * register store might have changed it. */
+    const vm_memory view = *memory;
     int64_t gas = state->gas;
     /* Counted down at every block start; 0 means no limit (it would take
      * centuries to count down from 2^64). */
@@ -127,6 +130,31 @@ vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory
 #define DISPATCH() goto *labels[ip->op]
 #define NEXT() do { ip++; DISPATCH(); } while (0)
 #define JUMP_TO(index) do { ip = insns + (index); DISPATCH(); } while (0)
+/* Into the block whose first record is at `index`: its CHECK / CHARGE
+ * record's work is done here, as that record would do it, and the record
+ * skipped (one dispatch less per block).  A target of any other kind (a
+ * STEP record under tracing) runs through its records. */
+#define ENTER(index)                                                      \
+    do {                                                                  \
+        const vm_insn *t_ = insns + (index);                              \
+        if (__builtin_expect(t_->op == H_CHECK, 1)) {                     \
+            BLOCK_START_CHECKS_AT(t_);                                    \
+            ip = t_ + 1;                                                  \
+            DISPATCH();                                                   \
+        }                                                                 \
+        if (t_->op == H_CHARGE) {                                         \
+            BLOCK_START_CHECKS_AT(t_);                                    \
+            if (__builtin_expect(gas < (int64_t)t_->x, 0)) {              \
+                ip = t_;                                                  \
+                goto out_of_gas;                                          \
+            }                                                             \
+            gas -= t_->x;                                                 \
+            ip = t_ + 1;                                                  \
+            DISPATCH();                                                   \
+        }                                                                 \
+        ip = t_;                                                          \
+        DISPATCH();                                                       \
+    } while (0)
 #define X_IMM ((uint64_t)sext32(ip->x))
 #define RA r[ip->a]
 #define RB r[ip->b]
@@ -138,28 +166,35 @@ vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory
     r[ZERO_REG] = 0;
     DISPATCH();
 
-/* What every block start checks first: an interrupt, then the fuel. */
-#define BLOCK_START_CHECKS()                                                                  \
+/* What every block start checks first: an interrupt, then the fuel (a
+ * stop leaves ip at the block's CHECK / CHARGE record `at`). */
+#define BLOCK_START_CHECKS_AT(at)                                                             \
     do {                                                                                      \
-        if (__builtin_expect(atomic_load_explicit(&state->interrupt, memory_order_relaxed), 0)) \
+        if (__builtin_expect(atomic_load_explicit(&state->interrupt, memory_order_relaxed), 0)) { \
+            ip = (at);                                                                        \
             goto interrupted;                                                                 \
-        if (__builtin_expect(--fuel == 0, 0))                                                 \
+        }                                                                                     \
+        if (__builtin_expect(--fuel == 0, 0)) {                                               \
+            ip = (at);                                                                        \
             goto yield;                                                                       \
+        }                                                                                     \
     } while (0)
+#define BLOCK_START_CHECKS() BLOCK_START_CHECKS_AT(ip)
 
 L_CHECK:
     BLOCK_START_CHECKS();
     NEXT();
 L_CHARGE:
     BLOCK_START_CHECKS();
-    if (__builtin_expect(gas < (int64_t)ip->x, 0)) { /* no overflow near INT64_MIN */
-        state->pc = ip->pc;
-        state->resume = (uint32_t)(ip - insns);
-        exit_reason = VM_EXIT_OUT_OF_GAS;
-        goto out;
-    }
+    if (__builtin_expect(gas < (int64_t)ip->x, 0)) /* no overflow near INT64_MIN */
+        goto out_of_gas;
     gas -= ip->x;
     NEXT();
+out_of_gas: /* at a block's CHARGE record, before its charge */
+    state->pc = ip->pc;
+    state->resume = (uint32_t)(ip - insns);
+    exit_reason = VM_EXIT_OUT_OF_GAS;
+    goto out;
 L_STEP:
     state->pc = ip->pc;
     state->resume = (uint32_t)(ip - insns) + 1;
@@ -176,7 +211,7 @@ panic:
 L_END:
     goto L_TRAP;
 L_JUMP:
-    JUMP_TO(ip->y);
+    ENTER(ip->y);
 
     /* Dynamic jumps: the jump table is 1-based in units of the code
      * address alignment; 0xffff0000 returns to the host. */
@@ -194,7 +229,7 @@ L_JUMP:
             trap_reason = VM_TRAP_INVALID_JUMP;                                        \
             goto panic;                                                                \
         }                                                                              \
-        JUMP_TO(module->jump_table[slot_ - 1]);                                        \
+        ENTER(module->jump_table[slot_ - 1]);                                          \
     } while (0)
 
 L_JUMP_IND:
@@ -205,7 +240,7 @@ L_LI_JUMP:
         trap_reason = VM_TRAP_INVALID_JUMP;
         goto panic;
     }
-    JUMP_TO(ip->y);
+    ENTER(ip->y);
 L_LI_JUMP_IND: {
     uint32_t target = (uint32_t)(RB + (uint64_t)sext32(ip->y));
     RA = X_IMM;
@@ -241,7 +276,7 @@ L_MEMSET: {
             stopped = 1;
             break;
         }
-        access = vm_access_check(memory, dst, 1, VM_PERM_WRITE, &fault);
+        access = vm_access_check(&view, dst, 1, VM_PERM_WRITE, &fault);
         if (access != VM_ACCESS_OK) {
             exit_reason = access == VM_ACCESS_PANIC ? VM_EXIT_TRAP : VM_EXIT_PAGEFAULT;
             stopped = 1;
@@ -266,7 +301,7 @@ L_MEMSET: {
     goto out;
 }
 
-#define BRANCH(cond) do { if (cond) JUMP_TO(ip->y); JUMP_TO(ip->z); } while (0)
+#define BRANCH(cond) do { if (cond) ENTER(ip->y); ENTER(ip->z); } while (0)
 L_BEQ: BRANCH(RA == RB);
 L_BNE: BRANCH(RA != RB);
 L_BLTU: BRANCH(RA < RB);
@@ -286,7 +321,7 @@ L_BGTSI: BRANCH(s64(RA) > s64(X_IMM));
 
 #define ACCESS_OR_STOP(address, size, need)                                           \
     do {                                                                               \
-        access = vm_access_check(memory, (address), (size), (need), &fault);             \
+        access = vm_access_check(&view, (address), (size), (need), &fault);             \
         if (__builtin_expect(access != VM_ACCESS_OK, 0))                                 \
             goto memory_stop;                                                          \
     } while (0)
