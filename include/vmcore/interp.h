@@ -114,6 +114,10 @@ int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc);
  * gas metering). */
 uint32_t vm_module_block_costs(const vm_module *module, uint32_t *pcs, uint32_t *costs, uint32_t capacity);
 
+/* How many records run a fused pair (the builder's superinstructions; for
+ * tests and profiles). */
+uint32_t vm_module_fused_records(const vm_module *module);
+
 /* Run until the guest stops; returns the reason. */
 vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory);
 

@@ -38,6 +38,11 @@ cdef class CompiledModule:
     def instruction_records(self):
         return self.module.insn_count
 
+    @property
+    def fused_records(self):
+        """How many records run a fused pair (superinstructions)."""
+        return vm_module_fused_records(&self.module)
+
     def block_costs(self):
         """[(pc, cost)] of every block's gas charge as laid out ([] without metering)."""
         return block_cost_list(self, _threaded_block_costs)

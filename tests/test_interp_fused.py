@@ -1,0 +1,180 @@
+"""The interpreter's fused pairs (superinstructions, FUSED in
+src/vmcore/_native/interp_handlers.h): every pair, in random programs
+with the pair's two instructions back to back, ends as the oracle says
+(status, pc, gas, registers), faults in either half report that half, and
+a fault in the second half resumes without redoing the first."""
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+import gen_vectors as gen
+import oracle
+from oracle import canonical
+from random_programs import PAGE, assemble, rand_imm, rand_value
+from vmcore import _engine, abi, isa as ISA
+
+HANDLERS_H = Path(__file__).resolve().parent.parent / "src" / "vmcore" / "_native" / "interp_handlers.h"
+RW = gen.RW
+
+# interpreter handler -> the instructions that compile to it
+OPS = {
+    "ADDI32": ["add_imm_32"], "ADDI64": ["add_imm_64"], "ADD32": ["add_32"], "ADD64": ["add_64"],
+    "SHR32": ["shift_logical_right_32"], "SHRI32": ["shift_logical_right_imm_32"],
+    "SHL32": ["shift_logical_left_32"], "SHLI32": ["shift_logical_left_imm_32"],
+    "SHLI64": ["shift_logical_left_imm_64"], "OR": ["or"], "ANDI": ["and_imm"], "LI": ["load_imm"],
+    "LD_I32": ["load_indirect_i32", "load_i32"], "LD_U8": ["load_indirect_u8", "load_u8"],
+    "LD_U64": ["load_indirect_u64", "load_u64"],
+    "ST_U8": ["store_indirect_u8", "store_u8"], "ST_U32": ["store_indirect_u32", "store_u32"],
+    "ST_U64": ["store_indirect_u64", "store_u64"],
+    "BEQ": ["branch_eq"], "BNE": ["branch_not_eq"], "BLTU": ["branch_less_unsigned"],
+    "BLTS": ["branch_less_signed"], "BGES": ["branch_greater_or_equal_signed"], "BEQI": ["branch_eq_imm"],
+    "BNEI": ["branch_not_eq_imm"], "BLESI": ["branch_less_or_equal_signed_imm"],
+}
+
+
+def fused_pairs():
+    text = HANDLERS_H.read_text()
+    body = text[text.index("#define FUSED(F, B)"):text.index("enum {")]
+    return re.findall(r"\b[FB]\((\w+), (\w+)\)", body)
+
+
+PAIRS = fused_pairs()
+
+
+def test_pairs_listed_and_known():
+    assert len(PAIRS) >= 40 and len(set(PAIRS)) == len(PAIRS)
+    for first, second in PAIRS:
+        assert first in OPS and second in OPS, (first, second)
+        assert all(name in ISA.BY_NAME for name in OPS[first] + OPS[second]), (first, second)
+
+
+def emit(asm: gen.Asm, name: str, rng: random.Random, label: str) -> None:
+    """One instruction on registers 0..3 (dependencies between the pair's
+    halves are likely), memory at r12 = RW near page edges."""
+    r = lambda: rng.randrange(4)
+    fmt = ISA.BY_NAME[name].format.upper()
+    near_edge = lambda: rng.choice((rng.randrange(0, 64), rng.randrange(PAGE - 8, PAGE + 4),
+                                    rng.randrange(2 * PAGE - 8, 2 * PAGE + 8)))
+    if name.startswith(("load_indirect", "store_indirect")):
+        asm.op(name, r(), 12, near_edge())
+    elif name.startswith(("load_", "store_")) and fmt == "REG_IMM" and name != "load_imm":
+        asm.op(name, r(), RW + near_edge())
+    elif fmt == "REG_REG_OFFSET":
+        asm.op(name, r(), r(), label)
+    elif fmt == "REG_IMM_OFFSET":
+        asm.op(name, r(), rng.choice((0, 1, -1, rand_imm(rng))), label)
+    elif fmt == "REG_REG_REG":
+        asm.op(name, r(), r(), r())
+    elif fmt == "REG_REG_IMM":
+        asm.op(name, r(), r(), rng.choice((1, 8, 16, 24, rand_imm(rng))))
+    elif fmt == "REG_IMM":
+        asm.op(name, r(), rand_imm(rng))
+    else:
+        raise AssertionError((name, fmt))
+
+
+def run_both(isa, code, bitmask, regs, gas):
+    module = _engine.CompiledModule(ISA.isa_index(isa), code, bitmask, [], True)
+    inst = _engine.Instance(module, PAGE)
+    inst.set_perms(RW, PAGE, _engine.PERM_WRITE)
+    inst.set_perms(RW + PAGE, PAGE, _engine.PERM_READ)
+    inst.set_regs(regs)
+    inst.gas = gas
+    assert inst.set_pc(0) == abi.ENTRY_OK
+    reason = inst.run()
+    model = oracle.Machine(oracle.Code(isa, code, bitmask, []), regs, gas)
+    model.map(RW, PAGE, True)
+    model.map(RW + PAGE, PAGE, False)
+    want = model.run()
+    got = (oracle_status(reason), inst.pc, inst.gas, inst.get_regs())
+    return module, got, (want.status, want.pc, want.gas, want.regs)
+
+
+def oracle_status(reason):
+    from vmcore import vectors
+    return vectors.STATUS[reason]
+
+
+@pytest.mark.parametrize("isa", ["latest32", "latest64"])
+def test_every_pair_matches_the_oracle(isa):
+    rng = random.Random(f"fused-{isa}")
+    tried = 0
+    for first, second in PAIRS:
+        names = [(a, b) for a in OPS[first] for b in OPS[second]
+                 if ISA.BY_NAME[a].byte_for(isa) is not None and ISA.BY_NAME[b].byte_for(isa) is not None]
+        for n in range(12):
+            if not names:
+                break
+            a, b = rng.choice(names)
+            asm = gen.Asm(isa)
+            for k in range(rng.randrange(1, 4)):
+                emit(asm, a, rng, f"l{k}")
+                emit(asm, b, rng, f"l{k}")
+                asm.op("load_imm", rng.randrange(4), k).op("fallthrough").label(f"l{k}")
+            asm.op("trap")
+            code, bitmask, _ = assemble(asm)
+            regs = [canonical(rng.choice((0, 1, 7, 24, rand_value(rng))), ISA.is_64_bit(isa)) for _ in range(12)]
+            regs.append(RW)
+            gas = rng.choice((10_000, rng.randrange(12)))
+            module, got, want = run_both(isa, code, bitmask, regs, gas)
+            assert module.fused_records > 0, (first, second, a, b)
+            assert got == want, (first, second, n, code.hex())
+            tried += 1
+    assert tried > len(PAIRS) * 4
+
+
+def _module(isa, asm):
+    code, starts, _ = asm.assemble()
+    module = _engine.CompiledModule(ISA.isa_index(isa), code, gen.bitmask_bytes(len(code), starts), [], True)
+    return module, starts
+
+
+def test_fault_in_the_second_half_resumes_there():
+    # add_imm_32 then store_indirect_u8: a fused ADDI32__ST_U8
+    isa = "latest32"
+    asm = gen.Asm(isa).op("add_imm_32", 1, 1, 1).op("store_indirect_u8", 1, 2, 0).halt()
+    module, starts = _module(isa, asm)
+    assert module.fused_records == 1
+    inst = _engine.Instance(module, PAGE)
+    inst.set_regs(gen.regs13({1: 41, 2: RW + PAGE, 12: oracle.RETURN_TO_HOST}, isa))
+    inst.set_perms(RW, PAGE, _engine.PERM_WRITE)
+    inst.gas = 100
+    inst.set_pc(0)
+    assert inst.run() == _engine.EXIT_PAGEFAULT
+    assert (inst.arg, inst.pc, inst.gas, inst.get_reg(1)) == (RW + PAGE, starts[1], 97, 42)
+    inst.set_perms(RW + PAGE, PAGE, _engine.PERM_WRITE)
+    assert inst.run() == _engine.EXIT_FINISHED
+    assert (inst.gas, inst.get_reg(1), inst.read(RW + PAGE, 1)) == (97, 42, b"\x2a")
+
+
+def test_fault_in_the_first_half_redoes_only_the_pair():
+    # load_indirect_i32 then add_imm_32: a fused LD_I32__ADDI32
+    isa = "latest32"
+    asm = gen.Asm(isa).op("load_indirect_i32", 1, 2, 0).op("add_imm_32", 1, 1, 5).halt()
+    module, starts = _module(isa, asm)
+    assert module.fused_records == 1
+    inst = _engine.Instance(module, PAGE)
+    inst.set_regs(gen.regs13({1: 3, 2: RW + PAGE - 2, 12: oracle.RETURN_TO_HOST}, isa))
+    inst.set_perms(RW, PAGE, _engine.PERM_WRITE)
+    inst.write(RW + PAGE - 2, b"\x01\x00")
+    inst.gas = 100
+    inst.set_pc(0)
+    assert inst.run() == _engine.EXIT_PAGEFAULT
+    assert (inst.arg, inst.pc, inst.gas, inst.get_reg(1)) == (RW + PAGE, starts[0], 97, 3)
+    inst.set_perms(RW + PAGE, PAGE, _engine.PERM_WRITE)
+    assert inst.run() == _engine.EXIT_FINISHED
+    assert (inst.gas, inst.get_reg(1)) == (97, 6)
+
+
+def test_step_tracing_does_not_fuse():
+    isa = "latest32"
+    asm = gen.Asm(isa).op("add_imm_32", 1, 1, 1).op("add_imm_32", 2, 2, 1).halt()
+    code, starts, _ = asm.assemble()
+    bitmask = gen.bitmask_bytes(len(code), starts)
+    assert _engine.CompiledModule(ISA.isa_index(isa), code, bitmask, [], True).fused_records == 1
+    traced = _engine.CompiledModule(ISA.isa_index(isa), code, bitmask, [], True, step_tracing=True)
+    assert traced.fused_records == 0
