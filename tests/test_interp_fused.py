@@ -1,8 +1,13 @@
 """The interpreter's fused pairs (superinstructions, FUSED in
-src/vmcore/_native/interp_handlers.h): every pair, in random programs
-with the pair's two instructions back to back, ends as the oracle says
-(status, pc, gas, registers), faults in either half report that half, and
-a fault in the second half resumes without redoing the first."""
+src/vmcore/_native/interp_handlers.h) and its specialised loops
+(interp_loop.h): every pair, in random programs with the pair's two
+instructions back to back, ends as the oracle says (status, pc, gas,
+registers) in each loop, faults in either half report that half, and a
+fault in the second half resumes without redoing the first.
+
+A run's first vm_run holds the GIL for a few blocks with fuel (the generic
+loop); set_gil_hold_blocks(0) runs the whole call without fuel, in the
+CHECK / CHARGE loops, and 1 switches loops after the first block."""
 from __future__ import annotations
 
 import random
@@ -77,8 +82,15 @@ def emit(asm: gen.Asm, name: str, rng: random.Random, label: str) -> None:
         raise AssertionError((name, fmt))
 
 
-def run_both(isa, code, bitmask, regs, gas):
-    module = _engine.CompiledModule(ISA.isa_index(isa), code, bitmask, [], True)
+@pytest.fixture(params=[0, 1, 256], ids=["nofuel", "fuel1", "fuel256"])
+def hold(request):
+    old = _engine.set_gil_hold_blocks(request.param)
+    yield request.param
+    _engine.set_gil_hold_blocks(old)
+
+
+def run_both(isa, code, bitmask, regs, gas, metering=True):
+    module = _engine.CompiledModule(ISA.isa_index(isa), code, bitmask, [], metering)
     inst = _engine.Instance(module, PAGE)
     inst.set_perms(RW, PAGE, _engine.PERM_WRITE)
     inst.set_perms(RW + PAGE, PAGE, _engine.PERM_READ)
@@ -90,6 +102,8 @@ def run_both(isa, code, bitmask, regs, gas):
     model.map(RW, PAGE, True)
     model.map(RW + PAGE, PAGE, False)
     want = model.run()
+    if not metering:
+        return module, (oracle_status(reason), inst.pc, inst.get_regs()), (want.status, want.pc, want.regs)
     got = (oracle_status(reason), inst.pc, inst.gas, inst.get_regs())
     return module, got, (want.status, want.pc, want.gas, want.regs)
 
@@ -99,8 +113,9 @@ def oracle_status(reason):
     return vectors.STATUS[reason]
 
 
+@pytest.mark.parametrize("metering", [True, False], ids=["gas", "nogas"])
 @pytest.mark.parametrize("isa", ["latest32", "latest64"])
-def test_every_pair_matches_the_oracle(isa):
+def test_every_pair_matches_the_oracle(isa, metering, hold):
     rng = random.Random(f"fused-{isa}")
     tried = 0
     for first, second in PAIRS:
@@ -119,9 +134,10 @@ def test_every_pair_matches_the_oracle(isa):
             code, bitmask, _ = assemble(asm)
             regs = [canonical(rng.choice((0, 1, 7, 24, rand_value(rng))), ISA.is_64_bit(isa)) for _ in range(12)]
             regs.append(RW)
-            gas = rng.choice((10_000, rng.randrange(12)))
-            module, got, want = run_both(isa, code, bitmask, regs, gas)
+            gas = rng.choice((10_000, rng.randrange(12))) if metering else 10_000_000
+            module, got, want = run_both(isa, code, bitmask, regs, gas, metering)
             assert module.fused_records > 0, (first, second, a, b)
+            assert module.targets == (2 if metering else 1)
             assert got == want, (first, second, n, code.hex())
             tried += 1
     assert tried > len(PAIRS) * 4
@@ -168,6 +184,34 @@ def test_fault_in_the_first_half_redoes_only_the_pair():
     inst.set_perms(RW + PAGE, PAGE, _engine.PERM_WRITE)
     assert inst.run() == _engine.EXIT_FINISHED
     assert (inst.gas, inst.get_reg(1)) == (97, 6)
+
+
+@pytest.mark.parametrize("blocks", [0, 1])
+def test_vectors_in_every_loop(blocks):
+    """The own vectors (every instruction of every ISA) with the whole run
+    in a CHARGE loop (0) or after one block of the generic loop (1)."""
+    from vmcore import vectors
+    paths = sorted((Path(__file__).resolve().parent / "vectors" / "own").glob("*.json"))
+    assert len(paths) > 1000
+    old = _engine.set_gil_hold_blocks(blocks)
+    try:
+        for path in paths:
+            vector = vectors.load_vector(str(path))
+            assert vectors.compare(vector, vectors.run_vector(vector)) == [], path.stem
+    finally:
+        _engine.set_gil_hold_blocks(old)
+
+
+def test_targets_kind():
+    isa = "latest32"
+    asm = gen.Asm(isa).op("load_imm", 1, 0).label("top").op("add_imm_32", 1, 1, 1) \
+        .op("branch_not_eq_imm", 1, 3, "top").halt()
+    code, starts, _ = asm.assemble()
+    bitmask = gen.bitmask_bytes(len(code), starts)
+    build = lambda **kw: _engine.CompiledModule(ISA.isa_index(isa), code, bitmask, [], **kw)
+    assert build(gas_metering=False).targets == 1
+    assert build(gas_metering=True).targets == 2
+    assert build(gas_metering=True, step_tracing=True).targets == 0
 
 
 def test_step_tracing_does_not_fuse():

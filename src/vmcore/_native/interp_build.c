@@ -311,6 +311,31 @@ static void emit_instruction(builder *b, const vm_instruction *ins)
 
 static int is_branch(uint16_t h) { return h >= H_BEQ && h <= H_BGTSI; }
 
+/* What the module's jump targets all are (vm_targets): every static
+ * target and every jump-table entry a block's CHECK record (or every one a
+ * CHARGE record), else MIXED.  Before fusing (plain ops only). */
+static int targets_kind(const vm_module_config *config, const vm_insn *insns, uint32_t count,
+                        const uint32_t *jump_table, uint32_t jump_table_count)
+{
+    if (config->step_tracing)
+        return VM_TARGETS_MIXED;
+    uint16_t want = config->gas_metering ? H_CHARGE : H_CHECK;
+    for (uint32_t k = 0; k < count; k++) {
+        const vm_insn *i = &insns[k];
+        int ok = 1;
+        if (i->op == H_JUMP || (i->op == H_LI_JUMP && i->y != VM_INDEX_NONE))
+            ok = insns[i->y].op == want;
+        else if (is_branch(i->op))
+            ok = insns[i->y].op == want && insns[i->z].op == want;
+        if (!ok)
+            return VM_TARGETS_MIXED;
+    }
+    for (uint32_t k = 0; k < jump_table_count; k++)
+        if (jump_table[k] != VM_INDEX_NONE && insns[jump_table[k]].op != want)
+            return VM_TARGETS_MIXED;
+    return config->gas_metering ? VM_TARGETS_CHARGE : VM_TARGETS_CHECK;
+}
+
 /* The fused op for two plain ops in a row (interp_handlers.h), as an
  * offset from H_PLAIN_COUNT plus one; 0: none. */
 static const uint8_t fuse_table[H_PLAIN_COUNT][H_PLAIN_COUNT] = {
@@ -423,6 +448,7 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
         jump_table[k] = (target < code_len && valid_target(&b, target)) ? pc_to_index[target] : VM_INDEX_NONE;
     }
 
+    module->targets = targets_kind(config, insns, b.count, jump_table, jump_table_count);
     if (!config->step_tracing)
         fuse_pairs(insns, b.count);
 

@@ -47,6 +47,7 @@ cdef extern from "vmcore/interp.h":
         int is_64_bit
         uint32_t code_len
         uint32_t insn_count
+        int targets
 
     ctypedef struct vm_heap:
         uint32_t base
