@@ -10,6 +10,7 @@ loop); set_gil_hold_blocks(0) runs the whole call without fuel, in the
 CHECK / CHARGE loops, and 1 switches loops after the first block."""
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from pathlib import Path
@@ -50,8 +51,18 @@ def fused_pairs():
 PAIRS = fused_pairs()
 
 
+def fused_triples():
+    text = HANDLERS_H.read_text()
+    body = text[text.index("#define FUSED3(T)"):text.index("enum {")]
+    return re.findall(r"\bT\((\w+), (\w+), (\w+)\)", body)
+
+
+TRIPLES = fused_triples()
+
+
 def test_pairs_listed_and_known():
     assert len(PAIRS) >= 40 and len(set(PAIRS)) == len(PAIRS)
+    assert len(TRIPLES) >= 4 and all(name in OPS for triple in TRIPLES for name in triple)
     for first, second in PAIRS:
         assert first in OPS and second in OPS, (first, second)
         assert all(name in ISA.BY_NAME for name in OPS[first] + OPS[second]), (first, second)
@@ -118,17 +129,17 @@ def oracle_status(reason):
 def test_every_pair_matches_the_oracle(isa, metering, hold):
     rng = random.Random(f"fused-{isa}")
     tried = 0
-    for first, second in PAIRS:
-        names = [(a, b) for a in OPS[first] for b in OPS[second]
-                 if ISA.BY_NAME[a].byte_for(isa) is not None and ISA.BY_NAME[b].byte_for(isa) is not None]
+    exists = lambda name: ISA.BY_NAME[name].byte_for(isa) is not None
+    for group in PAIRS + TRIPLES:
+        names = [c for c in itertools.product(*(OPS[h] for h in group)) if all(map(exists, c))]
         for n in range(12):
             if not names:
                 break
-            a, b = rng.choice(names)
+            chosen = rng.choice(names)
             asm = gen.Asm(isa)
             for k in range(rng.randrange(1, 4)):
-                emit(asm, a, rng, f"l{k}")
-                emit(asm, b, rng, f"l{k}")
+                for name in chosen:
+                    emit(asm, name, rng, f"l{k}")
                 asm.op("load_imm", rng.randrange(4), k).op("fallthrough").label(f"l{k}")
             asm.op("trap")
             code, bitmask, _ = assemble(asm)
@@ -136,9 +147,9 @@ def test_every_pair_matches_the_oracle(isa, metering, hold):
             regs.append(RW)
             gas = rng.choice((10_000, rng.randrange(12))) if metering else 10_000_000
             module, got, want = run_both(isa, code, bitmask, regs, gas, metering)
-            assert module.fused_records > 0, (first, second, a, b)
+            assert module.fused_records > 0, (group, chosen)
             assert module.targets == (2 if metering else 1)
-            assert got == want, (first, second, n, code.hex())
+            assert got == want, (group, n, code.hex())
             tried += 1
     assert tried > len(PAIRS) * 4
 

@@ -345,12 +345,30 @@ static const uint8_t fuse_table[H_PLAIN_COUNT][H_PLAIN_COUNT] = {
 };
 _Static_assert(H_COUNT - H_PLAIN_COUNT < 256, "fused ops must fit fuse_table's entries");
 
-/* Pass 3: fuse the pairs FUSED lists, left to right.  Not under step
- * tracing (a STEP record stands between any two instructions there). */
+static const uint16_t fuse_triples[][4] = {
+#define FUSE_TRIPLE(first, second, third) {H_##first, H_##second, H_##third, H_##first##__##second##__##third},
+    FUSED3(FUSE_TRIPLE)
+#undef FUSE_TRIPLE
+};
+
+/* Pass 3: fuse the triples FUSED3 and the pairs FUSED list, left to
+ * right.  Not under step tracing (a STEP record stands between any two
+ * instructions there). */
 static void fuse_pairs(vm_insn *insns, uint32_t count)
 {
     for (uint32_t k = 0; k + 1 < count; k++) {
         uint16_t first = insns[k].op, second = insns[k + 1].op;
+        if (k + 2 < count) {
+            uint32_t t = 0, n = sizeof fuse_triples / sizeof fuse_triples[0];
+            while (t < n && !(fuse_triples[t][0] == first && fuse_triples[t][1] == second &&
+                              fuse_triples[t][2] == insns[k + 2].op))
+                t++;
+            if (t < n) {
+                insns[k].op = fuse_triples[t][3];
+                k += 2;
+                continue;
+            }
+        }
         if (first >= H_PLAIN_COUNT || second >= H_PLAIN_COUNT || !fuse_table[first][second])
             continue;
         insns[k].op = (uint16_t)(H_PLAIN_COUNT - 1 + fuse_table[first][second]);

@@ -16,6 +16,8 @@ static vm_exit LOOP_NAME(const vm_module *module, vm_state *state, const vm_memo
 #define H_FLABEL(first, second) &&L_##first##__##second,
         HANDLERS(H_LABEL)
         FUSED(H_FLABEL, H_FLABEL)
+#define H_TLABEL(first, second, third) &&L_##first##__##second##__##third,
+        FUSED3(H_TLABEL)
 #undef H_LABEL
 #undef H_FLABEL
     };
@@ -241,6 +243,8 @@ L_MEMSET: {
 #define H_FUSED_DO(x, y) L_##x##__##y: DO_##x; ip++; DO_##y; NEXT();
 #define H_FUSED_BR(x, y) L_##x##__##y: DO_##x; ip++; BRANCH(COND_##y);
     FUSED(H_FUSED_DO, H_FUSED_BR)
+#define H_FUSED3(x, y, z) L_##x##__##y##__##z: DO_##x; ip++; DO_##y; ip++; BRANCH(COND_##z);
+    FUSED3(H_FUSED3)
 
 L_NOP: NEXT();
 
@@ -288,3 +292,5 @@ out:
 #undef H_FUSED_BR
 #undef H_LABEL
 #undef H_FLABEL
+#undef H_TLABEL
+#undef H_FUSED3
