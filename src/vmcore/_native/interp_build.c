@@ -358,6 +358,8 @@ static void fuse_pairs(vm_insn *insns, uint32_t count)
 {
     for (uint32_t k = 0; k + 1 < count; k++) {
         uint16_t first = insns[k].op, second = insns[k + 1].op;
+        if (first >= H_PLAIN_COUNT || second >= H_PLAIN_COUNT || !fuse_table[first][second])
+            continue; /* (every triple starts with a fused pair) */
         if (k + 2 < count) {
             uint32_t t = 0, n = sizeof fuse_triples / sizeof fuse_triples[0];
             while (t < n && !(fuse_triples[t][0] == first && fuse_triples[t][1] == second &&
@@ -369,8 +371,6 @@ static void fuse_pairs(vm_insn *insns, uint32_t count)
                 continue;
             }
         }
-        if (first >= H_PLAIN_COUNT || second >= H_PLAIN_COUNT || !fuse_table[first][second])
-            continue;
         insns[k].op = (uint16_t)(H_PLAIN_COUNT - 1 + fuse_table[first][second]);
         k++; /* the second is done by the first: the next pair starts after it */
     }
