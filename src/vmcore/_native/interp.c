@@ -8,6 +8,13 @@
  * and never checks code bounds.  Guest registers live in state->regs; index
  * VM_REG_COUNT is a constant zero so absolute loads/stores share the indirect paths.
  *
+ * Where the time goes (DOOM): dispatches, then each record's operand loads
+ * and register-file round trips, then memory checks.  So a jump does its
+ * target block's CHECK / CHARGE work itself (that record is skipped), hot
+ * pairs and triples run as one record (FUSED in interp_handlers.h), and
+ * long runs take a loop specialised to the module's kind of block start
+ * without fuel counting (interp_loop.h).
+ *
  * Semantics follow PolkaVM's interpreter (crates/polkavm/src/interpreter.rs)
  * and the Gray Paper appendix A; where the two differ the reference wins,
  * except the low-memory panic zone (VM_LOW_MEMORY_PANIC_LIMIT).
