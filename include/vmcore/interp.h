@@ -45,7 +45,16 @@ typedef struct vm_module {
     uint32_t *pc_to_index;     /* code_len + 1 entries; VM_INDEX_NONE when not an instruction */
     uint32_t *jump_table;      /* compiled index per jump table entry, VM_INDEX_NONE if invalid */
     uint32_t jump_table_count;
+    int targets;               /* vm_targets: what every jump target record is (picks vm_run's loop) */
 } vm_module;
+
+/* vm_module.targets.  MIXED (0) is always safe: a module filled in by hand
+ * (the zygote's) runs the generic loop. */
+typedef enum vm_targets {
+    VM_TARGETS_MIXED = 0,  /* any records (step tracing, or unusual code) */
+    VM_TARGETS_CHECK = 1,  /* every static and jump-table target is a CHECK record */
+    VM_TARGETS_CHARGE = 2, /* ... a CHARGE record */
+} vm_targets;
 
 /* Upper bounds for the tables vm_module_build fills (in entries). */
 void vm_module_sizes(uint32_t code_len, uint32_t jump_table_count, const vm_module_config *config,
@@ -113,6 +122,10 @@ int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc);
  * `capacity` (pc, cost) pairs; returns how many there are (0 without
  * gas metering). */
 uint32_t vm_module_block_costs(const vm_module *module, uint32_t *pcs, uint32_t *costs, uint32_t capacity);
+
+/* How many records run a fused pair (the builder's superinstructions; for
+ * tests and profiles). */
+uint32_t vm_module_fused_records(const vm_module *module);
 
 /* Run until the guest stops; returns the reason. */
 vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory);

@@ -190,10 +190,14 @@ class CompiledModule:
     gas_metering: bool
     step_tracing: bool
     instruction_records: int
+    fused_records: int
+    targets: int
     def __init__(self, isa: int, code: bytes, bitmask: bytes, jump_table: Sequence[int], gas_metering: bool,
                  step_tracing: bool = ..., cost: Optional[Sequence[int]] = ..., gas_kind: int = ...,
                  memory_access_cost: int = ...) -> None: ...
     def block_costs(self) -> List[Tuple[int, int]]: ...
+
+def set_gil_hold_blocks(blocks: int) -> int: ...
 
 class Instance(_GuestBackend):
     module: CompiledModule

@@ -311,6 +311,71 @@ static void emit_instruction(builder *b, const vm_instruction *ins)
 
 static int is_branch(uint16_t h) { return h >= H_BEQ && h <= H_BGTSI; }
 
+/* What the module's jump targets all are (vm_targets): every static
+ * target and every jump-table entry a block's CHECK record (or every one a
+ * CHARGE record), else MIXED.  Before fusing (plain ops only). */
+static int targets_kind(const vm_module_config *config, const vm_insn *insns, uint32_t count,
+                        const uint32_t *jump_table, uint32_t jump_table_count)
+{
+    if (config->step_tracing)
+        return VM_TARGETS_MIXED;
+    uint16_t want = config->gas_metering ? H_CHARGE : H_CHECK;
+    for (uint32_t k = 0; k < count; k++) {
+        const vm_insn *i = &insns[k];
+        int ok = 1;
+        if (i->op == H_JUMP || (i->op == H_LI_JUMP && i->y != VM_INDEX_NONE))
+            ok = insns[i->y].op == want;
+        else if (is_branch(i->op))
+            ok = insns[i->y].op == want && insns[i->z].op == want;
+        if (!ok)
+            return VM_TARGETS_MIXED;
+    }
+    for (uint32_t k = 0; k < jump_table_count; k++)
+        if (jump_table[k] != VM_INDEX_NONE && insns[jump_table[k]].op != want)
+            return VM_TARGETS_MIXED;
+    return config->gas_metering ? VM_TARGETS_CHARGE : VM_TARGETS_CHECK;
+}
+
+/* The fused op for two plain ops in a row (interp_handlers.h), as an
+ * offset from H_PLAIN_COUNT plus one; 0: none. */
+static const uint8_t fuse_table[H_PLAIN_COUNT][H_PLAIN_COUNT] = {
+#define FUSE_ENTRY(first, second) [H_##first][H_##second] = H_##first##__##second - H_PLAIN_COUNT + 1,
+    FUSED(FUSE_ENTRY, FUSE_ENTRY)
+#undef FUSE_ENTRY
+};
+_Static_assert(H_COUNT - H_PLAIN_COUNT < 256, "fused ops must fit fuse_table's entries");
+
+static const uint16_t fuse_triples[][4] = {
+#define FUSE_TRIPLE(first, second, third) {H_##first, H_##second, H_##third, H_##first##__##second##__##third},
+    FUSED3(FUSE_TRIPLE)
+#undef FUSE_TRIPLE
+};
+
+/* Pass 3: fuse the triples FUSED3 and the pairs FUSED list, left to
+ * right.  Not under step tracing (a STEP record stands between any two
+ * instructions there). */
+static void fuse_pairs(vm_insn *insns, uint32_t count)
+{
+    for (uint32_t k = 0; k + 1 < count; k++) {
+        uint16_t first = insns[k].op, second = insns[k + 1].op;
+        if (first >= H_PLAIN_COUNT || second >= H_PLAIN_COUNT || !fuse_table[first][second])
+            continue; /* (every triple starts with a fused pair) */
+        if (k + 2 < count) {
+            uint32_t t = 0, n = sizeof fuse_triples / sizeof fuse_triples[0];
+            while (t < n && !(fuse_triples[t][0] == first && fuse_triples[t][1] == second &&
+                              fuse_triples[t][2] == insns[k + 2].op))
+                t++;
+            if (t < n) {
+                insns[k].op = fuse_triples[t][3];
+                k += 2;
+                continue;
+            }
+        }
+        insns[k].op = (uint16_t)(H_PLAIN_COUNT - 1 + fuse_table[first][second]);
+        k++; /* the second is done by the first: the next pair starts after it */
+    }
+}
+
 void vm_module_build(vm_module *module, const vm_module_config *config, const uint8_t *code, uint32_t code_len,
                      const uint8_t *bitmask, const uint32_t *jump_table_targets, uint32_t jump_table_count,
                      vm_insn *insns, uint32_t *pc_to_index, uint32_t *jump_table)
@@ -401,6 +466,10 @@ void vm_module_build(vm_module *module, const vm_module_config *config, const ui
         jump_table[k] = (target < code_len && valid_target(&b, target)) ? pc_to_index[target] : VM_INDEX_NONE;
     }
 
+    module->targets = targets_kind(config, insns, b.count, jump_table, jump_table_count);
+    if (!config->step_tracing)
+        fuse_pairs(insns, b.count);
+
     module->config = *config;
     module->is_64_bit = b.is64;
     module->code_len = code_len;
@@ -452,5 +521,13 @@ uint32_t vm_module_block_costs(const vm_module *module, uint32_t *pcs, uint32_t 
         }
         count++;
     }
+    return count;
+}
+
+uint32_t vm_module_fused_records(const vm_module *module)
+{
+    uint32_t count = 0;
+    for (uint32_t k = 0; k < module->insn_count; k++)
+        count += module->insns[k].op >= H_PLAIN_COUNT;
     return count;
 }

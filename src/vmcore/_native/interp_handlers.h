@@ -30,11 +30,45 @@
     X(SEXT8_32) X(SEXT8_64) X(SEXT16_32) X(SEXT16_64) X(ZEXT16_32) X(ZEXT16_64) X(REV32) X(REV64) \
     X(LI) X(LI64) X(NOP) X(END)
 
+/* Fused pairs: a record whose op is H_<first>__<second> does its own work
+ * and then the next record's (which keeps its plain op, so a jump or an
+ * entry straight to it still works), then goes on after both: one
+ * dispatch less.  The builder fuses these where they occur (not under step
+ * tracing); the pairs are the ones hot in real programs (DOOM's pixel and
+ * sound loops, plus their 64-bit twins).  F: the second is a plain op,
+ * B: the second is a branch. */
+#define FUSED(F, B) \
+    F(ADDI32, ADDI32) F(ST_U8, ADDI32) F(SHR32, ST_U8) F(SHLI32, SHRI32) F(ADD32, SHRI32) F(LD_I32, ADDI32) \
+    F(SHRI32, LD_I32) F(LI, ADD32) F(SHR32, LD_I32) F(LD_I32, SHR32) F(SHL32, OR) F(LD_I32, SHL32) \
+    F(LD_I32, ADD32) F(ADD32, LD_I32) F(SHLI32, LD_I32) F(OR, SHLI32) F(LD_U8, SHLI32) F(LD_I32, LI) \
+    F(LI, SHLI32) F(SHR32, ANDI) F(OR, LI) F(ANDI, SHR32) F(LD_I32, LD_I32) F(ST_U32, ST_U32) \
+    F(LD_U8, ADDI32) F(ADDI32, ST_U8) F(ADDI32, ST_U32) F(ADD32, ST_U32) F(ST_U32, ADDI32) F(LD_U8, ST_U8) \
+    F(ADDI64, ADDI64) F(LD_U64, ADDI64) F(ADDI64, LD_U64) F(LD_U64, LD_U64) F(ST_U64, ST_U64) \
+    F(ADDI64, ST_U64) F(ST_U64, ADDI64) F(SHLI64, ADD64) F(ADD64, LD_U64) F(LD_U8, ADDI64) \
+    B(ADDI32, BNE) B(SHRI32, BNEI) B(SHRI32, BLTS) B(ADDI32, BLESI) B(ADDI32, BLTS) B(ADDI32, BEQI) \
+    B(LD_I32, BEQI) B(LD_I32, BNEI) B(LD_U8, BEQ) B(LD_U8, BNEI) B(LD_U8, BEQI) B(ANDI, BEQI) \
+    B(ADDI32, BLTU) B(ADDI32, BGES) B(ADD32, BLTS) \
+    B(ADDI64, BNE) B(ADDI64, BLTU) B(ADDI64, BEQI) B(ADDI64, BNEI) B(LD_U64, BEQI) B(LD_U64, BNEI) \
+    B(ANDI, BNEI)
+
+/* Fused triples ending in a branch, the same way (the loop tails hot in
+ * DOOM); tried before the pairs. */
+#define FUSED3(T) \
+    T(ADDI32, ADDI32, BNE) T(ADD32, SHRI32, BNEI) T(SHLI32, SHRI32, BLTS) T(LD_I32, ADDI32, BLTS) \
+    T(ADDI64, ADDI64, BNE) T(LD_U64, ADDI64, BLTU)
+
 enum {
 #define H_ENUM(name) H_##name,
+#define H_FENUM(first, second) H_##first##__##second,
     HANDLERS(H_ENUM)
+    FUSED(H_FENUM, H_FENUM)
+#define H_TENUM(first, second, third) H_##first##__##second##__##third,
+    FUSED3(H_TENUM)
 #undef H_ENUM
+#undef H_FENUM
+#undef H_TENUM
     H_COUNT
 };
+#define H_PLAIN_COUNT H_ADDI32__ADDI32 /* the first fused op */
 
 #endif

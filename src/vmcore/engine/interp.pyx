@@ -38,6 +38,16 @@ cdef class CompiledModule:
     def instruction_records(self):
         return self.module.insn_count
 
+    @property
+    def targets(self):
+        """What every jump target record is (vm_targets: 0 mixed, 1 CHECK, 2 CHARGE)."""
+        return self.module.targets
+
+    @property
+    def fused_records(self):
+        """How many records run a fused pair (superinstructions)."""
+        return vm_module_fused_records(&self.module)
+
     def block_costs(self):
         """[(pc, cost)] of every block's gas charge as laid out ([] without metering)."""
         return block_cost_list(self, _threaded_block_costs)
@@ -56,6 +66,17 @@ cdef int _discard(void *memory, uint64_t offset, uint64_t length) noexcept nogil
 # short calls and hostcall round trips then skip the GIL hand-off; anything
 # longer yields and continues with the GIL released.
 DEF GIL_HOLD_BLOCKS = 256
+cdef uint64_t _gil_hold_blocks = GIL_HOLD_BLOCKS
+
+
+def set_gil_hold_blocks(uint64_t blocks):
+    """Test hook: how many blocks a run holds the GIL for (the fuel of its
+    first vm_run; 0: none, the whole run in one vm_run, which then takes
+    the specialised loops of interp.c).  Returns the previous value."""
+    global _gil_hold_blocks
+    old = _gil_hold_blocks
+    _gil_hold_blocks = blocks
+    return old
 
 
 cdef class Instance(Guest):
@@ -94,7 +115,7 @@ cdef class Instance(Guest):
             # refuses to change its code or state under a call)
             raise SandboxError("the sandbox lost its resume point during a hostcall")
         self.running = True
-        self.state.fuel = GIL_HOLD_BLOCKS
+        self.state.fuel = _gil_hold_blocks
         reason = vm_run(&self.module.module, &self.state, &self.mem)
         if reason == VM_EXIT_YIELD:
             self.state.fuel = 0

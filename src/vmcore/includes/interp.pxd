@@ -47,6 +47,7 @@ cdef extern from "vmcore/interp.h":
         int is_64_bit
         uint32_t code_len
         uint32_t insn_count
+        int targets
 
     ctypedef struct vm_heap:
         uint32_t base
@@ -73,6 +74,7 @@ cdef extern from "vmcore/interp.h":
                          vm_insn *insns, uint32_t *pc_to_index, uint32_t *jump_table) nogil
     uint64_t vm_reg_from_host(int is_64_bit, uint64_t value)
     uint64_t vm_reg_to_host(int is_64_bit, uint64_t value)
+    uint32_t vm_module_fused_records(const vm_module *module)
     uint32_t vm_module_block_costs(const vm_module *module, uint32_t *pcs, uint32_t *costs, uint32_t capacity)
     int vm_state_set_pc(vm_state *state, const vm_module *module, uint32_t pc)
     vm_exit vm_run(const vm_module *module, vm_state *state, const vm_memory *memory) nogil
