@@ -34,7 +34,7 @@ void vm_x64_emit_division(compiler *c, vm_op op, int w, int ga, int gb, int gc)
         x64_mov_rr(h, 8, S, X64_RDX);
     x64_pop(h, X64_RDX);
     if (w == 4)
-        x64_sext32(h, a, S);
+        result32(c, a, S);
     else
         x64_mov_rr(h, 8, a, S);
     pending *p = add_pending(c, STUB_DIV, jz, c->current_pc);
@@ -62,7 +62,7 @@ void vm_x64_emit_mul_upper(compiler *c, vm_op op, int ga, int gb, int gc)
         x64_imul_rr(h, 8, S, X64_RDX);
         x64_shift_ri(h, X64_SHR, 8, S, 32);
         x64_pop(h, X64_RDX);
-        x64_sext32(h, a, S);
+        result32(c, a, S);
         return;
     }
     x64_push(h, X64_RDX);
@@ -106,7 +106,7 @@ void vm_x64_emit_minmax(compiler *c, x64_cc take_c, int w, int a, int b, int d)
     x64_alu_rr(h, X64_CMP, w, S, d);
     x64_cmov(h, take_c, w, S, d);
     if (w == 4)
-        x64_sext32(h, a, S);
+        result32(c, a, S);
     else
         x64_mov_rr(h, 8, a, S);
 }
