@@ -159,6 +159,8 @@ PRODUCERS = [
     "a1 = t1 << a5", "a1 = t1 >>a a5", "a1 = t1 >>r 0", "a1 = 0xfffff000 >>r a5", "a1 = 0xfffff000 >>a a5",
     "a1 = 0xfffff000 << a5", "a1 = t1 + a5", "a1 = t1 + 0", "a1 = t1 - a5", "a1 = t1 * s0", "a1 = t1 * 1",
     "a1 = reverse a4", "a1 = t1 <<r a5", "a1 = t1 | a5", "a1 = t1 ^ a5", "a1 = t1 & ra",
+    "a1 = t1 >>r a5", "a1 = t1 >> a5", "a1 = t1 %s s0", "a1 = t1 + t2", "a1 = t1 - t2",
+    "a1 = cpop t1", "a1 = clz a5", "a1 = ctz t1", "a1 = t1 <u t2",
 ]
 
 
