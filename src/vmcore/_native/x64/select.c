@@ -295,7 +295,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
             emit_trap(c, pc);
             return;
         }
-        if (imm == 0 && (op == VM_OP_branch_eq_imm || op == VM_OP_branch_not_eq_imm))
+        if (imm == 0) /* the flags every condition reads, as cmp a, 0 sets them (CF = OF = 0) */
             x64_test_rr(h, w, a, a);
         else
             x64_alu_ri(h, X64_CMP, w, a, (int32_t)imm);
