@@ -462,15 +462,20 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         return;
     }
     case VM_OP_negate_and_add_imm_32:
-        x64_mov_r32_imm(h, S, imm);
-        x64_alu_rr(h, X64_SUB, 4, S, b);
-        result32(c, a, S);
+    case VM_OP_negate_and_add_imm_64: {
+        /* a = imm - b: in a itself (a == b: -a + imm) */
+        int sz = op == VM_OP_negate_and_add_imm_64 ? 8 : 4;
+        if (a == b) {
+            x64_unary_r(h, X64_NEG, sz, a);
+            x64_alu_ri(h, X64_ADD, sz, a, (int32_t)imm);
+        } else {
+            x64_mov_imm64(h, a, sz == 8 ? simm : imm);
+            x64_alu_rr(h, X64_SUB, sz, a, b);
+        }
+        if (sz == 4)
+            sext_result(c, a);
         return;
-    case VM_OP_negate_and_add_imm_64:
-        x64_mov_imm64(h, S, simm);
-        x64_alu_rr(h, X64_SUB, 8, S, b);
-        x64_mov_rr(h, 8, a, S);
-        return;
+    }
     case VM_OP_shift_logical_right_imm_alt_32:
     case VM_OP_shift_arithmetic_right_imm_alt_32:
     case VM_OP_shift_logical_left_imm_alt_32:
