@@ -110,10 +110,11 @@ def test_the_cases_reach_every_ending():
 
 # ---- 32-bit programs ----
 # The recompiler keeps a 32-bit program's registers zero-extended and
-# addresses memory as [base register + offset] in the window itself, so an
-# access that should wrap goes past the 4 GiB window (into the slack after
-# it, or unmapped space further on) and the fault handler finishes it at
-# the wrapped address; an absolute address below 2^31 is a displacement.
+# addresses memory as [base register + offset] in the window itself when
+# the offset is below 64 KiB, so an access that should wrap goes into the
+# slack after the 4 GiB window and the fault handler finishes it at the
+# wrapped address; larger offsets wrap in a 32-bit lea; an absolute
+# address below 2^31 is a displacement.
 
 LOW = 0x20000  # a writable page in low memory, where wrapping accesses land
 LOADS32 = {1: ["u8", "i8"], 2: ["u16", "i16"], 4: ["i32"]}
@@ -122,12 +123,13 @@ STORES32 = {1: "u8", 2: "u16", 4: "u32"}
 
 def addresses32(size: int) -> list:
     """(base, offset): the top-of-memory cases, then base + offset wrapping
-    into the low page (past the slack), into the < 0x10000 panic zone (the
-    slack itself), straddling the low page's end, landing unmapped at the
-    far end of a positive offset's reach, and an offset of 2^31 or more."""
+    into the low page (a large offset), into the panic zone (through the
+    slack), straddling the low page's end, landing unmapped, offsets of
+    2^31 or more, and the largest offset the slack covers."""
     return addresses(size) + [
         (TOP - 8, LOW + 8), (TOP - 4, 8), (TOP - 0x100, 0x100 + LOW + PAGE - size // 2 - 1), (TOP - 1, LOW + PAGE + 1),
-        (TOP - 1, 0x7FFFFFFF), (LOW + 0x10, 0xFFFFFFF0), (LOW + PAGE, 0x80000000), (0, LOW + 4)]
+        (TOP - 1, 0x7FFFFFFF), (LOW + 0x10, 0xFFFFFFF0), (LOW + PAGE, 0x80000000), (0, LOW + 4),
+        (TOP - 0xF000, 0xFFFF), (TOP - 0xFFFF + 0x10, 0xFFFF), (TOP - 0x10000 + 0x20, 0x10000)]
 
 
 def cases32():

@@ -19,8 +19,8 @@
  *                         the permission map (VM_PERM_READ -> PROT_READ,
  *                         VM_PERM_WRITE -> PROT_READ | PROT_WRITE) at all
  *                         times (host-side permission changes and sbrk
- *                         included); past it nothing accessible up to 6
- *                         GiB from its start (see Faults);
+ *                         included); then its slack, inaccessible
+ *                         (see Faults);
  *   VM_ADDR_VMCTX_ALIAS   the VmCtx page mapped a second time (the same
  *                         shared page as at VM_ADDR_VMCTX), read + write;
  *   vmctx.exit_stubs[]    VMCTX_STUB_* addresses (vmctx.h);
@@ -79,13 +79,13 @@
  * returns into exit_stubs[stub] (like an exit; rsp may be left as is).
  * An access through a register is not bounds-checked: its guest address
  * (in rax, or -- in a 32-bit program, whose registers generated code keeps
- * zero-extended -- the register itself plus a displacement below 2^31)
- * indexes the window.  One whose end reaches or passes 0xffffffff starts
- * in the window's top host page (VM_X64_GUARD_PAGE), one that should wrap
- * goes past the window: the sandbox keeps the top page and the slack after
- * the window (VM_X64_GUARD_BYTES from the top page) PROT_NONE while native
- * code runs whatever the guest may do there, and leaves the rest up to 6
- * GiB from the window's start unmapped.  So every such access faults and
+ * zero-extended -- the register itself plus a displacement below
+ * VM_GUEST_MEMORY_SLACK) indexes the window.  One whose end reaches or
+ * passes 0xffffffff starts in the window's top host page
+ * (VM_X64_GUARD_PAGE), one that should wrap starts in the slack after the
+ * window: the sandbox keeps both (VM_X64_GUARD_BYTES from the top page)
+ * PROT_NONE while native code runs whatever the guest may do there.  So
+ * every such access faults and
  * the handler (which reads the address off the instruction) decides: the
  * overflow rule, or -- for an access the guest may make at the wrapped
  * address or in the top page -- VM_X64_FAULT_EMULATE: the sandbox makes the

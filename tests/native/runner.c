@@ -373,8 +373,8 @@ static int run_case(void)
     READ(heap_state.heap.grow_pages);
 
     /* guest memory: a fresh PROT_NONE window, permissions, contents */
-    /* the window and 2 GiB past it (compiler.h, Faults) */
-    map_fixed(VM_ADDR_GUEST_MEMORY, VM_GUEST_MEMORY_SIZE + 0x80000000ull, PROT_NONE);
+    /* the window and its slack (compiler.h, Faults) */
+    map_fixed(VM_ADDR_GUEST_MEMORY, VM_GUEST_MEMORY_SIZE + VM_GUEST_MEMORY_SLACK, PROT_NONE);
     memory.base = guest;
     memory.page_size = page_size;
     memory.page_shift = (uint32_t)__builtin_ctz(page_size);

@@ -277,9 +277,9 @@ void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, co
     if (!decode_access((const uint8_t *)(uintptr_t)(module->code_address + rip_offset), hw, &f))
         return;
     /* Generated code indexes the window with a zero-extended address (at
-     * most 2^32 - 1 + a positive disp32): anything else is not a guest
-     * access but a crash. */
-    if (f.offset >= VM_ADDRESS_SPACE_SIZE + 0x80000000ull)
+     * most 2^32 - 1 + a displacement below the slack's size): anything
+     * else is not a guest access but a crash. */
+    if (f.offset >= VM_ADDRESS_SPACE_SIZE + VM_GUEST_MEMORY_SLACK)
         return;
     uint32_t address = (uint32_t)f.offset; /* the guest's: wrapped */
     uint32_t size = 1u << ((info >> VM_X64_INFO_SIZE_SHIFT) & 3u);

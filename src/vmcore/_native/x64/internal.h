@@ -75,12 +75,13 @@ _Static_assert(VM_ADDR_JUMP_TABLE == (1ull << 35), "dynamic jumps form the table
 _Static_assert(VM_MAXIMUM_JUMP_TABLE_ENTRIES <= 0x7fffffffu, "odd addresses must land past the table after ror");
 _Static_assert(VM_ADDR_GUEST_MEMORY > VM_ADDR_VMCTX_ALIAS && VM_ADDR_GUEST_MEMORY - VM_ADDR_VMCTX_ALIAS <= 0x10000,
                "the VmCtx alias must be reachable from r15 with a small displacement");
-/* A 32-bit program's [r15 + reg + disp32 < 2^31] reaches 6 GiB past r15:
- * the fixed mappings after the window (vmctx.h) must start beyond that
- * (the slack right after it is protected with the guard page). */
-_Static_assert(VM_ADDR_GUEST_PERMS >= VM_ADDR_GUEST_MEMORY + VM_GUEST_MEMORY_SIZE + 0x80000000ull &&
+/* A 32-bit program's [r15 + reg + disp] (disp < VM_GUEST_MEMORY_SLACK,
+ * emit_access) reaches at most the end of the slack after the window
+ * (plus an access's size, which starts inside it) or, with an absolute
+ * disp32 < 2^31, the window itself. */
+_Static_assert(VM_ADDR_GUEST_PERMS >= VM_ADDR_GUEST_MEMORY + VM_GUEST_MEMORY_SIZE + 2 * VM_GUEST_MEMORY_SLACK &&
                    VM_ADDR_INTERP_MODULE > VM_ADDR_GUEST_PERMS,
-               "nothing may be mapped within 6 GiB of the guest window's start but the window and its slack");
+               "nothing may be mapped right after the guest window and its slack");
 
 /* Space budgets (bytes), checked as we go: one instruction's own code (step
  * exit 9 + gas charge 17 + at most 71 for load_imm_and_jump_indirect), the
