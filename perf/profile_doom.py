@@ -142,7 +142,7 @@ def main() -> int:
         names = {e[1]: e[0] for e in guests}
         for i in insns:
             mark = f"pc {names[i.address - NATIVE_CODE]:>7}" if i.address - NATIVE_CODE in names else " " * 10
-            print(f"  {mark} {per_offset.get(i.address - NATIVE_CODE, 0):5d}  {i.mnemonic} {i.op_str}")
+            print(f"  {mark} {per_offset.get(i.address - NATIVE_CODE, 0):5d}  {i.address:#x}  {i.mnemonic} {i.op_str}")
     return 0
 
 

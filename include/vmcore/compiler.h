@@ -19,7 +19,8 @@
  *                         the permission map (VM_PERM_READ -> PROT_READ,
  *                         VM_PERM_WRITE -> PROT_READ | PROT_WRITE) at all
  *                         times (host-side permission changes and sbrk
- *                         included).  Nothing past the window is touched;
+ *                         included); then its slack, inaccessible
+ *                         (see Faults);
  *   VM_ADDR_VMCTX_ALIAS   the VmCtx page mapped a second time (the same
  *                         shared page as at VM_ADDR_VMCTX), read + write;
  *   vmctx.exit_stubs[]    VMCTX_STUB_* addresses (vmctx.h);
@@ -27,8 +28,8 @@
  *                         the helpers run on it.
  *
  * Register use: guest register i lives in vm_x64_guest_regs[i] for the
- * whole run; rax is scratch (it holds the guest address of a memory access
- * when that access faults); r15 holds VM_ADDR_GUEST_MEMORY; rsp is the
+ * whole run; rax is scratch (it holds the guest address of some memory
+ * accesses: the fault handler reads which off the instruction); r15 holds VM_ADDR_GUEST_MEMORY; rsp is the
  * native stack.  The VmCtx is reached as [r15 + VM_X64_VMCTX_DISP +
  * offsetof(vmctx, field)].
  *
@@ -67,7 +68,8 @@
  * Faults: an access to a PROT_NONE / read-only page raises SIGSEGV inside
  * the generated code.  The handler (on its own signal stack), when rip is
  * in [code_address, code_address + code_size), calls vm_x64_resolve_fault()
- * with rip - code_address, the context's rax and vmctx.program_counter.  It
+ * with rip - code_address, the context's registers and
+ * vmctx.program_counter.  It
  * names the guest pc and whether the interpreter would report a PAGEFAULT
  * (arg = the lowest faulting page; resumable at code_address + resume) or
  * a TRAP (the < 0x10000 panic zone, the address-overflow rule), or -1 for a
@@ -76,14 +78,19 @@
  * vmctx.regs, sets program_counter / arg / next_native_program_counter and
  * returns into exit_stubs[stub] (like an exit; rsp may be left as is).
  * An access through a register is not bounds-checked: its guest address
- * (in rax) indexes the window, and one whose end reaches or passes
- * 0xffffffff starts in the window's top host page (VM_X64_GUARD_PAGE),
- * which the sandbox keeps PROT_NONE while native code runs whatever the
- * guest may do there.  So every such access faults and the handler
- * decides: the overflow rule, or -- for an access the guest may make to
- * that page -- VM_X64_FAULT_EMULATE: the sandbox makes the page accessible,
- * runs vm_x64_emulate_access() on the faulting instruction, protects the
- * page again and resumes after it.  (memset, in the sandbox's helper, needs
+ * (in rax, or -- in a 32-bit program, whose registers generated code keeps
+ * zero-extended -- the register itself plus a displacement below
+ * VM_GUEST_MEMORY_SLACK) indexes the window.  One whose end reaches or
+ * passes 0xffffffff starts in the window's top host page
+ * (VM_X64_GUARD_PAGE), one that should wrap starts in the slack after the
+ * window: the sandbox keeps both (VM_X64_GUARD_BYTES from the top page)
+ * PROT_NONE while native code runs whatever the guest may do there.  So
+ * every such access faults and
+ * the handler (which reads the address off the instruction) decides: the
+ * overflow rule, or -- for an access the guest may make at the wrapped
+ * address or in the top page -- VM_X64_FAULT_EMULATE: the sandbox makes the
+ * guard accessible, runs vm_x64_emulate_access() on the faulting
+ * instruction, protects the guard again and resumes after it.  (memset, in the sandbox's helper, needs
  * the page accessible too when the guest may write it.)  An absolute
  * address that reaches 0xffffffff never touches memory: it goes to a probe
  * of the top page (module.overflow_probe), which either exits with a TRAP
@@ -294,6 +301,10 @@ int vm_x64_cpu_check(const char **missing);
 /* The top host page of the guest window: PROT_NONE while native code runs
  * (see Faults above). */
 #define VM_X64_GUARD_PAGE ((uint32_t)(VM_ADDRESS_SPACE_SIZE - VM_HOST_PAGE_SIZE))
+/* What the sandbox protects from VM_X64_GUARD_PAGE on: the top page and
+ * the slack mapped after the window (vmctx.h), which an access that should
+ * wrap reaches first. */
+#define VM_X64_GUARD_BYTES (VM_HOST_PAGE_SIZE + VM_GUEST_MEMORY_SLACK)
 #define VM_X64_FAULT_EMULATE (-2)
 
 typedef struct vm_x64_fault {
@@ -303,7 +314,8 @@ typedef struct vm_x64_fault {
     uint64_t resume;   /* PAGEFAULT: native offset to resume at (retries the instruction) */
 } vm_x64_fault;
 
-/* A SIGSEGV at native code offset `rip_offset` with scratch register `rax`
+/* A SIGSEGV at native code offset `rip_offset` (the code at
+ * module->code_address) with the 16 hardware registers `hw` by number
  * (program_counter: vmctx.program_counter, read for the overflow probe).
  * Decides what the interpreter would have done with that access. */
 /* A guest register's value as the interpreter holds it, from the host
@@ -316,7 +328,7 @@ static inline uint64_t vm_x64_guest_reg(const vm_x64_module *module, uint64_t ra
 }
 
 void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, const vm_memory *memory,
-                          uint64_t rip_offset, uint64_t rax, uint32_t program_counter, vm_x64_fault *out);
+                          uint64_t rip_offset, const uint64_t *hw, uint32_t program_counter, vm_x64_fault *out);
 
 /* VM_X64_FAULT_EMULATE: do what the faulting access instruction at `insn`
  * does, on `regs` (the 16 hardware registers by number) and the guest

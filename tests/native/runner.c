@@ -124,7 +124,7 @@ static int prot_of(uint8_t perm)
  * around what the runner does there for the guest. */
 static void guard(int prot)
 {
-    if (mprotect(guest + VM_X64_GUARD_PAGE, VM_HOST_PAGE_SIZE, prot) != 0)
+    if (mprotect(guest + VM_X64_GUARD_PAGE, VM_X64_GUARD_BYTES, prot) != 0)
         die("mprotect (guard page)");
 }
 
@@ -179,12 +179,11 @@ static void on_fault(int sig, siginfo_t *si, void *uc_)
     uint64_t rip = (uint64_t)g[REG_RIP];
     if (sig == SIGSEGV && in_code(rip)) {
         vm_x64_fault f;
-        vm_x64_resolve_fault(&module, &map, &memory, rip - code_base, (uint64_t)g[REG_RAX],
-                             atomic_load(&ctx->program_counter), &f);
+        uint64_t hw[16];
+        for (int i = 0; i < 16; i++)
+            hw[i] = (uint64_t)g[greg_of(i)];
+        vm_x64_resolve_fault(&module, &map, &memory, rip - code_base, hw, atomic_load(&ctx->program_counter), &f);
         if (f.stub == VM_X64_FAULT_EMULATE) {
-            uint64_t hw[16];
-            for (int i = 0; i < 16; i++)
-                hw[i] = (uint64_t)g[greg_of(i)];
             guard(PROT_READ | PROT_WRITE);
             uint32_t n = vm_x64_emulate_access((const uint8_t *)(uintptr_t)rip, hw, guest + f.arg);
             guard(PROT_NONE);
@@ -374,7 +373,8 @@ static int run_case(void)
     READ(heap_state.heap.grow_pages);
 
     /* guest memory: a fresh PROT_NONE window, permissions, contents */
-    map_fixed(VM_ADDR_GUEST_MEMORY, VM_GUEST_MEMORY_SIZE, PROT_NONE);
+    /* the window and its slack (compiler.h, Faults) */
+    map_fixed(VM_ADDR_GUEST_MEMORY, VM_GUEST_MEMORY_SIZE + VM_GUEST_MEMORY_SLACK, PROT_NONE);
     memory.base = guest;
     memory.page_size = page_size;
     memory.page_shift = (uint32_t)__builtin_ctz(page_size);

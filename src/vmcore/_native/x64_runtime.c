@@ -188,8 +188,63 @@ uint32_t vm_x64_block_costs(const vm_x64_module *module, const vm_x64_map *map, 
     return count;
 }
 
+/* The memory operand of an access generated code writes: [66] REX
+ * [0F] op ModRM [SIB] [disp8/32] [imm], the operand r15-based, either
+ * [r15 + index + disp] (SIB, scale 1) or [r15 + disp].  *offset is the
+ * native address minus r15 (with the index register's value from hw, the
+ * 16 hardware registers by number); 0 when it is no such form. */
+typedef struct access_form {
+    int operand16, w, reg;
+    uint32_t op;
+    uint64_t offset;
+    const uint8_t *rest; /* past the operand: the immediate, if any */
+} access_form;
+
+static int decode_access(const uint8_t *insn, const uint64_t *hw, access_form *f)
+{
+    const uint8_t *p = insn;
+    f->operand16 = *p == 0x66;
+    p += f->operand16;
+    uint8_t rex = *p++;
+    if ((rex & 0xf0u) != 0x40u || !(rex & 1u)) /* REX.B: the base is r15 */
+        return 0;
+    f->w = (rex & 8u) != 0;
+    uint32_t op = *p++;
+    if (op == 0x0fu)
+        op = 0x0f00u | *p++;
+    f->op = op;
+    uint8_t modrm = *p++;
+    unsigned mod = modrm >> 6, rm = modrm & 7u;
+    f->reg = ((modrm >> 3) & 7) | (rex & 4u ? 8 : 0);
+    uint64_t index = 0;
+    if (mod == 3)
+        return 0;
+    if (rm == 4) {
+        uint8_t sib = *p++;
+        unsigned idx = ((sib >> 3) & 7u) | (rex & 2u ? 8u : 0u);
+        if ((sib & 7u) != 7u || (sib >> 6) != 0)
+            return 0;
+        if (idx != 4u) /* 4 (no REX.X): no index */
+            index = hw[idx];
+    } else if (rm != 7u) {
+        return 0;
+    }
+    int32_t disp = 0;
+    if (mod == 1) {
+        disp = (int8_t)*p++;
+    } else if (mod == 2) {
+        uint32_t d;
+        __builtin_memcpy(&d, p, 4);
+        disp = (int32_t)d;
+        p += 4;
+    }
+    f->offset = index + (uint64_t)(int64_t)disp;
+    f->rest = p;
+    return 1;
+}
+
 void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, const vm_memory *memory,
-                          uint64_t rip_offset, uint64_t rax, uint32_t program_counter, vm_x64_fault *out)
+                          uint64_t rip_offset, const uint64_t *hw, uint32_t program_counter, vm_x64_fault *out)
 {
     out->stub = -1;
     out->pc = 0;
@@ -218,17 +273,27 @@ void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, co
     uint32_t info = e.info;
     if (!(info & (VM_X64_INFO_LOAD | VM_X64_INFO_STORE)))
         return;
+    access_form f;
+    if (!decode_access((const uint8_t *)(uintptr_t)(module->code_address + rip_offset), hw, &f))
+        return;
+    /* Generated code indexes the window with a zero-extended address (at
+     * most 2^32 - 1 + a displacement below the slack's size): anything
+     * else is not a guest access but a crash. */
+    if (f.offset >= VM_ADDRESS_SPACE_SIZE + VM_GUEST_MEMORY_SLACK)
+        return;
+    uint32_t address = (uint32_t)f.offset; /* the guest's: wrapped */
     uint32_t size = 1u << ((info >> VM_X64_INFO_SIZE_SHIFT) & 3u);
     uint8_t need = (info & VM_X64_INFO_STORE) ? VM_PERM_WRITE : VM_PERM_READ;
     uint32_t fault = 0;
-    vm_access access = vm_access_verdict(memory, (uint32_t)rax, size, need, &fault);
+    vm_access access = vm_access_verdict(memory, address, size, need, &fault);
     out->pc = e.pc;
     if (access == VM_ACCESS_OK) {
-        /* allowed: in the guard page (no wrap here), else the protections
-         * disagree with the permission map -- a real crash */
-        if ((uint32_t)rax + size - 1 >= VM_X64_GUARD_PAGE) {
+        /* allowed: in the guard page, or past the window where the guest
+         * address wraps; else the protections disagree with the
+         * permission map -- a real crash */
+        if (f.offset + size - 1 >= VM_X64_GUARD_PAGE) {
             out->stub = VM_X64_FAULT_EMULATE;
-            out->arg = (uint32_t)rax;
+            out->arg = address;
         }
         return;
     }
@@ -241,30 +306,20 @@ void vm_x64_resolve_fault(const vm_x64_module *module, const vm_x64_map *map, co
     }
 }
 
-/* The forms emit_access (x64/select.c) writes: [66] REX op ModRM SIB [imm]
- * with the memory operand [r15 + rax]. */
+/* The forms emit_access (x64/select.c) writes (decode_access). */
 uint32_t vm_x64_emulate_access(const uint8_t *insn, uint64_t *regs, uint8_t *at)
 {
-    const uint8_t *p = insn;
-    int operand16 = *p == 0x66;
-    p += operand16;
-    uint8_t rex = *p++;
-    if ((rex & 0xf0u) != 0x40u)
+    access_form f;
+    if (!decode_access(insn, regs, &f))
         return 0;
-    int w = (rex & 8u) != 0;
-    uint32_t op = *p++;
-    if (op == 0x0fu)
-        op = 0x0f00u | *p++;
-    uint8_t modrm = *p++, sib = *p++;
-    if ((modrm & 0xc7u) != 0x04u || sib != 0x07u || (rex & 3u) != 1u)
-        return 0;
-    int reg = ((modrm >> 3) & 7) | (rex & 4u ? 8 : 0);
+    const uint8_t *p = f.rest;
+    int w = f.w, operand16 = f.operand16, reg = f.reg;
     uint64_t *r = &regs[reg];
     uint8_t b1;
     uint16_t b2;
     uint32_t b4;
     uint64_t b8;
-    switch (op) {
+    switch (f.op) {
     case 0x8bu: /* mov r32 (zero-extends) / r64, [m] */
         if (w) {
             __builtin_memcpy(&b8, at, 8);
@@ -281,16 +336,14 @@ uint32_t vm_x64_emulate_access(const uint8_t *insn, uint64_t *regs, uint8_t *at)
         __builtin_memcpy(&b2, at, 2);
         *r = b2;
         break;
-    case 0x0fbeu: /* movsx r64 */
-        if (!w)
-            return 0;
-        *r = (uint64_t)(int64_t)(int8_t)at[0];
+    case 0x0fbeu: /* movsx r64 / r32 (zero-extended above) */
+        b8 = (uint64_t)(int64_t)(int8_t)at[0];
+        *r = w ? b8 : (uint32_t)b8;
         break;
     case 0x0fbfu:
-        if (!w)
-            return 0;
         __builtin_memcpy(&b2, at, 2);
-        *r = (uint64_t)(int64_t)(int16_t)b2;
+        b8 = (uint64_t)(int64_t)(int16_t)b2;
+        *r = w ? b8 : (uint32_t)b8;
         break;
     case 0x63u: /* movsxd r64 */
         if (!w)

@@ -301,21 +301,20 @@ __asm__(".text\n"
 static void (*const exit_stub[6])(void) = {zy_exit_0, zy_exit_1, zy_exit_2, zy_exit_3, zy_exit_4, zy_exit_5};
 _Static_assert(VMCTX_STUB_FINISHED == 0 && VMCTX_STUB_STEP == 5, "exit stubs are numbered 0..5");
 
-/* The guard page (compiler.h): PROT_NONE while native code runs, opened
- * only around what the sandbox itself does there for the guest. */
+/* The guard page and the slack after the window (compiler.h): PROT_NONE
+ * while native code runs, opened only around what the sandbox itself does
+ * there for the guest. */
 static void guard(int prot)
 {
-    long r = sys3(SYS_mprotect, (long)(VM_ADDR_GUEST_MEMORY + VM_X64_GUARD_PAGE), VM_HOST_PAGE_SIZE, prot);
+    long r = sys3(SYS_mprotect, (long)(VM_ADDR_GUEST_MEMORY + VM_X64_GUARD_PAGE), (long)VM_X64_GUARD_BYTES, prot);
     if (r < 0)
         fatal("cannot protect the guard page", r);
 }
 
-/* An allowed access to the guard page, done here; 0: not an access. */
-static int emulate_access(uint64_t *g, uint64_t rip, uint32_t address)
+/* An allowed access to the guard page or one that wraps past the window,
+ * done here; 0: not an access. */
+static int emulate_access(uint64_t *g, uint64_t *hw, uint64_t rip, uint32_t address)
 {
-    uint64_t hw[16];
-    for (int i = 0; i < 16; i++)
-        hw[i] = g[greg_of_hw[i]];
     guard(PROT_READ | PROT_WRITE);
     uint32_t n = vm_x64_emulate_access((const uint8_t *)(uintptr_t)rip, hw, memory.base + address);
     guard(PROT_NONE);
@@ -338,9 +337,12 @@ static void on_fault(int sig, void *info, void *uctx)
         /* A guest access to a protected page (or past the jump table):
          * decide what the interpreter would have done. */
         vm_x64_fault f;
-        vm_x64_resolve_fault(x64, &x64_map, &memory, rip - VM_ADDR_NATIVE_CODE, g[G_RAX],
+        uint64_t hw[16];
+        for (int i = 0; i < 16; i++)
+            hw[i] = g[greg_of_hw[i]];
+        vm_x64_resolve_fault(x64, &x64_map, &memory, rip - VM_ADDR_NATIVE_CODE, hw,
                              atomic_load_explicit(&CTX->program_counter, RELAXED), &f);
-        if (f.stub == VM_X64_FAULT_EMULATE && emulate_access(g, rip, f.arg))
+        if (f.stub == VM_X64_FAULT_EMULATE && emulate_access(g, hw, rip, f.arg))
             return;
         if (f.stub >= 0 && f.stub <= VMCTX_STUB_STEP) {
             for (int i = 0; i < VM_REG_COUNT; i++)
@@ -456,7 +458,8 @@ static void unprotect_window(void)
 {
     if (!protections_shift)
         return;
-    long r = sys3(SYS_mprotect, (long)VM_ADDR_GUEST_MEMORY, (long)VM_GUEST_MEMORY_SIZE, PROT_READ | PROT_WRITE);
+    long r = sys3(SYS_mprotect, (long)VM_ADDR_GUEST_MEMORY, (long)(VM_GUEST_MEMORY_SIZE + VM_GUEST_MEMORY_SLACK),
+                  PROT_READ | PROT_WRITE);
     if (r < 0)
         fatal("cannot unprotect guest memory", r);
     protections_shift = 0;

@@ -75,6 +75,13 @@ _Static_assert(VM_ADDR_JUMP_TABLE == (1ull << 35), "dynamic jumps form the table
 _Static_assert(VM_MAXIMUM_JUMP_TABLE_ENTRIES <= 0x7fffffffu, "odd addresses must land past the table after ror");
 _Static_assert(VM_ADDR_GUEST_MEMORY > VM_ADDR_VMCTX_ALIAS && VM_ADDR_GUEST_MEMORY - VM_ADDR_VMCTX_ALIAS <= 0x10000,
                "the VmCtx alias must be reachable from r15 with a small displacement");
+/* A 32-bit program's [r15 + reg + disp] (disp < VM_GUEST_MEMORY_SLACK,
+ * emit_access) reaches at most the end of the slack after the window
+ * (plus an access's size, which starts inside it) or, with an absolute
+ * disp32 < 2^31, the window itself. */
+_Static_assert(VM_ADDR_GUEST_PERMS >= VM_ADDR_GUEST_MEMORY + VM_GUEST_MEMORY_SIZE + 2 * VM_GUEST_MEMORY_SLACK &&
+                   VM_ADDR_INTERP_MODULE > VM_ADDR_GUEST_PERMS,
+               "nothing may be mapped right after the guest window and its slack");
 
 /* Space budgets (bytes), checked as we go: one instruction's own code (step
  * exit 9 + gas charge 17 + at most 71 for load_imm_and_jump_indirect), the
@@ -326,16 +333,36 @@ static inline void mov64(x64_buf *h, int dst, int src)
 
 /* The result of a 32-bit operation.  A 64-bit program sees all of every
  * register, so it is sign-extended here.  In a 32-bit program only the
- * low halves mean anything: every instruction reads them alone (compares
- * and tests at 32 bits, addresses and stores are 32-bit), so generated
- * code leaves the upper halves as they fall and everything that hands
+ * low halves mean anything to the guest, and generated code keeps the
+ * upper halves zero (x86 32-bit operations clear them): an address
+ * register then indexes guest memory as it is ([r15 + reg + disp], see
+ * emit_access), with no copy to a scratch register.  Every instruction
+ * keeps that form (32-bit operations, 32-bit sign extensions, immediates
+ * zero-extended), load_regs restores it on every entry, and what hands
  * registers out (save_regs in the routines, vm_x64_guest_reg in the fault
- * handlers) extends them to the interpreter's form. */
+ * handlers) sign-extends them to the interpreter's form.  A register out
+ * of that form would index outside the window: it is what keeps guest
+ * accesses inside it. */
 static inline void sext_result(compiler *c, int a)
 {
     if (c->is64)
         x64_sext32(&c->out, a, a);
 }
+
+/* dst = the 32-bit result in src's low half (src's upper half zero, as
+ * after any 32-bit operation on it, or src a guest register in a 32-bit
+ * program). */
+static inline void result32(compiler *c, int dst, int src)
+{
+    if (c->is64)
+        x64_sext32(&c->out, dst, src);
+    else if (dst != src)
+        x64_mov_rr(&c->out, 4, dst, src);
+}
+
+/* A 32-bit immediate as a register value: sign-extended in a 64-bit
+ * program, zero-extended in a 32-bit one (see sext_result). */
+static inline uint64_t imm_value(const compiler *c, uint32_t imm) { return c->is64 ? sext32(imm) : imm; }
 
 /* ---- decoding ----
  * The decoder is vm_decode's own (vmcore/decoder_inline.h), inlined where

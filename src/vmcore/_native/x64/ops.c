@@ -34,7 +34,7 @@ void vm_x64_emit_division(compiler *c, vm_op op, int w, int ga, int gb, int gc)
         x64_mov_rr(h, 8, S, X64_RDX);
     x64_pop(h, X64_RDX);
     if (w == 4)
-        x64_sext32(h, a, S);
+        result32(c, a, S);
     else
         x64_mov_rr(h, 8, a, S);
     pending *p = add_pending(c, STUB_DIV, jz, c->current_pc);
@@ -49,20 +49,19 @@ void vm_x64_emit_mul_upper(compiler *c, vm_op op, int ga, int gb, int gc)
     x64_buf *h = &c->out;
     int a = R(ga), b = R(gb), d = R(gc);
     if (!c->is64) {
-        /* 32-bit: the exact 64-bit product of the extended operands. */
-        x64_push(h, X64_RDX);
+        /* 32-bit: the exact 64-bit product of the extended operands, built
+         * in a itself (b is in rax by then); its high half, zero-extended
+         * (sext_result). */
         if (op == VM_OP_mul_upper_unsigned_unsigned)
             x64_mov_rr(h, 4, S, b);
         else
             x64_sext32(h, S, b);
         if (op == VM_OP_mul_upper_signed_signed)
-            x64_sext32(h, X64_RDX, d);
+            x64_sext32(h, a, d);
         else
-            x64_mov_rr(h, 4, X64_RDX, d);
-        x64_imul_rr(h, 8, S, X64_RDX);
-        x64_shift_ri(h, X64_SHR, 8, S, 32);
-        x64_pop(h, X64_RDX);
-        x64_sext32(h, a, S);
+            x64_mov_rr(h, 4, a, d);
+        x64_imul_rr(h, 8, a, S);
+        x64_shift_ri(h, X64_SHR, 8, a, 32);
         return;
     }
     x64_push(h, X64_RDX);
@@ -106,7 +105,7 @@ void vm_x64_emit_minmax(compiler *c, x64_cc take_c, int w, int a, int b, int d)
     x64_alu_rr(h, X64_CMP, w, S, d);
     x64_cmov(h, take_c, w, S, d);
     if (w == 4)
-        x64_sext32(h, a, S);
+        result32(c, a, S);
     else
         x64_mov_rr(h, 8, a, S);
 }

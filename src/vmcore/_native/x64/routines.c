@@ -14,10 +14,12 @@ static void save_regs(const compiler *c, x64_buf *b)
     }
 }
 
-static void load_regs(x64_buf *b)
+/* A 32-bit program's registers enter zero-extended (sext_result): the
+ * low halves, whatever the host left above them. */
+static void load_regs(const compiler *c, x64_buf *b)
 {
     for (int i = 0; i < VM_REG_COUNT; i++)
-        x64_load(b, 8, R(i), CTX_REG(i));
+        x64_load(b, c->is64 ? 8 : 4, R(i), CTX_REG(i));
 }
 
 /* rbx <- rsp; align; call [stub]; rsp <- rbx (rbx is callee saved and the
@@ -51,7 +53,7 @@ void vm_x64_emit_routines(compiler *c)
     /* Entry: r15, guest registers, then wherever the host points. */
     c->entry_routine = here(c);
     x64_movabs(b, MB, VM_ADDR_GUEST_MEMORY);
-    load_regs(b);
+    load_regs(c, b);
     x64_jmp_m(b, CTX(next_native_program_counter));
 
     /* sbrk: request in eax, result in eax. */
@@ -59,7 +61,7 @@ void vm_x64_emit_routines(compiler *c)
     save_regs(c, b);
     x64_mov_rr(b, 4, X64_RDI, X64_RAX);
     call_helper(b, VMCTX_STUB_SBRK);
-    load_regs(b);
+    load_regs(c, b);
     x64_ret(b);
 
     /* memset: the caller stored program_counter / next_native_program_counter. */
@@ -69,7 +71,7 @@ void vm_x64_emit_routines(compiler *c)
     call_helper(b, VMCTX_STUB_MEMSET);
     x64_test_rr(b, 4, X64_RAX, X64_RAX);
     size_t stop = x64_jcc_rel8(b, X64_CC_NE, X64_NO_TARGET);
-    load_regs(b);
+    load_regs(c, b);
     x64_ret(b);
     x64_patch_rel8(b->start, stop, x64_offset(b));
     x64_alu_ri(b, X64_ADD, 8, X64_RSP, 8); /* drop the return address */

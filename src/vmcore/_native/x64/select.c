@@ -96,13 +96,29 @@ HOT_INLINE void emit_access(compiler *c, uint32_t *rec, uint32_t pc, int kind, i
                         uint32_t offset, uint32_t imm)
 {
     x64_buf *h = &c->out;
+    x64_mem m = x64_base_index(MB, S, 0, 0);
     if (base_guest < 0) {
         if ((uint64_t)offset + (uint64_t)size > 0xffffffffull) {
             call_with_data(h, c->overflow_routine, &pc, 1);
             c->falls_through = 0;
             return;
         }
-        x64_mov_r32_imm(h, S, offset);
+        if (offset < 0x80000000u) /* a positive disp32 */
+            m = x64_base_disp(MB, (int32_t)offset);
+        else
+            x64_mov_r32_imm(h, S, offset);
+    } else if (!c->is64 && offset < VM_GUEST_MEMORY_SLACK && (kind < ACC_STORE || !c->config->gas_metering)) {
+        /* The register is zero-extended (sext_result): the native address
+         * is base + offset.  One that should wrap lands in the slack after
+         * the window, which is protected with the guard page while native
+         * code runs: it faults and the handler finishes it at the wrapped
+         * address (vm_x64_resolve_fault), which is below 0x10000, where
+         * programs keep nothing.  A larger offset is often a table's
+         * address indexed by a negative register: that wraps in lea,
+         * without a fault per access.  Gas metered, stores keep the lea:
+         * a store through the register next to the gas counter's
+         * read-modify-write ran DOOM's pixel loops ~20% slower. */
+        m = x64_base_index(MB, R(base_guest), 0, (int32_t)offset);
     } else {
         /* no bounds check: an access reaching 0xffffffff starts in the
          * guard page and faults (compiler.h, Faults) */
@@ -112,7 +128,6 @@ HOT_INLINE void emit_access(compiler *c, uint32_t *rec, uint32_t pc, int kind, i
         else
             x64_lea(h, 4, S, x64_base_disp(b, (int32_t)offset));
     }
-    x64_mem m = x64_base_index(MB, S, 0, 0);
     int log2 = size == 1 ? 0 : size == 2 ? 1 : size == 4 ? 2 : 3;
     switch (kind) {
     case ACC_LOAD_U:
@@ -122,7 +137,12 @@ HOT_INLINE void emit_access(compiler *c, uint32_t *rec, uint32_t pc, int kind, i
             x64_load(h, size, reg, m); /* 4: zero-extends */
         break;
     case ACC_LOAD_S:
-        x64_movsx_rm(h, 8, size, reg, m);
+        if (c->is64)
+            x64_movsx_rm(h, 8, size, reg, m);
+        else if (size == 4)
+            x64_load(h, 4, reg, m);
+        else
+            x64_movsx_rm(h, 4, size, reg, m); /* sign-extends to 32 bits, zeroes the upper half */
         break;
     case ACC_STORE:
         x64_store(h, size, m, reg);
@@ -178,7 +198,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         emit_static_jump(c, pc, ins->imm1, ins->next);
         return;
     case VM_OP_load_imm_and_jump:
-        x64_mov_imm64(h, a, sext32(ins->imm1));
+        x64_mov_imm64(h, a, imm_value(c, ins->imm1));
         emit_static_jump(c, pc, ins->imm2, ins->next);
         return;
     case VM_OP_jump_indirect:
@@ -193,7 +213,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
             x64_mov_rr(h, 4, S, b);
         else
             x64_lea(h, 4, S, x64_base_disp(b, (int32_t)ins->imm2));
-        x64_mov_imm64_keep_flags(h, a, sext32(ins->imm1));
+        x64_mov_imm64_keep_flags(h, a, imm_value(c, ins->imm1));
         vm_x64_emit_dynamic_jump(c, pc, table_count);
         return;
     case VM_OP_ecalli: {
@@ -211,7 +231,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
             x64_patch_rel8(h->start, ok, x64_offset(h));
         }
         x64_call_rel32(h, c->sbrk_routine);
-        x64_sext32(h, a, S);
+        result32(c, a, S);
         return;
     case VM_OP_memset:
         x64_lea(h, 8, S, x64_base_disp(X64_RIP, (int32_t)body - (int32_t)(here(c) + 7)));
@@ -220,7 +240,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         x64_call_rel32(h, c->memset_routine);
         return;
     case VM_OP_load_imm:
-        x64_mov_imm64(h, a, simm);
+        x64_mov_imm64(h, a, imm_value(c, imm));
         return;
     case VM_OP_load_imm64:
         x64_mov_imm64(h, a, ins->imm64);
@@ -279,7 +299,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
             emit_trap(c, pc);
             return;
         }
-        if (imm == 0 && (op == VM_OP_branch_eq_imm || op == VM_OP_branch_not_eq_imm))
+        if (imm == 0) /* the flags every condition reads, as cmp a, 0 sets them (CF = OF = 0) */
             x64_test_rr(h, w, a, a);
         else
             x64_alu_ri(h, X64_CMP, w, a, (int32_t)imm);
@@ -351,7 +371,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         x64_unary_r(h, X64_NOT, w, S);
         x64_alu_rr(h, X64_OR, w, S, b);
         if (w == 4)
-            x64_sext32(h, a, S);
+            result32(c, a, S);
         else
             x64_mov_rr(h, 8, a, S);
         return;
@@ -360,7 +380,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         x64_alu_rr(h, X64_XOR, w, S, d);
         x64_unary_r(h, X64_NOT, w, S);
         if (w == 4)
-            x64_sext32(h, a, S);
+            result32(c, a, S);
         else
             x64_mov_rr(h, 8, a, S);
         return;
@@ -389,8 +409,10 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         /* fall through */
     case VM_OP_xor_imm:
     case VM_OP_or_imm:
+        /* 32-bit program: at 32 bits, or the sign-extended immediate would
+         * set the upper half */
         mov64(h, a, b);
-        x64_alu_ri(h, op == VM_OP_and_imm ? X64_AND : op == VM_OP_xor_imm ? X64_XOR : X64_OR, 8, a, (int32_t)imm);
+        x64_alu_ri(h, op == VM_OP_and_imm ? X64_AND : op == VM_OP_xor_imm ? X64_XOR : X64_OR, w, a, (int32_t)imm);
         return;
     case VM_OP_mul_imm_32:
         x64_imul_rri(h, 4, a, b, (int32_t)imm);
@@ -410,7 +432,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
     case VM_OP_shift_logical_right_imm_32: {
         uint8_t n = (uint8_t)(imm & 31);
         if (n == 0) {
-            x64_sext32(h, a, b);
+            result32(c, a, b);
             return;
         }
         if (a != b) /* the 32-bit shift clears the upper half itself */
@@ -422,9 +444,15 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
     }
     case VM_OP_shift_arithmetic_right_imm_32: {
         uint8_t n = (uint8_t)(imm & 31);
-        x64_sext32(h, a, b);
-        if (n)
-            x64_shift_ri(h, X64_SAR, 8, a, n);
+        if (c->is64) {
+            x64_sext32(h, a, b);
+            if (n)
+                x64_shift_ri(h, X64_SAR, 8, a, n);
+        } else {
+            result32(c, a, b);
+            if (n)
+                x64_shift_ri(h, X64_SAR, 4, a, n);
+        }
         return;
     }
     case VM_OP_shift_logical_left_imm_64:
@@ -438,15 +466,20 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         return;
     }
     case VM_OP_negate_and_add_imm_32:
-        x64_mov_r32_imm(h, S, imm);
-        x64_alu_rr(h, X64_SUB, 4, S, b);
-        x64_sext32(h, a, S);
+    case VM_OP_negate_and_add_imm_64: {
+        /* a = imm - b: in a itself (a == b: -a + imm) */
+        int sz = op == VM_OP_negate_and_add_imm_64 ? 8 : 4;
+        if (a == b) {
+            x64_unary_r(h, X64_NEG, sz, a);
+            x64_alu_ri(h, X64_ADD, sz, a, (int32_t)imm);
+        } else {
+            x64_mov_imm64(h, a, sz == 8 ? simm : imm);
+            x64_alu_rr(h, X64_SUB, sz, a, b);
+        }
+        if (sz == 4)
+            sext_result(c, a);
         return;
-    case VM_OP_negate_and_add_imm_64:
-        x64_mov_imm64(h, S, simm);
-        x64_alu_rr(h, X64_SUB, 8, S, b);
-        x64_mov_rr(h, 8, a, S);
-        return;
+    }
     case VM_OP_shift_logical_right_imm_alt_32:
     case VM_OP_shift_arithmetic_right_imm_alt_32:
     case VM_OP_shift_logical_left_imm_alt_32:
@@ -464,7 +497,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         return;
     case VM_OP_cmov_if_zero_imm:
     case VM_OP_cmov_if_not_zero_imm:
-        x64_mov_imm64(h, S, simm);
+        x64_mov_imm64(h, S, imm_value(c, imm));
         x64_test_rr(h, w, b, b);
         x64_cmov(h, op == VM_OP_cmov_if_zero_imm ? X64_CC_E : X64_CC_NE, 8, a, S);
         return;
@@ -489,7 +522,7 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
         }
         x64_pop(h, X64_RCX);
         if (op == VM_OP_rotate_right_imm_alt_32)
-            x64_sext32(h, a, S);
+            result32(c, a, S);
         else
             x64_mov_rr(h, 8, a, S);
         return;
@@ -502,8 +535,8 @@ HOT_INLINE void emit_instruction(compiler *c, vm_op op, const vm_instruction *in
     case VM_OP_count_trailing_zero_bits_64: x64_bitcount(h, X64_TZCNT, 8, a, b); return;
     case VM_OP_count_set_bits_32: x64_bitcount(h, X64_POPCNT, 4, a, b); return;
     case VM_OP_count_set_bits_64: x64_bitcount(h, X64_POPCNT, 8, a, b); return;
-    case VM_OP_sign_extend_8: x64_movsx_rr(h, 8, 1, a, b); return;
-    case VM_OP_sign_extend_16: x64_movsx_rr(h, 8, 2, a, b); return;
+    case VM_OP_sign_extend_8: x64_movsx_rr(h, w, 1, a, b); return;
+    case VM_OP_sign_extend_16: x64_movsx_rr(h, w, 2, a, b); return;
     case VM_OP_zero_extend_16: x64_movzx_rr(h, 4, 2, a, b); return;
     case VM_OP_reverse_byte:
         if (c->is64) {

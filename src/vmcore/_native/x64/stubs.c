@@ -34,11 +34,13 @@ static void write_stub(compiler *c, const pending *p)
         /* divisor 0: div -> all ones, rem -> the dividend */
         if (is_rem) {
             if (w == 4)
-                x64_sext32(b, a, bb);
+                result32(c, a, bb);
             else if (a != bb)
                 x64_mov_rr(b, 8, a, bb);
-        } else {
+        } else if (c->is64) {
             x64_mov_r64_simm32(b, a, -1);
+        } else {
+            x64_mov_r32_imm(b, a, 0xffffffffu);
         }
         x64_jmp_rel32(b, p->y);
         if (p->at2) {
@@ -50,7 +52,7 @@ static void write_stub(compiler *c, const pending *p)
                 x64_mov_rr(b, w, S, bb);
                 x64_unary_r(b, X64_NEG, w, S);
                 if (w == 4)
-                    x64_sext32(b, a, S);
+                    result32(c, a, S);
                 else
                     x64_mov_rr(b, 8, a, S);
             }
